@@ -88,6 +88,7 @@ pub mod drive;
 pub mod heartbeat;
 pub mod patch;
 pub mod rng;
+pub mod session;
 pub mod time;
 
 pub use drive::{Machine, Poll, Wake};
