@@ -150,9 +150,9 @@ impl fmt::Debug for Request {
 }
 
 /// A response as the core consumes it: the status, the two headers it reads, and the body,
-/// which the driver must cap at the session's `max_response_body`
-///
-/// (default 64 KiB).
+/// which the driver must cap at
+/// [`SessionConfig::max_response_body`](super::SessionConfig::max_response_body) bytes
+/// (64 KiB by default).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
     /// The HTTP status code.

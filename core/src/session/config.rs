@@ -1,0 +1,150 @@
+//! The session's configuration, its defaults (DESIGN.md) and its validation.
+
+use alloc::string::String;
+use core::fmt;
+use core::time::Duration;
+
+use crate::backoff::{BackoffPolicy, ControllerConfig};
+use crate::batch::{self, Envelope};
+use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
+use crate::state::StateConfig;
+
+/// Everything a session needs to know before it starts.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The session id, sent in heartbeat bodies.
+    pub session_id: String,
+    /// The worker epoch, if the caller was given one; `None` registers for a new one.
+    pub epoch: Option<u64>,
+    /// Heartbeat cadence and liveness TTL.
+    pub heartbeat: HeartbeatConfig,
+    /// The `/worker/events` uploader.
+    pub events: batch::Config,
+    /// The `/worker/internal-events` uploader.
+    pub internal_events: batch::Config,
+    /// The `/worker/events/delivery` uploader: 64 per batch and 64 queued by default.
+    pub delivery: batch::Config,
+    /// The `PUT /worker` uploader.
+    pub state: StateConfig,
+    /// Retries of the connect sequence (register, init `PUT`, `GET`): the reconnect curve
+    /// (1 s doubling to 30 s) and six retries by default.
+    pub connect: ControllerConfig,
+    /// Deadline of every request but heartbeats. Default 10 s.
+    pub request_timeout: Duration,
+    /// Deadline of a heartbeat. Default 5 s.
+    pub heartbeat_timeout: Duration,
+    /// Auth failures (401/403) in a row, across channels, that give up. Default 10.
+    pub max_auth_failures: u32,
+    /// Treat 404 as transient instead of giving up at once. Default `false`.
+    pub session_unknown_is_transient: bool,
+    /// The most response body the driver may read and the core will parse. Default 64 KiB.
+    pub max_response_body: usize,
+}
+
+impl SessionConfig {
+    /// The defaults, for a session that registers for its epoch.
+    pub fn new(session_id: impl Into<String>) -> Self {
+        SessionConfig {
+            session_id: session_id.into(),
+            epoch: None,
+            heartbeat: HeartbeatConfig::default(),
+            events: batch::Config::default(),
+            internal_events: batch::Config::default(),
+            delivery: batch::Config {
+                envelope: Envelope::DeliveryUpdates,
+                max_batch_items: 64,
+                max_queue_items: 64,
+                ..batch::Config::default()
+            },
+            state: StateConfig::default().with_request_timeout(None),
+            connect: ControllerConfig {
+                policy: BackoffPolicy::reconnect(),
+                max_attempts: Some(6),
+                total_deadline: None,
+            },
+            request_timeout: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(5),
+            max_auth_failures: 10,
+            session_unknown_is_transient: false,
+            max_response_body: 64 * 1024,
+        }
+    }
+
+    /// The same configuration with a given epoch instead of registration.
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+
+    /// Checks every bound; [`Session::new`](super::Session::new) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.heartbeat.validate().map_err(ConfigError::Heartbeat)?;
+        for (stream, config) in [
+            ("events", &self.events),
+            ("internal_events", &self.internal_events),
+            ("delivery", &self.delivery),
+        ] {
+            config
+                .validate()
+                .map_err(|error| ConfigError::Uploader { stream, error })?;
+        }
+        if self.events.envelope != Envelope::Events
+            || self.internal_events.envelope != Envelope::Events
+            || self.delivery.envelope != Envelope::DeliveryUpdates
+        {
+            return Err(ConfigError::WrongEnvelope);
+        }
+        if self.request_timeout.is_zero() || self.heartbeat_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.max_auth_failures == 0 {
+            return Err(ConfigError::ZeroAuthFailures);
+        }
+        if self.max_response_body < 64 {
+            return Err(ConfigError::ResponseBodyCap(self.max_response_body));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration the session refuses.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The heartbeat's bounds.
+    Heartbeat(HeartbeatConfigError),
+    /// An uploader's bounds.
+    Uploader {
+        /// Which uploader.
+        stream: &'static str,
+        /// What is wrong with it.
+        error: batch::ConfigError,
+    },
+    /// An uploader's envelope does not match its endpoint.
+    WrongEnvelope,
+    /// A request timeout of zero would fail every request.
+    ZeroTimeout,
+    /// `max_auth_failures` of zero would give up before the first request.
+    ZeroAuthFailures,
+    /// The response body cap is too small for any response of the protocol.
+    ResponseBodyCap(usize),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Heartbeat(e) => write!(f, "heartbeat: {e}"),
+            ConfigError::Uploader { stream, error } => write!(f, "{stream} uploader: {error}"),
+            ConfigError::WrongEnvelope => {
+                f.write_str("the delivery uploader needs the delivery envelope, the others the events envelope")
+            }
+            ConfigError::ZeroTimeout => f.write_str("request timeouts must be longer than zero"),
+            ConfigError::ZeroAuthFailures => f.write_str("max_auth_failures must be at least 1"),
+            ConfigError::ResponseBodyCap(n) => {
+                write!(f, "a response body cap of {n} bytes is too small (at least 64)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}

@@ -1,0 +1,201 @@
+//! What goes in and out of the session: inputs, outputs, timers and errors.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde_json::Value;
+
+use super::status::Status;
+use super::wire::{Request, RequestId, Response, TransportError};
+use crate::batch::{self, EventId};
+use crate::heartbeat::HeartbeatTimer;
+use crate::state::{self, StateError};
+use crate::time::Instant;
+
+/// The three event streams a session uploads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stream {
+    /// `/worker/events`
+    Events,
+    /// `/worker/internal-events`
+    InternalEvents,
+    /// `/worker/events/delivery`
+    Delivery,
+}
+
+impl Stream {
+    /// Every stream.
+    pub const ALL: [Stream; 3] = [Stream::Events, Stream::InternalEvents, Stream::Delivery];
+
+    /// A short name for traces and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stream::Events => "events",
+            Stream::InternalEvents => "internal-events",
+            Stream::Delivery => "delivery",
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The status of a delivery acknowledgement (PROTOCOL.md, `/worker/events/delivery`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// The worker received the event.
+    Received,
+    /// The worker is processing it.
+    Processing,
+    /// The worker is done with it.
+    Processed,
+}
+
+impl DeliveryStatus {
+    /// The value on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Received => "received",
+            DeliveryStatus::Processing => "processing",
+            DeliveryStatus::Processed => "processed",
+        }
+    }
+}
+
+/// Names one [`Session::flush`](super::Session::flush).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlushId(pub u64);
+
+/// What the caller tells the session, for the [`Machine`](crate::Machine) interface; each
+/// variant maps to a typed method of [`Session`](super::Session).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Input {
+    /// [`send_event`](super::Session::send_event)
+    Event(batch::Event),
+    /// [`send_internal_event`](super::Session::send_internal_event)
+    InternalEvent(batch::Event),
+    /// [`ack_delivery`](super::Session::ack_delivery)
+    Ack {
+        /// The acknowledged event's id.
+        event_id: String,
+        /// How far the worker got.
+        status: DeliveryStatus,
+    },
+    /// [`patch_state`](super::Session::patch_state)
+    Patch(Value),
+    /// [`flush`](super::Session::flush)
+    Flush {
+        /// When to stop waiting.
+        deadline: Instant,
+    },
+    /// [`close`](super::Session::close)
+    Close {
+        /// When to hand back what is left.
+        deadline: Instant,
+    },
+    /// [`handle_response`](super::Session::handle_response)
+    Response {
+        /// The request answered.
+        id: RequestId,
+        /// The answer.
+        response: Response,
+    },
+    /// [`handle_transport_error`](super::Session::handle_transport_error)
+    TransportError {
+        /// The request that failed.
+        id: RequestId,
+        /// Why.
+        error: TransportError,
+    },
+}
+
+/// What the session asks its driver to do, or reports.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Perform this request and report its response (or transport error) by its id.
+    Send(Request),
+    /// Abort this request: its deadline passed and the core already failed it. A late response
+    /// to it is ignored.
+    Cancel(RequestId),
+    /// The status changed.
+    Status(Status),
+    /// These events reached the server.
+    Delivered {
+        /// Their stream.
+        stream: Stream,
+        /// The ids their enqueue returned, in order.
+        events: Vec<EventId>,
+    },
+    /// These events will never be delivered; they are the caller's again.
+    HandedBack {
+        /// Their stream.
+        stream: Stream,
+        /// Why.
+        reason: batch::Reason,
+        /// The events, payloads and uuids included, in order.
+        events: Vec<batch::Undelivered>,
+    },
+    /// The server refused a state update for good; the optimistic view was rolled back.
+    StateRejected(state::Rejection),
+    /// State patches not acknowledged when the session ended, handed back.
+    StateUnacknowledged(state::Unacknowledged),
+    /// Everything given before the flush was delivered or handed back.
+    FlushDone(FlushId),
+    /// The flush's deadline came first.
+    FlushTimedOut(FlushId),
+}
+
+/// Why the session wants to wake up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Timer {
+    /// The wait before the next connect attempt.
+    Connect,
+    /// A request's deadline.
+    RequestDeadline,
+    /// The heartbeat's timer.
+    Heartbeat(HeartbeatTimer),
+    /// An uploader's timer.
+    Uploader(Stream, batch::Timer),
+    /// The state uploader's timer.
+    State(state::Timer),
+    /// A flush's deadline.
+    Flush,
+    /// The close deadline.
+    Close,
+}
+
+/// A call the session refused. Events and patches come back inside.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// An event was refused; the uploader's error holds it.
+    Enqueue {
+        /// The stream it was for.
+        stream: Stream,
+        /// Why, with the event.
+        error: batch::EnqueueError,
+    },
+    /// A state patch was refused.
+    State(StateError),
+    /// The session already ended (a terminal status was emitted).
+    Ended(Status),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::Enqueue { stream, error } => write!(f, "{stream}: {error}"),
+            SessionError::State(e) => write!(f, "state: {e}"),
+            SessionError::Ended(status) => write!(f, "the session has ended: {status}"),
+        }
+    }
+}
+
+impl core::error::Error for SessionError {}
