@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod backoff;
+pub mod batch;
 pub mod drive;
 pub mod patch;
 pub mod rng;
