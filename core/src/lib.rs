@@ -83,6 +83,7 @@
 extern crate alloc;
 
 pub mod backoff;
+pub mod batch;
 pub mod classify;
 pub mod drive;
 pub mod heartbeat;

@@ -1,0 +1,116 @@
+//! Errors returned at once for bad input. A rejected event is always inside the error.
+
+use alloc::string::String;
+use core::fmt;
+
+use super::event::{Event, PreparedEvent};
+
+/// Why an enqueue was refused. Every variant that had an event carries it back.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The value cannot be expressed as JSON (e.g. a map with non-string keys).
+    Unserializable {
+        /// serde_json's message.
+        message: String,
+    },
+    /// The payload is not a JSON object.
+    NotAnObject {
+        /// The event, as given.
+        event: Event,
+    },
+    /// The event alone is larger than a batch may be, so it could never be sent.
+    TooLarge {
+        /// The event, serialised.
+        event: PreparedEvent,
+        /// Its size.
+        bytes: usize,
+        /// `max_batch_bytes`.
+        limit: usize,
+    },
+    /// The queue is at a bound and the policy is [`Overflow::Reject`](super::Overflow::Reject).
+    /// Wait for capacity (see [`BatchDrainer::depth`](super::BatchDrainer::depth)) and enqueue
+    /// the event again.
+    QueueFull {
+        /// The event, serialised; enqueue it again with
+        /// [`enqueue_prepared`](super::BatchDrainer::enqueue_prepared).
+        event: PreparedEvent,
+    },
+    /// The drainer was closed or abandoned.
+    Closed {
+        /// The event, serialised.
+        event: PreparedEvent,
+    },
+    /// The event was prepared for another envelope.
+    WrongEnvelope {
+        /// The event, as prepared.
+        event: PreparedEvent,
+    },
+}
+
+impl EnqueueError {
+    /// The serialised event carried back, if the error has one.
+    pub fn into_prepared(self) -> Option<PreparedEvent> {
+        match self {
+            EnqueueError::TooLarge { event, .. }
+            | EnqueueError::QueueFull { event }
+            | EnqueueError::Closed { event }
+            | EnqueueError::WrongEnvelope { event } => Some(event),
+            EnqueueError::Unserializable { .. } | EnqueueError::NotAnObject { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for EnqueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnqueueError::Unserializable { message } => {
+                write!(f, "event cannot be serialised: {message}")
+            }
+            EnqueueError::NotAnObject { .. } => f.write_str("event payload is not a JSON object"),
+            EnqueueError::TooLarge { bytes, limit, .. } => {
+                write!(
+                    f,
+                    "event of {bytes} bytes exceeds the batch limit of {limit} bytes"
+                )
+            }
+            EnqueueError::QueueFull { .. } => f.write_str("event queue is full"),
+            EnqueueError::Closed { .. } => f.write_str("event drainer is closed"),
+            EnqueueError::WrongEnvelope { .. } => {
+                f.write_str("event was prepared for another envelope")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EnqueueError {}
+
+/// Any error of [`BatchDrainer`](super::BatchDrainer)'s [`Machine`](crate::Machine) interface.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An enqueue was refused.
+    Enqueue(EnqueueError),
+}
+
+impl From<EnqueueError> for Error {
+    fn from(e: EnqueueError) -> Self {
+        Error::Enqueue(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Enqueue(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl core::error::Error for Error {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Error::Enqueue(e) => Some(e),
+        }
+    }
+}

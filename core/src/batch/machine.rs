@@ -1,0 +1,705 @@
+//! The drainer itself: intake, serial sends, outcomes, flushes, close and abandon.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::body;
+use super::config::{BodyMode, Config, ConfigError, Overflow};
+use super::counters::Counters;
+use super::error::{EnqueueError, Error};
+use super::event::{Event, EventId, PreparedEvent, Undelivered};
+use super::io::{Abandon, BatchId, BatchOutcome, FlushId, Input, Output, Reason, Timer};
+use super::queue::{Queue, Queued};
+use crate::backoff::Backoff;
+use crate::drive::{Machine, Poll, Wake};
+use crate::rng::Rng;
+use crate::time::{Clock, Instant};
+
+/// How much the drainer holds, so a shim can wait for capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Events held, queued and in flight.
+    pub events: usize,
+    /// Bytes of event JSON held.
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: BatchId,
+    events: Vec<Queued>,
+    bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    Closing { deadline: Instant },
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingFlush {
+    id: FlushId,
+    /// Done once no held event has a `seq` below this.
+    mark: u64,
+    deadline: Instant,
+}
+
+/// The event uploader: a bounded FIFO drained one batch at a time (DESIGN.md §Batch drainer).
+///
+/// Every mutating method takes `now`; drain [`poll_output`](Self::poll_output) after each.
+#[derive(Debug)]
+pub struct BatchDrainer {
+    config: Config,
+    rng: Rng,
+    clock: Clock,
+    backoff: Backoff,
+    epoch: Option<u64>,
+    queue: Queue,
+    in_flight: Option<InFlight>,
+    /// No send before this, after a failure.
+    retry_at: Option<Instant>,
+    /// Most items in the next batch: the same batch again after a failure, half after a 413.
+    next_cap: Option<usize>,
+    failures: u32,
+    flushes: VecDeque<PendingFlush>,
+    state: State,
+    outputs: VecDeque<Output>,
+    next_event: u64,
+    next_seq: u64,
+    next_batch: u64,
+    next_flush: u64,
+    counters: Counters,
+}
+
+impl BatchDrainer {
+    /// A drainer with no epoch yet, drawing uuids and jitter from `rng`.
+    pub fn new(config: Config, rng: Rng) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(BatchDrainer {
+            backoff: Backoff::new(config.backoff),
+            config,
+            rng,
+            clock: Clock::default(),
+            epoch: None,
+            queue: Queue::default(),
+            in_flight: None,
+            retry_at: None,
+            next_cap: None,
+            failures: 0,
+            flushes: VecDeque::new(),
+            state: State::Open,
+            outputs: VecDeque::new(),
+            next_event: 0,
+            next_seq: 0,
+            next_batch: 0,
+            next_flush: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Sets the `worker_epoch` of every body from now on. Nothing is sent before an epoch is
+    /// set: a session learns its epoch only once registered, and holds its events until then.
+    pub fn set_epoch(&mut self, now: Instant, epoch: u64) {
+        self.epoch = Some(epoch);
+        self.step(now);
+    }
+
+    /// Serialises, stamps and queues `event`; returns its id.
+    ///
+    /// Fails, handing the event back, if it is not an object, is larger than a batch, the
+    /// queue is full under [`Overflow::Reject`], or the drainer is closed.
+    pub fn enqueue(&mut self, now: Instant, event: Event) -> Result<EventId, EnqueueError> {
+        let inherit = match event.key() {
+            Some(key) => self
+                .queue
+                .keyed(key)
+                .and_then(|q| q.event.keyed())
+                .and_then(|k| k.uuid.clone()),
+            None => None,
+        };
+        let prepared = PreparedEvent::prepare(
+            event,
+            self.config.envelope,
+            self.config.max_batch_bytes,
+            inherit.as_deref(),
+            &mut self.rng,
+        )?;
+        self.enqueue_prepared(now, prepared)
+    }
+
+    /// Serialises `value` and enqueues it as a plain event.
+    pub fn enqueue_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        value: &T,
+    ) -> Result<EventId, EnqueueError> {
+        self.enqueue(now, Event::from_serialize(value)?)
+    }
+
+    /// Queues an already prepared event, e.g. one handed back by
+    /// [`EnqueueError::QueueFull`]; its uuid is kept.
+    pub fn enqueue_prepared(
+        &mut self,
+        now: Instant,
+        event: PreparedEvent,
+    ) -> Result<EventId, EnqueueError> {
+        let now = self.clock.observe(now);
+        let result = self.admit(now, event);
+        self.step(now);
+        result
+    }
+
+    /// Reports how the send `batch` went. An outcome for a batch not in flight (stale, or
+    /// after close) is ignored and counted.
+    pub fn handle_outcome(&mut self, now: Instant, batch: BatchId, outcome: BatchOutcome) {
+        let now = self.clock.observe(now);
+        match self.in_flight.take() {
+            Some(f) if f.id == batch => self.settle_batch(now, f, outcome),
+            other => {
+                self.in_flight = other;
+                self.counters.stale_outcomes += 1;
+            }
+        }
+        self.step(now);
+    }
+
+    /// Asks to be told when everything enqueued so far is delivered or handed back
+    /// ([`Output::FlushDone`]), or that `deadline` passed first ([`Output::FlushTimedOut`]).
+    /// Lingering events are sent at once while a flush waits.
+    ///
+    /// A replacement counts as the event it replaced, so a flush also waits for a replacement
+    /// enqueued after it.
+    pub fn flush(&mut self, now: Instant, deadline: Instant) -> FlushId {
+        let now = self.clock.observe(now);
+        let id = FlushId(self.next_flush);
+        self.next_flush += 1;
+        self.flushes.push_back(PendingFlush {
+            id,
+            mark: self.next_seq,
+            deadline,
+        });
+        self.step(now);
+        id
+    }
+
+    /// Stops intake and drains until `deadline`; then hands back whatever is left in one
+    /// [`Output::HandedBack`] with [`Reason::Closed`]. Ends with [`Output::Closed`]. A second
+    /// call can only bring the deadline forward.
+    pub fn close(&mut self, now: Instant, deadline: Instant) {
+        let now = self.clock.observe(now);
+        self.state = match self.state {
+            State::Open => State::Closing { deadline },
+            State::Closing { deadline: d } => State::Closing {
+                deadline: d.min(deadline),
+            },
+            State::Closed => State::Closed,
+        };
+        self.step(now);
+    }
+
+    /// Stops at once, for a session that ended: everything undelivered, in flight included,
+    /// is handed back in one output with `reason`, then [`Output::Closed`]. A late outcome is
+    /// ignored.
+    pub fn abandon(&mut self, now: Instant, reason: Abandon) {
+        let now = self.clock.observe(now);
+        if self.state != State::Closed {
+            self.hand_back_all(reason.into());
+        }
+        self.step(now);
+    }
+
+    /// Writes the body of the in-flight batch `batch` into `out` (appending); `false` if that
+    /// batch is not in flight. For [`BodyMode::Deferred`], or to rebuild a body.
+    pub fn write_body(&self, batch: BatchId, out: &mut Vec<u8>) -> bool {
+        match (&self.in_flight, self.epoch) {
+            (Some(f), Some(epoch)) if f.id == batch => {
+                out.reserve(body::body_len(
+                    self.config.envelope,
+                    epoch,
+                    f.events.len(),
+                    f.bytes,
+                ));
+                body::write(
+                    out,
+                    self.config.envelope,
+                    epoch,
+                    f.events.iter().map(|q| q.event.item_bytes()),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The next action, or the next wake-up once none is left.
+    #[must_use = "outputs are the drainer's only way to get work done"]
+    pub fn poll_output(&mut self) -> Poll<Output, Timer> {
+        match self.outputs.pop_front() {
+            Some(o) => Poll::Output(o),
+            None => Poll::Timeout(self.next_wake()),
+        }
+    }
+
+    /// Time passed: runs expired timers. Early or spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
+        self.step(now);
+    }
+
+    /// What the drainer holds now.
+    pub fn depth(&self) -> Depth {
+        let (events, bytes) = self
+            .in_flight
+            .as_ref()
+            .map_or((0, 0), |f| (f.events.len(), f.bytes));
+        Depth {
+            events: self.queue.len() + events,
+            bytes: self.queue.bytes() + bytes,
+        }
+    }
+
+    /// Whether an event of `bytes` would be accepted now without dropping anything.
+    pub fn has_room_for(&self, bytes: usize) -> bool {
+        let d = self.depth();
+        self.state == State::Open
+            && bytes <= self.config.max_batch_bytes
+            && d.events < self.config.max_queue_items
+            && d.bytes.saturating_add(bytes) <= self.config.max_queue_bytes
+    }
+
+    /// The counters, with the current depth filled in.
+    pub fn counters(&self) -> Counters {
+        let d = self.depth();
+        Counters {
+            queue_events: d.events,
+            queue_bytes: d.bytes,
+            in_flight_events: self.in_flight.as_ref().map_or(0, |f| f.events.len()),
+            ..self.counters
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The epoch bodies carry, once set.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The send awaiting an outcome, if any.
+    pub fn in_flight(&self) -> Option<BatchId> {
+        self.in_flight.as_ref().map(|f| f.id)
+    }
+
+    /// Whether intake has stopped (closing, closed or abandoned).
+    pub fn is_closing(&self) -> bool {
+        self.state != State::Open
+    }
+
+    /// Whether the drainer is finished: closed or abandoned, nothing held.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    // ---- intake ----
+
+    fn admit(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, EnqueueError> {
+        if self.state != State::Open {
+            return Err(EnqueueError::Closed { event });
+        }
+        if event.envelope() != self.config.envelope {
+            return Err(EnqueueError::WrongEnvelope { event });
+        }
+        let mut event = event.check_size(self.config.max_batch_bytes)?;
+        let target = event.replace_key().and_then(|k| self.queue.keyed(k));
+        let (target_seq, target_bytes) = match target {
+            Some(t) => {
+                let (seq, bytes, uuid) = (
+                    t.seq,
+                    t.event.bytes(),
+                    t.event.keyed().and_then(|k| k.uuid.clone()),
+                );
+                if let Some(uuid) = uuid {
+                    event = event.inherit_uuid(&uuid, &mut self.rng);
+                }
+                (Some(seq), bytes)
+            }
+            None => (None, 0),
+        };
+        let extra = usize::from(target_seq.is_none());
+        if !self.fits(extra, target_bytes, event.bytes()) {
+            match self.config.overflow {
+                Overflow::Reject => {
+                    self.counters.rejected_full += 1;
+                    return Err(EnqueueError::QueueFull { event });
+                }
+                Overflow::DropNewest => return Ok(self.drop_new(event)),
+                Overflow::DropOldest => {
+                    if !self.make_room(extra, target_bytes, event.bytes(), target_seq) {
+                        return Ok(self.drop_new(event));
+                    }
+                }
+            }
+        }
+        let id = self.new_event_id();
+        let queued = Queued {
+            id,
+            seq: self.next_seq,
+            at: now,
+            sent: false,
+            event,
+        };
+        let rejected = match target_seq {
+            Some(seq) => match self.queue.replace(seq, queued) {
+                Ok(old) => {
+                    self.counters.replaced += 1;
+                    let by = Reason::Replaced { by: id };
+                    self.emit_hand_back(by, alloc::vec![undelivered(old)]);
+                    None
+                }
+                Err(queued) => Some(queued),
+            },
+            None => Some(queued),
+        };
+        if let Some(queued) = rejected {
+            self.next_seq += 1;
+            self.queue.push_back(queued);
+        }
+        Ok(id)
+    }
+
+    fn new_event_id(&mut self) -> EventId {
+        let id = EventId(self.next_event);
+        self.next_event += 1;
+        self.counters.enqueued += 1;
+        id
+    }
+
+    /// Whether holding `extra` more events, with `minus` bytes leaving and `plus` arriving,
+    /// stays within the bounds.
+    fn fits(&self, extra: usize, minus: usize, plus: usize) -> bool {
+        let d = self.depth();
+        d.events + extra <= self.config.max_queue_items
+            && d.bytes - minus + plus <= self.config.max_queue_bytes
+    }
+
+    /// Drops the oldest unsent events (never `keep`) until the new one fits. Drops nothing and
+    /// answers `false` if even an empty queue would not make room.
+    fn make_room(&mut self, extra: usize, minus: usize, plus: usize, keep: Option<u64>) -> bool {
+        let (fl_events, fl_bytes) = self
+            .in_flight
+            .as_ref()
+            .map_or((0, 0), |f| (f.events.len(), f.bytes));
+        if fl_events + 1 > self.config.max_queue_items
+            || fl_bytes + plus > self.config.max_queue_bytes
+        {
+            return false;
+        }
+        let mut dropped = Vec::new();
+        while !self.fits(extra, minus, plus) {
+            match self.queue.evict_oldest(keep) {
+                Some(q) => dropped.push(undelivered(q)),
+                None => break,
+            }
+        }
+        if !dropped.is_empty() {
+            self.counters.dropped_oldest += dropped.len() as u64;
+            self.emit_hand_back(Reason::DroppedOldest, dropped);
+        }
+        self.fits(extra, minus, plus)
+    }
+
+    fn drop_new(&mut self, event: PreparedEvent) -> EventId {
+        let id = self.new_event_id();
+        self.counters.dropped_newest += 1;
+        self.emit_hand_back(
+            Reason::DroppedNewest,
+            alloc::vec![Undelivered { id, event }],
+        );
+        id
+    }
+
+    // ---- sending ----
+
+    /// Runs everything due at `now`: the close deadline, a send, flush completions and
+    /// deadlines, the end of a close. Idempotent, so early timeouts are harmless.
+    fn step(&mut self, now: Instant) {
+        if let State::Closing { deadline } = self.state {
+            if now >= deadline {
+                self.hand_back_all(Reason::Closed);
+            }
+        }
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+        }
+        self.try_send(now);
+        self.settle_flushes();
+        if matches!(self.state, State::Closing { .. }) && self.depth().events == 0 {
+            self.hand_back_all(Reason::Closed);
+            self.settle_flushes();
+        }
+        self.expire_flushes(now);
+    }
+
+    fn try_send(&mut self, now: Instant) {
+        if self.in_flight.is_some() || self.retry_at.is_some() || self.state == State::Closed {
+            return;
+        }
+        let Some(epoch) = self.epoch else { return };
+        if !self.ready(now) {
+            return;
+        }
+        let cap = self
+            .next_cap
+            .take()
+            .map_or(self.config.max_batch_items, |c| {
+                c.min(self.config.max_batch_items)
+            });
+        let (events, bytes) = self.queue.take(cap, self.config.max_batch_bytes);
+        if events.is_empty() {
+            return;
+        }
+        let id = BatchId(self.next_batch);
+        self.next_batch += 1;
+        let mut out = Vec::new();
+        if self.config.body == BodyMode::Assembled {
+            out.reserve_exact(body::body_len(
+                self.config.envelope,
+                epoch,
+                events.len(),
+                bytes,
+            ));
+            body::write(
+                &mut out,
+                self.config.envelope,
+                epoch,
+                events.iter().map(|q| q.event.item_bytes()),
+            );
+        }
+        self.counters.batches_sent += 1;
+        self.outputs.push_back(Output::SendBatch {
+            id,
+            body: out,
+            items: events.len(),
+            bytes,
+        });
+        self.in_flight = Some(InFlight { id, events, bytes });
+    }
+
+    /// Whether the front of the queue should go now rather than linger.
+    fn ready(&self, now: Instant) -> bool {
+        let Some(front) = self.queue.front() else {
+            return false;
+        };
+        self.config.linger.is_zero()
+            || front.sent
+            || self.state != State::Open
+            || !self.flushes.is_empty()
+            || self.queue.len() >= self.config.max_batch_items
+            || self.queue.bytes() >= self.config.max_batch_bytes
+            || now >= front.at + self.config.linger
+    }
+
+    fn settle_batch(&mut self, now: Instant, flight: InFlight, outcome: BatchOutcome) {
+        let InFlight { id, events, .. } = flight;
+        let hint = match outcome {
+            BatchOutcome::Delivered => {
+                self.failures = 0;
+                self.backoff.reset();
+                self.counters.delivered += events.len() as u64;
+                let ids = events.iter().map(|q| q.id).collect();
+                self.outputs.push_back(Output::Delivered {
+                    batch: id,
+                    events: ids,
+                });
+                return;
+            }
+            BatchOutcome::TooLarge if events.len() == 1 => {
+                return self.dead_letters(Reason::TooLarge, events);
+            }
+            BatchOutcome::TooLarge => {
+                self.counters.splits += 1;
+                self.next_cap = Some(events.len().div_ceil(2));
+                self.queue.put_back(events);
+                return;
+            }
+            BatchOutcome::Permanent { status } => {
+                return self.dead_letters(Reason::Rejected { status }, events);
+            }
+            BatchOutcome::Transient => None,
+            BatchOutcome::Throttled { retry_after } => Some(retry_after),
+        };
+        self.failures = self.failures.saturating_add(1);
+        if let Some(max) = self.config.max_consecutive_failures {
+            if self.failures >= max {
+                // Give this batch up and let the next one start afresh: no stall.
+                let failures = self.failures;
+                self.failures = 0;
+                self.backoff.reset();
+                return self.dead_letters(Reason::TooManyFailures { failures }, events);
+            }
+        }
+        let delay = self.backoff.next_delay(hint, &mut self.rng);
+        self.retry_at = Some(now + delay);
+        self.counters.retries += 1;
+        self.next_cap = Some(events.len());
+        self.queue.put_back(events);
+    }
+
+    fn dead_letters(&mut self, reason: Reason, events: Vec<Queued>) {
+        let n = events.len() as u64;
+        match reason {
+            Reason::TooLarge => self.counters.dead_too_large += n,
+            Reason::Rejected { .. } => self.counters.dead_rejected += n,
+            _ => self.counters.dead_too_many_failures += n,
+        }
+        self.emit_hand_back(reason, events.into_iter().map(undelivered).collect());
+    }
+
+    /// Ends the drainer: hands back everything held with `reason`, then reports closed.
+    fn hand_back_all(&mut self, reason: Reason) {
+        let mut events: Vec<Undelivered> = Vec::new();
+        if let Some(f) = self.in_flight.take() {
+            events.extend(f.events.into_iter().map(undelivered));
+        }
+        events.extend(self.queue.drain().map(undelivered));
+        let n = events.len() as u64;
+        match reason {
+            Reason::Superseded => self.counters.handed_back_superseded += n,
+            Reason::GivenUp => self.counters.handed_back_given_up += n,
+            _ => self.counters.handed_back_closed += n,
+        }
+        if !events.is_empty() {
+            self.emit_hand_back(reason, events);
+        }
+        self.retry_at = None;
+        self.next_cap = None;
+        self.state = State::Closed;
+        self.settle_flushes();
+        self.outputs.push_back(Output::Closed);
+    }
+
+    fn emit_hand_back(&mut self, reason: Reason, events: Vec<Undelivered>) {
+        self.outputs
+            .push_back(Output::HandedBack { reason, events });
+    }
+
+    // ---- flushes and timers ----
+
+    /// The lowest `seq` still held; every flush marked at or below it is done.
+    fn oldest_held(&self) -> u64 {
+        self.in_flight
+            .as_ref()
+            .and_then(|f| f.events.first())
+            .or(self.queue.front())
+            .map_or(self.next_seq, |q| q.seq)
+    }
+
+    fn settle_flushes(&mut self) {
+        let oldest = self.oldest_held();
+        while let Some(f) = self.flushes.front() {
+            if f.mark > oldest {
+                break;
+            }
+            let flush = f.id;
+            self.flushes.pop_front();
+            self.outputs.push_back(Output::FlushDone { flush });
+        }
+    }
+
+    fn expire_flushes(&mut self, now: Instant) {
+        if !self.flushes.iter().any(|f| now >= f.deadline) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.flushes.len());
+        for f in core::mem::take(&mut self.flushes) {
+            if now >= f.deadline {
+                let remaining = self.held_before(f.mark);
+                self.outputs.push_back(Output::FlushTimedOut {
+                    flush: f.id,
+                    remaining,
+                });
+            } else {
+                kept.push_back(f);
+            }
+        }
+        self.flushes = kept;
+    }
+
+    fn held_before(&self, mark: u64) -> usize {
+        let in_flight = self
+            .in_flight
+            .as_ref()
+            .map_or(0, |f| f.events.iter().filter(|q| q.seq < mark).count());
+        in_flight + self.queue.count_before(mark)
+    }
+
+    fn next_wake(&self) -> Option<Wake<Timer>> {
+        let mut best: Option<Wake<Timer>> = None;
+        let mut consider = |at: Instant, reason: Timer| {
+            if best.map_or(true, |b| at < b.at) {
+                best = Some(Wake::new(at, reason));
+            }
+        };
+        if let State::Closing { deadline } = self.state {
+            consider(deadline, Timer::CloseDeadline);
+        }
+        if let Some(at) = self.flushes.iter().map(|f| f.deadline).min() {
+            consider(at, Timer::FlushDeadline);
+        }
+        if self.in_flight.is_none() && self.epoch.is_some() && self.state != State::Closed {
+            if let Some(front) = self.queue.front() {
+                match self.retry_at {
+                    Some(at) => consider(at, Timer::Backoff),
+                    None => consider(front.at + self.config.linger, Timer::Linger),
+                }
+            }
+        }
+        best
+    }
+}
+
+fn undelivered(q: Queued) -> Undelivered {
+    Undelivered {
+        id: q.id,
+        event: q.event,
+    }
+}
+
+impl Machine for BatchDrainer {
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Error = Error;
+
+    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
+        match input {
+            Input::Enqueue(event) => {
+                self.enqueue(now, event)?;
+            }
+            Input::EnqueuePrepared(event) => {
+                self.enqueue_prepared(now, event)?;
+            }
+            Input::SetEpoch(epoch) => self.set_epoch(now, epoch),
+            Input::Outcome { batch, outcome } => self.handle_outcome(now, batch, outcome),
+            Input::Flush { deadline } => {
+                let _ = self.flush(now, deadline);
+            }
+            Input::Close { deadline } => self.close(now, deadline),
+            Input::Abandon(reason) => self.abandon(now, reason),
+        }
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        BatchDrainer::handle_timeout(self, now);
+    }
+
+    fn poll_output(&mut self) -> Poll<Output, Timer> {
+        BatchDrainer::poll_output(self)
+    }
+}
