@@ -140,8 +140,13 @@ mod tests {
             assert_eq!(id.len(), 36);
             assert_eq!([b[8], b[13], b[18], b[23]], [b'-'; 4]);
             assert_eq!(b[14], b'4', "version nibble in {id}");
-            assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'), "variant in {id}");
-            assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                matches!(b[19], b'8' | b'9' | b'a' | b'b'),
+                "variant in {id}"
+            );
+            assert!(id
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
     }
 

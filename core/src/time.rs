@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates_instead_of_panicking() {
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(Instant::ZERO.saturating_sub(Duration::from_secs(1)), Instant::ZERO);
+        assert_eq!(
+            Instant::ZERO.saturating_sub(Duration::from_secs(1)),
+            Instant::ZERO
+        );
         assert_eq!(
             Instant::from_secs(1).saturating_duration_since(Instant::from_secs(5)),
             Duration::ZERO
@@ -146,7 +149,10 @@ mod tests {
     fn clock_never_runs_backwards() {
         let mut clock = Clock::new(Instant::from_secs(10));
         assert_eq!(clock.observe(Instant::from_secs(3)), Instant::from_secs(10));
-        assert_eq!(clock.observe(Instant::from_secs(12)), Instant::from_secs(12));
+        assert_eq!(
+            clock.observe(Instant::from_secs(12)),
+            Instant::from_secs(12)
+        );
         assert_eq!(clock.now(), Instant::from_secs(12));
     }
 

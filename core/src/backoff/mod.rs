@@ -9,7 +9,9 @@ mod controller;
 mod policy;
 pub mod retry_after;
 
-pub use controller::{BackoffController, ControllerConfig, Decision, Failure, GiveUpReason, Status};
+pub use controller::{
+    BackoffController, ControllerConfig, Decision, Failure, GiveUpReason, Status,
+};
 pub use policy::{BackoffPolicy, Floor, Jitter};
 
 use core::time::Duration;

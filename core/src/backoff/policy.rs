@@ -219,10 +219,14 @@ impl BackoffPolicy {
     fn cap_of(&self, attempt: u32) -> Duration {
         match self.jitter {
             Jitter::None | Jitter::Full | Jitter::Equal => self.curve(attempt),
-            Jitter::Additive { above_cap: false, .. }
+            Jitter::Additive {
+                above_cap: false, ..
+            }
             | Jitter::Decorrelated
             | Jitter::Proportional { .. } => self.cap,
-            Jitter::Additive { above_cap: true, .. } => self.curve(attempt),
+            Jitter::Additive {
+                above_cap: true, ..
+            } => self.curve(attempt),
         }
     }
 
