@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod drive;
 pub mod patch;
 pub mod rng;
+pub mod state;
 pub mod time;
 
 pub use drive::{Machine, Poll, Wake};

@@ -1,6 +1,9 @@
 //! The merge-patch algebra against RFC 7396's own vectors, the composition cases of
 //! `shared/data`, and the coalescing law under arbitrary documents and patch sequences.
 
+mod common;
+
+use common::{json, object, worker_patch};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tether_core::patch::{apply, coalesce, DocumentSchema};
@@ -92,52 +95,6 @@ fn composition_cases_hold_for_the_worker_schema_under_a_merge_key() {
         update.apply_to(&schema, &mut got);
         assert_eq!(got, expected, "{}", case["id"]);
     }
-}
-
-/// Small key alphabet so keys collide; nulls, arrays, scalars and empty objects everywhere.
-fn key() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")].prop_map(String::from)
-}
-
-fn leaf() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        3 => Just(Value::Null),
-        2 => (0i64..3).prop_map(Value::from),
-        1 => Just(Value::from("s")),
-        1 => Just(Value::Bool(true)),
-        1 => (0i64..2).prop_map(|n| Value::Array(vec![Value::from(n)])),
-        1 => Just(Value::Array(vec![])),
-        2 => Just(Value::Object(Map::new())),
-    ]
-}
-
-/// JSON values nested up to depth 4.
-fn json(depth: u32) -> BoxedStrategy<Value> {
-    if depth == 0 {
-        return leaf().boxed();
-    }
-    prop_oneof![
-        2 => leaf(),
-        3 => prop::collection::btree_map(key(), json(depth - 1), 0..4)
-            .prop_map(|m| Value::Object(m.into_iter().collect())),
-    ]
-    .boxed()
-}
-
-fn object(depth: u32) -> impl Strategy<Value = Map<String, Value>> {
-    prop::collection::btree_map(key(), json(depth - 1), 0..4).prop_map(|m| m.into_iter().collect())
-}
-
-/// A worker patch (or document): plain keys and the two merge keys, with a small inner alphabet.
-fn worker_patch() -> impl Strategy<Value = Map<String, Value>> {
-    let top = prop_oneof![
-        Just("worker_status"),
-        Just("tags"),
-        Just("external_metadata"),
-        Just("internal_metadata"),
-    ]
-    .prop_map(String::from);
-    prop::collection::btree_map(top, json(3), 0..4).prop_map(|m| m.into_iter().collect())
 }
 
 proptest! {
