@@ -90,6 +90,7 @@ pub mod heartbeat;
 pub mod patch;
 pub mod rng;
 pub mod session;
+pub mod state;
 pub mod time;
 
 pub use drive::{Machine, Poll, Wake};

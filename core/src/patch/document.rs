@@ -5,7 +5,8 @@ use alloc::vec::Vec;
 
 use serde_json::{Map, Value};
 
-use super::apply;
+use super::coalesce::{member_is_noop, merge_owned};
+use super::{apply, WorkerUpdate};
 
 /// Which top-level keys of the worker document are merge patches; every other key is replaced.
 ///
@@ -77,6 +78,64 @@ impl DocumentSchema {
                 target.insert(key.clone(), value.clone());
             }
         }
+    }
+
+    /// [`apply`](Self::apply), taking the patch by value so its values are moved, not cloned.
+    pub fn apply_owned(&self, document: &mut Value, patch: Map<String, Value>) {
+        if !document.is_object() {
+            *document = Value::Object(Map::new());
+        }
+        let Value::Object(target) = document else {
+            unreachable!("document was made an object above");
+        };
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(&key);
+            } else if self.is_merge_key(&key) {
+                match target.get_mut(&key) {
+                    Some(slot) => merge_owned(slot, value),
+                    None => {
+                        let mut slot = Value::Null;
+                        merge_owned(&mut slot, value);
+                        target.insert(key, slot);
+                    }
+                }
+            } else {
+                target.insert(key, value);
+            }
+        }
+    }
+
+    /// Whether applying `patch` would leave `document` unchanged. Costs no allocation.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tether_core::patch::DocumentSchema;
+    ///
+    /// let schema = DocumentSchema::default();
+    /// let doc = json!({"worker_status": "idle", "external_metadata": {"a": 1}});
+    /// let same = json!({"worker_status": "idle", "external_metadata": {"b": null}});
+    /// assert!(schema.is_noop(&doc, same.as_object().unwrap()));
+    /// ```
+    pub fn is_noop(&self, document: &Value, patch: &Map<String, Value>) -> bool {
+        let Value::Object(doc) = document else {
+            return false;
+        };
+        patch
+            .iter()
+            .all(|(key, value)| member_is_noop(doc.get(key), value, self.is_merge_key(key)))
+    }
+
+    /// Coalesces `patches` into one [`WorkerUpdate`] that is lawful under [`apply`](Self::apply).
+    pub fn coalesce<I>(&self, patches: I) -> WorkerUpdate
+    where
+        I: IntoIterator<Item = Map<String, Value>>,
+    {
+        let mut update = WorkerUpdate::default();
+        for patch in patches {
+            update.push(self, patch);
+        }
+        update
     }
 }
 
