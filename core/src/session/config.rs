@@ -135,13 +135,16 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Heartbeat(e) => write!(f, "heartbeat: {e}"),
             ConfigError::Uploader { stream, error } => write!(f, "{stream} uploader: {error}"),
-            ConfigError::WrongEnvelope => {
-                f.write_str("the delivery uploader needs the delivery envelope, the others the events envelope")
-            }
+            ConfigError::WrongEnvelope => f.write_str(
+                "the delivery uploader needs the delivery envelope, the others the events envelope",
+            ),
             ConfigError::ZeroTimeout => f.write_str("request timeouts must be longer than zero"),
             ConfigError::ZeroAuthFailures => f.write_str("max_auth_failures must be at least 1"),
             ConfigError::ResponseBodyCap(n) => {
-                write!(f, "a response body cap of {n} bytes is too small (at least 64)")
+                write!(
+                    f,
+                    "a response body cap of {n} bytes is too small (at least 64)"
+                )
             }
         }
     }

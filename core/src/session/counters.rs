@@ -51,7 +51,6 @@ impl FailureCounts {
             Outcome::SessionUnknown => &mut self.session_unknown,
             Outcome::TooLarge => &mut self.too_large,
             Outcome::Permanent(_) => &mut self.permanent,
-            Outcome::Transient(_) => &mut self.transport,
         };
         *slot += 1;
     }

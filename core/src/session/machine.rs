@@ -235,7 +235,11 @@ impl Session {
 
     /// Queues an event for `/worker/events`. Fails, handing the event back inside the error,
     /// if it is bad or the queue is full (see [`batch::EnqueueError`]).
-    pub fn send_event(&mut self, now: Instant, event: batch::Event) -> Result<EventId, SessionError> {
+    pub fn send_event(
+        &mut self,
+        now: Instant,
+        event: batch::Event,
+    ) -> Result<EventId, SessionError> {
         self.enqueue(now, Stream::Events, event)
     }
 
@@ -258,7 +262,11 @@ impl Session {
         let mut update = Map::new();
         update.insert("event_id".into(), Value::String(event_id.into()));
         update.insert("status".into(), Value::String(status.as_str().into()));
-        self.enqueue(now, Stream::Delivery, batch::Event::new(Value::Object(update)))
+        self.enqueue(
+            now,
+            Stream::Delivery,
+            batch::Event::new(Value::Object(update)),
+        )
     }
 
     /// A patch to the worker document: top-level keys replace, the metadata keys merge
@@ -268,7 +276,11 @@ impl Session {
         if let Some(ended) = self.ended() {
             return Err(SessionError::Ended(ended));
         }
-        let result = self.state.enqueue(now, patch).map(|_| ()).map_err(SessionError::State);
+        let result = self
+            .state
+            .enqueue(now, patch)
+            .map(|_| ())
+            .map_err(SessionError::State);
         self.pump(now);
         result
     }
@@ -514,7 +526,11 @@ impl Session {
         self.next_request += 1;
         let deadline = now + timeout;
         let slot = &mut self.in_flight[purpose.channel().index()];
-        debug_assert!(slot.is_none(), "two requests in flight on {:?}", purpose.channel());
+        debug_assert!(
+            slot.is_none(),
+            "two requests in flight on {:?}",
+            purpose.channel()
+        );
         *slot = Some(InFlight {
             id,
             purpose,
@@ -540,14 +556,29 @@ impl Session {
         self.counters.connect_attempts += u64::from(self.phase != Phase::Fetch);
         match (self.phase, self.epoch) {
             (Phase::Register, _) => {
-                self.send(now, Purpose::Connect(Phase::Register), Endpoint::Register, b"{}".to_vec());
+                self.send(
+                    now,
+                    Purpose::Connect(Phase::Register),
+                    Endpoint::Register,
+                    b"{}".to_vec(),
+                );
             }
             (Phase::Init, Some(epoch)) => {
                 let body = epoch_body(epoch, [("worker_status", Value::String("idle".into()))]);
-                self.send(now, Purpose::Connect(Phase::Init), Endpoint::PutWorker, body);
+                self.send(
+                    now,
+                    Purpose::Connect(Phase::Init),
+                    Endpoint::PutWorker,
+                    body,
+                );
             }
             (Phase::Fetch, _) => {
-                self.send(now, Purpose::Connect(Phase::Fetch), Endpoint::GetWorker, Vec::new());
+                self.send(
+                    now,
+                    Purpose::Connect(Phase::Fetch),
+                    Endpoint::GetWorker,
+                    Vec::new(),
+                );
             }
             _ => {}
         }
@@ -621,7 +652,9 @@ impl Session {
             Purpose::Connect(phase) => self.settle_connect(now, phase, verdict, body),
             Purpose::Beat(id) => {
                 let ok = verdict == Verdict::Success;
-                let _ = self.heartbeat.handle_input(now, HeartbeatInput::Outcome { id, ok });
+                let _ = self
+                    .heartbeat
+                    .handle_input(now, HeartbeatInput::Outcome { id, ok });
                 if ok {
                     self.recover_status();
                 }
@@ -671,7 +704,13 @@ impl Session {
         }
     }
 
-    fn settle_connect(&mut self, now: Instant, phase: Phase, verdict: Verdict, body: Option<Value>) {
+    fn settle_connect(
+        &mut self,
+        now: Instant,
+        phase: Phase,
+        verdict: Verdict,
+        body: Option<Value>,
+    ) {
         match verdict {
             Verdict::Success => match phase {
                 Phase::Register => {
@@ -837,7 +876,9 @@ impl Session {
         match out {
             HeartbeatOutput::Beat(id) => {
                 let (Some(epoch), Phase::Connected) = (self.epoch, self.phase) else {
-                    let _ = self.heartbeat.handle_input(now, HeartbeatInput::Outcome { id, ok: false });
+                    let _ = self
+                        .heartbeat
+                        .handle_input(now, HeartbeatInput::Outcome { id, ok: false });
                     return;
                 };
                 let body = epoch_body(
@@ -867,7 +908,12 @@ impl Session {
                 if self.phase == Phase::Ended {
                     return;
                 }
-                self.send(now, Purpose::Batch(stream, id), stream_endpoint(stream), body);
+                self.send(
+                    now,
+                    Purpose::Batch(stream, id),
+                    stream_endpoint(stream),
+                    body,
+                );
             }
             batch::Output::Delivered { events, .. } => {
                 self.outputs.push_back(Output::Delivered { stream, events });
@@ -919,22 +965,20 @@ impl Session {
             state::Output::Rejected(rejection) => {
                 self.outputs.push_back(Output::StateRejected(rejection));
             }
-            state::Output::Flush(_) => {
-                match self.state_waiters.pop_front() {
-                    Some(StateWaiter::Flush(id)) => {
-                        if let Some(pending) = self.flushes.iter_mut().find(|f| f.id == id) {
-                            pending.state = false;
-                        }
-                        self.complete_flushes();
+            state::Output::Flush(_) => match self.state_waiters.pop_front() {
+                Some(StateWaiter::Flush(id)) => {
+                    if let Some(pending) = self.flushes.iter_mut().find(|f| f.id == id) {
+                        pending.state = false;
                     }
-                    Some(StateWaiter::Close) => {
-                        if !self.state_closed {
-                            self.state.close(now);
-                        }
-                    }
-                    None => {}
+                    self.complete_flushes();
                 }
-            }
+                Some(StateWaiter::Close) => {
+                    if !self.state_closed {
+                        self.state.close(now);
+                    }
+                }
+                None => {}
+            },
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
                 self.state_waiters.clear();
@@ -947,7 +991,6 @@ impl Session {
                 }
                 self.complete_flushes();
             }
-            _ => {}
         }
     }
 
@@ -1028,7 +1071,9 @@ impl Machine for Session {
         match input {
             Input::Event(event) => self.send_event(now, event).map(|_| ()),
             Input::InternalEvent(event) => self.send_internal_event(now, event).map(|_| ()),
-            Input::Ack { event_id, status } => self.ack_delivery(now, &event_id, status).map(|_| ()),
+            Input::Ack { event_id, status } => {
+                self.ack_delivery(now, &event_id, status).map(|_| ())
+            }
             Input::Patch(patch) => self.patch_state(now, patch),
             Input::Flush { deadline } => {
                 let _ = self.flush(now, deadline);
