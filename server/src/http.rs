@@ -87,10 +87,9 @@ async fn dispatch(
     shared.store().record_request(&session, route, fault.kind());
 
     match fault {
+        // A delay cut short by shutdown is served at once: the request is in flight.
         Fault::Delay(delay) => {
-            if !sleep_unless_stopped(&mut mode, delay).await {
-                return Err(Dropped("server stopping"));
-            }
+            sleep_unless_stopped(&mut mode, delay).await;
         }
         Fault::Hang(duration) => {
             sleep_unless_stopped(&mut mode, duration).await;
@@ -138,11 +137,11 @@ async fn dispatch(
     }
 }
 
-/// Sleeps for `duration`; `false` if the listener started stopping first.
-async fn sleep_unless_stopped(mode: &mut watch::Receiver<Mode>, duration: Duration) -> bool {
+/// Sleeps for `duration`, or less if the listener starts stopping first.
+async fn sleep_unless_stopped(mode: &mut watch::Receiver<Mode>, duration: Duration) {
     tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        _ = mode.wait_for(|m| *m != Mode::Running) => false,
+        () = tokio::time::sleep(duration) => {}
+        _ = mode.wait_for(|m| *m != Mode::Running) => {}
     }
 }
 
