@@ -51,9 +51,10 @@ pub struct ServerConfig {
     pub bind_addr: SocketAddr,
     /// The largest request body accepted; larger ones get `413`. Default [`DEFAULT_BODY_LIMIT`].
     pub body_limit: usize,
-    /// After a `413`, up to this many more bytes of the body are read and thrown away (never
+    /// After a `413`, up to this many bytes of the body are read and thrown away (never
     /// stored) so that a client that writes its whole body before reading sees the `413` instead
-    /// of a reset. Default 16 MiB; `0` closes at once.
+    /// of a reset. A declared `Content-Length` above it is refused without reading any of the
+    /// body. Default 16 MiB; `0` closes at once.
     pub oversize_drain: usize,
     /// A worker with no heartbeat for this long is gone. Default 60 s.
     pub heartbeat_ttl: Duration,

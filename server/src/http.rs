@@ -159,8 +159,11 @@ async fn read_body(req: Request<Incoming>, limit: usize, drain: usize) -> Result
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
-    if declared.is_some_and(|len| len > limit as u64) {
-        discard(&mut body, drain).await;
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        // Drain only a body that can be drained whole; a huge one is refused unread.
+        if len <= drain as u64 {
+            discard(&mut body, drain).await;
+        }
         return Err(BodyError::TooLarge);
     }
     let mut buf = BytesMut::new();

@@ -557,3 +557,20 @@ fn the_same_seed_replays_the_same_faults_over_http() {
     );
     assert!(first.iter().any(|o| o.is_none()) && first.contains(&Some(200)));
 }
+
+#[test]
+fn a_huge_declared_body_is_refused_without_reading_it() {
+    use std::io::{Read, Write};
+    let server = start(ServerConfig::default().with_body_limit(1024));
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // Declares a gigabyte and sends none of it: only the header check can answer.
+    let head = "POST /v1/code/sessions/s/worker/events HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = [0u8; 12];
+    stream.read_exact(&mut response).unwrap();
+    assert_eq!(&response, b"HTTP/1.1 413");
+}
