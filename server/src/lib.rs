@@ -38,11 +38,12 @@
 //!                      └────────── Shared { Store, FaultDecider } ◀┘
 //! ```
 //!
-//! - [`store`](crate::Stats) (`store.rs`) holds the protocol's semantics without HTTP: epoch
+//! - `store.rs` holds the protocol's semantics without HTTP: epoch
 //!   fencing, document patches through [`tether_core::patch::DocumentSchema`] (so client and
 //!   server can never disagree), event de-duplication by `payload.uuid`, heartbeats.
-//! - `faults.rs` decides one fault per request from [`tether_core::Rng`]; faults never touch the
-//!   inspection API, which reads the store directly.
+//! - `faults.rs` decides one fault per request to a protocol route from [`tether_core::Rng`]
+//!   (404s and 405s are never faulted); faults never touch the inspection API, which reads the
+//!   store directly.
 //! - `server.rs` owns the runtime thread; `stop_listener`/`restart_listener` simulate a server
 //!   going down and coming back with its data; `shutdown` (or drop) is graceful and bounded.
 //!
@@ -76,3 +77,14 @@ pub use inspect::{Inspector, SessionView};
 pub use routes::{Route, SESSIONS_PREFIX};
 pub use server::Server;
 pub use store::{DeliveryStatus, DeliveryUpdate, Duplicates, Stats};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Server>();
+        assert_send_sync::<crate::Inspector>();
+        assert_send_sync::<crate::ServerConfig>();
+    }
+}

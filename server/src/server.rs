@@ -2,7 +2,7 @@
 //! back, and a bounded graceful shutdown.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use hyper::server::conn::http1;
@@ -71,7 +71,7 @@ impl Server {
             thread: Some(thread),
             listening: Mutex::new(false),
         };
-        server.listen(listener)?;
+        server.listen(listener, &mut server.listening())?;
         Ok(server)
     }
 
@@ -97,8 +97,11 @@ impl Server {
 
     /// Whether the listener is up.
     pub fn is_listening(&self) -> bool {
-        *self
-            .listening
+        *self.listening()
+    }
+
+    fn listening(&self) -> MutexGuard<'_, bool> {
+        self.listening
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -107,10 +110,7 @@ impl Server {
     /// in-flight requests. The sessions are kept. Clients see connection errors until
     /// [`Server::restart_listener`]. A no-op if already down.
     pub fn stop_listener(&self) -> Result<(), ServerError> {
-        let mut listening = self
-            .listening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut listening = self.listening();
         if !*listening {
             return Ok(());
         }
@@ -124,10 +124,11 @@ impl Server {
     /// Listens again on the same address after [`Server::stop_listener`], with the sessions as
     /// they were. A no-op if already up.
     pub fn restart_listener(&self) -> Result<(), ServerError> {
-        if self.is_listening() {
+        let mut listening = self.listening();
+        if *listening {
             return Ok(());
         }
-        self.listen(bind(self.addr)?)
+        self.listen(bind(self.addr)?, &mut listening)
     }
 
     /// Stops accepting, lets in-flight requests finish within
@@ -146,11 +147,9 @@ impl Server {
         }
     }
 
-    fn listen(&self, listener: StdListener) -> Result<(), ServerError> {
-        let mut listening = self
-            .listening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Hands `listener` to the runtime. `listening` is the held lock, so stops and restarts
+    /// cannot interleave.
+    fn listen(&self, listener: StdListener, listening: &mut bool) -> Result<(), ServerError> {
         let (reply, done) = std_mpsc::channel();
         self.send(Control::Listen(listener, reply))?;
         match done.recv() {
