@@ -1,5 +1,90 @@
-//! The reference server of tether's wire protocol, with fault injection.
+//! The reference server of tether's wire protocol (PROTOCOL.md), with seeded fault injection.
 //!
-//! This crate is reserved in the workspace and has no API yet.
+//! It serves every session at `http://HOST:PORT/v1/code/sessions/{session_id}` over real
+//! HTTP/1.1, keeps their state in memory, and lets tests and the `tether demo` read it back
+//! in-process through an [`Inspector`]. A [`FaultPlan`] makes it misbehave the way networks and
+//! servers do (5xx, 429 with `Retry-After`, delays, hangs, resets before and after applying,
+//! garbage bodies), reproducibly from a seed.
+//!
+//! ```
+//! use tether_server::{FaultPlan, Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig::default().with_faults(FaultPlan::none()))?;
+//! assert!(server.addr().ip().is_loopback());
+//! let url = server.session_url("s1");
+//! assert!(url.ends_with("/v1/code/sessions/s1"));
+//! // ... point a client at `url`, then look at what arrived:
+//! let inspector = server.inspector();
+//! assert_eq!(inspector.events("s1"), Vec::<serde_json::Value>::new());
+//! assert_eq!(inspector.force_takeover("s1"), 1);
+//! server.shutdown()?;
+//! # Ok::<(), tether_server::ServerError>(())
+//! ```
+//!
+//! # Why hyper
+//!
+//! The server is built on hyper 1.x (`server` + `http1`) with hyper-util's tokio adapter:
+//! hyper is the most used and best maintained HTTP implementation in Rust, it does HTTP/1.1
+//! keep-alive right, and it gives precise control over each connection — which fault injection
+//! needs (a reset is an error returned from the service, after which hyper drops the connection
+//! without a response). Seven routes need no framework on top.
+//!
+//! # Shape
+//!
+//! ```text
+//!  blocking caller ──Server (handle)──control channel──▶ runtime thread (tokio, 2 workers)
+//!        │                                                 accept loop ─▶ connection tasks
+//!        └──Inspector──┐                                   │  route ─▶ fault ─▶ body ─▶ store
+//!                      └────────── Shared { Store, FaultDecider } ◀┘
+//! ```
+//!
+//! - `store.rs` holds the protocol's semantics without HTTP: epoch
+//!   fencing, document patches through [`tether_core::patch::DocumentSchema`] (so client and
+//!   server can never disagree), event de-duplication by `payload.uuid`, heartbeats.
+//! - `faults.rs` decides one fault per request to a protocol route from [`tether_core::Rng`]
+//!   (404s and 405s are never faulted); faults never touch the inspection API, which reads the
+//!   store directly.
+//! - `server.rs` owns the runtime thread; `stop_listener`/`restart_listener` simulate a server
+//!   going down and coming back with its data; `shutdown` (or drop) is graceful and bounded.
+//!
+//! # Responses
+//!
+//! Successful writes answer `200 {}`; `POST /worker/register` answers `{"worker_epoch": N}` and
+//! `GET /worker` answers `{"worker": {...}}`. Every response is `application/json` with a
+//! `Date`. Errors carry `{"error": "..."}`: 400 for malformed JSON or a missing/invalid
+//! `worker_epoch` (or a malformed event batch, refused whole), 404 for unknown routes, 405 for
+//! a wrong method, 409 for a superseded epoch, 413 for a body over the limit.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod config;
+pub mod date;
+mod error;
+mod faults;
+mod http;
+mod inspect;
+mod routes;
+mod server;
+mod shared;
+mod store;
+
+pub use config::{RequestLog, RequestLogFn, ServerConfig, DEFAULT_BODY_LIMIT};
+pub use error::ServerError;
+pub use faults::{
+    Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,
+};
+pub use inspect::{Inspector, SessionView};
+pub use routes::{Route, SESSIONS_PREFIX};
+pub use server::Server;
+pub use store::{DeliveryStatus, DeliveryUpdate, Duplicates, Stats};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handles_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<crate::Server>();
+        assert_send_sync::<crate::Inspector>();
+        assert_send_sync::<crate::ServerConfig>();
+    }
+}

@@ -1,0 +1,235 @@
+//! One request through hyper: route, fault, body, store, response.
+//!
+//! A "reset" is an error returned to hyper, which then drops the connection without writing a
+//! response: exactly what a client sees when a server or proxy dies mid-request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, RETRY_AFTER,
+};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::config::RequestLog;
+use crate::date::{format_http_date, unix_seconds, wall_clock};
+use crate::faults::{Fault, FaultKind, RetryAfter};
+use crate::routes::{match_request, Matched};
+use crate::shared::{monotonic, Mode, Shared};
+
+/// The response type of the service.
+pub(crate) type Reply = Response<Full<Bytes>>;
+
+/// The connection is dropped without a response (an injected reset, a hang's end, or a client
+/// that went away mid-body).
+#[derive(Debug)]
+pub(crate) struct Dropped(&'static str);
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection dropped: {}", self.0)
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Serves one request and logs it.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    mode: watch::Receiver<Mode>,
+    req: Request<Incoming>,
+) -> Result<Reply, Dropped> {
+    let arrived = monotonic();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let mut fault = None;
+    let result = dispatch(&shared, mode, req, &mut fault).await;
+    if let Some(log) = &shared.config.on_request {
+        log(&RequestLog {
+            method,
+            path,
+            status: result.as_ref().ok().map(|r| r.status().as_u16()),
+            fault,
+            elapsed: monotonic().saturating_duration_since(arrived),
+        });
+    }
+    result
+}
+
+async fn dispatch(
+    shared: &Shared,
+    mut mode: watch::Receiver<Mode>,
+    req: Request<Incoming>,
+    fault_kind: &mut Option<FaultKind>,
+) -> Result<Reply, Dropped> {
+    let now = wall_clock();
+    let (session, route) = match match_request(req.method(), req.uri().path()) {
+        Matched::Route { session, route } => (session.to_owned(), route),
+        Matched::WrongMethod { allow } => {
+            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", now);
+            reply
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            return Ok(reply);
+        }
+        Matched::NotFound => return Ok(error(StatusCode::NOT_FOUND, "no such route", now)),
+    };
+
+    // Decide and count under the locks, in arrival order, so a seed replays.
+    let fault = shared.decider().decide(route);
+    *fault_kind = fault.kind();
+    shared.store().record_request(&session, route, fault.kind());
+
+    match fault {
+        // A delay cut short by shutdown is served at once: the request is in flight.
+        Fault::Delay(delay) => {
+            sleep_unless_stopped(&mut mode, delay).await;
+        }
+        Fault::Hang(duration) => {
+            sleep_unless_stopped(&mut mode, duration).await;
+            return Err(Dropped("injected hang"));
+        }
+        Fault::ResetBeforeApply => return Err(Dropped("injected reset before apply")),
+        Fault::ServerError(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(error(status, "injected server error", now));
+        }
+        Fault::Throttle(retry_after) => return Ok(throttled(retry_after, now)),
+        _ => {}
+    }
+
+    let body = match read_body(req, shared.config.body_limit, shared.config.oversize_drain).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let mut reply = error(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit", now);
+            reply
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return Ok(reply);
+        }
+        Err(BodyError::Transport) => return Err(Dropped("request body not received")),
+    };
+
+    let elapsed = shared.elapsed();
+    let outcome = shared.store().handle(&session, route, &body, elapsed);
+    match (outcome, fault) {
+        (Ok(_), Fault::ResetAfterApply) => Err(Dropped("injected reset after apply")),
+        (Ok(_), Fault::Garbage { truncated_json }) => {
+            let garbage: &'static [u8] = if truncated_json {
+                b"{\"worker\": {\"worker_epo"
+            } else {
+                b"<html><body><h1>200 OK</h1>not json</body></html>"
+            };
+            Ok(reply(StatusCode::OK, Bytes::from_static(garbage), now))
+        }
+        (Ok(value), _) => Ok(json_reply(StatusCode::OK, &value, now)),
+        (Err(rejection), _) => {
+            let status =
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            Ok(error(status, &rejection.message(), now))
+        }
+    }
+}
+
+/// Sleeps for `duration`, or less if the listener starts stopping first.
+async fn sleep_unless_stopped(mode: &mut watch::Receiver<Mode>, duration: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        _ = mode.wait_for(|m| *m != Mode::Running) => {}
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport,
+}
+
+/// Reads the body into memory, never more than `limit` bytes: a declared `Content-Length` over
+/// it is refused before reading, and a chunked body is cut off as soon as it passes it.
+async fn read_body(req: Request<Incoming>, limit: usize, drain: usize) -> Result<Bytes, BodyError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        // Drain only a body that can be drained whole; a huge one is refused unread.
+        if len <= drain as u64 {
+            discard(&mut body, drain).await;
+        }
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Transport)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                discard(&mut body, drain).await;
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and throws away up to `budget` bytes within a few seconds, so that the client, which
+/// may still be writing, can read the `413` rather than meet a reset.
+async fn discard(body: &mut Incoming, budget: usize) {
+    let mut left = budget;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while left > 0 {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    left = left.saturating_sub(n.max(1));
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+fn throttled(retry_after: RetryAfter, now: SystemTime) -> Reply {
+    let mut reply = error(StatusCode::TOO_MANY_REQUESTS, "injected throttle", now);
+    let value = match retry_after {
+        RetryAfter::Seconds(secs) => secs.to_string(),
+        // Whole seconds after this response's own Date header, which has the same origin.
+        RetryAfter::HttpDate(secs) => {
+            let date = SystemTime::UNIX_EPOCH + Duration::from_secs(unix_seconds(now) + secs);
+            format_http_date(date)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        reply.headers_mut().insert(RETRY_AFTER, value);
+    }
+    reply
+}
+
+fn error(status: StatusCode, message: &str, now: SystemTime) -> Reply {
+    json_reply(status, &json!({ "error": message }), now)
+}
+
+fn json_reply(status: StatusCode, body: &Value, now: SystemTime) -> Reply {
+    reply(status, Bytes::from(body.to_string()), now)
+}
+
+/// Every response is JSON (or claims to be, for garbage) and carries its own `Date`.
+fn reply(status: StatusCode, body: Bytes, now: SystemTime) -> Reply {
+    let mut reply = Response::new(Full::new(body));
+    *reply.status_mut() = status;
+    let headers = reply.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(date) = HeaderValue::from_str(&format_http_date(now)) {
+        headers.insert(DATE, date);
+    }
+    reply
+}

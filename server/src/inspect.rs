@@ -1,0 +1,165 @@
+//! The in-process inspection API: what tests and the demo read from the server.
+//!
+//! It reads the store directly, never over HTTP, so the fault plan never touches it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::shared::Shared;
+use crate::store::{DeliveryUpdate, Duplicates, Session, Stats};
+
+/// A snapshot of one session.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// The current worker epoch (0 before any registration).
+    pub epoch: u64,
+    /// The worker document as `GET /worker` reports it, `worker_epoch` included.
+    pub document: Value,
+    /// Event payloads in delivery order (first arrival), duplicates removed.
+    pub events: Vec<Value>,
+    /// Internal-event payloads in delivery order, duplicates removed.
+    pub internal_events: Vec<Value>,
+    /// Duplicates filtered from `events`.
+    pub duplicates: Duplicates,
+    /// Duplicates filtered from `internal_events`.
+    pub internal_duplicates: Duplicates,
+    /// Delivery updates in arrival order.
+    pub delivery_updates: Vec<DeliveryUpdate>,
+    /// Times of accepted heartbeats, since the server started.
+    pub heartbeats: Vec<Duration>,
+    /// Whether the last heartbeat is within the heartbeat TTL.
+    pub alive: bool,
+    /// Requests and faults of this session.
+    pub stats: Stats,
+}
+
+impl SessionView {
+    fn new(id: &str, session: &Session, now: Duration, ttl: Duration) -> Self {
+        SessionView {
+            id: id.to_owned(),
+            epoch: session.epoch,
+            document: session.document_with_epoch(),
+            events: session.events.payloads.clone(),
+            internal_events: session.internal.payloads.clone(),
+            duplicates: session.events.duplicates.clone(),
+            internal_duplicates: session.internal.duplicates.clone(),
+            delivery_updates: session.deliveries.clone(),
+            heartbeats: session.heartbeats.clone(),
+            alive: session.is_alive(now, ttl),
+            stats: session.stats.clone(),
+        }
+    }
+}
+
+/// Reads and steers a running server's sessions from any thread. Cheap to clone.
+///
+/// Readers of one field return an empty value for a session that does not exist yet.
+#[derive(Clone)]
+pub struct Inspector {
+    shared: Arc<Shared>,
+}
+
+impl Inspector {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Inspector { shared }
+    }
+
+    fn read<T>(&self, id: &str, f: impl FnOnce(&Session) -> T) -> Option<T> {
+        self.shared.store().session(id).map(f)
+    }
+
+    /// Every session seen so far, sorted by id.
+    pub fn session_ids(&self) -> Vec<String> {
+        self.shared.store().session_ids()
+    }
+
+    /// A snapshot of session `id`, if any request has reached it.
+    pub fn session(&self, id: &str) -> Option<SessionView> {
+        let now = self.shared.elapsed();
+        let ttl = self.shared.config.heartbeat_ttl;
+        self.read(id, |s| SessionView::new(id, s, now, ttl))
+    }
+
+    /// The worker document as `GET /worker` reports it.
+    pub fn document(&self, id: &str) -> Option<Value> {
+        self.read(id, Session::document_with_epoch)
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self, id: &str) -> Option<u64> {
+        self.read(id, |s| s.epoch)
+    }
+
+    /// Event payloads in delivery order.
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        self.read(id, |s| s.events.payloads.clone())
+            .unwrap_or_default()
+    }
+
+    /// Internal-event payloads in delivery order.
+    pub fn internal_events(&self, id: &str) -> Vec<Value> {
+        self.read(id, |s| s.internal.payloads.clone())
+            .unwrap_or_default()
+    }
+
+    /// Duplicates filtered from the events.
+    pub fn duplicates(&self, id: &str) -> Duplicates {
+        self.read(id, |s| s.events.duplicates.clone())
+            .unwrap_or_default()
+    }
+
+    /// Duplicates filtered from the internal events.
+    pub fn internal_duplicates(&self, id: &str) -> Duplicates {
+        self.read(id, |s| s.internal.duplicates.clone())
+            .unwrap_or_default()
+    }
+
+    /// Delivery updates in arrival order.
+    pub fn delivery_updates(&self, id: &str) -> Vec<DeliveryUpdate> {
+        self.read(id, |s| s.deliveries.clone()).unwrap_or_default()
+    }
+
+    /// Times of accepted heartbeats, since the server started.
+    pub fn heartbeats(&self, id: &str) -> Vec<Duration> {
+        self.read(id, |s| s.heartbeats.clone()).unwrap_or_default()
+    }
+
+    /// Whether session `id` had a heartbeat within the heartbeat TTL.
+    pub fn is_alive(&self, id: &str) -> bool {
+        let now = self.shared.elapsed();
+        let ttl = self.shared.config.heartbeat_ttl;
+        self.read(id, |s| s.is_alive(now, ttl)).unwrap_or(false)
+    }
+
+    /// Requests by route and faults by kind of session `id`.
+    pub fn stats(&self, id: &str) -> Stats {
+        self.read(id, |s| s.stats.clone()).unwrap_or_default()
+    }
+
+    /// Requests by route and faults by kind over every session.
+    pub fn totals(&self) -> Stats {
+        self.shared.store().totals().clone()
+    }
+
+    /// Time since the server started: the clock of [`Inspector::heartbeats`].
+    pub fn uptime(&self) -> Duration {
+        self.shared.elapsed()
+    }
+
+    /// Bumps the epoch of session `id` as if a newer worker had registered (creating the
+    /// session if needed); returns the new epoch. The current worker's next write gets `409`.
+    pub fn force_takeover(&self, id: &str) -> u64 {
+        self.shared.store().force_takeover(id)
+    }
+}
+
+impl std::fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspector").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,62 @@
+//! What the runtime's tasks and the blocking handles share.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::ServerConfig;
+use crate::faults::FaultDecider;
+use crate::store::Store;
+
+/// The life of one listener and its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Accepting and serving.
+    Running,
+    /// Shutting down: stop accepting, finish in-flight requests, end hangs.
+    Draining,
+    /// Server down: close everything now.
+    Kill,
+}
+
+/// The sessions, the fault decider and the configuration, behind short-lived locks that are
+/// never held across an `.await`.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    store: Mutex<Store>,
+    decider: Mutex<FaultDecider>,
+    started: Instant,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Self {
+        Shared {
+            decider: Mutex::new(config.faults.decider()),
+            config,
+            store: Mutex::new(Store::default()),
+            started: monotonic(),
+        }
+    }
+
+    /// Locks the store. A panic while it was held cannot leave it half-written (every change
+    /// is one call), so a poisoned lock is taken as is.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn decider(&self) -> MutexGuard<'_, FaultDecider> {
+        self.decider.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Time since the server started: the clock of heartbeat times.
+    pub fn elapsed(&self) -> Duration {
+        monotonic().saturating_duration_since(self.started)
+    }
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the server is the I/O edge: it reads the clock"
+)]
+pub(crate) fn monotonic() -> Instant {
+    Instant::now()
+}
