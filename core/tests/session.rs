@@ -1,0 +1,697 @@
+//! The session machine: every row of the response table and every status transition, with a
+//! scripted server in simulated time.
+
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use serde_json::{json, Value};
+use tether_core::batch::{Event, Reason};
+use tether_core::session::{
+    Endpoint, GiveUpReason, Output, Request, Response, Session, SessionConfig, Status, Stream,
+    TransportError,
+};
+use tether_core::{Instant, Poll};
+
+/// Drives a session by hand: collects outputs, hands out requests, moves time.
+struct Harness {
+    session: Session,
+    now: Instant,
+    requests: VecDeque<Request>,
+    statuses: Vec<Status>,
+    outputs: Vec<Output>,
+    wake: Option<Instant>,
+}
+
+impl Harness {
+    fn new(config: SessionConfig) -> Self {
+        let session = Session::new(config, Instant::ZERO, 1).expect("valid config");
+        let mut h = Harness {
+            session,
+            now: Instant::ZERO,
+            requests: VecDeque::new(),
+            statuses: Vec::new(),
+            outputs: Vec::new(),
+            wake: None,
+        };
+        h.drain();
+        h
+    }
+
+    /// A session with epoch 5, connected against an empty document.
+    fn connected() -> Self {
+        Self::connected_with(SessionConfig::new("s").with_epoch(5))
+    }
+
+    /// Connected, with a linger window so that events sent together form one batch.
+    fn lingering() -> Self {
+        let mut config = SessionConfig::new("s").with_epoch(5);
+        config.events.linger = Duration::from_millis(100);
+        Self::connected_with(config)
+    }
+
+    fn connected_with(config: SessionConfig) -> Self {
+        let mut h = Harness::new(config);
+        let init = h.expect(Endpoint::PutWorker);
+        h.respond(&init, 200, "{}");
+        let get = h.expect(Endpoint::GetWorker);
+        h.respond(
+            &get,
+            200,
+            r#"{"worker":{"worker_epoch":5,"worker_status":"idle"}}"#,
+        );
+        assert_eq!(h.session.status(), Status::Connected);
+        h
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.session.poll_output() {
+                Poll::Output(Output::Send(r)) => self.requests.push_back(r),
+                Poll::Output(Output::Status(s)) => {
+                    assert!(
+                        self.statuses.last().is_none_or(|l| !l.is_terminal()),
+                        "a status after a terminal one: {s:?}"
+                    );
+                    self.statuses.push(s);
+                }
+                Poll::Output(o) => {
+                    assert!(
+                        self.statuses.last().is_none_or(|l| !l.is_terminal()),
+                        "an output after a terminal status: {o:?}"
+                    );
+                    self.outputs.push(o);
+                }
+                Poll::Timeout(w) => {
+                    self.wake = w.map(|w| w.at);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn expect(&mut self, endpoint: Endpoint) -> Request {
+        let r = self
+            .requests
+            .pop_front()
+            .unwrap_or_else(|| panic!("expected {endpoint}, nothing was sent"));
+        assert_eq!(r.endpoint, endpoint, "{r:?}");
+        r
+    }
+
+    fn respond(&mut self, r: &Request, status: u16, body: &str) {
+        self.respond_with(r, Response::new(status, body));
+    }
+
+    fn respond_with(&mut self, r: &Request, response: Response) {
+        self.session.handle_response(self.now, r.id, response);
+        self.drain();
+    }
+
+    fn advance(&mut self) {
+        let at = self.wake.expect("something scheduled");
+        self.advance_to(at);
+    }
+
+    fn advance_to(&mut self, at: Instant) {
+        self.now = self.now.max(at);
+        self.session.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn send_events(&mut self, n: usize) {
+        for i in 0..n {
+            self.session
+                .send_event(self.now, Event::new(json!({"seq": i})))
+                .unwrap();
+        }
+        self.drain();
+    }
+
+    fn handed_back(&self) -> Vec<(Stream, Reason, usize)> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::HandedBack {
+                    stream,
+                    reason,
+                    events,
+                } => Some((*stream, *reason, events.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn delivered(&self) -> usize {
+        self.outputs
+            .iter()
+            .map(|o| match o {
+                Output::Delivered { events, .. } => events.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+fn body(r: &Request) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+#[test]
+fn registers_then_puts_idle_then_gets_the_document() {
+    let mut h = Harness::new(SessionConfig::new("s"));
+    let reg = h.expect(Endpoint::Register);
+    assert_eq!(body(&reg), json!({}));
+    h.respond(&reg, 200, r#"{"worker_epoch": 9}"#);
+    let init = h.expect(Endpoint::PutWorker);
+    assert_eq!(
+        body(&init),
+        json!({"worker_epoch": 9, "worker_status": "idle"})
+    );
+    h.respond(&init, 200, "{}");
+    let get = h.expect(Endpoint::GetWorker);
+    assert!(get.body.is_empty());
+    h.respond(
+        &get,
+        200,
+        r#"{"worker":{"worker_epoch":9,"worker_status":"idle","external_metadata":{"a":1}}}"#,
+    );
+    assert_eq!(h.statuses, [Status::Connecting, Status::Connected]);
+    assert_eq!(h.session.epoch(), Some(9));
+    assert_eq!(
+        h.session.state_view(),
+        &json!({"worker_status": "idle", "external_metadata": {"a": 1}})
+    );
+}
+
+#[test]
+fn every_body_carries_the_epoch() {
+    let mut h = Harness::connected();
+    h.send_events(1);
+    h.session
+        .patch_state(h.now, json!({"worker_status": "running"}))
+        .unwrap();
+    h.session
+        .ack_delivery(h.now, "e1", tether_core::session::DeliveryStatus::Received)
+        .unwrap();
+    h.drain();
+    h.advance_to(Instant::from_secs(20)); // the first heartbeat
+    let mut seen = Vec::new();
+    while let Some(r) = h.requests.pop_front() {
+        assert_eq!(body(&r)["worker_epoch"], json!(5), "{r:?}");
+        seen.push(r.endpoint);
+        h.respond(&r, 200, "{}");
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            Endpoint::PutWorker,
+            Endpoint::Heartbeat,
+            Endpoint::Events,
+            Endpoint::Delivery
+        ]
+    );
+}
+
+#[test]
+fn the_heartbeat_body_names_the_session() {
+    let mut h = Harness::connected();
+    h.advance_to(Instant::from_secs(20));
+    let beat = h.expect(Endpoint::Heartbeat);
+    assert_eq!(body(&beat), json!({"session_id": "s", "worker_epoch": 5}));
+    assert_eq!(
+        beat.deadline,
+        Instant::from_secs(25),
+        "heartbeats have a 5 s deadline"
+    );
+}
+
+#[test]
+fn success_delivers_and_resets() {
+    let mut h = Harness::lingering();
+    h.send_events(3);
+    h.advance(); // the linger window
+    let batch = h.expect(Endpoint::Events);
+    assert_eq!(body(&batch)["events"].as_array().unwrap().len(), 3);
+    assert_eq!(batch.deadline, h.now + Duration::from_secs(10));
+    h.respond(&batch, 204, "");
+    assert_eq!(h.delivered(), 3);
+}
+
+#[test]
+fn conflict_supersedes_and_hands_back_every_stream() {
+    let mut h = Harness::connected();
+    h.send_events(3);
+    h.session
+        .send_internal_event(h.now, Event::new(json!({"k": 1})))
+        .unwrap();
+    h.drain();
+    let batch = h.expect(Endpoint::Events);
+    h.respond(&batch, 409, "");
+    assert_eq!(h.statuses.last(), Some(&Status::Superseded));
+    let mut back = h.handed_back();
+    back.sort_by_key(|b| b.0);
+    assert_eq!(
+        back,
+        [
+            (Stream::Events, Reason::Superseded, 3),
+            (Stream::InternalEvents, Reason::Superseded, 1)
+        ]
+    );
+    // The internal-events request in flight was cancelled, and nothing more is sent.
+    assert!(h.outputs.iter().any(|o| matches!(o, Output::Cancel(_))));
+    h.requests.clear();
+    h.advance_to(Instant::from_secs(1_000));
+    assert!(h.requests.is_empty());
+    assert_eq!(h.wake, None);
+    assert!(h.session.send_event(h.now, Event::new(json!({}))).is_err());
+}
+
+#[test]
+fn ten_auth_failures_in_a_row_across_channels_give_up() {
+    let mut h = Harness::connected();
+    h.send_events(1);
+    h.session
+        .patch_state(h.now, json!({"worker_status": "busy"}))
+        .unwrap();
+    h.drain();
+    let mut failures = 0;
+    while failures < 10 {
+        if let Some(r) = h.requests.pop_front() {
+            failures += 1;
+            h.respond(&r, if failures % 2 == 0 { 401 } else { 403 }, "");
+        } else {
+            h.advance();
+        }
+        if failures < 10 {
+            assert!(
+                !h.session.status().is_terminal(),
+                "gave up after {failures}"
+            );
+        }
+    }
+    assert_eq!(
+        h.statuses.last(),
+        Some(&Status::GivenUp(GiveUpReason::AuthFailures(10)))
+    );
+    assert_eq!(h.handed_back(), [(Stream::Events, Reason::GivenUp, 1)]);
+    assert!(h
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::StateUnacknowledged(_))));
+}
+
+#[test]
+fn a_success_resets_the_auth_failure_count() {
+    let mut h = Harness::connected();
+    for round in 0..3 {
+        for _ in 0..9 {
+            h.send_events(1);
+            let r = h.expect(Endpoint::Events);
+            h.respond(&r, 401, "");
+            h.advance();
+            let retry = h.expect(Endpoint::Events);
+            h.respond(&retry, 200, "");
+        }
+        assert!(!h.session.status().is_terminal(), "round {round}");
+    }
+}
+
+#[test]
+fn not_found_gives_up_at_once() {
+    let mut h = Harness::connected();
+    h.send_events(2);
+    let r = h.expect(Endpoint::Events);
+    h.respond(&r, 404, "");
+    assert_eq!(
+        h.statuses.last(),
+        Some(&Status::GivenUp(GiveUpReason::SessionUnknown))
+    );
+    assert_eq!(h.handed_back(), [(Stream::Events, Reason::GivenUp, 2)]);
+}
+
+#[test]
+fn not_found_can_be_configured_transient() {
+    let mut config = SessionConfig::new("s").with_epoch(5);
+    config.session_unknown_is_transient = true;
+    let mut h = Harness::connected_with(config);
+    h.send_events(1);
+    let r = h.expect(Endpoint::Events);
+    h.respond(&r, 404, "");
+    assert!(matches!(
+        h.session.status(),
+        Status::Retrying { attempt: 1, .. }
+    ));
+    h.advance();
+    let retry = h.expect(Endpoint::Events);
+    h.respond(&retry, 200, "");
+    assert_eq!(h.session.status(), Status::Connected);
+    assert_eq!(h.delivered(), 1);
+}
+
+#[test]
+fn throttled_waits_for_the_hint_in_both_forms() {
+    for (retry_after, date, expected) in [
+        ("7", None, 7.0),
+        (
+            "Sun, 06 Nov 1994 08:49:49 GMT",
+            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            12.0,
+        ),
+    ] {
+        let mut h = Harness::connected();
+        h.send_events(1);
+        let r = h.expect(Endpoint::Events);
+        h.respond_with(
+            &r,
+            Response {
+                status: 429,
+                retry_after: Some(retry_after.into()),
+                date: date.map(Into::into),
+                ..Response::default()
+            },
+        );
+        let Status::Retrying { at, .. } = h.session.status() else {
+            panic!("{:?}", h.session.status())
+        };
+        let wait = at.saturating_duration_since(h.now).as_secs_f64();
+        // The hint plus the uploaders' jitter of [0, 500 ms).
+        assert!(
+            wait >= expected && wait < expected + 0.5,
+            "{retry_after}: {wait}"
+        );
+        h.advance_to(at);
+        let retry = h.expect(Endpoint::Events);
+        h.respond(&retry, 200, "");
+        assert_eq!(h.delivered(), 1);
+    }
+}
+
+#[test]
+fn transient_statuses_retry_with_the_uploaders_backoff() {
+    for status in [408, 429, 500, 502, 503, 504] {
+        let mut h = Harness::connected();
+        h.send_events(1);
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let r = h.expect(Endpoint::Events);
+            h.respond(&r, status, "");
+            let Status::Retrying { at, .. } = h.session.status() else {
+                panic!("{status}: {:?}", h.session.status())
+            };
+            waits.push(at.saturating_duration_since(h.now).as_millis());
+            h.advance_to(at);
+        }
+        // 500 ms, 1 s, 2 s, each plus [0, 500 ms) of jitter.
+        for (wait, base) in waits.iter().zip([500, 1000, 2000]) {
+            assert!(*wait >= base && *wait < base + 500, "{status}: {waits:?}");
+        }
+        let r = h.expect(Endpoint::Events);
+        h.respond(&r, 200, "");
+        assert_eq!(h.delivered(), 1, "{status}");
+        assert_eq!(h.session.status(), Status::Connected);
+    }
+}
+
+#[test]
+fn too_large_splits_the_batch_and_a_single_event_becomes_a_dead_letter() {
+    let mut h = Harness::lingering();
+    h.send_events(4);
+    h.advance();
+    let r = h.expect(Endpoint::Events);
+    h.respond(&r, 413, "");
+    let half = h.expect(Endpoint::Events);
+    assert_eq!(body(&half)["events"].as_array().unwrap().len(), 2);
+    h.respond(&half, 413, "");
+    let one = h.expect(Endpoint::Events);
+    assert_eq!(body(&one)["events"].as_array().unwrap().len(), 1);
+    h.respond(&one, 413, "");
+    assert_eq!(h.handed_back(), [(Stream::Events, Reason::TooLarge, 1)]);
+    assert!(!h.session.status().is_terminal());
+}
+
+#[test]
+fn permanent_statuses_make_dead_letters_and_roll_back_state() {
+    for status in [400, 410, 422, 501, 505] {
+        let mut h = Harness::lingering();
+        h.send_events(2);
+        h.advance();
+        let r = h.expect(Endpoint::Events);
+        h.respond(&r, status, "");
+        assert_eq!(
+            h.handed_back(),
+            [(Stream::Events, Reason::Rejected { status }, 2)],
+            "{status}"
+        );
+        h.session
+            .patch_state(h.now, json!({"worker_status": "bad"}))
+            .unwrap();
+        h.drain();
+        assert_eq!(h.session.state_view()["worker_status"], json!("bad"));
+        let put = h.expect(Endpoint::PutWorker);
+        h.respond(&put, status, "");
+        assert!(h
+            .outputs
+            .iter()
+            .any(|o| matches!(o, Output::StateRejected(r) if r.status == status)));
+        assert_eq!(
+            h.session.state_view()["worker_status"],
+            json!("idle"),
+            "rolled back"
+        );
+        assert_eq!(h.session.status(), Status::Connected);
+    }
+}
+
+#[test]
+fn transport_errors_and_timeouts_retry_and_late_responses_are_ignored() {
+    let mut h = Harness::connected();
+    h.send_events(1);
+    let r = h.expect(Endpoint::Events);
+    h.session.handle_transport_error(
+        h.now,
+        r.id,
+        &TransportError {
+            message: "reset".into(),
+        },
+    );
+    h.drain();
+    assert!(matches!(h.session.status(), Status::Retrying { .. }));
+    h.advance();
+    let retry = h.expect(Endpoint::Events);
+    // No answer: the core fails the request at its deadline and cancels it.
+    h.advance_to(retry.deadline);
+    assert!(h.outputs.iter().any(|o| *o == Output::Cancel(retry.id)));
+    assert_eq!(h.session.counters().failures.timeouts, 1);
+    // The answer arrives late: ignored.
+    h.respond(&retry, 200, "");
+    assert_eq!(h.delivered(), 0);
+    assert_eq!(h.session.counters().late_replies, 1);
+    h.advance();
+    let again = h.expect(Endpoint::Events);
+    h.respond(&again, 200, "");
+    assert_eq!(h.delivered(), 1);
+}
+
+#[test]
+fn an_unreadable_body_is_transient() {
+    let mut h = Harness::new(SessionConfig::new("s").with_epoch(5));
+    let init = h.expect(Endpoint::PutWorker);
+    h.respond(&init, 200, "{}");
+    let get = h.expect(Endpoint::GetWorker);
+    h.respond(&get, 200, "<html>not json</html>");
+    assert!(matches!(
+        h.session.status(),
+        Status::Retrying { attempt: 1, .. }
+    ));
+    assert_eq!(h.session.counters().failures.bad_body, 1);
+    h.advance();
+    // The connect sequence resumes where it failed.
+    let get = h.expect(Endpoint::GetWorker);
+    h.respond_with(
+        &get,
+        Response {
+            status: 200,
+            body: br#"{"worker":{}}"#.to_vec(),
+            truncated: true,
+            ..Response::default()
+        },
+    );
+    assert_eq!(
+        h.session.counters().failures.bad_body,
+        2,
+        "a truncated body is bad"
+    );
+    h.advance();
+    let get = h.expect(Endpoint::GetWorker);
+    h.respond(&get, 200, r#"{"worker":{}}"#);
+    assert_eq!(h.session.status(), Status::Connected);
+}
+
+#[test]
+fn connect_failures_follow_the_reconnect_curve_then_give_up() {
+    let mut h = Harness::new(SessionConfig::new("s"));
+    let mut waits = Vec::new();
+    loop {
+        let r = h.expect(Endpoint::Register);
+        h.respond(&r, 503, "");
+        match h.session.status() {
+            Status::Retrying { at, attempt } => {
+                assert_eq!(attempt as usize, waits.len() + 1);
+                waits.push(at.saturating_duration_since(h.now).as_secs());
+                h.advance_to(at);
+            }
+            Status::GivenUp(reason) => {
+                assert!(matches!(reason, GiveUpReason::Connect(_)));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 16, 30]);
+}
+
+#[test]
+fn status_goes_stale_when_heartbeats_fail_and_live_again() {
+    let mut h = Harness::connected();
+    let mut last_status_len = h.statuses.len();
+    // Heartbeats at 20, 40, 60 s fail; at 60 s no beat succeeded within the 60 s TTL.
+    for _ in 0..3 {
+        h.advance();
+        if let Some(r) = h.requests.pop_front() {
+            assert_eq!(r.endpoint, Endpoint::Heartbeat);
+            h.respond(&r, 500, "");
+        }
+    }
+    while h.session.status() != Status::Stale {
+        h.advance();
+        if let Some(r) = h.requests.pop_front() {
+            h.respond(&r, 500, "");
+        }
+        assert!(h.now < Instant::from_secs(200), "never went stale");
+    }
+    assert!(h.statuses[last_status_len..].contains(&Status::Stale));
+    last_status_len = h.statuses.len();
+    loop {
+        h.advance();
+        if let Some(r) = h.requests.pop_front() {
+            h.respond(&r, 200, "");
+            break;
+        }
+    }
+    assert_eq!(&h.statuses[last_status_len..], [Status::Connected]);
+}
+
+#[test]
+fn close_drains_then_ends_closed() {
+    let mut h = Harness::connected();
+    h.send_events(3);
+    h.session
+        .patch_state(h.now, json!({"worker_status": "done"}))
+        .unwrap();
+    h.drain();
+    h.session.close(h.now, h.now + Duration::from_secs(5));
+    h.drain();
+    while let Some(r) = h.requests.pop_front() {
+        h.respond(&r, 200, "{}");
+    }
+    assert_eq!(h.statuses.last(), Some(&Status::Closed));
+    assert_eq!(h.delivered(), 3);
+    assert!(h.handed_back().is_empty());
+    assert_eq!(h.wake, None);
+}
+
+#[test]
+fn close_with_the_server_down_hands_everything_back_at_the_deadline() {
+    let mut h = Harness::connected();
+    h.send_events(5);
+    h.session
+        .patch_state(h.now, json!({"worker_status": "done"}))
+        .unwrap();
+    h.drain();
+    let deadline = h.now + Duration::from_secs(3);
+    h.session.close(h.now, deadline);
+    h.drain();
+    // Every request fails; time runs to the close deadline.
+    for _ in 0..1000 {
+        while let Some(r) = h.requests.pop_front() {
+            h.session.handle_transport_error(
+                h.now,
+                r.id,
+                &TransportError {
+                    message: "refused".into(),
+                },
+            );
+            h.drain();
+        }
+        if h.session.status().is_terminal() {
+            break;
+        }
+        h.advance();
+    }
+    assert_eq!(h.statuses.last(), Some(&Status::Closed));
+    assert!(h.now <= deadline, "closed at {} after the deadline", h.now);
+    assert_eq!(h.handed_back(), [(Stream::Events, Reason::Closed, 5)]);
+    assert!(h
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::StateUnacknowledged(u) if !u.update.is_empty())));
+}
+
+#[test]
+fn at_most_one_request_in_flight_per_channel() {
+    let mut h = Harness::connected();
+    h.send_events(500); // five batches' worth
+    let in_flight: Vec<_> = h.session.in_flight().collect();
+    assert_eq!(in_flight.len(), 1);
+    assert_eq!(h.requests.len(), 1);
+}
+
+#[test]
+fn flush_reports_once_everything_before_it_settled() {
+    let mut h = Harness::connected();
+    h.send_events(2);
+    let flush = h.session.flush(h.now, h.now + Duration::from_secs(30));
+    h.drain();
+    // Linger is zero: the first event went alone, the second waits for it.
+    let first = h.expect(Endpoint::Events);
+    h.respond(&first, 200, "");
+    assert!(!h.outputs.iter().any(|o| matches!(o, Output::FlushDone(_))));
+    let second = h.expect(Endpoint::Events);
+    h.respond(&second, 200, "");
+    assert!(h.outputs.contains(&Output::FlushDone(flush)));
+
+    h.send_events(1);
+    let late = h.session.flush(h.now, h.now + Duration::from_secs(2));
+    h.drain();
+    let _unanswered = h.expect(Endpoint::Events);
+    h.advance_to(h.now + Duration::from_secs(2));
+    assert!(h.outputs.contains(&Output::FlushTimedOut(late)));
+}
+
+#[test]
+fn bad_configuration_is_a_typed_error() {
+    let mut config = SessionConfig::new("s");
+    config.heartbeat.interval = Duration::from_secs(2);
+    assert!(Session::new(config, Instant::ZERO, 0).is_err());
+    let mut config = SessionConfig::new("s");
+    config.request_timeout = Duration::ZERO;
+    assert!(Session::new(config, Instant::ZERO, 0).is_err());
+    let mut config = SessionConfig::new("s");
+    config.events.max_batch_items = 0;
+    assert!(Session::new(config, Instant::ZERO, 0).is_err());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_requests() {
+    let run = || {
+        let mut h = Harness::connected();
+        h.send_events(3);
+        let r = h.expect(Endpoint::Events);
+        h.respond(&r, 503, "");
+        h.advance();
+        let r = h.expect(Endpoint::Events);
+        (r.body, h.now)
+    };
+    assert_eq!(run(), run());
+}
