@@ -89,6 +89,8 @@ pub mod heartbeat;
 pub mod patch;
 pub mod rng;
 pub mod session;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 
 pub use drive::{Machine, Poll, Wake};
