@@ -287,15 +287,16 @@ impl Session {
 
     /// Reports [`Output::FlushDone`] once everything given before this call is delivered or
     /// handed back and every patch has landed, or [`Output::FlushTimedOut`] at `deadline`.
-    pub fn flush(&mut self, now: Instant, deadline: Instant) -> FlushId {
+    ///
+    /// After the session ended there is nothing to wait for, and no output may follow the
+    /// terminal status, so the call fails instead.
+    pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<FlushId, SessionError> {
         let now = self.clock.observe(now);
+        if let Some(ended) = self.ended() {
+            return Err(SessionError::Ended(ended));
+        }
         let id = FlushId(self.next_flush);
         self.next_flush += 1;
-        if self.ended().is_some() {
-            // Everything was already delivered or handed back.
-            self.outputs.push_back(Output::FlushDone(id));
-            return id;
-        }
         let mut streams = [None; 3];
         for stream in Stream::ALL {
             let i = stream_index(stream);
@@ -314,7 +315,7 @@ impl Session {
             deadline,
         });
         self.pump(now);
-        id
+        Ok(id)
     }
 
     /// Stops intake and drains until `deadline`; then hands back whatever is left, per stream,
@@ -1074,11 +1075,8 @@ impl Machine for Session {
             Input::Ack { event_id, status } => {
                 self.ack_delivery(now, &event_id, status).map(|_| ())
             }
-            Input::Patch(patch) => self.patch_state(now, patch),
-            Input::Flush { deadline } => {
-                let _ = self.flush(now, deadline);
-                Ok(())
-            }
+            Input::Patch(patch) => self.patch_state(now, patch).map(|_| ()),
+            Input::Flush { deadline } => self.flush(now, deadline).map(|_| ()),
             Input::Close { deadline } => {
                 self.close(now, deadline);
                 Ok(())

@@ -1,0 +1,477 @@
+//! Invariant checks over what a run recorded (DESIGN.md §Simulation).
+//!
+//! Each check is a pure function of plain records the runner fills in, and returns the first
+//! [`Violation`] it finds. Events are identified by their `seq` ([`super::workload::SEQ_FIELD`]),
+//! which the workload numbers in enqueue order.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use serde_json::Value;
+
+use crate::classify::Outcome;
+use crate::patch::DocumentSchema;
+use crate::time::Instant;
+
+pub use super::faults::Span;
+
+/// A broken invariant, said so a person can act on it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// An enqueued event was neither delivered nor handed back.
+    EventLost {
+        /// The stream.
+        stream: String,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// The server holds an event that was never enqueued on this stream.
+    EventUnknown {
+        /// The stream.
+        stream: String,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// The server holds the same event twice (it was re-sent under another uuid).
+    EventDuplicated {
+        /// The stream.
+        stream: String,
+        /// The event's seq.
+        seq: u64,
+    },
+    /// The server holds `later` before `earlier`, against enqueue order.
+    EventReordered {
+        /// The stream.
+        stream: String,
+        /// Enqueued first, delivered second.
+        earlier: u64,
+        /// Enqueued second, delivered first.
+        later: u64,
+    },
+    /// The server's document is not the acknowledged patches applied in order.
+    StateDiverged {
+        /// Where the two first differ, as a JSON pointer.
+        path: String,
+        /// The sequential application of the acknowledged patches.
+        expected: Value,
+        /// The server's document.
+        actual: Value,
+    },
+    /// No heartbeat for longer than the bound while connected.
+    HeartbeatGap {
+        /// Start of the gap (a beat, or the start of the connected span).
+        from: Instant,
+        /// End of the gap (a beat, or the end of the connected span).
+        to: Instant,
+        /// The bound it exceeds.
+        bound: Duration,
+    },
+    /// The session ended differently from what the give-up rules say.
+    WrongEnd {
+        /// What the rules say, with the instant of the deciding outcome.
+        expected: Option<(Instant, Terminal)>,
+        /// What the session did.
+        actual: Option<(Instant, Terminal)>,
+    },
+    /// The session produced output after a terminal status.
+    OutputAfterTerminal {
+        /// The terminal output.
+        terminal: String,
+        /// When it came.
+        terminal_at: Instant,
+        /// The output that followed it.
+        output: String,
+        /// When that came.
+        at: Instant,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::EventLost { stream, seq } => write!(
+                f,
+                "{stream}: event seq {seq} was lost: neither delivered nor handed back"
+            ),
+            Violation::EventUnknown { stream, seq } => write!(
+                f,
+                "{stream}: the server holds event seq {seq}, which was never enqueued there"
+            ),
+            Violation::EventDuplicated { stream, seq } => write!(
+                f,
+                "{stream}: event seq {seq} is stored twice after de-duplication"
+            ),
+            Violation::EventReordered {
+                stream,
+                earlier,
+                later,
+            } => write!(
+                f,
+                "{stream}: event seq {later} was delivered before seq {earlier}, enqueued earlier"
+            ),
+            Violation::StateDiverged {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "state diverged at {path:?}: expected {expected}, server has {actual}"
+            ),
+            Violation::HeartbeatGap { from, to, bound } => write!(
+                f,
+                "no heartbeat from {from} to {to} while connected ({} > bound {})",
+                Instant::ZERO + to.saturating_duration_since(*from),
+                Instant::ZERO + *bound,
+            ),
+            Violation::WrongEnd { expected, actual } => {
+                let show = |end: &Option<(Instant, Terminal)>| match end {
+                    Some((at, t)) => format!("{t} at {at}"),
+                    None => String::from("no terminal end"),
+                };
+                write!(
+                    f,
+                    "the rules say {}, the session did {}",
+                    show(expected),
+                    show(actual)
+                )
+            }
+            Violation::OutputAfterTerminal {
+                terminal,
+                terminal_at,
+                output,
+                at,
+            } => write!(
+                f,
+                "output {output:?} at {at} after terminal {terminal:?} at {terminal_at}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Violation {}
+
+// ---------------------------------------------------------------------------------------------
+// (a), (b) events
+
+/// What happened to one stream's events, by seq.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamRecord {
+    /// The stream's name, for messages.
+    pub stream: String,
+    /// Seqs the caller enqueued (accepted or not), in enqueue order.
+    pub enqueued: Vec<u64>,
+    /// Seqs the server stored, in its delivery order (after its de-duplication by uuid).
+    pub delivered: Vec<u64>,
+    /// Seqs handed back to the caller (rejected, dropped, dead-lettered, or left at close).
+    pub handed_back: Vec<u64>,
+}
+
+/// (a) No event lost: every enqueued event was delivered or handed back, and the server holds
+/// nothing that was not enqueued. An event both delivered and handed back is allowed (the
+/// client could not know a lost response had been applied).
+pub fn no_event_lost(record: &StreamRecord) -> Result<(), Violation> {
+    let enqueued: BTreeSet<u64> = record.enqueued.iter().copied().collect();
+    if let Some(&seq) = record.delivered.iter().find(|s| !enqueued.contains(s)) {
+        return Err(Violation::EventUnknown {
+            stream: record.stream.clone(),
+            seq,
+        });
+    }
+    let accounted: BTreeSet<u64> = record
+        .delivered
+        .iter()
+        .chain(&record.handed_back)
+        .copied()
+        .collect();
+    match record.enqueued.iter().find(|s| !accounted.contains(s)) {
+        Some(&seq) => Err(Violation::EventLost {
+            stream: record.stream.clone(),
+            seq,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// (b) None duplicated or reordered: the server's list is unique and a subsequence of the
+/// enqueue order. Events the server holds but the caller never enqueued are (a)'s business and
+/// skipped here.
+pub fn in_order_and_unique(record: &StreamRecord) -> Result<(), Violation> {
+    let position: BTreeMap<u64, usize> = record
+        .enqueued
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (s, i))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut last: Option<(usize, u64)> = None;
+    for &seq in &record.delivered {
+        if !seen.insert(seq) {
+            return Err(Violation::EventDuplicated {
+                stream: record.stream.clone(),
+                seq,
+            });
+        }
+        let Some(&pos) = position.get(&seq) else {
+            continue;
+        };
+        if let Some((last_pos, last_seq)) = last {
+            if pos < last_pos {
+                return Err(Violation::EventReordered {
+                    stream: record.stream.clone(),
+                    earlier: seq,
+                    later: last_seq,
+                });
+            }
+        }
+        last = Some((pos, seq));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) state
+
+/// What became of one patch the caller submitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchFate {
+    /// The server acknowledged a PUT that carried it (alone or coalesced).
+    Acknowledged,
+    /// A permanent failure rolled it back; the server never applied it.
+    Rejected,
+    /// Never sent (still pending at close, give-up or supersession), or a no-op never sent.
+    Abandoned,
+    /// In flight when the session ended: the server may or may not have applied it.
+    Unknown,
+}
+
+/// One submitted patch and its fate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchRecord {
+    /// The patch, as the caller submitted it (a JSON object).
+    pub patch: Value,
+    /// What became of it.
+    pub fate: PatchFate,
+}
+
+/// The patches of a run in submission order, and the document they should have produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateRecord {
+    /// The server's document before the first patch (usually `{}`).
+    pub initial: Value,
+    /// Every patch the caller submitted, the session's init PUT included, in order.
+    pub patches: Vec<PatchRecord>,
+    /// The server's final document, without `worker_epoch`.
+    pub server_document: Value,
+}
+
+/// (c) The server's document equals the in-order application of every acknowledged patch.
+///
+/// Patches of [`PatchFate::Unknown`] (the last PUT in flight when the session ended) must have
+/// landed all together or not at all, so either document is accepted.
+pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<(), Violation> {
+    let replay = |with_unknown: bool| {
+        let mut doc = record.initial.clone();
+        for p in &record.patches {
+            let applied = match p.fate {
+                PatchFate::Acknowledged => true,
+                PatchFate::Unknown => with_unknown,
+                PatchFate::Rejected | PatchFate::Abandoned => false,
+            };
+            if let (true, Value::Object(patch)) = (applied, &p.patch) {
+                schema.apply(&mut doc, patch);
+            }
+        }
+        doc
+    };
+    let expected = replay(false);
+    let has_unknown = record.patches.iter().any(|p| p.fate == PatchFate::Unknown);
+    if expected == record.server_document || has_unknown && replay(true) == record.server_document {
+        return Ok(());
+    }
+    Err(Violation::StateDiverged {
+        path: first_difference(&expected, &record.server_document),
+        expected,
+        actual: record.server_document.clone(),
+    })
+}
+
+/// The JSON pointer of the first place two values differ (`""` for the roots).
+fn first_difference(a: &Value, b: &Value) -> String {
+    if let (Value::Object(a), Value::Object(b)) = (a, b) {
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            match (a.get(key), b.get(key)) {
+                (Some(x), Some(y)) if x == y => continue,
+                (Some(x), Some(y)) => return format!("/{key}{}", first_difference(x, y)),
+                _ => return format!("/{key}"),
+            }
+        }
+    }
+    String::new()
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) heartbeats
+
+/// (d) While connected, no gap between heartbeats exceeds `bound`.
+///
+/// `connected` are the spans the session reported itself connected; `beats` the instants of
+/// heartbeats sent (or succeeded), in any order. Within each span the edges count as beats, so a
+/// span must see its first beat within `bound` of its start and its last within `bound` of its
+/// end. A fair bound is `interval · (1 + jitter) + heartbeat deadline`.
+pub fn heartbeat_gaps(
+    connected: &[Span],
+    beats: &[Instant],
+    bound: Duration,
+) -> Result<(), Violation> {
+    let mut beats = beats.to_vec();
+    beats.sort();
+    for span in connected {
+        let inside = beats
+            .iter()
+            .copied()
+            .filter(|&b| span.start <= b && b <= span.end);
+        let mut prev = span.start;
+        for t in inside.chain(core::iter::once(span.end)) {
+            if t.saturating_duration_since(prev) > bound {
+                return Err(Violation::HeartbeatGap {
+                    from: prev,
+                    to: t,
+                    bound,
+                });
+            }
+            prev = t;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) give-up
+
+/// How a session ends by the rules, rather than by a close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Terminal {
+    /// Ten (the configured number of) auth failures with no success between them.
+    GaveUpAuth,
+    /// A 404 while the session-unknown outcome is terminal.
+    GaveUpSessionUnknown,
+    /// A 409: a newer worker owns the session.
+    Superseded,
+}
+
+impl fmt::Display for Terminal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Terminal::GaveUpAuth => "give-up (auth failures)",
+            Terminal::GaveUpSessionUnknown => "give-up (session unknown)",
+            Terminal::Superseded => "superseded",
+        })
+    }
+}
+
+/// The give-up rules of PROTOCOL.md, as a reference model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GiveUpRules {
+    /// Auth failures in a row (across channels; only a success resets the count) that give up.
+    /// Default 10.
+    pub max_auth_failures: u32,
+    /// Whether a 404 gives up at once. Default true.
+    pub session_unknown_terminal: bool,
+}
+
+impl Default for GiveUpRules {
+    fn default() -> Self {
+        GiveUpRules {
+            max_auth_failures: 10,
+            session_unknown_terminal: true,
+        }
+    }
+}
+
+/// One classified outcome the session saw, in the order it handled them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutcomeRecord {
+    /// When the session handled it.
+    pub at: Instant,
+    /// How it was classified.
+    pub outcome: Outcome,
+}
+
+impl GiveUpRules {
+    /// Where the rules end the session: the index of the deciding outcome and how, or `None`.
+    pub fn expected_end(&self, outcomes: &[Outcome]) -> Option<(usize, Terminal)> {
+        let mut auth_failures = 0u32;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match outcome {
+                Outcome::Success => auth_failures = 0,
+                Outcome::Superseded => return Some((i, Terminal::Superseded)),
+                Outcome::SessionUnknown if self.session_unknown_terminal => {
+                    return Some((i, Terminal::GaveUpSessionUnknown))
+                }
+                Outcome::AuthFailure => {
+                    auth_failures += 1;
+                    if auth_failures >= self.max_auth_failures {
+                        return Some((i, Terminal::GaveUpAuth));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// (e) The session ended exactly when and how the rules say: `actual` is the terminal status it
+/// reported (`None` if it ran to a close or is still running), compared with the rules' verdict
+/// on `outcomes` by kind and by the instant of the deciding outcome.
+pub fn give_up_as_ruled(
+    rules: &GiveUpRules,
+    outcomes: &[OutcomeRecord],
+    actual: Option<(Instant, Terminal)>,
+) -> Result<(), Violation> {
+    let plain: Vec<Outcome> = outcomes.iter().map(|o| o.outcome).collect();
+    let expected = rules
+        .expected_end(&plain)
+        .map(|(i, terminal)| (outcomes[i].at, terminal));
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Violation::WrongEnd { expected, actual })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) quiet after the end
+
+/// One output of the session, as the runner saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// When it came.
+    pub at: Instant,
+    /// What it was, e.g. `request`, `status given-up`, `handed-back`.
+    pub kind: String,
+    /// Whether it is a terminal status (given up, superseded, closed).
+    pub terminal: bool,
+}
+
+/// (f) Nothing comes after the first terminal output: hand-backs must precede it.
+pub fn quiet_after_terminal(outputs: &[OutputRecord]) -> Result<(), Violation> {
+    let Some(end) = outputs.iter().position(|o| o.terminal) else {
+        return Ok(());
+    };
+    match outputs.get(end + 1) {
+        Some(next) => Err(Violation::OutputAfterTerminal {
+            terminal: outputs[end].kind.clone(),
+            terminal_at: outputs[end].at,
+            output: next.kind.clone(),
+            at: next.at,
+        }),
+        None => Ok(()),
+    }
+}

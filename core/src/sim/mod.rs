@@ -1,0 +1,68 @@
+//! The deterministic simulator's building blocks (DESIGN.md §Simulation).
+//!
+//! A run puts a session against a model of the server, through a faulty network, on a virtual
+//! clock. Everything here is pure and seeded, so a failing seed replays to the same trace:
+//!
+//! - [`server`]: [`ServerModel`], PROTOCOL.md's server for one session (epochs and fencing, the
+//!   worker document, de-duplicated event streams, heartbeats, limits), with accessors for what it
+//!   stored.
+//! - [`faults`]: [`FaultPlan`], built from a seed and a [`FaultMix`]. Per request it decides a
+//!   [`Fault`] and carries it out against the server as a [`Delivery`]; up front it plans
+//!   partitions, restarts and at most one takeover as a timeline.
+//! - [`workload`]: [`generate`] turns a seed into the application's actions: events with a `seq`,
+//!   internal events, acks, patches (including the reset-then-object pairs that break naive
+//!   coalescing), flushes, and a final close.
+//! - [`check`]: the invariants, as pure functions of plain records.
+//! - [`trace`]: [`Trace`], one fixed-format line per input and output.
+//! - [`date`]: the IMF-fixdate formatter behind the server's `Date` header.
+//!
+//! # Composing a run
+//!
+//! A runner owns the session, a [`ServerModel`], a [`FaultPlan`] and a [`Trace`], and a queue of
+//! timed happenings: the workload's actions, the plan's [`timeline`](FaultPlan::timeline)
+//! (restart → [`ServerModel::restart`], takeover → [`ServerModel::force_takeover`]; partitions
+//! need nothing), deliveries due, and the session's own wake-ups. It repeatedly takes the earliest
+//! and feeds it in. For each request the session emits it calls
+//! [`FaultPlan::exchange`], which returns when and what the session hears back
+//! ([`Delivery::Hang`]: nothing, the session's deadline must fire). At the end it fills the
+//! [`check`] records from the session's outputs and the server's accessors.
+//!
+//! Derive every seed from one: e.g. the plan from `seed`, the workload from `seed ^ 1`, the
+//! session's [`Rng`](crate::Rng) from `seed ^ 2`.
+//!
+//! ```
+//! use core::time::Duration;
+//! use tether_core::session::Endpoint;
+//! use tether_core::sim::{Delivery, FaultMix, FaultPlan, ServerModel, Trace};
+//! use tether_core::Instant;
+//!
+//! let mut server = ServerModel::default();
+//! let mut plan = FaultPlan::new(7, FaultMix::flaky(), Duration::from_secs(600))?;
+//! let mut trace = Trace::new();
+//!
+//! let now = Instant::from_secs(1);
+//! let exchange = plan.exchange(now, &mut server, Endpoint::Register, b"{}");
+//! trace.line(now, format_args!("-> r1 {} ({})", Endpoint::Register, exchange.fault));
+//! match exchange.delivery {
+//!     Delivery::Respond { at, response } => trace.line(at, format_args!("<- r1 {}", response.status)),
+//!     Delivery::TransportError { at, error } => trace.line(at, format_args!("<- r1 {error}")),
+//!     Delivery::Hang => {} // the session's deadline fires
+//! }
+//! assert!(!trace.is_empty());
+//! # Ok::<(), tether_core::sim::FaultMixError>(())
+//! ```
+
+pub mod check;
+pub mod date;
+pub mod faults;
+pub mod server;
+pub mod trace;
+pub mod workload;
+
+pub use check::Violation;
+pub use faults::{
+    Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
+};
+pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
+pub use trace::Trace;
+pub use workload::{generate, seq_of, Action, WorkloadConfig, SEQ_FIELD};

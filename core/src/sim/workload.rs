@@ -1,0 +1,305 @@
+//! A seeded workload: what the application asks of the session over a run.
+//!
+//! [`generate`] turns a seed and a [`WorkloadConfig`] into a time-ordered list of [`Action`]s
+//! ending with one [`Action::Close`]. Each kind of action is drawn from its own stream of the
+//! seed, so changing one rate leaves the others' timing alone. Every event carries a `seq` field
+//! ([`SEQ_FIELD`]), increasing in enqueue order across both streams, so the checks can tell loss,
+//! duplication and reordering apart without knowing the uuids the session assigned.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::rng::Rng;
+use crate::time::Instant;
+
+/// The payload field holding an event's sequence number.
+pub const SEQ_FIELD: &str = "seq";
+
+/// An event payload's sequence number.
+pub fn seq_of(payload: &Value) -> Option<u64> {
+    payload.get(SEQ_FIELD)?.as_u64()
+}
+
+/// One thing the application does to the session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Enqueue an event (a JSON object with [`SEQ_FIELD`]) on the events stream.
+    Event(Value),
+    /// Enqueue an event on the internal-events stream.
+    InternalEvent(Value),
+    /// Report the delivery status of an event the worker received.
+    Ack {
+        /// The event the update is about.
+        event_id: String,
+        /// `received`, `processing` or `processed`.
+        status: String,
+    },
+    /// A worker-document patch (a JSON object).
+    Patch(Value),
+    /// Wait until everything enqueued so far is delivered or handed back, or the timeout passes.
+    Flush {
+        /// How long the flush may take.
+        timeout: Duration,
+    },
+    /// Stop intake, drain until the timeout, hand back the rest. Always the last action.
+    Close {
+        /// How long the close may take.
+        timeout: Duration,
+    },
+}
+
+/// The shape of a workload. Rates are means; gaps are uniform in `[0, 2 / rate]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadConfig {
+    /// When [`Action::Close`] comes. Default 10 minutes.
+    pub duration: Duration,
+    /// Event arrivals per second (a burst counts as one arrival). Default 2.
+    pub events_per_second: f64,
+    /// Probability that an arrival is a burst. Default 0.05.
+    pub burst_probability: f64,
+    /// A burst has `[2, burst_max]` events, 1 ms apart. Default 200.
+    pub burst_max: u32,
+    /// The smallest event, in bytes of JSON. Default 50.
+    pub event_size_min: usize,
+    /// The largest event, in bytes of JSON. Default 4 KiB.
+    pub event_size_max: usize,
+    /// Internal events per second. Default 0.2.
+    pub internal_events_per_second: f64,
+    /// Fraction of events that come with their own `uuid`. Default 0.1.
+    pub uuid_share: f64,
+    /// Delivery acks per second. Default 0.2.
+    pub acks_per_second: f64,
+    /// Patch arrivals per second (a reset-then-object pair counts as one). Default 0.3.
+    pub patches_per_second: f64,
+    /// Flushes per second. Default 1/120.
+    pub flushes_per_second: f64,
+    /// Each flush's timeout. Default 30 s.
+    pub flush_timeout: Duration,
+    /// The close's timeout. Default 30 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            duration: Duration::from_secs(600),
+            events_per_second: 2.0,
+            burst_probability: 0.05,
+            burst_max: 200,
+            event_size_min: 50,
+            event_size_max: 4096,
+            internal_events_per_second: 0.2,
+            uuid_share: 0.1,
+            acks_per_second: 0.2,
+            patches_per_second: 0.3,
+            flushes_per_second: 1.0 / 120.0,
+            flush_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The time-ordered actions of a run: same seed and config, same list.
+pub fn generate(seed: u64, config: &WorkloadConfig) -> Vec<(Instant, Action)> {
+    let mut root = Rng::new(seed);
+    let end = Instant::from_duration(config.duration);
+    // (time, rank, action): rank keeps same-instant actions in generation order per kind.
+    let mut drafts: Vec<(Instant, u8, Action)> = Vec::new();
+
+    let mut rng = root.fork();
+    for at in arrivals(&mut rng, config.events_per_second, end) {
+        let burst = rng.unit() < config.burst_probability;
+        let n = if burst {
+            2 + rng.below(u64::from(config.burst_max.max(2)) - 1)
+        } else {
+            1
+        };
+        for i in 0..n {
+            drafts.push((at + Duration::from_millis(i), 0, Action::Event(Value::Null)));
+        }
+    }
+    let mut rng = root.fork();
+    for at in arrivals(&mut rng, config.internal_events_per_second, end) {
+        drafts.push((at, 0, Action::InternalEvent(Value::Null)));
+    }
+    let mut rng = root.fork();
+    for at in arrivals(&mut rng, config.acks_per_second, end) {
+        let status = ["received", "processing", "processed"][rng.below(3) as usize];
+        drafts.push((
+            at,
+            1,
+            Action::Ack {
+                event_id: rng.uuid_v4(),
+                status: status.to_string(),
+            },
+        ));
+    }
+    let mut rng = root.fork();
+    for at in arrivals(&mut rng, config.patches_per_second, end) {
+        for patch in patches(&mut rng) {
+            drafts.push((at, 2, Action::Patch(patch)));
+        }
+    }
+    let mut rng = root.fork();
+    for at in arrivals(&mut rng, config.flushes_per_second, end) {
+        drafts.push((
+            at,
+            3,
+            Action::Flush {
+                timeout: config.flush_timeout,
+            },
+        ));
+    }
+    drafts.retain(|(at, _, _)| *at < end);
+    drafts.sort_by_key(|(at, rank, _)| (*at, *rank)); // stable: generation order within a kind
+
+    // Fill event bodies in enqueue order, so `seq` increases along the list.
+    let mut rng = root.fork();
+    let mut seq = 0u64;
+    let mut out: Vec<(Instant, Action)> = drafts
+        .into_iter()
+        .map(|(at, _, action)| {
+            let action = match action {
+                Action::Event(_) => Action::Event(event(&mut rng, config, &mut seq, "events")),
+                Action::InternalEvent(_) => {
+                    Action::InternalEvent(event(&mut rng, config, &mut seq, "internal"))
+                }
+                other => other,
+            };
+            (at, action)
+        })
+        .collect();
+    out.push((
+        end,
+        Action::Close {
+            timeout: config.close_timeout,
+        },
+    ));
+    out
+}
+
+/// Arrival instants before `end` at a mean `per_second` rate.
+fn arrivals(rng: &mut Rng, per_second: f64, end: Instant) -> Vec<Instant> {
+    let mut out = Vec::new();
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return out;
+    }
+    let max_gap = Duration::from_secs_f64((2.0 / per_second).min(1e12));
+    let mut t = Instant::ZERO;
+    loop {
+        t += rng.duration_between(Duration::from_micros(1), max_gap);
+        if t >= end {
+            return out;
+        }
+        out.push(t);
+    }
+}
+
+/// An event of a size drawn between the bounds: mostly small, sometimes large.
+fn event(rng: &mut Rng, config: &WorkloadConfig, seq: &mut u64, stream: &str) -> Value {
+    let (lo, hi) = (
+        config.event_size_min,
+        config.event_size_max.max(config.event_size_min),
+    );
+    let size = match rng.below(20) {
+        0..=13 => between(rng, lo, hi.min(lo.max(512))),
+        14..=18 => between(rng, lo.max(512).min(hi), hi.min(2048).max(lo)),
+        _ => between(rng, lo.max(2048).min(hi), hi),
+    };
+    let mut payload = Map::new();
+    payload.insert(SEQ_FIELD.to_string(), json!(*seq));
+    payload.insert("stream".to_string(), json!(stream));
+    payload.insert("data".to_string(), json!(""));
+    if rng.unit() < config.uuid_share {
+        payload.insert("uuid".to_string(), json!(rng.uuid_v4()));
+    }
+    *seq += 1;
+    let overhead = serde_json::to_vec(&payload).map_or(0, |v| v.len());
+    let data: String = (0..size.saturating_sub(overhead))
+        .map(|_| char::from(b'a' + rng.below(26) as u8))
+        .collect();
+    payload.insert("data".to_string(), Value::String(data));
+    Value::Object(payload)
+}
+
+fn between(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+    lo + rng.below((hi.saturating_sub(lo) + 1) as u64) as usize
+}
+
+const MERGE_KEYS: [&str; 2] = ["external_metadata", "internal_metadata"];
+const KEYS: [&str; 5] = ["a", "b", "c", "d", "e"];
+const STATUSES: [&str; 3] = ["idle", "running", "requires_action"];
+
+/// One patch, or a pair that must land in order (a reset, then an object at the same key).
+fn patches(rng: &mut Rng) -> Vec<Value> {
+    let mk = MERGE_KEYS[rng.below(2) as usize];
+    let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+    match rng.below(20) {
+        // worker_status changes, sometimes to the same value (a no-op patch).
+        0..=4 => alloc::vec![json!({ "worker_status": STATUSES[rng.below(3) as usize] })],
+        // A metadata merge patch with nested objects, arrays, scalars and nulls.
+        5..=11 => alloc::vec![json!({ mk: object(rng, 2) })],
+        // Reset (null, scalar or array), then an object: not one merge patch.
+        12..=14 => {
+            let reset = match rng.below(4) {
+                0 => Value::Null,
+                1 => json!(5),
+                2 => json!([1, 2]),
+                _ => json!("s"),
+            };
+            alloc::vec![
+                json!({ mk: { key: reset } }),
+                json!({ mk: { key: object(rng, 1) } })
+            ]
+        }
+        // The same one level deeper, or for the whole merge key.
+        15 => {
+            let inner = KEYS[rng.below(KEYS.len() as u64) as usize];
+            alloc::vec![
+                json!({ mk: { key: { inner: null } } }),
+                json!({ mk: { key: { inner: object(rng, 1) } } }),
+            ]
+        }
+        16 => alloc::vec![json!({ mk: null }), json!({ mk: object(rng, 1) })],
+        // A non-merge top-level key: replaced whole, or deleted.
+        17 => alloc::vec![
+            json!({ "tags": if rng.below(4) == 0 { Value::Null } else { value(rng, 1) } })
+        ],
+        // Deletions inside metadata.
+        18 => alloc::vec![json!({ mk: { key: null, KEYS[rng.below(5) as usize]: null } })],
+        // Status and metadata together.
+        _ => alloc::vec![json!({
+            "worker_status": STATUSES[rng.below(3) as usize],
+            mk: object(rng, 1),
+        })],
+    }
+}
+
+/// An object of 1–3 keys from a small pool, so patches collide.
+fn object(rng: &mut Rng, depth: u32) -> Value {
+    let mut map = Map::new();
+    for _ in 0..1 + rng.below(3) {
+        let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+        let v = if rng.below(6) == 0 {
+            Value::Null
+        } else {
+            value(rng, depth)
+        };
+        map.insert(key.to_string(), v);
+    }
+    Value::Object(map)
+}
+
+/// A scalar, an array, or (with depth left) an object.
+fn value(rng: &mut Rng, depth: u32) -> Value {
+    match rng.below(if depth > 0 { 6 } else { 4 }) {
+        0 => json!(rng.below(100)),
+        1 => json!(KEYS[rng.below(5) as usize]),
+        2 => json!(rng.below(2) == 0),
+        3 => Value::Array((0..rng.below(3)).map(|i| json!(i)).collect()),
+        _ => object(rng, depth - 1),
+    }
+}
