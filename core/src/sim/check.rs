@@ -23,6 +23,13 @@ pub use super::faults::Span;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Violation {
+    /// The connect sequence gave up after the wrong number of failures.
+    ConnectGiveUp {
+        /// Connect failures the session saw.
+        failures: u32,
+        /// Retries the controller allows.
+        max_attempts: u32,
+    },
     /// An enqueued event was neither delivered nor handed back.
     EventLost {
         /// The stream.
@@ -94,6 +101,13 @@ pub enum Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Violation::ConnectGiveUp {
+                failures,
+                max_attempts,
+            } => write!(
+                f,
+                "connect gave up after {failures} failures; the rule is {max_attempts} retries, then give up"
+            ),
             Violation::EventLost { stream, seq } => write!(
                 f,
                 "{stream}: event seq {seq} was lost: neither delivered nor handed back"
@@ -243,9 +257,10 @@ pub enum PatchFate {
     Acknowledged,
     /// A permanent failure rolled it back; the server never applied it.
     Rejected,
-    /// Never sent (still pending at close, give-up or supersession), or a no-op never sent.
+    /// Refused at enqueue, or a no-op never sent.
     Abandoned,
-    /// In flight when the session ended: the server may or may not have applied it.
+    /// Unacknowledged when the session ended. A PUT whose response was lost (or that was in
+    /// flight) may have landed, so the server may hold any prefix of these, in order.
     Unknown,
 }
 
@@ -265,33 +280,44 @@ pub struct StateRecord {
     pub initial: Value,
     /// Every patch the caller submitted, the session's init PUT included, in order.
     pub patches: Vec<PatchRecord>,
+    /// Resets the server acknowledged ahead of the unacknowledged rest of their update (the
+    /// first of a two-PUT coalesced form).
+    pub applied_resets: Option<Value>,
     /// The server's final document, without `worker_epoch`.
     pub server_document: Value,
 }
 
 /// (c) The server's document equals the in-order application of every acknowledged patch.
 ///
-/// Patches of [`PatchFate::Unknown`] (the last PUT in flight when the session ended) must have
-/// landed all together or not at all, so either document is accepted.
+/// Unacknowledged patches ([`PatchFate::Unknown`]) may have landed as any prefix, and
+/// acknowledged resets of an unacknowledged update on their own; each of those documents is
+/// accepted too.
 pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<(), Violation> {
-    let replay = |with_unknown: bool| {
-        let mut doc = record.initial.clone();
-        for p in &record.patches {
-            let applied = match p.fate {
-                PatchFate::Acknowledged => true,
-                PatchFate::Unknown => with_unknown,
-                PatchFate::Rejected | PatchFate::Abandoned => false,
-            };
-            if let (true, Value::Object(patch)) = (applied, &p.patch) {
-                schema.apply(&mut doc, patch);
-            }
+    let mut doc = record.initial.clone();
+    let mut unknown = Vec::new();
+    for p in &record.patches {
+        match (p.fate, &p.patch) {
+            (PatchFate::Acknowledged, Value::Object(patch)) => schema.apply(&mut doc, patch),
+            (PatchFate::Unknown, Value::Object(patch)) => unknown.push(patch),
+            _ => {}
         }
-        doc
-    };
-    let expected = replay(false);
-    let has_unknown = record.patches.iter().any(|p| p.fate == PatchFate::Unknown);
-    if expected == record.server_document || has_unknown && replay(true) == record.server_document {
+    }
+    let expected = doc.clone();
+    if let Some(Value::Object(resets)) = &record.applied_resets {
+        let mut with_resets = expected.clone();
+        schema.apply(&mut with_resets, resets);
+        if with_resets == record.server_document {
+            return Ok(());
+        }
+    }
+    if doc == record.server_document {
         return Ok(());
+    }
+    for patch in unknown {
+        schema.apply(&mut doc, patch);
+        if doc == record.server_document {
+            return Ok(());
+        }
     }
     Err(Violation::StateDiverged {
         path: first_difference(&expected, &record.server_document),

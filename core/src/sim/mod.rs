@@ -14,6 +14,7 @@
 //!   coalescing), flushes, and a final close.
 //! - [`check`]: the invariants, as pure functions of plain records.
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
+//! - [`run`]: the runner that composes all of the above and checks every invariant.
 //! - [`date`]: the IMF-fixdate formatter behind the server's `Date` header.
 //!
 //! # Composing a run
@@ -55,11 +56,13 @@
 pub mod check;
 pub mod date;
 pub mod faults;
+mod run;
 pub mod server;
 pub mod trace;
 pub mod workload;
 
 pub use check::Violation;
+pub use run::{run, RunConfig, RunError, RunReport, RunStats};
 pub use faults::{
     Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
 };

@@ -261,6 +261,7 @@ impl StateUploader {
         let in_flight = self.in_flight.take().map(|f| f.id);
         let mut patches: Option<Range<u64>> = None;
         let mut update = Vec::new();
+        let applied_resets = self.current.as_mut().and_then(|b| b.applied_resets.take());
         for batch in [self.current.take(), self.pending.take()]
             .into_iter()
             .flatten()
@@ -279,6 +280,7 @@ impl StateUploader {
             patches: patches.unwrap_or(end..end),
             update,
             in_flight,
+            applied_resets,
         }));
     }
 

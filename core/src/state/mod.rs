@@ -184,6 +184,9 @@ pub struct Unacknowledged {
     pub update: Vec<Map<String, Value>>,
     /// A PUT that was in flight: it may or may not have been applied by the server.
     pub in_flight: Option<PutId>,
+    /// When the unacknowledged update was two PUTs and the first (the resets) had been
+    /// acknowledged: the server holds those resets, and `update` does not repeat them.
+    pub applied_resets: Option<Map<String, Value>>,
 }
 
 /// How a [`flush`](StateUploader::flush) ended.

@@ -1,0 +1,641 @@
+//! One simulated run: a session against the server model, through the fault plan, on a virtual
+//! clock, with every invariant checked at the end.
+//!
+//! The runner owns everything and moves time itself: it always jumps to the earliest of the
+//! next workload action, the next planned event (restart, takeover), the next response due, and
+//! the session's own wake-up. Ties go in that order, so a run is a pure function of its
+//! [`RunConfig`].
+
+use alloc::collections::BTreeMap;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use super::check::{
+    self, GiveUpRules, OutcomeRecord, OutputRecord, PatchFate, PatchRecord, StateRecord,
+    StreamRecord, Terminal,
+};
+use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
+use super::server::{self, ServerConfig, ServerModel};
+use super::trace::Trace;
+use super::workload::{generate, seq_of, Action, WorkloadConfig};
+use super::Violation;
+use crate::batch::{Event, EventId};
+use crate::classify::{classify, Outcome, Reply, TransientCause};
+use crate::drive::Poll;
+use crate::patch::DocumentSchema;
+use crate::session::{
+    ConfigError, DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session,
+    SessionConfig, SessionError, Status, Stream,
+};
+use crate::time::Instant;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The one seed every random choice of the run derives from.
+    pub seed: u64,
+    /// How hostile the network and server are.
+    pub mix: FaultMix,
+    /// What the application does.
+    pub workload: WorkloadConfig,
+    /// The session under test. Its id is also the server's session id.
+    pub session: SessionConfig,
+    /// Whether to record the trace (sweeps leave it off for speed).
+    pub trace: bool,
+    /// A bound on loop iterations, so a livelock fails the run instead of hanging it.
+    pub max_steps: u64,
+}
+
+impl RunConfig {
+    /// A ten-minute run of the default workload with a registering session.
+    pub fn new(seed: u64, mix: FaultMix) -> Self {
+        RunConfig {
+            seed,
+            mix,
+            workload: WorkloadConfig::default(),
+            session: SessionConfig::new("sim"),
+            trace: false,
+            max_steps: 10_000_000,
+        }
+    }
+
+    /// The same run with its trace recorded.
+    pub fn traced(mut self) -> Self {
+        self.trace = true;
+        self
+    }
+}
+
+/// A configuration the runner cannot use.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The fault mix is out of bounds.
+    Mix(FaultMixError),
+    /// The session refused its configuration.
+    Session(ConfigError),
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RunError::Mix(e) => write!(f, "fault mix: {e}"),
+            RunError::Session(e) => write!(f, "session: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for RunError {}
+
+/// Counts of one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Events the workload enqueued, all streams.
+    pub events: u64,
+    /// Events the server holds, all streams.
+    pub delivered: u64,
+    /// Events handed back to the caller.
+    pub handed_back: u64,
+    /// Duplicates the server filtered.
+    pub duplicates: u64,
+    /// Requests the session sent.
+    pub requests: u64,
+    /// Requests that met a fault (partitions included).
+    pub faults: u64,
+    /// Patches the workload gave.
+    pub patches: u64,
+    /// Simulated time at the end.
+    pub end: Instant,
+    /// Loop iterations.
+    pub steps: u64,
+}
+
+/// How a run went.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The run's seed: replaying it reproduces the run exactly.
+    pub seed: u64,
+    /// The session's last status.
+    pub status: Status,
+    /// Every invariant the run broke; empty for a good run.
+    pub violations: Vec<Violation>,
+    /// The trace, if it was recorded.
+    pub trace: Option<Trace>,
+    /// Counts.
+    pub stats: RunStats,
+}
+
+impl RunReport {
+    /// Whether every invariant held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// What the runner does next, in tie-break order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Next {
+    Delivery,
+    Timeline,
+    Action,
+    Wake,
+}
+
+/// A request the session is waiting on.
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    deadline: Instant,
+    connect: bool,
+}
+
+struct Runner<'a> {
+    config: &'a RunConfig,
+    now: Instant,
+    session: Session,
+    server: ServerModel,
+    plan: FaultPlan,
+    trace: Option<Trace>,
+    deliveries: BTreeMap<(Instant, u64), (RequestId, Delivery)>,
+    delivery_seq: u64,
+    outstanding: BTreeMap<RequestId, Outstanding>,
+    wake: Option<Instant>,
+    connected: bool,
+    terminal: Option<(Instant, Status)>,
+    // Records for the checks.
+    events: [StreamRecord; 2],
+    ids: BTreeMap<(Stream, EventId), u64>,
+    patches: Vec<PatchRecord>,
+    applied_resets: Option<serde_json::Map<alloc::string::String, serde_json::Value>>,
+    outcomes: Vec<OutcomeRecord>,
+    connect_failures: u32,
+    outputs: Vec<OutputRecord>,
+    beats: Vec<Instant>,
+    connected_spans: Vec<Span>,
+    connected_since: Option<Instant>,
+    stats: RunStats,
+}
+
+/// Runs one seeded simulation and checks every invariant.
+///
+/// ```
+/// use tether_core::sim::{run, FaultMix, RunConfig, WorkloadConfig};
+///
+/// let mut config = RunConfig::new(7, FaultMix::flaky()).traced();
+/// config.workload = WorkloadConfig { events_per_second: 0.5, ..WorkloadConfig::default() };
+/// let report = run(&config)?;
+/// assert!(report.passed(), "{:?}", report.violations);
+/// assert_eq!(report.stats.events, report.stats.delivered + report.stats.handed_back);
+/// # Ok::<(), tether_core::sim::RunError>(())
+/// ```
+pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
+    let length = config.workload.duration + config.workload.close_timeout;
+    let plan = FaultPlan::new(config.seed, config.mix.clone(), length).map_err(RunError::Mix)?;
+    let session = Session::new(config.session.clone(), Instant::ZERO, config.seed ^ 2)
+        .map_err(RunError::Session)?;
+    let server = ServerModel::new(ServerConfig {
+        session_id: Some(config.session.session_id.clone()),
+        ..ServerConfig::default()
+    });
+    let mut runner = Runner {
+        config,
+        now: Instant::ZERO,
+        session,
+        server,
+        plan,
+        trace: config.trace.then(Trace::new),
+        deliveries: BTreeMap::new(),
+        delivery_seq: 0,
+        outstanding: BTreeMap::new(),
+        wake: None,
+        connected: false,
+        terminal: None,
+        events: [
+            StreamRecord {
+                stream: "events".into(),
+                ..StreamRecord::default()
+            },
+            StreamRecord {
+                stream: "internal-events".into(),
+                ..StreamRecord::default()
+            },
+        ],
+        ids: BTreeMap::new(),
+        patches: Vec::new(),
+        applied_resets: None,
+        outcomes: Vec::new(),
+        connect_failures: 0,
+        outputs: Vec::new(),
+        beats: Vec::new(),
+        connected_spans: Vec::new(),
+        connected_since: None,
+        stats: RunStats::default(),
+    };
+    let actions = generate(config.seed ^ 1, &config.workload);
+    let timeline = runner.plan.timeline();
+    runner.drive(&actions, &timeline);
+    Ok(runner.finish())
+}
+
+impl Runner<'_> {
+    fn line(&mut self, args: core::fmt::Arguments<'_>) {
+        if let Some(trace) = &mut self.trace {
+            trace.line(self.now, args);
+        }
+    }
+
+    fn drive(&mut self, actions: &[(Instant, Action)], timeline: &[(Instant, TimeEvent)]) {
+        let (mut next_action, mut next_event) = (0, 0);
+        self.drain();
+        loop {
+            self.stats.steps += 1;
+            if self.stats.steps > self.config.max_steps {
+                self.line(format_args!("!! step limit reached: livelock?"));
+                break;
+            }
+            if self.terminal.is_some() {
+                break;
+            }
+            let candidates = [
+                (self.deliveries.keys().next().map(|k| k.0), Next::Delivery),
+                (timeline.get(next_event).map(|e| e.0), Next::Timeline),
+                (actions.get(next_action).map(|a| a.0), Next::Action),
+                (self.wake, Next::Wake),
+            ];
+            let Some((at, next)) = candidates
+                .into_iter()
+                .filter_map(|(at, next)| at.map(|at| (at, next)))
+                .min()
+            else {
+                break;
+            };
+            self.now = self.now.max(at);
+            match next {
+                Next::Delivery => {
+                    let Some((_, (id, delivery))) = self.deliveries.pop_first() else {
+                        continue;
+                    };
+                    self.deliver(id, delivery);
+                }
+                Next::Timeline => {
+                    let event = timeline[next_event].1;
+                    next_event += 1;
+                    self.line(format_args!("** {event}"));
+                    match event {
+                        TimeEvent::Restart => self.server.restart(self.now),
+                        TimeEvent::Takeover => {
+                            self.server.force_takeover();
+                        }
+                        _ => {}
+                    }
+                }
+                Next::Action => {
+                    let action = actions[next_action].1.clone();
+                    next_action += 1;
+                    self.act(action);
+                }
+                Next::Wake => self.session.handle_timeout(self.now),
+            }
+            self.drain();
+        }
+        self.stats.end = self.now;
+    }
+
+    fn act(&mut self, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Event(payload) => self.enqueue(Stream::Events, payload),
+            Action::InternalEvent(payload) => self.enqueue(Stream::InternalEvents, payload),
+            Action::Ack { event_id, status } => {
+                let status = match status.as_str() {
+                    "received" => DeliveryStatus::Received,
+                    "processing" => DeliveryStatus::Processing,
+                    _ => DeliveryStatus::Processed,
+                };
+                self.line(format_args!("app ack {event_id} {}", status.as_str()));
+                let _ = self.session.ack_delivery(now, &event_id, status);
+            }
+            Action::Patch(patch) => {
+                self.stats.patches += 1;
+                self.line(format_args!("app patch {patch}"));
+                let fate = match self.session.patch_state(now, patch.clone()) {
+                    Ok(_) => PatchFate::Acknowledged, // until told otherwise
+                    Err(_) => PatchFate::Abandoned,
+                };
+                self.patches.push(PatchRecord { patch, fate });
+            }
+            Action::Flush { timeout } => {
+                self.line(format_args!("app flush {}ms", timeout.as_millis()));
+                let _ = self.session.flush(now, now + timeout);
+            }
+            Action::Close { timeout } => {
+                self.line(format_args!("app close {}ms", timeout.as_millis()));
+                self.session.close(now, now + timeout);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, stream: Stream, payload: serde_json::Value) {
+        let Some(seq) = seq_of(&payload) else {
+            return;
+        };
+        self.stats.events += 1;
+        let record = &mut self.events[record_index(stream)];
+        record.enqueued.push(seq);
+        let result = match stream {
+            Stream::InternalEvents => self.session.send_internal_event(self.now, Event::new(payload)),
+            _ => self.session.send_event(self.now, Event::new(payload)),
+        };
+        match result {
+            Ok(id) => {
+                self.ids.insert((stream, id), seq);
+                self.line(format_args!("app {stream} seq={seq} -> {id}"));
+            }
+            Err(error) => {
+                // The error hands the event back: it counts as handed back.
+                record.handed_back.push(seq);
+                self.stats.handed_back += 1;
+                let reason = match &error {
+                    SessionError::Enqueue { error, .. } => error.to_string(),
+                    other => other.to_string(),
+                };
+                self.line(format_args!("app {stream} seq={seq} refused: {reason}"));
+            }
+        }
+    }
+
+    fn deliver(&mut self, id: RequestId, delivery: Delivery) {
+        let now = self.now;
+        if let Some(trace) = &mut self.trace {
+            trace.delivery(id, &delivery);
+        }
+        let outcome = match &delivery {
+            Delivery::Respond { response, .. } => classify(Reply::Status {
+                status: response.status,
+                retry_after: response.retry_after.as_deref(),
+                date: response.date.as_deref(),
+            }),
+            _ => Outcome::Transient(TransientCause::Transport),
+        };
+        if let Some(outstanding) = self.outstanding.remove(&id) {
+            self.record_outcome(outcome, outstanding.connect);
+        }
+        match delivery {
+            Delivery::Respond { response, .. } => self.session.handle_response(now, id, response),
+            Delivery::TransportError { error, .. } => {
+                self.session.handle_transport_error(now, id, &error);
+            }
+            Delivery::Hang => {}
+        }
+    }
+
+    fn record_outcome(&mut self, outcome: Outcome, connect: bool) {
+        self.outcomes.push(OutcomeRecord {
+            at: self.now,
+            outcome,
+        });
+        if connect {
+            match outcome {
+                Outcome::Success => {}
+                _ => self.connect_failures += 1,
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.session.poll_output() {
+                Poll::Output(output) => self.on_output(output),
+                Poll::Timeout(wake) => {
+                    self.wake = wake.map(|w| w.at);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_output(&mut self, output: Output) {
+        let now = self.now;
+        let (kind, terminal): (&str, bool) = match &output {
+            Output::Send(_) => ("request", false),
+            Output::Cancel(_) => ("cancel", false),
+            Output::Status(s) => ("status", s.is_terminal()),
+            Output::Delivered { .. } => ("delivered", false),
+            Output::HandedBack { .. } => ("handed-back", false),
+            Output::StateRejected(_) => ("state-rejected", false),
+            Output::StateUnacknowledged(_) => ("state-unacknowledged", false),
+            Output::FlushDone(_) => ("flush-done", false),
+            Output::FlushTimedOut(_) => ("flush-timed-out", false),
+        };
+        self.outputs.push(OutputRecord {
+            at: now,
+            kind: kind.to_string(),
+            terminal,
+        });
+        match output {
+            Output::Send(request) => {
+                self.stats.requests += 1;
+                if let Some(trace) = &mut self.trace {
+                    trace.request(now, &request);
+                }
+                if request.endpoint == Endpoint::Heartbeat {
+                    self.beats.push(now);
+                }
+                self.outstanding.insert(
+                    request.id,
+                    Outstanding {
+                        deadline: request.deadline,
+                        connect: !self.connected,
+                    },
+                );
+                let delivery = if self.plan.partitioned(now) {
+                    self.stats.faults += 1;
+                    self.line(format_args!("   {} lost in a partition", request.id));
+                    Delivery::Hang
+                } else {
+                    let exchange =
+                        self.plan
+                            .exchange(now, &mut self.server, request.endpoint, &request.body);
+                    if exchange.fault != super::Fault::None {
+                        self.stats.faults += 1;
+                        self.line(format_args!("   {} fault: {}", request.id, exchange.fault));
+                    }
+                    exchange.delivery
+                };
+                if let Some(at) = delivery.at() {
+                    self.delivery_seq += 1;
+                    self.deliveries
+                        .insert((at, self.delivery_seq), (request.id, delivery));
+                }
+            }
+            Output::Cancel(id) => {
+                self.line(format_args!("-- {id} cancelled"));
+                if let Some(o) = self.outstanding.remove(&id) {
+                    // A cancel at the deadline is a timeout; one at the end is not an outcome.
+                    if o.deadline <= now {
+                        self.record_outcome(Outcome::Transient(TransientCause::TimedOut), o.connect);
+                    }
+                }
+            }
+            Output::Status(status) => {
+                self.line(format_args!("status {status}"));
+                match status {
+                    Status::Connected => {
+                        self.connected = true;
+                        self.connected_since.get_or_insert(now);
+                    }
+                    s if s.is_terminal() => {
+                        if let Some(start) = self.connected_since.take() {
+                            self.connected_spans.push(Span { start, end: now });
+                        }
+                        self.terminal = Some((now, s));
+                    }
+                    _ => {}
+                }
+            }
+            Output::Delivered { stream, events } => {
+                self.line(format_args!("delivered {stream} {}", events.len()));
+            }
+            Output::HandedBack {
+                stream,
+                reason,
+                events,
+            } => {
+                self.line(format_args!("handed back {stream} {} ({reason:?})", events.len()));
+                if stream == Stream::Delivery {
+                    return;
+                }
+                for event in events {
+                    if let Some(seq) = self.ids.get(&(stream, event.id)) {
+                        self.events[record_index(stream)].handed_back.push(*seq);
+                        self.stats.handed_back += 1;
+                    }
+                }
+            }
+            Output::StateRejected(rejection) => {
+                self.line(format_args!(
+                    "state rejected {}: patches {:?}",
+                    rejection.status, rejection.patches
+                ));
+                self.set_fates(rejection.patches.clone(), PatchFate::Rejected);
+            }
+            Output::StateUnacknowledged(unacknowledged) => {
+                self.line(format_args!(
+                    "state unacknowledged: patches {:?}, in flight {:?}",
+                    unacknowledged.patches, unacknowledged.in_flight
+                ));
+                self.applied_resets = unacknowledged.applied_resets.clone();
+                self.set_fates(unacknowledged.patches.clone(), PatchFate::Unknown);
+            }
+            Output::FlushDone(id) => self.line(format_args!("flush {} done", id.0)),
+            Output::FlushTimedOut(id) => self.line(format_args!("flush {} timed out", id.0)),
+        }
+    }
+
+    /// Marks the patches with state sequence numbers in `range`; the state uploader numbers
+    /// the patches it accepted from 0.
+    fn set_fates(&mut self, range: core::ops::Range<u64>, fate: PatchFate) {
+        let mut accepted = 0u64;
+        for record in &mut self.patches {
+            if record.fate == PatchFate::Abandoned && !range.contains(&accepted) {
+                continue;
+            }
+            if range.contains(&accepted) {
+                record.fate = fate;
+            }
+            accepted += 1;
+        }
+    }
+
+    fn finish(mut self) -> RunReport {
+        if let Some(start) = self.connected_since.take() {
+            self.connected_spans.push(Span {
+                start,
+                end: self.now,
+            });
+        }
+        let mut violations = Vec::new();
+        let mut keep = |r: Result<(), Violation>| {
+            if let Err(v) = r {
+                violations.push(v);
+            }
+        };
+        for (i, stream) in [server::Stream::Events, server::Stream::Internal]
+            .into_iter()
+            .enumerate()
+        {
+            self.events[i].delivered = self
+                .server
+                .payloads(stream)
+                .filter_map(seq_of)
+                .collect();
+            self.stats.delivered += self.events[i].delivered.len() as u64;
+            self.stats.duplicates += self.server.duplicates(stream);
+            keep(check::no_event_lost(&self.events[i]));
+            keep(check::in_order_and_unique(&self.events[i]));
+        }
+        let mut document = self.server.document();
+        if let Some(doc) = document.as_object_mut() {
+            doc.remove("worker_epoch");
+        }
+        let mut patches = Vec::with_capacity(self.patches.len() + 1);
+        if self.session.epoch().is_some() {
+            patches.push(PatchRecord {
+                patch: serde_json::json!({"worker_status": "idle"}),
+                fate: PatchFate::Acknowledged,
+            });
+        }
+        patches.append(&mut self.patches);
+        keep(check::state_converged(
+            &DocumentSchema::default(),
+            &StateRecord {
+                initial: serde_json::Value::Object(serde_json::Map::new()),
+                patches,
+                applied_resets: self.applied_resets.take().map(serde_json::Value::Object),
+                server_document: document,
+            },
+        ));
+        let hb = &self.config.session.heartbeat;
+        let bound = hb.max_gap() + self.config.session.heartbeat_timeout;
+        keep(check::heartbeat_gaps(&self.connected_spans, &self.beats, bound));
+        let rules = GiveUpRules {
+            max_auth_failures: self.config.session.max_auth_failures,
+            session_unknown_terminal: !self.config.session.session_unknown_is_transient,
+        };
+        let actual = match self.terminal {
+            Some((at, Status::Superseded)) => Some((at, Terminal::Superseded)),
+            Some((at, Status::GivenUp(GiveUpReason::AuthFailures(_)))) => {
+                Some((at, Terminal::GaveUpAuth))
+            }
+            Some((at, Status::GivenUp(GiveUpReason::SessionUnknown))) => {
+                Some((at, Terminal::GaveUpSessionUnknown))
+            }
+            _ => None,
+        };
+        keep(check::give_up_as_ruled(&rules, &self.outcomes, actual));
+        if let Some((_, Status::GivenUp(GiveUpReason::Connect(_)))) = self.terminal {
+            let allowed = self.config.session.connect.max_attempts.unwrap_or(u32::MAX);
+            if self.connect_failures != allowed.saturating_add(1) {
+                keep(Err(Violation::ConnectGiveUp {
+                    failures: self.connect_failures,
+                    max_attempts: allowed,
+                }));
+            }
+        }
+        keep(check::quiet_after_terminal(&self.outputs));
+        let status = self.terminal.map_or(self.session.status(), |t| t.1);
+        RunReport {
+            seed: self.config.seed,
+            status,
+            violations,
+            trace: self.trace,
+            stats: self.stats,
+        }
+    }
+}
+
+fn record_index(stream: Stream) -> usize {
+    match stream {
+        Stream::InternalEvents => 1,
+        _ => 0,
+    }
+}

@@ -1,0 +1,85 @@
+//! The simulator: a sweep of seeds across fault mixes, replay, and the named scenarios.
+#![cfg(feature = "sim")]
+
+use tether_core::sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+
+/// A lighter workload than the default, so thousands of ten-minute runs fit in seconds.
+fn sweep_workload() -> WorkloadConfig {
+    WorkloadConfig {
+        events_per_second: 0.3,
+        burst_probability: 0.02,
+        burst_max: 40,
+        event_size_max: 1024,
+        ..WorkloadConfig::default()
+    }
+}
+
+fn mixes() -> [(&'static str, FaultMix); 3] {
+    [
+        ("calm", FaultMix::calm()),
+        ("flaky", FaultMix::flaky()),
+        ("hostile", FaultMix::hostile()),
+    ]
+}
+
+fn run_seed(seed: u64, mix: &FaultMix) -> RunReport {
+    let mut config = RunConfig::new(seed, mix.clone());
+    config.workload = sweep_workload();
+    run(&config).expect("valid configuration")
+}
+
+#[test]
+fn sweep_seeds_across_fault_mixes() {
+    let seeds: u64 = std::env::var("TETHER_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_100);
+    let threads = 2u64;
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    for seed in (t..seeds).step_by(threads as usize) {
+                        let (name, mix) = &mixes()[(seed % 3) as usize];
+                        let report = run_seed(seed, mix);
+                        if !report.passed() {
+                            failures.push(format!(
+                                "seed {seed} ({name}): {}",
+                                report
+                                    .violations
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            ));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed (replay one with `tether sim --trace SEED`):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// `TETHER_SIM_TRACE=SEED cargo test --features sim --test sim_sweep print_trace -- --nocapture`
+#[test]
+fn print_trace() {
+    let Some(seed) = std::env::var("TETHER_SIM_TRACE").ok().and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let (_, mix) = &mixes()[(seed % 3) as usize];
+    let mut config = RunConfig::new(seed, mix.clone()).traced();
+    config.workload = sweep_workload();
+    let report = run(&config).unwrap();
+    println!("{}", report.trace.unwrap().as_str());
+    println!("{:?}", report.violations);
+}
