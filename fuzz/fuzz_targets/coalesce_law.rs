@@ -91,7 +91,11 @@ struct Case {
 }
 
 fn worker(members: &[(TopKey, J)]) -> Map<String, Value> {
-    members.iter().take(6).map(|(k, j)| (k.name().to_owned(), j.value(4))).collect()
+    members
+        .iter()
+        .take(6)
+        .map(|(k, j)| (k.name().to_owned(), j.value(4)))
+        .collect()
 }
 
 fuzz_target!(|case: Case| {
@@ -105,15 +109,22 @@ fuzz_target!(|case: Case| {
         }
         let mut coalesced = document.clone();
         form.apply_to(&mut coalesced);
-        assert_eq!(coalesced, sequential, "patches {patches:?} coalesced to {form:?}");
+        assert_eq!(
+            coalesced, sequential,
+            "patches {patches:?} coalesced to {form:?}"
+        );
         assert!(form.len() <= 2);
     }
 
     // The worker document.
     let schema = DocumentSchema::default();
     let document = Value::Object(worker(&case.worker_document));
-    let patches: Vec<Map<String, Value>> =
-        case.worker_patches.iter().take(16).map(|p| worker(p)).collect();
+    let patches: Vec<Map<String, Value>> = case
+        .worker_patches
+        .iter()
+        .take(16)
+        .map(|p| worker(p))
+        .collect();
     let form = schema.coalesce(patches.iter().cloned());
     let mut sequential = document.clone();
     for patch in &patches {
@@ -121,6 +132,9 @@ fuzz_target!(|case: Case| {
     }
     let mut coalesced = document.clone();
     form.apply_to(&schema, &mut coalesced);
-    assert_eq!(coalesced, sequential, "worker patches {patches:?} coalesced to {form:?}");
+    assert_eq!(
+        coalesced, sequential,
+        "worker patches {patches:?} coalesced to {form:?}"
+    );
     assert!(form.len() <= 2);
 });
