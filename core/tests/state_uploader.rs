@@ -102,6 +102,21 @@ fn a_noop_patch_is_not_sent() {
 }
 
 #[test]
+fn a_patch_made_redundant_by_a_rejected_update_is_still_sent() {
+    let mut sim = sim();
+    let (id, _) = only_put(&enqueue(&mut sim, json!({"worker_status": "running"})));
+    // A no-op against the view, but only because of the PUT in flight.
+    assert!(enqueue(&mut sim, json!({"worker_status": "running"})).is_empty());
+    let outputs = outcome(&mut sim, id, PutOutcome::Permanent { status: 400 });
+    let Output::Rejected(rejection) = &outputs[0] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(rejection.patches, 0..1);
+    let (_, body) = only_put(&outputs[1..]);
+    assert_eq!(body, json!({"worker_epoch": 1, "worker_status": "running"}));
+}
+
+#[test]
 fn a_two_patch_update_goes_as_two_puts_in_order() {
     let mut sim = sim();
     sim.input("rebase", |up, now| {

@@ -73,7 +73,15 @@ impl DocumentSchema {
             if value.is_null() {
                 target.remove(key);
             } else if self.is_merge_key(key) {
-                apply(target.entry(key.clone()).or_insert(Value::Null), value);
+                if let Some(slot) = target.get_mut(key) {
+                    apply(slot, value);
+                } else {
+                    let mut slot = Value::Null;
+                    apply(&mut slot, value);
+                    target.insert(key.clone(), slot);
+                }
+            } else if let Some(slot) = target.get_mut(key) {
+                slot.clone_from(value);
             } else {
                 target.insert(key.clone(), value.clone());
             }

@@ -26,8 +26,13 @@ pub fn apply(document: &mut Value, patch: &Value) {
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);
+        } else if let Some(slot) = target.get_mut(key) {
+            apply(slot, value);
         } else {
-            apply(target.entry(key.clone()).or_insert(Value::Null), value);
+            // Only a new key costs a clone of its name.
+            let mut slot = Value::Null;
+            apply(&mut slot, value);
+            target.insert(key.clone(), slot);
         }
     }
 }
