@@ -442,7 +442,7 @@ mod tests {
             schema.apply(&mut sequential, w[0].as_object().unwrap());
             schema.apply(&mut sequential, w[1].as_object().unwrap());
             let mut merged = w[0].clone();
-            crate::patch::apply(&mut merged, &w[1]);
+            crate::patch::apply(&mut merged, w[1]);
             let mut naive = base;
             schema.apply(&mut naive, merged.as_object().unwrap());
             naive != sequential
