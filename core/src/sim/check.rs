@@ -501,3 +501,310 @@ pub fn quiet_after_terminal(outputs: &[OutputRecord]) -> Result<(), Violation> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::TransientCause;
+    use alloc::string::ToString;
+    use alloc::vec;
+    use serde_json::json;
+
+    fn stream(enqueued: &[u64], delivered: &[u64], handed_back: &[u64]) -> StreamRecord {
+        StreamRecord {
+            stream: "events".to_string(),
+            enqueued: enqueued.to_vec(),
+            delivered: delivered.to_vec(),
+            handed_back: handed_back.to_vec(),
+        }
+    }
+
+    #[test]
+    fn no_event_lost_passes_when_each_is_delivered_or_handed_back() {
+        assert_eq!(no_event_lost(&stream(&[1, 2, 3], &[1, 3], &[2])), Ok(()));
+        assert_eq!(no_event_lost(&stream(&[1, 2], &[1, 2], &[2])), Ok(()));
+    }
+
+    #[test]
+    fn no_event_lost_fails_on_a_missing_or_unknown_event() {
+        let lost = no_event_lost(&stream(&[1, 2, 3], &[1], &[3])).unwrap_err();
+        assert_eq!(
+            lost,
+            Violation::EventLost {
+                stream: "events".into(),
+                seq: 2
+            }
+        );
+        assert_eq!(
+            lost.to_string(),
+            "events: event seq 2 was lost: neither delivered nor handed back"
+        );
+        assert!(matches!(
+            no_event_lost(&stream(&[1], &[1, 7], &[])),
+            Err(Violation::EventUnknown { seq: 7, .. })
+        ));
+    }
+
+    #[test]
+    fn order_passes_for_a_subsequence_of_enqueue_order() {
+        assert_eq!(
+            in_order_and_unique(&stream(&[5, 1, 9, 4], &[5, 9, 4], &[1])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn order_fails_on_a_reordering_or_a_duplicate() {
+        let reordered = in_order_and_unique(&stream(&[1, 2, 3], &[1, 3, 2], &[])).unwrap_err();
+        assert_eq!(
+            reordered.to_string(),
+            "events: event seq 3 was delivered before seq 2, enqueued earlier"
+        );
+        assert!(matches!(
+            in_order_and_unique(&stream(&[1, 2], &[1, 2, 1], &[])),
+            Err(Violation::EventDuplicated { seq: 1, .. })
+        ));
+    }
+
+    fn patch(patch: Value, fate: PatchFate) -> PatchRecord {
+        PatchRecord { patch, fate }
+    }
+
+    fn state(patches: Vec<PatchRecord>, server_document: Value) -> StateRecord {
+        StateRecord {
+            initial: json!({}),
+            patches,
+            server_document,
+        }
+    }
+
+    #[test]
+    fn state_passes_when_the_server_applied_exactly_the_acknowledged_patches() {
+        let schema = DocumentSchema::default();
+        let record = state(
+            vec![
+                patch(json!({"worker_status": "idle"}), PatchFate::Acknowledged),
+                patch(
+                    json!({"external_metadata": {"a": 5}}),
+                    PatchFate::Acknowledged,
+                ),
+                patch(
+                    json!({"external_metadata": {"a": {"b": 1}}}),
+                    PatchFate::Acknowledged,
+                ),
+                patch(json!({"worker_status": "bad"}), PatchFate::Rejected),
+                patch(json!({"tags": [1]}), PatchFate::Abandoned),
+            ],
+            json!({"worker_status": "idle", "external_metadata": {"a": {"b": 1}}}),
+        );
+        assert_eq!(state_converged(&schema, &record), Ok(()));
+    }
+
+    #[test]
+    fn state_accepts_an_unknown_put_landing_whole_or_not_at_all() {
+        let schema = DocumentSchema::default();
+        let patches = || {
+            vec![
+                patch(json!({"worker_status": "idle"}), PatchFate::Acknowledged),
+                patch(json!({"worker_status": "running"}), PatchFate::Unknown),
+                patch(json!({"tags": 1}), PatchFate::Unknown),
+            ]
+        };
+        for doc in [
+            json!({"worker_status": "idle"}),
+            json!({"worker_status": "running", "tags": 1}),
+        ] {
+            assert_eq!(state_converged(&schema, &state(patches(), doc)), Ok(()));
+        }
+        let half = state(patches(), json!({"worker_status": "running"}));
+        assert!(state_converged(&schema, &half).is_err());
+    }
+
+    #[test]
+    fn state_fails_on_a_naively_coalesced_result_and_names_the_path() {
+        let schema = DocumentSchema::default();
+        // {"a": null} then {"a": {"b": 1}} merged naively keeps the old "c".
+        let record = StateRecord {
+            initial: json!({"external_metadata": {"a": {"c": 2}}}),
+            patches: vec![
+                patch(
+                    json!({"external_metadata": {"a": null}}),
+                    PatchFate::Acknowledged,
+                ),
+                patch(
+                    json!({"external_metadata": {"a": {"b": 1}}}),
+                    PatchFate::Acknowledged,
+                ),
+            ],
+            server_document: json!({"external_metadata": {"a": {"b": 1, "c": 2}}}),
+        };
+        let violation = state_converged(&schema, &record).unwrap_err();
+        let Violation::StateDiverged { path, expected, .. } = &violation else {
+            panic!("{violation}");
+        };
+        assert_eq!(path, "/external_metadata/a/c");
+        assert_eq!(*expected, json!({"external_metadata": {"a": {"b": 1}}}));
+        assert!(violation
+            .to_string()
+            .starts_with("state diverged at \"/external_metadata/a/c\""));
+    }
+
+    fn span(start: u64, end: u64) -> Span {
+        Span {
+            start: Instant::from_secs(start),
+            end: Instant::from_secs(end),
+        }
+    }
+
+    fn secs(list: &[u64]) -> Vec<Instant> {
+        list.iter().map(|&s| Instant::from_secs(s)).collect()
+    }
+
+    #[test]
+    fn heartbeat_gaps_pass_within_the_bound_and_ignore_disconnected_time() {
+        let bound = Duration::from_secs(25);
+        let beats = secs(&[20, 40, 60, 200, 220]);
+        assert_eq!(
+            heartbeat_gaps(&[span(0, 70), span(190, 230)], &beats, bound),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn heartbeat_gaps_fail_on_a_long_silence_or_a_late_first_beat() {
+        let bound = Duration::from_secs(25);
+        let gap = heartbeat_gaps(&[span(0, 100)], &secs(&[20, 40, 80, 100]), bound).unwrap_err();
+        assert_eq!(
+            gap,
+            Violation::HeartbeatGap {
+                from: Instant::from_secs(40),
+                to: Instant::from_secs(80),
+                bound
+            }
+        );
+        assert_eq!(
+            gap.to_string(),
+            "no heartbeat from 40.000s to 80.000s while connected (40.000s > bound 25.000s)"
+        );
+        assert!(heartbeat_gaps(&[span(100, 150)], &secs(&[20, 140]), bound).is_err());
+        assert!(heartbeat_gaps(&[span(0, 60)], &secs(&[20]), bound).is_err());
+    }
+
+    fn outcomes(list: &[Outcome]) -> Vec<OutcomeRecord> {
+        list.iter()
+            .enumerate()
+            .map(|(i, &outcome)| OutcomeRecord {
+                at: Instant::from_secs(i as u64),
+                outcome,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn give_up_model_follows_the_rules() {
+        let rules = GiveUpRules::default();
+        let auth = Outcome::AuthFailure;
+        let transient = Outcome::Transient(TransientCause::Transport);
+        let mut list = vec![auth; 9];
+        list.push(transient); // a transient failure does not reset the count
+        assert_eq!(rules.expected_end(&list), None);
+        list.push(auth);
+        assert_eq!(rules.expected_end(&list), Some((10, Terminal::GaveUpAuth)));
+        let mut reset = vec![auth; 9];
+        reset.push(Outcome::Success);
+        reset.extend([auth; 9]);
+        assert_eq!(rules.expected_end(&reset), None);
+        let early = [transient, Outcome::SessionUnknown, Outcome::Superseded];
+        assert_eq!(
+            rules.expected_end(&early),
+            Some((1, Terminal::GaveUpSessionUnknown))
+        );
+        let lenient = GiveUpRules {
+            session_unknown_terminal: false,
+            ..rules
+        };
+        assert_eq!(
+            lenient.expected_end(&early),
+            Some((2, Terminal::Superseded))
+        );
+        assert_eq!(
+            rules.expected_end(&[Outcome::TooLarge, Outcome::Permanent(422)]),
+            None
+        );
+    }
+
+    #[test]
+    fn give_up_passes_when_the_session_ends_as_ruled() {
+        let rules = GiveUpRules::default();
+        let seen = outcomes(&[Outcome::Success, Outcome::Superseded]);
+        let end = Some((Instant::from_secs(1), Terminal::Superseded));
+        assert_eq!(give_up_as_ruled(&rules, &seen, end), Ok(()));
+        assert_eq!(
+            give_up_as_ruled(&rules, &outcomes(&[Outcome::Success]), None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn give_up_fails_when_late_early_or_wrong() {
+        let rules = GiveUpRules::default();
+        let seen = outcomes(&[Outcome::AuthFailure; 11]);
+        // Gave up at the 11th instead of the 10th.
+        let late = give_up_as_ruled(
+            &rules,
+            &seen,
+            Some((Instant::from_secs(10), Terminal::GaveUpAuth)),
+        );
+        assert_eq!(
+            late.unwrap_err().to_string(),
+            "the rules say give-up (auth failures) at 9.000s, the session did give-up (auth failures) at 10.000s"
+        );
+        assert!(give_up_as_ruled(&rules, &seen, None).is_err());
+        let early = give_up_as_ruled(
+            &rules,
+            &outcomes(&[Outcome::AuthFailure; 3]),
+            Some((Instant::from_secs(2), Terminal::GaveUpAuth)),
+        );
+        assert!(early.is_err());
+        let wrong_kind = give_up_as_ruled(
+            &rules,
+            &outcomes(&[Outcome::SessionUnknown]),
+            Some((Instant::ZERO, Terminal::Superseded)),
+        );
+        assert!(wrong_kind.is_err());
+    }
+
+    fn out(at: u64, kind: &str, terminal: bool) -> OutputRecord {
+        OutputRecord {
+            at: Instant::from_secs(at),
+            kind: kind.to_string(),
+            terminal,
+        }
+    }
+
+    #[test]
+    fn quiet_after_terminal_passes_when_the_terminal_is_last() {
+        let outputs = [
+            out(1, "request", false),
+            out(2, "handed-back", false),
+            out(2, "status superseded", true),
+        ];
+        assert_eq!(quiet_after_terminal(&outputs), Ok(()));
+        assert_eq!(quiet_after_terminal(&outputs[..2]), Ok(()));
+    }
+
+    #[test]
+    fn quiet_after_terminal_fails_on_any_later_output() {
+        let outputs = [out(1, "status given-up", true), out(3, "request", false)];
+        let violation = quiet_after_terminal(&outputs).unwrap_err();
+        assert_eq!(
+            violation.to_string(),
+            "output \"request\" at 3.000s after terminal \"status given-up\" at 1.000s"
+        );
+        let two_ends = [
+            out(1, "status superseded", true),
+            out(1, "status closed", true),
+        ];
+        assert!(quiet_after_terminal(&two_ends).is_err());
+    }
+}

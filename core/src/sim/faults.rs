@@ -447,7 +447,10 @@ impl FaultPlan {
             t = at;
         }
         let takeover = (timeline.unit() < mix.takeover).then(|| {
-            Instant::from_duration(timeline.duration_between(run_length / 10, run_length * 9 / 10))
+            Instant::from_duration(
+                timeline
+                    .duration_between(run_length / 10, run_length.saturating_sub(run_length / 10)),
+            )
         });
         Ok(FaultPlan {
             mix,

@@ -13,6 +13,7 @@ use core::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::date::imf_fixdate;
+use super::workload::seq_of;
 use crate::patch::DocumentSchema;
 use crate::session::{Endpoint, Response};
 use crate::time::Instant;
@@ -353,6 +354,13 @@ impl ServerModel {
         self.events(stream).iter().map(|e| &e.payload)
     }
 
+    /// The `seq` of each stored payload of a stream, in delivery order, for
+    /// [`StreamRecord::delivered`](super::check::StreamRecord::delivered). Payloads without one
+    /// are skipped.
+    pub fn seqs(&self, stream: Stream) -> Vec<u64> {
+        self.payloads(stream).filter_map(seq_of).collect()
+    }
+
     /// How many events of a stream were dropped as duplicates of an earlier uuid.
     pub fn duplicates(&self, stream: Stream) -> u64 {
         self.log(stream).duplicates
@@ -480,7 +488,7 @@ mod tests {
     fn events(epoch: u64, uuids: &[&str]) -> Value {
         let events: Vec<Value> = uuids
             .iter()
-            .map(|u| json!({"payload": {"uuid": u, "n": u}}))
+            .map(|u| json!({"payload": {"uuid": u, "n": u, "seq": u.len()}}))
             .collect();
         json!({"worker_epoch": epoch, "events": events})
     }
@@ -607,8 +615,9 @@ mod tests {
         assert_eq!(server.duplicates(Stream::Internal), 0);
         assert_eq!(
             server.payloads(Stream::Events).next(),
-            Some(&json!({"uuid": "a", "n": "a"}))
+            Some(&json!({"uuid": "a", "n": "a", "seq": 1}))
         );
+        assert_eq!(server.seqs(Stream::Events), [1, 1, 1]);
     }
 
     #[test]

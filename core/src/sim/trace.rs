@@ -145,3 +145,104 @@ impl fmt::Display for Summary<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::TransportError;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    fn sample() -> Trace {
+        let mut trace = Trace::new();
+        let request = Request {
+            id: RequestId(17),
+            endpoint: Endpoint::Events,
+            body: br#"{"worker_epoch":1,"events":[{"payload":{}},{"payload":{}},{"payload":{}}]}"#
+                .to_vec(),
+            deadline: Instant::from_secs(22),
+        };
+        trace.request(Instant::from_millis(12_345), &request);
+        trace.delivery(
+            RequestId(17),
+            &Delivery::Respond {
+                at: Instant::from_millis(12_400),
+                response: Response::new(200, "{}"),
+            },
+        );
+        trace.line(
+            Instant::from_millis(12_400),
+            format_args!("status {}", "connected"),
+        );
+        trace
+    }
+
+    #[test]
+    fn lines_have_a_fixed_time_column() {
+        let trace = sample();
+        assert_eq!(
+            trace.as_str(),
+            "    12.345s  -> r17 POST /worker/events 3 events 74 B\n\
+             \x20   12.400s  <- r17 200\n\
+             \x20   12.400s  status connected\n"
+        );
+        assert_eq!(trace.lines(), 3);
+        let mut long = Trace::new();
+        long.line(Instant::from_secs(123_456), format_args!("x"));
+        long.line(Instant::ZERO, format_args!("y"));
+        let starts: Vec<usize> = long
+            .as_str()
+            .lines()
+            .map(|l| l.find("  x").or(l.find("  y")).unwrap())
+            .collect();
+        assert_eq!(starts, [11, 11]);
+    }
+
+    #[test]
+    fn replaying_gives_a_byte_identical_trace() {
+        let (a, b) = (sample(), sample());
+        assert_eq!(a.to_string(), b.to_string());
+        assert_eq!(a.digest(), b.digest());
+        let mut c = sample();
+        c.line(Instant::ZERO, format_args!("one more"));
+        assert_ne!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn hints_errors_and_multi_line_messages() {
+        let mut trace = Trace::new();
+        let mut throttled = Response::new(429, "");
+        throttled.retry_after = Some("7".into());
+        trace.response(Instant::from_secs(1), RequestId(2), &throttled);
+        trace.delivery(
+            RequestId(3),
+            &Delivery::TransportError {
+                at: Instant::from_secs(2),
+                error: TransportError {
+                    message: "reset".into(),
+                },
+            },
+        );
+        trace.delivery(RequestId(4), &Delivery::Hang);
+        trace.line(
+            Instant::from_secs(3),
+            format_args!("violation:\nseq 2 lost"),
+        );
+        let put = Request {
+            id: RequestId(5),
+            endpoint: Endpoint::PutWorker,
+            body: b"{}".to_vec(),
+            deadline: Instant::MAX,
+        };
+        trace.request(Instant::from_secs(4), &put);
+        assert_eq!(
+            trace.as_str(),
+            "     1.000s  <- r2 429 retry-after 7\n\
+             \x20    2.000s  <- r3 transport error: reset\n\
+             \x20    3.000s  violation:\n\
+             \x20            seq 2 lost\n\
+             \x20    4.000s  -> r5 PUT /worker 2 B\n"
+        );
+        assert_eq!(trace.lines(), 4);
+    }
+}

@@ -303,3 +303,173 @@ fn value(rng: &mut Rng, depth: u32) -> Value {
         _ => object(rng, depth - 1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::DocumentSchema;
+
+    fn count(actions: &[(Instant, Action)], f: impl Fn(&Action) -> bool) -> usize {
+        actions.iter().filter(|(_, a)| f(a)).count()
+    }
+
+    #[test]
+    fn same_seed_same_workload_and_seeds_differ() {
+        let config = WorkloadConfig::default();
+        assert_eq!(generate(9, &config), generate(9, &config));
+        assert_ne!(generate(9, &config), generate(10, &config));
+    }
+
+    #[test]
+    fn time_ordered_ending_with_one_close() {
+        let config = WorkloadConfig::default();
+        for seed in 0..5 {
+            let actions = generate(seed, &config);
+            assert!(actions.windows(2).all(|w| w[0].0 <= w[1].0));
+            let (at, last) = actions.last().unwrap();
+            assert_eq!(*at, Instant::from_secs(600));
+            assert_eq!(
+                *last,
+                Action::Close {
+                    timeout: config.close_timeout
+                }
+            );
+            assert_eq!(count(&actions, |a| matches!(a, Action::Close { .. })), 1);
+        }
+    }
+
+    #[test]
+    fn events_carry_increasing_seq_across_both_streams() {
+        let actions = generate(1, &WorkloadConfig::default());
+        let seqs: Vec<u64> = actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Event(v) | Action::InternalEvent(v) => Some(seq_of(v).unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert!(seqs.len() > 500, "only {} events", seqs.len());
+        assert!(seqs.iter().enumerate().all(|(i, &s)| s == i as u64));
+    }
+
+    #[test]
+    fn every_kind_of_action_appears_at_plausible_rates() {
+        let actions = generate(2, &WorkloadConfig::default());
+        let internal = count(&actions, |a| matches!(a, Action::InternalEvent(_)));
+        let acks = count(&actions, |a| matches!(a, Action::Ack { .. }));
+        let patches = count(&actions, |a| matches!(a, Action::Patch(_)));
+        let flushes = count(&actions, |a| matches!(a, Action::Flush { .. }));
+        // Means over 600 s: 120 internal events, 120 acks, 180+ patches, 5 flushes.
+        assert!((60..=180).contains(&internal), "{internal}");
+        assert!((60..=180).contains(&acks), "{acks}");
+        assert!((120..=400).contains(&patches), "{patches}");
+        assert!((1..=15).contains(&flushes), "{flushes}");
+        for (_, action) in &actions {
+            if let Action::Ack { status, event_id } = action {
+                assert!(["received", "processing", "processed"].contains(&status.as_str()));
+                assert_eq!(event_id.len(), 36);
+            }
+        }
+    }
+
+    #[test]
+    fn bursts_put_many_events_in_a_short_time() {
+        let actions = generate(3, &WorkloadConfig::default());
+        let times: Vec<Instant> = actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Event(_)))
+            .map(|(t, _)| *t)
+            .collect();
+        let densest = times
+            .windows(20)
+            .map(|w| w[19].saturating_duration_since(w[0]))
+            .min()
+            .unwrap();
+        // Without bursts, 20 events at 2 per second take about 10 s.
+        assert!(densest <= Duration::from_millis(100), "{densest:?}");
+    }
+
+    #[test]
+    fn event_sizes_span_the_configured_range() {
+        let config = WorkloadConfig::default();
+        let sizes: Vec<usize> = generate(4, &config)
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Event(v) | Action::InternalEvent(v) => {
+                    Some(serde_json::to_vec(v).unwrap().len())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(sizes.iter().all(|&s| s >= config.event_size_min));
+        // Only the envelope (seq, stream, uuid) can push a tiny event past its drawn size.
+        assert!(sizes.iter().all(|&s| s <= config.event_size_max));
+        assert!(sizes.iter().any(|&s| s < 200));
+        assert!(sizes.iter().any(|&s| s > 3000));
+    }
+
+    #[test]
+    fn some_events_bring_their_own_uuid() {
+        let actions = generate(5, &WorkloadConfig::default());
+        let with = count(
+            &actions,
+            |a| matches!(a, Action::Event(v) if v.get("uuid").is_some()),
+        );
+        let all = count(&actions, |a| matches!(a, Action::Event(_)));
+        assert!(with > 0 && with < all / 4, "{with} of {all}");
+    }
+
+    #[test]
+    fn patches_include_the_cases_that_break_naive_coalescing() {
+        let actions = generate(6, &WorkloadConfig::default());
+        let patches: Vec<&Value> = actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Patch(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert!(patches.iter().all(|p| p.is_object()));
+        // A reset (null, scalar or array) of a key, then an object at it: merging the two as
+        // plain merge patches loses the reset.
+        let schema = DocumentSchema::default();
+        let naive_breaks = patches.windows(2).any(|w| {
+            let base = json!({"external_metadata": {"a": {"z": 0}, "b": {"z": 0}, "c": {"z": 0},
+                                                    "d": {"z": 0}, "e": {"z": 0}},
+                              "internal_metadata": {"a": {"z": 0}, "b": {"z": 0}, "c": {"z": 0},
+                                                    "d": {"z": 0}, "e": {"z": 0}}});
+            let mut sequential = base.clone();
+            schema.apply(&mut sequential, w[0].as_object().unwrap());
+            schema.apply(&mut sequential, w[1].as_object().unwrap());
+            let mut merged = w[0].clone();
+            crate::patch::apply(&mut merged, w[1]);
+            let mut naive = base;
+            schema.apply(&mut naive, merged.as_object().unwrap());
+            naive != sequential
+        });
+        assert!(naive_breaks);
+        let has = |f: &dyn Fn(&Value) -> bool| patches.iter().any(|p| f(p));
+        assert!(has(&|p| p.get("worker_status").is_some()));
+        assert!(has(&|p| p.get("tags").is_some()));
+        assert!(has(&|p| p
+            .get("external_metadata")
+            .is_some_and(Value::is_null)));
+        assert!(has(&|p| p.to_string().contains("null")));
+        assert!(has(&|p| p.to_string().contains('[')));
+    }
+
+    #[test]
+    fn zero_rates_give_only_a_close() {
+        let config = WorkloadConfig {
+            events_per_second: 0.0,
+            internal_events_per_second: 0.0,
+            acks_per_second: 0.0,
+            patches_per_second: 0.0,
+            flushes_per_second: 0.0,
+            ..WorkloadConfig::default()
+        };
+        let actions = generate(7, &config);
+        assert_eq!(actions.len(), 1);
+        assert!(matches!(actions[0].1, Action::Close { .. }));
+    }
+}
