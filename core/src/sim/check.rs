@@ -574,6 +574,7 @@ mod tests {
         StateRecord {
             initial: json!({}),
             patches,
+            applied_resets: None,
             server_document,
         }
     }
@@ -601,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn state_accepts_an_unknown_put_landing_whole_or_not_at_all() {
+    fn state_accepts_any_prefix_of_the_unknown_patches() {
         let schema = DocumentSchema::default();
         let patches = || {
             vec![
@@ -612,12 +613,30 @@ mod tests {
         };
         for doc in [
             json!({"worker_status": "idle"}),
+            json!({"worker_status": "running"}),
             json!({"worker_status": "running", "tags": 1}),
         ] {
             assert_eq!(state_converged(&schema, &state(patches(), doc)), Ok(()));
         }
-        let half = state(patches(), json!({"worker_status": "running"}));
-        assert!(state_converged(&schema, &half).is_err());
+        // Not a prefix: the second landed without the first.
+        let skipped = state(patches(), json!({"worker_status": "idle", "tags": 1}));
+        assert!(state_converged(&schema, &skipped).is_err());
+    }
+
+    #[test]
+    fn state_accepts_acknowledged_resets_of_an_unacknowledged_update() {
+        let schema = DocumentSchema::default();
+        let mut record = state(
+            vec![
+                patch(json!({"external_metadata": {"a": 1}}), PatchFate::Acknowledged),
+                patch(json!({"external_metadata": {"a": null}}), PatchFate::Unknown),
+                patch(json!({"external_metadata": {"a": {"b": 2}}}), PatchFate::Unknown),
+            ],
+            json!({"external_metadata": {}}),
+        );
+        assert!(state_converged(&schema, &record).is_err());
+        record.applied_resets = Some(json!({"external_metadata": {"a": null}}));
+        assert_eq!(state_converged(&schema, &record), Ok(()));
     }
 
     #[test]
@@ -636,6 +655,7 @@ mod tests {
                     PatchFate::Acknowledged,
                 ),
             ],
+            applied_resets: None,
             server_document: json!({"external_metadata": {"a": {"b": 1, "c": 2}}}),
         };
         let violation = state_converged(&schema, &record).unwrap_err();
