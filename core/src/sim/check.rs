@@ -629,7 +629,8 @@ mod tests {
         let mut record = state(
             vec![
                 patch(json!({"external_metadata": {"a": 1}}), PatchFate::Acknowledged),
-                patch(json!({"external_metadata": {"a": null}}), PatchFate::Unknown),
+                // Coalesced, these two are a reset of "a", then {"a": {"b": 2}}.
+                patch(json!({"external_metadata": {"a": 5}}), PatchFate::Unknown),
                 patch(json!({"external_metadata": {"a": {"b": 2}}}), PatchFate::Unknown),
             ],
             json!({"external_metadata": {}}),
