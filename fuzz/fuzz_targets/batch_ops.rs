@@ -40,7 +40,13 @@ enum Outcome {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Enqueue { pad: u8, key: Option<u8>, ephemeral: bool, own_uuid: bool, not_object: bool },
+    Enqueue {
+        pad: u8,
+        key: Option<u8>,
+        ephemeral: bool,
+        own_uuid: bool,
+        not_object: bool,
+    },
     Outcome(Outcome),
     Stale(Outcome),
     Advance(u16),
@@ -54,7 +60,9 @@ fn outcome(o: &Outcome) -> BatchOutcome {
     match o {
         Outcome::Delivered => BatchOutcome::Delivered,
         Outcome::Transient => BatchOutcome::Transient,
-        Outcome::Throttled(ms) => BatchOutcome::Throttled { retry_after: Duration::from_millis(u64::from(*ms)) },
+        Outcome::Throttled(ms) => BatchOutcome::Throttled {
+            retry_after: Duration::from_millis(u64::from(*ms)),
+        },
         Outcome::TooLarge => BatchOutcome::TooLarge,
         Outcome::Permanent(s) => BatchOutcome::Permanent { status: *s },
     }
@@ -101,16 +109,28 @@ impl World {
         let flush = matches!(o, Output::FlushDone { .. } | Output::FlushTimedOut { .. });
         assert!(!self.closed || flush, "output after Closed: {o:?}");
         match o {
-            Output::SendBatch { id, body, items, bytes } => {
+            Output::SendBatch {
+                id,
+                body,
+                items,
+                bytes,
+            } => {
                 assert!(self.in_flight.is_none(), "two in flight");
                 self.in_flight = Some((id, items));
                 assert!(items >= 1 && items <= self.config.max_batch_items);
                 assert!(items == 1 || bytes <= self.config.max_batch_bytes);
                 let v: Value = serde_json::from_slice(&body).expect("body is JSON");
-                let key = if self.config.envelope == Envelope::Events { "events" } else { "updates" };
+                let key = if self.config.envelope == Envelope::Events {
+                    "events"
+                } else {
+                    "updates"
+                };
                 let arr = v[key].as_array().expect("items");
                 assert_eq!(arr.len(), items);
-                let sum: usize = arr.iter().map(|i| serde_json::to_vec(i).unwrap().len()).sum();
+                let sum: usize = arr
+                    .iter()
+                    .map(|i| serde_json::to_vec(i).unwrap().len())
+                    .sum();
                 assert_eq!(sum, bytes);
             }
             Output::Delivered { events, .. } => {
@@ -148,7 +168,11 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
     let items = usize::from(s.items % 8) + 1;
     let bytes = usize::from(s.bytes % 2000) + 20;
     let config = Config {
-        envelope: if s.updates { Envelope::DeliveryUpdates } else { Envelope::Events },
+        envelope: if s.updates {
+            Envelope::DeliveryUpdates
+        } else {
+            Envelope::Events
+        },
         max_batch_items: items,
         max_batch_bytes: bytes,
         max_queue_items: items.max(usize::from(s.queue_items)),
@@ -179,7 +203,13 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
     let mut stale = None;
     for (n, op) in ops.iter().enumerate().take(500) {
         match op {
-            Op::Enqueue { pad, key, ephemeral, own_uuid, not_object } => {
+            Op::Enqueue {
+                pad,
+                key,
+                ephemeral,
+                own_uuid,
+                not_object,
+            } => {
                 let mut payload = json!({ "n": n, "pad": "p".repeat(usize::from(*pad)) });
                 if *own_uuid {
                     payload["uuid"] = json!(n);
@@ -200,6 +230,7 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
             Op::Outcome(o) => {
                 if let Some((id, _)) = w.in_flight {
                     stale = Some(id);
+                    w.in_flight = None;
                     w.d.handle_outcome(w.now, id, outcome(o));
                     w.drain();
                 }
@@ -217,7 +248,8 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
             }
             Op::Fire => w.fire(),
             Op::Flush(ms) => {
-                let _ = w.d.flush(w.now, w.now + Duration::from_millis(u64::from(*ms)));
+                let _ =
+                    w.d.flush(w.now, w.now + Duration::from_millis(u64::from(*ms)));
                 w.drain();
             }
             Op::Close(ms) => {
@@ -238,7 +270,12 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
         }
         match w.in_flight {
             Some((id, _)) => {
-                let o = if round % 2 == 0 { BatchOutcome::Transient } else { BatchOutcome::Delivered };
+                let o = if round % 2 == 0 {
+                    BatchOutcome::Transient
+                } else {
+                    BatchOutcome::Delivered
+                };
+                w.in_flight = None;
                 w.d.handle_outcome(w.now, id, o);
                 w.drain();
             }
@@ -250,8 +287,14 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
     }
     assert!(w.closed, "close did not finish");
     for id in w.order.keys() {
-        assert!(w.ended.contains_key(id), "{id} neither delivered nor handed back");
+        assert!(
+            w.ended.contains_key(id),
+            "{id} neither delivered nor handed back"
+        );
     }
     let positions: Vec<u64> = w.delivered.iter().map(|id| w.order[id]).collect();
-    assert!(positions.windows(2).all(|p| p[0] < p[1]), "delivered out of order");
+    assert!(
+        positions.windows(2).all(|p| p[0] < p[1]),
+        "delivered out of order"
+    );
 });
