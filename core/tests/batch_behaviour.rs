@@ -455,6 +455,12 @@ fn abandon_hands_back_in_flight_and_queued_and_ignores_late_outcomes() {
     assert_eq!(out.last(), Some(&Output::Closed));
     h.d.handle_outcome(h.now, batch, BatchOutcome::Delivered);
     assert!(h.drain().is_empty(), "a late outcome is ignored");
+    let f = h.d.flush(h.now, h.now);
+    assert_eq!(
+        h.drain(),
+        [Output::FlushDone { flush: f }],
+        "a flush after the end is done"
+    );
     assert_eq!(h.d.counters().stale_outcomes, 1);
     assert_eq!(h.d.counters().handed_back_superseded, 3);
     h.check.finish();

@@ -162,7 +162,8 @@ pub enum Output {
         remaining: usize,
     },
     /// The drainer is closed (after [`close`](super::BatchDrainer::close) or
-    /// [`abandon`](super::BatchDrainer::abandon)); nothing more will come.
+    /// [`abandon`](super::BatchDrainer::abandon)). Only flush reports can follow: a flush asked
+    /// for afterwards completes at once.
     Closed,
 }
 

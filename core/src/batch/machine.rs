@@ -111,6 +111,13 @@ impl BatchDrainer {
     /// Fails, handing the event back, if it is not an object, is larger than a batch, the
     /// queue is full under [`Overflow::Reject`], or the drainer is closed.
     pub fn enqueue(&mut self, now: Instant, event: Event) -> Result<EventId, EnqueueError> {
+        let prepared = self.prepare(event)?;
+        self.enqueue_prepared(now, prepared)
+    }
+
+    /// Validates, stamps and serialises `event` without queueing it, e.g. to do the work before
+    /// waiting for capacity. Draws the uuid now; the machine's state is otherwise unchanged.
+    pub fn prepare(&mut self, event: Event) -> Result<PreparedEvent, EnqueueError> {
         let inherit = match event.key() {
             Some(key) => self
                 .queue
@@ -119,14 +126,13 @@ impl BatchDrainer {
                 .and_then(|k| k.uuid.clone()),
             None => None,
         };
-        let prepared = PreparedEvent::prepare(
+        PreparedEvent::prepare(
             event,
             self.config.envelope,
             self.config.max_batch_bytes,
             inherit.as_deref(),
             &mut self.rng,
-        )?;
-        self.enqueue_prepared(now, prepared)
+        )
     }
 
     /// Serialises `value` and enqueues it as a plain event.
