@@ -265,7 +265,10 @@ fn conflict_supersedes_and_hands_back_every_stream() {
     assert!(h.requests.is_empty());
     assert_eq!(h.wake, None);
     assert!(h.session.send_event(h.now, Event::new(json!({}))).is_err());
-    assert!(h.session.flush(h.now, h.now + Duration::from_secs(1)).is_err());
+    assert!(h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(1))
+        .is_err());
     h.drain(); // asserts that nothing follows the terminal status
 }
 
@@ -653,7 +656,10 @@ fn at_most_one_request_in_flight_per_channel() {
 fn flush_reports_once_everything_before_it_settled() {
     let mut h = Harness::connected();
     h.send_events(2);
-    let flush = h.session.flush(h.now, h.now + Duration::from_secs(30)).unwrap();
+    let flush = h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(30))
+        .unwrap();
     h.drain();
     // Linger is zero: the first event went alone, the second waits for it.
     let first = h.expect(Endpoint::Events);
@@ -664,7 +670,10 @@ fn flush_reports_once_everything_before_it_settled() {
     assert!(h.outputs.contains(&Output::FlushDone(flush)));
 
     h.send_events(1);
-    let late = h.session.flush(h.now, h.now + Duration::from_secs(2)).unwrap();
+    let late = h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(2))
+        .unwrap();
     h.drain();
     let _unanswered = h.expect(Endpoint::Events);
     h.advance_to(h.now + Duration::from_secs(2));

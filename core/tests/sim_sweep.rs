@@ -59,7 +59,10 @@ fn sweep_seeds_across_fault_mixes() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     assert!(
         failures.is_empty(),
@@ -72,7 +75,9 @@ fn sweep_seeds_across_fault_mixes() {
 /// `TETHER_SIM_TRACE=SEED cargo test --features sim --test sim_sweep print_trace -- --nocapture`
 #[test]
 fn print_trace() {
-    let Some(seed) = std::env::var("TETHER_SIM_TRACE").ok().and_then(|s| s.parse::<u64>().ok())
+    let Some(seed) = std::env::var("TETHER_SIM_TRACE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
     else {
         return;
     };

@@ -283,15 +283,22 @@ pub struct StateRecord {
     /// Resets the server acknowledged ahead of the unacknowledged rest of their update (the
     /// first of a two-PUT coalesced form).
     pub applied_resets: Option<Value>,
+    /// The PUT bodies (without `worker_epoch`) the server applied from the last PUT whose
+    /// acknowledgement reached the client on, that one included. Lost responses put partial
+    /// or repeated coalesced updates here.
+    pub trailing_puts: Vec<Value>,
     /// The server's final document, without `worker_epoch`.
     pub server_document: Value,
 }
 
 /// (c) The server's document equals the in-order application of every acknowledged patch.
 ///
-/// Unacknowledged patches ([`PatchFate::Unknown`]) may have landed as any prefix, and
-/// acknowledged resets of an unacknowledged update on their own; each of those documents is
-/// accepted too.
+/// Unacknowledged patches ([`PatchFate::Unknown`]) may have landed as any prefix (a PUT whose
+/// response was lost), and the acknowledged resets of the unacknowledged update may sit on top
+/// of that prefix; each of those documents is accepted too. Failing that, the document must be
+/// the acknowledged patches followed by the [`trailing_puts`](StateRecord::trailing_puts): the
+/// acknowledged patches reproduce the server's state at the last acknowledgement, and only
+/// unacknowledged bodies came after it.
 pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<(), Violation> {
     let mut doc = record.initial.clone();
     let mut unknown = Vec::new();
@@ -303,18 +310,37 @@ pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<
         }
     }
     let expected = doc.clone();
-    if let Some(Value::Object(resets)) = &record.applied_resets {
-        let mut with_resets = expected.clone();
-        schema.apply(&mut with_resets, resets);
-        if with_resets == record.server_document {
-            return Ok(());
+    let matches = |doc: &Value| {
+        if *doc == record.server_document {
+            return true;
         }
-    }
-    if doc == record.server_document {
+        match &record.applied_resets {
+            Some(Value::Object(resets)) => {
+                let mut with_resets = doc.clone();
+                schema.apply(&mut with_resets, resets);
+                with_resets == record.server_document
+            }
+            _ => false,
+        }
+    };
+    if matches(&doc) {
         return Ok(());
     }
     for patch in unknown {
         schema.apply(&mut doc, patch);
+        if matches(&doc) {
+            return Ok(());
+        }
+    }
+    // The acknowledged patches, then whatever the server applied after the last acknowledged
+    // PUT (with or without that PUT, which may have been a resets stage the patches omit).
+    for skip in [0, 1] {
+        let mut doc = expected.clone();
+        for body in record.trailing_puts.iter().skip(skip) {
+            if let Value::Object(body) = body {
+                schema.apply(&mut doc, body);
+            }
+        }
         if doc == record.server_document {
             return Ok(());
         }
@@ -575,6 +601,7 @@ mod tests {
             initial: json!({}),
             patches,
             applied_resets: None,
+            trailing_puts: Vec::new(),
             server_document,
         }
     }
@@ -628,10 +655,16 @@ mod tests {
         let schema = DocumentSchema::default();
         let mut record = state(
             vec![
-                patch(json!({"external_metadata": {"a": 1}}), PatchFate::Acknowledged),
+                patch(
+                    json!({"external_metadata": {"a": 1}}),
+                    PatchFate::Acknowledged,
+                ),
                 // Coalesced, these two are a reset of "a", then {"a": {"b": 2}}.
                 patch(json!({"external_metadata": {"a": 5}}), PatchFate::Unknown),
-                patch(json!({"external_metadata": {"a": {"b": 2}}}), PatchFate::Unknown),
+                patch(
+                    json!({"external_metadata": {"a": {"b": 2}}}),
+                    PatchFate::Unknown,
+                ),
             ],
             json!({"external_metadata": {}}),
         );
@@ -657,6 +690,7 @@ mod tests {
                 ),
             ],
             applied_resets: None,
+            trailing_puts: Vec::new(),
             server_document: json!({"external_metadata": {"a": {"b": 1, "c": 2}}}),
         };
         let violation = state_converged(&schema, &record).unwrap_err();

@@ -62,10 +62,10 @@ pub mod trace;
 pub mod workload;
 
 pub use check::Violation;
-pub use run::{run, RunConfig, RunError, RunReport, RunStats};
 pub use faults::{
     Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
 };
+pub use run::{run, RunConfig, RunError, RunReport, RunStats};
 pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
 pub use trace::Trace;
 pub use workload::{generate, seq_of, Action, WorkloadConfig, SEQ_FIELD};

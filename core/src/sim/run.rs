@@ -24,8 +24,8 @@ use crate::classify::{classify, Outcome, Reply, TransientCause};
 use crate::drive::Poll;
 use crate::patch::DocumentSchema;
 use crate::session::{
-    ConfigError, DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session,
-    SessionConfig, SessionError, Status, Stream,
+    ConfigError, DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session, SessionConfig,
+    SessionError, Status, Stream,
 };
 use crate::time::Instant;
 
@@ -146,6 +146,8 @@ enum Next {
 struct Outstanding {
     deadline: Instant,
     connect: bool,
+    /// For a PUT the server applied: its index in the server's list of applied PUTs.
+    applied_put: Option<usize>,
 }
 
 struct Runner<'a> {
@@ -166,6 +168,7 @@ struct Runner<'a> {
     ids: BTreeMap<(Stream, EventId), u64>,
     patches: Vec<PatchRecord>,
     applied_resets: Option<serde_json::Map<alloc::string::String, serde_json::Value>>,
+    last_acknowledged_put: Option<usize>,
     outcomes: Vec<OutcomeRecord>,
     connect_failures: u32,
     outputs: Vec<OutputRecord>,
@@ -222,6 +225,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         ids: BTreeMap::new(),
         patches: Vec::new(),
         applied_resets: None,
+        last_acknowledged_put: None,
         outcomes: Vec::new(),
         connect_failures: 0,
         outputs: Vec::new(),
@@ -342,7 +346,9 @@ impl Runner<'_> {
         let record = &mut self.events[record_index(stream)];
         record.enqueued.push(seq);
         let result = match stream {
-            Stream::InternalEvents => self.session.send_internal_event(self.now, Event::new(payload)),
+            Stream::InternalEvents => self
+                .session
+                .send_internal_event(self.now, Event::new(payload)),
             _ => self.session.send_event(self.now, Event::new(payload)),
         };
         match result {
@@ -378,6 +384,9 @@ impl Runner<'_> {
         };
         if let Some(outstanding) = self.outstanding.remove(&id) {
             self.record_outcome(outcome, outstanding.connect);
+            if outcome == Outcome::Success && outstanding.applied_put.is_some() {
+                self.last_acknowledged_put = outstanding.applied_put;
+            }
         }
         match delivery {
             Delivery::Respond { response, .. } => self.session.handle_response(now, id, response),
@@ -436,17 +445,15 @@ impl Runner<'_> {
                 self.stats.requests += 1;
                 if let Some(trace) = &mut self.trace {
                     trace.request(now, &request);
+                    if request.endpoint == Endpoint::PutWorker {
+                        let body = core::str::from_utf8(&request.body).unwrap_or("<binary>");
+                        trace.line(now, format_args!("   {} body {body}", request.id));
+                    }
                 }
                 if request.endpoint == Endpoint::Heartbeat {
                     self.beats.push(now);
                 }
-                self.outstanding.insert(
-                    request.id,
-                    Outstanding {
-                        deadline: request.deadline,
-                        connect: !self.connected,
-                    },
-                );
+                let puts_before = self.server.applied_puts().len();
                 let delivery = if self.plan.partitioned(now) {
                     self.stats.faults += 1;
                     self.line(format_args!("   {} lost in a partition", request.id));
@@ -461,6 +468,15 @@ impl Runner<'_> {
                     }
                     exchange.delivery
                 };
+                let applied = self.server.applied_puts().len() > puts_before;
+                self.outstanding.insert(
+                    request.id,
+                    Outstanding {
+                        deadline: request.deadline,
+                        connect: !self.connected,
+                        applied_put: applied.then_some(puts_before),
+                    },
+                );
                 if let Some(at) = delivery.at() {
                     self.delivery_seq += 1;
                     self.deliveries
@@ -472,7 +488,10 @@ impl Runner<'_> {
                 if let Some(o) = self.outstanding.remove(&id) {
                     // A cancel at the deadline is a timeout; one at the end is not an outcome.
                     if o.deadline <= now {
-                        self.record_outcome(Outcome::Transient(TransientCause::TimedOut), o.connect);
+                        self.record_outcome(
+                            Outcome::Transient(TransientCause::TimedOut),
+                            o.connect,
+                        );
                     }
                 }
             }
@@ -500,7 +519,10 @@ impl Runner<'_> {
                 reason,
                 events,
             } => {
-                self.line(format_args!("handed back {stream} {} ({reason:?})", events.len()));
+                self.line(format_args!(
+                    "handed back {stream} {} ({reason:?})",
+                    events.len()
+                ));
                 if stream == Stream::Delivery {
                     return;
                 }
@@ -563,11 +585,7 @@ impl Runner<'_> {
             .into_iter()
             .enumerate()
         {
-            self.events[i].delivered = self
-                .server
-                .payloads(stream)
-                .filter_map(seq_of)
-                .collect();
+            self.events[i].delivered = self.server.payloads(stream).filter_map(seq_of).collect();
             self.stats.delivered += self.events[i].delivered.len() as u64;
             self.stats.duplicates += self.server.duplicates(stream);
             keep(check::no_event_lost(&self.events[i]));
@@ -577,6 +595,9 @@ impl Runner<'_> {
         if let Some(doc) = document.as_object_mut() {
             doc.remove("worker_epoch");
         }
+        self.line(format_args!("server document {document}"));
+        let view = self.session.state_view().clone();
+        self.line(format_args!("session view    {view}"));
         let mut patches = Vec::with_capacity(self.patches.len() + 1);
         if self.session.epoch().is_some() {
             patches.push(PatchRecord {
@@ -591,12 +612,23 @@ impl Runner<'_> {
                 initial: serde_json::Value::Object(serde_json::Map::new()),
                 patches,
                 applied_resets: self.applied_resets.take().map(serde_json::Value::Object),
+                trailing_puts: self
+                    .server
+                    .applied_puts()
+                    .iter()
+                    .skip(self.last_acknowledged_put.unwrap_or(0))
+                    .map(|put| serde_json::Value::Object(put.patch.clone()))
+                    .collect(),
                 server_document: document,
             },
         ));
         let hb = &self.config.session.heartbeat;
         let bound = hb.max_gap() + self.config.session.heartbeat_timeout;
-        keep(check::heartbeat_gaps(&self.connected_spans, &self.beats, bound));
+        keep(check::heartbeat_gaps(
+            &self.connected_spans,
+            &self.beats,
+            bound,
+        ));
         let rules = GiveUpRules {
             max_auth_failures: self.config.session.max_auth_failures,
             session_unknown_terminal: !self.config.session.session_unknown_is_transient,
