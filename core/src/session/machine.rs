@@ -450,6 +450,11 @@ impl Session {
         self.state.view()
     }
 
+    /// The worker document as the server last acknowledged it.
+    pub fn state_acknowledged(&self) -> &Value {
+        self.state.acknowledged()
+    }
+
     /// Session-wide counts.
     pub fn counters(&self) -> SessionCounters {
         self.counters

@@ -283,10 +283,11 @@ pub struct StateRecord {
     /// Resets the server acknowledged ahead of the unacknowledged rest of their update (the
     /// first of a two-PUT coalesced form).
     pub applied_resets: Option<Value>,
-    /// The PUT bodies (without `worker_epoch`) the server applied from the last PUT whose
-    /// acknowledgement reached the client on, that one included. Lost responses put partial
-    /// or repeated coalesced updates here.
-    pub trailing_puts: Vec<Value>,
+    /// When patches were left unacknowledged: points where an acknowledgement reached the
+    /// client, each as the document the client then believed the server held and the PUT bodies
+    /// (without `worker_epoch`) the server applied after it. Lost responses put partial or
+    /// repeated coalesced updates among those bodies.
+    pub anchors: Vec<(Value, Vec<Value>)>,
     /// The server's final document, without `worker_epoch`.
     pub server_document: Value,
 }
@@ -296,9 +297,8 @@ pub struct StateRecord {
 /// Unacknowledged patches ([`PatchFate::Unknown`]) may have landed as any prefix (a PUT whose
 /// response was lost), and the acknowledged resets of the unacknowledged update may sit on top
 /// of that prefix; each of those documents is accepted too. Failing that, the document must be
-/// the acknowledged patches followed by the [`trailing_puts`](StateRecord::trailing_puts): the
-/// acknowledged patches reproduce the server's state at the last acknowledgement, and only
-/// unacknowledged bodies came after it.
+/// reachable from one of the [`anchors`](StateRecord::anchors): what the client knew had landed
+/// at an acknowledgement, then only bodies it never heard back about.
 pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<(), Violation> {
     let mut doc = record.initial.clone();
     let mut unknown = Vec::new();
@@ -332,11 +332,11 @@ pub fn state_converged(schema: &DocumentSchema, record: &StateRecord) -> Result<
             return Ok(());
         }
     }
-    // The acknowledged patches, then whatever the server applied after the last acknowledged
-    // PUT (with or without that PUT, which may have been a resets stage the patches omit).
-    for skip in [0, 1] {
-        let mut doc = expected.clone();
-        for body in record.trailing_puts.iter().skip(skip) {
+    // Patches were left unacknowledged: at some acknowledgement the client's belief must have
+    // matched the server, and only bodies the client never heard back about came after it.
+    for (acknowledged, bodies) in &record.anchors {
+        let mut doc = acknowledged.clone();
+        for body in bodies {
             if let Value::Object(body) = body {
                 schema.apply(&mut doc, body);
             }
@@ -601,7 +601,7 @@ mod tests {
             initial: json!({}),
             patches,
             applied_resets: None,
-            trailing_puts: Vec::new(),
+            anchors: Vec::new(),
             server_document,
         }
     }
@@ -690,7 +690,7 @@ mod tests {
                 ),
             ],
             applied_resets: None,
-            trailing_puts: Vec::new(),
+            anchors: Vec::new(),
             server_document: json!({"external_metadata": {"a": {"b": 1, "c": 2}}}),
         };
         let violation = state_converged(&schema, &record).unwrap_err();

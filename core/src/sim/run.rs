@@ -146,6 +146,8 @@ enum Next {
 struct Outstanding {
     deadline: Instant,
     connect: bool,
+    /// Whether it is a `PUT /worker`.
+    put: bool,
     /// For a PUT the server applied: its index in the server's list of applied PUTs.
     applied_put: Option<usize>,
 }
@@ -168,7 +170,11 @@ struct Runner<'a> {
     ids: BTreeMap<(Stream, EventId), u64>,
     patches: Vec<PatchRecord>,
     applied_resets: Option<serde_json::Map<alloc::string::String, serde_json::Value>>,
-    last_acknowledged_put: Option<usize>,
+    /// Acknowledged PUTs: the server's index of each, whether its body was all resets, and
+    /// the document the client believed acknowledged right after.
+    acknowledged_puts: Vec<(usize, bool, serde_json::Value)>,
+    /// The init `PUT`'s fate: unknown once sent, acknowledged once a 2xx for it arrives.
+    init_put: Option<PatchFate>,
     outcomes: Vec<OutcomeRecord>,
     connect_failures: u32,
     outputs: Vec<OutputRecord>,
@@ -225,7 +231,8 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         ids: BTreeMap::new(),
         patches: Vec::new(),
         applied_resets: None,
-        last_acknowledged_put: None,
+        acknowledged_puts: Vec::new(),
+        init_put: None,
         outcomes: Vec::new(),
         connect_failures: 0,
         outputs: Vec::new(),
@@ -382,10 +389,14 @@ impl Runner<'_> {
             }),
             _ => Outcome::Transient(TransientCause::Transport),
         };
+        let mut acknowledged_put = None;
         if let Some(outstanding) = self.outstanding.remove(&id) {
             self.record_outcome(outcome, outstanding.connect);
-            if outcome == Outcome::Success && outstanding.applied_put.is_some() {
-                self.last_acknowledged_put = outstanding.applied_put;
+            if outcome == Outcome::Success && outstanding.put {
+                acknowledged_put = outstanding.applied_put;
+                if outstanding.connect {
+                    self.init_put = Some(PatchFate::Acknowledged);
+                }
             }
         }
         match delivery {
@@ -394,6 +405,14 @@ impl Runner<'_> {
                 self.session.handle_transport_error(now, id, &error);
             }
             Delivery::Hang => {}
+        }
+        if let Some(index) = acknowledged_put {
+            let resets_only = self.server.applied_puts()[index]
+                .patch
+                .values()
+                .all(all_nulls);
+            let belief = self.session.state_acknowledged().clone();
+            self.acknowledged_puts.push((index, resets_only, belief));
         }
     }
 
@@ -454,6 +473,9 @@ impl Runner<'_> {
                     self.beats.push(now);
                 }
                 let puts_before = self.server.applied_puts().len();
+                if request.endpoint == Endpoint::PutWorker && !self.connected {
+                    self.init_put.get_or_insert(PatchFate::Unknown);
+                }
                 let delivery = if self.plan.partitioned(now) {
                     self.stats.faults += 1;
                     self.line(format_args!("   {} lost in a partition", request.id));
@@ -474,6 +496,7 @@ impl Runner<'_> {
                     Outstanding {
                         deadline: request.deadline,
                         connect: !self.connected,
+                        put: request.endpoint == Endpoint::PutWorker,
                         applied_put: applied.then_some(puts_before),
                     },
                 );
@@ -598,27 +621,44 @@ impl Runner<'_> {
         self.line(format_args!("server document {document}"));
         let view = self.session.state_view().clone();
         self.line(format_args!("session view    {view}"));
+        let acknowledged = self.session.state_acknowledged().clone();
+        self.line(format_args!("acknowledged    {acknowledged}"));
         let mut patches = Vec::with_capacity(self.patches.len() + 1);
-        if self.session.epoch().is_some() {
+        if let Some(fate) = self.init_put {
             patches.push(PatchRecord {
                 patch: serde_json::json!({"worker_status": "idle"}),
-                fate: PatchFate::Acknowledged,
+                fate,
             });
         }
         patches.append(&mut self.patches);
+        let unknown = patches.iter().any(|p| p.fate == PatchFate::Unknown);
+        // From the last acknowledgement of a whole update on (later ones are resets stages).
+        let first_anchor = self
+            .acknowledged_puts
+            .iter()
+            .rposition(|(_, resets_only, _)| !resets_only)
+            .unwrap_or(0);
+        let anchors = if unknown {
+            self.acknowledged_puts[first_anchor..]
+                .iter()
+                .map(|(index, _, belief)| {
+                    let bodies = self.server.applied_puts()[index + 1..]
+                        .iter()
+                        .map(|put| serde_json::Value::Object(put.patch.clone()))
+                        .collect();
+                    (belief.clone(), bodies)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         keep(check::state_converged(
             &DocumentSchema::default(),
             &StateRecord {
                 initial: serde_json::Value::Object(serde_json::Map::new()),
                 patches,
                 applied_resets: self.applied_resets.take().map(serde_json::Value::Object),
-                trailing_puts: self
-                    .server
-                    .applied_puts()
-                    .iter()
-                    .skip(self.last_acknowledged_put.unwrap_or(0))
-                    .map(|put| serde_json::Value::Object(put.patch.clone()))
-                    .collect(),
+                anchors,
                 server_document: document,
             },
         ));
@@ -662,6 +702,15 @@ impl Runner<'_> {
             trace: self.trace,
             stats: self.stats,
         }
+    }
+}
+
+/// Whether a JSON value is `null` or an object of nothing but such values: a resets stage.
+fn all_nulls(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(map) => map.values().all(all_nulls),
+        _ => false,
     }
 }
 

@@ -47,6 +47,10 @@ pub struct StateUploader {
     retry_at: Option<Instant>,
     /// The next PUT re-sends after a failure.
     retrying: bool,
+    /// Whether the server is known to hold `acknowledged`. A failed PUT may still have been
+    /// applied (its response was lost), so until the next full success the uploader cannot
+    /// skip work as a no-op against `acknowledged`.
+    server_known: bool,
     flush_deadline: Option<Instant>,
     closed: bool,
     next_put: u64,
@@ -93,6 +97,7 @@ impl StateUploader {
             in_flight: None,
             retry_at: None,
             retrying: false,
+            server_known: true,
             flush_deadline: None,
             closed: false,
             next_put: 0,
@@ -148,7 +153,7 @@ impl StateUploader {
         let seq = self.counters.patches;
         self.counters.patches += 1;
         let schema = &self.config.schema;
-        if self.is_idle() && schema.is_noop(&self.view, &patch) {
+        if self.server_known && self.is_idle() && schema.is_noop(&self.view, &patch) {
             // Nothing unacknowledged could be rolled back under it, so skipping is safe.
             self.counters.skipped_noop += 1;
             return Ok(seq);
@@ -221,6 +226,7 @@ impl StateUploader {
         };
         document.remove(EPOCH_KEY);
         self.acknowledged = Value::Object(document);
+        self.server_known = self.in_flight.is_none();
         self.rebuild_view();
         Ok(())
     }
@@ -391,9 +397,10 @@ impl StateUploader {
             self.flush_if_drained();
             return;
         };
-        if self.view == self.acknowledged {
-            // Nothing is in flight, so the server holds `acknowledged`: whatever is unsent
-            // changes nothing and no rollback can make it matter.
+        if self.server_known && self.view == self.acknowledged {
+            // Nothing is in flight and no failed PUT may have landed, so the server holds
+            // `acknowledged`: whatever is unsent changes nothing and no rollback can make it
+            // matter.
             let skipped = [self.current.take(), self.pending.take()]
                 .into_iter()
                 .flatten()
@@ -438,10 +445,13 @@ impl StateUploader {
             for patch in batch.update.into_patches() {
                 schema.apply_owned(&mut self.acknowledged, patch);
             }
+            // This update carried every patch of the failed attempts before it.
+            self.server_known = true;
         }
     }
 
     fn on_failure(&mut self, now: Instant, hint: Option<core::time::Duration>) {
+        self.server_known = false;
         // Patches given during the flight join the retry.
         if let Some(later) = self.pending.take() {
             match &mut self.current {
