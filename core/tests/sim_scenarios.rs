@@ -48,7 +48,10 @@ fn calm() {
 #[test]
 fn flaky() {
     let report = scenario(3, FaultMix::flaky(), Duration::from_secs(120));
-    assert!(report.stats.faults > 0, "a flaky run with no fault proves nothing");
+    assert!(
+        report.stats.faults > 0,
+        "a flaky run with no fault proves nothing"
+    );
     insta::assert_snapshot!("flaky", trace(&report));
 }
 
@@ -63,8 +66,14 @@ fn long_partition() {
     let report = scenario(2, mix, Duration::from_secs(300));
     let text = trace(&report);
     assert!(text.contains("partition until"), "no partition planned");
-    assert!(text.contains("status stale"), "a long partition must make the worker stale");
-    assert_eq!(report.stats.events, report.stats.delivered + report.stats.handed_back);
+    assert!(
+        text.contains("status stale"),
+        "a long partition must make the worker stale"
+    );
+    assert_eq!(
+        report.stats.events,
+        report.stats.delivered + report.stats.handed_back
+    );
     insta::assert_snapshot!("long_partition", text);
 }
 

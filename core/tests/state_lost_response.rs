@@ -20,7 +20,8 @@ fn a_revert_after_a_lost_response_is_still_sent() {
     let mut up = StateUploader::new(StateConfig::default().with_request_timeout(None), 1);
     let mut now = Instant::ZERO;
     up.set_epoch(now, 1);
-    up.enqueue(now, json!({"worker_status": "running"})).unwrap();
+    up.enqueue(now, json!({"worker_status": "running"}))
+        .unwrap();
     let (id, _) = next_put(&mut up).expect("the first PUT");
     // The server applied it, but the response was lost.
     up.handle_outcome(now, id, PutOutcome::Transient);

@@ -393,9 +393,12 @@ impl Runner<'_> {
         if let Some(outstanding) = self.outstanding.remove(&id) {
             self.record_outcome(outcome, outstanding.connect);
             if outcome == Outcome::Success && outstanding.put {
-                acknowledged_put = outstanding.applied_put;
                 if outstanding.connect {
+                    // The connect sequence's own PUT: the state uploader learns the document
+                    // from the GET that follows (see the Connected status).
                     self.init_put = Some(PatchFate::Acknowledged);
+                } else {
+                    acknowledged_put = outstanding.applied_put;
                 }
             }
         }
@@ -522,6 +525,13 @@ impl Runner<'_> {
                 self.line(format_args!("status {status}"));
                 match status {
                     Status::Connected => {
+                        if !self.connected {
+                            // The uploader was just rebased on the server's document.
+                            if let Some(index) = self.server.applied_puts().len().checked_sub(1) {
+                                let belief = self.session.state_acknowledged().clone();
+                                self.acknowledged_puts.push((index, false, belief));
+                            }
+                        }
                         self.connected = true;
                         self.connected_since.get_or_insert(now);
                     }

@@ -1,0 +1,59 @@
+//! Simulated ten-minute faulty sessions per second, on one core.
+//!
+//! Each iteration is one whole run: a session registers, streams events, patches its state,
+//! flushes and closes against the server model through the `flaky` fault plan, and every
+//! invariant is checked at the end. Throughput is reported in runs per second.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tether_core::sim::{run, FaultMix, RunConfig, WorkloadConfig};
+
+/// The seed sweep's workload (`core/tests/sim_sweep.rs`).
+fn sweep_workload() -> WorkloadConfig {
+    WorkloadConfig {
+        events_per_second: 0.3,
+        burst_probability: 0.02,
+        burst_max: 40,
+        event_size_max: 1024,
+        ..WorkloadConfig::default()
+    }
+}
+
+fn sessions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sim");
+    group.throughput(Throughput::Elements(1));
+    for (name, mix, workload) in [
+        (
+            "ten_minutes_flaky_sweep_workload",
+            FaultMix::flaky(),
+            sweep_workload(),
+        ),
+        (
+            "ten_minutes_hostile_sweep_workload",
+            FaultMix::hostile(),
+            sweep_workload(),
+        ),
+        (
+            "ten_minutes_flaky_default_workload",
+            FaultMix::flaky(),
+            WorkloadConfig::default(),
+        ),
+    ] {
+        let mut seed = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                seed += 1;
+                let mut config = RunConfig::new(seed, mix.clone());
+                config.workload = workload.clone();
+                let report = run(&config).expect("valid configuration");
+                assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+                black_box(report.stats)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sessions);
+criterion_main!(benches);
