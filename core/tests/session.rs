@@ -486,7 +486,7 @@ fn transport_errors_and_timeouts_retry_and_late_responses_are_ignored() {
     let retry = h.expect(Endpoint::Events);
     // No answer: the core fails the request at its deadline and cancels it.
     h.advance_to(retry.deadline);
-    assert!(h.outputs.iter().any(|o| *o == Output::Cancel(retry.id)));
+    assert!(h.outputs.contains(&Output::Cancel(retry.id)));
     assert_eq!(h.session.counters().failures.timeouts, 1);
     // The answer arrives late: ignored.
     h.respond(&retry, 200, "");

@@ -28,7 +28,7 @@ fn a_revert_after_a_lost_response_is_still_sent() {
     // The caller reverts while the uploader waits: the view equals the acknowledged document,
     // yet the server holds "running".
     up.enqueue(now, json!({"worker_status": null})).unwrap();
-    now = now + core::time::Duration::from_secs(2);
+    now += core::time::Duration::from_secs(2);
     up.handle_timeout(now);
     let (_, body) = next_put(&mut up).expect("the revert must be sent");
     assert_eq!(body, br#"{"worker_epoch":1,"worker_status":null}"#);

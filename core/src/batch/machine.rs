@@ -647,7 +647,7 @@ impl BatchDrainer {
     fn next_wake(&self) -> Option<Wake<Timer>> {
         let mut best: Option<Wake<Timer>> = None;
         let mut consider = |at: Instant, reason: Timer| {
-            if best.map_or(true, |b| at < b.at) {
+            if best.is_none_or(|b| at < b.at) {
                 best = Some(Wake::new(at, reason));
             }
         };

@@ -54,7 +54,7 @@ impl Queue {
 
     /// Appends a new event. Its `seq` must be above every queued one.
     pub(crate) fn push_back(&mut self, q: Queued) {
-        debug_assert!(self.items.back().map_or(true, |b| b.seq < q.seq));
+        debug_assert!(self.items.back().is_none_or(|b| b.seq < q.seq));
         if let Some(k) = q.event.keyed() {
             self.keys.insert(k.key.clone(), q.seq);
         }

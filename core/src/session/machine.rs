@@ -181,7 +181,7 @@ impl Session {
         let heartbeat =
             Heartbeat::new(config.heartbeat, rng.fork()).map_err(ConfigError::Heartbeat)?;
         let drainer = |config: &batch::Config, stream: Stream, rng: Rng| {
-            BatchDrainer::new(config.clone(), rng).map_err(|error| ConfigError::Uploader {
+            BatchDrainer::new(*config, rng).map_err(|error| ConfigError::Uploader {
                 stream: stream.name(),
                 error,
             })
@@ -978,12 +978,8 @@ impl Session {
                     }
                     self.complete_flushes();
                 }
-                Some(StateWaiter::Close) => {
-                    if !self.state_closed {
-                        self.state.close(now);
-                    }
-                }
-                None => {}
+                Some(StateWaiter::Close) if !self.state_closed => self.state.close(now),
+                Some(StateWaiter::Close) | None => {}
             },
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
