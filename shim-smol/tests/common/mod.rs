@@ -135,3 +135,29 @@ pub fn bounded<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T
     }))
     .unwrap_or_else(|| panic!("test exceeded its bound of {limit:?}"))
 }
+
+/// A session configuration that keeps end-to-end tests fast: short request deadlines and a
+/// quick retry curve (the rules are the core's; only the numbers change).
+pub fn fast_config(session_id: &str) -> tether_smol::SessionConfig {
+    use tether_core::backoff::{BackoffPolicy, Jitter};
+    let quick = BackoffPolicy {
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+        jitter: Jitter::Additive {
+            range: Duration::from_millis(20),
+            above_cap: true,
+        },
+        floor: None,
+        max_hint: Duration::from_millis(100),
+    };
+    let mut config = tether_smol::SessionConfig::new(session_id);
+    config.request_timeout = Duration::from_millis(800);
+    config.heartbeat_timeout = Duration::from_millis(800);
+    config.events.backoff = quick;
+    config.internal_events.backoff = quick;
+    config.delivery.backoff = quick;
+    config.state.backoff = quick;
+    config.connect.policy = quick;
+    config.connect.max_attempts = Some(30);
+    config
+}
