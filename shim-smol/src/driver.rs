@@ -244,8 +244,7 @@ impl DriverState {
                         match result {
                             Ok(response) => self.session.handle_response(now, flight.id, response),
                             Err(error) => {
-                                self.session
-                                    .handle_transport_error(now, flight.id, &error);
+                                self.session.handle_transport_error(now, flight.id, &error);
                             }
                         }
                         self.drain(now);

@@ -35,9 +35,7 @@ impl fmt::Display for BuildError {
             BuildError::UnsupportedScheme { scheme } => {
                 write!(f, "unsupported URL scheme `{scheme}` (http or https)")
             }
-            BuildError::InvalidToken => {
-                f.write_str("the token must be non-empty visible ASCII")
-            }
+            BuildError::InvalidToken => f.write_str("the token must be non-empty visible ASCII"),
             BuildError::TlsUnavailable => {
                 f.write_str("https needs the `tls` feature of tether-smol")
             }
@@ -96,7 +94,9 @@ impl SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Timeout { .. } => f.write_str("the event queue stayed full until the timeout"),
+            SendError::Timeout { .. } => {
+                f.write_str("the event queue stayed full until the timeout")
+            }
             SendError::Refused(e) => write!(f, "event refused: {e}"),
             SendError::Ended { status, .. } => write!(f, "the session has ended: {status}"),
             SendError::DriverGone { .. } => f.write_str("the session's driver task is gone"),

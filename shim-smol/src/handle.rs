@@ -42,8 +42,8 @@ impl std::fmt::Debug for Tether {
 /// Rebuilds the caller's event from the form the core handed back (its `uuid` now fixed, so
 /// sending it again is de-duplicated by the server).
 fn event_from_prepared(prepared: &PreparedEvent) -> Event {
-    let event = Event::new(prepared.payload().unwrap_or(Value::Null))
-        .ephemeral(prepared.is_ephemeral());
+    let event =
+        Event::new(prepared.payload().unwrap_or(Value::Null)).ephemeral(prepared.is_ephemeral());
     match prepared.replace_key() {
         Some(key) => event.replace_key(key),
         None => event,
@@ -53,7 +53,11 @@ fn event_from_prepared(prepared: &PreparedEvent) -> Event {
 impl Tether {
     /// Queues an event for `/worker/events`, waiting up to `timeout` for room in the queue.
     /// Returns the id the core gave it; on a timeout the event comes back in the error.
-    pub async fn send_event(&self, payload: Value, timeout: Duration) -> Result<EventId, SendError> {
+    pub async fn send_event(
+        &self,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<EventId, SendError> {
         self.send(Event::new(payload), timeout).await
     }
 
@@ -70,8 +74,12 @@ impl Tether {
         payload: Value,
         timeout: Duration,
     ) -> Result<EventId, SendError> {
-        self.enqueue(Stream::InternalEvents, Item::Event(Event::new(payload)), timeout)
-            .await
+        self.enqueue(
+            Stream::InternalEvents,
+            Item::Event(Event::new(payload)),
+            timeout,
+        )
+        .await
     }
 
     /// Queues a delivery acknowledgement for `/worker/events/delivery`, waiting up to `timeout`
@@ -89,7 +97,12 @@ impl Tether {
         self.enqueue(Stream::Delivery, item, timeout).await
     }
 
-    async fn enqueue(&self, stream: Stream, mut item: Item, timeout: Duration) -> Result<EventId, SendError> {
+    async fn enqueue(
+        &self,
+        stream: Stream,
+        mut item: Item,
+        timeout: Duration,
+    ) -> Result<EventId, SendError> {
         let deadline = wall_now() + timeout;
         loop {
             // Listen before asking, so capacity freed in between is not missed.
@@ -155,10 +168,16 @@ impl Tether {
                 _ => Item::Event(event_from_prepared(&prepared)),
             };
             // Wait for room, or give the event back at the deadline.
-            let room = future::or(async { listener.await; true }, async {
-                async_io::Timer::at(deadline).await;
-                false
-            })
+            let room = future::or(
+                async {
+                    listener.await;
+                    true
+                },
+                async {
+                    async_io::Timer::at(deadline).await;
+                    false
+                },
+            )
             .await;
             if !room {
                 return Err(SendError::Timeout {

@@ -296,7 +296,9 @@ async fn roundtrip(
     conn.write_all(&out)
         .await
         .map_err(|e| transport_error("write", e))?;
-    conn.flush().await.map_err(|e| transport_error("write", e))?;
+    conn.flush()
+        .await
+        .map_err(|e| transport_error("write", e))?;
     drop(out);
 
     // The head of the response.

@@ -135,13 +135,36 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_bound_their_values() {
         let mut last = 0;
-        for micros in [0u64, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 100, 1_000, 49_999, 1 << 30] {
+        for micros in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            5,
+            7,
+            8,
+            9,
+            15,
+            16,
+            100,
+            1_000,
+            49_999,
+            1 << 30,
+        ] {
             let b = bucket_of(micros);
             assert!(b >= last, "{micros}");
             last = b;
-            assert!(bucket_upper(b) >= micros, "{micros} above {}", bucket_upper(b));
+            assert!(
+                bucket_upper(b) >= micros,
+                "{micros} above {}",
+                bucket_upper(b)
+            );
             if micros >= 8 {
-                assert!(bucket_upper(b) as f64 <= micros as f64 * 1.25 + 1.0, "{micros}");
+                assert!(
+                    bucket_upper(b) as f64 <= micros as f64 * 1.25 + 1.0,
+                    "{micros}"
+                );
             }
         }
     }

@@ -57,7 +57,10 @@ impl SessionUrl {
         );
         Ok(SessionUrl {
             https,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             base,
             last_segment,

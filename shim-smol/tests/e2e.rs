@@ -27,7 +27,8 @@ fn patch(i: usize) -> Value {
     if i % 10 == 9 {
         // Deletes, and a reset then a rebuild across patches.
         p["external_metadata"][format!("k{}", (i + 3) % 7)] = Value::Null;
-        p["internal_metadata"] = json!({"reset": if i % 20 == 19 { Value::Null } else { json!({"x": i}) }});
+        p["internal_metadata"] =
+            json!({"reset": if i % 20 == 19 { Value::Null } else { json!({"x": i}) }});
     }
     p
 }
@@ -63,7 +64,10 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
                 .await
                 .unwrap();
             if i % (EVENTS / PATCHES) == 0 {
-                tether.patch_state(patch(i / (EVENTS / PATCHES))).await.unwrap();
+                tether
+                    .patch_state(patch(i / (EVENTS / PATCHES)))
+                    .await
+                    .unwrap();
             }
         }
         tether.flush(Duration::from_secs(90)).await.unwrap();
@@ -72,13 +76,21 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
     let elapsed = started.elapsed();
 
     assert_eq!(report.status, Status::Closed);
-    assert!(report.undelivered.is_empty(), "{:?}", &report.undelivered[..3.min(report.undelivered.len())]);
+    assert!(
+        report.undelivered.is_empty(),
+        "{:?}",
+        &report.undelivered[..3.min(report.undelivered.len())]
+    );
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.counters.events.delivered, EVENTS as u64);
 
     let inspector = server.inspector();
     let events = inspector.events("heavy");
-    assert_eq!(events.len(), EVENTS, "the server holds each event exactly once");
+    assert_eq!(
+        events.len(),
+        EVENTS,
+        "the server holds each event exactly once"
+    );
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event["seq"], i, "out of order at {i}");
     }
@@ -86,7 +98,9 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
     let schema = DocumentSchema::default();
     let mut expected = json!({"worker_status": "idle"});
     for i in 0..PATCHES {
-        let Value::Object(p) = patch(i) else { unreachable!() };
+        let Value::Object(p) = patch(i) else {
+            unreachable!()
+        };
         schema.apply(&mut expected, &p);
     }
     let document = without_epoch(inspector.document("heavy").unwrap());
@@ -128,7 +142,10 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
             .seed(2)
             .start()
             .unwrap();
-        wait_status(&second, Duration::from_secs(10), |s| *s == Status::Connected).await;
+        wait_status(&second, Duration::from_secs(10), |s| {
+            *s == Status::Connected
+        })
+        .await;
         assert!(server.inspector().epoch("takeover").unwrap() >= 2);
 
         // The first worker's next write meets 409.
@@ -146,13 +163,18 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
                 Err(other) => panic!("{other:?}"),
             }
         }
-        wait_status(&first, Duration::from_secs(10), |s| *s == Status::Superseded).await;
+        wait_status(&first, Duration::from_secs(10), |s| {
+            *s == Status::Superseded
+        })
+        .await;
         let report = first.close(Duration::from_secs(1)).await.unwrap();
         assert_eq!(report.status, Status::Superseded);
         assert!(report
             .undelivered
             .iter()
-            .all(|e| e.reason == Reason::Superseded && e.stream == Stream::Events && e.uuid().is_some()));
+            .all(|e| e.reason == Reason::Superseded
+                && e.stream == Stream::Events
+                && e.uuid().is_some()));
         // Every event given after the takeover came back, in order: in the report or at once.
         let mut back: Vec<Value> = report
             .undelivered
@@ -171,7 +193,11 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
     });
     let events = server.inspector().events("takeover");
     let from_first: Vec<_> = events.iter().filter(|e| e["from"] == "first").collect();
-    assert_eq!(from_first.len(), 50, "the server holds nothing from the first worker after the takeover");
+    assert_eq!(
+        from_first.len(),
+        50,
+        "the server holds nothing from the first worker after the takeover"
+    );
     assert!(from_first.iter().enumerate().all(|(i, e)| e["seq"] == i));
     assert_eq!(events.iter().filter(|e| e["from"] == "second").count(), 1);
     server.shutdown().unwrap();
@@ -189,30 +215,57 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
             .start()
             .unwrap();
         for i in 0..100 {
-            tether.send_event(json!({"seq": i}), SEND_TIMEOUT).await.unwrap();
+            tether
+                .send_event(json!({"seq": i}), SEND_TIMEOUT)
+                .await
+                .unwrap();
         }
         tether.flush(Duration::from_secs(10)).await.unwrap();
-        tether.patch_state(json!({"worker_status": "busy"})).await.unwrap();
+        tether
+            .patch_state(json!({"worker_status": "busy"}))
+            .await
+            .unwrap();
         tether.flush(Duration::from_secs(10)).await.unwrap();
 
         server.stop_listener().unwrap();
         for i in 100..300 {
-            tether.send_event(json!({"seq": i}), SEND_TIMEOUT).await.unwrap();
+            tether
+                .send_event(json!({"seq": i}), SEND_TIMEOUT)
+                .await
+                .unwrap();
         }
-        tether.patch_state(json!({"worker_status": "stuck"})).await.unwrap();
+        tether
+            .patch_state(json!({"worker_status": "stuck"}))
+            .await
+            .unwrap();
 
         let started = Instant::now();
         let report = tether.close(close_timeout).await.unwrap();
         let took = started.elapsed();
-        assert!(took < close_timeout + Duration::from_millis(500), "close took {took:?}");
+        assert!(
+            took < close_timeout + Duration::from_millis(500),
+            "close took {took:?}"
+        );
         assert_eq!(report.status, Status::Closed);
-        let seqs: Vec<Value> = report.undelivered.iter().map(|e| e.payload["seq"].clone()).collect();
+        let seqs: Vec<Value> = report
+            .undelivered
+            .iter()
+            .map(|e| e.payload["seq"].clone())
+            .collect();
         assert_eq!(seqs, (100..300).map(Value::from).collect::<Vec<_>>());
-        assert!(report.undelivered.iter().all(|e| e.reason == Reason::Closed));
-        let unacked = report.unacknowledged_patches.expect("the last patch never landed");
+        assert!(report
+            .undelivered
+            .iter()
+            .all(|e| e.reason == Reason::Closed));
+        let unacked = report
+            .unacknowledged_patches
+            .expect("the last patch never landed");
         let mut last = Map::new();
         last.insert("worker_status".into(), json!("stuck"));
-        assert!(unacked.update.contains(&last) || unacked.in_flight.is_some(), "{unacked:?}");
+        assert!(
+            unacked.update.contains(&last) || unacked.in_flight.is_some(),
+            "{unacked:?}"
+        );
     });
     assert_eq!(server.inspector().events("down").len(), 100);
     server.shutdown().unwrap();

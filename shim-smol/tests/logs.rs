@@ -76,10 +76,16 @@ fn the_token_is_never_logged() {
     // The capture works: ureq-proto logged the request bytes it wrote.
     let written = bytes_of_hex_rows(&lines);
     let written = String::from_utf8_lossy(&written);
-    assert!(written.contains("POST /v1/code/sessions/logs/worker/events"), "{written}");
+    assert!(
+        written.contains("POST /v1/code/sessions/logs/worker/events"),
+        "{written}"
+    );
     for line in &lines {
         assert!(!line.contains(SECRET), "token in a log line: {line}");
     }
-    assert!(!written.contains(SECRET), "token in the logged request bytes");
+    assert!(
+        !written.contains(SECRET),
+        "token in the logged request bytes"
+    );
     assert!(!written.to_ascii_lowercase().contains("authorization"));
 }

@@ -17,7 +17,9 @@ const SECRET: &str = "tok-9f8e7d6c5b4a-SECRET";
 
 #[test]
 fn token_is_never_in_debug_or_display() {
-    let builder = Builder::new("http://127.0.0.1:9/v1/code/sessions/s").token(SECRET).epoch(1);
+    let builder = Builder::new("http://127.0.0.1:9/v1/code/sessions/s")
+        .token(SECRET)
+        .epoch(1);
     assert!(!format!("{builder:?}").contains(SECRET));
     let token = Token::new(SECRET);
     assert!(!format!("{token:?} {token}").contains(SECRET));
@@ -72,8 +74,14 @@ fn only_http_and_https_urls_are_accepted() {
         Builder::new("ftp://127.0.0.1/s").into_parts().unwrap_err(),
         BuildError::UnsupportedScheme { scheme } if scheme == "ftp"
     ));
-    assert!(Builder::new("http://127.0.0.1:9/s").epoch(1).into_parts().is_ok());
-    assert!(Builder::new("https://127.0.0.1:9/s").epoch(1).into_parts().is_ok());
+    assert!(Builder::new("http://127.0.0.1:9/s")
+        .epoch(1)
+        .into_parts()
+        .is_ok());
+    assert!(Builder::new("https://127.0.0.1:9/s")
+        .epoch(1)
+        .into_parts()
+        .is_ok());
     // A token that could smuggle a header is refused.
     assert_eq!(
         Builder::new("http://127.0.0.1:9/s")
@@ -91,9 +99,8 @@ fn redirects_are_not_followed() {
     target.set_nonblocking(true).unwrap();
     let location = format!("http://{}/v1/code/sessions/s", target.local_addr().unwrap());
     let server = RawServer::start(4, move |stream, _head, written| {
-        let answer = format!(
-            "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
-        );
+        let answer =
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n");
         write_counted(stream, answer.as_bytes(), written);
     });
     let url = server.url("s");
@@ -105,7 +112,11 @@ fn redirects_are_not_followed() {
         let report = tether.close(Duration::from_millis(10)).await.unwrap();
         assert_eq!(report.counters.session.requests, 1);
     });
-    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "the 302 was followed");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        1,
+        "the 302 was followed"
+    );
     assert!(
         target.accept().is_err(),
         "the client connected to the redirect target"
@@ -152,7 +163,10 @@ fn a_response_body_is_never_read_past_the_cap() {
     let written = std::sync::Arc::clone(&server.written);
     server.join(0);
     let written = written.load(Ordering::SeqCst);
-    assert!(written < 64 << 20, "the client read {written} bytes of a 1 GiB body");
+    assert!(
+        written < 64 << 20,
+        "the client read {written} bytes of a 1 GiB body"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -163,7 +177,10 @@ fn the_core_sees_an_oversized_body_as_a_bad_body() {
     let server = RawServer::start(8, |stream, head, written| {
         let answer = if head.starts_with(b"GET") {
             let body = format!("{{\"worker\":{{\"pad\":\"{}\"}}}}", "y".repeat(100_000));
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
         } else {
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_string()
         };

@@ -36,7 +36,9 @@ impl RawServer {
                 let Ok(mut stream) = stream else { break };
                 let (respond, req, wr) = (Arc::clone(&respond), Arc::clone(&req), Arc::clone(&wr));
                 workers.push(thread::spawn(move || {
-                    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
                     while let Some(head) = read_request(&mut stream) {
                         req.fetch_add(1, Ordering::SeqCst);
                         respond(&mut stream, &head, &wr);
@@ -107,7 +109,11 @@ pub fn write_counted(stream: &mut TcpStream, bytes: &[u8], written: &AtomicU64) 
 }
 
 /// Waits (bounded) for a status matching `pred` on the status stream.
-pub async fn wait_status(tether: &Tether, within: Duration, pred: impl Fn(&Status) -> bool) -> Status {
+pub async fn wait_status(
+    tether: &Tether,
+    within: Duration,
+    pred: impl Fn(&Status) -> bool,
+) -> Status {
     let statuses = tether.statuses();
     let deadline = Instant::now() + within;
     loop {
@@ -122,7 +128,10 @@ pub async fn wait_status(tether: &Tether, within: Duration, pred: impl Fn(&Statu
         match next {
             Some(s) if pred(&s) => return s,
             Some(_) => {}
-            None => panic!("no matching status within {within:?}; last {}", tether.status()),
+            None => panic!(
+                "no matching status within {within:?}; last {}",
+                tether.status()
+            ),
         }
     }
 }
