@@ -203,3 +203,37 @@ fn the_core_sees_an_oversized_body_as_a_bad_body() {
     });
     server.join(8);
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn an_https_url_speaks_tls_first() {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).unwrap();
+        first[0] // dropped: the handshake fails
+    });
+    let url = format!("https://localhost:{}/v1/code/sessions/s", addr.port());
+    let transport = HttpTransport::new(&url).unwrap();
+    let result = bounded(Duration::from_secs(10), async {
+        transport
+            .send(HttpRequest {
+                id: RequestId(0),
+                endpoint: Endpoint::Heartbeat,
+                url: format!("{url}/worker/heartbeat"),
+                body: b"{}".to_vec(),
+                token: Some(Token::new(SECRET)),
+                max_response_body: 1024,
+            })
+            .await
+    });
+    assert_eq!(peer.join().unwrap(), 0x16, "not a TLS handshake record");
+    let error = result.unwrap_err();
+    assert!(!error.message.contains(SECRET));
+}
