@@ -1,5 +1,103 @@
 //! Drives a tether session on smol and async-io.
 //!
-//! This crate is reserved in the workspace and has no API yet.
+//! [`tether_core`] holds every rule of the protocol as a deterministic, sans-IO machine; this
+//! crate only moves its bytes and its time (DESIGN.md, convention 8): no retry, timing or
+//! classification logic lives here.
+//!
+//! ```text
+//!   Tether (handle, Clone) ──commands──▶ Driver task ── owns ──▶ tether_core::session::Session
+//!        ▲ statuses (async-channel)         │ one async_io::Timer at the core's deadline
+//!        └──────────────────────────────────┤ requests in flight: ≤ 1 per channel
+//!                                           ▼
+//!                               Transport (HTTP/1.1 ureq-proto over Async<TcpStream>,
+//!                                          TLS via futures-rustls; or your own)
+//! ```
+//!
+//! - **One task owns the session.** The [`Driver`] future feeds the core one input at a time and
+//!   drains its outputs, on a work budget per wake-up. Its one [`async_io::Timer`] is moved
+//!   (`set_at`) only when the core's next deadline changes; whether a deadline passed is decided
+//!   by comparing the clock with it. Time is `std::time::Instant` since an origin taken at start.
+//! - **HTTP never blocks the executor** and uses no thread per request: the built-in
+//!   [`HttpTransport`] drives ureq-proto's sans-IO HTTP/1.1 client over
+//!   `async_io::Async<TcpStream>`, keeping one persistent connection per channel. It never
+//!   follows a redirect and never reads a response body past
+//!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
+//!   Bring your own client by implementing [`Transport`].
+//! - **TLS** (`https`) goes through futures-rustls with the ring provider and the webpki roots,
+//!   behind the default feature `tls` (it compiles rustls and ring; turn it off with
+//!   `default-features = false` for plain `http`).
+//! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
+//!
+//! # Embedding
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use serde_json::json;
+//! use tether_core::session::{SessionConfig, Status};
+//! use tether_server::{Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig::default())?; // 127.0.0.1, a free port
+//! let url = server.session_url("doc-1");
+//!
+//! smol::block_on(async {
+//!     let tether = tether_smol::Builder::new(&url)
+//!         .epoch(1)
+//!         .token("secret-token")
+//!         .seed(7)
+//!         .config(SessionConfig::new("doc-1"))
+//!         .start()?;
+//!
+//!     tether.send_event(json!({"type": "hello"}), Duration::from_secs(1)).await?;
+//!     tether.patch_state(json!({"worker_status": "running"})).await?;
+//!     assert_eq!(tether.state().await?["worker_status"], "running");
+//!     tether.flush(Duration::from_secs(5)).await?;
+//!
+//!     let report = tether.close(Duration::from_secs(5)).await?;
+//!     assert_eq!(report.status, Status::Closed);
+//!     assert!(report.undelivered.is_empty());
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//!
+//! assert_eq!(server.inspector().events("doc-1").len(), 1);
+//! assert_eq!(server.inspector().document("doc-1").unwrap()["worker_status"], "running");
+//! server.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod builder;
+mod clock;
+mod conn;
+mod driver;
+mod error;
+mod handle;
+pub mod http1;
+mod report;
+mod stats;
+mod token;
+mod transport;
+mod url;
+
+pub use builder::Builder;
+pub use driver::{Driver, Observer, WORK_BUDGET};
+pub use error::{BuildError, Error, SendError};
+pub use handle::Tether;
+pub use http1::HttpTransport;
+pub use report::{CloseReport, Counters, UndeliveredEvent};
+pub use stats::{DriverStats, Histogram};
+pub use token::Token;
+pub use transport::{BoxFuture, HttpRequest, Transport};
+pub use url::SessionUrl;
+
+/// Re-exported so callers need not depend on the core directly for the common types.
+pub use tether_core::batch::{Event, EventId};
+pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
+
+impl Tether {
+    /// A [`Builder`] for a session at `session_url`.
+    pub fn builder(session_url: impl Into<String>) -> Builder {
+        Builder::new(session_url)
+    }
+}
