@@ -706,3 +706,33 @@ fn the_same_seed_gives_the_same_requests() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_full_queue_hands_the_event_back_and_resend_keeps_its_uuid() {
+    let mut config = SessionConfig::new("s").with_epoch(5);
+    config.events.max_queue_items = 2;
+    config.events.max_batch_items = 1;
+    let mut h = Harness::connected_with(config);
+    h.send_events(2);
+    let refused = h
+        .session
+        .send_event(h.now, Event::new(json!({"seq": 2})))
+        .unwrap_err();
+    let tether_core::session::SessionError::Enqueue {
+        error: tether_core::batch::EnqueueError::QueueFull { event },
+        ..
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
+    let uuid = event.payload().unwrap()["uuid"].clone();
+    assert!(uuid.is_string());
+    let first = h.expect(Endpoint::Events);
+    h.respond(&first, 200, "");
+    h.session.resend(h.now, Stream::Events, event).unwrap();
+    h.drain();
+    let second = h.expect(Endpoint::Events);
+    h.respond(&second, 200, "");
+    let third = h.expect(Endpoint::Events);
+    assert_eq!(body(&third)["events"][0]["payload"]["uuid"], uuid);
+}

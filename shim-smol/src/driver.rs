@@ -491,8 +491,13 @@ impl DriverState {
                 let _ = reply.try_send(self.counters());
             }
             Command::Flush { deadline, reply } => {
-                let id = self.session.flush(now, self.clock.core(deadline));
-                self.flush_waiters.push((id, reply));
+                match self.session.flush(now, self.clock.core(deadline)) {
+                    Ok(id) => self.flush_waiters.push((id, reply)),
+                    // The session ended: everything was delivered or handed back already.
+                    Err(_) => {
+                        let _ = reply.try_send(true);
+                    }
+                }
             }
             Command::Close { deadline, reply } => match &self.report {
                 Some(report) => {

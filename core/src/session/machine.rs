@@ -252,6 +252,23 @@ impl Session {
         self.enqueue(now, Stream::InternalEvents, event)
     }
 
+    /// Queues again an event the session handed back, e.g. from
+    /// [`EnqueueError::QueueFull`](batch::EnqueueError::QueueFull), keeping its uuid and its
+    /// serialisation: a shim waiting for capacity re-offers the same bytes.
+    pub fn resend(
+        &mut self,
+        now: Instant,
+        stream: Stream,
+        event: batch::PreparedEvent,
+    ) -> Result<EventId, SessionError> {
+        let now = self.clock.observe(now);
+        let result = self.uploaders[stream_index(stream)]
+            .enqueue_prepared(now, event)
+            .map_err(|error| SessionError::Enqueue { stream, error });
+        self.pump(now);
+        result
+    }
+
     /// Queues a delivery acknowledgement for `/worker/events/delivery`.
     pub fn ack_delivery(
         &mut self,
