@@ -1,6 +1,6 @@
 //! The shim's one clock: `std::time::Instant` to and from the core's [`tether_core::Instant`].
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Instant as StdInstant;
 
 use tether_core::Instant;
 
@@ -41,6 +41,7 @@ pub(crate) fn std_now() -> StdInstant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn conversion_round_trips_and_never_goes_before_the_origin() {
