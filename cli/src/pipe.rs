@@ -33,7 +33,8 @@ OPTIONS:
     --token-env VAR        read the bearer token from environment variable VAR
     --runtime R            blocking | smol [default: blocking]
     --close-timeout SECS   how long close may drain before handing back [default: 10]
-    --send-timeout SECS    how long an event may wait for room in a full queue [default: 60]
+    --send-timeout SECS    how long an event may wait for room in a full queue, and a
+                           flush for delivery [default: 60]
     --undelivered FILE     write undelivered events (and unacknowledged state) to FILE as
                            JSON Lines with their reasons
     -h, --help             print this help
