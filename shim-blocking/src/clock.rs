@@ -17,17 +17,17 @@ impl Clock {
     }
 
     /// Now, in the core's time.
-    pub(crate) fn now(&self) -> Instant {
+    pub(crate) fn now(self) -> Instant {
         self.to_core(std_now())
     }
 
     /// A `std` instant in the core's time (the origin or later).
-    pub(crate) fn to_core(&self, at: StdInstant) -> Instant {
+    pub(crate) fn to_core(self, at: StdInstant) -> Instant {
         Instant::from_duration(at.saturating_duration_since(self.origin))
     }
 
     /// A core instant as a `std` instant; `None` if it is too far away to represent.
-    pub(crate) fn to_std(&self, at: Instant) -> Option<StdInstant> {
+    pub(crate) fn to_std(self, at: Instant) -> Option<StdInstant> {
         self.origin.checked_add(at.since_origin())
     }
 }

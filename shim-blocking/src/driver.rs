@@ -31,7 +31,7 @@ use tether_core::{Instant, Poll};
 use crate::clock::{std_now, Clock};
 use crate::error::{FlushError, PatchError, SendError};
 use crate::http::{Job, Pool, BACKSTOP_GRACE};
-use crate::report::{CloseReport, Counters, UndeliveredEvent};
+use crate::report::{CloseReport, Counters, UndeliveredEvent, WireCounters};
 
 /// Messages handled per wake-up before the driver looks at the clock again (STYLE habit 12).
 const BUDGET: usize = 64;
@@ -80,6 +80,12 @@ pub(crate) enum Command {
         until: StdInstant,
         reply: Reply<Result<EventId, SendError>>,
     },
+    /// Many events, queued in order until one is refused or finds the queue full.
+    OfferMany {
+        stream: Stream,
+        events: VecDeque<Event>,
+        reply: Reply<Bulk>,
+    },
     Patch {
         patch: Value,
         reply: Reply<Result<(), PatchError>>,
@@ -96,6 +102,25 @@ pub(crate) enum Command {
     Counters(Reply<Counters>),
     Subscribe(Sender<Status>),
 }
+
+/// The answer to [`Command::OfferMany`]: the ids of the events queued, why it stopped (if it
+/// stopped early), and the events not queued, the stopping one first.
+pub(crate) struct Bulk {
+    pub(crate) ids: Vec<EventId>,
+    pub(crate) stop: Option<BulkStop>,
+    pub(crate) rest: VecDeque<Event>,
+}
+
+/// Why a [`Command::OfferMany`] stopped early.
+pub(crate) enum BulkStop {
+    /// The queue is full (or others wait for room): the first of `rest` must wait.
+    Full,
+    /// The core refused an event; it is in the error, not in `rest`.
+    Refused(SendError),
+}
+
+/// Events queued between two drains of a bulk offer, so the first batch goes out early.
+const BULK_DRAIN_EVERY: usize = 64;
 
 /// What the handle reads without a round trip.
 #[derive(Debug)]
@@ -138,6 +163,7 @@ pub(crate) struct Driver {
     wake: Option<Instant>,
     /// The deadline `handle_timeout` was last called for.
     fired: Option<Instant>,
+    wire: WireCounters,
 }
 
 impl Driver {
@@ -166,6 +192,7 @@ impl Driver {
             unacknowledged: None,
             wake: None,
             fired: None,
+            wire: WireCounters::default(),
         }
     }
 
@@ -252,11 +279,19 @@ impl Driver {
         match msg {
             Msg::Reply { id, result } => {
                 if self.in_flight.remove(&id).is_none() {
-                    return; // cancelled by the core: its late result is dropped
+                    // Cancelled by the core: its late result is dropped.
+                    self.wire.late_dropped += 1;
+                    return;
                 }
                 match result {
-                    Ok(response) => self.session.handle_response(now, id, response),
-                    Err(error) => self.session.handle_transport_error(now, id, &error),
+                    Ok(response) => {
+                        self.wire.responses += 1;
+                        self.session.handle_response(now, id, response);
+                    }
+                    Err(error) => {
+                        self.wire.transport_errors += 1;
+                        self.session.handle_transport_error(now, id, &error);
+                    }
                 }
             }
             Msg::Command(command) => self.command(now, command),
@@ -292,6 +327,38 @@ impl Driver {
                         reply,
                     }),
                 }
+            }
+            Command::OfferMany {
+                stream,
+                mut events,
+                reply,
+            } => {
+                let mut bulk = Bulk {
+                    ids: Vec::with_capacity(events.len()),
+                    stop: None,
+                    rest: VecDeque::new(),
+                };
+                if self.blocked.iter().any(|b| b.stream == stream) {
+                    bulk.stop = Some(BulkStop::Full);
+                }
+                while bulk.stop.is_none() {
+                    let Some(event) = events.pop_front() else {
+                        break;
+                    };
+                    match self.offer(now, stream, Offer::Event(event)) {
+                        Ok(Ok(id)) => bulk.ids.push(id),
+                        Ok(Err(error)) => bulk.stop = Some(BulkStop::Refused(error)),
+                        Err(offer) => {
+                            events.push_front(offer.into_event());
+                            bulk.stop = Some(BulkStop::Full);
+                        }
+                    }
+                    if bulk.ids.len() % BULK_DRAIN_EVERY == 0 {
+                        self.drain();
+                    }
+                }
+                bulk.rest = events;
+                let _ = reply.send(bulk);
             }
             Command::Patch { patch, reply } => {
                 let result = self.session.patch_state(now, patch).map_err(|e| match e {
@@ -450,6 +517,8 @@ impl Driver {
                 let now = self.clock.now();
                 let cancelled = Arc::new(AtomicBool::new(false));
                 self.in_flight.insert(request.id, Arc::clone(&cancelled));
+                self.wire.requests += 1;
+                self.wire.body_bytes += request.body.len() as u64;
                 let timeout = request.deadline.saturating_duration_since(now) + BACKSTOP_GRACE;
                 self.pool.submit(Job {
                     request,
@@ -518,6 +587,7 @@ impl Driver {
         counters.internal_events = self.session.uploader_counters(Stream::InternalEvents);
         counters.delivery = self.session.uploader_counters(Stream::Delivery);
         counters.state = self.session.state_counters();
+        counters.wire = self.wire;
         counters
     }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use tether_core::batch::Event;
+use tether_core::batch::{Event, EventId};
 use tether_core::session::{ConfigError, Status};
 use tether_core::state::StateError;
 
@@ -134,6 +134,36 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+/// Why [`send_events`](crate::Tether::send_events) stopped before queuing every event.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BulkSendError {
+    /// The ids of the events queued before it stopped, in order.
+    pub sent: Vec<EventId>,
+    /// Why it stopped, with the event that was not queued.
+    pub error: SendError,
+    /// The events after that one, not queued, in order.
+    pub unsent: Vec<Event>,
+}
+
+impl fmt::Display for BulkSendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} events queued, then: {} ({} more not queued)",
+            self.sent.len(),
+            self.error,
+            self.unsent.len()
+        )
+    }
+}
+
+impl std::error::Error for BulkSendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 /// Why a state patch was refused. Nothing was queued.
 #[derive(Clone, Debug, PartialEq)]

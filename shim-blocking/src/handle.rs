@@ -1,5 +1,6 @@
 //! [`Tether`]: the caller's handle to a running session.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,8 @@ use tether_core::session::{DeliveryStatus, Status, Stream};
 
 use crate::builder::Builder;
 use crate::clock::std_now;
-use crate::driver::{lock, Command, Msg, Offer, Shared};
-use crate::error::{FlushError, PatchError, SendError};
+use crate::driver::{lock, Bulk, BulkStop, Command, Msg, Offer, Shared};
+use crate::error::{BulkSendError, FlushError, PatchError, SendError};
 use crate::report::{CloseReport, Counters};
 
 /// A running session: a driver thread owns the core's session, HTTP worker threads move its
@@ -72,6 +73,83 @@ impl Tether {
             other => other,
         };
         self.offer(stream, Offer::Event(event), timeout)
+    }
+
+    /// Queues many events for `stream` in order, with one round trip to the driver for as many
+    /// as fit; where the queue is full it blocks as [`send`](Self::send) does, all of them
+    /// sharing one `timeout`. It stops at the first event refused (or still blocked at the
+    /// timeout): the error holds the ids of those queued, that event, and the rest.
+    ///
+    /// Cheaper per event than [`send_event`](Self::send_event) in a loop, which pays a thread
+    /// hand-off for each event.
+    pub fn send_events(
+        &self,
+        stream: Stream,
+        events: impl IntoIterator<Item = Event>,
+        timeout: Duration,
+    ) -> Result<Vec<EventId>, Box<BulkSendError>> {
+        let stream = match stream {
+            Stream::Delivery => Stream::Events,
+            other => other,
+        };
+        let until = std_now().checked_add(timeout);
+        let mut pending: VecDeque<Event> = events.into_iter().collect();
+        let mut sent = Vec::with_capacity(pending.len());
+        while !pending.is_empty() {
+            let (reply, answer) = mpsc::sync_channel(1);
+            let command = Command::OfferMany {
+                stream,
+                events: std::mem::take(&mut pending),
+                reply,
+            };
+            let bulk = match self.tx.send(Msg::Command(command)) {
+                Ok(()) => answer.recv().ok(),
+                Err(mpsc::SendError(Msg::Command(Command::OfferMany { events, .. }))) => {
+                    pending = events;
+                    None
+                }
+                Err(_) => unreachable!("the command sent is the command returned"),
+            };
+            let Some(Bulk { ids, stop, rest }) = bulk else {
+                let first = pending
+                    .pop_front()
+                    .unwrap_or_else(|| Event::new(Value::Null));
+                return Err(Box::new(BulkSendError {
+                    sent,
+                    error: self.ended(Offer::Event(first)),
+                    unsent: pending.into(),
+                }));
+            };
+            sent.extend(ids);
+            pending = rest;
+            match stop {
+                None => {}
+                Some(BulkStop::Refused(error)) => {
+                    return Err(Box::new(BulkSendError {
+                        sent,
+                        error,
+                        unsent: pending.into(),
+                    }))
+                }
+                Some(BulkStop::Full) => {
+                    let Some(first) = pending.pop_front() else {
+                        break;
+                    };
+                    let left = until.map_or(timeout, |u| u.saturating_duration_since(std_now()));
+                    match self.offer(stream, Offer::Event(first), left) {
+                        Ok(id) => sent.push(id),
+                        Err(error) => {
+                            return Err(Box::new(BulkSendError {
+                                sent,
+                                error,
+                                unsent: pending.into(),
+                            }))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sent)
     }
 
     /// Queues a delivery acknowledgement for `/worker/events/delivery`, blocking at most

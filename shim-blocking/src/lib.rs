@@ -67,9 +67,9 @@ mod report;
 mod token;
 
 pub use builder::Builder;
-pub use error::{FlushError, PatchError, SendError, StartError};
+pub use error::{BulkSendError, FlushError, PatchError, SendError, StartError};
 pub use handle::Tether;
-pub use report::{CloseReport, Counters, UndeliveredEvent};
+pub use report::{CloseReport, Counters, UndeliveredEvent, WireCounters};
 pub use token::Token;
 
 /// The core this crate drives, re-exported for its types.

@@ -58,6 +58,24 @@ pub struct Counters {
     pub delivery: batch::Counters,
     /// The `PUT /worker` uploader.
     pub state: state::Counters,
+    /// What the shim itself put on the wire and got back.
+    pub wire: WireCounters,
+}
+
+/// What the shim moved: requests handed to ureq, their body bytes, and what came back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WireCounters {
+    /// Requests handed to the HTTP workers.
+    pub requests: u64,
+    /// Bytes of request bodies handed to the HTTP workers.
+    pub body_bytes: u64,
+    /// Responses passed to the core.
+    pub responses: u64,
+    /// Transport errors passed to the core.
+    pub transport_errors: u64,
+    /// Results dropped because the core had already cancelled their request.
+    pub late_dropped: u64,
 }
 
 impl Counters {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tether_blocking::{FlushError, SendError, Tether};
-use tether_core::batch::Reason;
+use tether_core::batch::{Event, Reason};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{Status, Stream};
 use tether_server::{FaultPlan, Server, ServerConfig};
@@ -360,6 +360,55 @@ fn a_full_queue_blocks_send_event_until_room_frees_or_its_timeout() {
         assert_eq!(
             seqs(&server.inspector().events("full")),
             (0..=10).collect::<Vec<_>>()
+        );
+        server.shutdown().expect("shutdown");
+    });
+}
+
+#[test]
+fn send_events_queues_in_order_waits_for_room_and_stops_at_a_bad_event() {
+    within(Duration::from_secs(30), || {
+        let server = server("none");
+        let url = server.session_url("bulk");
+        let mut config = fast_config();
+        config.events.max_queue_items = 50;
+        config.events.max_batch_items = 20;
+        let tether = Tether::builder(&url)
+            .epoch(1)
+            .config(config)
+            .start()
+            .expect("starts");
+        // More events than the queue holds: the call waits for room as batches land.
+        let events = (0..500).map(|seq| Event::new(json!({"seq": seq})));
+        let ids = tether
+            .send_events(Stream::Events, events, Duration::from_secs(10))
+            .expect("all queued");
+        assert_eq!(ids.len(), 500);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+        let mut events: Vec<Event> = (500..510)
+            .map(|seq| Event::new(json!({"seq": seq})))
+            .collect();
+        events.insert(3, Event::new(json!("not an object")));
+        let err = tether
+            .send_events(Stream::Events, events, Duration::from_secs(10))
+            .expect_err("stops at the bad event");
+        assert_eq!(err.sent.len(), 3);
+        assert!(matches!(err.error, SendError::NotAnObject { .. }), "{err}");
+        let unsent: Vec<Value> = err.unsent.into_iter().map(Event::into_payload).collect();
+        assert_eq!(
+            unsent,
+            (503..510)
+                .map(|seq| json!({"seq": seq}))
+                .collect::<Vec<_>>()
+        );
+
+        tether.flush(Duration::from_secs(10)).expect("flushed");
+        let report = tether.close(Duration::from_secs(5));
+        assert!(report.all_delivered(), "{report:?}");
+        assert_eq!(
+            seqs(&server.inspector().events("bulk")),
+            (0..503).collect::<Vec<_>>()
         );
         server.shutdown().expect("shutdown");
     });
