@@ -1,0 +1,314 @@
+//! `tether pipe`: JSON Lines from stdin through a session.
+
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Write};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tether_blocking::{CloseReport, FlushError, SendError, Tether};
+use tether_core::session::Status;
+
+use crate::args::{runtime_unavailable, usage_error, ArgError, Args, Runtime};
+use crate::report::{status_json, undelivered_json};
+
+pub const USAGE: &str = "\
+tether pipe: send JSON Lines from stdin through a session
+
+USAGE:
+    tether pipe --url SESSION_URL [OPTIONS] < input.jsonl
+
+Each input line is one of:
+    {\"event\": {...}}            an event for /worker/events
+    {\"internal_event\": {...}}   an event for /worker/internal-events
+    {\"state\": {...}}            a patch to the worker document
+    {\"flush\": true}             wait until everything before it is delivered
+A malformed line is reported on stderr with its line number and skipped. Status changes go
+to stderr as JSON Lines. At end of input the session closes.
+
+OPTIONS:
+    --url URL              the session URL, http:// or https:// (required)
+    --epoch N              use this worker epoch; without it the session registers
+    --token-env VAR        read the bearer token from environment variable VAR
+    --runtime R            blocking | smol [default: blocking]
+    --close-timeout SECS   how long close may drain before handing back [default: 10]
+    --send-timeout SECS    how long an event may wait for room in a full queue, and a
+                           flush for delivery [default: 60]
+    --undelivered FILE     write undelivered events (and unacknowledged state) to FILE as
+                           JSON Lines with their reasons
+    -h, --help             print this help
+
+EXIT CODES (the first that applies, in this order):
+    4   the session was superseded by a newer worker
+    5   the session gave up
+    3   events or state were handed back (not delivered)
+    6   bad input: at least one line was malformed or refused
+    0   every line was valid and every event delivered
+    1   an internal error (e.g. the undelivered file cannot be written)
+    2   a usage error
+";
+
+/// Exit codes of `tether pipe`.
+pub const HANDED_BACK: u8 = 3;
+/// See [`HANDED_BACK`].
+pub const SUPERSEDED: u8 = 4;
+/// See [`HANDED_BACK`].
+pub const GIVEN_UP: u8 = 5;
+/// See [`HANDED_BACK`].
+pub const BAD_INPUT: u8 = 6;
+
+struct Options {
+    url: String,
+    epoch: Option<u64>,
+    token: Option<String>,
+    close_timeout: Duration,
+    send_timeout: Duration,
+    undelivered: Option<String>,
+}
+
+fn options(parsed: &Args) -> Result<Options, ArgError> {
+    let url = parsed
+        .value("url")
+        .ok_or_else(|| ArgError("--url is required".into()))?
+        .to_owned();
+    let token = match parsed.value("token-env") {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            ArgError(format!(
+                "environment variable `{var}` (--token-env) is not set"
+            ))
+        })?),
+    };
+    let secs = |name, default: f64| -> Result<Duration, ArgError> {
+        let secs: f64 = parsed.parsed(name, default)?;
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| ArgError(format!("--{name} must be a number of seconds, at least 0")))
+    };
+    Ok(Options {
+        url,
+        epoch: parsed.optional("epoch")?,
+        token,
+        close_timeout: secs("close-timeout", 10.0)?,
+        send_timeout: secs("send-timeout", 60.0)?,
+        undelivered: parsed.value("undelivered").map(str::to_owned),
+    })
+}
+
+pub fn run(args: &[String]) -> ExitCode {
+    let valued = [
+        "url",
+        "epoch",
+        "token-env",
+        "runtime",
+        "close-timeout",
+        "send-timeout",
+        "undelivered",
+    ];
+    let parsed = match Args::parse(args, &valued, &[]) {
+        Ok(p) => p,
+        Err(e) => return usage_error("pipe", &e, USAGE),
+    };
+    if parsed.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match parsed.parsed("runtime", Runtime::Blocking) {
+        Ok(runtime) => {
+            if let Some(code) = runtime_unavailable(runtime) {
+                return code;
+            }
+        }
+        Err(e) => return usage_error("pipe", &e, USAGE),
+    }
+    let options = match options(&parsed) {
+        Ok(o) => o,
+        Err(e) => return usage_error("pipe", &e, USAGE),
+    };
+    let mut builder = Tether::builder(&options.url);
+    builder = match options.epoch {
+        Some(epoch) => builder.epoch(epoch),
+        None => builder.register(),
+    };
+    if let Some(token) = options.token.clone() {
+        builder = builder.token(token);
+    }
+    let tether = match builder.start() {
+        Ok(t) => t,
+        Err(e) => return usage_error("pipe", &ArgError(e.to_string()), USAGE),
+    };
+    let statuses = tether.statuses();
+    let printer = thread::spawn(move || {
+        let stderr = std::io::stderr();
+        for status in statuses {
+            let _ = writeln!(stderr.lock(), "{}", status_json(&status));
+        }
+    });
+    let mut outcome = Outcome::default();
+    let stdin = std::io::stdin();
+    for (index, line) in stdin.lock().lines().enumerate() {
+        let number = index + 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("tether pipe: line {number}: cannot read: {e}");
+                outcome.bad_lines += 1;
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(message) = outcome.feed(&tether, &line, options.send_timeout) {
+            eprintln!("tether pipe: line {number}: {message}; skipped");
+            outcome.bad_lines += 1;
+        }
+    }
+    let report = tether.close(options.close_timeout);
+    let _ = printer.join();
+    let written = write_undelivered(options.undelivered.as_deref(), &outcome, &report);
+    let code = outcome.exit_code(&report);
+    let undelivered = report.undelivered.len() + outcome.refused.len();
+    if undelivered > 0 {
+        eprintln!(
+            "tether pipe: {undelivered} events not delivered{}",
+            match &options.undelivered {
+                Some(file) => format!(" (written to {file})"),
+                None => " (give --undelivered FILE to keep them)".into(),
+            }
+        );
+    }
+    match written {
+        Ok(()) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tether pipe: cannot write the undelivered events: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    bad_lines: u64,
+    /// Events the session refused because it had ended, with the reason.
+    refused: Vec<Value>,
+}
+
+impl Outcome {
+    /// Feeds one line; `Err` describes why the line is malformed.
+    fn feed(&mut self, tether: &Tether, line: &str, send_timeout: Duration) -> Result<(), String> {
+        let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        let Value::Object(mut map) = value else {
+            return Err("expected a JSON object".into());
+        };
+        if map.len() != 1 {
+            return Err(
+                "expected exactly one of `event`, `internal_event`, `state`, `flush`".into(),
+            );
+        }
+        let (key, body) = map
+            .iter_mut()
+            .next()
+            .map(|(k, v)| (k.clone(), v.take()))
+            .unwrap_or_default();
+        let sent = match key.as_str() {
+            "event" | "internal_event" => {
+                if !body.is_object() {
+                    return Err(format!("`{key}` must be a JSON object"));
+                }
+                if key == "event" {
+                    tether.send_event(body, send_timeout)
+                } else {
+                    tether.send_internal_event(body, send_timeout)
+                }
+            }
+            "state" => {
+                return match tether.patch_state(body) {
+                    Ok(()) => Ok(()),
+                    Err(tether_blocking::PatchError::Invalid(e)) => Err(e.to_string()),
+                    // The session ended: the close report says so.
+                    Err(_) => Ok(()),
+                };
+            }
+            "flush" => {
+                if body != Value::Bool(true) {
+                    return Err("`flush` must be true".into());
+                }
+                if let Err(FlushError::TimedOut) = tether.flush(send_timeout) {
+                    eprintln!("tether pipe: flush timed out; going on");
+                }
+                return Ok(());
+            }
+            other => return Err(format!("unknown key `{other}`")),
+        };
+        let stream = if key == "event" {
+            "events"
+        } else {
+            "internal-events"
+        };
+        match sent {
+            Ok(_) => Ok(()),
+            Err(SendError::Ended { event, status }) => {
+                let reason = match status {
+                    Status::Superseded => "superseded",
+                    Status::GivenUp(_) => "given-up",
+                    _ => "closed",
+                };
+                self.refused.push(json!({
+                    "stream": stream,
+                    "reason": reason,
+                    "payload": event.into_payload(),
+                }));
+                Ok(())
+            }
+            Err(SendError::Timeout { event }) => {
+                self.refused.push(json!({
+                    "stream": stream,
+                    "reason": "queue-full",
+                    "payload": event.into_payload(),
+                }));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn exit_code(&self, report: &CloseReport) -> u8 {
+        match report.status {
+            Status::Superseded => SUPERSEDED,
+            Status::GivenUp(_) => GIVEN_UP,
+            _ if !report.all_delivered() || !self.refused.is_empty() => HANDED_BACK,
+            _ if self.bad_lines > 0 => BAD_INPUT,
+            _ => 0,
+        }
+    }
+}
+
+fn write_undelivered(
+    path: Option<&str>,
+    outcome: &Outcome,
+    report: &CloseReport,
+) -> std::io::Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let mut out = BufWriter::new(File::create(path)?);
+    for event in &report.undelivered {
+        writeln!(out, "{}", undelivered_json(event))?;
+    }
+    for event in &outcome.refused {
+        writeln!(out, "{event}")?;
+    }
+    for rejection in &report.state_rejected {
+        let record = json!({
+            "state": rejection.update,
+            "reason": format!("rejected-{}", rejection.status),
+        });
+        writeln!(out, "{record}")?;
+    }
+    if let Some(unacknowledged) = &report.state_unacknowledged {
+        if !unacknowledged.update.is_empty() {
+            let record = json!({"state": unacknowledged.update, "reason": "unacknowledged"});
+            writeln!(out, "{record}")?;
+        }
+    }
+    out.flush()
+}
