@@ -1,4 +1,4 @@
-//! The `tether` command: `demo`, `serve` and `pipe`.
+//! The `tether` command: `demo`, `serve`, `pipe` and `sim`.
 //!
 //! Each subcommand is one module with a `USAGE` and a `run(&[String]) -> ExitCode`; adding one
 //! is one module and one match arm below.
@@ -8,6 +8,7 @@ mod demo;
 mod pipe;
 mod report;
 mod serve;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ COMMANDS:
     demo     run a session against an in-process server with injected faults, and check it
     serve    run the reference server
     pipe     send JSON Lines from stdin through a session
+    sim      run the deterministic simulator over many seeds, or trace one
 
 Run `tether <COMMAND> --help` for a command's options.
 ";
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(rest),
         Some("serve") => serve::run(rest),
         Some("pipe") => pipe::run(rest),
+        Some("sim") => sim::run_command(rest),
         Some(other) => {
             eprintln!("tether: unknown command `{other}`\n\n{USAGE}");
             ExitCode::from(args::USAGE_ERROR)
