@@ -119,7 +119,7 @@ pub fn usage_error(command: &str, error: &ArgError, usage: &str) -> ExitCode {
 pub enum Runtime {
     /// `tether-blocking`.
     Blocking,
-    /// `tether-smol` (not available yet).
+    /// `tether-smol`, on smol's global executor.
     Smol,
 }
 
@@ -131,17 +131,6 @@ impl FromStr for Runtime {
             "blocking" => Ok(Runtime::Blocking),
             "smol" => Ok(Runtime::Smol),
             _ => Err("expected `blocking` or `smol`".into()),
-        }
-    }
-}
-
-/// Exits 2 for a runtime this build cannot run yet.
-pub fn runtime_unavailable(runtime: Runtime) -> Option<ExitCode> {
-    match runtime {
-        Runtime::Blocking => None,
-        Runtime::Smol => {
-            eprintln!("the smol runtime is not available yet");
-            Some(ExitCode::from(USAGE_ERROR))
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `tether demo`: a session through the blocking shim against an in-process server with
-//! injected faults, checked against the server's own record.
+//! `tether demo`: a session (through the blocking or the smol shim) against an in-process server
+//! with injected faults, checked against the server's own record.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,13 +8,14 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use tether_blocking::{CloseReport, Counters, Tether};
 use tether_core::backoff::{BackoffPolicy, ControllerConfig, Jitter};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{SessionConfig, Status};
 use tether_server::{FaultPlan, Inspector, Server, ServerConfig};
 
-use crate::args::{runtime_unavailable, usage_error, ArgError, Args, Runtime};
+use crate::args::{usage_error, ArgError, Args, Runtime};
+use crate::report::worker::{Builder, Worker};
+use crate::report::{CloseReport, Counters};
 
 pub const USAGE: &str = "\
 tether demo: run a session against an in-process server with injected faults, and check it
@@ -27,7 +28,8 @@ OPTIONS:
     --faults PLAN    none | light | heavy, optionally with overrides such as
                      `heavy,hang-ms=1500,5xx=0.2` [default: heavy]
     --seed S         seed of the session and the fault plan [default: 1]
-    --runtime R      blocking | smol [default: blocking]
+    --runtime R      blocking | smol: drive the session with tether-blocking (threads)
+                     or tether-smol (a task on smol) [default: blocking]
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -36,7 +38,7 @@ hang-ms, and requests time out after 1 s, so faulted runs stay short.
 EXIT CODES:
     0   every event delivered once, in order, and the state converged
     1   an event was lost or reordered, or the state did not converge
-    2   a usage error (or a runtime that is not available)
+    2   a usage error
 ";
 
 /// The demo's request deadline; the fault plan's hangs are made longer than it.
@@ -48,6 +50,7 @@ struct Options {
     events: u64,
     faults: FaultPlan,
     seed: u64,
+    runtime: Runtime,
 }
 
 fn options(parsed: &Args) -> Result<Options, ArgError> {
@@ -56,6 +59,7 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
         return Err(ArgError("--events must be at least 1".into()));
     }
     let seed: u64 = parsed.parsed("seed", 1)?;
+    let runtime = parsed.parsed("runtime", Runtime::Blocking)?;
     let plan = parsed.value("faults").unwrap_or("heavy");
     let mut faults: FaultPlan = plan
         .parse()
@@ -70,6 +74,7 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
         events,
         faults,
         seed,
+        runtime,
     })
 }
 
@@ -81,14 +86,6 @@ pub fn run(args: &[String]) -> ExitCode {
     if parsed.help {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
-    }
-    match parsed.parsed("runtime", Runtime::Blocking) {
-        Ok(runtime) => {
-            if let Some(code) = runtime_unavailable(runtime) {
-                return code;
-            }
-        }
-        Err(e) => return usage_error("demo", &e, USAGE),
     }
     let options = match options(&parsed) {
         Ok(o) => o,
@@ -158,18 +155,21 @@ fn patch(i: u64, last: bool) -> Value {
 }
 
 fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
-    let started = tether_blocking_clock::now();
+    let started = wall_clock::now();
     let server = Server::start(ServerConfig::default().with_faults(options.faults.clone()))?;
     let url = server.session_url(SESSION);
     eprintln!(
-        "tether demo: {} events against {} (faults {:.0}%, seed {})",
+        "tether demo: {} events against {} on {} (faults {:.0}%, seed {})",
         options.events,
         url,
+        match options.runtime {
+            Runtime::Blocking => "tether-blocking",
+            Runtime::Smol => "tether-smol",
+        },
         options.faults.rates.total() * 100.0,
         options.seed
     );
-    let tether = Tether::builder(&url)
-        .register()
+    let tether = Builder::new(options.runtime, &url)
         .seed(options.seed)
         .config(session_config())
         .start()?;
@@ -191,9 +191,9 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Ok(tether_ref.state())
     })?;
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10))?;
     let elapsed = started.elapsed();
-    let transitions: Vec<Status> = statuses.try_iter().collect();
+    let transitions: Vec<Status> = statuses.ready();
     let ok = check(
         &server.inspector(),
         &report,
@@ -209,7 +209,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
 
 /// Streams the events, with a patch after every `events / patches` of them.
 fn send_all(
-    tether: &Tether,
+    tether: &Worker,
     events: u64,
     patches: u64,
     given: &mut Vec<Value>,
@@ -228,7 +228,7 @@ fn send_all(
 }
 
 /// Prints progress until `done`: a bar on a terminal, a line per 10 % otherwise.
-fn progress(tether: &Tether, total: u64, done: &AtomicBool) {
+fn progress(tether: &Worker, total: u64, done: &AtomicBool) {
     let terminal = std::io::stderr().is_terminal();
     let mut next_line = total / 10;
     while !done.load(Ordering::Acquire) {
@@ -359,7 +359,7 @@ fn check(
 }
 
 /// The demo's one wall-clock reading (clippy bans `Instant::now` in the workspace's core).
-mod tether_blocking_clock {
+mod wall_clock {
     #[allow(clippy::disallowed_methods, reason = "the CLI is an I/O edge")]
     pub fn now() -> std::time::Instant {
         std::time::Instant::now()

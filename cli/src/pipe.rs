@@ -7,11 +7,11 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tether_blocking::{CloseReport, FlushError, SendError, Tether};
 use tether_core::session::Status;
 
-use crate::args::{runtime_unavailable, usage_error, ArgError, Args, Runtime};
-use crate::report::{status_json, undelivered_json};
+use crate::args::{usage_error, ArgError, Args, Runtime};
+use crate::report::worker::{Builder, FlushError, PatchError, SendError, Worker};
+use crate::report::{status_json, undelivered_json, CloseReport};
 
 pub const USAGE: &str = "\
 tether pipe: send JSON Lines from stdin through a session
@@ -31,7 +31,8 @@ OPTIONS:
     --url URL              the session URL, http:// or https:// (required)
     --epoch N              use this worker epoch; without it the session registers
     --token-env VAR        read the bearer token from environment variable VAR
-    --runtime R            blocking | smol [default: blocking]
+    --runtime R            blocking | smol: drive the session with tether-blocking
+                           (threads) or tether-smol (a task on smol) [default: blocking]
     --close-timeout SECS   how long close may drain before handing back [default: 10]
     --send-timeout SECS    how long an event may wait for room in a full queue, and a
                            flush for delivery [default: 60]
@@ -62,6 +63,7 @@ struct Options {
     url: String,
     epoch: Option<u64>,
     token: Option<String>,
+    runtime: Runtime,
     close_timeout: Duration,
     send_timeout: Duration,
     undelivered: Option<String>,
@@ -89,6 +91,7 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
         url,
         epoch: parsed.optional("epoch")?,
         token,
+        runtime: parsed.parsed("runtime", Runtime::Blocking)?,
         close_timeout: secs("close-timeout", 10.0)?,
         send_timeout: secs("send-timeout", 60.0)?,
         undelivered: parsed.value("undelivered").map(str::to_owned),
@@ -113,27 +116,15 @@ pub fn run(args: &[String]) -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    match parsed.parsed("runtime", Runtime::Blocking) {
-        Ok(runtime) => {
-            if let Some(code) = runtime_unavailable(runtime) {
-                return code;
-            }
-        }
-        Err(e) => return usage_error("pipe", &e, USAGE),
-    }
     let options = match options(&parsed) {
         Ok(o) => o,
         Err(e) => return usage_error("pipe", &e, USAGE),
     };
-    let mut builder = Tether::builder(&options.url);
-    builder = match options.epoch {
-        Some(epoch) => builder.epoch(epoch),
-        None => builder.register(),
-    };
-    if let Some(token) = options.token.clone() {
-        builder = builder.token(token);
-    }
-    let tether = match builder.start() {
+    let started = Builder::new(options.runtime, &options.url)
+        .epoch(options.epoch)
+        .token(options.token.clone())
+        .start();
+    let tether = match started {
         Ok(t) => t,
         Err(e) => return usage_error("pipe", &ArgError(e.to_string()), USAGE),
     };
@@ -164,7 +155,13 @@ pub fn run(args: &[String]) -> ExitCode {
             outcome.bad_lines += 1;
         }
     }
-    let report = tether.close(options.close_timeout);
+    let report = match tether.close(options.close_timeout) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("tether pipe: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let _ = printer.join();
     let written = write_undelivered(options.undelivered.as_deref(), &outcome, &report);
     let code = outcome.exit_code(&report);
@@ -196,7 +193,7 @@ struct Outcome {
 
 impl Outcome {
     /// Feeds one line; `Err` describes why the line is malformed.
-    fn feed(&mut self, tether: &Tether, line: &str, send_timeout: Duration) -> Result<(), String> {
+    fn feed(&mut self, tether: &Worker, line: &str, send_timeout: Duration) -> Result<(), String> {
         let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
         let Value::Object(mut map) = value else {
             return Err("expected a JSON object".into());
@@ -225,7 +222,7 @@ impl Outcome {
             "state" => {
                 return match tether.patch_state(body) {
                     Ok(()) => Ok(()),
-                    Err(tether_blocking::PatchError::Invalid(e)) => Err(e.to_string()),
+                    Err(PatchError::Invalid(e)) => Err(e.to_string()),
                     // The session ended: the close report says so.
                     Err(_) => Ok(()),
                 };
@@ -247,8 +244,8 @@ impl Outcome {
             "internal-events"
         };
         match sent {
-            Ok(_) => Ok(()),
-            Err(SendError::Ended { event, status }) => {
+            Ok(()) => Ok(()),
+            Err(SendError::Ended { payload, status }) => {
                 let reason = match status {
                     Status::Superseded => "superseded",
                     Status::GivenUp(_) => "given-up",
@@ -257,19 +254,19 @@ impl Outcome {
                 self.refused.push(json!({
                     "stream": stream,
                     "reason": reason,
-                    "payload": event.into_payload(),
+                    "payload": payload,
                 }));
                 Ok(())
             }
-            Err(SendError::Timeout { event }) => {
+            Err(SendError::Timeout { payload }) => {
                 self.refused.push(json!({
                     "stream": stream,
                     "reason": "queue-full",
-                    "payload": event.into_payload(),
+                    "payload": payload,
                 }));
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(SendError::Refused(message)) => Err(message),
         }
     }
 

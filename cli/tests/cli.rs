@@ -1,5 +1,7 @@
 //! The `tether` binary end to end: `pipe` against an in-process reference server on 127.0.0.1,
-//! `demo` with heavy faults, and the usage errors. Every run is bounded in time.
+//! `demo` with heavy faults, and the usage errors. Every run is bounded in time. The `pipe` and
+//! `demo` scenarios run on both runtimes (`--runtime blocking` and `--runtime smol`) and expect
+//! the same exit codes and output.
 #![allow(
     clippy::disallowed_methods,
     reason = "tests are the I/O edge: they read clocks and sleep"
@@ -81,8 +83,33 @@ fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn pipe_delivers_valid_input_and_exits_0() {
+/// For each scenario `fn(runtime: &str)`, a module of the same name with one test per runtime:
+/// `<scenario>::blocking` and `<scenario>::smol`.
+macro_rules! on_both_runtimes {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn blocking() {
+                super::$scenario("blocking");
+            }
+
+            #[test]
+            fn smol() {
+                super::$scenario("smol");
+            }
+        }
+    )*};
+}
+
+on_both_runtimes!(
+    pipe_delivers_valid_input_and_exits_0,
+    pipe_reports_malformed_lines_by_number_skips_them_and_exits_6,
+    pipe_superseded_hands_back_its_events_and_exits_4,
+    pipe_with_the_server_down_hands_back_at_close_and_exits_3,
+    demo_with_heavy_faults_exits_0,
+);
+
+fn pipe_delivers_valid_input_and_exits_0(runtime: &str) {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("pipe-ok");
     let mut input: Vec<Value> = (0..100).map(|seq| json!({"event": {"seq": seq}})).collect();
@@ -91,7 +118,15 @@ fn pipe_delivers_valid_input_and_exits_0() {
     input.push(json!({"internal_event": {"kind": "note"}}));
     input.push(json!({"state": {"external_metadata": {"done": true}}}));
     let run = tether(
-        &["pipe", "--url", &url, "--close-timeout", "5"],
+        &[
+            "pipe",
+            "--runtime",
+            runtime,
+            "--url",
+            &url,
+            "--close-timeout",
+            "5",
+        ],
         &lines(&input),
         Duration::from_secs(30),
     );
@@ -123,8 +158,7 @@ fn pipe_delivers_valid_input_and_exits_0() {
     server.shutdown().expect("shutdown");
 }
 
-#[test]
-fn pipe_reports_malformed_lines_by_number_skips_them_and_exits_6() {
+fn pipe_reports_malformed_lines_by_number_skips_them_and_exits_6(runtime: &str) {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("pipe-bad");
     let input = "{\"event\": {\"seq\": 0}}\n\
@@ -134,7 +168,11 @@ fn pipe_reports_malformed_lines_by_number_skips_them_and_exits_6() {
                  {\"bogus\": true}\n\
                  {\"state\": {\"worker_epoch\": 9}}\n\
                  {\"event\": {\"seq\": 2}}\n";
-    let run = tether(&["pipe", "--url", &url], input, Duration::from_secs(30));
+    let run = tether(
+        &["pipe", "--runtime", runtime, "--url", &url],
+        input,
+        Duration::from_secs(30),
+    );
     assert_eq!(run.code, 6, "{}", run.stderr);
     for n in [2, 4, 5, 6] {
         assert!(
@@ -160,19 +198,20 @@ fn pipe_reports_malformed_lines_by_number_skips_them_and_exits_6() {
     server.shutdown().expect("shutdown");
 }
 
-#[test]
-fn pipe_superseded_hands_back_its_events_and_exits_4() {
+fn pipe_superseded_hands_back_its_events_and_exits_4(runtime: &str) {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("pipe-old");
     // A newer worker holds the session: epoch 1 is stale from the start.
     let inspector = server.inspector();
     inspector.force_takeover("pipe-old");
     inspector.force_takeover("pipe-old");
-    let file = temp_file("superseded.jsonl");
+    let file = temp_file(&format!("superseded-{runtime}.jsonl"));
     let input: Vec<Value> = (0..20).map(|seq| json!({"event": {"seq": seq}})).collect();
     let run = tether(
         &[
             "pipe",
+            "--runtime",
+            runtime,
             "--url",
             &url,
             "--epoch",
@@ -204,17 +243,18 @@ fn pipe_superseded_hands_back_its_events_and_exits_4() {
     server.shutdown().expect("shutdown");
 }
 
-#[test]
-fn pipe_with_the_server_down_hands_back_at_close_and_exits_3() {
+fn pipe_with_the_server_down_hands_back_at_close_and_exits_3(runtime: &str) {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("pipe-down");
     server.stop_listener().expect("stopped");
-    let file = temp_file("down.jsonl");
+    let file = temp_file(&format!("down-{runtime}.jsonl"));
     let input = "{\"event\": {\"seq\": 0}}\n{\"state\": {\"worker_status\": \"busy\"}}\n";
     let started = Instant::now();
     let run = tether(
         &[
             "pipe",
+            "--runtime",
+            runtime,
             "--url",
             &url,
             "--close-timeout",
@@ -253,16 +293,31 @@ fn usage_errors_exit_2_with_the_usage() {
         "{}",
         run.stderr
     );
-    let run = tether(
-        &["pipe", "--url", "ftp://127.0.0.1/v1/code/sessions/s"],
-        "",
-        limit,
-    );
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("only http and https"), "{}", run.stderr);
-    let run = tether(&["demo", "--runtime", "smol"], "", limit);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("the smol runtime is not available yet"));
+    for runtime in ["blocking", "smol"] {
+        let run = tether(
+            &[
+                "pipe",
+                "--runtime",
+                runtime,
+                "--url",
+                "ftp://127.0.0.1/v1/code/sessions/s",
+            ],
+            "",
+            limit,
+        );
+        assert_eq!(run.code, 2);
+        assert!(run.stderr.contains("only http and https"), "{}", run.stderr);
+    }
+    let url = "http://127.0.0.1:9/v1/code/sessions/s";
+    for args in [&["demo"][..], &["pipe", "--url", url]] {
+        let run = tether(&[args, &["--runtime", "tokio"]].concat(), "", limit);
+        assert_eq!(run.code, 2);
+        assert!(
+            run.stderr.contains("expected `blocking` or `smol`"),
+            "{}",
+            run.stderr
+        );
+    }
     let run = tether(&["nope"], "", limit);
     assert_eq!(run.code, 2);
     for command in ["demo", "serve", "pipe"] {
@@ -273,6 +328,9 @@ fn usage_errors_exit_2_with_the_usage() {
             "{}",
             run.stdout
         );
+        if command != "serve" {
+            assert!(run.stdout.contains("tether-smol"), "{}", run.stdout);
+        }
     }
 }
 
@@ -296,10 +354,17 @@ fn serve_prints_its_url_and_stops_at_end_of_input() {
     );
 }
 
-#[test]
-fn demo_with_heavy_faults_exits_0() {
+fn demo_with_heavy_faults_exits_0(runtime: &str) {
     let run = tether(
-        &["demo", "--events", "2000", "--faults", "heavy"],
+        &[
+            "demo",
+            "--runtime",
+            runtime,
+            "--events",
+            "2000",
+            "--faults",
+            "heavy",
+        ],
         "",
         Duration::from_secs(60),
     );
