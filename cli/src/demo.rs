@@ -14,8 +14,8 @@ use tether_core::session::{SessionConfig, Status};
 use tether_server::{FaultPlan, Inspector, Server, ServerConfig};
 
 use crate::args::{usage_error, ArgError, Args, Runtime};
-use crate::report::worker::{Builder, Worker};
 use crate::report::{CloseReport, Counters};
+use crate::worker::{Builder, Worker};
 
 pub const USAGE: &str = "\
 tether demo: run a session against an in-process server with injected faults, and check it

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use tether_core::session::Status;
 
 use crate::args::{usage_error, ArgError, Args, Runtime};
-use crate::report::worker::{Builder, FlushError, PatchError, SendError, Worker};
 use crate::report::{status_json, undelivered_json, CloseReport};
+use crate::worker::{Builder, FlushError, PatchError, SendError, Worker};
 
 pub const USAGE: &str = "\
 tether pipe: send JSON Lines from stdin through a session

@@ -6,11 +6,6 @@ use tether_core::batch::{self, Reason};
 use tether_core::session::{SessionCounters, Status, Stream};
 use tether_core::state::{self, Rejection, Unacknowledged};
 
-// The session on either runtime. Declared here, not in `main.rs`, which another branch edits
-// concurrently; the file sits beside the others so it can become a top-level module later.
-#[path = "worker.rs"]
-pub mod worker;
-
 /// Everything a session counted: its own counters, each uploader's and the state uploader's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
