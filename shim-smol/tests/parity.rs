@@ -247,8 +247,12 @@ impl Harness for Reference {
                     .is_err(),
                 Step::Patch(p) => lp.session.patch_state(now, p.clone()).is_err(),
                 Step::Flush => {
-                    let _ = lp.session.flush(now, now + FLUSH);
-                    lp.wait_for(|t| t.iter().any(|e| matches!(e, Entry::Flush(_))));
+                    // After the end the core refuses a flush, and nothing is reported for it;
+                    // the shims answer the call at once (each in its own way), so its result
+                    // is not part of the trace.
+                    if lp.session.flush(now, now + FLUSH).is_ok() {
+                        lp.wait_for(|t| t.iter().any(|e| matches!(e, Entry::Flush(_))));
+                    }
                     false
                 }
                 Step::Close => {
