@@ -4,17 +4,18 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
-use tether_core::session::{Session, SessionConfig, Status};
+use tether_core::session::{Output, Session, SessionConfig, Status};
 
 use crate::clock::Clock;
-use crate::driver::{Driver, Shared};
+use crate::driver::{Driver, Observer, Shared};
 use crate::error::StartError;
 use crate::handle::Tether;
-use crate::http::{Client, Pool};
+use crate::http::{Pool, Target, Ureq};
 use crate::token::Token;
+use crate::transport::Transport;
 
 /// How the session gets its epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,14 +28,31 @@ enum EpochChoice {
 
 /// Sets up a [`Tether`]. Made by [`Tether::builder`].
 ///
-/// Its `Debug` never shows the token.
-#[derive(Clone, Debug)]
+/// Its `Debug` never shows the token. A clone shares the [`transport`](Self::transport) and the
+/// [`observer`](Self::observer), if set.
+#[derive(Clone)]
 pub struct Builder {
     url: String,
     epoch: EpochChoice,
     token: Option<Token>,
     seed: Option<u64>,
     config: Option<SessionConfig>,
+    transport: Option<Arc<dyn Transport>>,
+    observer: Option<Arc<Mutex<Observer>>>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("url", &self.url)
+            .field("epoch", &self.epoch)
+            .field("token", &self.token)
+            .field("seed", &self.seed)
+            .field("config", &self.config)
+            .field("custom_transport", &self.transport.is_some())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
@@ -45,6 +63,8 @@ impl Builder {
             token: None,
             seed: None,
             config: None,
+            transport: None,
+            observer: None,
         }
     }
 
@@ -85,6 +105,24 @@ impl Builder {
         self
     }
 
+    /// Use this blocking HTTP client instead of the built-in ureq one (see [`Transport`] for
+    /// its contract). It runs on the shim's worker threads; the driver, its deadlines and the
+    /// core stay as they are, so a scripted transport gives a deterministic test server.
+    #[must_use]
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Calls `observer` with every output of the core, in order, before the driver acts on it
+    /// (a trace hook: requests, cancels, statuses, deliveries, hand-backs, flush results). It
+    /// runs on the driver thread: keep it short, and do not call the [`Tether`] from it.
+    #[must_use]
+    pub fn observer(mut self, observer: impl FnMut(&Output) + Send + 'static) -> Self {
+        self.observer = Some(Arc::new(Mutex::new(Box::new(observer))));
+        self
+    }
+
     /// Checks the URL and the configuration, then starts the driver thread. The session
     /// connects in the background; watch [`Tether::statuses`] to follow it.
     pub fn start(self) -> Result<Tether, StartError> {
@@ -109,8 +147,22 @@ impl Builder {
             epoch: session.epoch(),
         }));
         let (tx, rx) = mpsc::channel();
-        let pool = Pool::new(Client::new(base, self.token, max_body), tx.clone());
-        let driver = Driver::new(session, clock, rx, pool, Arc::clone(&shared));
+        let transport = self
+            .transport
+            .unwrap_or_else(|| Arc::new(Ureq::new()) as Arc<dyn Transport>);
+        let target = Target {
+            base,
+            token: self.token,
+            max_body,
+        };
+        let pool = Pool::new(transport, target, tx.clone());
+        let observer = self.observer.map(|shared| -> Observer {
+            Box::new(move |output: &Output| {
+                let mut observer = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                (*observer)(output);
+            })
+        });
+        let driver = Driver::new(session, clock, rx, pool, Arc::clone(&shared), observer);
         let thread = thread::Builder::new()
             .name("tether-driver".into())
             .spawn(move || driver.run())

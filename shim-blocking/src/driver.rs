@@ -30,7 +30,7 @@ use tether_core::{Instant, Poll};
 
 use crate::clock::{std_now, Clock};
 use crate::error::{FlushError, PatchError, SendError};
-use crate::http::{Job, Pool, BACKSTOP_GRACE};
+use crate::http::{Pool, BACKSTOP_GRACE};
 use crate::report::{CloseReport, Counters, UndeliveredEvent, WireCounters};
 
 /// Messages handled per wake-up before the driver looks at the clock again (STYLE habit 12).
@@ -141,8 +141,13 @@ struct Blocked {
     reply: Reply<Result<EventId, SendError>>,
 }
 
+/// A hook that sees every output of the core, in order, before the driver acts on it; set with
+/// [`Builder::observer`](crate::Builder::observer).
+pub type Observer = Box<dyn FnMut(&Output) + Send + 'static>;
+
 pub(crate) struct Driver {
     session: Session,
+    observer: Option<Observer>,
     clock: Clock,
     rx: Receiver<Msg>,
     pool: Pool,
@@ -173,9 +178,11 @@ impl Driver {
         rx: Receiver<Msg>,
         pool: Pool,
         shared: Arc<Mutex<Shared>>,
+        observer: Option<Observer>,
     ) -> Self {
         Driver {
             session,
+            observer,
             clock,
             rx,
             pool,
@@ -508,7 +515,12 @@ impl Driver {
     fn drain(&mut self) {
         loop {
             match self.session.poll_output() {
-                Poll::Output(output) => self.output(output),
+                Poll::Output(output) => {
+                    if let Some(observer) = &mut self.observer {
+                        observer(&output);
+                    }
+                    self.output(output);
+                }
                 Poll::Timeout(wake) => {
                     self.wake = wake.map(|w| w.at);
                     return;
@@ -526,11 +538,7 @@ impl Driver {
                 self.wire.requests += 1;
                 self.wire.body_bytes += request.body.len() as u64;
                 let timeout = request.deadline.saturating_duration_since(now) + BACKSTOP_GRACE;
-                self.pool.submit(Job {
-                    request,
-                    timeout,
-                    cancelled,
-                });
+                self.pool.submit(request, timeout, cancelled);
             }
             Output::Cancel(id) => {
                 if let Some(flag) = self.in_flight.remove(&id) {

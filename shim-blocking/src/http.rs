@@ -1,9 +1,10 @@
-//! Moves the core's requests over HTTP: one `ureq::Agent`, a small bounded pool of worker
-//! threads, and results back to the driver over a channel.
+//! Moves the core's requests over HTTP: a small bounded pool of worker threads, each handing
+//! its request to the [`Transport`] (by default [`Ureq`]: one `ureq::Agent`), and results
+//! back to the driver over a channel.
 //!
 //! Nothing here decides anything: no retries, no classification, no timeouts of its own but a
-//! backstop given to ureq so that a worker thread is freed some time after the core has already
-//! failed the request at its deadline.
+//! backstop given to the transport so that a worker thread is freed some time after the core
+//! has already failed the request at its deadline.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,16 +13,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use tether_core::session::{Method, Request, RequestId, Response, TransportError};
+use tether_core::session::{Method, Request, Response, TransportError};
 
 use crate::driver::Msg;
 use crate::token::Token;
+use crate::transport::{HttpRequest, Transport};
 
 /// `tether/<version>`
 pub(crate) const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
 
-/// How long after the core's deadline ureq gives up on its own, freeing the worker thread.
-/// The core has failed the request at its deadline already; this only bounds the thread.
+/// How long after the core's deadline the transport gives up on its own, freeing the worker
+/// thread. The core has failed the request at its deadline already; this only bounds the thread.
 pub(crate) const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Worker threads started at once; one per channel of the core.
@@ -31,50 +33,38 @@ const MIN_WORKERS: usize = 6;
 const MAX_WORKERS: usize = 12;
 
 /// One request for a worker.
-pub(crate) struct Job {
-    pub(crate) request: Request,
-    /// ureq's backstop timeout for the whole call.
-    pub(crate) timeout: Duration,
+struct Job {
+    request: HttpRequest,
     /// Set by the driver when the core cancels the request; a worker skips it if not started.
-    pub(crate) cancelled: Arc<AtomicBool>,
+    cancelled: Arc<AtomicBool>,
 }
 
-/// What every request shares: the agent, the session URL, the token and the body cap.
-pub(crate) struct Client {
+/// The built-in transport: one `ureq::Agent` (HTTP/1.1 keep-alive, https through rustls).
+pub(crate) struct Ureq {
     agent: ureq::Agent,
-    base: String,
-    token: Option<Token>,
-    max_body: usize,
 }
 
-impl Client {
-    pub(crate) fn new(base: String, token: Option<Token>, max_body: usize) -> Self {
+impl Ureq {
+    pub(crate) fn new() -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(USER_AGENT)
             .build()
             .into();
-        Client {
-            agent,
-            base,
-            token,
-            max_body,
-        }
+        Ureq { agent }
     }
+}
 
+impl Transport for Ureq {
     /// Performs one request and reads at most the cap (+1 byte, to know there was more).
-    pub(crate) fn perform(
-        &self,
-        request: &Request,
-        timeout: Duration,
-    ) -> Result<Response, TransportError> {
-        let url = format!("{}{}", self.base, request.path());
-        let auth = self.token.as_ref().map(Token::header_value);
-        let timeout = Some(timeout);
+    fn send(&self, request: HttpRequest) -> Result<Response, TransportError> {
+        let url = &request.url;
+        let auth = request.token.as_ref().map(Token::header_value);
+        let timeout = Some(request.timeout);
         let result = match request.method() {
             Method::Get => {
-                let mut builder = self.agent.get(&url);
+                let mut builder = self.agent.get(url);
                 if let Some(auth) = &auth {
                     builder = builder.header("authorization", auth);
                 }
@@ -82,9 +72,9 @@ impl Client {
             }
             Method::Put | Method::Post => {
                 let mut builder = if request.method() == Method::Put {
-                    self.agent.put(&url)
+                    self.agent.put(url)
                 } else {
-                    self.agent.post(&url)
+                    self.agent.post(url)
                 };
                 if let Some(auth) = &auth {
                     builder = builder.header("authorization", auth);
@@ -108,7 +98,7 @@ impl Client {
         let retry_after = header("retry-after");
         let date = header("date");
         let status = response.status().as_u16();
-        let cap = self.max_body;
+        let cap = request.max_response_body;
         let mut body = Vec::new();
         response
             .into_body()
@@ -137,25 +127,35 @@ fn transport(error: ureq::Error) -> TransportError {
     }
 }
 
+/// Where requests go: the session URL, the token and the body cap every request carries.
+pub(crate) struct Target {
+    /// The session URL, without a trailing `/`.
+    pub(crate) base: String,
+    pub(crate) token: Option<Token>,
+    pub(crate) max_body: usize,
+}
+
 /// A bounded pool of worker threads fed from one queue.
 pub(crate) struct Pool {
     jobs: Sender<Job>,
     queue: Arc<Mutex<Receiver<Job>>>,
     idle: Arc<AtomicUsize>,
     workers: usize,
-    client: Arc<Client>,
+    transport: Arc<dyn Transport>,
+    target: Target,
     replies: Sender<Msg>,
 }
 
 impl Pool {
-    pub(crate) fn new(client: Client, replies: Sender<Msg>) -> Self {
+    pub(crate) fn new(transport: Arc<dyn Transport>, target: Target, replies: Sender<Msg>) -> Self {
         let (jobs, queue) = mpsc::channel();
         let mut pool = Pool {
             jobs,
             queue: Arc::new(Mutex::new(queue)),
             idle: Arc::new(AtomicUsize::new(0)),
             workers: 0,
-            client: Arc::new(client),
+            transport,
+            target,
             replies,
         };
         for _ in 0..MIN_WORKERS {
@@ -164,8 +164,26 @@ impl Pool {
         pool
     }
 
-    /// Queues a job, adding a worker first if none is idle and the pool may grow.
-    pub(crate) fn submit(&mut self, job: Job) {
+    /// Queues the core's request for a worker, with the transport's backstop `timeout`,
+    /// adding a worker first if none is idle and the pool may grow.
+    pub(crate) fn submit(
+        &mut self,
+        request: Request,
+        timeout: Duration,
+        cancelled: Arc<AtomicBool>,
+    ) {
+        let job = Job {
+            request: HttpRequest {
+                id: request.id,
+                endpoint: request.endpoint,
+                url: format!("{}{}", self.target.base, request.path()),
+                body: request.body,
+                token: self.target.token.clone(),
+                max_response_body: self.target.max_body,
+                timeout,
+            },
+            cancelled,
+        };
         if self.idle.load(Ordering::Acquire) == 0 && self.workers < MAX_WORKERS {
             self.spawn_worker();
         }
@@ -176,12 +194,12 @@ impl Pool {
     fn spawn_worker(&mut self) {
         let queue = Arc::clone(&self.queue);
         let idle = Arc::clone(&self.idle);
-        let client = Arc::clone(&self.client);
+        let transport = Arc::clone(&self.transport);
         let replies = self.replies.clone();
         idle.fetch_add(1, Ordering::AcqRel);
         let spawned = thread::Builder::new()
             .name("tether-http".into())
-            .spawn(move || worker(&queue, &idle, &client, &replies));
+            .spawn(move || worker(&queue, &idle, &*transport, &replies));
         match spawned {
             Ok(_) => self.workers += 1,
             // No thread: the job waits for an existing worker, and the core's deadline still
@@ -196,7 +214,7 @@ impl Pool {
 fn worker(
     queue: &Mutex<Receiver<Job>>,
     idle: &AtomicUsize,
-    client: &Client,
+    transport: &dyn Transport,
     replies: &Sender<Msg>,
 ) {
     loop {
@@ -209,8 +227,8 @@ fn worker(
         };
         idle.fetch_sub(1, Ordering::AcqRel);
         if !job.cancelled.load(Ordering::Acquire) {
-            let id: RequestId = job.request.id;
-            let result = client.perform(&job.request, job.timeout);
+            let id = job.request.id;
+            let result = transport.send(job.request);
             if replies.send(Msg::Reply { id, result }).is_err() {
                 return; // the driver is gone
             }

@@ -12,6 +12,12 @@
 //! at its deadline, its late result is dropped; ureq also gets a backstop timeout a little past
 //! that deadline so the worker thread is freed.
 //!
+//! As in the smol shim, HTTP sits behind a seam: bring your own blocking client by
+//! implementing [`Transport`] and passing it to [`Builder::transport`] (ureq is the default).
+//! A scripted transport makes a deterministic test server; with [`Builder::observer`], which
+//! sees every output of the core in order, that is how the parity test checks that both shims
+//! produce the same core trace for the same responses (DESIGN.md, convention 8).
+//!
 //! - Redirects are never followed: a `3xx` goes to the core, whose response table makes it
 //!   permanent.
 //! - A response body is read up to the core's cap
@@ -65,12 +71,15 @@ mod handle;
 mod http;
 mod report;
 mod token;
+mod transport;
 
 pub use builder::Builder;
+pub use driver::Observer;
 pub use error::{BulkSendError, FlushError, PatchError, SendError, StartError};
 pub use handle::Tether;
 pub use report::{CloseReport, Counters, UndeliveredEvent, WireCounters};
 pub use token::Token;
+pub use transport::{HttpRequest, Transport};
 
 /// The core this crate drives, re-exported for its types.
 pub use tether_core as core;

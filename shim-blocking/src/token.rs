@@ -5,7 +5,9 @@ use std::fmt;
 /// A bearer token for `Authorization: Bearer <token>`.
 ///
 /// Its `Debug` and `Display` print `[redacted]`, so it cannot leak through a log line, a panic
-/// message or the `Debug` of a struct that holds it. Only the HTTP layer reads the secret.
+/// message or the `Debug` of a struct that holds it. Only the HTTP layer reads the secret: the
+/// built-in transport, or a [`Transport`](crate::Transport) of yours through
+/// [`expose`](Token::expose).
 ///
 /// ```
 /// use tether_blocking::Token;
@@ -22,7 +24,12 @@ impl Token {
         Token(secret.into())
     }
 
-    /// The `Authorization` header's value. Crate-private: only the HTTP layer sees the secret.
+    /// The secret itself, for the `Authorization: Bearer` header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The `Authorization` header's value.
     pub(crate) fn header_value(&self) -> String {
         format!("Bearer {}", self.0)
     }
