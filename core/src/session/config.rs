@@ -94,6 +94,14 @@ impl SessionConfig {
         {
             return Err(ConfigError::WrongEnvelope);
         }
+        for config in [&self.events, &self.internal_events, &self.delivery] {
+            if config.body != batch::BodyMode::Assembled {
+                return Err(ConfigError::DeferredBody);
+            }
+        }
+        if self.state.request_timeout.is_some() {
+            return Err(ConfigError::StateOwnsDeadline);
+        }
         if self.request_timeout.is_zero() || self.heartbeat_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout);
         }
@@ -124,6 +132,10 @@ pub enum ConfigError {
     WrongEnvelope,
     /// A request timeout of zero would fail every request.
     ZeroTimeout,
+    /// An uploader set to defer its bodies: the session sends the bodies it is given.
+    DeferredBody,
+    /// The state uploader has a request timeout of its own; the session owns every deadline.
+    StateOwnsDeadline,
     /// `max_auth_failures` of zero would give up before the first request.
     ZeroAuthFailures,
     /// The response body cap is too small for any response of the protocol.
@@ -139,6 +151,12 @@ impl fmt::Display for ConfigError {
                 "the delivery uploader needs the delivery envelope, the others the events envelope",
             ),
             ConfigError::ZeroTimeout => f.write_str("request timeouts must be longer than zero"),
+            ConfigError::DeferredBody => {
+                f.write_str("the session needs assembled batch bodies (BodyMode::Assembled)")
+            }
+            ConfigError::StateOwnsDeadline => f.write_str(
+                "the state uploader's request_timeout must be None: the session owns deadlines",
+            ),
             ConfigError::ZeroAuthFailures => f.write_str("max_auth_failures must be at least 1"),
             ConfigError::ResponseBodyCap(n) => {
                 write!(

@@ -186,6 +186,8 @@ pub enum SessionError {
     State(StateError),
     /// The session already ended (a terminal status was emitted).
     Ended(Status),
+    /// The session is closing: it takes no new state patches.
+    Closing,
 }
 
 impl fmt::Display for SessionError {
@@ -194,6 +196,7 @@ impl fmt::Display for SessionError {
             SessionError::Enqueue { stream, error } => write!(f, "{stream}: {error}"),
             SessionError::State(e) => write!(f, "state: {e}"),
             SessionError::Ended(status) => write!(f, "the session has ended: {status}"),
+            SessionError::Closing => f.write_str("the session is closing"),
         }
     }
 }

@@ -97,13 +97,6 @@ enum Verdict {
     Permanent(u16),
 }
 
-/// Who waits for the state uploader's next flush report (its reports come in call order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StateWaiter {
-    Flush(FlushId),
-    Close,
-}
-
 #[derive(Clone, Debug)]
 struct PendingFlush {
     id: FlushId,
@@ -137,7 +130,6 @@ pub struct Session {
     failures_in_row: u32,
     flushes: Vec<PendingFlush>,
     next_flush: u64,
-    state_waiters: VecDeque<StateWaiter>,
     close_deadline: Option<Instant>,
     streams_closed: [bool; 3],
     state_closed: bool,
@@ -215,7 +207,6 @@ impl Session {
             failures_in_row: 0,
             flushes: Vec::new(),
             next_flush: 0,
-            state_waiters: VecDeque::new(),
             close_deadline: None,
             streams_closed: [false; 3],
             state_closed: false,
@@ -314,17 +305,16 @@ impl Session {
         }
         let id = FlushId(self.next_flush);
         self.next_flush += 1;
+        // The session owns the deadline: the uploaders' flushes never time out on their own,
+        // and the state part is done once the state uploader is idle.
         let mut streams = [None; 3];
         for stream in Stream::ALL {
             let i = stream_index(stream);
             if !self.streams_closed[i] {
-                streams[i] = Some(self.uploaders[i].flush(now, deadline));
+                streams[i] = Some(self.uploaders[i].flush(now, Instant::MAX));
             }
         }
-        let state = !self.state_closed && self.state.flush(now, deadline).is_ok();
-        if state {
-            self.state_waiters.push_back(StateWaiter::Flush(id));
-        }
+        let state = !self.state_closed && !self.state.is_idle();
         self.flushes.push(PendingFlush {
             id,
             streams,
@@ -350,13 +340,8 @@ impl Session {
         for uploader in &mut self.uploaders {
             uploader.close(now, deadline);
         }
-        if !self.state_closed {
-            if self.state.is_idle() {
-                self.state.close(now);
-            } else if self.state.flush(now, deadline).is_ok() {
-                self.state_waiters.push_back(StateWaiter::Close);
-            }
-        }
+        // The state uploader closes (handing back what is left) once idle or at the deadline;
+        // see `pump` and `handle_timeout`.
         self.pump(now);
     }
 
@@ -710,7 +695,8 @@ impl Session {
     fn note_channel_result(&mut self, channel: Channel, verdict: Verdict) {
         match verdict {
             Verdict::Success => self.recover_status(),
-            Verdict::Retry(_) => self.retrying = Some(channel),
+            Verdict::Retry(_) if channel != Channel::State => self.retrying = Some(channel),
+            Verdict::Retry(_) => {}
             // A refused batch or update is reported on its own; the link itself is fine.
             Verdict::TooLarge | Verdict::Permanent(_) => {}
         }
@@ -831,17 +817,31 @@ impl Session {
         if self.phase == Phase::Ended {
             return;
         }
-        if let Some(channel) = self.retrying.take() {
-            let at = match channel {
-                Channel::Stream(s) => self.wakes.streams[stream_index(s)].map(|w| w.at),
-                Channel::State => self.wakes.state.map(|w| w.at),
-                _ => None,
-            };
-            if self.phase == Phase::Connected {
-                self.emit_status(Status::Retrying {
-                    attempt: self.failures_in_row,
-                    at: at.unwrap_or(now),
-                });
+        if let Some(Channel::Stream(stream)) = self.retrying.take() {
+            // Only a scheduled retry is reported; a batch that became dead letters is not
+            // retried. (The state channel reports its own retry time.)
+            let wake = self.wakes.streams[stream_index(stream)];
+            if let (Phase::Connected, Some(w)) = (self.phase, wake) {
+                if w.reason == batch::Timer::Backoff {
+                    self.emit_status(Status::Retrying {
+                        attempt: self.failures_in_row,
+                        at: w.at,
+                    });
+                }
+            }
+        }
+        if self.state.is_idle() && !self.state_closed {
+            // Every patch given so far has landed or was handed back.
+            let mut settled = false;
+            for pending in &mut self.flushes {
+                settled |= core::mem::take(&mut pending.state);
+            }
+            if settled {
+                self.complete_flushes();
+            }
+            if self.close_deadline.is_some() {
+                self.state.close(now);
+                self.drain_subs(now);
             }
         }
         self.finish_close_if_done(now);
@@ -948,7 +948,7 @@ impl Session {
                     events,
                 });
             }
-            batch::Output::FlushDone { flush } | batch::Output::FlushTimedOut { flush, .. } => {
+            batch::Output::FlushDone { flush } => {
                 for pending in &mut self.flushes {
                     if pending.streams[i] == Some(flush) {
                         pending.streams[i] = None;
@@ -956,6 +956,9 @@ impl Session {
                 }
                 self.complete_flushes();
             }
+            // Sub-flushes are given no deadline of their own, so this cannot report a session
+            // flush done; the session's own deadline decides.
+            batch::Output::FlushTimedOut { .. } => {}
             batch::Output::Closed => {
                 self.streams_closed[i] = true;
                 for pending in &mut self.flushes {
@@ -984,29 +987,28 @@ impl Session {
                     }
                 }
             }
-            state::Output::Retrying { .. } => {}
+            state::Output::Retrying { at, .. } => {
+                if self.phase == Phase::Connected {
+                    self.emit_status(Status::Retrying {
+                        attempt: self.failures_in_row,
+                        at,
+                    });
+                }
+            }
             state::Output::Rejected(rejection) => {
                 self.outputs.push_back(Output::StateRejected(rejection));
             }
-            state::Output::Flush(_) => match self.state_waiters.pop_front() {
-                Some(StateWaiter::Flush(id)) => {
-                    if let Some(pending) = self.flushes.iter_mut().find(|f| f.id == id) {
-                        pending.state = false;
-                    }
-                    self.complete_flushes();
-                }
-                Some(StateWaiter::Close) if !self.state_closed => self.state.close(now),
-                Some(StateWaiter::Close) | None => {}
-            },
+            // The session does not ask the state uploader for flushes; it watches `is_idle`.
+            state::Output::Flush(_) => {}
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
-                self.state_waiters.clear();
-                for pending in &mut self.flushes {
-                    pending.state = false;
-                }
                 if !unacknowledged.update.is_empty() || unacknowledged.in_flight.is_some() {
                     self.outputs
                         .push_back(Output::StateUnacknowledged(unacknowledged));
+                }
+                // After the hand-back: a flush is done once everything was handed back.
+                for pending in &mut self.flushes {
+                    pending.state = false;
                 }
                 self.complete_flushes();
             }

@@ -97,7 +97,8 @@ impl StateUploader {
             in_flight: None,
             retry_at: None,
             retrying: false,
-            server_known: true,
+            // The base is a placeholder until `rebase` gives the server's document.
+            server_known: false,
             flush_deadline: None,
             closed: false,
             next_put: 0,
