@@ -2,7 +2,8 @@
 //!
 //! - `end_to_end`: enqueue (serialise + uuid) → batch → body assembly → success.
 //! - `body_write` vs `body_memcpy`: assembling one 100-event body into a reused buffer, against
-//!   one `extend_from_slice` of the same bytes.
+//!   one `extend_from_slice` of the same bytes; `body_items_memcpy`: the same 100 items copied
+//!   one by one from their own allocations (no commas, no envelope).
 //! - `machine_no_body` vs `vecdeque`: the machine on prepared events with
 //!   [`BodyMode::Deferred`] (no body built), against `VecDeque` push + pop of the same handles.
 
@@ -152,6 +153,18 @@ fn batch(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             buf.extend_from_slice(black_box(&flat));
+            black_box(buf.len())
+        })
+    });
+    // The same 100 items, each in its own allocation as the drainer holds them, copied one by
+    // one: the floor for any assembly that does one copy per item.
+    let items: Vec<PreparedEvent> = handles.iter().take(BATCH).cloned().collect();
+    g.bench_function("body_items_memcpy", |b| {
+        b.iter(|| {
+            buf.clear();
+            for item in black_box(&items) {
+                buf.extend_from_slice(item.item_bytes());
+            }
             black_box(buf.len())
         })
     });

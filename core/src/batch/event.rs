@@ -185,14 +185,19 @@ impl PreparedEvent {
     /// Fails with [`EnqueueError::TooLarge`] if the item alone exceeds `max_bytes`.
     pub(crate) fn check_size(self, max_bytes: usize) -> Result<Self, EnqueueError> {
         if self.item.len() > max_bytes {
-            let bytes = self.item.len();
-            return Err(EnqueueError::TooLarge {
-                event: self,
-                bytes,
-                limit: max_bytes,
-            });
+            return Err(self.too_large(max_bytes));
         }
         Ok(self)
+    }
+
+    /// [`EnqueueError::TooLarge`] for this event and `limit`.
+    pub(crate) fn too_large(self, limit: usize) -> EnqueueError {
+        let bytes = self.item.len();
+        EnqueueError::TooLarge {
+            event: self,
+            bytes,
+            limit,
+        }
     }
 
     /// Gives this event `uuid` (it replaces an event that had it); re-serialises, which only

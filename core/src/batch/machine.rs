@@ -58,6 +58,8 @@ pub struct BatchDrainer {
     epoch: Option<u64>,
     queue: Queue,
     in_flight: Option<InFlight>,
+    /// The allocation of the last delivered batch, emptied, for the next one.
+    spare: Vec<Queued>,
     /// No send before this, after a failure.
     retry_at: Option<Instant>,
     /// Most items in the next batch: the same batch again after a failure, half after a 413.
@@ -85,6 +87,7 @@ impl BatchDrainer {
             epoch: None,
             queue: Queue::default(),
             in_flight: None,
+            spare: Vec::new(),
             retry_at: None,
             next_cap: None,
             failures: 0,
@@ -320,7 +323,23 @@ impl BatchDrainer {
         if event.envelope() != self.config.envelope {
             return Err(EnqueueError::WrongEnvelope { event });
         }
-        let mut event = event.check_size(self.config.max_batch_bytes)?;
+        if event.bytes() > self.config.max_batch_bytes {
+            return Err(event.too_large(self.config.max_batch_bytes));
+        }
+        if event.replace_key().is_none() && self.fits(1, 0, event.bytes()) {
+            // The common case, kept free of the replacement and overflow paths: a new event
+            // at the back.
+            let id = self.new_event_id();
+            self.push_new(now, id, event);
+            return Ok(id);
+        }
+        self.admit_slow(now, event)
+    }
+
+    /// [`admit`](Self::admit) for a keyed event, or one that does not fit as it is.
+    #[inline(never)]
+    fn admit_slow(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, EnqueueError> {
+        let mut event = event;
         let target = event.replace_key().and_then(|k| self.queue.keyed(k));
         let (target_seq, target_bytes) = match target {
             Some(t) => {
@@ -352,6 +371,10 @@ impl BatchDrainer {
             }
         }
         let id = self.new_event_id();
+        let Some(seq) = target_seq else {
+            self.push_new(now, id, event);
+            return Ok(id);
+        };
         let queued = Queued {
             id,
             seq: self.next_seq,
@@ -359,23 +382,32 @@ impl BatchDrainer {
             sent: false,
             event,
         };
-        let rejected = match target_seq {
-            Some(seq) => match self.queue.replace(seq, queued) {
-                Ok(old) => {
-                    self.counters.replaced += 1;
-                    let by = Reason::Replaced { by: id };
-                    self.emit_hand_back(by, alloc::vec![undelivered(old)]);
-                    None
-                }
-                Err(queued) => Some(queued),
-            },
-            None => Some(queued),
-        };
-        if let Some(queued) = rejected {
-            self.next_seq += 1;
-            self.queue.push_back(queued);
+        match self.queue.replace(seq, queued) {
+            Ok(old) => {
+                self.counters.replaced += 1;
+                let by = Reason::Replaced { by: id };
+                self.emit_hand_back(by, alloc::vec![undelivered(old)]);
+            }
+            Err(queued) => {
+                self.next_seq += 1;
+                self.queue.push_back(queued);
+            }
         }
         Ok(id)
+    }
+
+    /// Queues `event` at the back, at the next position.
+    #[inline(always)]
+    fn push_new(&mut self, now: Instant, id: EventId, event: PreparedEvent) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push_back(Queued {
+            id,
+            seq,
+            at: now,
+            sent: false,
+            event,
+        });
     }
 
     fn new_event_id(&mut self) -> EventId {
@@ -465,8 +497,10 @@ impl BatchDrainer {
             .map_or(self.config.max_batch_items, |c| {
                 c.min(self.config.max_batch_items)
             });
-        let (events, bytes) = self.queue.take(cap, self.config.max_batch_bytes);
+        let spare = core::mem::take(&mut self.spare);
+        let (events, bytes) = self.queue.take(cap, self.config.max_batch_bytes, spare);
         if events.is_empty() {
+            self.spare = events;
             return;
         }
         let id = BatchId(self.next_batch);
@@ -522,6 +556,9 @@ impl BatchDrainer {
                     batch: id,
                     events: ids,
                 });
+                let mut events = events;
+                events.clear();
+                self.spare = events;
                 return;
             }
             BatchOutcome::TooLarge if events.len() == 1 => {
@@ -606,6 +643,9 @@ impl BatchDrainer {
     }
 
     fn settle_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
         let oldest = self.oldest_held();
         while let Some(f) = self.flushes.front() {
             if f.mark > oldest {

@@ -86,27 +86,37 @@ impl Queue {
         Some(q)
     }
 
-    /// Takes the next batch: up to `max_items`, and up to `max_bytes` except that the first
-    /// event is always taken. Taken events are marked sent.
-    pub(crate) fn take(&mut self, max_items: usize, max_bytes: usize) -> (Vec<Queued>, usize) {
-        let mut batch = Vec::with_capacity(max_items.min(self.items.len()));
+    /// Takes the next batch into `batch` (emptied, its allocation reused): up to `max_items`,
+    /// and up to `max_bytes` except that the first event is always taken. Taken events are
+    /// marked sent.
+    pub(crate) fn take(
+        &mut self,
+        max_items: usize,
+        max_bytes: usize,
+        mut batch: Vec<Queued>,
+    ) -> (Vec<Queued>, usize) {
+        let mut n = 0;
         let mut bytes = 0usize;
-        while batch.len() < max_items {
-            let Some(next) = self.items.front() else {
-                break;
-            };
-            let size = next.event.bytes();
-            if !batch.is_empty() && bytes.saturating_add(size) > max_bytes {
+        for q in self.items.iter().take(max_items) {
+            let size = q.event.bytes();
+            if n > 0 && bytes.saturating_add(size) > max_bytes {
                 break;
             }
-            let Some(mut q) = self.items.pop_front() else {
-                break;
-            };
-            self.forget(&q);
-            q.sent = true;
             bytes += size;
-            batch.push(q);
+            n += 1;
         }
+        if !self.keys.is_empty() {
+            for q in self.items.range(..n) {
+                forget_key(&mut self.keys, q);
+            }
+        }
+        self.bytes -= bytes;
+        batch.clear();
+        batch.reserve(n);
+        batch.extend(self.items.drain(..n).map(|mut q| {
+            q.sent = true;
+            q
+        }));
         (batch, bytes)
     }
 
@@ -138,10 +148,15 @@ impl Queue {
     /// Drops `q`'s byte count and its key entry, as it leaves the queue.
     fn forget(&mut self, q: &Queued) {
         self.bytes -= q.event.bytes();
-        if let Some(k) = q.event.keyed() {
-            if !q.sent && self.keys.get(&k.key) == Some(&q.seq) {
-                self.keys.remove(&k.key);
-            }
+        forget_key(&mut self.keys, q);
+    }
+}
+
+/// Drops `q`'s key entry, if it holds one, as it leaves the queue.
+fn forget_key(keys: &mut BTreeMap<String, u64>, q: &Queued) {
+    if let Some(k) = q.event.keyed() {
+        if !q.sent && keys.get(&k.key) == Some(&q.seq) {
+            keys.remove(&k.key);
         }
     }
 }
