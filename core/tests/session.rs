@@ -736,3 +736,87 @@ fn a_full_queue_hands_the_event_back_and_resend_keeps_its_uuid() {
     let third = h.expect(Endpoint::Events);
     assert_eq!(body(&third)["events"][0]["payload"]["uuid"], uuid);
 }
+
+#[test]
+fn overlapping_flushes_each_get_their_own_answer() {
+    let mut h = Harness::connected();
+    h.session
+        .patch_state(h.now, json!({"worker_status": "busy"}))
+        .unwrap();
+    h.drain();
+    let put = h.expect(Endpoint::PutWorker); // unanswered for now
+    let long = h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(8))
+        .unwrap();
+    let short = h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(3))
+        .unwrap();
+    h.drain();
+    h.advance_to(Instant::from_secs(3));
+    assert!(h.outputs.contains(&Output::FlushTimedOut(short)));
+    assert!(
+        !h.outputs.contains(&Output::FlushDone(long)),
+        "the patch is still unacknowledged"
+    );
+    h.respond(&put, 200, "{}");
+    assert!(h.outputs.contains(&Output::FlushDone(long)));
+}
+
+#[test]
+fn a_flush_past_its_deadline_is_never_reported_done() {
+    let mut h = Harness::new(SessionConfig::new("s").with_epoch(5));
+    h.send_events(1); // held: not connected yet
+    let flush = h.session.flush(h.now, h.now).unwrap();
+    h.drain();
+    assert!(!h.outputs.contains(&Output::FlushDone(flush)));
+    h.advance_to(h.now);
+    assert!(h.outputs.contains(&Output::FlushTimedOut(flush)));
+}
+
+#[test]
+fn close_after_a_flush_finishes_as_soon_as_everything_landed() {
+    let mut h = Harness::connected();
+    h.session
+        .patch_state(h.now, json!({"worker_status": "busy"}))
+        .unwrap();
+    h.drain();
+    let put = h.expect(Endpoint::PutWorker);
+    let _ = h
+        .session
+        .flush(h.now, h.now + Duration::from_secs(100))
+        .unwrap();
+    h.session.close(h.now, h.now + Duration::from_secs(200));
+    h.drain();
+    assert_eq!(
+        h.session
+            .patch_state(h.now, json!({"worker_status": "late"})),
+        Err(tether_core::session::SessionError::Closing),
+        "intake stops at close"
+    );
+    h.now += Duration::from_secs(1);
+    h.respond(&put, 200, "{}");
+    assert_eq!(h.statuses.last(), Some(&Status::Closed));
+    assert!(h.now < Instant::from_secs(10));
+}
+
+#[test]
+fn a_delete_given_before_connect_is_sent_not_skipped() {
+    let mut h = Harness::new(SessionConfig::new("s").with_epoch(5));
+    h.session
+        .patch_state(h.now, json!({"current_task": null}))
+        .unwrap();
+    h.drain();
+    let init = h.expect(Endpoint::PutWorker);
+    h.respond(&init, 200, "{}");
+    let get = h.expect(Endpoint::GetWorker);
+    h.respond(
+        &get,
+        200,
+        r#"{"worker":{"current_task":"old","worker_status":"idle"}}"#,
+    );
+    let put = h.expect(Endpoint::PutWorker);
+    assert_eq!(body(&put), json!({"worker_epoch": 5, "current_task": null}));
+    assert_eq!(h.session.state_view(), &json!({"worker_status": "idle"}));
+}

@@ -368,13 +368,17 @@ impl Driver {
                 let _ = reply.send(bulk);
             }
             Command::Patch { patch, reply } => {
-                let result = self.session.patch_state(now, patch).map_err(|e| match e {
-                    SessionError::State(StateError::Closed) | SessionError::Ended(_) => {
-                        PatchError::Ended(self.session.status())
-                    }
-                    SessionError::State(e) => PatchError::Invalid(e),
-                    _ => PatchError::Ended(self.session.status()),
-                });
+                let result =
+                    self.session
+                        .patch_state(now, patch)
+                        .map(|_| ())
+                        .map_err(|e| match e {
+                            SessionError::State(StateError::Closed) | SessionError::Ended(_) => {
+                                PatchError::Ended(self.session.status())
+                            }
+                            SessionError::State(e) => PatchError::Invalid(e),
+                            _ => PatchError::Ended(self.session.status()),
+                        });
                 let _ = reply.send(result);
             }
             Command::Flush { timeout, reply } => {

@@ -481,7 +481,7 @@ impl DriverState {
                 let _ = reply.try_send(result);
             }
             Command::Patch { patch, reply } => {
-                let result = self.session.patch_state(now, patch);
+                let result = self.session.patch_state(now, patch).map(|_| ());
                 let _ = reply.try_send(result);
             }
             Command::State { reply } => {

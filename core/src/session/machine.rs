@@ -278,17 +278,19 @@ impl Session {
     }
 
     /// A patch to the worker document: top-level keys replace, the metadata keys merge
-    /// (PROTOCOL.md). Coalesced with whatever is pending; never blocks.
-    pub fn patch_state(&mut self, now: Instant, patch: Value) -> Result<(), SessionError> {
+    /// (PROTOCOL.md). Coalesced with whatever is pending; never blocks. Returns the patch's
+    /// sequence number, which [`Output::StateRejected`] and [`Output::StateUnacknowledged`]
+    /// quote.
+    pub fn patch_state(&mut self, now: Instant, patch: Value) -> Result<u64, SessionError> {
         let now = self.clock.observe(now);
         if let Some(ended) = self.ended() {
             return Err(SessionError::Ended(ended));
         }
-        let result = self
-            .state
-            .enqueue(now, patch)
-            .map(|_| ())
-            .map_err(SessionError::State);
+        if self.close_deadline.is_some() {
+            // Intake stops at close, as for events: the close drains what it has.
+            return Err(SessionError::Closing);
+        }
+        let result = self.state.enqueue(now, patch).map_err(SessionError::State);
         self.pump(now);
         result
     }
