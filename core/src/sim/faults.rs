@@ -16,7 +16,6 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use super::date::imf_fixdate;
 use super::server::{ServerModel, Stream};
 use crate::rng::Rng;
 use crate::session::{Endpoint, Response, TransportError};
@@ -598,7 +597,7 @@ impl FaultPlan {
                 let value = match hint {
                     RetryAfter::Seconds(s) => s.to_string(),
                     RetryAfter::Date { delay_secs } => {
-                        imf_fixdate(server.unix_time(now).saturating_add(delay_secs))
+                        server.http_date(server.unix_time(now).saturating_add(delay_secs))
                     }
                 };
                 (now + rtt, Some(made(429, Some(value))))

@@ -5,11 +5,16 @@
 //! no connections and no clock: the runner passes the time in, and a fault plan decides whether a
 //! request reaches it at all.
 
+use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cell::OnceCell;
+use core::fmt;
 use core::time::Duration;
 
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use super::date::imf_fixdate;
@@ -94,18 +99,61 @@ impl Stream {
 }
 
 /// An event the server stored: the first arrival of its `payload.uuid`.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// The payload is kept as the JSON text that was sent and parsed into a [`Value`] only when
+/// [`payload`](Self::payload) is first called; its `seq` was read on arrival.
+#[derive(Clone, Debug)]
 pub struct StoredEvent {
     /// `payload.uuid`, the de-duplication key.
     pub uuid: String,
-    /// The payload as sent.
-    pub payload: Value,
     /// Whether the event was marked `ephemeral`.
     pub ephemeral: bool,
     /// When it first arrived.
     pub at: Instant,
     /// The epoch of the request that carried it.
     pub epoch: u64,
+    payload: StoredPayload,
+    seq: Option<u64>,
+}
+
+/// A stored payload: its JSON text, parsed on first use, or a value parsed on arrival.
+#[derive(Clone, Debug)]
+enum StoredPayload {
+    Json {
+        text: Box<str>,
+        value: OnceCell<Value>,
+    },
+    Value(Value),
+}
+
+impl StoredEvent {
+    /// The payload as sent.
+    pub fn payload(&self) -> &Value {
+        match &self.payload {
+            // The text was validated as a JSON object when it arrived.
+            StoredPayload::Json { text, value } => {
+                value.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))
+            }
+            StoredPayload::Value(value) => value,
+        }
+    }
+
+    /// The payload's [`SEQ_FIELD`](super::SEQ_FIELD), as [`seq_of`] reads it, without parsing
+    /// the payload.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.uuid == other.uuid
+            && self.ephemeral == other.ephemeral
+            && self.at == other.at
+            && self.epoch == other.epoch
+            && self.seq == other.seq
+            && self.payload() == other.payload()
+    }
 }
 
 /// A delivery update the server stored, in arrival order.
@@ -140,7 +188,8 @@ struct EventLog {
 
 /// The server of PROTOCOL.md for one session, as a pure function of the requests it is given.
 ///
-/// The session always exists; it starts with epoch 0 and an empty document.
+/// The session always exists; it starts with epoch 0 and an empty document. Stored payloads are
+/// parsed lazily (see [`StoredEvent`]), so the model is `Send` but not `Sync`.
 #[derive(Clone, Debug)]
 pub struct ServerModel {
     config: ServerConfig,
@@ -153,6 +202,8 @@ pub struct ServerModel {
     puts: Vec<AppliedPut>,
     restarts: Vec<Instant>,
     requests: u64,
+    /// The `Date` header's day part (`Tue, 14 Nov 2023 `) for a day number, reused all day.
+    date_day: Option<(u64, String)>,
 }
 
 /// A rejection: a status and a reason for the error body.
@@ -172,6 +223,7 @@ impl ServerModel {
             puts: Vec::new(),
             restarts: Vec::new(),
             requests: 0,
+            date_day: None,
         }
     }
 
@@ -184,19 +236,67 @@ impl ServerModel {
     pub fn handle(&mut self, now: Instant, endpoint: Endpoint, body: &[u8]) -> Response {
         self.requests += 1;
         let (status, body) = match self.dispatch(now, endpoint, body) {
-            Ok(value) => (200, value),
-            Err((status, reason)) => (status, json!({ "error": reason })),
+            Ok(None) => (200, b"{}".to_vec()),
+            Ok(Some(value)) => (200, serde_json::to_vec(&value).unwrap_or_default()),
+            Err((status, reason)) => (
+                status,
+                serde_json::to_vec(&json!({ "error": reason })).unwrap_or_default(),
+            ),
         };
         Response {
             status,
             retry_after: None,
-            date: Some(self.date(now)),
-            body: serde_json::to_vec(&body).unwrap_or_default(),
+            date: Some(self.cached_date(now)),
+            body,
             truncated: false,
         }
     }
 
-    fn dispatch(&mut self, now: Instant, endpoint: Endpoint, body: &[u8]) -> Result<Value, Reject> {
+    /// [`date`](Self::date), first caching the day part of `now`'s date.
+    fn cached_date(&mut self, now: Instant) -> String {
+        let day = self.unix_time(now) / 86_400;
+        if self.date_day.as_ref().is_none_or(|(d, _)| *d != day) {
+            // `Tue, 14 Nov 2023 00:00:00 GMT` without its time of day.
+            let mut prefix = imf_fixdate(day * 86_400);
+            prefix.truncate(prefix.len() - "00:00:00 GMT".len());
+            self.date_day = Some((day, prefix));
+        }
+        self.date(now)
+    }
+
+    /// [`imf_fixdate`], reusing the cached day part when `unix_secs` falls on its day.
+    pub(super) fn http_date(&self, unix_secs: u64) -> String {
+        let Some((_, prefix)) = self
+            .date_day
+            .as_ref()
+            .filter(|(day, _)| *day == unix_secs / 86_400)
+        else {
+            return imf_fixdate(unix_secs);
+        };
+        let mut date = String::with_capacity(prefix.len() + "00:00:00 GMT".len());
+        date.push_str(prefix);
+        let secs = unix_secs % 86_400;
+        for (i, field) in [secs / 3600, secs / 60 % 60, secs % 60]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                date.push(':');
+            }
+            date.push(char::from(b'0' + (field / 10) as u8));
+            date.push(char::from(b'0' + (field % 10) as u8));
+        }
+        date.push_str(" GMT");
+        date
+    }
+
+    /// The response body on success: `None` for `{}`.
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<Option<Value>, Reject> {
         if body.len() > self.config.body_limit {
             return Err((413, "request body too large"));
         }
@@ -206,12 +306,12 @@ impl ServerModel {
                     parse_object(body)?;
                 }
                 self.epoch += 1;
-                Ok(json!({ "worker_epoch": self.epoch }))
+                Ok(Some(json!({ "worker_epoch": self.epoch })))
             }
             Endpoint::GetWorker => {
                 let mut worker = self.document.clone();
                 worker.insert("worker_epoch".to_string(), json!(self.epoch));
-                Ok(json!({ "worker": worker }))
+                Ok(Some(json!({ "worker": worker })))
             }
             Endpoint::PutWorker => {
                 let (mut patch, epoch) = self.fenced(body)?;
@@ -227,47 +327,69 @@ impl ServerModel {
                     epoch,
                     patch,
                 });
-                Ok(json!({}))
+                Ok(None)
             }
             Endpoint::Heartbeat => {
-                let (body, epoch) = self.fenced(body)?;
-                let Some(Value::String(session_id)) = body.get("session_id") else {
+                let slow;
+                let (epoch, session_id) = match serde_json::from_slice::<Beat<'_>>(body) {
+                    Ok(beat) => (beat.epoch, beat.session_id),
+                    Err(_) => {
+                        slow = parse_object(body)?;
+                        let session_id = match slow.get("session_id") {
+                            Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+                            _ => None,
+                        };
+                        (slow.get("worker_epoch").and_then(Value::as_u64), session_id)
+                    }
+                };
+                let epoch = self.fence(epoch)?;
+                let Some(session_id) = session_id else {
                     return Err((400, "session_id must be a string"));
                 };
                 if self
                     .config
                     .session_id
                     .as_ref()
-                    .is_some_and(|s| s != session_id)
+                    .is_some_and(|s| *s != session_id)
                 {
                     return Err((404, "unknown session"));
                 }
                 self.epoch = epoch;
                 self.heartbeats.push(now);
-                Ok(json!({}))
+                Ok(None)
             }
             Endpoint::Events | Endpoint::InternalEvents => {
-                let (body, epoch) = self.fenced(body)?;
-                let events = parse_events(&body)?;
+                let slow;
+                let (epoch, events) = match scan_events(body) {
+                    Some((epoch, events)) => (self.fence(Some(epoch))?, events),
+                    None => {
+                        let epoch;
+                        (slow, epoch) = self.fenced(body)?;
+                        (epoch, parse_events(&slow)?)
+                    }
+                };
                 self.epoch = epoch;
                 let log = match endpoint {
                     Endpoint::Events => &mut self.events,
                     _ => &mut self.internal,
                 };
-                for (uuid, payload, ephemeral) in events {
-                    if log.seen.insert(uuid.clone()) {
-                        log.events.push(StoredEvent {
-                            uuid,
-                            payload,
-                            ephemeral,
-                            at: now,
-                            epoch,
-                        });
-                    } else {
+                for event in events {
+                    if log.seen.contains(event.uuid.as_ref()) {
                         log.duplicates += 1;
+                        continue;
                     }
+                    let uuid = event.uuid.into_owned();
+                    log.seen.insert(uuid.clone());
+                    log.events.push(StoredEvent {
+                        uuid,
+                        ephemeral: event.ephemeral,
+                        at: now,
+                        epoch,
+                        payload: event.payload,
+                        seq: event.seq,
+                    });
                 }
-                Ok(json!({}))
+                Ok(None)
             }
             Endpoint::Delivery => {
                 let (body, epoch) = self.fenced(body)?;
@@ -283,7 +405,7 @@ impl ServerModel {
                                 at: now,
                             }),
                     );
-                Ok(json!({}))
+                Ok(None)
             }
         }
     }
@@ -291,14 +413,17 @@ impl ServerModel {
     /// Parses a body that must carry `worker_epoch`, and fences it: lower than current ⇒ `409`.
     fn fenced(&self, body: &[u8]) -> Result<(Map<String, Value>, u64), Reject> {
         let body = parse_object(body)?;
-        let epoch = body
-            .get("worker_epoch")
-            .and_then(Value::as_u64)
-            .ok_or((400, "worker_epoch must be a non-negative integer"))?;
+        let epoch = self.fence(body.get("worker_epoch").and_then(Value::as_u64))?;
+        Ok((body, epoch))
+    }
+
+    /// Fences a body's `worker_epoch` (`None` if absent or not a `u64`).
+    fn fence(&self, epoch: Option<u64>) -> Result<u64, Reject> {
+        let epoch = epoch.ok_or((400, "worker_epoch must be a non-negative integer"))?;
         if epoch < self.epoch {
             return Err((409, "superseded by a newer worker epoch"));
         }
-        Ok((body, epoch))
+        Ok(epoch)
     }
 
     /// Bumps the epoch as if a newer worker had registered; returns the new epoch.
@@ -326,7 +451,7 @@ impl ServerModel {
 
     /// The `Date` header the server sends at `now`.
     pub fn date(&self, now: Instant) -> String {
-        imf_fixdate(self.unix_time(now))
+        self.http_date(self.unix_time(now))
     }
 
     /// The configuration.
@@ -349,16 +474,20 @@ impl ServerModel {
         &self.log(stream).events
     }
 
-    /// The payloads of a stream in delivery order.
+    /// The payloads of a stream in delivery order. Each is parsed on first use; for the `seq`s
+    /// alone, [`seqs`](Self::seqs) parses nothing.
     pub fn payloads(&self, stream: Stream) -> impl Iterator<Item = &Value> {
-        self.events(stream).iter().map(|e| &e.payload)
+        self.events(stream).iter().map(StoredEvent::payload)
     }
 
     /// The `seq` of each stored payload of a stream, in delivery order, for
     /// [`StreamRecord::delivered`](super::check::StreamRecord::delivered). Payloads without one
-    /// are skipped.
+    /// are skipped. The same as `payloads(stream).filter_map(seq_of)`, without parsing payloads.
     pub fn seqs(&self, stream: Stream) -> Vec<u64> {
-        self.payloads(stream).filter_map(seq_of).collect()
+        self.events(stream)
+            .iter()
+            .filter_map(StoredEvent::seq)
+            .collect()
     }
 
     /// How many events of a stream were dropped as duplicates of an earlier uuid.
@@ -420,8 +549,16 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Reject> {
     }
 }
 
+/// An event of a batch, validated and ready to store.
+struct Incoming<'a> {
+    uuid: Cow<'a, str>,
+    payload: StoredPayload,
+    seq: Option<u64>,
+    ephemeral: bool,
+}
+
 /// `events: [{"payload": {.., "uuid": str}, "ephemeral"?: bool}]`, validated whole before use.
-fn parse_events(body: &Map<String, Value>) -> Result<Vec<(String, Value, bool)>, Reject> {
+fn parse_events(body: &Map<String, Value>) -> Result<Vec<Incoming<'_>>, Reject> {
     let Some(Value::Array(events)) = body.get("events") else {
         return Err((400, "events must be an array"));
     };
@@ -438,7 +575,12 @@ fn parse_events(body: &Map<String, Value>) -> Result<Vec<(String, Value, bool)>,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => return Err((400, "ephemeral must be a boolean")),
             };
-            Ok((uuid.to_string(), payload.clone(), ephemeral))
+            Ok(Incoming {
+                uuid: Cow::Borrowed(uuid),
+                payload: StoredPayload::Value(payload.clone()),
+                seq: seq_of(payload),
+                ephemeral,
+            })
         })
         .collect()
 }
@@ -462,6 +604,234 @@ fn parse_updates(body: &Map<String, Value>) -> Result<Vec<(String, String)>, Rej
             }
         })
         .collect()
+}
+
+// The fast path for event batches and heartbeats.
+//
+// The session assembles a batch as `{"worker_epoch":N,"events":[item,..]}`, each item
+// `{"payload":P}` or `{"payload":P,"ephemeral":true}`, byte for byte (`batch::body`).
+// [`scan_events`] reads exactly that shape. serde_json reads each payload as strictly as parsing
+// it into a `Value` would, keeping only the last `uuid` and `seq` (what `Value::get` would
+// return) and where the payload ends. Any other shape, a payload without a string uuid or deep
+// nesting returns `None` and the body takes the `Value` path, so every answer is the same either
+// way; only the work differs.
+
+/// The deepest nesting the fast paths take, counting the object read as level 1 (the `Value`
+/// path allows 125 levels for a payload, 128 for a heartbeat body).
+const FAST_MAX_DEPTH: usize = 64;
+
+/// The epoch and events of a batch in the session's own layout, or `None` for the slow path.
+fn scan_events(body: &[u8]) -> Option<(u64, Vec<Incoming<'_>>)> {
+    let body = core::str::from_utf8(body).ok()?;
+    let rest = body.strip_prefix("{\"worker_epoch\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || (digits > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    let mut epoch = 0u64;
+    for d in rest[..digits].bytes() {
+        epoch = epoch.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    let mut rest = rest[digits..].strip_prefix(",\"events\":[")?;
+    let mut events = Vec::new();
+    if rest == "]}" {
+        return Some((epoch, events));
+    }
+    loop {
+        rest = rest.strip_prefix("{\"payload\":")?;
+        if !rest.starts_with('{') {
+            return None;
+        }
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<PayloadProbe<'_>>();
+        let probe = stream.next()?.ok()?;
+        let (json, after) = rest.split_at_checked(stream.byte_offset())?;
+        let (ephemeral, after) = match after.strip_prefix('}') {
+            Some(after) => (false, after),
+            None => (true, after.strip_prefix(",\"ephemeral\":true}")?),
+        };
+        events.push(Incoming {
+            uuid: probe.uuid?,
+            payload: StoredPayload::Json {
+                text: json.into(),
+                value: OnceCell::new(),
+            },
+            seq: probe.seq,
+            ephemeral,
+        });
+        match after.strip_prefix(',') {
+            Some(after) => rest = after,
+            None => return (after == "]}").then_some((epoch, events)),
+        }
+    }
+}
+
+/// What the fast path reads of a payload object: its `uuid` if a string, its `seq` if a `u64`.
+struct PayloadProbe<'a> {
+    uuid: Option<Cow<'a, str>>,
+    seq: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for PayloadProbe<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let [uuid, seq] = deserializer.deserialize_map(Pick {
+            keys: ["uuid", super::workload::SEQ_FIELD],
+        })?;
+        Ok(PayloadProbe {
+            uuid: uuid.and_then(Any::into_str),
+            seq: seq.and_then(Any::into_u64),
+        })
+    }
+}
+
+/// A heartbeat body's `worker_epoch` (if a `u64`) and `session_id` (if a string), read without
+/// building a `Value`; `Err` if it is not a JSON object.
+struct Beat<'a> {
+    epoch: Option<u64>,
+    session_id: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for Beat<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let [epoch, session_id] = deserializer.deserialize_map(Pick {
+            keys: ["worker_epoch", "session_id"],
+        })?;
+        Ok(Beat {
+            epoch: epoch.and_then(Any::into_u64),
+            session_id: session_id.and_then(Any::into_str),
+        })
+    }
+}
+
+/// A visitor of a JSON object keeping the last value of each of two keys (as `Value`, which
+/// keeps the last of duplicate keys, does) and validating and skipping the rest.
+struct Pick<'k> {
+    keys: [&'k str; 2],
+}
+
+impl<'de> Visitor<'de> for Pick<'_> {
+    type Value = [Option<Any<'de>>; 2];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut picked = [None, None];
+        while let Some(key) = map.next_key_seed(AnySeed { level: 2 })? {
+            let value = map.next_value_seed(AnySeed { level: 2 })?;
+            if let Any::Str(key) = key {
+                if let Some(i) = self.keys.iter().position(|k| *k == key) {
+                    picked[i] = Some(value);
+                }
+            }
+        }
+        Ok(picked)
+    }
+}
+
+/// Any JSON value, validated as strictly as `Value` parses it; only a `u64` or a string is kept,
+/// so `into_u64` and `into_str` answer as `Value::as_u64` and `Value::as_str` would.
+enum Any<'a> {
+    U64(u64),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'a> Any<'a> {
+    fn into_u64(self) -> Option<u64> {
+        match self {
+            Any::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Any::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Reads [`Any`] value that, if a container, sits at nesting `level`; deeper than
+/// [`FAST_MAX_DEPTH`] is an error (the caller falls back to the `Value` path).
+#[derive(Clone, Copy)]
+struct AnySeed {
+    level: usize,
+}
+
+impl AnySeed {
+    fn enter<E: de::Error>(self) -> Result<AnySeed, E> {
+        if self.level > FAST_MAX_DEPTH {
+            return Err(E::custom("nested too deep for the fast path"));
+        }
+        Ok(AnySeed {
+            level: self.level + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for AnySeed {
+    type Value = Any<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Any<'de>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AnySeed {
+    type Value = Any<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Any<'de>, E> {
+        Ok(Any::Other)
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Any<'de>, E> {
+        // `Value` stores a non-negative i64 as a positive integer.
+        Ok(u64::try_from(n).map_or(Any::Other, Any::U64))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Any<'de>, E> {
+        Ok(Any::U64(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Any<'de>, E> {
+        Ok(Any::Other)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Owned(s)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Any<'de>, E> {
+        Ok(Any::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any<'de>, A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(Any::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any<'de>, A::Error> {
+        let inner = self.enter()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(Any::Other)
+    }
 }
 
 #[cfg(test)]
@@ -770,6 +1140,226 @@ mod tests {
         // De-duplication survives the restart.
         call(&mut server, Endpoint::Events, events(e, &["a"]));
         assert_eq!(server.events(Stream::Events).len(), 1);
+    }
+
+    /// Bodies and payloads that must get the same answer from the fast paths and `Value`.
+    const TRICKY_PAYLOADS: [&str; 24] = [
+        r#"{"uuid":"a","seq":1,"data":"xyz"}"#,
+        r#"{"seq":2,"uuid":"b"}"#,
+        r#"{"uuid":"q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}"#,
+        r#"{"u\u0075id":"escaped-key","s\u0065q":7}"#,
+        r#"{"uuid":"first","uuid":"last"}"#,
+        r#"{"uuid":1,"uuid":"string-wins"}"#,
+        r#"{"uuid":"x","uuid":1}"#,
+        r#"{"uuid":"s1","seq":-1}"#,
+        r#"{"uuid":"s2","seq":-0}"#,
+        r#"{"uuid":"s3","seq":1.5}"#,
+        r#"{"uuid":"s4","seq":"3"}"#,
+        r#"{"uuid":"s5","seq":null}"#,
+        r#"{"uuid":"s6","seq":1,"seq":2}"#,
+        r#"{"uuid":"s7","seq":18446744073709551615}"#,
+        r#"{"uuid":"s8","seq":18446744073709551616}"#,
+        r#"{"uuid":"s9","seq":1e2}"#,
+        r#"{"uuid":"bad","x":"\ud800"}"#,
+        r#"{"uuid":"bad","x":1e400}"#,
+        r#"{"uuid":"bad","x":"\u0001"}"#,
+        "{\"uuid\":\"ctl\",\"x\":\"\x01\"}",
+        r#"{"uuid":"nested","x":[{"a":[1,{"b":null}]},true,false,-3.5e-2]}"#,
+        r#"{"uuid":null}"#,
+        r#"{}"#,
+        r#"[{"uuid":"array"}]"#,
+    ];
+
+    fn nested(depth: usize) -> String {
+        let mut s = String::from(r#"{"uuid":"deep","x":"#);
+        s.push_str(&"[".repeat(depth));
+        s.push_str(&"]".repeat(depth));
+        s.push('}');
+        s
+    }
+
+    #[test]
+    fn the_payload_probe_reads_what_value_reads() {
+        let mut payloads: Vec<String> = TRICKY_PAYLOADS.iter().map(|p| p.to_string()).collect();
+        payloads.extend([nested(62), nested(63), nested(64), nested(200)]);
+        for payload in &payloads {
+            let value = serde_json::from_str::<Value>(payload);
+            match serde_json::from_str::<PayloadProbe<'_>>(payload) {
+                Ok(probe) => {
+                    let value = value.unwrap_or_else(|e| panic!("{payload}: {e}"));
+                    assert!(value.is_object(), "{payload}");
+                    assert_eq!(probe.uuid.as_deref(), value["uuid"].as_str(), "{payload}");
+                    assert_eq!(probe.seq, seq_of(&value), "{payload}");
+                }
+                // Not a JSON object, or only too deep for the fast path.
+                Err(_) => assert!(
+                    value.as_ref().map_or(true, |v| !v.is_object()) || payload.len() > 100,
+                    "{payload}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_probe_reads_what_value_reads() {
+        let bodies = [
+            r#"{"worker_epoch":3,"session_id":"s"}"#,
+            r#" {"session_id":"s" , "worker_epoch":3} "#,
+            r#"{"worker_epoch":3,"worker_epoch":4,"session_id":"a","session_id":"b"}"#,
+            r#"{"worker_epoch":-3,"session_id":"s"}"#,
+            r#"{"worker_epoch":3.0,"session_id":"s"}"#,
+            r#"{"worker_epoch":3,"session_id":5}"#,
+            r#"{"worker_epoch":3,"session_id":"s","x":"\ud800"}"#,
+            r#"{"worker_epoch":3,"session_id":"s\u00e9"}"#,
+            r#"{"worker_epoch":3}"#,
+            r#"[1]"#,
+            r#"{"worker_epoch":3,"session_id":"s"} x"#,
+            "",
+        ];
+        for body in bodies {
+            let value = parse_object(body.as_bytes());
+            match serde_json::from_slice::<Beat<'_>>(body.as_bytes()) {
+                Ok(beat) => {
+                    let value = value.unwrap_or_else(|e| panic!("{body}: {e:?}"));
+                    assert_eq!(
+                        beat.epoch,
+                        value.get("worker_epoch").and_then(Value::as_u64)
+                    );
+                    assert_eq!(
+                        beat.session_id.as_deref(),
+                        value.get("session_id").and_then(Value::as_str)
+                    );
+                }
+                Err(_) => assert!(value.is_err(), "{body}"),
+            }
+        }
+    }
+
+    /// A server at epoch 2 after `body`, and what it answered.
+    fn after_batch(body: &[u8]) -> (Response, ServerModel) {
+        let mut server = ServerModel::default();
+        server.force_takeover();
+        server.force_takeover();
+        let response = server.handle(Instant::from_secs(3), Endpoint::Events, body);
+        (response, server)
+    }
+
+    #[test]
+    fn event_batches_get_the_same_answer_on_both_paths() {
+        let canonical = |epoch: &str, items: &[String]| {
+            alloc::format!(
+                r#"{{"worker_epoch":{epoch},"events":[{}]}}"#,
+                items.join(",")
+            )
+        };
+        let item = |payload: &str| alloc::format!(r#"{{"payload":{payload}}}"#);
+        let ephemeral =
+            |payload: &str| alloc::format!(r#"{{"payload":{payload},"ephemeral":true}}"#);
+        let mut bodies: Vec<(String, bool)> = vec![
+            (canonical("2", &[]), true),
+            (
+                canonical(
+                    "3",
+                    &[
+                        item(r#"{"uuid":"a","seq":0,"data":"x"}"#),
+                        ephemeral(r#"{"seq":1,"uuid":"b"}"#),
+                        item(r#"{"uuid":"a","seq":2}"#),
+                    ],
+                ),
+                true,
+            ),
+            (canonical("1", &[item(r#"{"uuid":"a"}"#)]), true), // fenced
+            (canonical("02", &[item(r#"{"uuid":"a"}"#)]), false),
+            (
+                canonical("18446744073709551616", &[item(r#"{"uuid":"a"}"#)]),
+                false,
+            ),
+            (canonical("2", &[item(r#"{"uuid":"a"}"#)]) + " ", false),
+            (canonical("2", &[item(r#"{"uuid":"a"}"#)]) + "x", false),
+            (canonical("2", &[item(r#" {"uuid":"a"}"#)]), false),
+            (
+                canonical(
+                    "2",
+                    &[r#"{"payload":{"uuid":"a"},"ephemeral":false}"#.into()],
+                ),
+                false,
+            ),
+            (
+                canonical("2", &[r#"{"payload":{"uuid":"a"},"ephemeral":1}"#.into()]),
+                false,
+            ),
+            (
+                canonical(
+                    "2",
+                    &[r#"{"ephemeral":true,"payload":{"uuid":"a"}}"#.into()],
+                ),
+                false,
+            ),
+            (r#"{"worker_epoch":2,"events":{}}"#.into(), false),
+            (r#"{"worker_epoch":2}"#.into(), false),
+            (
+                canonical("2", &[item(&nested(30)), item(&nested(70))]),
+                false,
+            ),
+        ];
+        for payload in TRICKY_PAYLOADS {
+            let fast =
+                serde_json::from_str::<PayloadProbe<'_>>(payload).is_ok_and(|p| p.uuid.is_some());
+            bodies.push((canonical("2", &[item(payload), ephemeral(payload)]), fast));
+        }
+        let mut invalid_utf8 = canonical("2", &[item(r#"{"uuid":"a","x":"??"}"#)]).into_bytes();
+        let at = invalid_utf8.len() - 6;
+        invalid_utf8[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+        for (body, fast) in bodies
+            .iter()
+            .map(|(b, f)| (b.as_bytes(), *f))
+            .chain([(&invalid_utf8[..], false)])
+        {
+            let shown = String::from_utf8_lossy(body);
+            assert_eq!(scan_events(body).is_some(), fast, "{shown}");
+            // A leading space keeps the body valid JSON and sends it down the `Value` path.
+            let slow: Vec<u8> = [b" ", body].concat();
+            assert!(scan_events(&slow).is_none());
+            let (fast_response, fast_server) = after_batch(body);
+            let (slow_response, slow_server) = after_batch(&slow);
+            assert_eq!(fast_response, slow_response, "{shown}");
+            assert_eq!(fast_server.epoch(), slow_server.epoch(), "{shown}");
+            assert_eq!(
+                fast_server.events(Stream::Events),
+                slow_server.events(Stream::Events),
+                "{shown}"
+            );
+            assert_eq!(
+                fast_server.seqs(Stream::Events),
+                fast_server
+                    .payloads(Stream::Events)
+                    .filter_map(seq_of)
+                    .collect::<Vec<_>>(),
+                "{shown}"
+            );
+            assert_eq!(
+                fast_server.duplicates(Stream::Events),
+                slow_server.duplicates(Stream::Events)
+            );
+        }
+    }
+
+    #[test]
+    fn cached_dates_are_imf_fixdates() {
+        let mut server = ServerModel::default();
+        let mut t = 0u64;
+        while t < 3 * 86_400 {
+            let now = Instant::from_secs(t);
+            let expected = imf_fixdate(server.unix_time(now));
+            assert_eq!(server.date(now), expected);
+            assert_eq!(server.cached_date(now), expected);
+            assert_eq!(server.date(now), expected);
+            for later in [1, 59, 3_600, 86_400] {
+                let unix = server.unix_time(now) + later;
+                assert_eq!(server.http_date(unix), imf_fixdate(unix));
+            }
+            t += 977;
+        }
     }
 
     #[test]

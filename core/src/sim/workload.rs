@@ -209,20 +209,31 @@ fn event(rng: &mut Rng, config: &WorkloadConfig, seq: &mut u64, stream: &str) ->
         14..=18 => between(rng, lo.max(512).min(hi), hi.min(2048).max(lo)),
         _ => between(rng, lo.max(2048).min(hi), hi),
     };
+    let uuid = (rng.unit() < config.uuid_share).then(|| rng.uuid_v4());
+    // One draw per letter, in order, into bytes converted once.
+    let data: Vec<u8> = (0..size.saturating_sub(envelope_len(*seq, stream, uuid.as_deref())))
+        .map(|_| b'a' + rng.below(26) as u8)
+        .collect();
+    let data = String::from_utf8(data).unwrap_or_default(); // ASCII letters only
     let mut payload = Map::new();
     payload.insert(SEQ_FIELD.to_string(), json!(*seq));
     payload.insert("stream".to_string(), json!(stream));
-    payload.insert("data".to_string(), json!(""));
-    if rng.unit() < config.uuid_share {
-        payload.insert("uuid".to_string(), json!(rng.uuid_v4()));
+    payload.insert("data".to_string(), Value::String(data));
+    if let Some(uuid) = uuid {
+        payload.insert("uuid".to_string(), Value::String(uuid));
     }
     *seq += 1;
-    let overhead = serde_json::to_vec(&payload).map_or(0, |v| v.len());
-    let data: String = (0..size.saturating_sub(overhead))
-        .map(|_| char::from(b'a' + rng.below(26) as u8))
-        .collect();
-    payload.insert("data".to_string(), Value::String(data));
     Value::Object(payload)
+}
+
+/// The length of an event's JSON without its data: `{"data":"","seq":N,"stream":"S"}`, plus
+/// `,"uuid":"U"` if it has one. The stream name and uuid are plain ASCII (nothing to escape).
+fn envelope_len(seq: u64, stream: &str, uuid: Option<&str>) -> usize {
+    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+    r#"{"data":"","seq":,"stream":""}"#.len()
+        + digits
+        + stream.len()
+        + uuid.map_or(0, |u| r#","uuid":"""#.len() + u.len())
 }
 
 fn between(rng: &mut Rng, lo: usize, hi: usize) -> usize {
@@ -456,6 +467,25 @@ mod tests {
             .is_some_and(Value::is_null)));
         assert!(has(&|p| p.to_string().contains("null")));
         assert!(has(&|p| p.to_string().contains('[')));
+    }
+
+    #[test]
+    fn envelope_len_is_the_serialised_length_without_data() {
+        for seq in [0, 9, 10, 99, 100, 12_345, u64::MAX] {
+            for stream in ["events", "internal"] {
+                for uuid in [None, Some("0b5e2c1a-9f3d-4e6b-8a7c-1d2e3f405162")] {
+                    let mut payload = json!({ SEQ_FIELD: seq, "stream": stream, "data": "" });
+                    if let Some(uuid) = uuid {
+                        payload["uuid"] = json!(uuid);
+                    }
+                    assert_eq!(
+                        envelope_len(seq, stream, uuid),
+                        serde_json::to_vec(&payload).unwrap().len(),
+                        "{payload}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
