@@ -9,17 +9,6 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tether_core::sim::{run, FaultMix, RunConfig, WorkloadConfig};
 
-/// The seed sweep's workload (`core/tests/sim_sweep.rs`).
-fn sweep_workload() -> WorkloadConfig {
-    WorkloadConfig {
-        events_per_second: 0.3,
-        burst_probability: 0.02,
-        burst_max: 40,
-        event_size_max: 1024,
-        ..WorkloadConfig::default()
-    }
-}
-
 fn sessions(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim");
     group.throughput(Throughput::Elements(1));
@@ -27,12 +16,12 @@ fn sessions(c: &mut Criterion) {
         (
             "ten_minutes_flaky_sweep_workload",
             FaultMix::flaky(),
-            sweep_workload(),
+            WorkloadConfig::sweep(),
         ),
         (
             "ten_minutes_hostile_sweep_workload",
             FaultMix::hostile(),
-            sweep_workload(),
+            WorkloadConfig::sweep(),
         ),
         (
             "ten_minutes_flaky_default_workload",

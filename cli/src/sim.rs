@@ -74,17 +74,6 @@ impl Mix {
     }
 }
 
-/// The seed sweep's light workload: ten minutes, ~180 events, ~50 patches.
-fn sweep_workload() -> WorkloadConfig {
-    WorkloadConfig {
-        events_per_second: 0.3,
-        burst_probability: 0.02,
-        burst_max: 40,
-        event_size_max: 1024,
-        ..WorkloadConfig::default()
-    }
-}
-
 fn parse_seeds(s: &str) -> Result<Range<u64>, ArgError> {
     let bad = || ArgError(format!("--seeds wants A..B, e.g. 0..2000, not `{s}`"));
     let (a, b) = s.split_once("..").ok_or_else(bad)?;
@@ -107,7 +96,7 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
     let seeds = parse_seeds(parsed.value("seeds").unwrap_or("0..2000"))?;
     let mix = Mix::parse(parsed.value("faults").unwrap_or("mixed"))?;
     let workload = match parsed.value("workload").unwrap_or("sweep") {
-        "sweep" => sweep_workload(),
+        "sweep" => WorkloadConfig::sweep(),
         "default" => WorkloadConfig::default(),
         other => {
             return Err(ArgError(format!(

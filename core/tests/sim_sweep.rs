@@ -3,17 +3,6 @@
 
 use tether_core::sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
-/// A lighter workload than the default, so thousands of ten-minute runs fit in seconds.
-fn sweep_workload() -> WorkloadConfig {
-    WorkloadConfig {
-        events_per_second: 0.3,
-        burst_probability: 0.02,
-        burst_max: 40,
-        event_size_max: 1024,
-        ..WorkloadConfig::default()
-    }
-}
-
 fn mixes() -> [(&'static str, FaultMix); 3] {
     [
         ("calm", FaultMix::calm()),
@@ -24,7 +13,7 @@ fn mixes() -> [(&'static str, FaultMix); 3] {
 
 fn run_seed(seed: u64, mix: &FaultMix) -> RunReport {
     let mut config = RunConfig::new(seed, mix.clone());
-    config.workload = sweep_workload();
+    config.workload = WorkloadConfig::sweep();
     run(&config).expect("valid configuration")
 }
 
@@ -83,7 +72,7 @@ fn print_trace() {
     };
     let (_, mix) = &mixes()[(seed % 3) as usize];
     let mut config = RunConfig::new(seed, mix.clone()).traced();
-    config.workload = sweep_workload();
+    config.workload = WorkloadConfig::sweep();
     let report = run(&config).unwrap();
     println!("{}", report.trace.unwrap().as_str());
     println!("{:?}", report.violations);

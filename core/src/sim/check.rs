@@ -23,6 +23,16 @@ pub use super::faults::Span;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Violation {
+    /// The run hit its step bound: a livelock or a busy loop.
+    StepLimit {
+        /// The bound.
+        steps: u64,
+    },
+    /// The run ended (nothing more was scheduled) without a terminal status.
+    NoTerminalStatus {
+        /// When it stopped.
+        at: Instant,
+    },
     /// The connect sequence gave up after the wrong number of failures.
     ConnectGiveUp {
         /// Connect failures the session saw.
@@ -101,6 +111,12 @@ pub enum Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Violation::StepLimit { steps } => {
+                write!(f, "the run did not finish within {steps} steps: a livelock?")
+            }
+            Violation::NoTerminalStatus { at } => {
+                write!(f, "nothing was left to do at {at}, but the session never ended")
+            }
             Violation::ConnectGiveUp {
                 failures,
                 max_attempts,

@@ -181,6 +181,7 @@ struct Runner<'a> {
     beats: Vec<Instant>,
     connected_spans: Vec<Span>,
     connected_since: Option<Instant>,
+    step_limit_hit: bool,
     stats: RunStats,
 }
 
@@ -239,11 +240,12 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         beats: Vec::new(),
         connected_spans: Vec::new(),
         connected_since: None,
+        step_limit_hit: false,
         stats: RunStats::default(),
     };
     let actions = generate(config.seed ^ 1, &config.workload);
     let timeline = runner.plan.timeline();
-    runner.drive(&actions, &timeline);
+    runner.drive(actions, &timeline);
     Ok(runner.finish())
 }
 
@@ -254,13 +256,15 @@ impl Runner<'_> {
         }
     }
 
-    fn drive(&mut self, actions: &[(Instant, Action)], timeline: &[(Instant, TimeEvent)]) {
-        let (mut next_action, mut next_event) = (0, 0);
+    fn drive(&mut self, actions: Vec<(Instant, Action)>, timeline: &[(Instant, TimeEvent)]) {
+        let mut actions = actions.into_iter().peekable();
+        let mut next_event = 0;
         self.drain();
         loop {
             self.stats.steps += 1;
             if self.stats.steps > self.config.max_steps {
                 self.line(format_args!("!! step limit reached: livelock?"));
+                self.step_limit_hit = true;
                 break;
             }
             if self.terminal.is_some() {
@@ -269,7 +273,7 @@ impl Runner<'_> {
             let candidates = [
                 (self.deliveries.keys().next().map(|k| k.0), Next::Delivery),
                 (timeline.get(next_event).map(|e| e.0), Next::Timeline),
-                (actions.get(next_action).map(|a| a.0), Next::Action),
+                (actions.peek().map(|a| a.0), Next::Action),
                 (self.wake, Next::Wake),
             ];
             let Some((at, next)) = candidates
@@ -300,9 +304,9 @@ impl Runner<'_> {
                     }
                 }
                 Next::Action => {
-                    let action = actions[next_action].1.clone();
-                    next_action += 1;
-                    self.act(action);
+                    if let Some((_, action)) = actions.next() {
+                        self.act(action);
+                    }
                 }
                 Next::Wake => self.session.handle_timeout(self.now),
             }
@@ -591,7 +595,8 @@ impl Runner<'_> {
     fn set_fates(&mut self, range: core::ops::Range<u64>, fate: PatchFate) {
         let mut accepted = 0u64;
         for record in &mut self.patches {
-            if record.fate == PatchFate::Abandoned && !range.contains(&accepted) {
+            // A patch refused at enqueue never got a sequence number.
+            if record.fate == PatchFate::Abandoned {
                 continue;
             }
             if range.contains(&accepted) {
@@ -618,7 +623,7 @@ impl Runner<'_> {
             .into_iter()
             .enumerate()
         {
-            self.events[i].delivered = self.server.payloads(stream).filter_map(seq_of).collect();
+            self.events[i].delivered = self.server.seqs(stream);
             self.stats.delivered += self.events[i].delivered.len() as u64;
             self.stats.duplicates += self.server.duplicates(stream);
             keep(check::no_event_lost(&self.events[i]));
@@ -704,6 +709,14 @@ impl Runner<'_> {
             }
         }
         keep(check::quiet_after_terminal(&self.outputs));
+        if self.step_limit_hit {
+            keep(Err(Violation::StepLimit {
+                steps: self.config.max_steps,
+            }));
+        } else if self.terminal.is_none() {
+            // The workload always ends with a close, so every run must end.
+            keep(Err(Violation::NoTerminalStatus { at: self.now }));
+        }
         let status = self.terminal.map_or(self.session.status(), |t| t.1);
         RunReport {
             seed: self.config.seed,

@@ -82,6 +82,20 @@ pub struct WorkloadConfig {
     pub close_timeout: Duration,
 }
 
+impl WorkloadConfig {
+    /// The seed sweep's light workload: ten minutes with ~180 events and ~50 patches, so that
+    /// thousands of runs fit in seconds. `cargo test`, `tether sim` and the bench share it.
+    pub fn sweep() -> Self {
+        WorkloadConfig {
+            events_per_second: 0.3,
+            burst_probability: 0.02,
+            burst_max: 40,
+            event_size_max: 1024,
+            ..WorkloadConfig::default()
+        }
+    }
+}
+
 impl Default for WorkloadConfig {
     fn default() -> Self {
         WorkloadConfig {
