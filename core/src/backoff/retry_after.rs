@@ -4,6 +4,8 @@
 //! needs no clock of its own and the client's clock skew does not matter. Clamping the hint is the
 //! policy's job ([`BackoffPolicy::delay_for_hint`](super::BackoffPolicy::delay_for_hint)).
 
+use alloc::format;
+use alloc::string::String;
 use core::time::Duration;
 
 /// The delay a `Retry-After` value asks for.
@@ -109,6 +111,32 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     date.unix_seconds()
 }
 
+/// Formats seconds since the Unix epoch as an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`:
+/// the form a server writes in `Date` and `Retry-After`.
+///
+/// ```
+/// use tether_core::backoff::retry_after::{format_http_date, parse_http_date};
+/// assert_eq!(format_http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+/// assert_eq!(parse_http_date(&format_http_date(784_111_777)), Some(784_111_777));
+/// ```
+pub fn format_http_date(unix_secs: u64) -> String {
+    // 1970-01-01 was a Thursday.
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let days = unix_secs / 86_400;
+    let secs = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+    )
+}
+
 const SHORT_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const LONG_DAYS: [&str; 7] = [
     "Monday",
@@ -192,6 +220,21 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01 (the inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +294,33 @@ mod tests {
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn formats_known_dates() {
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            format_http_date(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            format_http_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+    }
+
+    #[test]
+    fn format_round_trips_through_the_parser() {
+        let mut t = 0u64;
+        // Steps of a prime number of seconds cover every weekday, month, leap day and time field.
+        while t < 253_402_300_799 {
+            let s = format_http_date(t);
+            assert_eq!(parse_http_date(&s), Some(t), "{s}");
+            t += 86_400 * 13 + 3_607;
+        }
+        assert_eq!(
+            parse_http_date(&format_http_date(253_402_300_799)),
+            Some(253_402_300_799)
+        );
     }
 }

@@ -15,7 +15,6 @@
 //! - [`check`]: the invariants, as pure functions of plain records.
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
 //! - [`run`]: the runner that composes all of the above and checks every invariant.
-//! - [`date`]: the IMF-fixdate formatter behind the server's `Date` header.
 //!
 //! # Composing a run
 //!
@@ -54,7 +53,6 @@
 //! ```
 
 pub mod check;
-pub mod date;
 pub mod faults;
 mod run;
 pub mod server;

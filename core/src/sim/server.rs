@@ -17,8 +17,8 @@ use core::time::Duration;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
-use super::date::imf_fixdate;
 use super::workload::seq_of;
+use crate::backoff::retry_after::format_http_date;
 use crate::patch::DocumentSchema;
 use crate::session::{Endpoint, Response};
 use crate::time::Instant;
@@ -257,21 +257,21 @@ impl ServerModel {
         let day = self.unix_time(now) / 86_400;
         if self.date_day.as_ref().is_none_or(|(d, _)| *d != day) {
             // `Tue, 14 Nov 2023 00:00:00 GMT` without its time of day.
-            let mut prefix = imf_fixdate(day * 86_400);
+            let mut prefix = format_http_date(day * 86_400);
             prefix.truncate(prefix.len() - "00:00:00 GMT".len());
             self.date_day = Some((day, prefix));
         }
         self.date(now)
     }
 
-    /// [`imf_fixdate`], reusing the cached day part when `unix_secs` falls on its day.
+    /// [`format_http_date`], reusing the cached day part when `unix_secs` falls on its day.
     pub(super) fn http_date(&self, unix_secs: u64) -> String {
         let Some((_, prefix)) = self
             .date_day
             .as_ref()
             .filter(|(day, _)| *day == unix_secs / 86_400)
         else {
-            return imf_fixdate(unix_secs);
+            return format_http_date(unix_secs);
         };
         let mut date = String::with_capacity(prefix.len() + "00:00:00 GMT".len());
         date.push_str(prefix);
@@ -1345,18 +1345,18 @@ mod tests {
     }
 
     #[test]
-    fn cached_dates_are_imf_fixdates() {
+    fn cached_dates_are_format_http_dates() {
         let mut server = ServerModel::default();
         let mut t = 0u64;
         while t < 3 * 86_400 {
             let now = Instant::from_secs(t);
-            let expected = imf_fixdate(server.unix_time(now));
+            let expected = format_http_date(server.unix_time(now));
             assert_eq!(server.date(now), expected);
             assert_eq!(server.cached_date(now), expected);
             assert_eq!(server.date(now), expected);
             for later in [1, 59, 3_600, 86_400] {
                 let unix = server.unix_time(now) + later;
-                assert_eq!(server.http_date(unix), imf_fixdate(unix));
+                assert_eq!(server.http_date(unix), format_http_date(unix));
             }
             t += 977;
         }
