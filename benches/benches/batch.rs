@@ -13,10 +13,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Value};
-use tether_core::batch::{
-    BatchDrainer, BatchOutcome, BodyMode, Config, Event, Output, PreparedEvent,
-};
-use tether_core::{Instant, Poll, Rng};
+use tether_core::batch::{BatchDrainer, BodyMode, Config, Event, Output, PreparedEvent};
+use tether_core::{Instant, Outcome, Poll, Rng};
 
 /// Events per iteration (the 1 000 000-event workload, scaled down; rates are per event).
 const N: usize = 10_000;
@@ -56,7 +54,7 @@ fn pump(d: &mut BatchDrainer) -> usize {
             Poll::Output(Output::SendBatch { id, body, .. }) => {
                 seen += body.len();
                 black_box(&body);
-                d.handle_outcome(Instant::ZERO, id, BatchOutcome::Delivered);
+                d.handle_outcome(Instant::ZERO, id, Outcome::Success);
             }
             Poll::Output(o) => {
                 black_box(o);

@@ -40,7 +40,7 @@ fn batch(next: &mut u64) -> Vec<Map<String, Value>> {
 
 /// An uploader with a PUT in flight, so every patch given to it coalesces into the pending update.
 fn busy_uploader() -> StateUploader {
-    let mut up = StateUploader::new(StateConfig::default(), 1);
+    let mut up = StateUploader::new(StateConfig::default(), tether_core::Rng::new(1));
     up.set_epoch(Instant::ZERO, 1);
     up.enqueue(Instant::ZERO, json!({"worker_status": "starting"}))
         .unwrap();

@@ -6,15 +6,16 @@
 //! [`HeartbeatOutput::Live`] when a beat succeeds again.
 //!
 //! ```text
-//!   Stopped ──Start──▶ Running ──Stop──▶ Stopped
+//!   Stopped ──start──▶ Running ──stop──▶ Stopped
 //!                        │  ▲
-//!        timer: Beat ────┘  └──── Outcome{ok}
+//!        timer: Beat ────┘  └──── handle_outcome
 //! ```
 
 use alloc::collections::VecDeque;
 use core::fmt;
 use core::time::Duration;
 
+use crate::classify::Outcome;
 use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
@@ -101,22 +102,6 @@ impl core::error::Error for HeartbeatConfigError {}
 /// Identifies one beat, so a late outcome for an old beat is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BeatId(pub u64);
-
-/// What the caller tells the heartbeat.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeartbeatInput {
-    /// The session is established: beat from now on. The start counts as proof of life.
-    Start,
-    /// Stop beating; an in-flight beat's outcome is ignored.
-    Stop,
-    /// A beat finished. `ok` is whether the server accepted it. Failures are not retried.
-    Outcome {
-        /// The beat this is about.
-        id: BeatId,
-        /// Whether it succeeded.
-        ok: bool,
-    },
-}
 
 /// What the heartbeat asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,64 +200,9 @@ impl Heartbeat {
         &self.config
     }
 
-    fn gap(&mut self) -> Duration {
-        let j = self.config.jitter;
-        if j == 0.0 {
-            return self.config.interval;
-        }
-        self.config
-            .interval
-            .mul_f64(1.0 - j + 2.0 * j * self.rng.unit())
-    }
-
-    fn start(&mut self, now: Instant) {
-        if self.is_running() {
-            return;
-        }
-        self.last_ok = now;
-        self.stale = false;
-        let gap = self.gap();
-        self.next_beat = Some(now + gap);
-    }
-
-    fn stop(&mut self) {
-        self.next_beat = None;
-        self.in_flight = None;
-    }
-
-    fn outcome(&mut self, now: Instant, id: BeatId, ok: bool) -> Result<(), HeartbeatError> {
-        if self.in_flight != Some(id) {
-            return Err(HeartbeatError::UnknownBeat(id));
-        }
-        self.in_flight = None;
-        if ok && self.is_running() {
-            self.last_ok = now;
-            if self.stale {
-                self.stale = false;
-                self.outputs.push_back(HeartbeatOutput::Live);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Machine for Heartbeat {
-    type Input = HeartbeatInput;
-    type Output = HeartbeatOutput;
-    type Timer = HeartbeatTimer;
-    type Error = HeartbeatError;
-
-    fn handle_input(&mut self, now: Instant, input: HeartbeatInput) -> Result<(), HeartbeatError> {
-        let now = self.clock.observe(now);
-        match input {
-            HeartbeatInput::Start => self.start(now),
-            HeartbeatInput::Stop => self.stop(),
-            HeartbeatInput::Outcome { id, ok } => self.outcome(now, id, ok)?,
-        }
-        Ok(())
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
+    /// Tells the heartbeat the time is `now`: beats when due, reports staleness. Early or
+    /// spurious calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock.observe(now);
         let Some(due) = self.next_beat else {
             return;
@@ -297,7 +227,9 @@ impl Machine for Heartbeat {
         self.next_beat = Some(now + gap);
     }
 
-    fn poll_output(&mut self) -> Poll<HeartbeatOutput, HeartbeatTimer> {
+    /// The next output, or once none is left, the next wake-up (`None`: stopped).
+    #[must_use = "the heartbeat's outputs are its only way to get work done; drain them"]
+    pub fn poll_output(&mut self) -> Poll<HeartbeatOutput, HeartbeatTimer> {
         if let Some(out) = self.outputs.pop_front() {
             return Poll::Output(out);
         }
@@ -311,5 +243,74 @@ impl Machine for Heartbeat {
             Wake::new(beat, HeartbeatTimer::Beat)
         };
         Poll::Timeout(Some(wake))
+    }
+
+    fn gap(&mut self) -> Duration {
+        let j = self.config.jitter;
+        if j == 0.0 {
+            return self.config.interval;
+        }
+        self.config
+            .interval
+            .mul_f64(1.0 - j + 2.0 * j * self.rng.unit())
+    }
+
+    /// The session is established: beat from now on. The start counts as proof of life.
+    /// Starting a running heartbeat does nothing.
+    pub fn start(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
+        if self.is_running() {
+            return;
+        }
+        self.last_ok = now;
+        self.stale = false;
+        let gap = self.gap();
+        self.next_beat = Some(now + gap);
+    }
+
+    /// Stops beating; an in-flight beat's outcome is then refused as unknown.
+    pub fn stop(&mut self, now: Instant) {
+        self.clock.observe(now);
+        self.next_beat = None;
+        self.in_flight = None;
+    }
+
+    /// A beat finished, as the response table classified its reply. Only
+    /// [`Outcome::Success`] is proof of life; failures are not retried (the next beat is).
+    ///
+    /// # Errors
+    /// [`HeartbeatError::UnknownBeat`] for a beat that is not in flight.
+    pub fn handle_outcome(
+        &mut self,
+        now: Instant,
+        id: BeatId,
+        outcome: Outcome,
+    ) -> Result<(), HeartbeatError> {
+        let now = self.clock.observe(now);
+        if self.in_flight != Some(id) {
+            return Err(HeartbeatError::UnknownBeat(id));
+        }
+        self.in_flight = None;
+        if outcome == Outcome::Success && self.is_running() {
+            self.last_ok = now;
+            if self.stale {
+                self.stale = false;
+                self.outputs.push_back(HeartbeatOutput::Live);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Machine for Heartbeat {
+    type Output = HeartbeatOutput;
+    type Timer = HeartbeatTimer;
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Heartbeat::handle_timeout(self, now);
+    }
+
+    fn poll_output(&mut self) -> Poll<HeartbeatOutput, HeartbeatTimer> {
+        Heartbeat::poll_output(self)
     }
 }

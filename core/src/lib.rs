@@ -15,15 +15,15 @@
 //!    picked. An earlier `now` than one already seen is clamped, so time never runs backwards.
 //! 2. Randomness comes from a [`Rng`] seeded by the caller: the same seed and the same inputs give
 //!    byte-identical outputs.
-//! 3. Feed **one** input (`handle_input`) or tell the time (`handle_timeout`), then drain
-//!    `poll_output` until it returns [`Poll::Timeout`]. Outputs always come first, so a driver
+//! 3. Make **one** call — a typed mutator such as `enqueue`, `flush` or `handle_outcome`, or
+//!    `handle_timeout` — then drain `poll_output` until it returns [`Poll::Timeout`]. Outputs always come first, so a driver
 //!    never sleeps on pending work. `Timeout(Some(wake))` says when to call back and why;
 //!    `Timeout(None)` means nothing is scheduled. A spurious or early timeout is a no-op.
 //! 4. Bad input is a typed error returned at once; remote and transport failures come back in
 //!    as inputs; giving up comes out as an output.
 //!
 //! ```text
-//!            ┌──────────── handle_input(now, input) / handle_timeout(now) ◀──────────┐
+//!            ┌──────────── a typed call(now, ..) / handle_timeout(now) ◀─────────────┐
 //!            ▼                                                                        │
 //!   ┌─────────────────┐   poll_output() ──▶ Output(o) ──▶ carry out o, poll again     │
 //!   │     machine     │                                                               │
@@ -38,12 +38,12 @@
 //! clock is simulated so the example runs instantly.
 //!
 //! ```
-//! use tether_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatInput, HeartbeatOutput};
-//! use tether_core::{Instant, Machine, Poll, Rng};
+//! use tether_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatOutput};
+//! use tether_core::{Instant, Outcome, Poll, Rng};
 //!
 //! let mut heartbeat = Heartbeat::new(HeartbeatConfig::default(), Rng::new(7))?;
 //! let mut now = Instant::ZERO; // a real driver: origin.elapsed() of a std::time::Instant
-//! heartbeat.handle_input(now, HeartbeatInput::Start)?;
+//! heartbeat.start(now);
 //!
 //! let mut beats = 0;
 //! loop {
@@ -52,7 +52,7 @@
 //!         match heartbeat.poll_output() {
 //!             Poll::Output(HeartbeatOutput::Beat(id)) => {
 //!                 beats += 1; // send POST /worker/heartbeat here
-//!                 heartbeat.handle_input(now, HeartbeatInput::Outcome { id, ok: true })?;
+//!                 heartbeat.handle_outcome(now, id, Outcome::Success)?;
 //!             }
 //!             Poll::Output(other) => println!("{now}: {other:?}"),
 //!             Poll::Timeout(wake) => break wake,
@@ -76,6 +76,23 @@
 //! - [`classify`]: PROTOCOL.md's response table, in one place.
 //! - [`heartbeat`]: periodic beats and liveness.
 //! - [`patch`]: RFC 7396 merge patches and the worker document's semantics.
+//!
+//! The machines, each usable alone (all but the controller, which answers each failure at once
+//! and keeps no timers, implement [`Machine`]):
+//!
+//! | machine | module | what it does |
+//! |---|---|---|
+//! | [`BackoffController`](backoff::BackoffController) | [`backoff`] | attempts, retry delays, the give-up rules (no timers of its own: it answers each failure) |
+//! | [`Heartbeat`](heartbeat::Heartbeat) | [`heartbeat`] | a beat every interval once started, staleness after the TTL |
+//! | [`BatchDrainer`](batch::BatchDrainer) | [`batch`] | the event uploader: bounded queue, batches, one in flight, 413 splits, dead letters |
+//! | [`StateUploader`](state::StateUploader) | [`state`] | the worker document: one PUT in flight, lawful coalescing, rollback |
+//! | [`Session`](session::Session) | [`session`] | all of the above composed over PROTOCOL.md's endpoints |
+//!
+//! One vocabulary runs through them: every constructor is `new(config, rng)` (the session also
+//! takes the `now` it starts connecting at); every reply is classified into one [`Outcome`] by
+//! [`classify`]; every flush is named by a [`FlushId`] and ends in `FlushDone` or
+//! `FlushTimedOut`; deadlines are timers called `RequestDeadline`, `FlushDeadline` and
+//! `CloseDeadline`; and a [`GiveUpReason`](backoff::GiveUpReason) says why anything gave up.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -95,6 +112,7 @@ pub mod sim;
 pub mod state;
 pub mod time;
 
-pub use drive::{Machine, Poll, Wake};
+pub use classify::{Outcome, TransientCause};
+pub use drive::{Driven, FlushId, Livelock, Machine, Poll, Wake};
 pub use rng::Rng;
 pub use time::{Clock, Instant};

@@ -4,8 +4,8 @@ use core::time::Duration;
 
 use proptest::prelude::*;
 use tether_core::backoff::{
-    Backoff, BackoffController, BackoffPolicy, ControllerConfig, Decision, Failure, Floor,
-    GiveUpReason, Jitter, Status,
+    Backoff, BackoffController, BackoffPolicy, ControllerConfig, ControllerStatus, Decision,
+    Failure, Floor, GiveUpReason, Jitter,
 };
 use tether_core::{Instant, Rng};
 
@@ -26,7 +26,7 @@ fn controller_retries_six_times_then_the_seventh_failure_gives_up() {
     let mut ctl = BackoffController::new(ControllerConfig::default(), Rng::new(1));
     let mut now = Instant::ZERO;
     ctl.start(now);
-    assert_eq!(ctl.status(), Status::Connecting);
+    assert_eq!(ctl.status(), ControllerStatus::Connecting);
     let mut delays = Vec::new();
     for _ in 0..6 {
         match ctl.record_failure(now, Failure::Transient) {
@@ -42,10 +42,10 @@ fn controller_retries_six_times_then_the_seventh_failure_gives_up() {
         ctl.record_failure(now, Failure::Transient),
         Decision::GiveUp(GiveUpReason::AttemptsExhausted { failures: 7 })
     );
-    assert_eq!(ctl.status(), Status::GivingUp);
+    assert_eq!(ctl.status(), ControllerStatus::GivingUp);
     // Giving up is sticky: a late success does not revive it.
     ctl.record_success(now);
-    assert_eq!(ctl.status(), Status::GivingUp);
+    assert_eq!(ctl.status(), ControllerStatus::GivingUp);
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn a_success_resets_the_episode() {
         let _ = ctl.record_failure(Instant::ZERO, Failure::Transient);
     }
     ctl.record_success(Instant::from_secs(100));
-    assert_eq!(ctl.status(), Status::Connected);
+    assert_eq!(ctl.status(), ControllerStatus::Connected);
     assert_eq!(ctl.failures(), 0);
     match ctl.record_failure(Instant::from_secs(100), Failure::Transient) {
         Decision::Retry { attempt, delay, .. } => {
@@ -71,8 +71,8 @@ fn a_permanent_outcome_gives_up_at_once() {
     let mut ctl = BackoffController::new(ControllerConfig::default(), Rng::new(1));
     ctl.start(Instant::ZERO);
     assert_eq!(
-        ctl.record_failure(Instant::ZERO, Failure::Permanent),
-        Decision::GiveUp(GiveUpReason::Permanent)
+        ctl.record_failure(Instant::ZERO, Failure::Permanent(400)),
+        Decision::GiveUp(GiveUpReason::Rejected(400))
     );
 }
 

@@ -9,10 +9,10 @@ use batch_support::Harness;
 use serde_json::{json, Value};
 use tether_core::backoff::{BackoffPolicy, Jitter};
 use tether_core::batch::{
-    Abandon, BatchDrainer, BatchOutcome, Config, ConfigError, EnqueueError, Envelope, Event,
-    Output, Overflow, Reason, Timer,
+    Abandon, BatchDrainer, Config, ConfigError, EnqueueError, Envelope, Event, Output, Overflow,
+    Reason, Timer,
 };
-use tether_core::{Instant, Rng};
+use tether_core::{Instant, Outcome, Rng, TransientCause};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -66,7 +66,7 @@ fn envelope_bytes_are_exact() {
         String::from_utf8(out[0].clone()).unwrap(),
         r#"{"worker_epoch":42,"events":[{"payload":{"b":1,"uuid":"u1"}},{"payload":{"a":"x","uuid":"u2"},"ephemeral":true}]}"#
     );
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
 
     let c = Config {
         envelope: Envelope::DeliveryUpdates,
@@ -131,7 +131,7 @@ fn transient_failure_puts_the_batch_back_in_order() {
     let mut h = Harness::loaded(c, 1, 0..5);
     assert_eq!(ns(&sends(&h.log)[0]), [0, 1]);
     let first = sends(&h.log)[0].clone();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(h.wake.unwrap().reason, Timer::Backoff);
     h.fire();
     let all = sends(&h.log);
@@ -139,9 +139,9 @@ fn transient_failure_puts_the_batch_back_in_order() {
         all[1], first,
         "the same batch, byte for byte, uuids included"
     );
-    h.outcome(BatchOutcome::Delivered);
-    h.outcome(BatchOutcome::Delivered);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
+    h.outcome(Outcome::Success);
+    h.outcome(Outcome::Success);
     let order: Vec<u64> = sends(&h.log).iter().flat_map(|b| ns(b)).collect();
     assert_eq!(order, [0, 1, 0, 1, 2, 3, 4]);
     assert_eq!(
@@ -162,7 +162,7 @@ fn backoff_grows_and_resets_after_success() {
     let mut delays = Vec::new();
     for _ in 0..4 {
         let at = h.now;
-        h.outcome(BatchOutcome::Transient);
+        h.outcome(Outcome::Transient(TransientCause::Transport));
         let wake = h.wake.unwrap();
         assert_eq!(wake.reason, Timer::Backoff);
         delays.push(wake.at.saturating_duration_since(at));
@@ -172,11 +172,11 @@ fn backoff_grows_and_resets_after_success() {
         h.fire();
     }
     assert_eq!(delays, [ms(500), ms(1000), ms(2000), ms(4000)]);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     h.enqueue_json(json!({"n": 1}));
     h.drain();
     let at = h.now;
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(
         h.wake.unwrap().at.saturating_duration_since(at),
         ms(500),
@@ -189,14 +189,12 @@ fn default_backoff_adds_jitter_and_honours_a_throttle_hint() {
     let mut h = Harness::new(config(), 3);
     h.enqueue_json(json!({"n": 0}));
     let at = h.now;
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     let d = h.wake.unwrap().at.saturating_duration_since(at);
     assert!(d >= ms(500) && d < ms(1000), "{d:?}");
     h.fire();
     let at = h.now;
-    h.outcome(BatchOutcome::Throttled {
-        retry_after: Duration::from_secs(7),
-    });
+    h.outcome(Outcome::Throttled(Duration::from_secs(7)));
     let d = h.wake.unwrap().at.saturating_duration_since(at);
     assert!(d >= ms(7000) && d < ms(7500), "{d:?}");
 }
@@ -209,20 +207,20 @@ fn too_many_failures_drops_the_batch_without_stalling() {
         ..config()
     };
     let mut h = Harness::loaded(c, 1, 0..4);
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    let out = h.outcome(BatchOutcome::Transient);
+    let out = h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(
         hand_backs(&out),
         [(Reason::TooManyFailures { failures: 3 }, vec![0, 1])]
     );
     // The next batch goes at once, with a fresh failure budget.
     assert_eq!(ns(&sends(&out)[0]), [2, 3]);
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     assert_eq!(h.d.counters().dead_too_many_failures, 2);
     assert_eq!(h.d.counters().delivered, 2);
 }
@@ -234,14 +232,14 @@ fn too_large_splits_down_to_a_single_dead_letter() {
         ..config()
     };
     let mut h = Harness::loaded(c, 1, 1..6);
-    let out = h.outcome(BatchOutcome::TooLarge);
+    let out = h.outcome(Outcome::TooLarge);
     assert_eq!(ns(&sends(&out)[0]), [1, 2], "first half, at once");
-    let out = h.outcome(BatchOutcome::TooLarge);
+    let out = h.outcome(Outcome::TooLarge);
     assert_eq!(ns(&sends(&out)[0]), [1]);
-    let out = h.outcome(BatchOutcome::TooLarge);
+    let out = h.outcome(Outcome::TooLarge);
     assert_eq!(hand_backs(&out), [(Reason::TooLarge, vec![0])]);
     assert_eq!(ns(&sends(&out)[0]), [2, 3, 4, 5]);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     assert_eq!(h.d.counters().splits, 2);
     assert_eq!(h.d.counters().dead_too_large, 1);
 }
@@ -253,7 +251,7 @@ fn permanent_failure_makes_dead_letters_and_moves_on() {
         ..config()
     };
     let mut h = Harness::loaded(c, 1, 0..3);
-    let out = h.outcome(BatchOutcome::Permanent { status: 400 });
+    let out = h.outcome(Outcome::Permanent(400));
     assert_eq!(
         hand_backs(&out),
         [(Reason::Rejected { status: 400 }, vec![0, 1])]
@@ -301,7 +299,7 @@ fn replace_key_takes_the_older_place_and_uuid() {
         .unwrap();
     let out = h.drain();
     assert_eq!(hand_backs(&out), [(Reason::Replaced { by: e }, vec![d.0])]);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     assert_eq!(ns(sends(&h.log).last().unwrap()), [4]);
     assert_eq!(h.d.counters().replaced, 2);
 }
@@ -331,7 +329,7 @@ fn linger_waits_for_a_full_batch_or_the_window() {
     );
     h.fire();
     assert_eq!(ns(&sends(&h.log)[0]), [0, 1]);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     for n in 2..5 {
         h.enqueue_json(json!({"n": n}));
     }
@@ -341,48 +339,42 @@ fn linger_waits_for_a_full_batch_or_the_window() {
         [2, 3, 4],
         "a full batch goes at once"
     );
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     h.enqueue_json(json!({"n": 5}));
     let f = h.d.flush(h.now, h.now + Duration::from_secs(1));
     let out = h.drain();
     assert_eq!(ns(&sends(&out)[0]), [5], "a flush cuts the window short");
-    let out = h.outcome(BatchOutcome::Delivered);
-    assert!(out.contains(&Output::FlushDone { flush: f }));
+    let out = h.outcome(Outcome::Success);
+    assert!(out.contains(&Output::FlushDone(f)));
 }
 
 #[test]
 fn flush_reports_done_or_timed_out() {
     let mut h = Harness::new(config(), 1);
     let idle = h.d.flush(h.now, h.now);
-    assert_eq!(h.drain(), [Output::FlushDone { flush: idle }]);
+    assert_eq!(h.drain(), [Output::FlushDone(idle)]);
     h.enqueue_json(json!({"n": 0}));
     let f = h.d.flush(h.now, h.now + Duration::from_secs(2));
     h.drain();
     h.enqueue_json(json!({"n": 1}));
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(h.wake.unwrap().reason, Timer::Backoff);
-    h.outcome_after_fire(BatchOutcome::Transient);
-    h.outcome_after_fire(BatchOutcome::Transient);
+    h.outcome_after_fire(Outcome::Transient(TransientCause::Transport));
+    h.outcome_after_fire(Outcome::Transient(TransientCause::Transport));
     let w = h.wake.unwrap();
     assert_eq!(
         (w.reason, w.at),
         (Timer::FlushDeadline, Instant::from_secs(2))
     );
     let out = h.fire().unwrap();
-    assert_eq!(
-        out,
-        [Output::FlushTimedOut {
-            flush: f,
-            remaining: 1
-        }]
-    );
+    assert_eq!(out, [Output::FlushTimedOut(f)]);
 }
 
 trait FireThen {
-    fn outcome_after_fire(&mut self, o: BatchOutcome);
+    fn outcome_after_fire(&mut self, o: Outcome);
 }
 impl FireThen for Harness {
-    fn outcome_after_fire(&mut self, o: BatchOutcome) {
+    fn outcome_after_fire(&mut self, o: Outcome) {
         self.fire();
         self.outcome(o);
     }
@@ -409,15 +401,15 @@ fn close_drains_then_hands_back_the_rest_in_one_output() {
         true,
         "the event comes back"
     );
-    h.outcome(BatchOutcome::Delivered);
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Success);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(h.wake.unwrap().reason, Timer::Backoff);
     h.fire();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     assert_eq!(h.wake.unwrap().reason, Timer::CloseDeadline);
     let out = h.fire().unwrap();
     assert_eq!(hand_backs(&out), [(Reason::Closed, vec![1, 2])]);
@@ -432,7 +424,7 @@ fn close_with_nothing_left_reports_closed_at_once() {
     h.enqueue_json(json!({"n": 0}));
     h.d.close(h.now, h.now + Duration::from_secs(5));
     h.drain();
-    let out = h.outcome(BatchOutcome::Delivered);
+    let out = h.outcome(Outcome::Success);
     assert_eq!(out.last(), Some(&Output::Closed));
     assert!(h.d.is_closed());
 }
@@ -453,12 +445,12 @@ fn abandon_hands_back_in_flight_and_queued_and_ignores_late_outcomes() {
     let out = h.drain();
     assert_eq!(hand_backs(&out), [(Reason::Superseded, vec![0, 1, 2])]);
     assert_eq!(out.last(), Some(&Output::Closed));
-    h.d.handle_outcome(h.now, batch, BatchOutcome::Delivered);
+    h.d.handle_outcome(h.now, batch, Outcome::Success);
     assert!(h.drain().is_empty(), "a late outcome is ignored");
     let f = h.d.flush(h.now, h.now);
     assert_eq!(
         h.drain(),
-        [Output::FlushDone { flush: f }],
+        [Output::FlushDone(f)],
         "a flush after the end is done"
     );
     assert_eq!(h.d.counters().stale_outcomes, 1);
@@ -472,9 +464,9 @@ fn a_stale_outcome_is_ignored() {
     h.enqueue_json(json!({"n": 0}));
     h.drain();
     let first = h.d.in_flight().unwrap();
-    h.outcome(BatchOutcome::Transient);
+    h.outcome(Outcome::Transient(TransientCause::Transport));
     h.fire();
-    h.d.handle_outcome(h.now, first, BatchOutcome::Delivered);
+    h.d.handle_outcome(h.now, first, Outcome::Success);
     assert!(h.drain().is_empty());
     assert!(
         h.d.in_flight().is_some_and(|b| b != first),
@@ -543,13 +535,13 @@ fn bad_input_is_a_typed_error_that_returns_the_event() {
     assert_eq!(event.payload().unwrap()["n"], 2);
     assert_eq!(h.d.counters().rejected_full, 1);
     // Once there is room, the same event goes in with its uuid.
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     assert!(h.d.has_room_for(event.bytes()));
     let uuid = event.payload().unwrap()["uuid"].clone();
     let id = h.d.enqueue_prepared(h.now, event).unwrap();
     h.check.enqueued(id);
     h.drain();
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     let last: Value = serde_json::from_slice(sends(&h.log).last().unwrap()).unwrap();
     assert_eq!(last["events"][0]["payload"]["uuid"], uuid);
 
@@ -593,7 +585,7 @@ fn an_event_that_can_never_fit_is_an_error_not_a_deadlock() {
     // The largest event that fits a batch fits an empty queue.
     let fits = json!({"s": "y".repeat(100 - 66)});
     let id = h.enqueue_json(fits);
-    h.outcome(BatchOutcome::Delivered);
+    h.outcome(Outcome::Success);
     assert_eq!(h.check.delivered, [id]);
 }
 
@@ -623,7 +615,7 @@ fn drop_policies_report_every_drop() {
             (Reason::DroppedOldest, vec![2])
         ]
     );
-    h.close_and_finish(Duration::from_secs(60), |_| BatchOutcome::Delivered);
+    h.close_and_finish(Duration::from_secs(60), |_| Outcome::Success);
     h.check.finish();
     assert_eq!(
         h.check.delivered.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -725,8 +717,8 @@ fn counters_add_up() {
         ),
         (3, 3, bytes, 1)
     );
-    h.outcome(BatchOutcome::Delivered);
-    h.outcome(BatchOutcome::Permanent { status: 422 });
+    h.outcome(Outcome::Success);
+    h.outcome(Outcome::Permanent(422));
     let c1 = h.d.counters();
     assert_eq!(
         (

@@ -7,7 +7,8 @@ use core::time::Duration;
 use batch_support::Harness;
 use proptest::prelude::*;
 use serde_json::json;
-use tether_core::batch::{Abandon, BatchOutcome, Config, Envelope, Event, Output, Overflow};
+use tether_core::batch::{Abandon, Config, Envelope, Event, Output, Overflow};
+use tether_core::{Outcome, TransientCause};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -17,24 +18,22 @@ enum Op {
         ephemeral: bool,
         own_uuid: bool,
     },
-    Outcome(BatchOutcome),
+    Outcome(Outcome),
     /// An outcome for a batch that is no longer in flight.
-    Stale(BatchOutcome),
+    Stale(Outcome),
     Advance(u64),
     Fire,
     Flush(u64),
     Abandon,
 }
 
-fn outcome() -> impl Strategy<Value = BatchOutcome> {
+fn outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
-        4 => Just(BatchOutcome::Delivered),
-        2 => Just(BatchOutcome::Transient),
-        1 => (0u64..5_000).prop_map(|ms| BatchOutcome::Throttled {
-            retry_after: Duration::from_millis(ms)
-        }),
-        1 => Just(BatchOutcome::TooLarge),
-        1 => (400u16..500).prop_map(|status| BatchOutcome::Permanent { status }),
+        4 => Just(Outcome::Success),
+        2 => Just(Outcome::Transient(TransientCause::Transport)),
+        1 => (0u64..5_000).prop_map(|ms| Outcome::Throttled(Duration::from_millis(ms))),
+        1 => Just(Outcome::TooLarge),
+        1 => (400u16..500).prop_map(Outcome::Permanent),
     ]
 }
 
@@ -145,8 +144,8 @@ fn run(config: Config, seed: u64, ops: &[Op]) -> Vec<Output> {
     if !h.check.closed {
         // Answer the drain with a mix, so the close deadline is sometimes reached with work left.
         h.close_and_finish(Duration::from_secs(20), |round| match round % 3 {
-            0 => BatchOutcome::Transient,
-            _ => BatchOutcome::Delivered,
+            0 => Outcome::Transient(TransientCause::Transport),
+            _ => Outcome::Success,
         });
     }
     h.check.finish();

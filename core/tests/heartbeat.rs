@@ -3,9 +3,12 @@
 use core::time::Duration;
 
 use tether_core::heartbeat::{
-    BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatInput, HeartbeatOutput,
+    BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput,
 };
-use tether_core::{Instant, Machine, Poll, Rng};
+use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
+
+/// A beat that failed at the transport level.
+const FAILED: Outcome = Outcome::Transient(TransientCause::Transport);
 
 /// How the simulated server answers a beat.
 #[derive(Clone, Copy)]
@@ -26,7 +29,7 @@ fn run(
 ) -> Vec<(Instant, HeartbeatOutput)> {
     let mut hb = Heartbeat::new(config, Rng::new(seed)).unwrap();
     let mut now = Instant::ZERO;
-    hb.handle_input(now, HeartbeatInput::Start).unwrap();
+    hb.start(now);
     let mut log = Vec::new();
     let mut pending: Option<(Instant, BeatId, bool)> = None;
     for _ in 0..1_000_000 {
@@ -55,7 +58,7 @@ fn run(
         match pending {
             Some((at, id, ok)) if at <= now => {
                 pending = None;
-                hb.handle_input(now, HeartbeatInput::Outcome { id, ok })
+                hb.handle_outcome(now, id, if ok { Outcome::Success } else { FAILED })
                     .unwrap();
             }
             _ => hb.handle_timeout(now),
@@ -160,8 +163,7 @@ fn no_beat_is_sent_while_one_is_in_flight() {
 #[test]
 fn after_a_stall_missed_beats_are_skipped_not_burst() {
     let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
-    hb.handle_input(Instant::ZERO, HeartbeatInput::Start)
-        .unwrap();
+    hb.start(Instant::ZERO);
     // The driver was asleep for ten minutes: 30 slots passed.
     hb.handle_timeout(Instant::from_secs(600));
     let mut sent = Vec::new();
@@ -173,14 +175,8 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
         }
     };
     assert_eq!(sent.len(), 1, "one beat, not a burst");
-    hb.handle_input(
-        Instant::from_secs(600),
-        HeartbeatInput::Outcome {
-            id: sent[0],
-            ok: true,
-        },
-    )
-    .unwrap();
+    hb.handle_outcome(Instant::from_secs(600), sent[0], Outcome::Success)
+        .unwrap();
     let next = loop {
         match hb.poll_output() {
             Poll::Output(HeartbeatOutput::Beat(_)) => panic!("a second beat after the stall"),
@@ -231,8 +227,7 @@ fn stale_is_reported_once_when_no_beat_succeeds_within_the_ttl_and_live_after() 
 #[test]
 fn a_spurious_or_early_timeout_is_a_no_op() {
     let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
-    hb.handle_input(Instant::ZERO, HeartbeatInput::Start)
-        .unwrap();
+    hb.start(Instant::ZERO);
     let before = hb.poll_output();
     hb.handle_timeout(Instant::from_secs(3));
     hb.handle_timeout(Instant::from_secs(1)); // time running backwards is clamped
@@ -242,17 +237,13 @@ fn a_spurious_or_early_timeout_is_a_no_op() {
 #[test]
 fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
     let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
-    hb.handle_input(Instant::ZERO, HeartbeatInput::Start)
-        .unwrap();
+    hb.start(Instant::ZERO);
     hb.handle_timeout(Instant::from_secs(20));
     let Poll::Output(HeartbeatOutput::Beat(id)) = hb.poll_output() else {
         panic!("expected a beat")
     };
-    hb.handle_input(
-        Instant::from_secs(21),
-        HeartbeatInput::Outcome { id, ok: false },
-    )
-    .unwrap();
+    hb.handle_outcome(Instant::from_secs(21), id, FAILED)
+        .unwrap();
     match hb.poll_output() {
         Poll::Timeout(Some(w)) => assert_eq!(
             w.at,
@@ -262,20 +253,15 @@ fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
         other => panic!("{other:?}"),
     }
     assert!(hb
-        .handle_input(
-            Instant::from_secs(21),
-            HeartbeatInput::Outcome { id, ok: true }
-        )
+        .handle_outcome(Instant::from_secs(21), id, Outcome::Success)
         .is_err());
 }
 
 #[test]
 fn stopping_cancels_everything() {
     let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
-    hb.handle_input(Instant::ZERO, HeartbeatInput::Start)
-        .unwrap();
-    hb.handle_input(Instant::from_secs(1), HeartbeatInput::Stop)
-        .unwrap();
+    hb.start(Instant::ZERO);
+    hb.stop(Instant::from_secs(1));
     assert_eq!(hb.poll_output(), Poll::Timeout(None));
     hb.handle_timeout(Instant::from_secs(1_000));
     assert_eq!(hb.poll_output(), Poll::Timeout(None));

@@ -2,8 +2,8 @@
 //! holds the acknowledged document. Found by the simulator (seed sweeps, hostile mix).
 
 use serde_json::json;
-use tether_core::state::{Output, PutOutcome, StateConfig, StateUploader};
-use tether_core::{Instant, Poll};
+use tether_core::state::{Output, StateConfig, StateUploader};
+use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 
 fn next_put(up: &mut StateUploader) -> Option<(tether_core::state::PutId, Vec<u8>)> {
     loop {
@@ -17,14 +17,17 @@ fn next_put(up: &mut StateUploader) -> Option<(tether_core::state::PutId, Vec<u8
 
 #[test]
 fn a_revert_after_a_lost_response_is_still_sent() {
-    let mut up = StateUploader::new(StateConfig::default().with_request_timeout(None), 1);
+    let mut up = StateUploader::new(
+        StateConfig::default().with_request_timeout(None),
+        Rng::new(1),
+    );
     let mut now = Instant::ZERO;
     up.set_epoch(now, 1);
     up.enqueue(now, json!({"worker_status": "running"}))
         .unwrap();
     let (id, _) = next_put(&mut up).expect("the first PUT");
     // The server applied it, but the response was lost.
-    up.handle_outcome(now, id, PutOutcome::Transient);
+    up.handle_outcome(now, id, Outcome::Transient(TransientCause::Transport));
     // The caller reverts while the uploader waits: the view equals the acknowledged document,
     // yet the server holds "running".
     up.enqueue(now, json!({"worker_status": null})).unwrap();

@@ -14,8 +14,9 @@ use common::{put, worker_patch, Sim};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tether_core::patch::DocumentSchema;
-use tether_core::state::{Output, PutId, PutOutcome, StateConfig};
+use tether_core::state::{Output, PutId, StateConfig};
 use tether_core::Instant;
+use tether_core::{Outcome, TransientCause};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -97,14 +98,14 @@ impl World {
         }
         assert_eq!(
             self.outstanding.as_ref().map(|o| o.0),
-            self.sim.up.in_flight()
+            self.sim.up().in_flight()
         );
     }
 
     fn answer(&mut self, answer: Answer) {
         let Some((id, body)) = self.outstanding.take() else {
             let (_, outputs) = self.sim.input("stale answer", |up, now| {
-                up.handle_outcome(now, PutId(1_000_000), PutOutcome::Success)
+                up.handle_outcome(now, PutId(1_000_000), Outcome::Success)
             });
             assert!(outputs.is_empty(), "an unknown id must be ignored");
             return;
@@ -112,13 +113,11 @@ impl World {
         let outcome = match answer {
             Answer::Success => {
                 DocumentSchema::default().apply(&mut self.server, &body);
-                PutOutcome::Success
+                Outcome::Success
             }
-            Answer::Transient => PutOutcome::Transient,
-            Answer::Throttled(ms) => PutOutcome::Throttled {
-                retry_after: Duration::from_millis(u64::from(ms)),
-            },
-            Answer::Permanent(status) => PutOutcome::Permanent { status },
+            Answer::Transient => Outcome::Transient(TransientCause::Transport),
+            Answer::Throttled(ms) => Outcome::Throttled(Duration::from_millis(u64::from(ms))),
+            Answer::Permanent(status) => Outcome::Permanent(status),
         };
         let (_, outputs) = self
             .sim
@@ -148,9 +147,8 @@ impl World {
                 }
             }
             Op::Tick(ms) => {
-                self.sim.now += Duration::from_millis(u64::from(ms));
-                self.sim.up.handle_timeout(self.sim.now);
-                let outputs = self.sim.drain();
+                let at = self.sim.now() + Duration::from_millis(u64::from(ms));
+                let outputs = self.sim.driven.advance_to(at).expect("livelock");
                 self.observe(outputs);
             }
             Op::SetEpoch => {
@@ -164,19 +162,19 @@ impl World {
 
     /// Lets everything land: answers success and follows timers, boundedly.
     fn settle(&mut self) {
-        if self.sim.up.epoch().is_none() {
+        if self.sim.up().epoch().is_none() {
             self.step(Op::SetEpoch);
         }
         for _ in 0..100 {
             if self.outstanding.is_some() {
                 self.answer(Answer::Success);
-            } else if self.sim.up.next_wake().is_some() {
+            } else if self.sim.driven.next_wake().is_some() {
                 self.step(Op::Advance);
             } else {
                 break;
             }
         }
-        assert!(self.sim.up.is_idle(), "did not settle");
+        assert!(self.sim.up().is_idle(), "did not settle");
     }
 
     /// Sequential application of every patch not rejected, with the resets that landed.
@@ -242,16 +240,16 @@ proptest! {
         let world = run(seed, &base, &ops);
         let server = without_epoch(&world.server);
         prop_assert_eq!(&server, &world.expected(&base));
-        prop_assert_eq!(world.sim.up.view(), &server);
-        prop_assert_eq!(world.sim.up.acknowledged(), &server);
-        let c = world.sim.up.counters();
+        prop_assert_eq!(world.sim.up().view(), &server);
+        prop_assert_eq!(world.sim.up().acknowledged(), &server);
+        let c = world.sim.up().counters();
         prop_assert_eq!(c.patches, world.patches.len() as u64);
         prop_assert!(c.puts_acknowledged <= c.puts_sent);
 
         // Same seed and inputs: byte-identical outputs.
         let again = run(seed, &base, &ops);
         prop_assert_eq!(&again.sim.outputs, &world.sim.outputs);
-        prop_assert_eq!(again.sim.trace, world.sim.trace);
+        prop_assert_eq!(again.sim.trace(), world.sim.trace());
     }
 }
 
@@ -267,6 +265,6 @@ fn a_long_failure_episode_still_converges() {
     }
     let world = run(5, &base, &ops);
     assert_eq!(without_epoch(&world.server), world.expected(&base));
-    assert!(world.sim.up.counters().retries >= 20);
-    assert!(world.sim.now > Instant::from_secs(60));
+    assert!(world.sim.up().counters().retries >= 20);
+    assert!(world.sim.now() > Instant::from_secs(60));
 }

@@ -7,7 +7,8 @@ use core::time::Duration;
 
 use common::{put, Sim};
 use serde_json::json;
-use tether_core::state::{PutOutcome, StateConfig};
+use tether_core::state::StateConfig;
+use tether_core::{Outcome, TransientCause};
 
 #[test]
 fn coalesce_fail_absorb_succeed() {
@@ -29,7 +30,7 @@ fn coalesce_fail_absorb_succeed() {
     });
     let (first, _) = put(&out[0]).unwrap();
 
-    sim.now += Duration::from_millis(40);
+    sim.set_time(sim.now() + Duration::from_millis(40));
     sim.input(
         "enqueue {\"external_metadata\":{\"a\":null,\"k\":1}}",
         |up, now| {
@@ -52,18 +53,18 @@ fn coalesce_fail_absorb_succeed() {
         },
     );
 
-    sim.now += Duration::from_millis(60);
+    sim.set_time(sim.now() + Duration::from_millis(60));
     let (_, out) = sim.input("outcome put#0 success", |up, now| {
-        up.handle_outcome(now, first, PutOutcome::Success)
+        up.handle_outcome(now, first, Outcome::Success)
     });
     let (resets, _) = put(&out[0]).unwrap();
 
-    sim.now += Duration::from_millis(80);
+    sim.set_time(sim.now() + Duration::from_millis(80));
     sim.input("outcome put#1 503", |up, now| {
-        up.handle_outcome(now, resets, PutOutcome::Transient)
+        up.handle_outcome(now, resets, Outcome::Transient(TransientCause::Transport))
     });
 
-    sim.now += Duration::from_millis(200);
+    sim.set_time(sim.now() + Duration::from_millis(200));
     sim.input(
         "enqueue {\"external_metadata\":{\"k\":3},\"worker_status\":\"busy\"}",
         |up, now| {
@@ -80,28 +81,29 @@ fn coalesce_fail_absorb_succeed() {
     let out = sim.advance().unwrap();
     let (retry, _) = put(&out[0]).unwrap();
 
-    sim.now += Duration::from_millis(50);
+    sim.set_time(sim.now() + Duration::from_millis(50));
     let (_, out) = sim.input("outcome put#2 success", |up, now| {
-        up.handle_outcome(now, retry, PutOutcome::Success)
+        up.handle_outcome(now, retry, Outcome::Success)
     });
     let (last, _) = put(&out[0]).unwrap();
-    sim.now += Duration::from_millis(50);
+    sim.set_time(sim.now() + Duration::from_millis(50));
     sim.input("outcome put#3 success", |up, now| {
-        up.handle_outcome(now, last, PutOutcome::Success)
+        up.handle_outcome(now, last, Outcome::Success)
     });
 
-    sim.now += Duration::from_millis(10);
+    sim.set_time(sim.now() + Duration::from_millis(10));
     sim.input(
         "enqueue {\"worker_status\":\"busy\"} (idle and changes nothing: skipped)",
         |up, now| up.enqueue(now, json!({"worker_status": "busy"})).unwrap(),
     );
 
-    let c = sim.up.counters();
-    sim.trace.push(format!("view: {}", sim.up.view()));
-    sim.trace.push(format!(
+    let c = sim.up().counters();
+    let mut trace = sim.trace().to_vec();
+    trace.push(format!("view: {}", sim.up().view()));
+    trace.push(format!(
         "counters: patches {}, puts sent {}, acknowledged {}, retries {}, rejections {}, no-ops skipped {}",
         c.patches, c.puts_sent, c.puts_acknowledged, c.retries, c.rejections, c.skipped_noop
     ));
-    assert_eq!(sim.up.view(), sim.up.acknowledged());
-    insta::assert_snapshot!(sim.trace.join("\n"));
+    assert_eq!(sim.up().view(), sim.up().acknowledged());
+    insta::assert_snapshot!(trace.join("\n"));
 }

@@ -6,10 +6,8 @@ use core::time::Duration;
 
 use common::{obj, put, Sim};
 use serde_json::{json, Value};
-use tether_core::state::{
-    FlushOutcome, Input, Output, PutId, PutOutcome, StateConfig, StateError, StateUploader, Timer,
-};
-use tether_core::{Instant, Machine, Poll};
+use tether_core::state::{Output, PutId, StateConfig, StateError, StateUploader, Timer};
+use tether_core::{Instant, Machine, Outcome, Poll, Rng, TransientCause};
 
 fn sim() -> Sim {
     let mut sim = Sim::new(StateConfig::default(), 1);
@@ -22,7 +20,7 @@ fn enqueue(sim: &mut Sim, patch: Value) -> Vec<Output> {
         .1
 }
 
-fn outcome(sim: &mut Sim, id: PutId, outcome: PutOutcome) -> Vec<Output> {
+fn outcome(sim: &mut Sim, id: PutId, outcome: Outcome) -> Vec<Output> {
     sim.input("outcome", |up, now| up.handle_outcome(now, id, outcome))
         .1
 }
@@ -38,11 +36,14 @@ fn first_patch_goes_at_once_with_the_epoch() {
     let mut sim = sim();
     let (id, body) = only_put(&enqueue(&mut sim, json!({"worker_status": "running"})));
     assert_eq!(body, json!({"worker_epoch": 1, "worker_status": "running"}));
-    assert_eq!(sim.up.in_flight(), Some(id));
-    assert!(outcome(&mut sim, id, PutOutcome::Success).is_empty());
-    assert!(sim.up.is_idle());
-    assert_eq!(sim.up.acknowledged(), &json!({"worker_status": "running"}));
-    let c = sim.up.counters();
+    assert_eq!(sim.up().in_flight(), Some(id));
+    assert!(outcome(&mut sim, id, Outcome::Success).is_empty());
+    assert!(sim.up().is_idle());
+    assert_eq!(
+        sim.up().acknowledged(),
+        &json!({"worker_status": "running"})
+    );
+    let c = sim.up().counters();
     assert_eq!((c.patches, c.puts_sent, c.puts_acknowledged), (1, 1, 1));
 }
 
@@ -70,13 +71,13 @@ fn patches_coalesce_while_a_put_is_in_flight() {
             "one PUT in flight at most"
         );
     }
-    let (_, body) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
+    let (_, body) = only_put(&outcome(&mut sim, id, Outcome::Success));
     assert_eq!(
         body,
         json!({"worker_epoch": 1, "worker_status": "busy",
                "external_metadata": {"a": 1, "b": null, "c": {"d": 1}}})
     );
-    assert_eq!(sim.up.counters().puts_sent, 2);
+    assert_eq!(sim.up().counters().puts_sent, 2);
 }
 
 #[test]
@@ -86,18 +87,18 @@ fn a_noop_patch_is_not_sent() {
         &mut sim,
         json!({"worker_status": "running", "external_metadata": {"a": 1}}),
     ));
-    outcome(&mut sim, id, PutOutcome::Success);
+    outcome(&mut sim, id, Outcome::Success);
     // Against an idle uploader: skipped at once.
     assert!(enqueue(&mut sim, json!({"worker_status": "running"})).is_empty());
     assert!(enqueue(&mut sim, json!({"external_metadata": {"a": 1, "zz": null}})).is_empty());
-    assert_eq!(sim.up.counters().skipped_noop, 2);
+    assert_eq!(sim.up().counters().skipped_noop, 2);
     // Changes that cancel out while a PUT is in flight: nothing more is sent once it lands.
     let (id, _) = only_put(&enqueue(&mut sim, json!({"worker_status": "idle"})));
     assert!(enqueue(&mut sim, json!({"tags": ["x"]})).is_empty());
     assert!(enqueue(&mut sim, json!({"tags": null})).is_empty());
-    assert!(outcome(&mut sim, id, PutOutcome::Success).is_empty());
-    assert!(sim.up.is_idle());
-    let c = sim.up.counters();
+    assert!(outcome(&mut sim, id, Outcome::Success).is_empty());
+    assert!(sim.up().is_idle());
+    let c = sim.up().counters();
     assert_eq!((c.puts_sent, c.skipped_noop, c.patches), (2, 4, 6));
 }
 
@@ -107,7 +108,7 @@ fn a_patch_made_redundant_by_a_rejected_update_is_still_sent() {
     let (id, _) = only_put(&enqueue(&mut sim, json!({"worker_status": "running"})));
     // A no-op against the view, but only because of the PUT in flight.
     assert!(enqueue(&mut sim, json!({"worker_status": "running"})).is_empty());
-    let outputs = outcome(&mut sim, id, PutOutcome::Permanent { status: 400 });
+    let outputs = outcome(&mut sim, id, Outcome::Permanent(400));
     let Output::Rejected(rejection) = &outputs[0] else {
         panic!("{outputs:?}")
     };
@@ -126,22 +127,22 @@ fn a_two_patch_update_goes_as_two_puts_in_order() {
     let (id, _) = only_put(&enqueue(&mut sim, json!({"worker_status": "running"})));
     enqueue(&mut sim, json!({"external_metadata": {"a": null}}));
     enqueue(&mut sim, json!({"external_metadata": {"a": {"b": 1}}}));
-    let (id, first) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
+    let (id, first) = only_put(&outcome(&mut sim, id, Outcome::Success));
     assert_eq!(
         first,
         json!({"worker_epoch": 1, "external_metadata": {"a": null}})
     );
-    let (id, second) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
+    let (id, second) = only_put(&outcome(&mut sim, id, Outcome::Success));
     assert_eq!(
         second,
         json!({"worker_epoch": 1, "external_metadata": {"a": {"b": 1}}})
     );
-    outcome(&mut sim, id, PutOutcome::Success);
+    outcome(&mut sim, id, Outcome::Success);
     assert_eq!(
-        sim.up.acknowledged(),
+        sim.up().acknowledged(),
         &json!({"worker_status": "running", "external_metadata": {"a": {"b": 1}}})
     );
-    assert_eq!(sim.up.view(), sim.up.acknowledged());
+    assert_eq!(sim.up().view(), sim.up().acknowledged());
 }
 
 #[test]
@@ -150,7 +151,7 @@ fn failures_retry_on_the_uploader_curve_and_absorb_new_patches() {
     let (mut id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
     let mut expected_base = Duration::from_millis(500);
     for attempt in 1..=4u32 {
-        let outputs = outcome(&mut sim, id, PutOutcome::Transient);
+        let outputs = outcome(&mut sim, id, Outcome::Transient(TransientCause::Transport));
         let Output::Retrying {
             attempt: a,
             delay,
@@ -164,15 +165,16 @@ fn failures_retry_on_the_uploader_curve_and_absorb_new_patches() {
             delay >= expected_base && delay < expected_base + Duration::from_millis(500),
             "{delay:?}"
         );
-        assert_eq!(at, sim.now + delay);
+        assert_eq!(at, sim.now() + delay);
         assert_eq!(
-            sim.up.next_wake().map(|w| (w.at, w.reason)),
+            sim.driven.next_wake().map(|w| (w.at, w.reason)),
             Some((at, Timer::Backoff))
         );
         // Given during the wait: joins the retry.
         enqueue(&mut sim, json!({format!("k{attempt}"): attempt}));
         // An early timeout does nothing.
-        sim.up
+        sim.driven
+            .machine_mut()
             .handle_timeout(Instant::from_micros(at.as_micros() - 1));
         assert!(sim.drain().is_empty());
         let outputs = sim.advance().unwrap();
@@ -182,12 +184,12 @@ fn failures_retry_on_the_uploader_curve_and_absorb_new_patches() {
         id = next;
         expected_base *= 2;
     }
-    outcome(&mut sim, id, PutOutcome::Success);
-    let c = sim.up.counters();
+    outcome(&mut sim, id, Outcome::Success);
+    let c = sim.up().counters();
     assert_eq!((c.retries, c.puts_sent, c.puts_acknowledged), (4, 5, 1));
     // Success resets the curve.
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 2})));
-    let outputs = outcome(&mut sim, id, PutOutcome::Transient);
+    let outputs = outcome(&mut sim, id, Outcome::Transient(TransientCause::Transport));
     let Output::Retrying {
         attempt: 1, delay, ..
     } = outputs[0]
@@ -201,13 +203,7 @@ fn failures_retry_on_the_uploader_curve_and_absorb_new_patches() {
 fn a_throttle_hint_is_honoured() {
     let mut sim = sim();
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
-    let outputs = outcome(
-        &mut sim,
-        id,
-        PutOutcome::Throttled {
-            retry_after: Duration::from_secs(7),
-        },
-    );
+    let outputs = outcome(&mut sim, id, Outcome::Throttled(Duration::from_secs(7)));
     let Output::Retrying { delay, .. } = outputs[0] else {
         panic!("{outputs:?}")
     };
@@ -221,11 +217,11 @@ fn a_throttle_hint_is_honoured() {
 fn close_interrupts_the_backoff_and_hands_back_what_is_unacknowledged() {
     let mut sim = sim();
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
-    outcome(&mut sim, id, PutOutcome::Transient);
+    outcome(&mut sim, id, Outcome::Transient(TransientCause::Transport));
     enqueue(&mut sim, json!({"b": 2}));
-    let retry_at = sim.up.next_wake().unwrap().at;
+    let retry_at = sim.driven.next_wake().unwrap().at;
     sim.set_time(Instant::from_millis(10));
-    assert!(retry_at > sim.now);
+    assert!(retry_at > sim.now());
     let (_, outputs) = sim.input("close", |up, now| up.close(now));
     let [Output::Closed(closed)] = outputs.as_slice() else {
         panic!("{outputs:?}")
@@ -233,17 +229,22 @@ fn close_interrupts_the_backoff_and_hands_back_what_is_unacknowledged() {
     assert_eq!(closed.patches, 0..2);
     assert_eq!(closed.update, vec![obj(json!({"a": 1, "b": 2}))]);
     assert_eq!(closed.in_flight, None);
-    assert_eq!(sim.up.next_wake(), None, "no retry is left scheduled");
-    sim.up.handle_timeout(retry_at);
+    assert_eq!(sim.driven.next_wake(), None, "no retry is left scheduled");
+    sim.driven.machine_mut().handle_timeout(retry_at);
     assert!(sim.drain().is_empty());
     assert_eq!(
-        sim.up.enqueue(sim.now, json!({"c": 3})),
+        sim.input("enqueue after close", |up, now| up
+            .enqueue(now, json!({"c": 3})))
+            .0,
         Err(StateError::Closed)
     );
     sim.input("close again", |up, now| up.close(now));
     assert!(sim.drain().is_empty());
     // A late outcome after close is ignored.
-    sim.up.handle_outcome(sim.now, id, PutOutcome::Success);
+    let now = sim.now();
+    sim.driven
+        .machine_mut()
+        .handle_outcome(now, id, Outcome::Success);
     assert!(sim.drain().is_empty());
 }
 
@@ -272,7 +273,7 @@ fn a_permanent_failure_rolls_the_view_back_and_reports_the_update() {
             .unwrap()
     });
     assert_eq!(
-        sim.up.view(),
+        sim.up().view(),
         &json!({"worker_status": "idle"}),
         "the epoch is not state"
     );
@@ -282,10 +283,10 @@ fn a_permanent_failure_rolls_the_view_back_and_reports_the_update() {
     ));
     enqueue(&mut sim, json!({"external_metadata": {"k": 1}}));
     assert_eq!(
-        sim.up.view(),
+        sim.up().view(),
         &json!({"worker_status": "running", "bad": true, "external_metadata": {"k": 1}})
     );
-    let outputs = outcome(&mut sim, id, PutOutcome::Permanent { status: 422 });
+    let outputs = outcome(&mut sim, id, Outcome::Permanent(422));
     let Output::Rejected(rejection) = &outputs[0] else {
         panic!("{outputs:?}")
     };
@@ -299,7 +300,7 @@ fn a_permanent_failure_rolls_the_view_back_and_reports_the_update() {
     assert_eq!(rejection.applied_resets, None);
     // Rolled back to the acknowledged state plus what was not part of the rejected update.
     assert_eq!(
-        sim.up.view(),
+        sim.up().view(),
         &json!({"worker_status": "idle", "external_metadata": {"k": 1}})
     );
     let (id, body) = only_put(&outputs[1..]);
@@ -307,9 +308,9 @@ fn a_permanent_failure_rolls_the_view_back_and_reports_the_update() {
         body,
         json!({"worker_epoch": 1, "external_metadata": {"k": 1}})
     );
-    outcome(&mut sim, id, PutOutcome::Success);
-    assert_eq!(sim.up.acknowledged(), sim.up.view());
-    assert_eq!(sim.up.counters().rejections, 1);
+    outcome(&mut sim, id, Outcome::Success);
+    assert_eq!(sim.up().acknowledged(), sim.up().view());
+    assert_eq!(sim.up().counters().rejections, 1);
 }
 
 #[test]
@@ -322,9 +323,9 @@ fn a_rejected_second_stage_reports_the_resets_that_landed() {
     let (id, _) = only_put(&enqueue(&mut sim, json!({"worker_status": "running"})));
     enqueue(&mut sim, json!({"external_metadata": {"a": 5}}));
     enqueue(&mut sim, json!({"external_metadata": {"a": {"b": 1}}}));
-    let (id, _) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
-    let (id, _) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
-    let outputs = outcome(&mut sim, id, PutOutcome::Permanent { status: 400 });
+    let (id, _) = only_put(&outcome(&mut sim, id, Outcome::Success));
+    let (id, _) = only_put(&outcome(&mut sim, id, Outcome::Success));
+    let outputs = outcome(&mut sim, id, Outcome::Permanent(400));
     let Output::Rejected(rejection) = &outputs[0] else {
         panic!("{outputs:?}")
     };
@@ -338,15 +339,15 @@ fn a_rejected_second_stage_reports_the_resets_that_landed() {
         vec![obj(json!({"external_metadata": {"a": {"b": 1}}}))]
     );
     assert_eq!(
-        sim.up.view(),
+        sim.up().view(),
         &json!({"worker_status": "running", "external_metadata": {}})
     );
-    assert!(sim.up.is_idle());
+    assert!(sim.up().is_idle());
 }
 
 #[test]
 fn bad_input_is_a_typed_error_and_queues_nothing() {
-    let mut up = StateUploader::new(StateConfig::default().with_max_patch_bytes(48), 1);
+    let mut up = StateUploader::new(StateConfig::default().with_max_patch_bytes(48), Rng::new(1));
     let now = Instant::ZERO;
     up.set_epoch(now, 1);
     let cases = [
@@ -394,7 +395,7 @@ fn bad_input_is_a_typed_error_and_queues_nothing() {
 
 #[test]
 fn the_default_size_limit_is_one_mebibyte() {
-    let mut up = StateUploader::new(StateConfig::default(), 1);
+    let mut up = StateUploader::new(StateConfig::default(), Rng::new(1));
     let big = "x".repeat(1 << 20);
     assert_eq!(
         up.enqueue(Instant::ZERO, json!({ "a": big })),
@@ -406,71 +407,70 @@ fn the_default_size_limit_is_one_mebibyte() {
 fn stale_and_unknown_outcomes_are_ignored() {
     let mut sim = sim();
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
-    assert!(outcome(&mut sim, PutId(99), PutOutcome::Permanent { status: 400 }).is_empty());
-    assert!(outcome(&mut sim, id, PutOutcome::Success).is_empty());
+    assert!(outcome(&mut sim, PutId(99), Outcome::Permanent(400)).is_empty());
+    assert!(outcome(&mut sim, id, Outcome::Success).is_empty());
     assert!(
-        outcome(&mut sim, id, PutOutcome::Transient).is_empty(),
+        outcome(&mut sim, id, Outcome::Transient(TransientCause::Transport)).is_empty(),
         "duplicate"
     );
-    assert!(sim.up.is_idle());
-    assert_eq!(sim.up.counters().puts_acknowledged, 1);
+    assert!(sim.up().is_idle());
+    assert_eq!(sim.up().counters().puts_acknowledged, 1);
 }
 
 #[test]
 fn a_put_past_its_request_deadline_is_cancelled_and_retried() {
     let mut sim = sim();
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
-    let wake = sim.up.next_wake().unwrap();
+    let wake = sim.driven.next_wake().unwrap();
     assert_eq!(
         (wake.at, wake.reason),
-        (Instant::from_secs(10), Timer::RequestTimeout)
+        (Instant::from_secs(10), Timer::RequestDeadline)
     );
     let outputs = sim.advance().unwrap();
     assert_eq!(outputs[0], Output::Cancel { id });
     assert!(matches!(outputs[1], Output::Retrying { attempt: 1, .. }));
     // The late answer is ignored; the retry goes on the curve.
-    assert!(outcome(&mut sim, id, PutOutcome::Success).is_empty());
+    assert!(outcome(&mut sim, id, Outcome::Success).is_empty());
     let (retry, _) = only_put(&sim.advance().unwrap());
     assert_ne!(retry, id);
-    assert_eq!(sim.up.counters().timeouts, 1);
+    assert_eq!(sim.up().counters().timeouts, 1);
 }
 
 #[test]
 fn flush_reports_drained_or_its_deadline() {
     let mut sim = sim();
-    let (_, outputs) = sim.input("flush", |up, now| {
+    let (first, outputs) = sim.input("flush", |up, now| {
         up.flush(now, Instant::from_secs(1)).unwrap()
     });
-    assert_eq!(outputs, vec![Output::Flush(FlushOutcome::Drained)]);
+    assert_eq!(outputs, vec![Output::FlushDone(first)]);
 
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
-    sim.input("flush", |up, now| {
+    let (second, outputs) = sim.input("flush", |up, now| {
         up.flush(now, Instant::from_secs(60)).unwrap()
     });
-    let outputs = outcome(&mut sim, id, PutOutcome::Success);
-    assert_eq!(outputs, vec![Output::Flush(FlushOutcome::Drained)]);
+    assert!(outputs.is_empty(), "not drained while a PUT is in flight");
+    assert_ne!(second, first, "every flush has an id of its own");
+    let outputs = outcome(&mut sim, id, Outcome::Success);
+    assert_eq!(outputs, vec![Output::FlushDone(second)]);
 
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 2})));
-    outcome(&mut sim, id, PutOutcome::Transient);
-    sim.input("flush", |up, now| {
+    outcome(&mut sim, id, Outcome::Transient(TransientCause::Transport));
+    let (third, _) = sim.input("flush", |up, now| {
         up.flush(now, Instant::from_millis(300)).unwrap()
     });
-    let wake = sim.up.next_wake().unwrap();
+    let wake = sim.driven.next_wake().unwrap();
     assert_eq!(
         (wake.at, wake.reason),
         (Instant::from_millis(300), Timer::FlushDeadline)
     );
-    assert_eq!(
-        sim.advance().unwrap(),
-        vec![Output::Flush(FlushOutcome::DeadlineReached)]
-    );
+    assert_eq!(sim.advance().unwrap(), vec![Output::FlushTimedOut(third)]);
 
-    // A flush outstanding at close ends with it.
-    sim.input("flush", |up, now| {
+    // A flush outstanding at close is done with it: everything is handed back.
+    let (fourth, _) = sim.input("flush", |up, now| {
         up.flush(now, Instant::from_secs(60)).unwrap()
     });
     let (_, outputs) = sim.input("close", |up, now| up.close(now));
-    assert_eq!(outputs[0], Output::Flush(FlushOutcome::Closed));
+    assert_eq!(outputs[0], Output::FlushDone(fourth));
     assert!(matches!(outputs[1], Output::Closed(_)));
 }
 
@@ -480,14 +480,17 @@ fn time_never_runs_backwards() {
     sim.set_time(Instant::from_secs(100));
     let (id, _) = only_put(&enqueue(&mut sim, json!({"a": 1})));
     // An outcome stamped earlier is taken at the latest time seen.
-    sim.up
-        .handle_outcome(Instant::from_secs(1), id, PutOutcome::Transient);
+    sim.driven.machine_mut().handle_outcome(
+        Instant::from_secs(1),
+        id,
+        Outcome::Transient(TransientCause::Transport),
+    );
     let outputs = sim.drain();
     let Output::Retrying { at, .. } = outputs[0] else {
         panic!("{outputs:?}")
     };
     assert!(at > Instant::from_secs(100));
-    sim.up.handle_timeout(Instant::ZERO);
+    sim.driven.machine_mut().handle_timeout(Instant::ZERO);
     assert!(sim.drain().is_empty());
 }
 
@@ -504,31 +507,24 @@ fn rebase_reapplies_what_is_unacknowledged() {
         .unwrap()
     });
     assert_eq!(
-        sim.up.view(),
+        sim.up().view(),
         &json!({"worker_status": "running", "external_metadata": {"a": 1, "b": 2}})
     );
-    let (id, _) = only_put(&outcome(&mut sim, id, PutOutcome::Success));
-    outcome(&mut sim, id, PutOutcome::Success);
-    assert_eq!(sim.up.acknowledged(), sim.up.view());
+    let (id, _) = only_put(&outcome(&mut sim, id, Outcome::Success));
+    outcome(&mut sim, id, Outcome::Success);
+    assert_eq!(sim.up().acknowledged(), sim.up().view());
 }
 
 #[test]
 fn outputs_come_before_the_timeout() {
-    let mut up = StateUploader::new(StateConfig::default(), 3);
+    let mut up = StateUploader::new(StateConfig::default(), Rng::new(3));
     let now = Instant::ZERO;
-    up.handle_input(now, Input::SetEpoch(2)).unwrap();
-    up.handle_input(now, Input::Patch(json!({"a": 1}))).unwrap();
+    up.set_epoch(now, 2);
+    up.enqueue(now, json!({"a": 1})).unwrap();
     let Poll::Output(Output::Put { id, .. }) = Machine::poll_output(&mut up) else {
         panic!()
     };
-    up.handle_input(
-        now,
-        Input::Outcome {
-            id,
-            outcome: PutOutcome::Transient,
-        },
-    )
-    .unwrap();
+    up.handle_outcome(now, id, Outcome::Transient(TransientCause::Transport));
     assert!(matches!(
         Machine::poll_output(&mut up),
         Poll::Output(Output::Retrying { .. })
@@ -538,21 +534,15 @@ fn outputs_come_before_the_timeout() {
     };
     assert_eq!(wake.reason, Timer::Backoff);
     assert_eq!(
-        up.handle_input(now, Input::Patch(json!(1))),
+        up.enqueue(now, json!(1)),
         Err(StateError::NotAnObject { found: "a number" })
     );
-    up.handle_input(
-        now,
-        Input::Flush {
-            deadline: Instant::from_secs(1),
-        },
-    )
-    .unwrap();
-    up.handle_input(now, Input::Close).unwrap();
-    assert!(matches!(
+    let flush = up.flush(now, Instant::from_secs(1)).unwrap();
+    up.close(now);
+    assert_eq!(
         Machine::poll_output(&mut up),
-        Poll::Output(Output::Flush(FlushOutcome::Closed))
-    ));
+        Poll::Output(Output::FlushDone(flush))
+    );
     assert!(matches!(
         Machine::poll_output(&mut up),
         Poll::Output(Output::Closed(_))

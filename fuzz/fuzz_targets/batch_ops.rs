@@ -10,11 +10,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use tether_core::batch::{
-    Abandon, BatchDrainer, BatchId, BatchOutcome, Config, Envelope, Event, EventId, Output,
-    Overflow, Reason,
-};
-use tether_core::{Instant, Poll, Rng};
+use tether_core::batch::{Abandon, BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Overflow, Reason};
+use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 
 #[derive(Arbitrary, Debug)]
 struct Setup {
@@ -56,15 +53,13 @@ enum Op {
     Abandon,
 }
 
-fn outcome(o: &Outcome) -> BatchOutcome {
+fn outcome(o: &Outcome) -> Outcome {
     match o {
-        Outcome::Delivered => BatchOutcome::Delivered,
-        Outcome::Transient => BatchOutcome::Transient,
-        Outcome::Throttled(ms) => BatchOutcome::Throttled {
-            retry_after: Duration::from_millis(u64::from(*ms)),
-        },
-        Outcome::TooLarge => BatchOutcome::TooLarge,
-        Outcome::Permanent(s) => BatchOutcome::Permanent { status: *s },
+        Outcome::Delivered => Outcome::Success,
+        Outcome::Transient => Outcome::Transient(TransientCause::Transport),
+        Outcome::Throttled(ms) => Outcome::Throttled(Duration::from_millis(u64::from(*ms)),),
+        Outcome::TooLarge => Outcome::TooLarge,
+        Outcome::Permanent(s) => Outcome::Permanent(*s),
     }
 }
 
@@ -106,7 +101,7 @@ impl World {
     }
 
     fn check(&mut self, o: Output) {
-        let flush = matches!(o, Output::FlushDone { .. } | Output::FlushTimedOut { .. });
+        let flush = matches!(o, Output::FlushDone(_) | Output::FlushTimedOut(_));
         assert!(!self.closed || flush, "output after Closed: {o:?}");
         match o {
             Output::SendBatch {
@@ -150,7 +145,7 @@ impl World {
                 }
             }
             Output::Closed => self.closed = true,
-            Output::FlushDone { .. } | Output::FlushTimedOut { .. } => {}
+            Output::FlushDone(_) | Output::FlushTimedOut(_) => {}
         }
     }
 
@@ -271,9 +266,9 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
         match w.in_flight {
             Some((id, _)) => {
                 let o = if round % 2 == 0 {
-                    BatchOutcome::Transient
+                    Outcome::Transient(TransientCause::Transport)
                 } else {
-                    BatchOutcome::Delivered
+                    Outcome::Success
                 };
                 w.in_flight = None;
                 w.d.handle_outcome(w.now, id, o);

@@ -84,7 +84,7 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
         config = config.with_epoch(3);
     }
     let mut now = Instant::ZERO;
-    let mut session = Session::new(config, now, 7).unwrap();
+    let mut session = Session::new(config, tether_core::Rng::new(7), now).unwrap();
     let mut outstanding: BTreeMap<RequestId, Endpoint> = BTreeMap::new();
     let mut ended = false;
     let mut wake = None;

@@ -141,7 +141,8 @@ impl Builder {
         let seed = self.seed.unwrap_or_else(random_seed);
         let max_body = config.max_response_body;
         let clock = Clock::start();
-        let session = Session::new(config, clock.now(), seed).map_err(StartError::Config)?;
+        let session = Session::new(config, tether_core::Rng::new(seed), clock.now())
+            .map_err(StartError::Config)?;
         let shared = Arc::new(Mutex::new(Shared {
             status: Status::Connecting,
             epoch: session.epoch(),

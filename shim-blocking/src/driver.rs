@@ -22,11 +22,11 @@ use std::time::{Duration, Instant as StdInstant};
 use serde_json::Value;
 use tether_core::batch::{EnqueueError, Event, EventId, PreparedEvent};
 use tether_core::session::{
-    DeliveryStatus, FlushId, Output, RequestId, Response, Session, SessionError, Status, Stream,
+    DeliveryStatus, Output, RequestId, Response, Session, SessionError, Status, Stream,
     TransportError,
 };
 use tether_core::state::{Rejection, StateError, Unacknowledged};
-use tether_core::{Instant, Poll};
+use tether_core::{FlushId, Instant, Poll};
 
 use crate::clock::{std_now, Clock};
 use crate::error::{FlushError, PatchError, SendError};

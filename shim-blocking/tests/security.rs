@@ -149,10 +149,7 @@ fn redirects_are_not_followed_and_the_core_treats_them_as_permanent() {
             .start()
             .expect("starts");
         let terminal = tether.statuses().iter().find(Status::is_terminal);
-        assert_eq!(
-            terminal,
-            Some(Status::GivenUp(GiveUpReason::ConnectRejected(302)))
-        );
+        assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(302))));
         let report = tether.close(Duration::from_secs(1));
         assert_eq!(report.counters.session.failures.permanent, 1);
         let heads = raw.heads();
@@ -206,10 +203,7 @@ fn the_protocol_headers_are_sent_and_the_token_only_on_the_wire() {
         let tether = builder.config(fast_config()).start().expect("starts");
         assert!(!format!("{tether:?}").contains("hunter2"));
         let terminal = tether.statuses().iter().find(Status::is_terminal);
-        assert_eq!(
-            terminal,
-            Some(Status::GivenUp(GiveUpReason::ConnectRejected(418)))
-        );
+        assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(418))));
         let report = tether.close(Duration::ZERO);
         assert!(!format!("{report:?}").contains("hunter2"));
         let heads = raw.heads();

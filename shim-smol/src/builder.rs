@@ -173,7 +173,8 @@ impl Builder {
         };
         let seed = self.seed.unwrap_or_else(random_seed);
         let clock = Clock::start();
-        let session = Session::new(config, Instant::ZERO, seed).map_err(BuildError::Config)?;
+        let session = Session::new(config, tether_core::Rng::new(seed), Instant::ZERO)
+            .map_err(BuildError::Config)?;
         let (command_tx, command_rx) = async_channel::bounded(COMMAND_QUEUE);
         let (status_tx, status_rx) = async_channel::bounded(STATUS_QUEUE);
         let shared = Arc::new(Shared::new());

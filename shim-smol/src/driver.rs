@@ -28,9 +28,10 @@ use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::heartbeat::HeartbeatTimer;
 use tether_core::session::{
-    DeliveryStatus, Endpoint, FlushId, Output, RequestId, Response, Session, SessionError, Status,
-    Stream, Timer as CoreTimer, TransportError,
+    DeliveryStatus, Endpoint, Output, RequestId, Response, Session, SessionError, Status, Stream,
+    Timer as CoreTimer, TransportError,
 };
+use tether_core::FlushId;
 use tether_core::Instant;
 
 use crate::clock::Clock;

@@ -232,7 +232,12 @@ impl Harness for Reference {
 
     fn run(&self, case: &Case) -> Run {
         let mut lp = Loop {
-            session: Session::new(case.config.clone(), Instant::ZERO, case.seed).unwrap(),
+            session: Session::new(
+                case.config.clone(),
+                tether_core::Rng::new(case.seed),
+                Instant::ZERO,
+            )
+            .unwrap(),
             now: Instant::ZERO,
             script: case.script.clone(),
             trace: Vec::new(),

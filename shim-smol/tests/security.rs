@@ -108,7 +108,7 @@ fn redirects_are_not_followed() {
         let tether = Builder::new(&url).epoch(1).start().unwrap();
         // 302 is a permanent refusal of the init PUT by the response table.
         let status = wait_status(&tether, Duration::from_secs(5), Status::is_terminal).await;
-        assert_eq!(status, Status::GivenUp(GiveUpReason::ConnectRejected(302)));
+        assert_eq!(status, Status::GivenUp(GiveUpReason::Rejected(302)));
         let report = tether.close(Duration::from_millis(10)).await.unwrap();
         assert_eq!(report.counters.session.requests, 1);
     });

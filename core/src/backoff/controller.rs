@@ -1,5 +1,6 @@
 //! The reconnect controller (seed 003's `BackoffController`): attempts, status, give-up.
 
+use core::fmt;
 use core::time::Duration;
 
 use super::{Backoff, BackoffPolicy};
@@ -8,7 +9,7 @@ use crate::time::{Clock, Instant};
 
 /// Where a controlled connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Status {
+pub enum ControllerStatus {
     /// Not started.
     Idle,
     /// Trying to connect, or retrying after a failure.
@@ -26,11 +27,12 @@ pub enum Failure {
     Transient,
     /// Worth retrying after the server's hint (clamped by the policy).
     Throttled(Duration),
-    /// Retrying cannot help.
-    Permanent,
+    /// Retrying cannot help; carries the HTTP status.
+    Permanent(u16),
 }
 
-/// Why a controller gave up.
+/// Why a controller, or a whole session, gave up. One type for both: a session gives up by
+/// its connect controller's rules or by its own (auth failures, an unknown session).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GiveUpReason {
@@ -41,8 +43,24 @@ pub enum GiveUpReason {
     },
     /// The next retry would land after the total deadline.
     DeadlineExceeded,
-    /// The outcome was permanent.
-    Permanent,
+    /// The server refused with a permanent status (for a session: its connect sequence).
+    Rejected(u16),
+    /// `max_auth_failures` 401/403 responses in a row.
+    AuthFailures(u32),
+    /// 404: the server does not know the session.
+    SessionUnknown,
+}
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GiveUpReason::AttemptsExhausted { failures } => write!(f, "failed {failures} times"),
+            GiveUpReason::DeadlineExceeded => f.write_str("retry deadline exceeded"),
+            GiveUpReason::Rejected(status) => write!(f, "rejected with {status}"),
+            GiveUpReason::AuthFailures(n) => write!(f, "{n} auth failures in a row"),
+            GiveUpReason::SessionUnknown => f.write_str("session unknown"),
+        }
+    }
 }
 
 /// What to do after a failure.
@@ -107,21 +125,21 @@ pub struct BackoffController {
     backoff: Backoff,
     rng: Rng,
     clock: Clock,
-    status: Status,
+    status: ControllerStatus,
     failures: u32,
     episode_start: Option<Instant>,
     gave_up: Option<GiveUpReason>,
 }
 
 impl BackoffController {
-    /// A controller in [`Status::Idle`], drawing jitter from `rng`.
+    /// A controller in [`ControllerStatus::Idle`], drawing jitter from `rng`.
     pub fn new(config: ControllerConfig, rng: Rng) -> Self {
         BackoffController {
             backoff: Backoff::new(config.policy),
             config,
             rng,
             clock: Clock::default(),
-            status: Status::Idle,
+            status: ControllerStatus::Idle,
             failures: 0,
             episode_start: None,
             gave_up: None,
@@ -131,18 +149,18 @@ impl BackoffController {
     /// Marks the first connection attempt.
     pub fn start(&mut self, now: Instant) {
         self.clock.observe(now);
-        if self.status == Status::Idle {
-            self.status = Status::Connecting;
+        if self.status == ControllerStatus::Idle {
+            self.status = ControllerStatus::Connecting;
         }
     }
 
     /// An attempt succeeded: the episode ends and the counter resets.
     pub fn record_success(&mut self, now: Instant) {
         self.clock.observe(now);
-        if self.status == Status::GivingUp {
+        if self.status == ControllerStatus::GivingUp {
             return;
         }
-        self.status = Status::Connected;
+        self.status = ControllerStatus::Connected;
         self.failures = 0;
         self.episode_start = None;
         self.backoff.reset();
@@ -159,8 +177,8 @@ impl BackoffController {
         let episode_start = *self.episode_start.get_or_insert(now);
         self.failures = self.failures.saturating_add(1);
 
-        if failure == Failure::Permanent {
-            return self.give_up(GiveUpReason::Permanent);
+        if let Failure::Permanent(status) = failure {
+            return self.give_up(GiveUpReason::Rejected(status));
         }
         if let Some(max) = self.config.max_attempts {
             if self.failures > max {
@@ -180,7 +198,7 @@ impl BackoffController {
                 return self.give_up(GiveUpReason::DeadlineExceeded);
             }
         }
-        self.status = Status::Connecting;
+        self.status = ControllerStatus::Connecting;
         Decision::Retry {
             attempt: self.failures,
             delay,
@@ -188,9 +206,9 @@ impl BackoffController {
         }
     }
 
-    /// Back to [`Status::Idle`] with a fresh episode, e.g. after the user asks to reconnect.
+    /// Back to [`ControllerStatus::Idle`] with a fresh episode, e.g. after the user asks to reconnect.
     pub fn reset(&mut self) {
-        self.status = Status::Idle;
+        self.status = ControllerStatus::Idle;
         self.failures = 0;
         self.episode_start = None;
         self.gave_up = None;
@@ -198,7 +216,7 @@ impl BackoffController {
     }
 
     /// Where the connection stands.
-    pub const fn status(&self) -> Status {
+    pub const fn status(&self) -> ControllerStatus {
         self.status
     }
 
@@ -218,7 +236,7 @@ impl BackoffController {
     }
 
     fn give_up(&mut self, reason: GiveUpReason) -> Decision {
-        self.status = Status::GivingUp;
+        self.status = ControllerStatus::GivingUp;
         self.gave_up = Some(reason);
         Decision::GiveUp(reason)
     }

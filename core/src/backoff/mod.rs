@@ -10,7 +10,7 @@ mod policy;
 pub mod retry_after;
 
 pub use controller::{
-    BackoffController, ControllerConfig, Decision, Failure, GiveUpReason, Status,
+    BackoffController, ControllerConfig, ControllerStatus, Decision, Failure, GiveUpReason,
 };
 pub use policy::{BackoffPolicy, Floor, Jitter};
 

@@ -84,33 +84,3 @@ impl fmt::Display for EnqueueError {
 }
 
 impl core::error::Error for EnqueueError {}
-
-/// Any error of [`BatchDrainer`](super::BatchDrainer)'s [`Machine`](crate::Machine) interface.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Error {
-    /// An enqueue was refused.
-    Enqueue(EnqueueError),
-}
-
-impl From<EnqueueError> for Error {
-    fn from(e: EnqueueError) -> Self {
-        Error::Enqueue(e)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Enqueue(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl core::error::Error for Error {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            Error::Enqueue(e) => Some(e),
-        }
-    }
-}

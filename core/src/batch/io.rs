@@ -2,52 +2,19 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::time::Duration;
 
-use super::event::{Event, EventId, PreparedEvent, Undelivered};
-use crate::time::Instant;
+use super::event::{EventId, Undelivered};
+use crate::drive::FlushId;
 
 /// Names one send of a batch. A retry is a new send with a new id, so an outcome for an
 /// older send is recognised as stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BatchId(pub u64);
 
-/// Names one [`flush`](super::BatchDrainer::flush).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FlushId(pub u64);
-
 impl fmt::Display for BatchId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "batch#{}", self.0)
     }
-}
-
-impl fmt::Display for FlushId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "flush#{}", self.0)
-    }
-}
-
-/// How a send went, as the caller's response table classified it (PROTOCOL.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BatchOutcome {
-    /// 2xx: every event in the batch is delivered.
-    Delivered,
-    /// Worth retrying after the backoff (5xx, timeout, connection error, ...).
-    Transient,
-    /// Worth retrying after the server's hint (429/503 with `Retry-After`).
-    Throttled {
-        /// The hint, clamped by the backoff policy.
-        retry_after: Duration,
-    },
-    /// 413: split the batch in half and retry; a single event becomes a dead letter.
-    TooLarge,
-    /// Retrying cannot help: the batch becomes dead letters.
-    Permanent {
-        /// The HTTP status, for the dead letters' reason.
-        status: u16,
-    },
 }
 
 /// Why a whole session stopped, for [`abandon`](super::BatchDrainer::abandon).
@@ -150,17 +117,9 @@ pub enum Output {
         events: Vec<Undelivered>,
     },
     /// Every event enqueued before the flush was delivered or handed back.
-    FlushDone {
-        /// The flush.
-        flush: FlushId,
-    },
-    /// The flush's deadline passed first.
-    FlushTimedOut {
-        /// The flush.
-        flush: FlushId,
-        /// Events enqueued before the flush still held.
-        remaining: usize,
-    },
+    FlushDone(FlushId),
+    /// The flush's deadline passed first; the events go on being sent.
+    FlushTimedOut(FlushId),
     /// The drainer is closed (after [`close`](super::BatchDrainer::close) or
     /// [`abandon`](super::BatchDrainer::abandon)). Only flush reports can follow: a flush asked
     /// for afterwards completes at once.
@@ -179,35 +138,4 @@ pub enum Timer {
     FlushDeadline,
     /// The close deadline.
     CloseDeadline,
-}
-
-/// The inputs of the [`Machine`](crate::Machine) interface; each maps to a typed method.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Input {
-    /// [`enqueue`](super::BatchDrainer::enqueue).
-    Enqueue(Event),
-    /// [`enqueue_prepared`](super::BatchDrainer::enqueue_prepared).
-    EnqueuePrepared(PreparedEvent),
-    /// [`set_epoch`](super::BatchDrainer::set_epoch).
-    SetEpoch(u64),
-    /// [`handle_outcome`](super::BatchDrainer::handle_outcome).
-    Outcome {
-        /// The send.
-        batch: BatchId,
-        /// How it went.
-        outcome: BatchOutcome,
-    },
-    /// [`flush`](super::BatchDrainer::flush).
-    Flush {
-        /// When to give up waiting.
-        deadline: Instant,
-    },
-    /// [`close`](super::BatchDrainer::close).
-    Close {
-        /// When to hand back what is left.
-        deadline: Instant,
-    },
-    /// [`abandon`](super::BatchDrainer::abandon).
-    Abandon(Abandon),
 }

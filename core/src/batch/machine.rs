@@ -6,12 +6,13 @@ use alloc::vec::Vec;
 use super::body;
 use super::config::{BodyMode, Config, ConfigError, Overflow};
 use super::counters::Counters;
-use super::error::{EnqueueError, Error};
+use super::error::EnqueueError;
 use super::event::{Event, EventId, PreparedEvent, Undelivered};
-use super::io::{Abandon, BatchId, BatchOutcome, FlushId, Input, Output, Reason, Timer};
+use super::io::{Abandon, BatchId, Output, Reason, Timer};
 use super::queue::{Queue, Queued};
 use crate::backoff::Backoff;
-use crate::drive::{Machine, Poll, Wake};
+use crate::classify::Outcome;
+use crate::drive::{FlushId, Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
 
@@ -160,9 +161,13 @@ impl BatchDrainer {
         result
     }
 
-    /// Reports how the send `batch` went. An outcome for a batch not in flight (stale, or
-    /// after close) is ignored and counted.
-    pub fn handle_outcome(&mut self, now: Instant, batch: BatchId, outcome: BatchOutcome) {
+    /// Reports how the send `batch` went, as the response table classified it. An outcome for
+    /// a batch not in flight (stale, or after close) is ignored and counted.
+    ///
+    /// The session-wide outcomes ([`Outcome::Superseded`], [`Outcome::AuthFailure`],
+    /// [`Outcome::SessionUnknown`]) are the session's to act on; the drainer alone retries
+    /// them like any transient failure.
+    pub fn handle_outcome(&mut self, now: Instant, batch: BatchId, outcome: Outcome) {
         let now = self.clock.observe(now);
         match self.in_flight.take() {
             Some(f) if f.id == batch => self.settle_batch(now, f, outcome),
@@ -544,10 +549,10 @@ impl BatchDrainer {
             || now >= front.at + self.config.linger
     }
 
-    fn settle_batch(&mut self, now: Instant, flight: InFlight, outcome: BatchOutcome) {
+    fn settle_batch(&mut self, now: Instant, flight: InFlight, outcome: Outcome) {
         let InFlight { id, events, .. } = flight;
         let hint = match outcome {
-            BatchOutcome::Delivered => {
+            Outcome::Success => {
                 self.failures = 0;
                 self.backoff.reset();
                 self.counters.delivered += events.len() as u64;
@@ -561,20 +566,23 @@ impl BatchDrainer {
                 self.spare = events;
                 return;
             }
-            BatchOutcome::TooLarge if events.len() == 1 => {
+            Outcome::TooLarge if events.len() == 1 => {
                 return self.dead_letters(Reason::TooLarge, events);
             }
-            BatchOutcome::TooLarge => {
+            Outcome::TooLarge => {
                 self.counters.splits += 1;
                 self.next_cap = Some(events.len().div_ceil(2));
                 self.queue.put_back(events);
                 return;
             }
-            BatchOutcome::Permanent { status } => {
+            Outcome::Permanent(status) => {
                 return self.dead_letters(Reason::Rejected { status }, events);
             }
-            BatchOutcome::Transient => None,
-            BatchOutcome::Throttled { retry_after } => Some(retry_after),
+            Outcome::Throttled(retry_after) => Some(retry_after),
+            Outcome::Transient(_)
+            | Outcome::AuthFailure
+            | Outcome::Superseded
+            | Outcome::SessionUnknown => None,
         };
         self.failures = self.failures.saturating_add(1);
         if let Some(max) = self.config.max_consecutive_failures {
@@ -653,7 +661,7 @@ impl BatchDrainer {
             }
             let flush = f.id;
             self.flushes.pop_front();
-            self.outputs.push_back(Output::FlushDone { flush });
+            self.outputs.push_back(Output::FlushDone(flush));
         }
     }
 
@@ -664,24 +672,12 @@ impl BatchDrainer {
         let mut kept = VecDeque::with_capacity(self.flushes.len());
         for f in core::mem::take(&mut self.flushes) {
             if now >= f.deadline {
-                let remaining = self.held_before(f.mark);
-                self.outputs.push_back(Output::FlushTimedOut {
-                    flush: f.id,
-                    remaining,
-                });
+                self.outputs.push_back(Output::FlushTimedOut(f.id));
             } else {
                 kept.push_back(f);
             }
         }
         self.flushes = kept;
-    }
-
-    fn held_before(&self, mark: u64) -> usize {
-        let in_flight = self
-            .in_flight
-            .as_ref()
-            .map_or(0, |f| f.events.iter().filter(|q| q.seq < mark).count());
-        in_flight + self.queue.count_before(mark)
     }
 
     fn next_wake(&self) -> Option<Wake<Timer>> {
@@ -717,29 +713,8 @@ fn undelivered(q: Queued) -> Undelivered {
 }
 
 impl Machine for BatchDrainer {
-    type Input = Input;
     type Output = Output;
     type Timer = Timer;
-    type Error = Error;
-
-    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), Error> {
-        match input {
-            Input::Enqueue(event) => {
-                self.enqueue(now, event)?;
-            }
-            Input::EnqueuePrepared(event) => {
-                self.enqueue_prepared(now, event)?;
-            }
-            Input::SetEpoch(epoch) => self.set_epoch(now, epoch),
-            Input::Outcome { batch, outcome } => self.handle_outcome(now, batch, outcome),
-            Input::Flush { deadline } => {
-                let _ = self.flush(now, deadline);
-            }
-            Input::Close { deadline } => self.close(now, deadline),
-            Input::Abandon(reason) => self.abandon(now, reason),
-        }
-        Ok(())
-    }
 
     fn handle_timeout(&mut self, now: Instant) {
         BatchDrainer::handle_timeout(self, now);

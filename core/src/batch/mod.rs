@@ -7,7 +7,7 @@
 //! with a [`Reason`] ([`Output::HandedBack`]); nothing is dropped silently.
 //!
 //! ```text
-//!  enqueue ──► [ queue (FIFO, bounded) ] ──take──► in flight ──Delivered──► Delivered
+//!  enqueue ──► [ queue (FIFO, bounded) ] ──take──► in flight ──Success────► Delivered
 //!                 ▲          │ linger / full          │
 //!                 │          ▼                        ├─Transient/Throttled─► back to the front,
 //!                 │     replace by key                │                       wait for backoff
@@ -34,8 +34,8 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use tether_core::batch::{BatchDrainer, BatchOutcome, Config, Event, Output};
-//! use tether_core::{Instant, Poll, Rng};
+//! use tether_core::batch::{BatchDrainer, Config, Event, Output};
+//! use tether_core::{Instant, Outcome, Poll, Rng};
 //!
 //! let mut drainer = BatchDrainer::new(Config::default(), Rng::new(7)).unwrap();
 //! let now = Instant::ZERO;
@@ -51,7 +51,7 @@
 //!                 br#"{"worker_epoch":3,"events":[{"payload":{"type":"hello","uuid":"u-1"}}]}"#
 //!             );
 //!             // ... POST the body, classify the response, then:
-//!             drainer.handle_outcome(now, batch, BatchOutcome::Delivered);
+//!             drainer.handle_outcome(now, batch, Outcome::Success);
 //!         }
 //!         Poll::Output(Output::Delivered { events, .. }) => delivered.extend(events),
 //!         Poll::Output(other) => panic!("unexpected {other:?}"),
@@ -72,7 +72,7 @@ mod queue;
 
 pub use config::{BodyMode, Config, ConfigError, Envelope, Overflow};
 pub use counters::Counters;
-pub use error::{EnqueueError, Error};
+pub use error::EnqueueError;
 pub use event::{Event, EventId, PreparedEvent, Undelivered};
-pub use io::{Abandon, BatchId, BatchOutcome, FlushId, Input, Output, Reason, Timer};
+pub use io::{Abandon, BatchId, Output, Reason, Timer};
 pub use machine::{BatchDrainer, Depth};

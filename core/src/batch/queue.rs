@@ -136,11 +136,6 @@ impl Queue {
         self.items.drain(..)
     }
 
-    /// How many queued events sit before position `seq`.
-    pub(crate) fn count_before(&self, seq: u64) -> usize {
-        self.items.partition_point(|q| q.seq < seq)
-    }
-
     fn position(&self, seq: u64) -> Option<usize> {
         self.items.binary_search_by_key(&seq, |q| q.seq).ok()
     }

@@ -1,17 +1,14 @@
 //! What goes in and out of the session: inputs, outputs, timers and errors.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde_json::Value;
-
 use super::status::Status;
-use super::wire::{Request, RequestId, Response, TransportError};
+use super::wire::{Endpoint, Request, RequestId};
 use crate::batch::{self, EventId};
+use crate::drive::FlushId;
 use crate::heartbeat::HeartbeatTimer;
 use crate::state::{self, StateError};
-use crate::time::Instant;
 
 /// The three event streams a session uploads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,6 +24,15 @@ pub enum Stream {
 impl Stream {
     /// Every stream.
     pub const ALL: [Stream; 3] = [Stream::Events, Stream::InternalEvents, Stream::Delivery];
+
+    /// The endpoint that uploads this stream.
+    pub const fn endpoint(self) -> Endpoint {
+        match self {
+            Stream::Events => Endpoint::Events,
+            Stream::InternalEvents => Endpoint::InternalEvents,
+            Stream::Delivery => Endpoint::Delivery,
+        }
+    }
 
     /// A short name for traces and reports.
     pub const fn name(self) -> &'static str {
@@ -64,54 +70,6 @@ impl DeliveryStatus {
             DeliveryStatus::Processed => "processed",
         }
     }
-}
-
-/// Names one [`Session::flush`](super::Session::flush).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FlushId(pub u64);
-
-/// What the caller tells the session, for the [`Machine`](crate::Machine) interface; each
-/// variant maps to a typed method of [`Session`](super::Session).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Input {
-    /// [`send_event`](super::Session::send_event)
-    Event(batch::Event),
-    /// [`send_internal_event`](super::Session::send_internal_event)
-    InternalEvent(batch::Event),
-    /// [`ack_delivery`](super::Session::ack_delivery)
-    Ack {
-        /// The acknowledged event's id.
-        event_id: String,
-        /// How far the worker got.
-        status: DeliveryStatus,
-    },
-    /// [`patch_state`](super::Session::patch_state)
-    Patch(Value),
-    /// [`flush`](super::Session::flush)
-    Flush {
-        /// When to stop waiting.
-        deadline: Instant,
-    },
-    /// [`close`](super::Session::close)
-    Close {
-        /// When to hand back what is left.
-        deadline: Instant,
-    },
-    /// [`handle_response`](super::Session::handle_response)
-    Response {
-        /// The request answered.
-        id: RequestId,
-        /// The answer.
-        response: Response,
-    },
-    /// [`handle_transport_error`](super::Session::handle_transport_error)
-    TransportError {
-        /// The request that failed.
-        id: RequestId,
-        /// Why.
-        error: TransportError,
-    },
 }
 
 /// What the session asks its driver to do, or reports.
@@ -166,9 +124,9 @@ pub enum Timer {
     /// The state uploader's timer.
     State(state::Timer),
     /// A flush's deadline.
-    Flush,
+    FlushDeadline,
     /// The close deadline.
-    Close,
+    CloseDeadline,
 }
 
 /// A call the session refused. Events and patches come back inside.

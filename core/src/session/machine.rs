@@ -1,115 +1,40 @@
 //! The session machine: composes the connect sequence, the heartbeat, three event uploaders
 //! and the state uploader, and applies the response table from one place.
+//!
+//! One file per concern: [`connect`] (the connect sequence), [`flight`] (requests in flight),
+//! [`respond`] (the response table and where each outcome goes), [`streams`] (one struct per
+//! event stream), [`flush`] (flush and close). This file holds the caller's API, the drain of
+//! the sub-machines and the next wake-up.
+
+mod connect;
+mod flight;
+mod flush;
+mod respond;
+mod streams;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 use serde_json::{Map, Value};
 
+use self::connect::Phase;
+use self::flight::{Channel, Flights, Purpose};
+use self::flush::Flushes;
+use self::streams::{PerStream, StreamSlot};
 use super::config::{ConfigError, SessionConfig};
 use super::counters::SessionCounters;
-use super::io::{DeliveryStatus, FlushId, Input, Output, SessionError, Stream, Timer};
-use super::status::{GiveUpReason, Status};
-use super::wire::{Endpoint, Request, RequestId, Response, TransportError};
-use crate::backoff::{BackoffController, Decision, Failure};
-use crate::batch::{self, Abandon, BatchDrainer, BatchId, BatchOutcome, EventId};
-use crate::classify::{classify, Outcome, Reply, TransientCause};
-use crate::drive::{Machine, Poll, Wake};
-use crate::heartbeat::{BeatId, Heartbeat, HeartbeatInput, HeartbeatOutput, HeartbeatTimer};
+use super::io::{DeliveryStatus, Output, SessionError, Stream, Timer};
+use super::status::Status;
+use super::wire::{Endpoint, RequestId, Response, TransportError};
+use crate::backoff::BackoffController;
+use crate::batch::{self, Abandon, BatchDrainer, EventId};
+use crate::classify::{Outcome, TransientCause};
+use crate::drive::{FlushId, Machine, Poll, Wake};
+use crate::heartbeat::{Heartbeat, HeartbeatOutput, HeartbeatTimer};
 use crate::rng::Rng;
-use crate::state::{self, PutId, PutOutcome, StateUploader};
+use crate::state::{self, StateUploader};
 use crate::time::{Clock, Instant};
-
-/// Where the connect sequence is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// `POST /worker/register`, for a session without an epoch.
-    Register,
-    /// `PUT /worker` with `worker_status: idle`.
-    Init,
-    /// `GET /worker` for the base document.
-    Fetch,
-    /// Everything runs.
-    Connected,
-    /// A terminal status was emitted; nothing more happens.
-    Ended,
-}
-
-/// A channel carries at most one request at a time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Channel {
-    Connect,
-    Heartbeat,
-    Stream(Stream),
-    State,
-}
-
-impl Channel {
-    const COUNT: usize = 6;
-
-    fn index(self) -> usize {
-        match self {
-            Channel::Connect => 0,
-            Channel::Heartbeat => 1,
-            Channel::Stream(Stream::Events) => 2,
-            Channel::Stream(Stream::InternalEvents) => 3,
-            Channel::Stream(Stream::Delivery) => 4,
-            Channel::State => 5,
-        }
-    }
-}
-
-/// What a request in flight is for, so its outcome goes back to the right machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Purpose {
-    Connect(Phase),
-    Beat(BeatId),
-    Batch(Stream, BatchId),
-    Put(PutId),
-}
-
-impl Purpose {
-    fn channel(self) -> Channel {
-        match self {
-            Purpose::Connect(_) => Channel::Connect,
-            Purpose::Beat(_) => Channel::Heartbeat,
-            Purpose::Batch(stream, _) => Channel::Stream(stream),
-            Purpose::Put(_) => Channel::State,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct InFlight {
-    id: RequestId,
-    purpose: Purpose,
-    deadline: Instant,
-}
-
-/// What the retry column of the response table says to a channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    Success,
-    Retry(Option<Duration>),
-    TooLarge,
-    Permanent(u16),
-}
-
-#[derive(Clone, Debug)]
-struct PendingFlush {
-    id: FlushId,
-    streams: [Option<batch::FlushId>; 3],
-    state: bool,
-    deadline: Instant,
-}
-
-impl PendingFlush {
-    fn is_done(&self) -> bool {
-        !self.state && self.streams.iter().all(Option::is_none)
-    }
-}
 
 /// The session machine. See the [module docs](super).
 #[derive(Debug)]
@@ -122,68 +47,44 @@ pub struct Session {
     connect: BackoffController,
     connect_retry_at: Option<Instant>,
     heartbeat: Heartbeat,
-    uploaders: [BatchDrainer; 3],
+    heartbeat_wake: Option<Wake<HeartbeatTimer>>,
+    streams: PerStream<StreamSlot>,
     state: StateUploader,
-    in_flight: [Option<InFlight>; Channel::COUNT],
-    next_request: u64,
+    state_wake: Option<Wake<state::Timer>>,
+    state_closed: bool,
+    flights: Flights,
     auth_failures: u32,
     failures_in_row: u32,
-    flushes: Vec<PendingFlush>,
-    next_flush: u64,
+    flushes: Flushes,
     close_deadline: Option<Instant>,
-    streams_closed: [bool; 3],
-    state_closed: bool,
     /// A channel whose failure should be reported as `Retrying` once its wake-up is known.
     retrying: Option<Channel>,
-    wakes: SubWakes,
     outputs: VecDeque<Output>,
     counters: SessionCounters,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct SubWakes {
-    heartbeat: Option<Wake<HeartbeatTimer>>,
-    streams: [Option<Wake<batch::Timer>>; 3],
-    state: Option<Wake<state::Timer>>,
-}
-
-fn stream_index(stream: Stream) -> usize {
-    match stream {
-        Stream::Events => 0,
-        Stream::InternalEvents => 1,
-        Stream::Delivery => 2,
-    }
-}
-
-fn stream_endpoint(stream: Stream) -> Endpoint {
-    match stream {
-        Stream::Events => Endpoint::Events,
-        Stream::InternalEvents => Endpoint::InternalEvents,
-        Stream::Delivery => Endpoint::Delivery,
-    }
-}
-
 impl Session {
     /// A session that starts connecting at `now`. Every random choice (jitter, event uuids)
-    /// derives from `seed`. Drain [`poll_output`](Self::poll_output) next: the first request
+    /// derives from `rng`. Drain [`poll_output`](Self::poll_output) next: the first request
     /// is already waiting.
-    pub fn new(config: SessionConfig, now: Instant, seed: u64) -> Result<Self, ConfigError> {
+    pub fn new(config: SessionConfig, mut rng: Rng, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut rng = Rng::new(seed);
         let heartbeat =
             Heartbeat::new(config.heartbeat, rng.fork()).map_err(ConfigError::Heartbeat)?;
         let drainer = |config: &batch::Config, stream: Stream, rng: Rng| {
-            BatchDrainer::new(*config, rng).map_err(|error| ConfigError::Uploader {
-                stream: stream.name(),
-                error,
-            })
+            BatchDrainer::new(*config, rng)
+                .map(StreamSlot::new)
+                .map_err(|error| ConfigError::Uploader {
+                    stream: stream.name(),
+                    error,
+                })
         };
-        let uploaders = [
-            drainer(&config.events, Stream::Events, rng.fork())?,
-            drainer(&config.internal_events, Stream::InternalEvents, rng.fork())?,
-            drainer(&config.delivery, Stream::Delivery, rng.fork())?,
-        ];
-        let state = StateUploader::with_rng(config.state.clone(), rng.fork());
+        // The forks happen in stream order, so the same seed gives the same uuids as before.
+        let events = drainer(&config.events, Stream::Events, rng.fork())?;
+        let internal = drainer(&config.internal_events, Stream::InternalEvents, rng.fork())?;
+        let delivery = drainer(&config.delivery, Stream::Delivery, rng.fork())?;
+        let streams = PerStream::new([events, internal, delivery]);
+        let state = StateUploader::new(config.state.clone(), rng.fork());
         let connect = BackoffController::new(config.connect, rng.fork());
         let phase = if config.epoch.is_some() {
             Phase::Init
@@ -199,19 +100,17 @@ impl Session {
             connect,
             connect_retry_at: None,
             heartbeat,
-            uploaders,
+            heartbeat_wake: None,
+            streams,
             state,
-            in_flight: [None; Channel::COUNT],
-            next_request: 0,
+            state_wake: None,
+            state_closed: false,
+            flights: Flights::default(),
             auth_failures: 0,
             failures_in_row: 0,
-            flushes: Vec::new(),
-            next_flush: 0,
+            flushes: Flushes::default(),
             close_deadline: None,
-            streams_closed: [false; 3],
-            state_closed: false,
             retrying: None,
-            wakes: SubWakes::default(),
             outputs: VecDeque::new(),
             counters: SessionCounters::default(),
         };
@@ -253,7 +152,8 @@ impl Session {
         event: batch::PreparedEvent,
     ) -> Result<EventId, SessionError> {
         let now = self.clock.observe(now);
-        let result = self.uploaders[stream_index(stream)]
+        let result = self.streams[stream]
+            .uploader
             .enqueue_prepared(now, event)
             .map_err(|error| SessionError::Enqueue { stream, error });
         self.pump(now);
@@ -302,27 +202,7 @@ impl Session {
     /// terminal status, so the call fails instead.
     pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<FlushId, SessionError> {
         let now = self.clock.observe(now);
-        if let Some(ended) = self.ended() {
-            return Err(SessionError::Ended(ended));
-        }
-        let id = FlushId(self.next_flush);
-        self.next_flush += 1;
-        // The session owns the deadline: the uploaders' flushes never time out on their own,
-        // and the state part is done once the state uploader is idle.
-        let mut streams = [None; 3];
-        for stream in Stream::ALL {
-            let i = stream_index(stream);
-            if !self.streams_closed[i] {
-                streams[i] = Some(self.uploaders[i].flush(now, Instant::MAX));
-            }
-        }
-        let state = !self.state_closed && !self.state.is_idle();
-        self.flushes.push(PendingFlush {
-            id,
-            streams,
-            state,
-            deadline,
-        });
+        let id = self.start_flush(now, deadline)?;
         self.pump(now);
         Ok(id)
     }
@@ -331,19 +211,7 @@ impl Session {
     /// and ends with [`Status::Closed`]. The session keeps connecting and beating meanwhile.
     pub fn close(&mut self, now: Instant, deadline: Instant) {
         let now = self.clock.observe(now);
-        if self.ended().is_some() {
-            return;
-        }
-        let deadline = match self.close_deadline {
-            Some(d) => d.min(deadline),
-            None => deadline,
-        };
-        self.close_deadline = Some(deadline);
-        for uploader in &mut self.uploaders {
-            uploader.close(now, deadline);
-        }
-        // The state uploader closes (handing back what is left) once idle or at the deadline;
-        // see `pump` and `handle_timeout`.
+        self.start_close(now, deadline);
         self.pump(now);
     }
 
@@ -351,7 +219,7 @@ impl Session {
     /// flight (its deadline passed, or the session ended) is ignored.
     pub fn handle_response(&mut self, now: Instant, id: RequestId, response: Response) {
         let now = self.clock.observe(now);
-        let Some(flight) = self.take_in_flight(id) else {
+        let Some(flight) = self.flights.take(id) else {
             self.counters.late_replies += 1;
             return;
         };
@@ -364,17 +232,13 @@ impl Session {
     /// Feeds a transport failure of request `id` (connection refused or reset, I/O error).
     pub fn handle_transport_error(&mut self, now: Instant, id: RequestId, _error: &TransportError) {
         let now = self.clock.observe(now);
-        let Some(flight) = self.take_in_flight(id) else {
+        let Some(flight) = self.flights.take(id) else {
             self.counters.late_replies += 1;
             return;
         };
         self.counters.replies += 1;
-        self.settle(
-            now,
-            flight.purpose,
-            Outcome::Transient(TransientCause::Transport),
-            None,
-        );
+        let outcome = Outcome::Transient(TransientCause::Transport);
+        self.settle(now, flight.purpose, outcome, None);
         self.pump(now);
     }
 
@@ -382,24 +246,16 @@ impl Session {
     /// calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock.observe(now);
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return;
         }
-        for slot in 0..Channel::COUNT {
-            let expired = matches!(self.in_flight[slot], Some(f) if f.deadline <= now);
-            if expired {
-                let Some(flight) = self.in_flight[slot].take() else {
-                    continue;
-                };
+        for channel in Channel::ALL {
+            if let Some(flight) = self.flights.take_expired(channel, now) {
                 self.counters.cancelled += 1;
                 self.outputs.push_back(Output::Cancel(flight.id));
-                self.settle(
-                    now,
-                    flight.purpose,
-                    Outcome::Transient(TransientCause::TimedOut),
-                    None,
-                );
-                if self.phase == Phase::Ended {
+                let outcome = Outcome::Transient(TransientCause::TimedOut);
+                self.settle(now, flight.purpose, outcome, None);
+                if self.is_ended() {
                     return;
                 }
             }
@@ -409,19 +265,11 @@ impl Session {
             self.send_connect_step(now);
         }
         self.heartbeat.handle_timeout(now);
-        for uploader in &mut self.uploaders {
-            uploader.handle_timeout(now);
+        for slot in self.streams.values_mut() {
+            slot.uploader.handle_timeout(now);
         }
         self.state.handle_timeout(now);
-        let mut i = 0;
-        while i < self.flushes.len() {
-            if self.flushes[i].deadline <= now {
-                let flush = self.flushes.remove(i);
-                self.outputs.push_back(Output::FlushTimedOut(flush.id));
-            } else {
-                i += 1;
-            }
-        }
+        self.expire_flushes(now);
         if matches!(self.close_deadline, Some(d) if d <= now) && !self.state_closed {
             self.state.close(now);
         }
@@ -466,12 +314,12 @@ impl Session {
 
     /// One uploader's counts.
     pub fn uploader_counters(&self, stream: Stream) -> batch::Counters {
-        self.uploaders[stream_index(stream)].counters()
+        self.streams[stream].uploader.counters()
     }
 
     /// How much one uploader holds: a shim waits on this for capacity.
     pub fn uploader_depth(&self, stream: Stream) -> batch::Depth {
-        self.uploaders[stream_index(stream)].depth()
+        self.streams[stream].uploader.depth()
     }
 
     /// The state uploader's counts.
@@ -486,22 +334,17 @@ impl Session {
 
     /// Requests in flight now, at most one per channel.
     pub fn in_flight(&self) -> impl Iterator<Item = (RequestId, Endpoint)> + '_ {
-        self.in_flight.iter().flatten().map(|f| {
-            let endpoint = match f.purpose {
-                Purpose::Connect(Phase::Register) => Endpoint::Register,
-                Purpose::Connect(Phase::Fetch) => Endpoint::GetWorker,
-                Purpose::Connect(_) | Purpose::Put(_) => Endpoint::PutWorker,
-                Purpose::Beat(_) => Endpoint::Heartbeat,
-                Purpose::Batch(stream, _) => stream_endpoint(stream),
-            };
-            (f.id, endpoint)
-        })
+        self.flights.iter().map(|f| (f.id, f.purpose.endpoint()))
     }
 
     // ----- internals -----
 
+    fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
     fn ended(&self) -> Option<Status> {
-        (self.phase == Phase::Ended).then_some(self.status)
+        self.is_ended().then_some(self.status)
     }
 
     fn enqueue(
@@ -511,7 +354,8 @@ impl Session {
         event: batch::Event,
     ) -> Result<EventId, SessionError> {
         let now = self.clock.observe(now);
-        let result = self.uploaders[stream_index(stream)]
+        let result = self.streams[stream]
+            .uploader
             .enqueue(now, event)
             .map_err(|error| SessionError::Enqueue { stream, error });
         self.pump(now);
@@ -527,257 +371,23 @@ impl Session {
         self.outputs.push_back(Output::Status(status));
     }
 
-    fn send(&mut self, now: Instant, purpose: Purpose, endpoint: Endpoint, body: Vec<u8>) {
+    /// Describes a request for `purpose` with the deadline of its kind.
+    fn send(&mut self, now: Instant, purpose: Purpose, body: Vec<u8>) {
         let timeout = match purpose {
             Purpose::Beat(_) => self.config.heartbeat_timeout,
             _ => self.config.request_timeout,
         };
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline = now + timeout;
-        let slot = &mut self.in_flight[purpose.channel().index()];
-        debug_assert!(
-            slot.is_none(),
-            "two requests in flight on {:?}",
-            purpose.channel()
-        );
-        *slot = Some(InFlight {
-            id,
-            purpose,
-            deadline,
-        });
+        let request = self
+            .flights
+            .open(purpose, body, now.saturating_add(timeout));
         self.counters.requests += 1;
-        self.outputs.push_back(Output::Send(Request {
-            id,
-            endpoint,
-            body,
-            deadline,
-        }));
-    }
-
-    fn take_in_flight(&mut self, id: RequestId) -> Option<InFlight> {
-        self.in_flight
-            .iter_mut()
-            .find(|slot| matches!(slot, Some(f) if f.id == id))
-            .and_then(Option::take)
-    }
-
-    fn send_connect_step(&mut self, now: Instant) {
-        self.counters.connect_attempts += u64::from(self.phase != Phase::Fetch);
-        match (self.phase, self.epoch) {
-            (Phase::Register, _) => {
-                self.send(
-                    now,
-                    Purpose::Connect(Phase::Register),
-                    Endpoint::Register,
-                    b"{}".to_vec(),
-                );
-            }
-            (Phase::Init, Some(epoch)) => {
-                let body = epoch_body(epoch, [("worker_status", Value::String("idle".into()))]);
-                self.send(
-                    now,
-                    Purpose::Connect(Phase::Init),
-                    Endpoint::PutWorker,
-                    body,
-                );
-            }
-            (Phase::Fetch, _) => {
-                self.send(
-                    now,
-                    Purpose::Connect(Phase::Fetch),
-                    Endpoint::GetWorker,
-                    Vec::new(),
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// Classifies a response by the table, parsing the bodies the connect sequence needs. A
-    /// 2xx whose body is needed but unreadable is a bad body, which the table makes transient.
-    fn read_response(&self, purpose: Purpose, response: &Response) -> (Outcome, Option<Value>) {
-        if !(200..300).contains(&response.status) {
-            let reply = Reply::Status {
-                status: response.status,
-                retry_after: response.retry_after.as_deref(),
-                date: response.date.as_deref(),
-            };
-            return (classify(reply), None);
-        }
-        if response.truncated || response.body.len() > self.config.max_response_body {
-            return (classify(Reply::BadBody), None);
-        }
-        let parsed = match purpose {
-            Purpose::Connect(Phase::Register) => serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .filter(|v| v.get("worker_epoch").and_then(Value::as_u64).is_some()),
-            Purpose::Connect(Phase::Fetch) => serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .and_then(|mut v| v.get_mut("worker").map(Value::take))
-                .filter(Value::is_object),
-            _ => return (classify(Reply::status(response.status)), None),
-        };
-        match parsed {
-            Some(value) => (classify(Reply::status(response.status)), Some(value)),
-            None => (classify(Reply::BadBody), None),
-        }
-    }
-
-    /// The response table, applied once for every channel.
-    fn settle(&mut self, now: Instant, purpose: Purpose, outcome: Outcome, body: Option<Value>) {
-        self.counters.failures.record(outcome);
-        if let Purpose::Beat(_) = purpose {
-            if outcome == Outcome::Success {
-                self.counters.heartbeats_ok += 1;
-            }
-        }
-        let verdict = match outcome {
-            Outcome::Success => {
-                self.auth_failures = 0;
-                self.failures_in_row = 0;
-                Verdict::Success
-            }
-            Outcome::Superseded => return self.end(now, Status::Superseded),
-            Outcome::AuthFailure => {
-                self.auth_failures += 1;
-                if self.auth_failures >= self.config.max_auth_failures {
-                    let n = self.auth_failures;
-                    return self.end(now, Status::GivenUp(GiveUpReason::AuthFailures(n)));
-                }
-                Verdict::Retry(None)
-            }
-            Outcome::SessionUnknown if !self.config.session_unknown_is_transient => {
-                return self.end(now, Status::GivenUp(GiveUpReason::SessionUnknown));
-            }
-            Outcome::SessionUnknown | Outcome::Transient(_) => Verdict::Retry(None),
-            Outcome::Throttled(hint) => Verdict::Retry(Some(hint)),
-            Outcome::TooLarge => Verdict::TooLarge,
-            Outcome::Permanent(status) => Verdict::Permanent(status),
-        };
-        if verdict != Verdict::Success {
-            self.failures_in_row = self.failures_in_row.saturating_add(1);
-        }
-        match purpose {
-            Purpose::Connect(phase) => self.settle_connect(now, phase, verdict, body),
-            Purpose::Beat(id) => {
-                let ok = verdict == Verdict::Success;
-                let _ = self
-                    .heartbeat
-                    .handle_input(now, HeartbeatInput::Outcome { id, ok });
-                if ok {
-                    self.recover_status();
-                }
-            }
-            Purpose::Batch(stream, id) => {
-                let outcome = match verdict {
-                    Verdict::Success => BatchOutcome::Delivered,
-                    Verdict::Retry(None) => BatchOutcome::Transient,
-                    Verdict::Retry(Some(retry_after)) => BatchOutcome::Throttled { retry_after },
-                    Verdict::TooLarge => BatchOutcome::TooLarge,
-                    Verdict::Permanent(status) => BatchOutcome::Permanent { status },
-                };
-                self.uploaders[stream_index(stream)].handle_outcome(now, id, outcome);
-                self.note_channel_result(Channel::Stream(stream), verdict);
-            }
-            Purpose::Put(id) => {
-                let outcome = match verdict {
-                    Verdict::Success => PutOutcome::Success,
-                    Verdict::Retry(None) => PutOutcome::Transient,
-                    Verdict::Retry(Some(retry_after)) => PutOutcome::Throttled { retry_after },
-                    Verdict::TooLarge => PutOutcome::Permanent { status: 413 },
-                    Verdict::Permanent(status) => PutOutcome::Permanent { status },
-                };
-                self.state.handle_outcome(now, id, outcome);
-                self.note_channel_result(Channel::State, verdict);
-            }
-        }
-    }
-
-    fn note_channel_result(&mut self, channel: Channel, verdict: Verdict) {
-        match verdict {
-            Verdict::Success => self.recover_status(),
-            Verdict::Retry(_) if channel != Channel::State => self.retrying = Some(channel),
-            Verdict::Retry(_) => {}
-            // A refused batch or update is reported on its own; the link itself is fine.
-            Verdict::TooLarge | Verdict::Permanent(_) => {}
-        }
-    }
-
-    fn recover_status(&mut self) {
-        if self.phase == Phase::Connected && matches!(self.status, Status::Retrying { .. }) {
-            let next = if self.heartbeat.is_stale() {
-                Status::Stale
-            } else {
-                Status::Connected
-            };
-            self.emit_status(next);
-        }
-    }
-
-    fn settle_connect(
-        &mut self,
-        now: Instant,
-        phase: Phase,
-        verdict: Verdict,
-        body: Option<Value>,
-    ) {
-        match verdict {
-            Verdict::Success => match phase {
-                Phase::Register => {
-                    self.epoch = body.and_then(|b| b.get("worker_epoch").and_then(Value::as_u64));
-                    self.phase = Phase::Init;
-                    self.send_connect_step(now);
-                }
-                Phase::Init => {
-                    self.phase = Phase::Fetch;
-                    self.send_connect_step(now);
-                }
-                Phase::Fetch => self.connected(now, body.unwrap_or(Value::Null)),
-                Phase::Connected | Phase::Ended => {}
-            },
-            Verdict::Retry(hint) => {
-                let failure = hint.map_or(Failure::Transient, Failure::Throttled);
-                match self.connect.record_failure(now, failure) {
-                    Decision::Retry { attempt, at, .. } => {
-                        self.connect_retry_at = Some(at);
-                        self.emit_status(Status::Retrying { attempt, at });
-                    }
-                    Decision::GiveUp(reason) => {
-                        self.end(now, Status::GivenUp(GiveUpReason::Connect(reason)));
-                    }
-                }
-            }
-            Verdict::TooLarge => self.end(now, Status::GivenUp(GiveUpReason::ConnectRejected(413))),
-            Verdict::Permanent(status) => {
-                self.end(now, Status::GivenUp(GiveUpReason::ConnectRejected(status)));
-            }
-        }
-    }
-
-    fn connected(&mut self, now: Instant, mut document: Value) {
-        let Some(epoch) = self.epoch else {
-            return;
-        };
-        if let Some(doc) = document.as_object_mut() {
-            doc.remove(state::EPOCH_KEY);
-        }
-        self.connect.record_success(now);
-        self.phase = Phase::Connected;
-        // The server's document is an object by the check in read_response.
-        let _ = self.state.rebase(now, document);
-        self.state.set_epoch(now, epoch);
-        for uploader in &mut self.uploaders {
-            uploader.set_epoch(now, epoch);
-        }
-        let _ = self.heartbeat.handle_input(now, HeartbeatInput::Start);
-        self.emit_status(Status::Connected);
+        self.outputs.push_back(Output::Send(request));
     }
 
     /// Ends the session: everything undelivered is handed back, every request cancelled, and
     /// the terminal status is the last output.
     fn end(&mut self, now: Instant, terminal: Status) {
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return;
         }
         let abandon = match terminal {
@@ -786,44 +396,38 @@ impl Session {
             _ => None,
         };
         if let Some(reason) = abandon {
-            for uploader in &mut self.uploaders {
-                uploader.abandon(now, reason);
+            for slot in self.streams.values_mut() {
+                slot.uploader.abandon(now, reason);
             }
         }
         if !self.state_closed {
             self.state.close(now);
         }
-        let _ = self.heartbeat.handle_input(now, HeartbeatInput::Stop);
-        for slot in &mut self.in_flight {
-            if let Some(flight) = slot.take() {
-                self.counters.cancelled += 1;
-                self.outputs.push_back(Output::Cancel(flight.id));
-            }
+        self.heartbeat.stop(now);
+        for flight in self.flights.take_all() {
+            self.counters.cancelled += 1;
+            self.outputs.push_back(Output::Cancel(flight.id));
         }
         self.connect_retry_at = None;
         self.phase = Phase::Ended;
         self.drain_subs(now);
-        // Every event was delivered or handed back, so every flush is done.
-        for flush in core::mem::take(&mut self.flushes) {
-            self.outputs.push_back(Output::FlushDone(flush.id));
-        }
+        self.finish_flushes();
         self.emit_status(terminal);
     }
 
-    /// Drains every sub-machine into session outputs until none has more to say.
+    /// Drains every sub-machine into session outputs, then reports what that settled.
     fn pump(&mut self, now: Instant) {
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return;
         }
         self.drain_subs(now);
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return;
         }
         if let Some(Channel::Stream(stream)) = self.retrying.take() {
             // Only a scheduled retry is reported; a batch that became dead letters is not
             // retried. (The state channel reports its own retry time.)
-            let wake = self.wakes.streams[stream_index(stream)];
-            if let (Phase::Connected, Some(w)) = (self.phase, wake) {
+            if let (Phase::Connected, Some(w)) = (self.phase, self.streams[stream].wake) {
                 if w.reason == batch::Timer::Backoff {
                     self.emit_status(Status::Retrying {
                         attempt: self.failures_in_row,
@@ -833,14 +437,7 @@ impl Session {
             }
         }
         if self.state.is_idle() && !self.state_closed {
-            // Every patch given so far has landed or was handed back.
-            let mut settled = false;
-            for pending in &mut self.flushes {
-                settled |= core::mem::take(&mut pending.state);
-            }
-            if settled {
-                self.complete_flushes();
-            }
+            self.state_settled();
             if self.close_deadline.is_some() {
                 self.state.close(now);
                 self.drain_subs(now);
@@ -849,6 +446,7 @@ impl Session {
         self.finish_close_if_done(now);
     }
 
+    /// Drains every sub-machine until none has more to say.
     fn drain_subs(&mut self, now: Instant) {
         loop {
             let mut progressed = false;
@@ -859,21 +457,20 @@ impl Session {
                         self.on_heartbeat(now, out);
                     }
                     Poll::Timeout(wake) => {
-                        self.wakes.heartbeat = wake;
+                        self.heartbeat_wake = wake;
                         break;
                     }
                 }
             }
             for stream in Stream::ALL {
-                let i = stream_index(stream);
                 loop {
-                    match self.uploaders[i].poll_output() {
+                    match self.streams[stream].uploader.poll_output() {
                         Poll::Output(out) => {
                             progressed = true;
                             self.on_uploader(now, stream, out);
                         }
                         Poll::Timeout(wake) => {
-                            self.wakes.streams[i] = wake;
+                            self.streams[stream].wake = wake;
                             break;
                         }
                     }
@@ -886,7 +483,7 @@ impl Session {
                         self.on_state(now, out);
                     }
                     Poll::Timeout(wake) => {
-                        self.wakes.state = wake;
+                        self.state_wake = wake;
                         break;
                     }
                 }
@@ -901,9 +498,11 @@ impl Session {
         match out {
             HeartbeatOutput::Beat(id) => {
                 let (Some(epoch), Phase::Connected) = (self.epoch, self.phase) else {
-                    let _ = self
-                        .heartbeat
-                        .handle_input(now, HeartbeatInput::Outcome { id, ok: false });
+                    // The heartbeat runs only while connected; a beat due otherwise fails.
+                    let outcome = Outcome::Transient(TransientCause::Transport);
+                    if let Err(error) = self.heartbeat.handle_outcome(now, id, outcome) {
+                        debug_assert!(false, "heartbeat refused its own beat: {error}");
+                    }
                     return;
                 };
                 let body = epoch_body(
@@ -911,7 +510,7 @@ impl Session {
                     [("session_id", Value::String(self.config.session_id.clone()))],
                 );
                 self.counters.heartbeats_sent += 1;
-                self.send(now, Purpose::Beat(id), Endpoint::Heartbeat, body);
+                self.send(now, Purpose::Beat(id), body);
             }
             HeartbeatOutput::Stale { .. } => {
                 if self.phase == Phase::Connected {
@@ -926,67 +525,18 @@ impl Session {
         }
     }
 
-    fn on_uploader(&mut self, now: Instant, stream: Stream, out: batch::Output) {
-        let i = stream_index(stream);
-        match out {
-            batch::Output::SendBatch { id, body, .. } => {
-                if self.phase == Phase::Ended {
-                    return;
-                }
-                self.send(
-                    now,
-                    Purpose::Batch(stream, id),
-                    stream_endpoint(stream),
-                    body,
-                );
-            }
-            batch::Output::Delivered { events, .. } => {
-                self.outputs.push_back(Output::Delivered { stream, events });
-            }
-            batch::Output::HandedBack { reason, events } => {
-                self.outputs.push_back(Output::HandedBack {
-                    stream,
-                    reason,
-                    events,
-                });
-            }
-            batch::Output::FlushDone { flush } => {
-                for pending in &mut self.flushes {
-                    if pending.streams[i] == Some(flush) {
-                        pending.streams[i] = None;
-                    }
-                }
-                self.complete_flushes();
-            }
-            // Sub-flushes are given no deadline of their own, so this cannot report a session
-            // flush done; the session's own deadline decides.
-            batch::Output::FlushTimedOut { .. } => {}
-            batch::Output::Closed => {
-                self.streams_closed[i] = true;
-                for pending in &mut self.flushes {
-                    pending.streams[i] = None;
-                }
-                self.complete_flushes();
-            }
-        }
-    }
-
     fn on_state(&mut self, now: Instant, out: state::Output) {
         match out {
             state::Output::Put { id, body } => {
-                if self.phase == Phase::Ended {
-                    return;
+                if !self.is_ended() {
+                    self.send(now, Purpose::Put(id), body);
                 }
-                self.send(now, Purpose::Put(id), Endpoint::PutWorker, body);
             }
             state::Output::Cancel { id } => {
                 // The session owns deadlines (the state uploader's own is off); a cancel from it
                 // still must not leave a request dangling.
-                if let Some(slot) = self.in_flight[Channel::State.index()] {
-                    if slot.purpose == Purpose::Put(id) {
-                        self.in_flight[Channel::State.index()] = None;
-                        self.outputs.push_back(Output::Cancel(slot.id));
-                    }
+                if let Some(flight) = self.flights.take_purpose(Purpose::Put(id)) {
+                    self.outputs.push_back(Output::Cancel(flight.id));
                 }
             }
             state::Output::Retrying { at, .. } => {
@@ -1001,7 +551,7 @@ impl Session {
                 self.outputs.push_back(Output::StateRejected(rejection));
             }
             // The session does not ask the state uploader for flushes; it watches `is_idle`.
-            state::Output::Flush(_) => {}
+            state::Output::FlushDone(_) | state::Output::FlushTimedOut(_) => {}
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
                 if !unacknowledged.update.is_empty() || unacknowledged.in_flight.is_some() {
@@ -1009,37 +559,14 @@ impl Session {
                         .push_back(Output::StateUnacknowledged(unacknowledged));
                 }
                 // After the hand-back: a flush is done once everything was handed back.
-                for pending in &mut self.flushes {
-                    pending.state = false;
-                }
+                self.state_settled();
                 self.complete_flushes();
             }
         }
     }
 
-    fn complete_flushes(&mut self) {
-        let mut i = 0;
-        while i < self.flushes.len() {
-            if self.flushes[i].is_done() {
-                let flush = self.flushes.remove(i);
-                self.outputs.push_back(Output::FlushDone(flush.id));
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn finish_close_if_done(&mut self, now: Instant) {
-        if self.close_deadline.is_some()
-            && self.state_closed
-            && self.streams_closed.iter().all(|c| *c)
-        {
-            self.end(now, Status::Closed);
-        }
-    }
-
     fn next_wake(&self) -> Option<Wake<Timer>> {
-        if self.phase == Phase::Ended {
+        if self.is_ended() {
             return None;
         }
         let mut best: Option<Wake<Timer>> = None;
@@ -1050,25 +577,22 @@ impl Session {
                 }
             }
         };
-        consider(
-            self.in_flight.iter().flatten().map(|f| f.deadline).min(),
-            Timer::RequestDeadline,
-        );
+        consider(self.flights.earliest_deadline(), Timer::RequestDeadline);
         consider(self.connect_retry_at, Timer::Connect);
-        if let Some(w) = self.wakes.heartbeat {
+        if let Some(w) = self.heartbeat_wake {
             consider(Some(w.at), Timer::Heartbeat(w.reason));
         }
-        for stream in Stream::ALL {
-            if let Some(w) = self.wakes.streams[stream_index(stream)] {
+        for (stream, slot) in self.streams.iter() {
+            if let Some(w) = slot.wake {
                 consider(Some(w.at), Timer::Uploader(stream, w.reason));
             }
         }
-        if let Some(w) = self.wakes.state {
+        if let Some(w) = self.state_wake {
             consider(Some(w.at), Timer::State(w.reason));
         }
-        consider(self.flushes.iter().map(|f| f.deadline).min(), Timer::Flush);
+        consider(self.flushes.earliest_deadline(), Timer::FlushDeadline);
         if !self.state_closed {
-            consider(self.close_deadline, Timer::Close);
+            consider(self.close_deadline, Timer::CloseDeadline);
         }
         best
     }
@@ -1085,34 +609,8 @@ fn epoch_body<const N: usize>(epoch: u64, fields: [(&str, Value); N]) -> Vec<u8>
 }
 
 impl Machine for Session {
-    type Input = Input;
     type Output = Output;
     type Timer = Timer;
-    type Error = SessionError;
-
-    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), SessionError> {
-        match input {
-            Input::Event(event) => self.send_event(now, event).map(|_| ()),
-            Input::InternalEvent(event) => self.send_internal_event(now, event).map(|_| ()),
-            Input::Ack { event_id, status } => {
-                self.ack_delivery(now, &event_id, status).map(|_| ())
-            }
-            Input::Patch(patch) => self.patch_state(now, patch).map(|_| ()),
-            Input::Flush { deadline } => self.flush(now, deadline).map(|_| ()),
-            Input::Close { deadline } => {
-                self.close(now, deadline);
-                Ok(())
-            }
-            Input::Response { id, response } => {
-                self.handle_response(now, id, response);
-                Ok(())
-            }
-            Input::TransportError { id, error } => {
-                self.handle_transport_error(now, id, &error);
-                Ok(())
-            }
-        }
-    }
 
     fn handle_timeout(&mut self, now: Instant) {
         Session::handle_timeout(self, now);

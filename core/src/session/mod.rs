@@ -21,10 +21,10 @@
 //! ```
 //! use serde_json::json;
 //! use tether_core::session::{Endpoint, Output, Response, Session, SessionConfig, Status};
-//! use tether_core::{Instant, Poll};
+//! use tether_core::{Instant, Poll, Rng};
 //!
 //! let config = SessionConfig::new("session-1").with_epoch(7);
-//! let mut session = Session::new(config, Instant::ZERO, 42)?;
+//! let mut session = Session::new(config, Rng::new(42), Instant::ZERO)?;
 //! let now = Instant::ZERO;
 //! session.send_event(now, tether_core::batch::Event::new(json!({"type": "hello"})))?;
 //!
@@ -58,7 +58,7 @@ pub mod wire;
 
 pub use config::{ConfigError, SessionConfig};
 pub use counters::{FailureCounts, SessionCounters};
-pub use io::{DeliveryStatus, FlushId, Input, Output, SessionError, Stream, Timer};
+pub use io::{DeliveryStatus, Output, SessionError, Stream, Timer};
 pub use machine::Session;
 pub use status::{GiveUpReason, Status};
 pub use wire::{Endpoint, Method, Request, RequestId, Response, TransportError};

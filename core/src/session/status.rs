@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::backoff;
+pub use crate::backoff::GiveUpReason;
 use crate::time::Instant;
 
 /// Where the session stands. A new value is emitted on every change.
@@ -61,37 +61,6 @@ impl fmt::Display for Status {
             Status::GivenUp(reason) => write!(f, "given-up ({reason})"),
             Status::Superseded => f.write_str("superseded"),
             Status::Closed => f.write_str("closed"),
-        }
-    }
-}
-
-/// Why a session gave up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GiveUpReason {
-    /// `max_auth_failures` 401/403 responses in a row.
-    AuthFailures(u32),
-    /// 404: the server does not know the session.
-    SessionUnknown,
-    /// The connect sequence failed by the controller's rules.
-    Connect(backoff::GiveUpReason),
-    /// The server refused the connect sequence with a permanent status.
-    ConnectRejected(u16),
-}
-
-impl fmt::Display for GiveUpReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            GiveUpReason::AuthFailures(n) => write!(f, "{n} auth failures in a row"),
-            GiveUpReason::SessionUnknown => f.write_str("session unknown"),
-            GiveUpReason::Connect(backoff::GiveUpReason::AttemptsExhausted { failures }) => {
-                write!(f, "connect failed {failures} times")
-            }
-            GiveUpReason::Connect(backoff::GiveUpReason::DeadlineExceeded) => {
-                f.write_str("connect deadline exceeded")
-            }
-            GiveUpReason::Connect(other) => write!(f, "connect: {other:?}"),
-            GiveUpReason::ConnectRejected(status) => write!(f, "connect rejected with {status}"),
         }
     }
 }

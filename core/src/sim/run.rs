@@ -200,8 +200,12 @@ struct Runner<'a> {
 pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let length = config.workload.duration + config.workload.close_timeout;
     let plan = FaultPlan::new(config.seed, config.mix.clone(), length).map_err(RunError::Mix)?;
-    let session = Session::new(config.session.clone(), Instant::ZERO, config.seed ^ 2)
-        .map_err(RunError::Session)?;
+    let session = Session::new(
+        config.session.clone(),
+        crate::Rng::new(config.seed ^ 2),
+        Instant::ZERO,
+    )
+    .map_err(RunError::Session)?;
     let server = ServerModel::new(ServerConfig {
         session_id: Some(config.session.session_id.clone()),
         ..ServerConfig::default()
@@ -699,7 +703,15 @@ impl Runner<'_> {
             _ => None,
         };
         keep(check::give_up_as_ruled(&rules, &self.outcomes, actual));
-        if let Some((_, Status::GivenUp(GiveUpReason::Connect(_)))) = self.terminal {
+        if let Some((
+            _,
+            Status::GivenUp(
+                GiveUpReason::AttemptsExhausted { .. }
+                | GiveUpReason::DeadlineExceeded
+                | GiveUpReason::Rejected(_),
+            ),
+        )) = self.terminal
+        {
             let allowed = self.config.session.connect.max_attempts.unwrap_or(u32::MAX);
             if self.connect_failures != allowed.saturating_add(1) {
                 keep(Err(Violation::ConnectGiveUp {

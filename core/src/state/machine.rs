@@ -10,11 +10,11 @@ use core::ops::Range;
 use serde_json::{Map, Value};
 
 use super::{
-    Counters, FlushOutcome, Input, Output, PutId, PutOutcome, Rejection, StateConfig, StateError,
-    Timer, Unacknowledged, EPOCH_KEY,
+    Counters, Output, PutId, Rejection, StateConfig, StateError, Timer, Unacknowledged, EPOCH_KEY,
 };
 use crate::backoff::Backoff;
-use crate::drive::{Machine, Poll, Wake};
+use crate::classify::Outcome;
+use crate::drive::{FlushId, Machine, Poll, Wake};
 use crate::patch::WorkerUpdate;
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
@@ -51,7 +51,9 @@ pub struct StateUploader {
     /// applied (its response was lost), so until the next full success the uploader cannot
     /// skip work as a no-op against `acknowledged`.
     server_known: bool,
-    flush_deadline: Option<Instant>,
+    /// Flushes waiting for idleness, with their deadlines.
+    flushes: Vec<(FlushId, Instant)>,
+    next_flush: u64,
     closed: bool,
     next_put: u64,
     counters: Counters,
@@ -76,14 +78,10 @@ struct InFlight {
 }
 
 impl StateUploader {
-    /// An idle uploader whose jitter is fixed by `seed`. It sends nothing until
-    /// [`set_epoch`](Self::set_epoch) gives it an epoch; patches given before then wait.
-    pub fn new(config: StateConfig, seed: u64) -> Self {
-        StateUploader::with_rng(config, Rng::new(seed))
-    }
-
-    /// An idle uploader drawing jitter from `rng` (e.g. forked from a parent machine's).
-    pub fn with_rng(config: StateConfig, rng: Rng) -> Self {
+    /// An idle uploader drawing jitter from `rng` (seeded by the caller, or forked from a parent
+    /// machine's). It sends nothing until [`set_epoch`](Self::set_epoch) gives it an epoch;
+    /// patches given before then wait.
+    pub fn new(config: StateConfig, rng: Rng) -> Self {
         StateUploader {
             backoff: Backoff::new(config.backoff),
             config,
@@ -99,7 +97,8 @@ impl StateUploader {
             retrying: false,
             // The base is a placeholder until `rebase` gives the server's document.
             server_known: false,
-            flush_deadline: None,
+            flushes: Vec::new(),
+            next_flush: 0,
             closed: false,
             next_put: 0,
             counters: Counters::default(),
@@ -183,9 +182,13 @@ impl StateUploader {
         Ok(seq)
     }
 
-    /// Reports how the PUT `id` ended. An unknown or stale `id` (a late answer to a cancelled
-    /// PUT, a duplicate) is ignored.
-    pub fn handle_outcome(&mut self, now: Instant, id: PutId, outcome: PutOutcome) {
+    /// Reports how the PUT `id` ended, as the response table classified it. An unknown or
+    /// stale `id` (a late answer to a cancelled PUT, a duplicate) is ignored.
+    ///
+    /// [`Outcome::TooLarge`] is permanent for a PUT (a document cannot be split); the
+    /// session-wide outcomes ([`Outcome::Superseded`], [`Outcome::AuthFailure`],
+    /// [`Outcome::SessionUnknown`]) are the session's to act on, and retried here.
+    pub fn handle_outcome(&mut self, now: Instant, id: PutId, outcome: Outcome) {
         let now = self.clock.observe(now);
         if self.closed {
             return;
@@ -195,10 +198,14 @@ impl StateUploader {
         };
         self.in_flight = None;
         match outcome {
-            PutOutcome::Success => self.on_success(flight),
-            PutOutcome::Transient => self.on_failure(now, None),
-            PutOutcome::Throttled { retry_after } => self.on_failure(now, Some(retry_after)),
-            PutOutcome::Permanent { status } => self.on_rejected(flight.id, status),
+            Outcome::Success => self.on_success(flight),
+            Outcome::Throttled(retry_after) => self.on_failure(now, Some(retry_after)),
+            Outcome::Permanent(status) => self.on_rejected(flight.id, status),
+            Outcome::TooLarge => self.on_rejected(flight.id, 413),
+            Outcome::Transient(_)
+            | Outcome::AuthFailure
+            | Outcome::Superseded
+            | Outcome::SessionUnknown => self.on_failure(now, None),
         }
         self.try_send(now);
     }
@@ -232,28 +239,27 @@ impl StateUploader {
         Ok(())
     }
 
-    /// Asks for [`Output::Flush`] once nothing is pending or in flight, or at `deadline`.
-    ///
-    /// One flush is outstanding at a time: a second call moves the deadline.
+    /// Asks for [`Output::FlushDone`] once nothing is pending or in flight (everything given
+    /// before has landed, was rejected, or was handed back by [`close`](Self::close)), or for
+    /// [`Output::FlushTimedOut`] at `deadline`.
     ///
     /// # Errors
     /// [`StateError::Closed`].
-    pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<(), StateError> {
+    pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<FlushId, StateError> {
         let now = self.clock.observe(now);
         if self.closed {
             return Err(StateError::Closed);
         }
+        let id = FlushId(self.next_flush);
+        self.next_flush += 1;
         if self.is_idle() {
-            self.flush_deadline = None;
-            self.outputs.push_back(Output::Flush(FlushOutcome::Drained));
+            self.outputs.push_back(Output::FlushDone(id));
         } else if deadline <= now {
-            self.flush_deadline = None;
-            self.outputs
-                .push_back(Output::Flush(FlushOutcome::DeadlineReached));
+            self.outputs.push_back(Output::FlushTimedOut(id));
         } else {
-            self.flush_deadline = Some(deadline);
+            self.flushes.push((id, deadline));
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Stops at once: no more PUTs or retries (a backoff wait is cut short), and everything
@@ -279,8 +285,9 @@ impl StateUploader {
             });
             update.extend(batch.update.into_patches());
         }
-        if self.flush_deadline.take().is_some() {
-            self.outputs.push_back(Output::Flush(FlushOutcome::Closed));
+        // Everything unacknowledged is handed back below: every flush is settled.
+        for (id, _) in core::mem::take(&mut self.flushes) {
+            self.outputs.push_back(Output::FlushDone(id));
         }
         let end = self.counters.patches;
         self.outputs.push_back(Output::Closed(Unacknowledged {
@@ -309,11 +316,14 @@ impl StateUploader {
             self.retry_at = None;
         }
         self.try_send(now);
-        if self.flush_deadline.is_some_and(|d| d <= now) {
-            self.flush_deadline = None;
-            self.outputs
-                .push_back(Output::Flush(FlushOutcome::DeadlineReached));
-        }
+        let outputs = &mut self.outputs;
+        self.flushes.retain(|&(id, deadline)| {
+            let due = deadline <= now;
+            if due {
+                outputs.push_back(Output::FlushTimedOut(id));
+            }
+            !due
+        });
     }
 
     /// The next output, or once none is left, the next wake-up (`None`: nothing scheduled).
@@ -326,15 +336,15 @@ impl StateUploader {
     }
 
     /// The earliest timer, whatever is queued.
-    #[must_use]
-    pub fn next_wake(&self) -> Option<Wake<Timer>> {
+    fn next_wake(&self) -> Option<Wake<Timer>> {
+        let flush = self.flushes.iter().map(|&(_, deadline)| deadline).min();
         let timers = [
             (
                 self.in_flight.and_then(|f| f.deadline),
-                Timer::RequestTimeout,
+                Timer::RequestDeadline,
             ),
             (self.retry_at, Timer::Backoff),
-            (self.flush_deadline, Timer::FlushDeadline),
+            (flush, Timer::FlushDeadline),
         ];
         timers
             .into_iter()
@@ -500,38 +510,17 @@ impl StateUploader {
     }
 
     fn flush_if_drained(&mut self) {
-        if self.flush_deadline.is_some() && self.is_idle() {
-            self.flush_deadline = None;
-            self.outputs.push_back(Output::Flush(FlushOutcome::Drained));
+        if !self.flushes.is_empty() && self.is_idle() {
+            for (id, _) in core::mem::take(&mut self.flushes) {
+                self.outputs.push_back(Output::FlushDone(id));
+            }
         }
     }
 }
 
 impl Machine for StateUploader {
-    type Input = Input;
     type Output = Output;
     type Timer = Timer;
-    type Error = StateError;
-
-    fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), StateError> {
-        match input {
-            Input::Patch(patch) => self.enqueue(now, patch).map(drop),
-            Input::Outcome { id, outcome } => {
-                self.handle_outcome(now, id, outcome);
-                Ok(())
-            }
-            Input::SetEpoch(epoch) => {
-                self.set_epoch(now, epoch);
-                Ok(())
-            }
-            Input::Rebase(document) => self.rebase(now, document),
-            Input::Flush { deadline } => self.flush(now, deadline),
-            Input::Close => {
-                self.close(now);
-                Ok(())
-            }
-        }
-    }
 
     fn handle_timeout(&mut self, now: Instant) {
         StateUploader::handle_timeout(self, now);

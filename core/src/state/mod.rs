@@ -22,10 +22,10 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use tether_core::state::{Output, PutOutcome, StateConfig, StateUploader};
-//! use tether_core::{Instant, Poll};
+//! use tether_core::state::{Output, StateConfig, StateUploader};
+//! use tether_core::{Instant, Outcome, Poll, Rng};
 //!
-//! let mut up = StateUploader::new(StateConfig::default(), 7);
+//! let mut up = StateUploader::new(StateConfig::default(), Rng::new(7));
 //! let now = Instant::ZERO;
 //! up.set_epoch(now, 3);
 //! up.enqueue(now, json!({"worker_status": "running"})).unwrap();
@@ -34,7 +34,7 @@
 //!         Poll::Output(Output::Put { id, body }) => {
 //!             assert_eq!(body, br#"{"worker_epoch":3,"worker_status":"running"}"#);
 //!             // ... send it, then report what happened:
-//!             up.handle_outcome(now, id, PutOutcome::Success);
+//!             up.handle_outcome(now, id, Outcome::Success);
 //!         }
 //!         Poll::Output(other) => panic!("unexpected {other:?}"),
 //!         Poll::Timeout(wake) => {
@@ -62,6 +62,7 @@ pub use config::StateConfig;
 pub use error::StateError;
 pub use machine::StateUploader;
 
+use crate::drive::FlushId;
 use crate::time::Instant;
 
 /// The key every body carries and no patch may set.
@@ -75,52 +76,6 @@ impl fmt::Display for PutId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "put#{}", self.0)
     }
-}
-
-/// How a PUT ended, as the response table of PROTOCOL.md classified it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PutOutcome {
-    /// 2xx: the server applied the body.
-    Success,
-    /// Worth retrying on the backoff curve (5xx, 408, connection errors, ...).
-    Transient,
-    /// Worth retrying after the server's hint (429/503 with `Retry-After`).
-    Throttled {
-        /// The parsed `Retry-After`, clamped by the policy.
-        retry_after: Duration,
-    },
-    /// Retrying cannot help (other 4xx): the update is rejected and rolled back.
-    Permanent {
-        /// The HTTP status.
-        status: u16,
-    },
-}
-
-/// What the caller tells the uploader through [`Machine::handle_input`](crate::Machine).
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Input {
-    /// A patch to the worker document ([`StateUploader::enqueue`]).
-    Patch(Value),
-    /// How a PUT ended ([`StateUploader::handle_outcome`]).
-    Outcome {
-        /// The PUT.
-        id: PutId,
-        /// Its outcome.
-        outcome: PutOutcome,
-    },
-    /// The epoch to stamp on bodies ([`StateUploader::set_epoch`]).
-    SetEpoch(u64),
-    /// The server's document, e.g. from `GET /worker` ([`StateUploader::rebase`]).
-    Rebase(Value),
-    /// Report when everything given so far has landed ([`StateUploader::flush`]).
-    Flush {
-        /// When to give up waiting.
-        deadline: Instant,
-    },
-    /// Stop ([`StateUploader::close`]).
-    Close,
 }
 
 /// What the uploader asks its driver to do, or reports.
@@ -152,8 +107,11 @@ pub enum Output {
     },
     /// The server refused an update for good; the view was rolled back.
     Rejected(Rejection),
-    /// A [`flush`](StateUploader::flush) ended.
-    Flush(FlushOutcome),
+    /// Everything given before the [`flush`](StateUploader::flush) landed, was rejected, or
+    /// was handed back at close.
+    FlushDone(FlushId),
+    /// The flush's deadline came first; the work goes on.
+    FlushTimedOut(FlushId),
     /// The uploader closed; this is the last output.
     Closed(Unacknowledged),
 }
@@ -189,25 +147,13 @@ pub struct Unacknowledged {
     pub applied_resets: Option<Map<String, Value>>,
 }
 
-/// How a [`flush`](StateUploader::flush) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FlushOutcome {
-    /// Nothing is pending or in flight: everything given before has landed (or was rejected).
-    Drained,
-    /// The deadline came first; the work goes on.
-    DeadlineReached,
-    /// The uploader closed first.
-    Closed,
-}
-
 /// Why the uploader wants to wake up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
     /// The backoff wait before a retry ends.
     Backoff,
     /// The in-flight PUT's request deadline.
-    RequestTimeout,
+    RequestDeadline,
     /// A flush's deadline.
     FlushDeadline,
 }

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use tether_core::batch::{
-    BatchDrainer, BatchId, BatchOutcome, Config, Envelope, Event, EventId, Output, Reason, Timer,
+    BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Reason, Timer,
 };
-use tether_core::{Instant, Poll, Rng, Wake};
+use tether_core::{Instant, Outcome, Poll, Rng, Wake};
 
 /// The most outputs one drain may yield before the test calls it a livelock.
 const DRAIN_BOUND: usize = 100_000;
@@ -86,7 +86,7 @@ impl Harness {
     }
 
     /// Answers the batch in flight (draining first, so a send just made is seen).
-    pub fn outcome(&mut self, outcome: BatchOutcome) -> Vec<Output> {
+    pub fn outcome(&mut self, outcome: Outcome) -> Vec<Output> {
         self.drain();
         let flight = self.check.in_flight.take().expect("a batch in flight");
         self.check.settling = Some(flight);
@@ -114,7 +114,7 @@ impl Harness {
     pub fn close_and_finish(
         &mut self,
         grace: core::time::Duration,
-        mut respond: impl FnMut(usize) -> BatchOutcome,
+        mut respond: impl FnMut(usize) -> Outcome,
     ) {
         self.d.close(self.now, self.now + grace);
         self.drain();
@@ -194,7 +194,7 @@ impl Checker {
     }
 
     pub fn output(&mut self, o: &Output) {
-        let flush = matches!(o, Output::FlushDone { .. } | Output::FlushTimedOut { .. });
+        let flush = matches!(o, Output::FlushDone(_) | Output::FlushTimedOut(_));
         assert!(
             !self.closed || flush,
             "only flush reports after Closed: {o:?}"
@@ -248,7 +248,7 @@ impl Checker {
                 self.closed = true;
                 self.in_flight = None;
             }
-            Output::FlushDone { .. } | Output::FlushTimedOut { .. } => {}
+            Output::FlushDone(_) | Output::FlushTimedOut(_) => {}
         }
     }
 

@@ -50,25 +50,35 @@ pub fn worker_patch() -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::btree_map(top, json(3), 0..4).prop_map(|m| m.into_iter().collect())
 }
 
-use tether_core::state::{FlushOutcome, Output, StateConfig, StateUploader};
-use tether_core::{Instant, Poll};
+use tether_core::state::{Output, StateConfig, StateUploader};
+use tether_core::{Driven, Instant, Rng};
 
-/// A state uploader on a simulated clock that records a one-line-per-event trace.
+/// A state uploader on a simulated clock that records a one-line-per-event trace: the core's
+/// bounded [`Driven`] with the trace format of the snapshots.
 pub struct Sim {
-    pub up: StateUploader,
-    pub now: Instant,
-    pub trace: Vec<String>,
+    pub driven: Driven<StateUploader>,
     pub outputs: Vec<Output>,
 }
 
 impl Sim {
     pub fn new(config: StateConfig, seed: u64) -> Self {
+        let up = StateUploader::new(config, Rng::new(seed));
         Sim {
-            up: StateUploader::new(config, seed),
-            now: Instant::ZERO,
-            trace: Vec::new(),
+            driven: Driven::new(up, Instant::ZERO).with_log(describe),
             outputs: Vec::new(),
         }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.driven.now()
+    }
+
+    pub fn up(&self) -> &StateUploader {
+        self.driven.machine()
+    }
+
+    pub fn trace(&self) -> &[String] {
+        self.driven.log()
     }
 
     /// Runs one mutation at the current time, logs it, and drains the outputs it caused.
@@ -77,50 +87,29 @@ impl Sim {
         what: &str,
         f: impl FnOnce(&mut StateUploader, Instant) -> R,
     ) -> (R, Vec<Output>) {
-        self.trace
-            .push(format!("{:>8} > {what}", self.now.to_string()));
-        let r = f(&mut self.up, self.now);
-        (r, self.drain())
+        self.driven.note(format_args!("{what}"));
+        let (r, new) = self.driven.call(f).expect("the uploader livelocked");
+        self.outputs.extend(new.iter().cloned());
+        (r, new)
     }
 
     /// Moves the clock to `at` without waking the machine.
     pub fn set_time(&mut self, at: Instant) {
-        self.now = at;
+        self.driven.set_time(at);
     }
 
     /// Jumps to the next wake-up, if any, and handles it. Returns the outputs, or `None` if
     /// nothing was scheduled.
     pub fn advance(&mut self) -> Option<Vec<Output>> {
-        let wake = self.up.next_wake()?;
-        self.now = self.now.max(wake.at);
-        self.trace.push(format!(
-            "{:>8} ~ wake ({:?})",
-            self.now.to_string(),
-            wake.reason
-        ));
-        self.up.handle_timeout(self.now);
-        Some(self.drain())
+        let new = self.driven.advance().expect("the uploader livelocked")?;
+        self.outputs.extend(new.iter().cloned());
+        Some(new)
     }
 
     pub fn drain(&mut self) -> Vec<Output> {
-        let mut new = Vec::new();
-        for _ in 0..1000 {
-            match self.up.poll_output() {
-                Poll::Output(output) => {
-                    self.trace.push(format!(
-                        "{:>8} < {}",
-                        self.now.to_string(),
-                        describe(&output)
-                    ));
-                    new.push(output);
-                }
-                Poll::Timeout(_) => {
-                    self.outputs.extend(new.iter().cloned());
-                    return new;
-                }
-            }
-        }
-        panic!("poll_output never reached a timeout");
+        let new = self.driven.drain().expect("the uploader livelocked");
+        self.outputs.extend(new.iter().cloned());
+        new
     }
 }
 
@@ -150,9 +139,8 @@ pub fn describe(output: &Output) -> String {
                 .clone()
                 .map_or("none".to_string(), |m| Value::Object(m).to_string()),
         ),
-        Output::Flush(FlushOutcome::Drained) => "flush: drained".to_string(),
-        Output::Flush(FlushOutcome::DeadlineReached) => "flush: deadline reached".to_string(),
-        Output::Flush(other) => format!("flush: {other:?}"),
+        Output::FlushDone(_) => "flush: drained".to_string(),
+        Output::FlushTimedOut(_) => "flush: deadline reached".to_string(),
         Output::Closed(u) => format!(
             "closed: unacknowledged patches {:?}, update {}, in flight {:?}",
             u.patches,
