@@ -46,6 +46,14 @@ pub enum EnqueueError {
         /// The event, as prepared.
         event: PreparedEvent,
     },
+    /// A keyed event had to be re-stamped with the uuid of the event it replaces, but its
+    /// payload cannot be read back (e.g. it nests deeper than serde_json reads).
+    Unreadable {
+        /// serde_json's message.
+        message: String,
+        /// The event, as prepared: its bytes are intact.
+        event: PreparedEvent,
+    },
 }
 
 impl EnqueueError {
@@ -55,7 +63,8 @@ impl EnqueueError {
             EnqueueError::TooLarge { event, .. }
             | EnqueueError::QueueFull { event }
             | EnqueueError::Closed { event }
-            | EnqueueError::WrongEnvelope { event } => Some(event),
+            | EnqueueError::WrongEnvelope { event }
+            | EnqueueError::Unreadable { event, .. } => Some(event),
             EnqueueError::Unserializable { .. } | EnqueueError::NotAnObject { .. } => None,
         }
     }
@@ -78,6 +87,9 @@ impl fmt::Display for EnqueueError {
             EnqueueError::Closed { .. } => f.write_str("event drainer is closed"),
             EnqueueError::WrongEnvelope { .. } => {
                 f.write_str("event was prepared for another envelope")
+            }
+            EnqueueError::Unreadable { message, .. } => {
+                write!(f, "event payload cannot be read back to re-stamp its uuid: {message}")
             }
         }
     }

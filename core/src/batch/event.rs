@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::config::Envelope;
 use super::error::EnqueueError;
+use super::typed::TypedItem;
 use crate::rng::Rng;
 
 /// The drainer's name for an accepted event: unique and increasing per drainer.
@@ -182,6 +183,48 @@ impl PreparedEvent {
         prepared.check_size(max_bytes)
     }
 
+    /// Serialises `value` straight into its wire item, stamping a `uuid` when it has no string
+    /// one, with no [`Value`] in between. What one pass cannot do (a top level that is not an
+    /// object, a `uuid` that is not a string, the delivery envelope) goes through
+    /// [`Event::from_serialize`] and [`prepare`](Self::prepare), with the same result.
+    pub(crate) fn prepare_serialize<T: Serialize + ?Sized>(
+        value: &T,
+        envelope: Envelope,
+        max_bytes: usize,
+        rng: &mut Rng,
+    ) -> Result<Self, EnqueueError> {
+        if envelope == Envelope::Events {
+            let bailed = core::cell::Cell::new(false);
+            let cell = core::cell::RefCell::new(rng.clone());
+            let item = TypedItem {
+                payload: value,
+                ephemeral: false,
+                rng: &cell,
+                bailed: &bailed,
+            };
+            match serde_json::to_vec(&item) {
+                Ok(item) => {
+                    *rng = cell.into_inner();
+                    let prepared = PreparedEvent {
+                        item,
+                        envelope,
+                        ephemeral: false,
+                        keyed: None,
+                    };
+                    return prepared.check_size(max_bytes);
+                }
+                Err(error) if !bailed.get() => {
+                    return Err(EnqueueError::Unserializable {
+                        message: error.to_string(),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        let event = Event::from_serialize(value)?;
+        PreparedEvent::prepare(event, envelope, max_bytes, None, rng)
+    }
+
     /// Fails with [`EnqueueError::TooLarge`] if the item alone exceeds `max_bytes`.
     pub(crate) fn check_size(self, max_bytes: usize) -> Result<Self, EnqueueError> {
         if self.item.len() > max_bytes {
@@ -202,20 +245,30 @@ impl PreparedEvent {
 
     /// Gives this event `uuid` (it replaces an event that had it); re-serialises, which only
     /// happens when a prepared keyed event is enqueued again over a different one.
-    pub(crate) fn inherit_uuid(self, uuid: &str, rng: &mut Rng) -> Self {
+    ///
+    /// # Errors
+    /// [`EnqueueError::Unreadable`], with the event as it was, when its payload cannot be read
+    /// back (e.g. nested deeper than serde_json reads): it cannot be re-stamped.
+    pub(crate) fn inherit_uuid(self, uuid: &str, rng: &mut Rng) -> Result<Self, EnqueueError> {
         if self.envelope != Envelope::Events || self.uuid_is(uuid) {
-            return self;
+            return Ok(self);
         }
+        let payload = match self.payload() {
+            Ok(payload) => payload,
+            Err(error) => {
+                return Err(EnqueueError::Unreadable {
+                    message: error.to_string(),
+                    event: self,
+                })
+            }
+        };
         let event = Event {
-            payload: self.payload().unwrap_or(Value::Null),
+            payload,
             ephemeral: self.ephemeral,
-            replace_key: self.keyed.map(|k| k.key),
+            replace_key: self.keyed.clone().map(|k| k.key),
         };
         // The payload was an object and fitted before; a uuid of the same length keeps it so.
-        match PreparedEvent::prepare(event, self.envelope, usize::MAX, Some(uuid), rng) {
-            Ok(p) => p,
-            Err(_) => unreachable!("a prepared payload is an object"),
-        }
+        PreparedEvent::prepare(event, self.envelope, usize::MAX, Some(uuid), rng)
     }
 
     fn uuid_is(&self, uuid: &str) -> bool {

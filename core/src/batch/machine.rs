@@ -139,13 +139,25 @@ impl BatchDrainer {
         )
     }
 
-    /// Serialises `value` and enqueues it as a plain event.
+    /// Serialises `value` straight into its wire item (stamping a `uuid` when it has no string
+    /// one) and enqueues it as a plain event: the typed fast path, with no
+    /// [`Value`](serde_json::Value) in between. The result is the same as
+    /// `enqueue(now, Event::from_serialize(value)?)`.
     pub fn enqueue_serialize<T: serde::Serialize + ?Sized>(
         &mut self,
         now: Instant,
         value: &T,
     ) -> Result<EventId, EnqueueError> {
-        self.enqueue(now, Event::from_serialize(value)?)
+        let now = self.clock.observe(now);
+        let event = PreparedEvent::prepare_serialize(
+            value,
+            self.config.envelope,
+            self.config.max_batch_bytes,
+            &mut self.rng,
+        )?;
+        let result = self.admit(now, event);
+        self.step(now);
+        result
     }
 
     /// Queues an already prepared event, e.g. one handed back by
@@ -354,7 +366,7 @@ impl BatchDrainer {
                     t.event.keyed().and_then(|k| k.uuid.clone()),
                 );
                 if let Some(uuid) = uuid {
-                    event = event.inherit_uuid(&uuid, &mut self.rng);
+                    event = event.inherit_uuid(&uuid, &mut self.rng)?;
                 }
                 (Some(seq), bytes)
             }

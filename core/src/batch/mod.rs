@@ -69,6 +69,7 @@ mod event;
 mod io;
 mod machine;
 mod queue;
+mod typed;
 
 pub use config::{BodyMode, Config, ConfigError, Envelope, Overflow};
 pub use counters::Counters;

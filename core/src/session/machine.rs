@@ -133,6 +133,24 @@ impl Session {
         self.enqueue(now, Stream::Events, event)
     }
 
+    /// Serialises `value` straight into its wire item and queues it for `/worker/events`: the
+    /// typed fast path, with no [`Value`] in between (see
+    /// [`BatchDrainer::enqueue_serialize`]).
+    pub fn send_event_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        value: &T,
+    ) -> Result<EventId, SessionError> {
+        let now = self.clock.observe(now);
+        let stream = Stream::Events;
+        let result = self.streams[stream]
+            .uploader
+            .enqueue_serialize(now, value)
+            .map_err(|error| SessionError::Enqueue { stream, error });
+        self.pump(now);
+        result
+    }
+
     /// Queues an event for `/worker/internal-events`.
     pub fn send_internal_event(
         &mut self,
