@@ -5,23 +5,20 @@
 //! no connections and no clock: the runner passes the time in, and a fault plan decides whether a
 //! request reaches it at all.
 
-use alloc::borrow::Cow;
-use alloc::boxed::Box;
-use alloc::collections::BTreeSet;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::cell::OnceCell;
-use core::fmt;
-use core::time::Duration;
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use super::workload::seq_of;
-use crate::backoff::retry_after::format_http_date;
-use crate::patch::DocumentSchema;
-use crate::session::{Endpoint, Response};
-use crate::time::Instant;
+use tether_core::backoff::retry_after::format_http_date;
+use tether_core::patch::DocumentSchema;
+use tether_core::session::{Endpoint, Response};
+use tether_core::time::Instant;
 
 /// The default request-body limit: 10 MiB of events plus 64 KiB of envelope.
 pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024 + 64 * 1024;
@@ -317,7 +314,7 @@ impl ServerModel {
                 let (mut patch, epoch) = self.fenced(body)?;
                 patch.remove("worker_epoch");
                 self.epoch = epoch;
-                let mut document = Value::Object(core::mem::take(&mut self.document));
+                let mut document = Value::Object(std::mem::take(&mut self.document));
                 self.config.schema.apply(&mut document, &patch);
                 if let Value::Object(map) = document {
                     self.document = map;
@@ -622,7 +619,7 @@ const FAST_MAX_DEPTH: usize = 64;
 
 /// The epoch and events of a batch in the session's own layout, or `None` for the slow path.
 fn scan_events(body: &[u8]) -> Option<(u64, Vec<Incoming<'_>>)> {
-    let body = core::str::from_utf8(body).ok()?;
+    let body = std::str::from_utf8(body).ok()?;
     let rest = body.strip_prefix("{\"worker_epoch\":")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || (digits > 1 && rest.starts_with('0')) {
@@ -837,8 +834,7 @@ impl<'de> Visitor<'de> for AnySeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::retry_after::parse_http_date;
-    use alloc::vec;
+    use tether_core::backoff::retry_after::parse_http_date;
 
     fn call(server: &mut ServerModel, endpoint: Endpoint, body: Value) -> (u16, Value) {
         let bytes = serde_json::to_vec(&body).unwrap();
@@ -1068,7 +1064,7 @@ mod tests {
                 response.status,
                 400,
                 "{endpoint} {}",
-                core::str::from_utf8(&body).unwrap()
+                std::str::from_utf8(&body).unwrap()
             );
             let body: Value = serde_json::from_slice(&response.body).unwrap();
             assert!(body["error"].is_string());
@@ -1247,14 +1243,13 @@ mod tests {
     #[test]
     fn event_batches_get_the_same_answer_on_both_paths() {
         let canonical = |epoch: &str, items: &[String]| {
-            alloc::format!(
+            format!(
                 r#"{{"worker_epoch":{epoch},"events":[{}]}}"#,
                 items.join(",")
             )
         };
-        let item = |payload: &str| alloc::format!(r#"{{"payload":{payload}}}"#);
-        let ephemeral =
-            |payload: &str| alloc::format!(r#"{{"payload":{payload},"ephemeral":true}}"#);
+        let item = |payload: &str| format!(r#"{{"payload":{payload}}}"#);
+        let ephemeral = |payload: &str| format!(r#"{{"payload":{payload},"ephemeral":true}}"#);
         let mut bodies: Vec<(String, bool)> = vec![
             (canonical("2", &[]), true),
             (
