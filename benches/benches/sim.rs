@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tether_core::sim::{run, FaultMix, RunConfig, WorkloadConfig};
+use tether_sim::{run, FaultMix, RunConfig, WorkloadConfig};
 
 fn sessions(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
-use tether_core::sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
 use crate::args::{usage_error, ArgError, Args};
 

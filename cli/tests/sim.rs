@@ -32,6 +32,19 @@ fn a_trace_is_one_line_per_input_and_output_and_replays_identically() {
         first, second,
         "a seed must replay to a byte-identical trace"
     );
+    let (code, other) = tether(&["sim", "--trace", "5", "--faults", "flaky"]);
+    assert_eq!(code, 0, "{other}");
+    // The summary names the seed; the trace above it must differ on its own.
+    let body = |out: &str| -> String {
+        out.lines()
+            .take_while(|l| !l.starts_with("seed "))
+            .collect()
+    };
+    assert_ne!(
+        body(&first),
+        body(&other),
+        "another seed must give another trace"
+    );
 }
 
 #[test]

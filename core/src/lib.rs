@@ -107,8 +107,6 @@ pub mod heartbeat;
 pub mod patch;
 pub mod rng;
 pub mod session;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod state;
 pub mod time;
 

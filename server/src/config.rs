@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::faults::{FaultKind, FaultPlan};
 
-/// The default body limit: 10 MiB of events plus a 64 KiB envelope (PROTOCOL.md, Limits).
-pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024 + 64 * 1024;
+/// The default body limit: 10 MiB of events plus a 64 KiB envelope (PROTOCOL.md, Limits), the
+/// server model's.
+pub const DEFAULT_BODY_LIMIT: usize = tether_sim::server::DEFAULT_BODY_LIMIT;
 
 /// A callback that receives one [`RequestLog`] per request.
 pub type RequestLogFn = Arc<dyn Fn(&RequestLog) + Send + Sync>;
@@ -75,7 +76,7 @@ impl Default for ServerConfig {
             bind_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             body_limit: DEFAULT_BODY_LIMIT,
             oversize_drain: 16 * 1024 * 1024,
-            heartbeat_ttl: Duration::from_secs(60),
+            heartbeat_ttl: tether_sim::ServerConfig::default().heartbeat_ttl,
             faults: FaultPlan::none(),
             shutdown_grace: Duration::from_secs(2),
             worker_threads: 2,

@@ -1,4 +1,4 @@
-//! One request through hyper: route, fault, body, store, response.
+//! One request through hyper: route, fault, body, the session's server model, response.
 //!
 //! A "reset" is an error returned to hyper, which then drops the connection without writing a
 //! response: exactly what a client sees when a server or proxy dies mid-request.
@@ -117,10 +117,13 @@ async fn dispatch(
     };
 
     let elapsed = shared.elapsed();
-    let outcome = shared.store().handle(&session, route, &body, elapsed);
-    match (outcome, fault) {
-        (Ok(_), Fault::ResetAfterApply) => Err(Dropped("injected reset after apply")),
-        (Ok(_), Fault::Garbage { truncated_json }) => {
+    let response = shared.store().handle(&session, route, &body, elapsed);
+    // The model answers every request with a JSON body: `{"error": ..}` unless it succeeded.
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_REQUEST);
+    match fault {
+        _ if !status.is_success() => Ok(reply(status, Bytes::from(response.body), now)),
+        Fault::ResetAfterApply => Err(Dropped("injected reset after apply")),
+        Fault::Garbage { truncated_json } => {
             let garbage: &'static [u8] = if truncated_json {
                 b"{\"worker\": {\"worker_epo"
             } else {
@@ -128,12 +131,7 @@ async fn dispatch(
             };
             Ok(reply(StatusCode::OK, Bytes::from_static(garbage), now))
         }
-        (Ok(value), _) => Ok(json_reply(StatusCode::OK, &value, now)),
-        (Err(rejection), _) => {
-            let status =
-                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            Ok(error(status, &rejection.message(), now))
-        }
+        _ => Ok(reply(status, Bytes::from(response.body), now)),
     }
 }
 

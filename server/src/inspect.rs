@@ -1,14 +1,16 @@
 //! The in-process inspection API: what tests and the demo read from the server.
 //!
-//! It reads the store directly, never over HTTP, so the fault plan never touches it.
+//! It reads each session's server model through its accessors, never over HTTP, so the fault
+//! plan never touches it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tether_sim::{DeliveryUpdate, Stream};
 
 use crate::shared::Shared;
-use crate::store::{DeliveryUpdate, Duplicates, Session, Stats};
+use crate::store::{instant, Duplicates, Session, Stats};
 
 /// A snapshot of one session.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +30,7 @@ pub struct SessionView {
     pub duplicates: Duplicates,
     /// Duplicates filtered from `internal_events`.
     pub internal_duplicates: Duplicates,
-    /// Delivery updates in arrival order.
+    /// Delivery updates in arrival order (`at`: since the server started).
     pub delivery_updates: Vec<DeliveryUpdate>,
     /// Times of accepted heartbeats, since the server started.
     pub heartbeats: Vec<Duration>,
@@ -39,21 +41,34 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    fn new(id: &str, session: &Session, now: Duration, ttl: Duration) -> Self {
+    fn new(id: &str, session: &Session, now: Duration) -> Self {
         SessionView {
             id: id.to_owned(),
-            epoch: session.epoch,
-            document: session.document_with_epoch(),
-            events: session.events.payloads.clone(),
-            internal_events: session.internal.payloads.clone(),
-            duplicates: session.events.duplicates.clone(),
-            internal_duplicates: session.internal.duplicates.clone(),
-            delivery_updates: session.deliveries.clone(),
-            heartbeats: session.heartbeats.clone(),
-            alive: session.is_alive(now, ttl),
+            epoch: session.model.epoch(),
+            document: session.model.worker(),
+            events: payloads(session, Stream::Events),
+            internal_events: payloads(session, Stream::Internal),
+            duplicates: duplicates(session, Stream::Events),
+            internal_duplicates: duplicates(session, Stream::Internal),
+            delivery_updates: session.model.delivery_updates().to_vec(),
+            heartbeats: heartbeats(session),
+            alive: session.model.is_alive(instant(now)),
             stats: session.stats.clone(),
         }
     }
+}
+
+fn payloads(session: &Session, stream: Stream) -> Vec<Value> {
+    session.model.payloads(stream).cloned().collect()
+}
+
+fn duplicates(session: &Session, stream: Stream) -> Duplicates {
+    Duplicates::new(session.model.duplicate_uuids(stream))
+}
+
+fn heartbeats(session: &Session) -> Vec<Duration> {
+    let beats = session.model.heartbeats();
+    beats.iter().map(|at| at.since_origin()).collect()
 }
 
 /// Reads and steers a running server's sessions from any thread. Cheap to clone.
@@ -81,59 +96,58 @@ impl Inspector {
     /// A snapshot of session `id`, if any request has reached it.
     pub fn session(&self, id: &str) -> Option<SessionView> {
         let now = self.shared.elapsed();
-        let ttl = self.shared.config.heartbeat_ttl;
-        self.read(id, |s| SessionView::new(id, s, now, ttl))
+        self.read(id, |s| SessionView::new(id, s, now))
     }
 
     /// The worker document as `GET /worker` reports it.
     pub fn document(&self, id: &str) -> Option<Value> {
-        self.read(id, Session::document_with_epoch)
+        self.read(id, |s| s.model.worker())
     }
 
     /// The current epoch.
     pub fn epoch(&self, id: &str) -> Option<u64> {
-        self.read(id, |s| s.epoch)
+        self.read(id, |s| s.model.epoch())
     }
 
     /// Event payloads in delivery order.
     pub fn events(&self, id: &str) -> Vec<Value> {
-        self.read(id, |s| s.events.payloads.clone())
+        self.read(id, |s| payloads(s, Stream::Events))
             .unwrap_or_default()
     }
 
     /// Internal-event payloads in delivery order.
     pub fn internal_events(&self, id: &str) -> Vec<Value> {
-        self.read(id, |s| s.internal.payloads.clone())
+        self.read(id, |s| payloads(s, Stream::Internal))
             .unwrap_or_default()
     }
 
     /// Duplicates filtered from the events.
     pub fn duplicates(&self, id: &str) -> Duplicates {
-        self.read(id, |s| s.events.duplicates.clone())
+        self.read(id, |s| duplicates(s, Stream::Events))
             .unwrap_or_default()
     }
 
     /// Duplicates filtered from the internal events.
     pub fn internal_duplicates(&self, id: &str) -> Duplicates {
-        self.read(id, |s| s.internal.duplicates.clone())
+        self.read(id, |s| duplicates(s, Stream::Internal))
             .unwrap_or_default()
     }
 
-    /// Delivery updates in arrival order.
+    /// Delivery updates in arrival order (`at`: since the server started).
     pub fn delivery_updates(&self, id: &str) -> Vec<DeliveryUpdate> {
-        self.read(id, |s| s.deliveries.clone()).unwrap_or_default()
+        self.read(id, |s| s.model.delivery_updates().to_vec())
+            .unwrap_or_default()
     }
 
     /// Times of accepted heartbeats, since the server started.
     pub fn heartbeats(&self, id: &str) -> Vec<Duration> {
-        self.read(id, |s| s.heartbeats.clone()).unwrap_or_default()
+        self.read(id, heartbeats).unwrap_or_default()
     }
 
     /// Whether session `id` had a heartbeat within the heartbeat TTL.
     pub fn is_alive(&self, id: &str) -> bool {
-        let now = self.shared.elapsed();
-        let ttl = self.shared.config.heartbeat_ttl;
-        self.read(id, |s| s.is_alive(now, ttl)).unwrap_or(false)
+        let now = instant(self.shared.elapsed());
+        self.read(id, |s| s.model.is_alive(now)).unwrap_or(false)
     }
 
     /// Requests by route and faults by kind of session `id`.

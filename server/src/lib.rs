@@ -36,14 +36,17 @@
 //!        │                                                 accept loop ─▶ connection tasks
 //!        └──Inspector──┐                                   │  route ─▶ fault ─▶ body ─▶ store
 //!                      └────────── Shared { Store, FaultDecider } ◀┘
+//!                                  Store: session id ─▶ ServerModel (tether-sim) + counts
 //! ```
 //!
-//! - `store.rs` holds the protocol's semantics without HTTP: epoch
-//!   fencing, document patches through [`tether_core::patch::DocumentSchema`] (so client and
-//!   server can never disagree), event de-duplication by `payload.uuid`, heartbeats.
+//! - The protocol's semantics are not here: each session is a [`tether_sim::ServerModel`], the
+//!   simulator's model of PROTOCOL.md's server (epoch fencing, document patches through
+//!   [`tether_core::patch::DocumentSchema`], event de-duplication by `payload.uuid`, heartbeats,
+//!   delivery updates, the body limit), so the simulator and this server can never disagree.
+//!   `store.rs` keeps one model per session id and counts requests and faults.
 //! - `faults.rs` decides one fault per request to a protocol route from [`tether_core::Rng`]
 //!   (404s and 405s are never faulted); faults never touch the inspection API, which reads the
-//!   store directly.
+//!   models' accessors directly.
 //! - `server.rs` owns the runtime thread; `stop_listener`/`restart_listener` simulate a server
 //!   going down and coming back with its data; `shutdown` (or drop) is graceful and bounded.
 //!
@@ -52,8 +55,9 @@
 //! Successful writes answer `200 {}`; `POST /worker/register` answers `{"worker_epoch": N}` and
 //! `GET /worker` answers `{"worker": {...}}`. Every response is `application/json` with a
 //! `Date`. Errors carry `{"error": "..."}`: 400 for malformed JSON or a missing/invalid
-//! `worker_epoch` (or a malformed event batch, refused whole), 404 for unknown routes, 405 for
-//! a wrong method, 409 for a superseded epoch, 413 for a body over the limit.
+//! `worker_epoch` (or a malformed event batch, refused whole), 404 for unknown routes and for a
+//! heartbeat whose `session_id` names another session than its URL, 405 for a wrong method, 409
+//! for a superseded epoch (checked before the rest of the body), 413 for a body over the limit.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -76,7 +80,9 @@ pub use faults::{
 pub use inspect::{Inspector, SessionView};
 pub use routes::{Route, SESSIONS_PREFIX};
 pub use server::Server;
-pub use store::{DeliveryStatus, DeliveryUpdate, Duplicates, Stats};
+pub use store::{Duplicates, Stats};
+pub use tether_core::session::DeliveryStatus;
+pub use tether_sim::DeliveryUpdate;
 
 #[cfg(test)]
 mod tests {

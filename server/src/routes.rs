@@ -3,6 +3,7 @@
 use std::fmt;
 
 use hyper::Method;
+use tether_core::session::Endpoint;
 
 /// Where every session lives: `{base}/v1/code/sessions/{session_id}`.
 pub const SESSIONS_PREFIX: &str = "/v1/code/sessions/";
@@ -64,6 +65,19 @@ impl Route {
     /// can notice rather than one it ignores).
     pub fn has_response_body(self) -> bool {
         matches!(self, Route::Register | Route::GetWorker)
+    }
+
+    /// The endpoint of the core (and of the server model) this route serves.
+    pub(crate) fn endpoint(self) -> Endpoint {
+        match self {
+            Route::Register => Endpoint::Register,
+            Route::PutWorker => Endpoint::PutWorker,
+            Route::GetWorker => Endpoint::GetWorker,
+            Route::Heartbeat => Endpoint::Heartbeat,
+            Route::Events => Endpoint::Events,
+            Route::InternalEvents => Endpoint::InternalEvents,
+            Route::Delivery => Endpoint::Delivery,
+        }
     }
 }
 
@@ -127,6 +141,16 @@ mod tests {
                     session: "abc",
                     route
                 }
+            );
+        }
+    }
+
+    #[test]
+    fn every_route_serves_the_endpoint_of_its_method_and_path() {
+        for route in Route::ALL {
+            assert_eq!(
+                route.endpoint().to_string(),
+                format!("{} {}", route.method(), route.path())
             );
         }
     }

@@ -31,8 +31,8 @@ impl Shared {
     pub fn new(config: ServerConfig) -> Self {
         Shared {
             decider: Mutex::new(config.faults.decider()),
+            store: Mutex::new(Store::new(config.body_limit, config.heartbeat_ttl)),
             config,
-            store: Mutex::new(Store::default()),
             started: monotonic(),
         }
     }

@@ -5,14 +5,13 @@
 //! inputs, so replaying a seed gives a byte-identical trace, and two traces can be compared with
 //! [`Trace::digest`] or a diff.
 
-use alloc::string::String;
-use core::fmt::{self, Write};
+use std::fmt::{self, Write};
 
 use serde_json::Value;
 
 use super::faults::Delivery;
-use crate::session::{Endpoint, Request, RequestId, Response};
-use crate::time::Instant;
+use tether_core::session::{Endpoint, Request, RequestId, Response};
+use tether_core::time::Instant;
 
 /// Width of the time column's whole seconds.
 const SECONDS_WIDTH: usize = 6;
@@ -34,7 +33,7 @@ impl Trace {
     /// indented under the message column.
     ///
     /// ```
-    /// use tether_core::sim::Trace;
+    /// use tether_sim::Trace;
     /// use tether_core::Instant;
     ///
     /// let mut trace = Trace::new();
@@ -53,7 +52,7 @@ impl Trace {
         let start = self.text.len();
         let _ = self.text.write_fmt(args);
         if self.text[start..].contains('\n') {
-            let indent = alloc::format!("\n{:width$}", "", width = SECONDS_WIDTH + 7);
+            let indent = format!("\n{:width$}", "", width = SECONDS_WIDTH + 7);
             let message = self.text.split_off(start).replace('\n', &indent);
             self.text.push_str(&message);
         }
@@ -149,9 +148,7 @@ impl fmt::Display for Summary<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::TransportError;
-    use alloc::string::ToString;
-    use alloc::vec::Vec;
+    use tether_core::session::TransportError;
 
     fn sample() -> Trace {
         let mut trace = Trace::new();

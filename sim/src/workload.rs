@@ -6,14 +6,12 @@
 //! ([`SEQ_FIELD`]), increasing in enqueue order across both streams, so the checks can tell loss,
 //! duplication and reordering apart without knowing the uuids the session assigned.
 
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::time::Duration;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::rng::Rng;
-use crate::time::Instant;
+use tether_core::rng::Rng;
+use tether_core::time::Instant;
 
 /// The payload field holding an event's sequence number.
 pub const SEQ_FIELD: &str = "seq";
@@ -264,9 +262,9 @@ fn patches(rng: &mut Rng) -> Vec<Value> {
     let key = KEYS[rng.below(KEYS.len() as u64) as usize];
     match rng.below(20) {
         // worker_status changes, sometimes to the same value (a no-op patch).
-        0..=4 => alloc::vec![json!({ "worker_status": STATUSES[rng.below(3) as usize] })],
+        0..=4 => vec![json!({ "worker_status": STATUSES[rng.below(3) as usize] })],
         // A metadata merge patch with nested objects, arrays, scalars and nulls.
-        5..=11 => alloc::vec![json!({ mk: object(rng, 2) })],
+        5..=11 => vec![json!({ mk: object(rng, 2) })],
         // Reset (null, scalar or array), then an object: not one merge patch.
         12..=14 => {
             let reset = match rng.below(4) {
@@ -275,28 +273,26 @@ fn patches(rng: &mut Rng) -> Vec<Value> {
                 2 => json!([1, 2]),
                 _ => json!("s"),
             };
-            alloc::vec![
+            vec![
                 json!({ mk: { key: reset } }),
-                json!({ mk: { key: object(rng, 1) } })
+                json!({ mk: { key: object(rng, 1) } }),
             ]
         }
         // The same one level deeper, or for the whole merge key.
         15 => {
             let inner = KEYS[rng.below(KEYS.len() as u64) as usize];
-            alloc::vec![
+            vec![
                 json!({ mk: { key: { inner: null } } }),
                 json!({ mk: { key: { inner: object(rng, 1) } } }),
             ]
         }
-        16 => alloc::vec![json!({ mk: null }), json!({ mk: object(rng, 1) })],
+        16 => vec![json!({ mk: null }), json!({ mk: object(rng, 1) })],
         // A non-merge top-level key: replaced whole, or deleted.
-        17 => alloc::vec![
-            json!({ "tags": if rng.below(4) == 0 { Value::Null } else { value(rng, 1) } })
-        ],
+        17 => vec![json!({ "tags": if rng.below(4) == 0 { Value::Null } else { value(rng, 1) } })],
         // Deletions inside metadata.
-        18 => alloc::vec![json!({ mk: { key: null, KEYS[rng.below(5) as usize]: null } })],
+        18 => vec![json!({ mk: { key: null, KEYS[rng.below(5) as usize]: null } })],
         // Status and metadata together.
-        _ => alloc::vec![json!({
+        _ => vec![json!({
             "worker_status": STATUSES[rng.below(3) as usize],
             mk: object(rng, 1),
         })],
@@ -332,7 +328,7 @@ fn value(rng: &mut Rng, depth: u32) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patch::DocumentSchema;
+    use tether_core::patch::DocumentSchema;
 
     fn count(actions: &[(Instant, Action)], f: impl Fn(&Action) -> bool) -> usize {
         actions.iter().filter(|(_, a)| f(a)).count()
@@ -467,7 +463,7 @@ mod tests {
             schema.apply(&mut sequential, w[0].as_object().unwrap());
             schema.apply(&mut sequential, w[1].as_object().unwrap());
             let mut merged = w[0].clone();
-            crate::patch::apply(&mut merged, w[1]);
+            tether_core::patch::apply(&mut merged, w[1]);
             let mut naive = base;
             schema.apply(&mut naive, merged.as_object().unwrap());
             naive != sequential

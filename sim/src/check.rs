@@ -4,18 +4,15 @@
 //! [`Violation`] it finds. Events are identified by their `seq` ([`super::workload::SEQ_FIELD`]),
 //! which the workload numbers in enqueue order.
 
-use alloc::collections::{BTreeMap, BTreeSet};
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt;
-use core::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::classify::Outcome;
-use crate::patch::DocumentSchema;
-use crate::time::Instant;
+use tether_core::classify::Outcome;
+use tether_core::patch::DocumentSchema;
+use tether_core::time::Instant;
 
 pub use super::faults::Span;
 
@@ -183,7 +180,7 @@ impl fmt::Display for Violation {
     }
 }
 
-impl core::error::Error for Violation {}
+impl std::error::Error for Violation {}
 
 // ---------------------------------------------------------------------------------------------
 // (a), (b) events
@@ -405,7 +402,7 @@ pub fn heartbeat_gaps(
             .copied()
             .filter(|&b| span.start <= b && b <= span.end);
         let mut prev = span.start;
-        for t in inside.chain(core::iter::once(span.end)) {
+        for t in inside.chain(std::iter::once(span.end)) {
             if t.saturating_duration_since(prev) > bound {
                 return Err(Violation::HeartbeatGap {
                     from: prev,
@@ -547,10 +544,8 @@ pub fn quiet_after_terminal(outputs: &[OutputRecord]) -> Result<(), Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::TransientCause;
-    use alloc::string::ToString;
-    use alloc::vec;
     use serde_json::json;
+    use tether_core::classify::TransientCause;
 
     fn stream(enqueued: &[u64], delivered: &[u64], handed_back: &[u64]) -> StreamRecord {
         StreamRecord {

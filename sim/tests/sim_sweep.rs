@@ -1,7 +1,6 @@
 //! The simulator: a sweep of seeds across fault mixes, replay, and the named scenarios.
-#![cfg(feature = "sim")]
 
-use tether_core::sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
 fn mixes() -> [(&'static str, FaultMix); 3] {
     [
@@ -61,7 +60,7 @@ fn sweep_seeds_across_fault_mixes() {
     );
 }
 
-/// `TETHER_SIM_TRACE=SEED cargo test --features sim --test sim_sweep print_trace -- --nocapture`
+/// `TETHER_SIM_TRACE=SEED cargo test -p tether-sim --test sim_sweep print_trace -- --nocapture`
 #[test]
 fn print_trace() {
     let Some(seed) = std::env::var("TETHER_SIM_TRACE")

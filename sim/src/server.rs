@@ -5,23 +5,20 @@
 //! no connections and no clock: the runner passes the time in, and a fault plan decides whether a
 //! request reaches it at all.
 
-use alloc::borrow::Cow;
-use alloc::boxed::Box;
-use alloc::collections::BTreeSet;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::cell::OnceCell;
-use core::fmt;
-use core::time::Duration;
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use super::workload::seq_of;
-use crate::backoff::retry_after::format_http_date;
-use crate::patch::DocumentSchema;
-use crate::session::{Endpoint, Response};
-use crate::time::Instant;
+use tether_core::backoff::retry_after::format_http_date;
+use tether_core::patch::DocumentSchema;
+use tether_core::session::{DeliveryStatus, Endpoint, Response};
+use tether_core::time::Instant;
 
 /// The default request-body limit: 10 MiB of events plus 64 KiB of envelope.
 pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024 + 64 * 1024;
@@ -30,7 +27,18 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024 + 64 * 1024;
 pub const DEFAULT_BASE_UNIX_TIME: u64 = 1_700_000_000;
 
 /// The statuses a delivery update may carry.
-pub const DELIVERY_STATUSES: [&str; 3] = ["received", "processing", "processed"];
+const STATUSES: [DeliveryStatus; 3] = [
+    DeliveryStatus::Received,
+    DeliveryStatus::Processing,
+    DeliveryStatus::Processed,
+];
+
+/// The statuses a delivery update may carry, as they are written on the wire.
+pub const DELIVERY_STATUSES: [&str; 3] = [
+    STATUSES[0].as_str(),
+    STATUSES[1].as_str(),
+    STATUSES[2].as_str(),
+];
 
 /// How the model server behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,8 +169,8 @@ impl PartialEq for StoredEvent {
 pub struct DeliveryUpdate {
     /// The event the update is about.
     pub event_id: String,
-    /// One of [`DELIVERY_STATUSES`].
-    pub status: String,
+    /// Its status (one of [`DELIVERY_STATUSES`] on the wire).
+    pub status: DeliveryStatus,
     /// When it arrived.
     pub at: Instant,
 }
@@ -183,7 +191,8 @@ pub struct AppliedPut {
 struct EventLog {
     events: Vec<StoredEvent>,
     seen: BTreeSet<String>,
-    duplicates: u64,
+    /// The uuid of each event dropped as a duplicate, in the order they were dropped.
+    duplicates: Vec<String>,
 }
 
 /// The server of PROTOCOL.md for one session, as a pure function of the requests it is given.
@@ -308,16 +317,12 @@ impl ServerModel {
                 self.epoch += 1;
                 Ok(Some(json!({ "worker_epoch": self.epoch })))
             }
-            Endpoint::GetWorker => {
-                let mut worker = self.document.clone();
-                worker.insert("worker_epoch".to_string(), json!(self.epoch));
-                Ok(Some(json!({ "worker": worker })))
-            }
+            Endpoint::GetWorker => Ok(Some(json!({ "worker": self.worker() }))),
             Endpoint::PutWorker => {
                 let (mut patch, epoch) = self.fenced(body)?;
                 patch.remove("worker_epoch");
                 self.epoch = epoch;
-                let mut document = Value::Object(core::mem::take(&mut self.document));
+                let mut document = Value::Object(std::mem::take(&mut self.document));
                 self.config.schema.apply(&mut document, &patch);
                 if let Value::Object(map) = document {
                     self.document = map;
@@ -375,7 +380,7 @@ impl ServerModel {
                 };
                 for event in events {
                     if log.seen.contains(event.uuid.as_ref()) {
-                        log.duplicates += 1;
+                        log.duplicates.push(event.uuid.into_owned());
                         continue;
                     }
                     let uuid = event.uuid.into_owned();
@@ -469,6 +474,13 @@ impl ServerModel {
         Value::Object(self.document.clone())
     }
 
+    /// The worker document as `GET /worker` reports it: with `worker_epoch`.
+    pub fn worker(&self) -> Value {
+        let mut worker = self.document.clone();
+        worker.insert("worker_epoch".to_string(), json!(self.epoch));
+        Value::Object(worker)
+    }
+
     /// The events of a stream in delivery order (first arrival of each uuid).
     pub fn events(&self, stream: Stream) -> &[StoredEvent] {
         &self.log(stream).events
@@ -492,7 +504,13 @@ impl ServerModel {
 
     /// How many events of a stream were dropped as duplicates of an earlier uuid.
     pub fn duplicates(&self, stream: Stream) -> u64 {
-        self.log(stream).duplicates
+        self.log(stream).duplicates.len() as u64
+    }
+
+    /// The uuid of each event of a stream dropped as a duplicate, in the order they were dropped
+    /// (a uuid sent again and again repeats).
+    pub fn duplicate_uuids(&self, stream: Stream) -> &[String] {
+        &self.log(stream).duplicates
     }
 
     /// Every delivery update, in arrival order.
@@ -505,11 +523,12 @@ impl ServerModel {
         &self.heartbeats
     }
 
-    /// Whether a heartbeat arrived within the TTL before `now`.
+    /// Whether a heartbeat arrived within the TTL before `now`: a worker with no heartbeat for
+    /// the whole TTL is gone (PROTOCOL.md).
     pub fn is_alive(&self, now: Instant) -> bool {
         self.heartbeats
             .last()
-            .is_some_and(|&last| now.saturating_duration_since(last) <= self.config.heartbeat_ttl)
+            .is_some_and(|&last| now.saturating_duration_since(last) < self.config.heartbeat_ttl)
     }
 
     /// Every `PUT /worker` the server applied, in order.
@@ -586,7 +605,7 @@ fn parse_events(body: &Map<String, Value>) -> Result<Vec<Incoming<'_>>, Reject> 
 }
 
 /// `updates: [{"event_id": str, "status": "received" | "processing" | "processed"}]`.
-fn parse_updates(body: &Map<String, Value>) -> Result<Vec<(String, String)>, Reject> {
+fn parse_updates(body: &Map<String, Value>) -> Result<Vec<(String, DeliveryStatus)>, Reject> {
     let Some(Value::Array(updates)) = body.get("updates") else {
         return Err((400, "updates must be an array"));
     };
@@ -597,9 +616,9 @@ fn parse_updates(body: &Map<String, Value>) -> Result<Vec<(String, String)>, Rej
             let status = update
                 .get("status")
                 .and_then(Value::as_str)
-                .filter(|s| DELIVERY_STATUSES.contains(s));
+                .and_then(|s| STATUSES.into_iter().find(|status| status.as_str() == s));
             match (id, status) {
-                (Some(id), Some(status)) => Ok((id.to_string(), status.to_string())),
+                (Some(id), Some(status)) => Ok((id.to_string(), status)),
                 _ => Err((400, "each update needs an event_id and a known status")),
             }
         })
@@ -622,7 +641,7 @@ const FAST_MAX_DEPTH: usize = 64;
 
 /// The epoch and events of a batch in the session's own layout, or `None` for the slow path.
 fn scan_events(body: &[u8]) -> Option<(u64, Vec<Incoming<'_>>)> {
-    let body = core::str::from_utf8(body).ok()?;
+    let body = std::str::from_utf8(body).ok()?;
     let rest = body.strip_prefix("{\"worker_epoch\":")?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 || (digits > 1 && rest.starts_with('0')) {
@@ -837,8 +856,7 @@ impl<'de> Visitor<'de> for AnySeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backoff::retry_after::parse_http_date;
-    use alloc::vec;
+    use tether_core::backoff::retry_after::parse_http_date;
 
     fn call(server: &mut ServerModel, endpoint: Endpoint, body: Value) -> (u16, Value) {
         let bytes = serde_json::to_vec(&body).unwrap();
@@ -896,6 +914,17 @@ mod tests {
             409
         );
         assert!(server.events(Stream::Events).is_empty());
+        // PROTOCOL.md: a lower epoch gets 409, whatever else the body holds.
+        for (endpoint, body) in [
+            (Endpoint::Events, json!({"worker_epoch": old, "events": 1})),
+            (
+                Endpoint::Delivery,
+                json!({"worker_epoch": old, "updates": 1}),
+            ),
+            (Endpoint::Heartbeat, json!({"worker_epoch": old})),
+        ] {
+            assert_eq!(call(&mut server, endpoint, body).0, 409, "{endpoint}");
+        }
         assert_eq!(call(&mut server, Endpoint::PutWorker, put(new)).0, 200);
         assert_eq!(call(&mut server, Endpoint::PutWorker, put(new + 5)).0, 200);
         assert_eq!(server.epoch(), new + 5);
@@ -950,6 +979,7 @@ mod tests {
             body,
             json!({"worker": {"worker_status": "idle", "worker_epoch": e}})
         );
+        assert_eq!(body["worker"], server.worker());
         assert_eq!(server.document(), json!({"worker_status": "idle"}));
     }
 
@@ -981,8 +1011,10 @@ mod tests {
             .collect();
         assert_eq!(uuids, ["a", "b", "c"]);
         assert_eq!(server.duplicates(Stream::Events), 3);
+        assert_eq!(server.duplicate_uuids(Stream::Events), ["b", "a", "c"]);
         assert_eq!(server.events(Stream::Internal).len(), 1);
         assert_eq!(server.duplicates(Stream::Internal), 0);
+        assert!(server.duplicate_uuids(Stream::Internal).is_empty());
         assert_eq!(
             server.payloads(Stream::Events).next(),
             Some(&json!({"uuid": "a", "n": "a", "seq": 1}))
@@ -1068,7 +1100,7 @@ mod tests {
                 response.status,
                 400,
                 "{endpoint} {}",
-                core::str::from_utf8(&body).unwrap()
+                std::str::from_utf8(&body).unwrap()
             );
             let body: Value = serde_json::from_slice(&response.body).unwrap();
             assert!(body["error"].is_string());
@@ -1094,8 +1126,9 @@ mod tests {
                 .status,
             200
         );
-        assert!(server.is_alive(Instant::from_secs(70)));
-        assert!(!server.is_alive(Instant::from_secs(71)));
+        // Gone after a whole TTL without a heartbeat, not a moment later.
+        assert!(server.is_alive(Instant::from_micros(69_999_999)));
+        assert!(!server.is_alive(Instant::from_secs(70)));
         assert_eq!(server.heartbeats(), [Instant::from_secs(10)]);
     }
 
@@ -1247,14 +1280,13 @@ mod tests {
     #[test]
     fn event_batches_get_the_same_answer_on_both_paths() {
         let canonical = |epoch: &str, items: &[String]| {
-            alloc::format!(
+            format!(
                 r#"{{"worker_epoch":{epoch},"events":[{}]}}"#,
                 items.join(",")
             )
         };
-        let item = |payload: &str| alloc::format!(r#"{{"payload":{payload}}}"#);
-        let ephemeral =
-            |payload: &str| alloc::format!(r#"{{"payload":{payload},"ephemeral":true}}"#);
+        let item = |payload: &str| format!(r#"{{"payload":{payload}}}"#);
+        let ephemeral = |payload: &str| format!(r#"{{"payload":{payload},"ephemeral":true}}"#);
         let mut bodies: Vec<(String, bool)> = vec![
             (canonical("2", &[]), true),
             (

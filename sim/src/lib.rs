@@ -1,11 +1,24 @@
-//! The deterministic simulator's building blocks (DESIGN.md §Simulation).
+//! tether's deterministic simulator (DESIGN.md §Simulation).
 //!
-//! A run puts a session against a model of the server, through a faulty network, on a virtual
-//! clock. Everything here is pure and seeded, so a failing seed replays to the same trace:
+//! A run puts a [`tether_core`] session against a model of the server, through a faulty network,
+//! on a virtual clock. Everything here is seeded and reads no clock, so a failing seed replays to
+//! the same trace. The crate uses std but no async runtime and no threads.
+//!
+//! ```
+//! use tether_sim::{run, FaultMix, RunConfig};
+//!
+//! // Ten simulated minutes of a session on a bad day, every invariant checked at the end.
+//! let report = run(&RunConfig::new(7, FaultMix::flaky()))?;
+//! assert!(report.passed(), "{:?}", report.violations);
+//! assert!(report.stats.faults > 0 && report.stats.delivered > 0);
+//! # Ok::<(), tether_sim::RunError>(())
+//! ```
+//!
+//! The pieces:
 //!
 //! - [`server`]: [`ServerModel`], PROTOCOL.md's server for one session (epochs and fencing, the
 //!   worker document, de-duplicated event streams, heartbeats, limits), with accessors for what it
-//!   stored.
+//!   stored. The reference HTTP server (`tether-server`) serves every session with one of these.
 //! - [`faults`]: [`FaultPlan`], built from a seed and a [`FaultMix`]. Per request it decides a
 //!   [`Fault`] and carries it out against the server as a [`Delivery`]; up front it plans
 //!   partitions, restarts and at most one takeover as a timeline.
@@ -28,13 +41,13 @@
 //! [`check`] records from the session's outputs and the server's accessors.
 //!
 //! Derive every seed from one: e.g. the plan from `seed`, the workload from `seed ^ 1`, the
-//! session's [`Rng`](crate::Rng) from `seed ^ 2`.
+//! session's [`Rng`](tether_core::Rng) from `seed ^ 2`.
 //!
 //! ```
-//! use core::time::Duration;
+//! use std::time::Duration;
 //! use tether_core::session::Endpoint;
-//! use tether_core::sim::{Delivery, FaultMix, FaultPlan, ServerModel, Trace};
 //! use tether_core::Instant;
+//! use tether_sim::{Delivery, FaultMix, FaultPlan, ServerModel, Trace};
 //!
 //! let mut server = ServerModel::default();
 //! let mut plan = FaultPlan::new(7, FaultMix::flaky(), Duration::from_secs(600))?;
@@ -49,8 +62,10 @@
 //!     Delivery::Hang => {} // the session's deadline fires
 //! }
 //! assert!(!trace.is_empty());
-//! # Ok::<(), tether_core::sim::FaultMixError>(())
+//! # Ok::<(), tether_sim::FaultMixError>(())
 //! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod check;
 pub mod faults;

@@ -1,10 +1,9 @@
 //! Named simulator scenarios, pinned as traces, and replay determinism.
-#![cfg(feature = "sim")]
 
-use core::time::Duration;
+use std::time::Duration;
 
 use tether_core::session::Status;
-use tether_core::sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
 /// A short, sparse workload, so that a whole trace can be read.
 fn readable_workload(duration: Duration) -> WorkloadConfig {
