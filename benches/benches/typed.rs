@@ -83,7 +83,10 @@ struct FloorItem<'a, T> {
 }
 
 /// The floor: generate each event, give it a uuid, serialise it into one growing body.
-fn floor<T: Serialize>(make: impl Fn(usize) -> T, mut stamp: impl FnMut(&mut T, &mut Rng)) -> usize {
+fn floor<T: Serialize>(
+    make: impl Fn(usize) -> T,
+    mut stamp: impl FnMut(&mut T, &mut Rng),
+) -> usize {
     let mut rng = Rng::new(1);
     let mut body = Vec::with_capacity(N * 220);
     body.extend_from_slice(br#"{"worker_epoch":7,"events":["#);

@@ -70,8 +70,18 @@ enum Shape {
 #[test]
 fn structs_maps_and_odd_shapes_match_the_value_path() {
     let text = "x".repeat(100);
-    same_as_value_path(&Line { kind: "line", seq: 1, text: text.clone(), uuid: None });
-    same_as_value_path(&Line { kind: "line", seq: 2, text, uuid: Some("given".into()) });
+    same_as_value_path(&Line {
+        kind: "line",
+        seq: 1,
+        text: text.clone(),
+        uuid: None,
+    });
+    same_as_value_path(&Line {
+        kind: "line",
+        seq: 2,
+        text,
+        uuid: Some("given".into()),
+    });
     same_as_value_path(&json!({"a": 1, "uuid": "u-1"}));
     same_as_value_path(&json!({"a": 1}));
     same_as_value_path(&json!({}));
@@ -117,7 +127,9 @@ fn a_keyed_event_nested_too_deep_to_read_back_is_a_typed_error() {
         .unwrap()
         .prepare(deep_event)
         .unwrap();
-    let err = d.enqueue_prepared(Instant::ZERO, prepared.clone()).unwrap_err();
+    let err = d
+        .enqueue_prepared(Instant::ZERO, prepared.clone())
+        .unwrap_err();
     match err {
         EnqueueError::Unreadable { event, .. } => assert_eq!(event, prepared),
         other => panic!("{other:?}"),

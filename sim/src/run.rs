@@ -200,7 +200,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let plan = FaultPlan::new(config.seed, config.mix.clone(), length).map_err(RunError::Mix)?;
     let session = Session::new(
         config.session.clone(),
-        crate::Rng::new(config.seed ^ 2),
+        tether_core::Rng::new(config.seed ^ 2),
         Instant::ZERO,
     )
     .map_err(RunError::Session)?;

@@ -89,7 +89,10 @@ impl fmt::Display for EnqueueError {
                 f.write_str("event was prepared for another envelope")
             }
             EnqueueError::Unreadable { message, .. } => {
-                write!(f, "event payload cannot be read back to re-stamp its uuid: {message}")
+                write!(
+                    f,
+                    "event payload cannot be read back to re-stamp its uuid: {message}"
+                )
             }
         }
     }
