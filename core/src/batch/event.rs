@@ -336,4 +336,7 @@ pub struct Undelivered {
     pub id: EventId,
     /// The event, payload and `uuid` included.
     pub event: PreparedEvent,
+    /// Whether a send of it ended without an answer (a lost response, a timeout, or the
+    /// session ending while it was on the wire): the server may hold it after all.
+    pub maybe_delivered: bool,
 }

@@ -11,7 +11,7 @@ use super::event::{Event, EventId, PreparedEvent, Undelivered};
 use super::io::{Abandon, BatchId, Output, Reason, Timer};
 use super::queue::{Queue, Queued};
 use crate::backoff::Backoff;
-use crate::classify::Outcome;
+use crate::classify::{Outcome, TransientCause};
 use crate::drive::{FlushId, Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
@@ -397,6 +397,7 @@ impl BatchDrainer {
             seq: self.next_seq,
             at: now,
             sent: false,
+            maybe_delivered: false,
             event,
         };
         match self.queue.replace(seq, queued) {
@@ -423,6 +424,7 @@ impl BatchDrainer {
             seq,
             at: now,
             sent: false,
+            maybe_delivered: false,
             event,
         });
     }
@@ -473,7 +475,11 @@ impl BatchDrainer {
         self.counters.dropped_newest += 1;
         self.emit_hand_back(
             Reason::DroppedNewest,
-            alloc::vec![Undelivered { id, event }],
+            alloc::vec![Undelivered {
+                id,
+                event,
+                maybe_delivered: false,
+            }],
         );
         id
     }
@@ -562,7 +568,7 @@ impl BatchDrainer {
     }
 
     fn settle_batch(&mut self, now: Instant, flight: InFlight, outcome: Outcome) {
-        let InFlight { id, events, .. } = flight;
+        let InFlight { id, mut events, .. } = flight;
         let hint = match outcome {
             Outcome::Success => {
                 self.failures = 0;
@@ -591,6 +597,13 @@ impl BatchDrainer {
                 return self.dead_letters(Reason::Rejected { status }, events);
             }
             Outcome::Throttled(retry_after) => Some(retry_after),
+            Outcome::Transient(TransientCause::Transport | TransientCause::TimedOut) => {
+                // No answer: the server may have stored the batch.
+                for q in &mut events {
+                    q.maybe_delivered = true;
+                }
+                None
+            }
             Outcome::Transient(_)
             | Outcome::AuthFailure
             | Outcome::Superseded
@@ -627,7 +640,11 @@ impl BatchDrainer {
     fn hand_back_all(&mut self, reason: Reason) {
         let mut events: Vec<Undelivered> = Vec::new();
         if let Some(f) = self.in_flight.take() {
-            events.extend(f.events.into_iter().map(undelivered));
+            // Abandoned on the wire: its outcome will never be known.
+            events.extend(f.events.into_iter().map(|mut q| {
+                q.maybe_delivered = true;
+                undelivered(q)
+            }));
         }
         events.extend(self.queue.drain().map(undelivered));
         let n = events.len() as u64;
@@ -720,6 +737,7 @@ impl BatchDrainer {
 fn undelivered(q: Queued) -> Undelivered {
     Undelivered {
         id: q.id,
+        maybe_delivered: q.maybe_delivered,
         event: q.event,
     }
 }

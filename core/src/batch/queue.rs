@@ -21,6 +21,9 @@ pub(crate) struct Queued {
     /// Whether it has been on the wire. A sent event may have reached the server, so it is
     /// never replaced.
     pub(crate) sent: bool,
+    /// Whether a send of it ended without an answer (a transport error or a timeout), so the
+    /// server may hold it although no success was seen.
+    pub(crate) maybe_delivered: bool,
     pub(crate) event: PreparedEvent,
 }
 
