@@ -139,6 +139,19 @@ impl BatchDrainer {
         )
     }
 
+    /// [`prepare`](Self::prepare) for a `Serialize` value, through the typed fast path.
+    pub fn prepare_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<PreparedEvent, EnqueueError> {
+        PreparedEvent::prepare_serialize(
+            value,
+            self.config.envelope,
+            self.config.max_batch_bytes,
+            &mut self.rng,
+        )
+    }
+
     /// Serialises `value` straight into its wire item (stamping a `uuid` when it has no string
     /// one) and enqueues it as a plain event: the typed fast path, with no
     /// [`Value`](serde_json::Value) in between. The result is the same as
@@ -149,12 +162,7 @@ impl BatchDrainer {
         value: &T,
     ) -> Result<EventId, EnqueueError> {
         let now = self.clock.observe(now);
-        let event = PreparedEvent::prepare_serialize(
-            value,
-            self.config.envelope,
-            self.config.max_batch_bytes,
-            &mut self.rng,
-        )?;
+        let event = self.prepare_serialize(value)?;
         let result = self.admit(now, event);
         self.step(now);
         result

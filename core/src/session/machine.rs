@@ -178,6 +178,41 @@ impl Session {
         result
     }
 
+    /// Validates, stamps and serialises `event` for `stream` without queueing it (its uuid is
+    /// drawn now, as a send would): a driver holding callers who wait for room prepares what
+    /// comes after them, and queues it in order with [`resend`](Self::resend).
+    pub fn prepare(
+        &mut self,
+        stream: Stream,
+        event: batch::Event,
+    ) -> Result<batch::PreparedEvent, SessionError> {
+        self.streams[stream]
+            .uploader
+            .prepare(event)
+            .map_err(|error| SessionError::Enqueue { stream, error })
+    }
+
+    /// [`prepare`](Self::prepare) for a `Serialize` value on `/worker/events`, through the
+    /// typed fast path.
+    pub fn prepare_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<batch::PreparedEvent, SessionError> {
+        let stream = Stream::Events;
+        self.streams[stream]
+            .uploader
+            .prepare_serialize(value)
+            .map_err(|error| SessionError::Enqueue { stream, error })
+    }
+
+    /// The delivery acknowledgement `ack_delivery` would queue, as an event.
+    pub fn delivery_update(event_id: &str, status: DeliveryStatus) -> batch::Event {
+        let mut update = Map::new();
+        update.insert("event_id".into(), Value::String(event_id.into()));
+        update.insert("status".into(), Value::String(status.as_str().into()));
+        batch::Event::new(Value::Object(update))
+    }
+
     /// Queues a delivery acknowledgement for `/worker/events/delivery`.
     pub fn ack_delivery(
         &mut self,
@@ -185,14 +220,8 @@ impl Session {
         event_id: &str,
         status: DeliveryStatus,
     ) -> Result<EventId, SessionError> {
-        let mut update = Map::new();
-        update.insert("event_id".into(), Value::String(event_id.into()));
-        update.insert("status".into(), Value::String(status.as_str().into()));
-        self.enqueue(
-            now,
-            Stream::Delivery,
-            batch::Event::new(Value::Object(update)),
-        )
+        let update = Session::delivery_update(event_id, status);
+        self.enqueue(now, Stream::Delivery, update)
     }
 
     /// A patch to the worker document: top-level keys replace, the metadata keys merge

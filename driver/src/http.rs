@@ -1,0 +1,219 @@
+//! The core's requests as HTTP, and HTTP answers as the core's [`Response`]: one mapping for
+//! every shim and transport.
+
+use std::fmt;
+use std::time::{Duration, Instant as StdInstant};
+
+use tether_core::session::{Endpoint, Method, Request, RequestId, Response};
+
+use crate::url::{SessionUrl, Token};
+
+/// `tether/<version>`, the default `User-Agent`.
+pub const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
+
+/// How long after the core's deadline a transport gives up on its own. The core has failed
+/// the request at its deadline already; this only bounds the transport's resources.
+pub const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
+
+/// One HTTP exchange the session asks for, ready for a transport.
+///
+/// Its `Debug` shows the endpoint, URL and body length, never the token.
+#[derive(Clone)]
+pub struct HttpRequest {
+    /// The core's name for the request: quote it in the answer.
+    pub id: RequestId,
+    /// Which protocol endpoint.
+    pub endpoint: Endpoint,
+    /// The full URL: the session URL plus the endpoint's path.
+    pub url: String,
+    /// The JSON body; empty for `GET`.
+    pub body: Vec<u8>,
+    /// Send as `Authorization: Bearer <token>` when present.
+    pub token: Option<Token>,
+    /// The `User-Agent`.
+    pub user_agent: String,
+    /// Read at most this much of the response body; report [`HttpResponse::truncated`] if
+    /// there is more (and do not read on).
+    pub max_response_body: usize,
+    /// The core's deadline for the exchange. The core fails the request there on its own.
+    pub deadline: StdInstant,
+    /// The transport's own backstop: the deadline plus [`BACKSTOP_GRACE`] (`None`: too far to
+    /// represent, no backstop).
+    pub backstop: Option<StdInstant>,
+}
+
+impl HttpRequest {
+    /// The HTTP method.
+    pub fn method(&self) -> Method {
+        self.endpoint.method()
+    }
+
+    /// The method's name, e.g. `"POST"`.
+    pub fn method_str(&self) -> &'static str {
+        match self.method() {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+        }
+    }
+
+    /// The time left before the backstop at `now`, `None` for no backstop.
+    pub fn backstop_in(&self, now: StdInstant) -> Option<Duration> {
+        self.backstop.map(|at| at.saturating_duration_since(now))
+    }
+
+    /// The headers to send besides `Host` and `Content-Length`: authorization (when there is a
+    /// token), user agent, and the content type of a body.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(3);
+        if let Some(token) = &self.token {
+            headers.push(("authorization", token.header_value()));
+        }
+        headers.push(("user-agent", self.user_agent.clone()));
+        if self.method() != Method::Get {
+            headers.push(("content-type", "application/json".to_string()));
+        }
+        headers
+    }
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint)
+            .field("url", &self.url)
+            .field("body_len", &self.body.len())
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("max_response_body", &self.max_response_body)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where requests go: the session URL, the token, the user agent and the body cap.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) url: SessionUrl,
+    pub(crate) token: Option<Token>,
+    pub(crate) user_agent: String,
+    pub(crate) max_response_body: usize,
+}
+
+impl Target {
+    /// The core's `request` as HTTP, its deadline `deadline` in the shim's time.
+    pub(crate) fn build(&self, request: Request, deadline: StdInstant) -> HttpRequest {
+        HttpRequest {
+            id: request.id,
+            endpoint: request.endpoint,
+            url: self.url.join(request.path()),
+            body: request.body,
+            token: self.token.clone(),
+            user_agent: self.user_agent.clone(),
+            max_response_body: self.max_response_body,
+            deadline,
+            backstop: deadline.checked_add(BACKSTOP_GRACE),
+        }
+    }
+}
+
+/// What a transport got back: the status, the two headers the core reads, and the body up to
+/// the cap.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The `Date` header, if any (a `Retry-After` date is measured against it).
+    pub date: Option<String>,
+    /// The body, at most the request's cap.
+    pub body: Vec<u8>,
+    /// Whether the body went on past the cap.
+    pub truncated: bool,
+}
+
+impl HttpResponse {
+    /// A response with a status and a body, no headers.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        HttpResponse {
+            status,
+            body: body.into(),
+            ..HttpResponse::default()
+        }
+    }
+
+    /// Keeps at most `cap` bytes of the body, marking it truncated when there were more.
+    pub fn capped(mut self, cap: usize) -> Self {
+        if self.body.len() > cap {
+            self.body.truncate(cap);
+            self.truncated = true;
+        }
+        self
+    }
+}
+
+impl From<HttpResponse> for Response {
+    fn from(r: HttpResponse) -> Response {
+        Response {
+            status: r.status,
+            retry_after: r.retry_after,
+            date: r.date,
+            body: r.body,
+            truncated: r.truncated,
+        }
+    }
+}
+
+impl From<Response> for HttpResponse {
+    fn from(r: Response) -> HttpResponse {
+        HttpResponse {
+            status: r.status,
+            retry_after: r.retry_after,
+            date: r.date,
+            body: r.body,
+            truncated: r.truncated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(token: Option<&str>) -> Target {
+        Target {
+            url: SessionUrl::parse("http://127.0.0.1:9/v1/s").unwrap(),
+            token: token.map(Token::from),
+            user_agent: USER_AGENT.into(),
+            max_response_body: 64,
+        }
+    }
+
+    #[test]
+    fn requests_carry_the_path_the_token_and_never_show_it() {
+        let request = Request {
+            id: RequestId(3),
+            endpoint: Endpoint::Events,
+            body: b"{}".to_vec(),
+            deadline: tether_core::Instant::from_secs(10),
+        };
+        let at = StdInstant::now();
+        let http = target(Some("s3cret")).build(request, at);
+        assert_eq!(http.url, "http://127.0.0.1:9/v1/s/worker/events");
+        assert_eq!(http.method_str(), "POST");
+        let headers = http.headers();
+        assert!(headers.contains(&("authorization", "Bearer s3cret".to_string())));
+        assert!(headers.contains(&("content-type", "application/json".to_string())));
+        assert_eq!(http.backstop, Some(at + BACKSTOP_GRACE));
+        assert!(!format!("{http:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_body_past_the_cap_is_truncated() {
+        let response = HttpResponse::new(200, vec![b'x'; 100]).capped(64);
+        assert_eq!(response.body.len(), 64);
+        assert!(response.truncated);
+        let core: Response = response.into();
+        assert!(core.truncated);
+    }
+}

@@ -1,0 +1,90 @@
+//! Everything a tether runtime shim does that is not waiting on I/O.
+//!
+//! `tether-core` is the protocol: pure machines. A shim (`tether-blocking`, `tether-smol`,
+//! `tether-tokio`) is a timer, a way to wait for several things at once, and a transport. This
+//! crate is everything in between, written once, so a call means the same on every runtime:
+//!
+//! - the caller's calls as core inputs ([`Handle`], [`Driver`]), with one error set
+//!   ([`SendError`], [`PatchError`], [`FlushError`], [`BuildError`]);
+//! - callers who wait for room in a queue (through `Session::resend`, so the event's uuid and
+//!   bytes are kept), for a flush, or for the close: [`Pending`] answers;
+//! - status fan-out where every subscriber sees every status in order, and the live
+//!   [`Report`] stream of deliveries and hand-backs ([`Subscription`]); the [`CloseReport`];
+//! - the session URL, token and scheme rules ([`SessionUrl`], [`Token`], [`Settings`]), the
+//!   clock origin ([`Origin`]);
+//! - HTTP requests from the core's outputs and responses back ([`HttpRequest`],
+//!   [`HttpResponse`]).
+//!
+//! It is sans-IO like the core: std, but it never reads a clock, sleeps, spawns or waits.
+//! Every call takes the shim's `now`.
+//!
+//! # The shim's loop
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use serde_json::json;
+//! use tether_core::session::Endpoint;
+//! use tether_driver::{Action, Handle, HttpResponse, Settings, Shared};
+//!
+//! let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/doc");
+//! settings.epoch(1).seed(7);
+//! let driver = settings.start(Instant::now(), 0)?;
+//! // A real shim reads its runtime's clock and wakes its loop in `notify`.
+//! let shared = Shared::new(driver, Box::new(Instant::now), Box::new(|| {}));
+//! let handle = Handle::new(shared.clone());
+//!
+//! let mut sent = handle.send_event(json!({"n": 1}), Duration::from_secs(1));
+//! let mut closed = None;
+//! for _ in 0..100 {
+//!     // One turn of the loop: time, then the actions, each answered here at once by a
+//!     // server that accepts everything.
+//!     let actions: Vec<Action> = {
+//!         let mut driver = shared.lock();
+//!         driver.handle_timeout(shared.now());
+//!         std::iter::from_fn(|| driver.poll_action()).collect()
+//!     };
+//!     for action in actions {
+//!         if let Action::Send(request) = action {
+//!             let body = match request.endpoint {
+//!                 Endpoint::GetWorker => r#"{"worker":{}}"#,
+//!                 _ => "{}",
+//!             };
+//!             let answer = Ok(HttpResponse::new(200, body));
+//!             shared.with(|d, now| d.handle_reply(now, request.id, answer));
+//!         }
+//!     }
+//!     if sent.is_ready() && closed.is_none() {
+//!         closed = Some(handle.close(Duration::from_secs(1)));
+//!     }
+//!     if shared.lock().is_finished() {
+//!         break;
+//!     }
+//! }
+//! assert!(sent.try_take().unwrap().is_ok());
+//! let report = closed.unwrap().try_take().unwrap();
+//! assert!(report.all_delivered());
+//! # Ok::<(), tether_driver::BuildError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
+mod clock;
+mod driver;
+mod error;
+mod handle;
+mod http;
+mod report;
+mod settings;
+mod url;
+mod wait;
+
+pub use clock::Origin;
+pub use driver::{Action, Driver};
+pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
+pub use handle::{ClockFn, Handle, NotifyFn, Shared};
+pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
+pub use report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
+pub use settings::{Observer, Settings, DEFAULT_DROP_CLOSE_TIMEOUT};
+pub use url::{SessionUrl, Token};
+pub use wait::{Pending, Subscription};

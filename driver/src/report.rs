@@ -1,0 +1,171 @@
+//! What happened to what the caller gave: live [`Report`]s as it happens, the [`Counters`], and
+//! the [`CloseReport`] that sums the same facts up at the end.
+
+use serde_json::Value;
+use tether_core::batch::{self, EventId, PreparedEvent, Reason, Undelivered};
+use tether_core::session::{SessionCounters, Status, Stream};
+use tether_core::state::{self, Rejection, Unacknowledged};
+
+/// An event that will not be delivered, with why, handed back to the caller.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct UndeliveredEvent {
+    /// The stream it was for.
+    pub stream: Stream,
+    /// Why it was handed back.
+    pub reason: Reason,
+    /// The id its send returned.
+    pub id: EventId,
+    /// Whether a send of it ended without an answer, so the server may hold it after all.
+    pub maybe_delivered: bool,
+    /// The event as it was sent: its bytes, `uuid` included.
+    pub event: PreparedEvent,
+}
+
+impl UndeliveredEvent {
+    pub(crate) fn new(stream: Stream, reason: Reason, undelivered: Undelivered) -> Self {
+        UndeliveredEvent {
+            stream,
+            reason,
+            id: undelivered.id,
+            maybe_delivered: undelivered.maybe_delivered,
+            event: undelivered.event,
+        }
+    }
+
+    /// The payload parsed, `uuid` included.
+    ///
+    /// # Errors
+    /// When serde_json cannot read it back (e.g. nested deeper than it reads): the bytes are
+    /// in [`payload_bytes`](Self::payload_bytes).
+    pub fn payload(&self) -> Result<Value, serde_json::Error> {
+        self.event.payload()
+    }
+
+    /// The payload's JSON as it was sent.
+    pub fn payload_bytes(&self) -> &[u8] {
+        self.event.payload_bytes()
+    }
+
+    /// The event's `uuid`, if its payload can be read.
+    pub fn uuid(&self) -> Option<String> {
+        self.payload()
+            .ok()?
+            .get("uuid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+}
+
+/// One fact, as it happens. Every accepted event ends in exactly one `Delivered` or
+/// `HandedBack` (or in the close report of a session whose report stream nobody read).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Report {
+    /// These events reached the server.
+    Delivered {
+        /// Their stream.
+        stream: Stream,
+        /// Their ids, in order.
+        events: Vec<EventId>,
+    },
+    /// These events will not be delivered; they are the caller's again.
+    HandedBack {
+        /// Why.
+        reason: Reason,
+        /// The events, in order.
+        events: Vec<UndeliveredEvent>,
+    },
+    /// The server acknowledged a state update; `puts` counts the acknowledged PUTs so far.
+    StateAcknowledged {
+        /// PUTs acknowledged so far.
+        puts: u64,
+    },
+    /// The server refused a state update for good; the view was rolled back.
+    StateRejected(Rejection),
+    /// State patches not acknowledged when the session ended, handed back.
+    StateUnacknowledged(Unacknowledged),
+    /// A caller-supplied callback panicked; it was dropped and the session went on.
+    CallbackPanicked {
+        /// The panic's message, if it was a string.
+        message: String,
+    },
+}
+
+/// What the session did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Session-wide counts.
+    pub session: SessionCounters,
+    /// `/worker/events`.
+    pub events: batch::Counters,
+    /// `/worker/internal-events`.
+    pub internal_events: batch::Counters,
+    /// `/worker/events/delivery`.
+    pub delivery: batch::Counters,
+    /// The state uploader.
+    pub state: state::Counters,
+    /// What the shim put on the wire and got back.
+    pub wire: WireCounters,
+}
+
+impl Counters {
+    /// One uploader's counters.
+    pub fn uploader(&self, stream: Stream) -> &batch::Counters {
+        match stream {
+            Stream::Events => &self.events,
+            Stream::InternalEvents => &self.internal_events,
+            Stream::Delivery => &self.delivery,
+        }
+    }
+}
+
+/// What moved over the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WireCounters {
+    /// Requests handed to the transport.
+    pub requests: u64,
+    /// Bytes of request bodies handed to the transport.
+    pub body_bytes: u64,
+    /// Responses passed to the core.
+    pub responses: u64,
+    /// Transport errors passed to the core.
+    pub transport_errors: u64,
+    /// Answers dropped because the core had already cancelled their request.
+    pub late_dropped: u64,
+}
+
+/// The end of a session: its terminal status, everything that was not delivered, and the
+/// counters. The same facts the report stream gave live.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// The terminal status: `Closed`, or `Superseded` / `GivenUp` if the session ended first.
+    pub status: Status,
+    /// The worker epoch, if one was known.
+    pub epoch: Option<u64>,
+    /// Every event handed back during the session's life, in order.
+    pub undelivered: Vec<UndeliveredEvent>,
+    /// State updates the server refused for good.
+    pub state_rejected: Vec<Rejection>,
+    /// State patches not acknowledged when the session ended.
+    pub state_unacknowledged: Option<Unacknowledged>,
+    /// The counters at the end.
+    pub counters: Counters,
+}
+
+impl CloseReport {
+    /// Whether every event and every patch reached the server.
+    pub fn all_delivered(&self) -> bool {
+        self.undelivered.is_empty()
+            && self.state_rejected.is_empty()
+            && self.state_unacknowledged.is_none()
+    }
+
+    /// The undelivered events of one stream.
+    pub fn undelivered_in(&self, stream: Stream) -> impl Iterator<Item = &UndeliveredEvent> {
+        self.undelivered.iter().filter(move |e| e.stream == stream)
+    }
+}

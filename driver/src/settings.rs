@@ -1,0 +1,197 @@
+//! What a session is started with: the session URL, the epoch or registration, the token, the
+//! seed, the core's configuration, and the shim-independent options. Every shim's builder
+//! holds one of these, so that the rules are the same everywhere.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant as StdInstant};
+
+use tether_core::session::{Output, Session, SessionConfig};
+use tether_core::Rng;
+
+use crate::clock::Origin;
+use crate::driver::Driver;
+use crate::error::BuildError;
+use crate::http::{Target, USER_AGENT};
+use crate::url::{SessionUrl, Token};
+
+/// How long a session whose handle was dropped without `close` keeps draining before it hands
+/// back what is left. The default of [`Settings::drop_close_timeout`].
+pub const DEFAULT_DROP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A hook that sees every output of the core, in order, before the driver acts on it. A panic
+/// in it is caught: the hook is dropped and a [`Report::CallbackPanicked`](crate::Report) is
+/// published; the session goes on.
+pub type Observer = Box<dyn FnMut(&Output) + Send + 'static>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EpochChoice {
+    FromConfig,
+    Given(u64),
+    Register,
+}
+
+/// The settings of a session, shared by every shim's builder.
+#[derive(Clone)]
+pub struct Settings {
+    url: String,
+    epoch: EpochChoice,
+    token: Option<Token>,
+    seed: Option<u64>,
+    config: Option<SessionConfig>,
+    user_agent: String,
+    drop_close_timeout: Duration,
+    observer: Option<Arc<Mutex<Observer>>>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.url)
+            .field("epoch", &self.epoch)
+            .field("token", &self.token)
+            .field("seed", &self.seed)
+            .field("config", &self.config)
+            .field("user_agent", &self.user_agent)
+            .field("drop_close_timeout", &self.drop_close_timeout)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Settings for the session at `url`; nothing is checked until [`start`](Self::start).
+    pub fn new(url: impl Into<String>) -> Self {
+        Settings {
+            url: url.into(),
+            epoch: EpochChoice::FromConfig,
+            token: None,
+            seed: None,
+            config: None,
+            user_agent: USER_AGENT.to_string(),
+            drop_close_timeout: DEFAULT_DROP_CLOSE_TIMEOUT,
+            observer: None,
+        }
+    }
+
+    /// Use this worker epoch (you were given one).
+    pub fn epoch(&mut self, epoch: u64) -> &mut Self {
+        self.epoch = EpochChoice::Given(epoch);
+        self
+    }
+
+    /// Register for a new epoch (`POST /worker/register`).
+    pub fn register(&mut self) -> &mut Self {
+        self.epoch = EpochChoice::Register;
+        self
+    }
+
+    /// Send this bearer token (never printed).
+    pub fn token(&mut self, token: impl Into<Token>) -> &mut Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Seed every random choice (jitter, event uuids): the same seed and the same responses give
+    /// the same requests. Default: a seed the shim draws.
+    pub fn seed(&mut self, seed: u64) -> &mut Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The core's configuration. Its `session_id` defaults to the URL's last segment.
+    pub fn config(&mut self, config: SessionConfig) -> &mut Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The `User-Agent` header. Default `tether/<version>`.
+    pub fn user_agent(&mut self, user_agent: impl Into<String>) -> &mut Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// How long a session whose handle is dropped without `close` keeps draining.
+    pub fn drop_close_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.drop_close_timeout = timeout;
+        self
+    }
+
+    /// A hook that sees every core output (see [`Observer`]).
+    pub fn observer(&mut self, observer: impl FnMut(&Output) + Send + 'static) -> &mut Self {
+        self.observer = Some(Arc::new(Mutex::new(Box::new(observer))));
+        self
+    }
+
+    /// Checks everything and starts the session's machine at `now`, seeded by the configured
+    /// seed or else `default_seed`.
+    ///
+    /// # Errors
+    /// [`BuildError::InvalidUrl`], [`BuildError::UnsupportedScheme`] or
+    /// [`BuildError::Config`].
+    pub fn start(self, now: StdInstant, default_seed: u64) -> Result<Driver, BuildError> {
+        let url = SessionUrl::parse(&self.url)?;
+        if url.last_segment().is_empty() {
+            return Err(BuildError::InvalidUrl {
+                reason: "its path does not end with a session id".into(),
+            });
+        }
+        let mut config = self
+            .config
+            .unwrap_or_else(|| SessionConfig::new(url.last_segment()));
+        if config.session_id.is_empty() {
+            config.session_id = url.last_segment().to_string();
+        }
+        match self.epoch {
+            EpochChoice::FromConfig => {}
+            EpochChoice::Given(epoch) => config.epoch = Some(epoch),
+            EpochChoice::Register => config.epoch = None,
+        }
+        let target = Target {
+            url,
+            token: self.token,
+            user_agent: self.user_agent,
+            max_response_body: config.max_response_body,
+        };
+        let origin = Origin::new(now);
+        let seed = self.seed.unwrap_or(default_seed);
+        let session = Session::new(config, Rng::new(seed), origin.to_core(now))
+            .map_err(BuildError::Config)?;
+        let observer = self.observer.map(|shared| -> Observer {
+            Box::new(move |output: &Output| {
+                let mut observer = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                (*observer)(output);
+            })
+        });
+        Ok(Driver::new(
+            session,
+            origin,
+            target,
+            observer,
+            self.drop_close_timeout,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_without_a_session_id_is_refused_and_errors_never_repeat_credentials() {
+        let now = StdInstant::now();
+        for url in ["http://127.0.0.1:8787", "http://127.0.0.1:8787/"] {
+            assert!(matches!(
+                Settings::new(url).start(now, 1),
+                Err(BuildError::InvalidUrl { .. })
+            ));
+        }
+        let err = Settings::new("http://user:hunter2@127.0.0.1/v1/s")
+            .start(now, 1)
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let mut settings = Settings::new("http://127.0.0.1:1/v1/s");
+        settings.token("hunter2");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}
