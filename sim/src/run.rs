@@ -15,9 +15,9 @@ use super::check::{
 use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
 use super::server::{self, ServerConfig, ServerModel};
 use super::trace::Trace;
-use super::workload::{generate, seq_of, Action, WorkloadConfig};
+use super::workload::{steps, Action, PlannedEvent, Step, WorkloadConfig};
 use super::Violation;
-use tether_core::batch::{Event, EventId};
+use tether_core::batch::EventId;
 use tether_core::classify::{classify, Outcome, Reply, TransientCause};
 use tether_core::drive::Poll;
 use tether_core::patch::DocumentSchema;
@@ -165,7 +165,9 @@ struct Runner<'a> {
     terminal: Option<(Instant, Status)>,
     // Records for the checks.
     events: [StreamRecord; 2],
-    ids: BTreeMap<(Stream, EventId), u64>,
+    /// Per stream (as `events`), the `seq` of each accepted event by its id. The session numbers
+    /// each stream's events in increasing order, so each list is sorted by id.
+    ids: [Vec<(EventId, u64)>; 2],
     patches: Vec<PatchRecord>,
     applied_resets: Option<serde_json::Map<String, serde_json::Value>>,
     /// Acknowledged PUTs: the server's index of each, whether its body was all resets, and
@@ -231,7 +233,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
                 ..StreamRecord::default()
             },
         ],
-        ids: BTreeMap::new(),
+        ids: [Vec::new(), Vec::new()],
         patches: Vec::new(),
         applied_resets: None,
         acknowledged_puts: Vec::new(),
@@ -245,7 +247,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         step_limit_hit: false,
         stats: RunStats::default(),
     };
-    let actions = generate(config.seed ^ 1, &config.workload);
+    let actions = steps(config.seed ^ 1, &config.workload);
     let timeline = runner.plan.timeline();
     runner.drive(actions, &timeline);
     Ok(runner.finish())
@@ -258,7 +260,7 @@ impl Runner<'_> {
         }
     }
 
-    fn drive(&mut self, actions: Vec<(Instant, Action)>, timeline: &[(Instant, TimeEvent)]) {
+    fn drive(&mut self, actions: Vec<(Instant, Step)>, timeline: &[(Instant, TimeEvent)]) {
         let mut actions = actions.into_iter().peekable();
         let mut next_event = 0;
         self.drain();
@@ -305,11 +307,14 @@ impl Runner<'_> {
                         _ => {}
                     }
                 }
-                Next::Action => {
-                    if let Some((_, action)) = actions.next() {
-                        self.act(action);
+                Next::Action => match actions.next() {
+                    Some((_, Step::Event(event))) => self.enqueue(Stream::Events, event),
+                    Some((_, Step::InternalEvent(event))) => {
+                        self.enqueue(Stream::InternalEvents, event);
                     }
-                }
+                    Some((_, Step::Other(action))) => self.act(action),
+                    None => {}
+                },
                 Next::Wake => self.session.handle_timeout(self.now),
             }
             self.drain();
@@ -320,8 +325,8 @@ impl Runner<'_> {
     fn act(&mut self, action: Action) {
         let now = self.now;
         match action {
-            Action::Event(payload) => self.enqueue(Stream::Events, payload),
-            Action::InternalEvent(payload) => self.enqueue(Stream::InternalEvents, payload),
+            // Events come typed, as steps of their own (see `drive`).
+            Action::Event(_) | Action::InternalEvent(_) => {}
             Action::Ack { event_id, status } => {
                 let status = match status.as_str() {
                     "received" => DeliveryStatus::Received,
@@ -351,22 +356,21 @@ impl Runner<'_> {
         }
     }
 
-    fn enqueue(&mut self, stream: Stream, payload: serde_json::Value) {
-        let Some(seq) = seq_of(&payload) else {
-            return;
-        };
+    /// Hands a workload event to the session through the typed path, which serialises it
+    /// straight into its wire item: the same bytes and the same uuid draw as
+    /// `send_event(Event::new(value))` with the `Value` [`generate`](super::generate) gives.
+    fn enqueue(&mut self, stream: Stream, event: PlannedEvent) {
+        let seq = event.seq;
         self.stats.events += 1;
         let record = &mut self.events[record_index(stream)];
         record.enqueued.push(seq);
         let result = match stream {
-            Stream::InternalEvents => self
-                .session
-                .send_internal_event(self.now, Event::new(payload)),
-            _ => self.session.send_event(self.now, Event::new(payload)),
+            Stream::InternalEvents => self.session.send_internal_event_serialize(self.now, &event),
+            _ => self.session.send_event_serialize(self.now, &event),
         };
         match result {
             Ok(id) => {
-                self.ids.insert((stream, id), seq);
+                self.ids[record_index(stream)].push((id, seq));
                 self.line(format_args!("app {stream} seq={seq} -> {id}"));
             }
             Err(error) => {
@@ -452,7 +456,7 @@ impl Runner<'_> {
 
     fn on_output(&mut self, output: Output) {
         let now = self.now;
-        let (kind, terminal): (&str, bool) = match &output {
+        let (kind, terminal): (&'static str, bool) = match &output {
             Output::Send(_) => ("request", false),
             Output::Cancel(_) => ("cancel", false),
             Output::Status(s) => ("status", s.is_terminal()),
@@ -468,7 +472,7 @@ impl Runner<'_> {
         };
         self.outputs.push(OutputRecord {
             at: now,
-            kind: kind.to_string(),
+            kind: kind.into(),
             terminal,
         });
         match output {
@@ -568,9 +572,10 @@ impl Runner<'_> {
                 if stream == Stream::Delivery {
                     return;
                 }
+                let ids = &self.ids[record_index(stream)];
                 for event in events {
-                    if let Some(seq) = self.ids.get(&(stream, event.id)) {
-                        self.events[record_index(stream)].handed_back.push(*seq);
+                    if let Ok(i) = ids.binary_search_by_key(&event.id, |(id, _)| *id) {
+                        self.events[record_index(stream)].handed_back.push(ids[i].1);
                         self.stats.handed_back += 1;
                     }
                 }
