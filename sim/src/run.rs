@@ -14,6 +14,7 @@ use super::check::{
 };
 use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
 use super::server::{self, ServerConfig, ServerModel};
+use super::timeline::{Recorder, Timeline};
 use super::trace::Trace;
 use super::workload::{steps, Action, PlannedEvent, Step, WorkloadConfig};
 use super::Violation;
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub session: SessionConfig,
     /// Whether to record the trace (sweeps leave it off for speed).
     pub trace: bool,
+    /// Whether to record a [`Timeline`] to draw (see [`render`](crate::render::render)).
+    pub timeline: bool,
     /// A bound on loop iterations, so a livelock fails the run instead of hanging it.
     pub max_steps: u64,
 }
@@ -53,6 +56,7 @@ impl RunConfig {
             workload: WorkloadConfig::default(),
             session: SessionConfig::new("sim"),
             trace: false,
+            timeline: false,
             max_steps: 10_000_000,
         }
     }
@@ -60,6 +64,12 @@ impl RunConfig {
     /// The same run with its trace recorded.
     pub fn traced(mut self) -> Self {
         self.trace = true;
+        self
+    }
+
+    /// The same run with its [`Timeline`] recorded.
+    pub fn with_timeline(mut self) -> Self {
+        self.timeline = true;
         self
     }
 }
@@ -119,6 +129,8 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// The trace, if it was recorded.
     pub trace: Option<Trace>,
+    /// The timeline, if it was recorded.
+    pub timeline: Option<Timeline>,
     /// Counts.
     pub stats: RunStats,
 }
@@ -157,6 +169,7 @@ struct Runner<'a> {
     server: ServerModel,
     plan: FaultPlan,
     trace: Option<Trace>,
+    recorder: Option<Recorder>,
     deliveries: BTreeMap<(Instant, u64), (RequestId, Delivery)>,
     delivery_seq: u64,
     outstanding: BTreeMap<RequestId, Outstanding>,
@@ -217,6 +230,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         server,
         plan,
         trace: config.trace.then(Trace::new),
+        recorder: config
+            .timeline
+            .then(|| Recorder::new(format!("tether sim seed {}", config.seed))),
         deliveries: BTreeMap::new(),
         delivery_seq: 0,
         outstanding: BTreeMap::new(),
@@ -299,6 +315,9 @@ impl Runner<'_> {
                     let event = timeline[next_event].1;
                     next_event += 1;
                     self.line(format_args!("** {event}"));
+                    if let Some(r) = &mut self.recorder {
+                        r.plan_event(self.now, event);
+                    }
                     match event {
                         TimeEvent::Restart => self.server.restart(self.now),
                         TimeEvent::Takeover => {
@@ -391,6 +410,9 @@ impl Runner<'_> {
         if let Some(trace) = &mut self.trace {
             trace.delivery(id, &delivery);
         }
+        if let Some(r) = &mut self.recorder {
+            r.delivery(now, id, &delivery);
+        }
         let outcome = match &delivery {
             Delivery::Respond { response, .. } => classify(Reply::Status {
                 status: response.status,
@@ -448,6 +470,9 @@ impl Runner<'_> {
                 Poll::Output(output) => self.on_output(output),
                 Poll::Timeout(wake) => {
                     self.wake = wake.map(|w| w.at);
+                    if let Some(r) = &mut self.recorder {
+                        r.sample_session(self.now, &self.session);
+                    }
                     return;
                 }
             }
@@ -485,6 +510,9 @@ impl Runner<'_> {
                         trace.line(now, format_args!("   {} body {body}", request.id));
                     }
                 }
+                if let Some(r) = &mut self.recorder {
+                    r.sent(now, &request);
+                }
                 if request.endpoint == Endpoint::Heartbeat {
                     self.beats.push(now);
                 }
@@ -495,6 +523,9 @@ impl Runner<'_> {
                 let delivery = if self.plan.partitioned(now) {
                     self.stats.faults += 1;
                     self.line(format_args!("   {} lost in a partition", request.id));
+                    if let Some(r) = &mut self.recorder {
+                        r.fault(request.id, "lost in a partition");
+                    }
                     Delivery::Hang
                 } else {
                     let exchange =
@@ -503,6 +534,9 @@ impl Runner<'_> {
                     if exchange.fault != super::Fault::None {
                         self.stats.faults += 1;
                         self.line(format_args!("   {} fault: {}", request.id, exchange.fault));
+                        if let Some(r) = &mut self.recorder {
+                            r.fault(request.id, exchange.fault);
+                        }
                     }
                     exchange.delivery
                 };
@@ -524,6 +558,9 @@ impl Runner<'_> {
             }
             Output::Cancel(id) => {
                 self.line(format_args!("-- {id} cancelled"));
+                if let Some(r) = &mut self.recorder {
+                    r.cancelled(now, id);
+                }
                 if let Some(o) = self.outstanding.remove(&id) {
                     // A cancel at the deadline is a timeout; one at the end is not an outcome.
                     if o.deadline <= now {
@@ -536,6 +573,9 @@ impl Runner<'_> {
             }
             Output::Status(status) => {
                 self.line(format_args!("status {status}"));
+                if let Some(r) = &mut self.recorder {
+                    r.status(now, status);
+                }
                 match status {
                     Status::Connected => {
                         if !self.connected {
@@ -742,6 +782,7 @@ impl Runner<'_> {
             status,
             violations,
             trace: self.trace,
+            timeline: self.recorder.map(|r| r.finish(self.now)),
             stats: self.stats,
         }
     }

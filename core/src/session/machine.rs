@@ -392,6 +392,12 @@ impl Session {
         self.state.counters()
     }
 
+    /// How many state patches the state uploader holds unacknowledged (see
+    /// [`StateUploader::unacknowledged_patches`](crate::state::StateUploader::unacknowledged_patches)).
+    pub fn state_unacknowledged(&self) -> u64 {
+        self.state.unacknowledged_patches()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &SessionConfig {
         &self.config
