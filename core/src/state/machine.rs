@@ -459,7 +459,12 @@ impl StateUploader {
             if let Some(batch) = &mut self.current {
                 if let Some(resets) = batch.update.take_resets() {
                     schema.apply(&mut self.acknowledged, &resets);
-                    batch.applied_resets = Some(resets);
+                    // A retry that absorbed later patches may need resets of its own: the
+                    // server then holds both sets, so both are reported.
+                    match &mut batch.applied_resets {
+                        Some(earlier) => compose_resets(earlier, resets),
+                        None => batch.applied_resets = Some(resets),
+                    }
                 }
             }
         } else if let Some(batch) = self.current.take() {
@@ -523,6 +528,21 @@ impl StateUploader {
         if !self.flushes.is_empty() && self.is_idle() {
             for (id, _) in core::mem::take(&mut self.flushes) {
                 self.outputs.push_back(Output::FlushDone(id));
+            }
+        }
+    }
+}
+
+/// `later` applied after `earlier`, as one patch of resets (nulls, possibly nested in the
+/// metadata objects): a key deleted by either stays deleted.
+fn compose_resets(earlier: &mut Map<String, Value>, later: Map<String, Value>) {
+    for (key, value) in later {
+        match (earlier.get_mut(&key), value) {
+            // Deleted already: deleting inside it changes nothing.
+            (Some(Value::Null), _) => {}
+            (Some(Value::Object(inner)), Value::Object(more)) => compose_resets(inner, more),
+            (_, value) => {
+                earlier.insert(key, value);
             }
         }
     }
