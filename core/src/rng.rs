@@ -74,7 +74,7 @@ impl Rng {
             return low;
         }
         let span = duration_micros(high - low);
-        low + Duration::from_micros(self.below(span.saturating_add(1)))
+        low.saturating_add(Duration::from_micros(self.below(span.saturating_add(1))))
     }
 
     /// A random RFC 4122 version 4 UUID in its hyphenated lower-case form.
