@@ -528,9 +528,9 @@ fn the_request_log_has_one_line_per_request_and_no_token() {
 
 #[test]
 fn the_same_seed_replays_the_same_faults_over_http() {
-    let run = || {
+    let run = |seed| {
         let plan = FaultPlan::heavy()
-            .with_seed(5)
+            .with_seed(seed)
             .with_hang_for(Duration::from_millis(20))
             .with_delay_max(Duration::from_millis(5));
         let server = start(ServerConfig::default().with_faults(plan));
@@ -547,8 +547,10 @@ fn the_same_seed_replays_the_same_faults_over_http() {
             .collect();
         (outcomes, server.inspector().totals())
     };
-    let (first, stats) = run();
-    assert_eq!(run(), (first.clone(), stats.clone()));
+    let (first, stats) = run(5);
+    assert_eq!(run(5), (first.clone(), stats.clone()));
+    let (other, _) = run(6);
+    assert_ne!(first, other, "another seed, other faults");
     assert!(stats.total_faults() > 0);
     assert_eq!(
         stats.total_requests(),
