@@ -44,7 +44,9 @@ const BAD_INTERVALS: [Duration; 6] = [
 
 fn session_error(config: SessionConfig) -> ConfigError {
     let validated = config.validate().expect_err("validate refuses it");
-    let constructed = Session::new(config, Instant::ZERO, 0).expect_err("Session::new refuses it");
+    let Err(constructed) = Session::new(config, Instant::ZERO, 0) else {
+        panic!("Session::new accepted a configuration validate refuses");
+    };
     assert_eq!(validated, constructed, "validate and new agree");
     constructed
 }
