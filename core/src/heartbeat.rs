@@ -53,9 +53,20 @@ impl HeartbeatConfig {
         Ok(())
     }
 
-    /// The longest gap between two scheduled beats.
+    /// The longest gap between two scheduled beats: `interval · (1 + jitter)`.
+    ///
+    /// Total for any configuration, even one [`validate`](Self::validate) refuses: the product
+    /// saturates at [`Duration::MAX`], a negative jitter counts as zero and a NaN one as
+    /// unbounded, so the answer is never below a true bound and never a panic.
     pub fn max_gap(&self) -> Duration {
-        self.interval.mul_f64(1.0 + self.jitter)
+        let jitter = if self.jitter.is_nan() {
+            f64::INFINITY
+        } else {
+            self.jitter.max(0.0)
+        };
+        // `Duration::mul_f64` is this product, but panics where it does not fit.
+        Duration::try_from_secs_f64((1.0 + jitter) * self.interval.as_secs_f64())
+            .unwrap_or(Duration::MAX)
     }
 }
 
@@ -245,6 +256,8 @@ impl Heartbeat {
         Poll::Timeout(Some(wake))
     }
 
+    /// The next gap. The configuration was validated in [`new`](Self::new) (interval at most
+    /// 30 s, jitter in `[0, 0.5]`), so the product cannot overflow or be NaN.
     fn gap(&mut self) -> Duration {
         let j = self.config.jitter;
         if j == 0.0 {

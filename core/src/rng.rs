@@ -74,7 +74,7 @@ impl Rng {
             return low;
         }
         let span = duration_micros(high - low);
-        low + Duration::from_micros(self.below(span.saturating_add(1)))
+        low.saturating_add(Duration::from_micros(self.below(span.saturating_add(1))))
     }
 
     /// A random RFC 4122 version 4 UUID in its hyphenated lower-case form.
@@ -103,12 +103,23 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        let mut a = Rng::new(42);
-        let mut b = Rng::new(42);
-        for _ in 0..100 {
-            assert_eq!(a.next_u64(), b.next_u64());
+        extern crate alloc;
+        use alloc::vec::Vec;
+        let stream = |seed: u64| {
+            let mut rng = Rng::new(seed);
+            (0..100).map(|_| rng.next_u64()).collect::<Vec<_>>()
+        };
+        assert_eq!(stream(42), stream(42));
+        for other in [0, 1, 41, 43, u64::MAX] {
+            let (a, b) = (stream(42), stream(other));
+            // Not one value in common at the same position, let alone the whole stream.
+            assert!(a.iter().zip(&b).all(|(x, y)| x != y), "seed {other}");
         }
-        assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+        // A fork is a stream of its own, and the same for the same parent.
+        let (mut p1, mut p2) = (Rng::new(42), Rng::new(42));
+        let (mut f1, mut f2) = (p1.fork(), p2.fork());
+        assert_eq!(f1.next_u64(), f2.next_u64());
+        assert_ne!(f1.next_u64(), p1.next_u64());
     }
 
     #[test]

@@ -87,14 +87,17 @@ fn the_total_deadline_gives_up_before_a_retry_would_land_past_it() {
     let mut now = Instant::from_secs(50);
     ctl.start(now);
     let mut retries = 0;
-    let reason = loop {
-        match ctl.record_failure(now, Failure::Transient) {
-            Decision::Retry { at, .. } => {
-                retries += 1;
-                now = at;
+    let reason = 'retry: {
+        for _ in 0..100 {
+            match ctl.record_failure(now, Failure::Transient) {
+                Decision::Retry { at, .. } => {
+                    retries += 1;
+                    now = at;
+                }
+                Decision::GiveUp(reason) => break 'retry reason,
             }
-            Decision::GiveUp(reason) => break reason,
         }
+        panic!("no give-up after 100 failures");
     };
     // 1 + 2 + 4 + 8 = 15 s fits in 20 s; the next 16 s would end at 31 s.
     assert_eq!(retries, 4);
@@ -239,6 +242,42 @@ fn policy_strategy() -> impl Strategy<Value = BackoffPolicy> {
         })
 }
 
+/// Fifty delays of a fresh [`Backoff`] drawing from `seed`, half of them for a server hint.
+fn delays(policy: BackoffPolicy, seed: u64) -> Vec<Duration> {
+    let mut rng = Rng::new(seed);
+    let mut b = Backoff::new(policy);
+    (0..50)
+        .map(|i| {
+            let hint = (i % 2 == 1).then(|| Duration::from_millis(i * 100));
+            b.next_delay(hint, &mut rng)
+        })
+        .collect()
+}
+
+/// Policies whose delays depend on the draw: some jitter with room to act (at least 1 ms of
+/// spread), a cap at least twice the base, and no floor to flatten the curve.
+fn jittered_policy_strategy() -> impl Strategy<Value = BackoffPolicy> {
+    let jitter = prop_oneof![
+        (1_000u64..5_000_000, any::<bool>()).prop_map(|(us, above_cap)| Jitter::Additive {
+            range: Duration::from_micros(us),
+            above_cap
+        }),
+        Just(Jitter::Full),
+        Just(Jitter::Equal),
+        Just(Jitter::Decorrelated),
+        (0.01f64..=1.0).prop_map(|fraction| Jitter::Proportional { fraction }),
+    ];
+    (1_000u64..10_000_000, 2u64..100, jitter, 0u64..100_000_000).prop_map(
+        |(base, factor, jitter, max_hint)| BackoffPolicy {
+            base: Duration::from_micros(base),
+            cap: Duration::from_micros(base * factor),
+            jitter,
+            floor: None,
+            max_hint: Duration::from_micros(max_hint),
+        },
+    )
+}
+
 proptest! {
     #[test]
     fn a_delay_never_exceeds_what_the_policy_allows(
@@ -284,12 +323,19 @@ proptest! {
 
     #[test]
     fn the_same_seed_gives_the_same_delays(policy in policy_strategy(), seed in any::<u64>()) {
-        let run = || {
-            let mut rng = Rng::new(seed);
-            let mut b = Backoff::new(policy);
-            (0..50).map(|_| b.next_delay(None, &mut rng)).collect::<Vec<_>>()
-        };
-        prop_assert_eq!(run(), run());
+        prop_assert_eq!(delays(policy, seed), delays(policy, seed));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_jittered_delays_and_another_seed_others(
+        policy in jittered_policy_strategy(),
+        seed in any::<u64>(),
+        other in any::<u64>(),
+    ) {
+        prop_assume!(seed != other);
+        let first = delays(policy, seed);
+        prop_assert_eq!(&first, &delays(policy, seed));
+        prop_assert_ne!(first, delays(policy, other), "the seed made no difference");
     }
 
     #[test]

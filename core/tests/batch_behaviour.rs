@@ -341,7 +341,7 @@ fn linger_waits_for_a_full_batch_or_the_window() {
     );
     h.outcome(Outcome::Success);
     h.enqueue_json(json!({"n": 5}));
-    let f = h.d.flush(h.now, h.now + Duration::from_secs(1));
+    let f = h.flush(h.now + Duration::from_secs(1));
     let out = h.drain();
     assert_eq!(ns(&sends(&out)[0]), [5], "a flush cuts the window short");
     let out = h.outcome(Outcome::Success);
@@ -351,10 +351,10 @@ fn linger_waits_for_a_full_batch_or_the_window() {
 #[test]
 fn flush_reports_done_or_timed_out() {
     let mut h = Harness::new(config(), 1);
-    let idle = h.d.flush(h.now, h.now);
+    let idle = h.flush(h.now);
     assert_eq!(h.drain(), [Output::FlushDone(idle)]);
     h.enqueue_json(json!({"n": 0}));
-    let f = h.d.flush(h.now, h.now + Duration::from_secs(2));
+    let f = h.flush(h.now + Duration::from_secs(2));
     h.drain();
     h.enqueue_json(json!({"n": 1}));
     h.outcome(Outcome::Transient(TransientCause::Transport));
@@ -447,7 +447,7 @@ fn abandon_hands_back_in_flight_and_queued_and_ignores_late_outcomes() {
     assert_eq!(out.last(), Some(&Output::Closed));
     h.d.handle_outcome(h.now, batch, Outcome::Success);
     assert!(h.drain().is_empty(), "a late outcome is ignored");
-    let f = h.d.flush(h.now, h.now);
+    let f = h.flush(h.now);
     assert_eq!(
         h.drain(),
         [Output::FlushDone(f)],

@@ -23,6 +23,8 @@ enum Op {
     Stale(Outcome),
     Advance(u64),
     Fire,
+    /// Wakes the drainer a microsecond before its next wake-up: an early timeout.
+    Early,
     Flush(u64),
     Abandon,
 }
@@ -45,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => outcome().prop_map(Op::Stale),
         2 => (0u64..3_000).prop_map(Op::Advance),
         2 => Just(Op::Fire),
+        1 => Just(Op::Early),
         1 => (0u64..5_000).prop_map(Op::Flush),
         // Rare: it ends intake early; later ops then meet a closed drainer.
         1 => prop::bool::weighted(0.05).prop_map(|b| if b { Op::Abandon } else { Op::Fire }),
@@ -130,9 +133,14 @@ fn run(config: Config, seed: u64, ops: &[Op]) -> Vec<Output> {
             Op::Fire => {
                 h.fire();
             }
+            Op::Early => {
+                if let Some(w) = h.wake.filter(|w| w.at > h.now) {
+                    h.advance(w.at.saturating_duration_since(h.now) - Duration::from_micros(1));
+                }
+            }
             Op::Flush(ms) => {
-                let deadline = h.now + Duration::from_millis(*ms);
-                let _ = h.d.flush(h.now, deadline);
+                // The checker holds each flush to its report (see `Checker::flush_report`).
+                h.flush(h.now + Duration::from_millis(*ms));
                 h.drain();
             }
             Op::Abandon => {

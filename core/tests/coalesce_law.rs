@@ -1,5 +1,6 @@
-//! The merge-patch algebra against RFC 7396's own vectors, the composition cases of
-//! `shared/data`, and the coalescing law under arbitrary documents and patch sequences.
+//! The merge-patch algebra against RFC 7396's own vectors (Appendix A), the project's composition
+//! cases, and the coalescing law under arbitrary documents and patch sequences. The vectors and
+//! cases live in `tests/data/` (see its README) and are compiled in.
 
 mod common;
 
@@ -8,10 +9,13 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tether_core::patch::{apply, coalesce, DocumentSchema};
 
-fn load(name: &str) -> Value {
-    let path = format!("{}/../../shared/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+/// RFC 7396, Appendix A: the RFC's 15 example test cases.
+const RFC7396_VECTORS: &str = include_str!("data/rfc7396-vectors.json");
+/// The project's merge-patch composition cases.
+const COMPOSITION_CASES: &str = include_str!("data/merge-patch-composition-cases.json");
+
+fn load(name: &str, text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("tests/data/{name}: {e}"))
 }
 
 fn cases(data: &Value) -> &[Value] {
@@ -35,7 +39,7 @@ fn coalesced(document: &Value, patches: &[Value]) -> (Value, usize) {
 
 #[test]
 fn rfc7396_appendix_a_vectors() {
-    let data = load("rfc7396-vectors.json");
+    let data = load("rfc7396-vectors.json", RFC7396_VECTORS);
     let cases = cases(&data);
     assert_eq!(cases.len(), 15, "RFC 7396 Appendix A has 15 examples");
     for case in cases {
@@ -51,7 +55,7 @@ fn rfc7396_appendix_a_vectors() {
 
 #[test]
 fn composition_cases() {
-    let data = load("merge-patch-composition-cases.json");
+    let data = load("merge-patch-composition-cases.json", COMPOSITION_CASES);
     let cases = cases(&data);
     assert!(
         cases.len() >= 11,
@@ -77,7 +81,7 @@ fn composition_cases_hold_for_the_worker_schema_under_a_merge_key() {
     // Each object case, nested under `external_metadata`, is the same question for the worker
     // document.
     let schema = DocumentSchema::default();
-    let data = load("merge-patch-composition-cases.json");
+    let data = load("merge-patch-composition-cases.json", COMPOSITION_CASES);
     let wrap = |v: &Value| {
         let mut m = Map::new();
         m.insert("external_metadata".into(), v.clone());

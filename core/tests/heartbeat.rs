@@ -4,11 +4,29 @@ use core::time::Duration;
 
 use tether_core::heartbeat::{
     BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput,
+    HeartbeatTimer,
 };
 use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 
 /// A beat that failed at the transport level.
 const FAILED: Outcome = Outcome::Transient(TransientCause::Transport);
+
+/// The most outputs one drain may yield before the test calls it a livelock.
+const DRAIN_BOUND: usize = 1_000;
+
+/// Polls until the timeout, passing each output to `on_output`; returns the wake-up.
+fn drain(
+    hb: &mut Heartbeat,
+    mut on_output: impl FnMut(HeartbeatOutput),
+) -> Option<tether_core::Wake<HeartbeatTimer>> {
+    for _ in 0..DRAIN_BOUND {
+        match hb.poll_output() {
+            Poll::Output(out) => on_output(out),
+            Poll::Timeout(wake) => return wake,
+        }
+    }
+    panic!("poll_output did not reach a timeout within {DRAIN_BOUND} outputs");
+}
 
 /// How the simulated server answers a beat.
 #[derive(Clone, Copy)]
@@ -33,22 +51,18 @@ fn run(
     let mut log = Vec::new();
     let mut pending: Option<(Instant, BeatId, bool)> = None;
     for _ in 0..1_000_000 {
-        let wake = loop {
-            match hb.poll_output() {
-                Poll::Output(out) => {
-                    if let HeartbeatOutput::Beat(id) = out {
-                        assert!(pending.is_none(), "a beat was sent while one was in flight");
-                        pending = Some(match server {
-                            Server::Ok(latency) => (now + latency, id, true),
-                            Server::DownUntil(t) if now >= t => (now, id, true),
-                            Server::DownUntil(_) => (now + Duration::from_secs(5), id, false),
-                        });
-                    }
-                    log.push((now, out));
-                }
-                Poll::Timeout(wake) => break wake.map(|w| w.at),
+        let wake = drain(&mut hb, |out| {
+            if let HeartbeatOutput::Beat(id) = out {
+                assert!(pending.is_none(), "a beat was sent while one was in flight");
+                pending = Some(match server {
+                    Server::Ok(latency) => (now + latency, id, true),
+                    Server::DownUntil(t) if now >= t => (now, id, true),
+                    Server::DownUntil(_) => (now + Duration::from_secs(5), id, false),
+                });
             }
-        };
+            log.push((now, out));
+        })
+        .map(|w| w.at);
         let next = [wake, pending.map(|p| p.0)].into_iter().flatten().min();
         let Some(next) = next else { break };
         if next > end {
@@ -167,23 +181,23 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
     // The driver was asleep for ten minutes: 30 slots passed.
     hb.handle_timeout(Instant::from_secs(600));
     let mut sent = Vec::new();
-    let wake = loop {
-        match hb.poll_output() {
-            Poll::Output(HeartbeatOutput::Beat(id)) => sent.push(id),
-            Poll::Output(_) => {}
-            Poll::Timeout(w) => break w.unwrap(),
+    let wake = drain(&mut hb, |out| {
+        if let HeartbeatOutput::Beat(id) = out {
+            sent.push(id);
         }
-    };
+    })
+    .unwrap();
     assert_eq!(sent.len(), 1, "one beat, not a burst");
     hb.handle_outcome(Instant::from_secs(600), sent[0], Outcome::Success)
         .unwrap();
-    let next = loop {
-        match hb.poll_output() {
-            Poll::Output(HeartbeatOutput::Beat(_)) => panic!("a second beat after the stall"),
-            Poll::Output(_) => {}
-            Poll::Timeout(w) => break w.unwrap().at,
-        }
-    };
+    let next = drain(&mut hb, |out| {
+        assert!(
+            !matches!(out, HeartbeatOutput::Beat(_)),
+            "a second beat after the stall"
+        );
+    })
+    .unwrap()
+    .at;
     assert!(wake.at >= Instant::from_secs(600));
     assert_eq!(
         next,

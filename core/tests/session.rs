@@ -12,6 +12,11 @@ use tether_core::session::{
 };
 use tether_core::{Instant, Poll};
 
+/// The most outputs one drain may yield before the test calls it a livelock.
+const DRAIN_BOUND: usize = 100_000;
+/// The most rounds of any loop that waits for the session to get somewhere.
+const ROUNDS: usize = 1_000;
+
 /// Drives a session by hand: collects outputs, hands out requests, moves time.
 struct Harness {
     session: Session,
@@ -24,8 +29,12 @@ struct Harness {
 
 impl Harness {
     fn new(config: SessionConfig) -> Self {
+        Self::seeded(config, 1)
+    }
+
+    fn seeded(config: SessionConfig, seed: u64) -> Self {
         let session =
-            Session::new(config, tether_core::Rng::new(1), Instant::ZERO).expect("valid config");
+            Session::new(config, tether_core::Rng::new(seed), Instant::ZERO).expect("valid config");
         let mut h = Harness {
             session,
             now: Instant::ZERO,
@@ -51,7 +60,11 @@ impl Harness {
     }
 
     fn connected_with(config: SessionConfig) -> Self {
-        let mut h = Harness::new(config);
+        Self::connected_seeded(config, 1)
+    }
+
+    fn connected_seeded(config: SessionConfig, seed: u64) -> Self {
+        let mut h = Harness::seeded(config, seed);
         let init = h.expect(Endpoint::PutWorker);
         h.respond(&init, 200, "{}");
         let get = h.expect(Endpoint::GetWorker);
@@ -65,7 +78,7 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        loop {
+        for _ in 0..DRAIN_BOUND {
             match self.session.poll_output() {
                 Poll::Output(Output::Send(r)) => self.requests.push_back(r),
                 Poll::Output(Output::Status(s)) => {
@@ -84,10 +97,11 @@ impl Harness {
                 }
                 Poll::Timeout(w) => {
                     self.wake = w.map(|w| w.at);
-                    break;
+                    return;
                 }
             }
         }
+        panic!("poll_output did not reach a timeout within {DRAIN_BOUND} outputs");
     }
 
     fn expect(&mut self, endpoint: Endpoint) -> Request {
@@ -197,7 +211,10 @@ fn every_body_carries_the_epoch() {
     h.drain();
     h.advance_to(Instant::from_secs(20)); // the first heartbeat
     let mut seen = Vec::new();
-    while let Some(r) = h.requests.pop_front() {
+    for _ in 0..ROUNDS {
+        let Some(r) = h.requests.pop_front() else {
+            break;
+        };
         assert_eq!(body(&r)["worker_epoch"], json!(5), "{r:?}");
         seen.push(r.endpoint);
         h.respond(&r, 200, "{}");
@@ -282,7 +299,10 @@ fn ten_auth_failures_in_a_row_across_channels_give_up() {
         .unwrap();
     h.drain();
     let mut failures = 0;
-    while failures < 10 {
+    for _ in 0..ROUNDS {
+        if failures == 10 {
+            break;
+        }
         if let Some(r) = h.requests.pop_front() {
             failures += 1;
             h.respond(&r, if failures % 2 == 0 { 401 } else { 403 }, "");
@@ -538,7 +558,7 @@ fn an_unreadable_body_is_transient() {
 fn connect_failures_follow_the_reconnect_curve_then_give_up() {
     let mut h = Harness::new(SessionConfig::new("s"));
     let mut waits = Vec::new();
-    loop {
+    for _ in 0..ROUNDS {
         let r = h.expect(Endpoint::Register);
         h.respond(&r, 503, "");
         match h.session.status() {
@@ -574,7 +594,10 @@ fn status_goes_stale_when_heartbeats_fail_and_live_again() {
             h.respond(&r, 500, "");
         }
     }
-    while h.session.status() != Status::Stale {
+    for _ in 0..ROUNDS {
+        if h.session.status() == Status::Stale {
+            break;
+        }
         h.advance();
         if let Some(r) = h.requests.pop_front() {
             h.respond(&r, 500, "");
@@ -583,7 +606,7 @@ fn status_goes_stale_when_heartbeats_fail_and_live_again() {
     }
     assert!(h.statuses[last_status_len..].contains(&Status::Stale));
     last_status_len = h.statuses.len();
-    loop {
+    for _ in 0..ROUNDS {
         h.advance();
         if let Some(r) = h.requests.pop_front() {
             h.respond(&r, 200, "");
@@ -603,7 +626,10 @@ fn close_drains_then_ends_closed() {
     h.drain();
     h.session.close(h.now, h.now + Duration::from_secs(5));
     h.drain();
-    while let Some(r) = h.requests.pop_front() {
+    for _ in 0..ROUNDS {
+        let Some(r) = h.requests.pop_front() else {
+            break;
+        };
         h.respond(&r, 200, "{}");
     }
     assert_eq!(h.statuses.last(), Some(&Status::Closed));
@@ -624,8 +650,11 @@ fn close_with_the_server_down_hands_everything_back_at_the_deadline() {
     h.session.close(h.now, deadline);
     h.drain();
     // Every request fails; time runs to the close deadline.
-    for _ in 0..1000 {
-        while let Some(r) = h.requests.pop_front() {
+    for _ in 0..ROUNDS {
+        for _ in 0..ROUNDS {
+            let Some(r) = h.requests.pop_front() else {
+                break;
+            };
             h.session.handle_transport_error(
                 h.now,
                 r.id,
@@ -649,13 +678,229 @@ fn close_with_the_server_down_hands_everything_back_at_the_deadline() {
         .any(|o| matches!(o, Output::StateUnacknowledged(u) if !u.update.is_empty())));
 }
 
+/// The session's request channels (DESIGN.md §Session: at most one request in flight on each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Channel {
+    /// Register, the init `PUT` and the `GET`.
+    Connect,
+    Heartbeat,
+    Events,
+    InternalEvents,
+    Delivery,
+    /// State `PUT`s once connected.
+    State,
+}
+
+impl Channel {
+    const ALL: [Channel; 6] = [
+        Channel::Connect,
+        Channel::Heartbeat,
+        Channel::Events,
+        Channel::InternalEvents,
+        Channel::Delivery,
+        Channel::State,
+    ];
+
+    /// The channel of a request to `endpoint`; a `PUT /worker` is the connect sequence's until
+    /// the connect sequence is done.
+    fn of(endpoint: Endpoint, connected: bool) -> Channel {
+        match endpoint {
+            Endpoint::Register | Endpoint::GetWorker => Channel::Connect,
+            Endpoint::PutWorker if !connected => Channel::Connect,
+            Endpoint::PutWorker => Channel::State,
+            Endpoint::Heartbeat => Channel::Heartbeat,
+            Endpoint::Events => Channel::Events,
+            Endpoint::InternalEvents => Channel::InternalEvents,
+            Endpoint::Delivery => Channel::Delivery,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[test]
 fn at_most_one_request_in_flight_per_channel() {
-    let mut h = Harness::connected();
-    h.send_events(500); // five batches' worth
-    let in_flight: Vec<_> = h.session.in_flight().collect();
-    assert_eq!(in_flight.len(), 1);
-    assert_eq!(h.requests.len(), 1);
+    // A workload over every channel at once: a session that registers, then events, internal
+    // events, delivery acks and state patches arriving while earlier requests are unanswered,
+    // heartbeats on their timer, answers in any order (successes, 5xx, 429, transport errors,
+    // none at all until the deadline), and late answers to cancelled requests.
+    let mut h = Harness::new(SessionConfig::new("s"));
+    let mut rng = tether_core::Rng::new(2024);
+    let mut connected = false;
+    // What the test itself saw sent and not yet settled, by channel.
+    let mut outstanding: [Option<Request>; 6] = Default::default();
+    let mut cancelled: Vec<Request> = Vec::new();
+    let mut seen_in_flight = [false; 6];
+    let mut sends = [0usize; 6];
+    // Work given to a channel while its request was in flight: the case the rule is about.
+    let mut contended = [0usize; 6];
+    let mut seen_outputs = 0;
+
+    let mut track = |h: &mut Harness,
+                     connected: bool,
+                     outstanding: &mut [Option<Request>; 6],
+                     cancelled: &mut Vec<Request>| {
+        for o in &h.outputs[seen_outputs..] {
+            if let Output::Cancel(id) = o {
+                let slot = outstanding
+                    .iter_mut()
+                    .find(|r| r.as_ref().is_some_and(|r| r.id == *id))
+                    .expect("a cancel for a request in flight");
+                cancelled.push(slot.take().unwrap());
+            }
+        }
+        seen_outputs = h.outputs.len();
+        while let Some(r) = h.requests.pop_front() {
+            let channel = Channel::of(r.endpoint, connected);
+            let slot = &mut outstanding[channel.index()];
+            assert!(
+                slot.is_none(),
+                "{channel:?}: {:?} sent while {:?} is in flight",
+                r.endpoint,
+                slot.as_ref().map(|r| r.id)
+            );
+            sends[channel.index()] += 1;
+            seen_in_flight[channel.index()] = true;
+            *slot = Some(r);
+        }
+        // The session's own view agrees: one request per channel, the ones the test holds.
+        let mut ours: Vec<_> = outstanding.iter().flatten().map(|r| r.id).collect();
+        let mut theirs: Vec<_> = h.session.in_flight().map(|(id, _)| id).collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs, "the session's requests in flight");
+    };
+
+    let mut n = 0u64;
+    for _ in 0..4_000 {
+        if h.session.status().is_terminal() {
+            break;
+        }
+        let busy = |c: Channel, o: &[Option<Request>; 6]| o[c.index()].is_some();
+        match rng.below(12) {
+            0 | 1 => {
+                contended[Channel::Events.index()] +=
+                    usize::from(busy(Channel::Events, &outstanding));
+                for _ in 0..=rng.below(3) {
+                    n += 1;
+                    let _ = h.session.send_event(h.now, Event::new(json!({"n": n})));
+                }
+                h.drain();
+            }
+            2 => {
+                contended[Channel::InternalEvents.index()] +=
+                    usize::from(busy(Channel::InternalEvents, &outstanding));
+                n += 1;
+                let _ = h
+                    .session
+                    .send_internal_event(h.now, Event::new(json!({"n": n})));
+                h.drain();
+            }
+            3 => {
+                contended[Channel::Delivery.index()] +=
+                    usize::from(busy(Channel::Delivery, &outstanding));
+                n += 1;
+                let _ = h.session.ack_delivery(
+                    h.now,
+                    &format!("e{n}"),
+                    tether_core::session::DeliveryStatus::Processed,
+                );
+                h.drain();
+            }
+            4 => {
+                contended[Channel::State.index()] +=
+                    usize::from(busy(Channel::State, &outstanding));
+                n += 1;
+                let _ = h
+                    .session
+                    .patch_state(h.now, json!({"external_metadata": {"n": n}}));
+                h.drain();
+            }
+            5..=8 => {
+                // Answer one request in flight, picked at random.
+                let held: Vec<usize> = (0..6).filter(|&i| outstanding[i].is_some()).collect();
+                if held.is_empty() {
+                    continue;
+                }
+                let slot = held[rng.below(held.len() as u64) as usize];
+                let r = outstanding[slot].take().unwrap();
+                match rng.below(6) {
+                    0 => h.respond(&r, 503, ""),
+                    1 => h.respond_with(
+                        &r,
+                        Response {
+                            status: 429,
+                            retry_after: Some("1".into()),
+                            ..Response::default()
+                        },
+                    ),
+                    2 => {
+                        h.session.handle_transport_error(
+                            h.now,
+                            r.id,
+                            &TransportError {
+                                message: "reset".into(),
+                            },
+                        );
+                        h.drain();
+                    }
+                    _ => {
+                        let body = match r.endpoint {
+                            Endpoint::Register => r#"{"worker_epoch": 7}"#,
+                            Endpoint::GetWorker => r#"{"worker":{"worker_status":"idle"}}"#,
+                            Endpoint::PutWorker => "{}",
+                            _ => "",
+                        };
+                        let done = r.endpoint == Endpoint::GetWorker;
+                        h.respond(&r, 200, body);
+                        connected |= done;
+                    }
+                }
+            }
+            9 => {
+                // A late answer to a request the core already cancelled: ignored.
+                if let Some(r) = cancelled.pop() {
+                    h.respond(&r, 200, "{}");
+                }
+            }
+            10 => {
+                let by = Duration::from_millis(rng.below(3_000));
+                h.advance_to(h.now + by);
+            }
+            _ => {
+                if h.wake.is_some() {
+                    h.advance();
+                }
+            }
+        }
+        track(&mut h, connected, &mut outstanding, &mut cancelled);
+    }
+    assert!(
+        !h.session.status().is_terminal(),
+        "the workload ended the session: {:?}",
+        h.session.status()
+    );
+    for c in Channel::ALL {
+        assert!(seen_in_flight[c.index()], "{c:?} was never in flight");
+        assert!(
+            sends[c.index()] >= 2,
+            "{c:?}: {} requests",
+            sends[c.index()]
+        );
+    }
+    for c in [
+        Channel::Events,
+        Channel::InternalEvents,
+        Channel::Delivery,
+        Channel::State,
+    ] {
+        assert!(
+            contended[c.index()] > 0,
+            "{c:?} was never given work while a request of its was in flight"
+        );
+    }
 }
 
 #[test]
@@ -688,21 +933,113 @@ fn flush_reports_once_everything_before_it_settled() {
 
 #[test]
 fn bad_configuration_is_a_typed_error() {
-    let mut config = SessionConfig::new("s");
-    config.heartbeat.interval = Duration::from_secs(2);
-    assert!(Session::new(config, tether_core::Rng::new(0), Instant::ZERO).is_err());
-    let mut config = SessionConfig::new("s");
-    config.request_timeout = Duration::ZERO;
-    assert!(Session::new(config, tether_core::Rng::new(0), Instant::ZERO).is_err());
-    let mut config = SessionConfig::new("s");
-    config.events.max_batch_items = 0;
-    assert!(Session::new(config, tether_core::Rng::new(0), Instant::ZERO).is_err());
+    use tether_core::batch::{self, BodyMode, Envelope};
+    use tether_core::heartbeat::HeartbeatConfigError;
+    use tether_core::session::ConfigError;
+
+    let refused = |change: &dyn Fn(&mut SessionConfig)| {
+        let mut config = SessionConfig::new("s");
+        change(&mut config);
+        let Err(error) = Session::new(config.clone(), tether_core::Rng::new(0), Instant::ZERO)
+        else {
+            panic!("accepted: {config:?}");
+        };
+        assert_eq!(config.validate(), Err(error.clone()), "validate agrees");
+        error
+    };
+    assert_eq!(
+        refused(&|c| c.heartbeat.interval = Duration::from_secs(2)),
+        ConfigError::Heartbeat(HeartbeatConfigError::Interval(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        refused(&|c| c.heartbeat.jitter = f64::NAN),
+        ConfigError::Heartbeat(HeartbeatConfigError::Jitter)
+    );
+    assert_eq!(
+        refused(&|c| c.heartbeat.ttl = Duration::from_secs(19)),
+        ConfigError::Heartbeat(HeartbeatConfigError::TtlShorterThanInterval)
+    );
+    assert_eq!(
+        refused(&|c| c.request_timeout = Duration::ZERO),
+        ConfigError::ZeroTimeout
+    );
+    assert_eq!(
+        refused(&|c| c.heartbeat_timeout = Duration::ZERO),
+        ConfigError::ZeroTimeout
+    );
+    assert_eq!(
+        refused(&|c| c.events.max_batch_items = 0),
+        ConfigError::Uploader {
+            stream: "events",
+            error: batch::ConfigError::Zero {
+                field: "max_batch_items"
+            }
+        }
+    );
+    assert_eq!(
+        refused(&|c| c.delivery.max_queue_items = 10),
+        ConfigError::Uploader {
+            stream: "delivery",
+            error: batch::ConfigError::BatchOverQueue {
+                batch: 64,
+                queue: 10,
+                unit: "items"
+            }
+        }
+    );
+    assert_eq!(
+        refused(&|c| c.internal_events.max_consecutive_failures = Some(0)),
+        ConfigError::Uploader {
+            stream: "internal_events",
+            error: batch::ConfigError::Zero {
+                field: "max_consecutive_failures"
+            }
+        }
+    );
+    assert_eq!(
+        refused(&|c| c.delivery.envelope = Envelope::Events),
+        ConfigError::WrongEnvelope
+    );
+    assert_eq!(
+        refused(&|c| c.events.envelope = Envelope::DeliveryUpdates),
+        ConfigError::WrongEnvelope
+    );
+    assert_eq!(
+        refused(&|c| c.events.body = BodyMode::Deferred),
+        ConfigError::DeferredBody
+    );
+    assert_eq!(
+        refused(&|c| c.state.request_timeout = Some(Duration::from_secs(1))),
+        ConfigError::StateOwnsDeadline
+    );
+    assert_eq!(
+        refused(&|c| c.max_auth_failures = 0),
+        ConfigError::ZeroAuthFailures
+    );
+    assert_eq!(
+        refused(&|c| c.max_response_body = 63),
+        ConfigError::ResponseBodyCap(63)
+    );
+    // The defaults, and each bound at its edge, are accepted.
+    for change in [
+        &(|_: &mut SessionConfig| {}) as &dyn Fn(&mut SessionConfig),
+        &|c| c.max_response_body = 64,
+        &|c| c.max_auth_failures = 1,
+        &|c| c.heartbeat.ttl = c.heartbeat.interval,
+        &|c| c.request_timeout = Duration::from_micros(1),
+    ] {
+        let mut config = SessionConfig::new("s");
+        change(&mut config);
+        assert_eq!(config.validate(), Ok(()));
+        assert!(Session::new(config, tether_core::Rng::new(0), Instant::ZERO).is_ok());
+    }
 }
 
 #[test]
 fn the_same_seed_gives_the_same_requests() {
-    let run = || {
-        let mut h = Harness::connected();
+    // The seed draws the events' uuids and the uploaders' retry jitter (500 ms by default).
+    let run = |seed| {
+        let mut h = Harness::connected_seeded(SessionConfig::new("s").with_epoch(5), seed);
         h.send_events(3);
         let r = h.expect(Endpoint::Events);
         h.respond(&r, 503, "");
@@ -710,7 +1047,11 @@ fn the_same_seed_gives_the_same_requests() {
         let r = h.expect(Endpoint::Events);
         (r.body, h.now)
     };
-    assert_eq!(run(), run());
+    let (body, retried_at) = run(1);
+    assert_eq!(run(1), (body.clone(), retried_at));
+    let (other_body, other_retried_at) = run(2);
+    assert_ne!(body, other_body, "another seed, other uuids");
+    assert_ne!(retried_at, other_retried_at, "another seed, another jitter");
 }
 
 #[test]

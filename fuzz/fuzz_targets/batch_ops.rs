@@ -1,17 +1,22 @@
 #![no_main]
 //! Arbitrary operation sequences against the batch drainer. After every step: bounds hold, at
-//! most one batch is in flight, every body is the envelope its limits allow. At the end (after a
-//! close driven to completion): every event was delivered or handed back exactly once, and
-//! delivered events came in enqueue order.
+//! most one batch is in flight, every body is the envelope its limits allow, and every flush
+//! report is true: a flush is reported done only once every event enqueued before it (or a
+//! replacement of one) was delivered or handed back, timed out only at its deadline with the
+//! exact count still held, and never left unreported once complete or past its deadline. At the
+//! end (after a close driven to completion): every event was delivered or handed back exactly
+//! once, delivered events came in enqueue order, and every flush was reported once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use tether_core::batch::{Abandon, BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Overflow, Reason};
-use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
+use tether_core::batch::{
+    Abandon, BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Overflow, Reason,
+};
+use tether_core::{FlushId, Instant, Outcome, Poll, Rng, TransientCause};
 
 #[derive(Arbitrary, Debug)]
 struct Setup {
@@ -26,8 +31,9 @@ struct Setup {
     updates: bool,
 }
 
+/// How the fuzzer answers a send.
 #[derive(Arbitrary, Debug)]
-enum Outcome {
+enum Answer {
     Delivered,
     Transient,
     Throttled(u16),
@@ -44,22 +50,24 @@ enum Op {
         own_uuid: bool,
         not_object: bool,
     },
-    Outcome(Outcome),
-    Stale(Outcome),
+    Outcome(Answer),
+    Stale(Answer),
     Advance(u16),
     Fire,
+    /// A wake-up one microsecond before the next one is due: an early timeout.
+    Early,
     Flush(u16),
     Close(u16),
     Abandon,
 }
 
-fn outcome(o: &Outcome) -> Outcome {
-    match o {
-        Outcome::Delivered => Outcome::Success,
-        Outcome::Transient => Outcome::Transient(TransientCause::Transport),
-        Outcome::Throttled(ms) => Outcome::Throttled(Duration::from_millis(u64::from(*ms)),),
-        Outcome::TooLarge => Outcome::TooLarge,
-        Outcome::Permanent(s) => Outcome::Permanent(*s),
+fn outcome(a: &Answer) -> Outcome {
+    match a {
+        Answer::Delivered => Outcome::Success,
+        Answer::Transient => Outcome::Transient(TransientCause::Transport),
+        Answer::Throttled(ms) => Outcome::Throttled(Duration::from_millis(u64::from(*ms))),
+        Answer::TooLarge => Outcome::TooLarge,
+        Answer::Permanent(s) => Outcome::Permanent(*s),
     }
 }
 
@@ -74,6 +82,15 @@ struct World {
     delivered: Vec<EventId>,
     in_flight: Option<(BatchId, usize)>,
     closed: bool,
+    flushes: BTreeMap<FlushId, FlushCheck>,
+}
+
+/// A flush and what it waits for: the events not yet ended when it was asked for, and the
+/// replacements of any of them.
+struct FlushCheck {
+    deadline: Instant,
+    waits_for: BTreeSet<EventId>,
+    reported: bool,
 }
 
 impl World {
@@ -83,6 +100,18 @@ impl World {
                 Poll::Output(o) => self.check(o),
                 Poll::Timeout(w) => {
                     self.wake = w.map(|w| w.at);
+                    for (id, f) in &self.flushes {
+                        if !f.reported {
+                            assert!(
+                                self.unsettled(f) > 0,
+                                "{id} is complete but was not reported"
+                            );
+                            assert!(
+                                self.now < f.deadline,
+                                "{id} is past its deadline, unreported"
+                            );
+                        }
+                    }
                     let c = self.d.counters();
                     assert!(c.queue_events <= self.config.max_queue_items);
                     assert!(c.queue_bytes <= self.config.max_queue_bytes);
@@ -93,6 +122,52 @@ impl World {
             }
         }
         panic!("no timeout after 100 000 outputs");
+    }
+
+    fn unsettled(&self, f: &FlushCheck) -> usize {
+        f.waits_for
+            .iter()
+            .filter(|id| !self.ended.contains_key(id))
+            .count()
+    }
+
+    fn flush(&mut self, deadline: Instant) {
+        let id = self.d.flush(self.now, deadline);
+        let waits_for = self
+            .order
+            .keys()
+            .copied()
+            .filter(|e| !self.ended.contains_key(e))
+            .collect();
+        let check = FlushCheck {
+            deadline,
+            waits_for,
+            reported: false,
+        };
+        assert!(
+            self.flushes.insert(id, check).is_none(),
+            "{id} issued twice"
+        );
+        self.drain();
+    }
+
+    fn flush_report(&mut self, flush: FlushId, timed_out: bool) {
+        let f = self
+            .flushes
+            .get(&flush)
+            .expect("a report for a flush never asked for");
+        assert!(!f.reported, "{flush} reported twice");
+        let left = self.unsettled(f);
+        if timed_out {
+            assert!(
+                self.now >= f.deadline,
+                "{flush} timed out before its deadline"
+            );
+            assert!(left > 0, "{flush} timed out although complete");
+        } else {
+            assert_eq!(left, 0, "{flush} done with events before it still held");
+        }
+        self.flushes.get_mut(&flush).unwrap().reported = true;
     }
 
     fn end(&mut self, id: EventId, reason: Option<Reason>) {
@@ -140,12 +215,18 @@ impl World {
                     if let Reason::Replaced { by } = reason {
                         let pos = self.order[&u.id];
                         self.order.insert(by, pos);
+                        for f in self.flushes.values_mut() {
+                            if f.waits_for.contains(&u.id) {
+                                f.waits_for.insert(by);
+                            }
+                        }
                     }
                     self.end(u.id, Some(reason));
                 }
             }
             Output::Closed => self.closed = true,
-            Output::FlushDone(_) | Output::FlushTimedOut(_) => {}
+            Output::FlushDone(flush) => self.flush_report(flush, false),
+            Output::FlushTimedOut(flush) => self.flush_report(flush, true),
         }
     }
 
@@ -192,6 +273,7 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
         delivered: Vec::new(),
         in_flight: None,
         closed: false,
+        flushes: BTreeMap::new(),
     };
     w.d.set_epoch(w.now, s.seed % 1000);
     w.drain();
@@ -242,10 +324,16 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
                 w.drain();
             }
             Op::Fire => w.fire(),
+            Op::Early => {
+                if let Some(at) = w.wake.filter(|at| *at > w.now) {
+                    w.now = at.saturating_sub(Duration::from_micros(1));
+                    w.d.handle_timeout(w.now);
+                    w.drain();
+                }
+            }
             Op::Flush(ms) => {
-                let _ =
-                    w.d.flush(w.now, w.now + Duration::from_millis(u64::from(*ms)));
-                w.drain();
+                let deadline = w.now + Duration::from_millis(u64::from(*ms));
+                w.flush(deadline);
             }
             Op::Close(ms) => {
                 w.d.close(w.now, w.now + Duration::from_millis(u64::from(*ms)));
@@ -292,4 +380,7 @@ fuzz_target!(|input: (Setup, Vec<Op>)| {
         positions.windows(2).all(|p| p[0] < p[1]),
         "delivered out of order"
     );
+    for (id, f) in &w.flushes {
+        assert!(f.reported, "{id} never reported");
+    }
 });

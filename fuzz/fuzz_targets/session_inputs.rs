@@ -90,7 +90,7 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
     let mut wake = None;
     let mut seq = 0u64;
 
-    let mut drain = |session: &mut Session,
+    let drain = |session: &mut Session,
                      outstanding: &mut BTreeMap<RequestId, Endpoint>,
                      ended: &mut bool,
                      wake: &mut Option<Instant>| {

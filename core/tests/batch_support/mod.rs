@@ -7,7 +7,7 @@ use serde_json::Value;
 use tether_core::batch::{
     BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Reason, Timer,
 };
-use tether_core::{Instant, Outcome, Poll, Rng, Wake};
+use tether_core::{FlushId, Instant, Outcome, Poll, Rng, Wake};
 
 /// The most outputs one drain may yield before the test calls it a livelock.
 const DRAIN_BOUND: usize = 100_000;
@@ -55,6 +55,7 @@ impl Harness {
 
     /// Polls until the timeout, checking each output; returns the outputs of this drain.
     pub fn drain(&mut self) -> Vec<Output> {
+        self.check.now = self.now;
         let mut out = Vec::new();
         for _ in 0..DRAIN_BOUND {
             match self.d.poll_output() {
@@ -79,6 +80,15 @@ impl Harness {
             self.check.enqueued(id);
         }
         r
+    }
+
+    /// Asks for a flush with `deadline` (without draining), and has the checker hold the
+    /// drainer to its report: done only once everything enqueued before it has ended, timed out
+    /// only at the deadline with the right count left.
+    pub fn flush(&mut self, deadline: Instant) -> FlushId {
+        let id = self.d.flush(self.now, deadline);
+        self.check.flushed(id, deadline);
+        id
     }
 
     pub fn enqueue_json(&mut self, payload: Value) -> EventId {
@@ -142,9 +152,23 @@ impl Harness {
     }
 }
 
+/// A flush the checker holds the drainer to.
+#[derive(Debug)]
+pub struct FlushCheck {
+    pub deadline: Instant,
+    /// The events that had not ended when the flush was asked for, and the replacements of
+    /// any of them (a replacement counts as the event it replaced).
+    pub waits_for: BTreeSet<EventId>,
+    /// How it was reported, once it was.
+    pub report: Option<Output>,
+}
+
 /// Tracks every event from enqueue to its one end, and checks the invariants on the way.
 #[derive(Debug)]
 pub struct Checker {
+    /// The time of the drain under way.
+    pub now: Instant,
+    pub flushes: BTreeMap<FlushId, FlushCheck>,
     pub config: Config,
     pub epoch: Option<u64>,
     /// Event → its position in enqueue order (a replacement takes the replaced one's).
@@ -162,6 +186,8 @@ pub struct Checker {
 impl Checker {
     pub fn new(config: Config) -> Self {
         Checker {
+            now: Instant::ZERO,
+            flushes: BTreeMap::new(),
             config,
             epoch: None,
             order: BTreeMap::new(),
@@ -179,6 +205,90 @@ impl Checker {
         assert!(!self.order.contains_key(&id), "{id} issued twice");
         self.order.insert(id, self.next_order);
         self.next_order += 1;
+    }
+
+    /// Whether `id` was delivered or handed back.
+    pub fn ended(&self, id: EventId) -> bool {
+        self.handed_back.contains_key(&id) || self.delivered.contains(&id)
+    }
+
+    /// Events the flush waits for that have not ended.
+    fn unsettled(&self, flush: &FlushCheck) -> usize {
+        flush
+            .waits_for
+            .iter()
+            .filter(|id| !self.ended(**id))
+            .count()
+    }
+
+    /// A flush was asked for: it waits for every event enqueued so far that has not ended.
+    pub fn flushed(&mut self, id: FlushId, deadline: Instant) {
+        let waits_for = self
+            .order
+            .keys()
+            .copied()
+            .filter(|e| !self.ended(*e))
+            .collect();
+        let check = FlushCheck {
+            deadline,
+            waits_for,
+            report: None,
+        };
+        assert!(
+            self.flushes.insert(id, check).is_none(),
+            "{id} issued twice"
+        );
+    }
+
+    fn flush_report(&mut self, o: &Output) {
+        let (Output::FlushDone(flush) | Output::FlushTimedOut(flush)) = o else {
+            return;
+        };
+        let check = self
+            .flushes
+            .get(flush)
+            .unwrap_or_else(|| panic!("{o:?} for a flush never asked for (use Harness::flush)"));
+        assert!(check.report.is_none(), "{flush} reported twice: {o:?}");
+        let left = self.unsettled(check);
+        match o {
+            Output::FlushDone(_) => assert_eq!(
+                left, 0,
+                "{flush} reported done with {left} of the events before it still held"
+            ),
+            Output::FlushTimedOut(_) => {
+                assert!(
+                    self.now >= check.deadline,
+                    "{flush} timed out at {} before its deadline {}",
+                    self.now,
+                    check.deadline
+                );
+                assert!(
+                    left > 0,
+                    "{flush} timed out although everything before it ended"
+                );
+            }
+            _ => unreachable!(),
+        }
+        self.flushes.get_mut(flush).unwrap().report = Some(o.clone());
+    }
+
+    /// At the end of a drain: no flush is left unreported that is complete or past its deadline.
+    fn flushes_settled(&self) {
+        for (id, check) in &self.flushes {
+            if check.report.is_some() {
+                continue;
+            }
+            assert!(
+                self.unsettled(check) > 0,
+                "{id} is complete but was not reported done"
+            );
+            assert!(
+                self.now < check.deadline,
+                "{id} is past its deadline {} at {} but was not reported",
+                check.deadline,
+                self.now
+            );
+        }
     }
 
     fn settle(&mut self, id: EventId) {
@@ -240,6 +350,11 @@ impl Checker {
                     if let Reason::Replaced { by } = reason {
                         let pos = self.order[&u.id];
                         self.order.insert(*by, pos);
+                        for flush in self.flushes.values_mut() {
+                            if flush.waits_for.contains(&u.id) {
+                                flush.waits_for.insert(*by);
+                            }
+                        }
                     }
                     self.handed_back.insert(u.id, *reason);
                 }
@@ -248,7 +363,7 @@ impl Checker {
                 self.closed = true;
                 self.in_flight = None;
             }
-            Output::FlushDone(_) | Output::FlushTimedOut(_) => {}
+            Output::FlushDone(_) | Output::FlushTimedOut(_) => self.flush_report(o),
         }
     }
 
@@ -297,11 +412,16 @@ impl Checker {
         // A retried or split batch ends without an output.
         self.settling = None;
         assert_eq!(d.in_flight(), self.in_flight.map(|f| f.0));
+        self.flushes_settled();
     }
 
-    /// Every event delivered or handed back exactly once, delivered in enqueue order.
+    /// Every event delivered or handed back exactly once, delivered in enqueue order; every
+    /// flush reported.
     pub fn finish(&self) {
         assert!(self.closed, "drainer not closed");
+        for (id, check) in &self.flushes {
+            assert!(check.report.is_some(), "{id} never reported");
+        }
         let delivered: BTreeSet<_> = self.delivered.iter().copied().collect();
         assert_eq!(delivered.len(), self.delivered.len(), "delivered twice");
         for id in self.order.keys() {
