@@ -108,6 +108,7 @@ pub mod patch;
 pub mod rng;
 pub mod session;
 pub mod state;
+pub mod thread;
 pub mod time;
 
 pub use classify::{Outcome, TransientCause};
