@@ -71,6 +71,7 @@ pub mod check;
 pub mod faults;
 mod run;
 pub mod server;
+pub mod threads;
 pub mod trace;
 pub mod workload;
 
