@@ -71,14 +71,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod flow;
-mod merge;
-mod model;
-mod network;
-mod poller;
-mod push;
-mod status;
-mod sync;
+pub mod flow;
+pub mod merge;
+pub mod model;
+pub mod network;
+pub mod poller;
+pub mod push;
+pub mod status;
+pub mod sync;
 pub mod wire;
 
 pub use flow::{Debounce, DebounceTimer, Throttle, ThrottleConfig, ThrottleTimer};

@@ -1,4 +1,4 @@
-//! [`ThreadSync`]: the machines of this module composed over the three endpoints.
+//! [`ThreadSync`]: the machines of [`thread`](super) composed over the three endpoints.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
