@@ -87,6 +87,7 @@
 //! | [`BatchDrainer`](batch::BatchDrainer) | [`batch`] | the event uploader: bounded queue, batches, one in flight, 413 splits, dead letters |
 //! | [`StateUploader`](state::StateUploader) | [`state`] | the worker document: one PUT in flight, lawful coalescing, rollback |
 //! | [`Session`](session::Session) | [`session`] | all of the above composed over PROTOCOL.md's endpoints |
+//! | [`ThreadSync`](thread::ThreadSync) | [`thread`] | two-way sync of shared threads: pushes, adaptive pulls, three-way merge, offline probe |
 //!
 //! One vocabulary runs through them: every constructor is `new(config, rng)` (the session also
 //! takes the `now` it starts connecting at); every reply is classified into one [`Outcome`] by
@@ -108,6 +109,7 @@ pub mod patch;
 pub mod rng;
 pub mod session;
 pub mod state;
+pub mod thread;
 pub mod time;
 
 pub use classify::{Outcome, TransientCause};

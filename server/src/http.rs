@@ -78,7 +78,12 @@ async fn dispatch(
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return Ok(reply);
         }
-        Matched::NotFound => return Ok(error(StatusCode::NOT_FOUND, "no such route", now)),
+        Matched::NotFound => {
+            if let Some(found) = crate::threads::match_request(req.method(), req.uri().path()) {
+                return Ok(crate::threads::serve(shared, req, found, now).await);
+            }
+            return Ok(error(StatusCode::NOT_FOUND, "no such route", now));
+        }
     };
 
     // Decide and count under the locks, in arrival order, so a seed replays.
@@ -143,14 +148,18 @@ async fn sleep_unless_stopped(mode: &mut watch::Receiver<Mode>, duration: Durati
     }
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Transport,
 }
 
 /// Reads the body into memory, never more than `limit` bytes: a declared `Content-Length` over
 /// it is refused before reading, and a chunked body is cut off as soon as it passes it.
-async fn read_body(req: Request<Incoming>, limit: usize, drain: usize) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    drain: usize,
+) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -212,7 +221,7 @@ fn throttled(retry_after: RetryAfter, now: SystemTime) -> Reply {
     reply
 }
 
-fn error(status: StatusCode, message: &str, now: SystemTime) -> Reply {
+pub(crate) fn error(status: StatusCode, message: &str, now: SystemTime) -> Reply {
     json_reply(status, &json!({ "error": message }), now)
 }
 
@@ -221,7 +230,7 @@ fn json_reply(status: StatusCode, body: &Value, now: SystemTime) -> Reply {
 }
 
 /// Every response is JSON (or claims to be, for garbage) and carries its own `Date`.
-fn reply(status: StatusCode, body: Bytes, now: SystemTime) -> Reply {
+pub(crate) fn reply(status: StatusCode, body: Bytes, now: SystemTime) -> Reply {
     let mut reply = Response::new(Full::new(body));
     *reply.status_mut() = status;
     let headers = reply.headers_mut();

@@ -71,6 +71,7 @@ mod routes;
 mod server;
 mod shared;
 mod store;
+mod threads;
 
 pub use config::{RequestLog, RequestLogFn, ServerConfig, DEFAULT_BODY_LIMIT};
 pub use error::ServerError;

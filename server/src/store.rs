@@ -147,6 +147,21 @@ impl Store {
             .model
             .handle(instant(now), route.endpoint(), body)
     }
+
+    /// Applies one thread-sync request (PROTOCOL.md §Thread sync) to session `id` at `now`;
+    /// `query` is the URL's query without `?`.
+    pub fn handle_thread(
+        &mut self,
+        id: &str,
+        endpoint: tether_core::thread::ThreadEndpoint,
+        query: &str,
+        body: &[u8],
+        now: Duration,
+    ) -> Response {
+        self.session_mut(id)
+            .model
+            .handle_thread(instant(now), endpoint, query, body)
+    }
 }
 
 #[cfg(test)]

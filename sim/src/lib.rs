@@ -74,6 +74,7 @@ pub mod faults;
 pub mod render;
 mod run;
 pub mod server;
+pub mod threads;
 pub mod timeline;
 pub mod trace;
 pub mod workload;

@@ -211,6 +211,8 @@ pub struct ServerModel {
     puts: Vec<AppliedPut>,
     restarts: Vec<Instant>,
     requests: u64,
+    /// Thread sync's store (PROTOCOL.md §Thread sync), served by `handle_thread`.
+    threads: crate::threads::ThreadStore,
     /// The `Date` header's day part (`Tue, 14 Nov 2023 `) for a day number, reused all day.
     date_day: Option<(u64, String)>,
 }
@@ -232,6 +234,7 @@ impl ServerModel {
             puts: Vec::new(),
             restarts: Vec::new(),
             requests: 0,
+            threads: crate::threads::ThreadStore::default(),
             date_day: None,
         }
     }
@@ -420,6 +423,43 @@ impl ServerModel {
         let body = parse_object(body)?;
         let epoch = self.fence(body.get("worker_epoch").and_then(Value::as_u64))?;
         Ok((body, epoch))
+    }
+
+    /// Answers one thread-sync request (PROTOCOL.md §Thread sync) at `now`; `query` is the
+    /// URL's query without `?`. Pushes are fenced by the session's epoch like every body.
+    pub fn handle_thread(
+        &mut self,
+        now: Instant,
+        endpoint: tether_core::thread::ThreadEndpoint,
+        query: &str,
+        body: &[u8],
+    ) -> Response {
+        self.requests += 1;
+        let limit = self.config.body_limit;
+        let result = crate::threads::store::dispatch(
+            &mut self.threads,
+            &mut self.epoch,
+            endpoint,
+            query,
+            body,
+            limit,
+        );
+        let (status, value) = match result {
+            Ok(value) => (200, value),
+            Err((status, reason)) => (status, json!({ "error": reason })),
+        };
+        Response {
+            status,
+            retry_after: None,
+            date: Some(self.cached_date(now)),
+            body: serde_json::to_vec(&value).unwrap_or_default(),
+            truncated: false,
+        }
+    }
+
+    /// The threads stored (PROTOCOL.md §Thread sync).
+    pub fn threads(&self) -> &crate::threads::ThreadStore {
+        &self.threads
     }
 
     /// Fences a body's `worker_epoch` (`None` if absent or not a `u64`).

@@ -1,0 +1,102 @@
+//! Two-way sync of shared threads (DESIGN.md §Thread sync, PROTOCOL.md §Thread sync, seed 002).
+//!
+//! Several clients share the threads of a session. Local edits apply to the local view at once
+//! and are pushed in per-thread merged batches; remote changes are pulled by version on an
+//! adaptive schedule; a push against a stale version is a conflict, resolved by a three-way
+//! merge and pushed again. Offline, only a probe runs, and edits queue.
+//!
+//! Every piece is a machine of its own, usable alone and tested in simulated time:
+//!
+//! | piece | what it does |
+//! |---|---|
+//! | [`Thread`], [`Message`] | the data model, validated: bad input is a [`ThreadError`] |
+//! | [`ThreadMerge`] | the three-way merge, with a pluggable [`MergePolicy`] |
+//! | [`AdaptivePoller`] | the pull interval, 5 s to 60 s, from activity that decays each second |
+//! | [`Debounce`], [`Throttle`] | flow control for any value, leading and trailing edges |
+//! | [`NetworkState`] | online/offline from the caller and transport failures; the 30 s probe |
+//! | [`PushOrchestrator`] | the replica: optimistic edits, 100 ms windows, batches of 50, per-item results, retries, rollback |
+//! | [`StatusStream`], [`PerfMonitor`] | per-thread status changes; p95 latency, slow syncs, best batch size |
+//! | [`ThreadSync`] | all of them over `GET /threads`, `POST /threads/sync`, `GET /ping` |
+//!
+//! # Driving [`ThreadSync`]
+//!
+//! The same contract as every machine of the core: one call, then drain
+//! [`poll_output`](ThreadSync::poll_output) until it names the next wake-up. Requests come out
+//! with an id and a deadline the core owns; answers go back in with that id.
+//!
+//! ```
+//! use tether_core::session::Response;
+//! use tether_core::thread::{
+//!     Message, SyncStatus, ThreadEndpoint, ThreadOutput, ThreadSync, ThreadSyncConfig,
+//! };
+//! use tether_core::{Instant, Poll, Rng};
+//!
+//! let mut sync = ThreadSync::new(ThreadSyncConfig::new("laptop"), Rng::new(7))?;
+//! let mut now = Instant::ZERO;
+//! sync.start(now, 1);
+//! sync.add_message(now, "t1", Message::new("m1", "user", "hello", 1_000))?;
+//!
+//! let mut version = 0;
+//! for _ in 0..20 {
+//!     let wake = loop {
+//!         match sync.poll_output() {
+//!             Poll::Output(ThreadOutput::Request(request)) => {
+//!                 // A real driver sends the request; this "server" answers at once.
+//!                 let body = match request.endpoint {
+//!                     ThreadEndpoint::Pull => {
+//!                         format!(r#"{{"threads":[],"version":{version}}}"#)
+//!                     }
+//!                     ThreadEndpoint::Sync => {
+//!                         version += 1;
+//!                         r#"{"results":[{"id":"t1","status":"applied","v":1}]}"#.into()
+//!                     }
+//!                     ThreadEndpoint::Ping => "{}".into(),
+//!                 };
+//!                 sync.handle_response(now, request.id, Response::new(200, body));
+//!             }
+//!             Poll::Output(other) => println!("{now}: {other:?}"),
+//!             Poll::Timeout(wake) => break wake,
+//!         }
+//!     };
+//!     let Some(wake) = wake else { break };
+//!     if sync.status("t1") == SyncStatus::Synced {
+//!         break;
+//!     }
+//!     now = wake.at; // a real driver sleeps until then, or until an answer arrives
+//!     sync.handle_timeout(now);
+//! }
+//! assert_eq!(sync.status("t1"), SyncStatus::Synced);
+//! assert_eq!(sync.thread("t1").map(|t| t.v), Some(1));
+//! assert_eq!(now, Instant::from_millis(100)); // the push window
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod flow;
+pub mod merge;
+pub mod model;
+pub mod network;
+pub mod poller;
+pub mod push;
+pub mod status;
+pub mod sync;
+pub mod wire;
+
+pub use flow::{Debounce, DebounceTimer, Throttle, ThrottleConfig, ThrottleTimer};
+pub use merge::{DefaultPolicy, MergePolicy, ThreadMerge};
+pub use model::{Message, Thread, ThreadError};
+pub use network::{
+    is_network_failure, NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason,
+    ProbeId,
+};
+pub use poller::{AdaptivePoller, PollerConfig, PollerOutput, PollerTimer, MAX_ACTIVITY};
+pub use push::{
+    PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
+};
+pub use status::{
+    NoTimer, PerfConfig, PerfMonitor, SlowSync, StatusChange, StatusStream, SyncStatus,
+};
+pub use sync::{
+    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSync, ThreadSyncConfig,
+    ThreadTimer,
+};
+pub use wire::{ItemResult, PullPage, SyncItem, ThreadEndpoint, WireError};

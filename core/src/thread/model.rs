@@ -1,0 +1,295 @@
+//! Threads and messages: PROTOCOL.md §Thread sync's data model, validated at the edge.
+
+use alloc::collections::BTreeSet;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde_json::{Map, Value};
+
+/// One message of a thread: `{"id", "role", "content", "timestamp"}`, plus any other keys,
+/// kept as they came so nothing is lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Unique within its thread; what identifies the message when merging.
+    pub id: String,
+    /// Who wrote it (`"user"`, `"assistant"`, ...).
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// Milliseconds (any origin the application picks); merges order new messages by
+    /// `(timestamp, id)`.
+    pub timestamp: u64,
+    /// Any other keys, kept as they came.
+    pub extra: Map<String, Value>,
+}
+
+impl Message {
+    /// A message with no extra keys.
+    pub fn new(
+        id: impl Into<String>,
+        role: impl Into<String>,
+        content: impl Into<String>,
+        timestamp: u64,
+    ) -> Self {
+        Message {
+            id: id.into(),
+            role: role.into(),
+            content: content.into(),
+            timestamp,
+            extra: Map::new(),
+        }
+    }
+
+    /// Reads a message from JSON.
+    ///
+    /// # Errors
+    /// [`ThreadError`] naming what is wrong; never panics.
+    pub fn from_value(value: &Value) -> Result<Self, ThreadError> {
+        let Value::Object(map) = value else {
+            return Err(ThreadError::MessageNotAnObject);
+        };
+        let id = match map.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => return Err(ThreadError::MessageWithoutId),
+        };
+        let text = |key: &'static str| match map.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(ThreadError::BadMessageField {
+                id: id.clone(),
+                field: key,
+            }),
+        };
+        let role = text("role")?;
+        let content = text("content")?;
+        let timestamp = map
+            .get("timestamp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ThreadError::BadMessageField {
+                id: id.clone(),
+                field: "timestamp",
+            })?;
+        let extra = map
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "id" | "role" | "content" | "timestamp"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Message {
+            id,
+            role,
+            content,
+            timestamp,
+            extra,
+        })
+    }
+
+    /// The message as JSON.
+    pub fn to_value(&self) -> Value {
+        let mut map = self.extra.clone();
+        map.insert("id".into(), Value::String(self.id.clone()));
+        map.insert("role".into(), Value::String(self.role.clone()));
+        map.insert("content".into(), Value::String(self.content.clone()));
+        map.insert("timestamp".into(), Value::from(self.timestamp));
+        Value::Object(map)
+    }
+
+    /// The merge order of new messages: `(timestamp, id)`.
+    pub fn order_key(&self) -> (u64, &str) {
+        (self.timestamp, self.id.as_str())
+    }
+}
+
+/// A shared thread: an `id`, the server's version `v`, `messages`, and other top-level fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Thread {
+    /// The thread's id.
+    pub id: String,
+    /// The server-assigned version; `0` for a thread the server has never stored.
+    pub v: u64,
+    /// The messages, in order; ids are unique.
+    pub messages: Vec<Message>,
+    /// Every other top-level key (e.g. `title`), each merged as one value.
+    pub fields: Map<String, Value>,
+}
+
+impl Thread {
+    /// An empty thread that the server does not have yet (`v = 0`).
+    pub fn new(id: impl Into<String>) -> Self {
+        Thread {
+            id: id.into(),
+            v: 0,
+            messages: Vec::new(),
+            fields: Map::new(),
+        }
+    }
+
+    /// Reads a thread from JSON, checking PROTOCOL.md's shape: an object with a non-empty
+    /// string `id`, an optional integer `v`, an optional `messages` array of valid messages with
+    /// unique ids.
+    ///
+    /// # Errors
+    /// [`ThreadError`] naming what is wrong; never panics.
+    pub fn from_value(value: &Value) -> Result<Self, ThreadError> {
+        let Value::Object(map) = value else {
+            return Err(ThreadError::NotAnObject);
+        };
+        let id = match map.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => return Err(ThreadError::MissingId),
+        };
+        let v = match map.get("v") {
+            None => 0,
+            Some(v) => v.as_u64().ok_or(ThreadError::BadVersion)?,
+        };
+        let messages = match map.get("messages") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Message::from_value)
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(ThreadError::MessagesNotAnArray),
+        };
+        let fields = map
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "id" | "v" | "messages"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let thread = Thread {
+            id,
+            v,
+            messages,
+            fields,
+        };
+        thread.validate()?;
+        Ok(thread)
+    }
+
+    /// Checks what the types cannot: a non-empty id, message ids non-empty and unique, and no
+    /// field named like a reserved key.
+    ///
+    /// # Errors
+    /// [`ThreadError`].
+    pub fn validate(&self) -> Result<(), ThreadError> {
+        if self.id.is_empty() {
+            return Err(ThreadError::MissingId);
+        }
+        let mut seen = BTreeSet::new();
+        for message in &self.messages {
+            if message.id.is_empty() {
+                return Err(ThreadError::MessageWithoutId);
+            }
+            if !seen.insert(message.id.as_str()) {
+                return Err(ThreadError::DuplicateMessage {
+                    id: message.id.clone(),
+                });
+            }
+        }
+        if let Some(key) = ["id", "v", "messages"]
+            .into_iter()
+            .find(|k| self.fields.contains_key(*k))
+        {
+            return Err(ThreadError::ReservedField { key });
+        }
+        Ok(())
+    }
+
+    /// The thread as JSON: `{"id", "v", "messages", ...fields}`.
+    pub fn to_value(&self) -> Value {
+        let mut map = self.fields.clone();
+        map.insert("id".into(), Value::String(self.id.clone()));
+        map.insert("v".into(), Value::from(self.v));
+        map.insert(
+            "messages".into(),
+            Value::Array(self.messages.iter().map(Message::to_value).collect()),
+        );
+        Value::Object(map)
+    }
+
+    /// The message with this id.
+    pub fn message(&self, id: &str) -> Option<&Message> {
+        self.messages.iter().find(|m| m.id == id)
+    }
+
+    /// Whether the two threads hold the same content, whatever their versions.
+    pub fn same_content(&self, other: &Thread) -> bool {
+        self.id == other.id && self.messages == other.messages && self.fields == other.fields
+    }
+}
+
+/// A thread or message that is not valid, or an edit that cannot be applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadError {
+    /// The thread is not a JSON object.
+    NotAnObject,
+    /// The thread has no non-empty string `id`.
+    MissingId,
+    /// `v` is not a non-negative integer.
+    BadVersion,
+    /// `messages` is not an array.
+    MessagesNotAnArray,
+    /// A message is not a JSON object.
+    MessageNotAnObject,
+    /// A message has no non-empty string `id`.
+    MessageWithoutId,
+    /// A message field has the wrong type (`role` and `content` are strings, `timestamp` a
+    /// non-negative integer).
+    BadMessageField {
+        /// The message.
+        id: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// Two messages of one thread share an id.
+    DuplicateMessage {
+        /// The id.
+        id: String,
+    },
+    /// A field is named like a key the thread owns (`id`, `v`, `messages`).
+    ReservedField {
+        /// The key.
+        key: &'static str,
+    },
+    /// The edit names a thread this replica does not hold.
+    UnknownThread {
+        /// The thread.
+        id: String,
+    },
+    /// The edit names a message the thread does not hold.
+    UnknownMessage {
+        /// The message.
+        id: String,
+    },
+    /// The machine stopped (superseded or given up); edits are refused.
+    Stopped,
+}
+
+impl ThreadError {
+    /// The reason as one line, as a rejected result carries it.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for ThreadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadError::NotAnObject => f.write_str("a thread must be a JSON object"),
+            ThreadError::MissingId => f.write_str("a thread needs a non-empty string `id`"),
+            ThreadError::BadVersion => f.write_str("`v` must be a non-negative integer"),
+            ThreadError::MessagesNotAnArray => f.write_str("`messages` must be an array"),
+            ThreadError::MessageNotAnObject => f.write_str("a message must be a JSON object"),
+            ThreadError::MessageWithoutId => f.write_str("a message needs a non-empty string `id`"),
+            ThreadError::BadMessageField { id, field } => {
+                write!(f, "message `{id}` has a bad `{field}`")
+            }
+            ThreadError::DuplicateMessage { id } => write!(f, "message id `{id}` is repeated"),
+            ThreadError::ReservedField { key } => write!(f, "`{key}` cannot be set as a field"),
+            ThreadError::UnknownThread { id } => write!(f, "no thread `{id}` here"),
+            ThreadError::UnknownMessage { id } => write!(f, "no message `{id}` in the thread"),
+            ThreadError::Stopped => f.write_str("thread sync has stopped"),
+        }
+    }
+}
+
+impl core::error::Error for ThreadError {}

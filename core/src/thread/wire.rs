@@ -1,0 +1,259 @@
+//! PROTOCOL.md §Thread sync on the wire: the three endpoints, the push body, and the two
+//! response bodies.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde_json::{Map, Value};
+
+use super::model::Thread;
+use crate::session::Method;
+
+/// The thread-sync endpoints, relative to the session URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThreadEndpoint {
+    /// `GET /threads?since=V&limit=N`
+    Pull,
+    /// `POST /threads/sync`
+    Sync,
+    /// `GET /ping`
+    Ping,
+}
+
+impl ThreadEndpoint {
+    /// Every endpoint.
+    pub const ALL: [ThreadEndpoint; 3] = [
+        ThreadEndpoint::Pull,
+        ThreadEndpoint::Sync,
+        ThreadEndpoint::Ping,
+    ];
+
+    /// The method.
+    pub const fn method(self) -> Method {
+        match self {
+            ThreadEndpoint::Sync => Method::Post,
+            _ => Method::Get,
+        }
+    }
+
+    /// The path without a query.
+    pub const fn path(self) -> &'static str {
+        match self {
+            ThreadEndpoint::Pull => "/threads",
+            ThreadEndpoint::Sync => "/threads/sync",
+            ThreadEndpoint::Ping => "/ping",
+        }
+    }
+}
+
+impl fmt::Display for ThreadEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method(), self.path())
+    }
+}
+
+/// The pull's path and query: `/threads?since=V&limit=N`.
+pub fn pull_path(since: u64, limit: usize) -> String {
+    format!("/threads?since={since}&limit={limit}")
+}
+
+/// One item of a push: the thread as the client holds it and the version it is based on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncItem {
+    /// The thread's id.
+    pub id: String,
+    /// The server version the local copy descends from; `0` for a thread new to the server.
+    pub base: u64,
+    /// The local copy.
+    pub thread: Thread,
+}
+
+/// `POST /threads/sync`'s body.
+pub fn sync_body(epoch: u64, client_id: &str, items: &[SyncItem]) -> Vec<u8> {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let mut map = Map::new();
+            map.insert("id".into(), Value::String(item.id.clone()));
+            map.insert("base".into(), Value::from(item.base));
+            map.insert("thread".into(), item.thread.to_value());
+            Value::Object(map)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("worker_epoch".into(), Value::from(epoch));
+    body.insert("client_id".into(), Value::String(client_id.into()));
+    body.insert("items".into(), Value::Array(items));
+    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// What the server did with one pushed item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemResult {
+    /// Stored with version `v`.
+    Applied {
+        /// The thread.
+        id: String,
+        /// Its new version.
+        v: u64,
+    },
+    /// The base was stale; this is the server's copy.
+    Conflict {
+        /// The thread.
+        id: String,
+        /// The server's copy.
+        thread: Thread,
+    },
+    /// The item is invalid; retrying cannot help.
+    Rejected {
+        /// The thread.
+        id: String,
+        /// The server's reason.
+        error: String,
+    },
+}
+
+impl ItemResult {
+    /// The thread the result is about.
+    pub fn id(&self) -> &str {
+        match self {
+            ItemResult::Applied { id, .. }
+            | ItemResult::Conflict { id, .. }
+            | ItemResult::Rejected { id, .. } => id,
+        }
+    }
+
+    /// The result as JSON, as the server writes it.
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("id".into(), Value::String(self.id().into()));
+        match self {
+            ItemResult::Applied { v, .. } => {
+                map.insert("status".into(), "applied".into());
+                map.insert("v".into(), Value::from(*v));
+            }
+            ItemResult::Conflict { thread, .. } => {
+                map.insert("status".into(), "conflict".into());
+                map.insert("thread".into(), thread.to_value());
+            }
+            ItemResult::Rejected { error, .. } => {
+                map.insert("status".into(), "rejected".into());
+                map.insert("error".into(), Value::String(error.clone()));
+            }
+        }
+        Value::Object(map)
+    }
+}
+
+/// A 2xx body that does not say what PROTOCOL.md says it must: treated as a bad body
+/// (transient), never a panic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Not JSON, or not the expected shape.
+    Malformed(&'static str),
+    /// The results do not match the items pushed (count or ids).
+    Mismatch,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Malformed(what) => write!(f, "malformed response: {what}"),
+            WireError::Mismatch => f.write_str("the results do not match the items pushed"),
+        }
+    }
+}
+
+impl core::error::Error for WireError {}
+
+/// Reads `{"results": [...]}`.
+///
+/// # Errors
+/// [`WireError::Malformed`].
+pub fn parse_sync_results(body: &[u8]) -> Result<Vec<ItemResult>, WireError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| WireError::Malformed("not JSON"))?;
+    let Some(Value::Array(results)) = value.get("results") else {
+        return Err(WireError::Malformed("`results` is not an array"));
+    };
+    results.iter().map(parse_result).collect()
+}
+
+fn parse_result(value: &Value) -> Result<ItemResult, WireError> {
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or(WireError::Malformed("a result without an id"))?
+        .into();
+    match value.get("status").and_then(Value::as_str) {
+        Some("applied") => Ok(ItemResult::Applied {
+            id,
+            v: value
+                .get("v")
+                .and_then(Value::as_u64)
+                .ok_or(WireError::Malformed("an applied result without `v`"))?,
+        }),
+        Some("conflict") => Ok(ItemResult::Conflict {
+            id,
+            thread: value
+                .get("thread")
+                .and_then(|t| Thread::from_value(t).ok())
+                .ok_or(WireError::Malformed("a conflict without a valid thread"))?,
+        }),
+        Some("rejected") => Ok(ItemResult::Rejected {
+            id,
+            error: value
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("rejected")
+                .into(),
+        }),
+        _ => Err(WireError::Malformed("an unknown result status")),
+    }
+}
+
+/// One page of a pull.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullPage {
+    /// Threads changed after `since`, oldest change first.
+    pub threads: Vec<Thread>,
+    /// The version to ask `since` next.
+    pub version: u64,
+}
+
+impl PullPage {
+    /// The page as JSON, as the server writes it.
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert(
+            "threads".into(),
+            Value::Array(self.threads.iter().map(Thread::to_value).collect()),
+        );
+        map.insert("version".into(), Value::from(self.version));
+        Value::Object(map)
+    }
+}
+
+/// Reads `{"threads": [...], "version": W}`.
+///
+/// # Errors
+/// [`WireError::Malformed`], also when a thread is not valid.
+pub fn parse_pull(body: &[u8]) -> Result<PullPage, WireError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| WireError::Malformed("not JSON"))?;
+    let Some(Value::Array(threads)) = value.get("threads") else {
+        return Err(WireError::Malformed("`threads` is not an array"));
+    };
+    let threads = threads
+        .iter()
+        .map(|t| Thread::from_value(t).map_err(|_| WireError::Malformed("an invalid thread")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let version = value
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or(WireError::Malformed("`version` is not an integer"))?;
+    Ok(PullPage { threads, version })
+}

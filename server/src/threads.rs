@@ -1,0 +1,111 @@
+//! Thread sync's three routes (PROTOCOL.md §Thread sync): `GET /threads?since&limit`,
+//! `POST /threads/sync`, `GET /ping`, served by the session's server model
+//! ([`tether_sim::ServerModel::handle_thread`]), so the server and the simulator agree.
+//!
+//! The fault plan is keyed by the seven worker routes and does not touch these; faults for
+//! thread sync are the simulator's.
+
+use std::time::SystemTime;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, StatusCode};
+use tether_core::thread::ThreadEndpoint;
+
+use crate::http::{error, read_body, reply, BodyError, Reply};
+use crate::routes::SESSIONS_PREFIX;
+use crate::shared::Shared;
+
+/// What a request line resolves to among the thread routes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A thread route of this session.
+    Route {
+        session: String,
+        endpoint: ThreadEndpoint,
+    },
+    /// A thread path asked with the wrong method; the `Allow` value.
+    WrongMethod(&'static str),
+}
+
+/// Resolves `method` and `path` (without the query) to a thread route, if it names one.
+pub(crate) fn match_request(method: &Method, path: &str) -> Option<Found> {
+    let rest = path.strip_prefix(SESSIONS_PREFIX)?;
+    let (session, tail) = rest.split_at(rest.find('/')?);
+    if session.is_empty() {
+        return None;
+    }
+    let endpoint = ThreadEndpoint::ALL.into_iter().find(|e| e.path() == tail)?;
+    if method.as_str() != endpoint.method().as_str() {
+        return Some(Found::WrongMethod(endpoint.method().as_str()));
+    }
+    Some(Found::Route {
+        session: session.to_owned(),
+        endpoint,
+    })
+}
+
+/// Serves one thread route.
+pub(crate) async fn serve(
+    shared: &Shared,
+    req: Request<Incoming>,
+    found: Found,
+    now: SystemTime,
+) -> Reply {
+    let (session, endpoint) = match found {
+        Found::Route { session, endpoint } => (session, endpoint),
+        Found::WrongMethod(allow) => {
+            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", now);
+            reply
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            return reply;
+        }
+    };
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let body = match read_body(req, shared.config.body_limit, shared.config.oversize_drain).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit", now)
+        }
+        Err(BodyError::Transport) => {
+            return error(StatusCode::BAD_REQUEST, "request body not received", now)
+        }
+    };
+    let elapsed = shared.elapsed();
+    let response = shared
+        .store()
+        .handle_thread(&session, endpoint, &query, &body, elapsed);
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_REQUEST);
+    reply(status, response.body.into(), now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_paths_match_their_methods() {
+        let p = |tail: &str| format!("{SESSIONS_PREFIX}s1{tail}");
+        assert_eq!(
+            match_request(&Method::GET, &p("/threads")),
+            Some(Found::Route {
+                session: "s1".into(),
+                endpoint: ThreadEndpoint::Pull
+            })
+        );
+        assert_eq!(
+            match_request(&Method::POST, &p("/threads/sync")),
+            Some(Found::Route {
+                session: "s1".into(),
+                endpoint: ThreadEndpoint::Sync
+            })
+        );
+        assert_eq!(
+            match_request(&Method::POST, &p("/ping")),
+            Some(Found::WrongMethod("GET"))
+        );
+        assert_eq!(match_request(&Method::GET, &p("/threads/x")), None);
+        assert_eq!(match_request(&Method::GET, "/v1/code/sessions//ping"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Thread sync in the simulator (DESIGN.md §Thread sync): the server's side of the protocol,
+//! and runs of several [`ThreadSync`](tether_core::thread::ThreadSync) clients editing the same
+//! threads through faults and partitions, with the invariants checked after quiescence.
+
+mod run;
+pub mod store;
+
+pub use run::{run_threads, Scenario, ThreadFaults, ThreadReport, ThreadRunConfig, ThreadStats};
+pub use store::ThreadStore;
