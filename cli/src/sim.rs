@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
+use tether_sim::render::render;
 use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
 use crate::args::{usage_error, ArgError, Args};
@@ -14,7 +15,7 @@ tether sim: run the deterministic simulator over many seeds, or print one seed's
 
 USAGE:
     tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N]
-    tether sim --trace SEED [--faults MIX] [--workload KIND]
+    tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE]
 
 OPTIONS:
     --seeds A..B       the seeds to run, B excluded [default: 0..2000]
@@ -25,6 +26,8 @@ OPTIONS:
                        [default: sweep]
     --threads N        worker threads for the sweep [default: 2]
     --trace SEED       run one seed and print its trace, one line per input and output
+    --svg FILE         with --trace: also draw the run's timeline as an SVG into FILE
+                       (requests per channel, faults, partitions, statuses, queue depth)
     -h, --help         print this help
 
 Each run is a ten-minute session against the server model through a seeded fault plan, with
@@ -88,14 +91,17 @@ struct Options {
     seeds: Range<u64>,
     mix: Mix,
     workload: WorkloadConfig,
+    workload_name: String,
     threads: u64,
     trace: Option<u64>,
+    svg: Option<String>,
 }
 
 fn options(parsed: &Args) -> Result<Options, ArgError> {
     let seeds = parse_seeds(parsed.value("seeds").unwrap_or("0..2000"))?;
     let mix = Mix::parse(parsed.value("faults").unwrap_or("mixed"))?;
-    let workload = match parsed.value("workload").unwrap_or("sweep") {
+    let workload_name = parsed.value("workload").unwrap_or("sweep").to_owned();
+    let workload = match workload_name.as_str() {
         "sweep" => WorkloadConfig::sweep(),
         "default" => WorkloadConfig::default(),
         other => {
@@ -108,10 +114,16 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
     if threads == 0 {
         return Err(ArgError("--threads must be at least 1".into()));
     }
+    let svg = parsed.value("svg").map(str::to_owned);
+    if svg.is_some() && parsed.value("trace").is_none() {
+        return Err(ArgError("--svg needs --trace SEED".into()));
+    }
     Ok(Options {
+        svg,
         seeds,
         mix,
         workload,
+        workload_name,
         threads,
         trace: parsed.optional("trace")?,
     })
@@ -122,6 +134,7 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
     let mut config = RunConfig::new(seed, mix);
     config.workload = options.workload.clone();
     config.trace = traced;
+    config.timeline = traced && options.svg.is_some();
     // The mixes and the workloads above are valid by construction.
     let report = run(&config).expect("the built-in simulator configuration is valid");
     (name, report)
@@ -130,7 +143,7 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
 pub fn run_command(args: &[String]) -> ExitCode {
     let parsed = match Args::parse(
         args,
-        &["seeds", "faults", "workload", "threads", "trace"],
+        &["seeds", "faults", "workload", "threads", "trace", "svg"],
         &[],
     ) {
         Ok(p) => p,
@@ -154,6 +167,16 @@ fn trace(seed: u64, options: &Options) -> ExitCode {
     let (name, report) = run_seed(seed, options, true);
     if let Some(trace) = &report.trace {
         print!("{}", trace.as_str());
+    }
+    if let (Some(path), Some(mut timeline)) = (&options.svg, report.timeline.clone()) {
+        timeline.title = format!(
+            "tether sim --trace {seed} --faults {name} --workload {}",
+            options.workload_name
+        );
+        if let Err(e) = std::fs::write(path, render(&timeline)) {
+            eprintln!("tether sim: cannot write {path}: {e}");
+            return ExitCode::from(1);
+        }
     }
     println!("seed {seed} ({name}): final status {}", report.status);
     if report.passed() {

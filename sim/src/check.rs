@@ -4,6 +4,7 @@
 //! [`Violation`] it finds. Events are identified by their `seq` ([`super::workload::SEQ_FIELD`]),
 //! which the workload numbers in enqueue order.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
@@ -520,7 +521,7 @@ pub struct OutputRecord {
     /// When it came.
     pub at: Instant,
     /// What it was, e.g. `request`, `status given-up`, `handed-back`.
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     /// Whether it is a terminal status (given up, superseded, closed).
     pub terminal: bool,
 }
@@ -532,9 +533,9 @@ pub fn quiet_after_terminal(outputs: &[OutputRecord]) -> Result<(), Violation> {
     };
     match outputs.get(end + 1) {
         Some(next) => Err(Violation::OutputAfterTerminal {
-            terminal: outputs[end].kind.clone(),
+            terminal: outputs[end].kind.to_string(),
             terminal_at: outputs[end].at,
-            output: next.kind.clone(),
+            output: next.kind.to_string(),
             at: next.at,
         }),
         None => Ok(()),
@@ -843,7 +844,7 @@ mod tests {
     fn out(at: u64, kind: &str, terminal: bool) -> OutputRecord {
         OutputRecord {
             at: Instant::from_secs(at),
-            kind: kind.to_string(),
+            kind: kind.to_string().into(),
             terminal,
         }
     }

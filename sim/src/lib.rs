@@ -28,6 +28,8 @@
 //! - [`check`]: the invariants, as pure functions of plain records.
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
 //! - [`run`]: the runner that composes all of the above and checks every invariant.
+//! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
+//!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
 //! # Composing a run
 //!
@@ -69,8 +71,10 @@
 
 pub mod check;
 pub mod faults;
+pub mod render;
 mod run;
 pub mod server;
+pub mod timeline;
 pub mod trace;
 pub mod workload;
 
@@ -80,5 +84,6 @@ pub use faults::{
 };
 pub use run::{run, RunConfig, RunError, RunReport, RunStats};
 pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
+pub use timeline::{Recorder, Timeline};
 pub use trace::Trace;
 pub use workload::{generate, seq_of, Action, WorkloadConfig, SEQ_FIELD};

@@ -14,10 +14,11 @@ use super::check::{
 };
 use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
 use super::server::{self, ServerConfig, ServerModel};
+use super::timeline::{Recorder, Timeline};
 use super::trace::Trace;
-use super::workload::{generate, seq_of, Action, WorkloadConfig};
+use super::workload::{steps, Action, PlannedEvent, Step, WorkloadConfig};
 use super::Violation;
-use tether_core::batch::{Event, EventId};
+use tether_core::batch::EventId;
 use tether_core::classify::{classify, Outcome, Reply, TransientCause};
 use tether_core::drive::Poll;
 use tether_core::patch::DocumentSchema;
@@ -40,6 +41,8 @@ pub struct RunConfig {
     pub session: SessionConfig,
     /// Whether to record the trace (sweeps leave it off for speed).
     pub trace: bool,
+    /// Whether to record a [`Timeline`] to draw (see [`render`](crate::render::render)).
+    pub timeline: bool,
     /// A bound on loop iterations, so a livelock fails the run instead of hanging it.
     pub max_steps: u64,
 }
@@ -53,6 +56,7 @@ impl RunConfig {
             workload: WorkloadConfig::default(),
             session: SessionConfig::new("sim"),
             trace: false,
+            timeline: false,
             max_steps: 10_000_000,
         }
     }
@@ -60,6 +64,12 @@ impl RunConfig {
     /// The same run with its trace recorded.
     pub fn traced(mut self) -> Self {
         self.trace = true;
+        self
+    }
+
+    /// The same run with its [`Timeline`] recorded.
+    pub fn with_timeline(mut self) -> Self {
+        self.timeline = true;
         self
     }
 }
@@ -119,6 +129,8 @@ pub struct RunReport {
     pub violations: Vec<Violation>,
     /// The trace, if it was recorded.
     pub trace: Option<Trace>,
+    /// The timeline, if it was recorded.
+    pub timeline: Option<Timeline>,
     /// Counts.
     pub stats: RunStats,
 }
@@ -157,6 +169,7 @@ struct Runner<'a> {
     server: ServerModel,
     plan: FaultPlan,
     trace: Option<Trace>,
+    recorder: Option<Recorder>,
     deliveries: BTreeMap<(Instant, u64), (RequestId, Delivery)>,
     delivery_seq: u64,
     outstanding: BTreeMap<RequestId, Outstanding>,
@@ -165,7 +178,9 @@ struct Runner<'a> {
     terminal: Option<(Instant, Status)>,
     // Records for the checks.
     events: [StreamRecord; 2],
-    ids: BTreeMap<(Stream, EventId), u64>,
+    /// Per stream (as `events`), the `seq` of each accepted event by its id. The session numbers
+    /// each stream's events in increasing order, so each list is sorted by id.
+    ids: [Vec<(EventId, u64)>; 2],
     patches: Vec<PatchRecord>,
     applied_resets: Option<serde_json::Map<String, serde_json::Value>>,
     /// Acknowledged PUTs: the server's index of each, whether its body was all resets, and
@@ -215,6 +230,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         server,
         plan,
         trace: config.trace.then(Trace::new),
+        recorder: config
+            .timeline
+            .then(|| Recorder::new(format!("tether sim seed {}", config.seed))),
         deliveries: BTreeMap::new(),
         delivery_seq: 0,
         outstanding: BTreeMap::new(),
@@ -231,7 +249,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
                 ..StreamRecord::default()
             },
         ],
-        ids: BTreeMap::new(),
+        ids: [Vec::new(), Vec::new()],
         patches: Vec::new(),
         applied_resets: None,
         acknowledged_puts: Vec::new(),
@@ -245,7 +263,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         step_limit_hit: false,
         stats: RunStats::default(),
     };
-    let actions = generate(config.seed ^ 1, &config.workload);
+    let actions = steps(config.seed ^ 1, &config.workload);
     let timeline = runner.plan.timeline();
     runner.drive(actions, &timeline);
     Ok(runner.finish())
@@ -258,7 +276,7 @@ impl Runner<'_> {
         }
     }
 
-    fn drive(&mut self, actions: Vec<(Instant, Action)>, timeline: &[(Instant, TimeEvent)]) {
+    fn drive(&mut self, actions: Vec<(Instant, Step)>, timeline: &[(Instant, TimeEvent)]) {
         let mut actions = actions.into_iter().peekable();
         let mut next_event = 0;
         self.drain();
@@ -297,6 +315,9 @@ impl Runner<'_> {
                     let event = timeline[next_event].1;
                     next_event += 1;
                     self.line(format_args!("** {event}"));
+                    if let Some(r) = &mut self.recorder {
+                        r.plan_event(self.now, event);
+                    }
                     match event {
                         TimeEvent::Restart => self.server.restart(self.now),
                         TimeEvent::Takeover => {
@@ -305,11 +326,14 @@ impl Runner<'_> {
                         _ => {}
                     }
                 }
-                Next::Action => {
-                    if let Some((_, action)) = actions.next() {
-                        self.act(action);
+                Next::Action => match actions.next() {
+                    Some((_, Step::Event(event))) => self.enqueue(Stream::Events, event),
+                    Some((_, Step::InternalEvent(event))) => {
+                        self.enqueue(Stream::InternalEvents, event);
                     }
-                }
+                    Some((_, Step::Other(action))) => self.act(action),
+                    None => {}
+                },
                 Next::Wake => self.session.handle_timeout(self.now),
             }
             self.drain();
@@ -320,8 +344,8 @@ impl Runner<'_> {
     fn act(&mut self, action: Action) {
         let now = self.now;
         match action {
-            Action::Event(payload) => self.enqueue(Stream::Events, payload),
-            Action::InternalEvent(payload) => self.enqueue(Stream::InternalEvents, payload),
+            // Events come typed, as steps of their own (see `drive`).
+            Action::Event(_) | Action::InternalEvent(_) => {}
             Action::Ack { event_id, status } => {
                 let status = match status.as_str() {
                     "received" => DeliveryStatus::Received,
@@ -351,22 +375,21 @@ impl Runner<'_> {
         }
     }
 
-    fn enqueue(&mut self, stream: Stream, payload: serde_json::Value) {
-        let Some(seq) = seq_of(&payload) else {
-            return;
-        };
+    /// Hands a workload event to the session through the typed path, which serialises it
+    /// straight into its wire item: the same bytes and the same uuid draw as
+    /// `send_event(Event::new(value))` with the `Value` [`generate`](super::generate) gives.
+    fn enqueue(&mut self, stream: Stream, event: PlannedEvent) {
+        let seq = event.seq;
         self.stats.events += 1;
         let record = &mut self.events[record_index(stream)];
         record.enqueued.push(seq);
         let result = match stream {
-            Stream::InternalEvents => self
-                .session
-                .send_internal_event(self.now, Event::new(payload)),
-            _ => self.session.send_event(self.now, Event::new(payload)),
+            Stream::InternalEvents => self.session.send_internal_event_serialize(self.now, &event),
+            _ => self.session.send_event_serialize(self.now, &event),
         };
         match result {
             Ok(id) => {
-                self.ids.insert((stream, id), seq);
+                self.ids[record_index(stream)].push((id, seq));
                 self.line(format_args!("app {stream} seq={seq} -> {id}"));
             }
             Err(error) => {
@@ -386,6 +409,9 @@ impl Runner<'_> {
         let now = self.now;
         if let Some(trace) = &mut self.trace {
             trace.delivery(id, &delivery);
+        }
+        if let Some(r) = &mut self.recorder {
+            r.delivery(now, id, &delivery);
         }
         let outcome = match &delivery {
             Delivery::Respond { response, .. } => classify(Reply::Status {
@@ -444,6 +470,9 @@ impl Runner<'_> {
                 Poll::Output(output) => self.on_output(output),
                 Poll::Timeout(wake) => {
                     self.wake = wake.map(|w| w.at);
+                    if let Some(r) = &mut self.recorder {
+                        r.sample_session(self.now, &self.session);
+                    }
                     return;
                 }
             }
@@ -452,7 +481,7 @@ impl Runner<'_> {
 
     fn on_output(&mut self, output: Output) {
         let now = self.now;
-        let (kind, terminal): (&str, bool) = match &output {
+        let (kind, terminal): (&'static str, bool) = match &output {
             Output::Send(_) => ("request", false),
             Output::Cancel(_) => ("cancel", false),
             Output::Status(s) => ("status", s.is_terminal()),
@@ -468,7 +497,7 @@ impl Runner<'_> {
         };
         self.outputs.push(OutputRecord {
             at: now,
-            kind: kind.to_string(),
+            kind: kind.into(),
             terminal,
         });
         match output {
@@ -481,6 +510,9 @@ impl Runner<'_> {
                         trace.line(now, format_args!("   {} body {body}", request.id));
                     }
                 }
+                if let Some(r) = &mut self.recorder {
+                    r.sent(now, &request);
+                }
                 if request.endpoint == Endpoint::Heartbeat {
                     self.beats.push(now);
                 }
@@ -491,6 +523,9 @@ impl Runner<'_> {
                 let delivery = if self.plan.partitioned(now) {
                     self.stats.faults += 1;
                     self.line(format_args!("   {} lost in a partition", request.id));
+                    if let Some(r) = &mut self.recorder {
+                        r.fault(request.id, "lost in a partition");
+                    }
                     Delivery::Hang
                 } else {
                     let exchange =
@@ -499,6 +534,9 @@ impl Runner<'_> {
                     if exchange.fault != super::Fault::None {
                         self.stats.faults += 1;
                         self.line(format_args!("   {} fault: {}", request.id, exchange.fault));
+                        if let Some(r) = &mut self.recorder {
+                            r.fault(request.id, exchange.fault);
+                        }
                     }
                     exchange.delivery
                 };
@@ -520,6 +558,9 @@ impl Runner<'_> {
             }
             Output::Cancel(id) => {
                 self.line(format_args!("-- {id} cancelled"));
+                if let Some(r) = &mut self.recorder {
+                    r.cancelled(now, id);
+                }
                 if let Some(o) = self.outstanding.remove(&id) {
                     // A cancel at the deadline is a timeout; one at the end is not an outcome.
                     if o.deadline <= now {
@@ -532,6 +573,9 @@ impl Runner<'_> {
             }
             Output::Status(status) => {
                 self.line(format_args!("status {status}"));
+                if let Some(r) = &mut self.recorder {
+                    r.status(now, status);
+                }
                 match status {
                     Status::Connected => {
                         if !self.connected {
@@ -568,9 +612,10 @@ impl Runner<'_> {
                 if stream == Stream::Delivery {
                     return;
                 }
+                let ids = &self.ids[record_index(stream)];
                 for event in events {
-                    if let Some(seq) = self.ids.get(&(stream, event.id)) {
-                        self.events[record_index(stream)].handed_back.push(*seq);
+                    if let Ok(i) = ids.binary_search_by_key(&event.id, |(id, _)| *id) {
+                        self.events[record_index(stream)].handed_back.push(ids[i].1);
                         self.stats.handed_back += 1;
                     }
                 }
@@ -737,6 +782,7 @@ impl Runner<'_> {
             status,
             violations,
             trace: self.trace,
+            timeline: self.recorder.map(|r| r.finish(self.now)),
             stats: self.stats,
         }
     }

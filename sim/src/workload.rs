@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use tether_core::rng::Rng;
@@ -116,6 +118,80 @@ impl Default for WorkloadConfig {
 
 /// The time-ordered actions of a run: same seed and config, same list.
 pub fn generate(seed: u64, config: &WorkloadConfig) -> Vec<(Instant, Action)> {
+    steps(seed, config)
+        .into_iter()
+        .map(|(at, step)| (at, step.into_action()))
+        .collect()
+}
+
+/// An event [`steps`] made: the fields of its payload, serialised in the order of a `Value`'s
+/// (sorted) keys, so that its JSON is byte for byte that of the `Value` [`generate`] gives.
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedEvent {
+    /// The payload's [`SEQ_FIELD`].
+    pub(crate) seq: u64,
+    stream: &'static str,
+    /// The `data` string as JSON, quotes included: letters need no escaping, so it is written
+    /// as it is instead of being escaped byte by byte.
+    data: Box<RawValue>,
+    uuid: Option<String>,
+}
+
+impl Serialize for PlannedEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = 3 + usize::from(self.uuid.is_some());
+        let mut payload = serializer.serialize_struct("Event", len)?;
+        payload.serialize_field("data", &*self.data)?;
+        payload.serialize_field(SEQ_FIELD, &self.seq)?;
+        payload.serialize_field("stream", self.stream)?;
+        if let Some(uuid) = &self.uuid {
+            payload.serialize_field("uuid", uuid)?;
+        }
+        payload.end()
+    }
+}
+
+impl PlannedEvent {
+    /// The payload as a `Value`, as [`generate`] gives it.
+    fn into_value(self) -> Value {
+        let mut payload = Map::new();
+        payload.insert(SEQ_FIELD.to_string(), json!(self.seq));
+        payload.insert("stream".to_string(), json!(self.stream));
+        let data = self.data.get();
+        payload.insert(
+            "data".to_string(),
+            Value::String(data[1..data.len() - 1].to_string()),
+        );
+        if let Some(uuid) = self.uuid {
+            payload.insert("uuid".to_string(), Value::String(uuid));
+        }
+        Value::Object(payload)
+    }
+}
+
+/// One step of [`steps`]: an [`Action`], with events kept typed for the session's typed path.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// [`Action::Event`].
+    Event(PlannedEvent),
+    /// [`Action::InternalEvent`].
+    InternalEvent(PlannedEvent),
+    /// Any other action.
+    Other(Action),
+}
+
+impl Step {
+    fn into_action(self) -> Action {
+        match self {
+            Step::Event(event) => Action::Event(event.into_value()),
+            Step::InternalEvent(event) => Action::InternalEvent(event.into_value()),
+            Step::Other(action) => action,
+        }
+    }
+}
+
+/// [`generate`] with events left typed: the same draws, the same list.
+pub(crate) fn steps(seed: u64, config: &WorkloadConfig) -> Vec<(Instant, Step)> {
     let mut root = Rng::new(seed);
     let end = Instant::from_duration(config.duration);
     // (time, rank, action): rank keeps same-instant actions in generation order per kind.
@@ -171,24 +247,22 @@ pub fn generate(seed: u64, config: &WorkloadConfig) -> Vec<(Instant, Action)> {
     // Fill event bodies in enqueue order, so `seq` increases along the list.
     let mut rng = root.fork();
     let mut seq = 0u64;
-    let mut out: Vec<(Instant, Action)> = drafts
-        .into_iter()
-        .map(|(at, _, action)| {
-            let action = match action {
-                Action::Event(_) => Action::Event(event(&mut rng, config, &mut seq, "events")),
-                Action::InternalEvent(_) => {
-                    Action::InternalEvent(event(&mut rng, config, &mut seq, "internal"))
-                }
-                other => other,
-            };
-            (at, action)
-        })
-        .collect();
+    let mut out: Vec<(Instant, Step)> = Vec::with_capacity(drafts.len() + 1);
+    for (at, _, action) in drafts {
+        let step = match action {
+            Action::Event(_) => Step::Event(event(&mut rng, config, &mut seq, "events")),
+            Action::InternalEvent(_) => {
+                Step::InternalEvent(event(&mut rng, config, &mut seq, "internal"))
+            }
+            other => Step::Other(other),
+        };
+        out.push((at, step));
+    }
     out.push((
         end,
-        Action::Close {
+        Step::Other(Action::Close {
             timeout: config.close_timeout,
-        },
+        }),
     ));
     out
 }
@@ -211,7 +285,12 @@ fn arrivals(rng: &mut Rng, per_second: f64, end: Instant) -> Vec<Instant> {
 }
 
 /// An event of a size drawn between the bounds: mostly small, sometimes large.
-fn event(rng: &mut Rng, config: &WorkloadConfig, seq: &mut u64, stream: &str) -> Value {
+fn event(
+    rng: &mut Rng,
+    config: &WorkloadConfig,
+    seq: &mut u64,
+    stream: &'static str,
+) -> PlannedEvent {
     let (lo, hi) = (
         config.event_size_min,
         config.event_size_max.max(config.event_size_min),
@@ -222,20 +301,25 @@ fn event(rng: &mut Rng, config: &WorkloadConfig, seq: &mut u64, stream: &str) ->
         _ => between(rng, lo.max(2048).min(hi), hi),
     };
     let uuid = (rng.unit() < config.uuid_share).then(|| rng.uuid_v4());
-    // One draw per letter, in order, into bytes converted once.
-    let data: Vec<u8> = (0..size.saturating_sub(envelope_len(*seq, stream, uuid.as_deref())))
-        .map(|_| b'a' + rng.below(26) as u8)
-        .collect();
-    let data = String::from_utf8(data).unwrap_or_default(); // ASCII letters only
-    let mut payload = Map::new();
-    payload.insert(SEQ_FIELD.to_string(), json!(*seq));
-    payload.insert("stream".to_string(), json!(stream));
-    payload.insert("data".to_string(), Value::String(data));
-    if let Some(uuid) = uuid {
-        payload.insert("uuid".to_string(), Value::String(uuid));
+    // One draw per letter, in order, straight into the quoted JSON string.
+    let letters = size.saturating_sub(envelope_len(*seq, stream, uuid.as_deref()));
+    let mut data = vec![b'"'; letters + 2];
+    for byte in &mut data[1..=letters] {
+        *byte = b'a' + rng.below(26) as u8;
     }
+    // ASCII letters in quotes: valid UTF-8 and a valid JSON string.
+    let data = String::from_utf8(data)
+        .ok()
+        .and_then(|data| RawValue::from_string(data).ok())
+        .unwrap_or_else(|| RawValue::from_string("\"\"".to_string()).expect("an empty string"));
+    let event = PlannedEvent {
+        seq: *seq,
+        stream,
+        data,
+        uuid,
+    };
     *seq += 1;
-    Value::Object(payload)
+    event
 }
 
 /// The length of an event's JSON without its data: `{"data":"","seq":N,"stream":"S"}`, plus
@@ -496,6 +580,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn planned_events_serialise_as_the_values_generate_gives() {
+        let (mut with_uuid, mut without) = (0, 0);
+        for (_, step) in steps(8, &WorkloadConfig::default()) {
+            if let Step::Event(event) | Step::InternalEvent(event) = step {
+                let typed = serde_json::to_vec(&event).unwrap();
+                let value = event.into_value();
+                match value.get("uuid") {
+                    Some(_) => with_uuid += 1,
+                    None => without += 1,
+                }
+                assert_eq!(typed, serde_json::to_vec(&value).unwrap(), "{value}");
+            }
+        }
+        assert!(with_uuid > 0 && without > 0, "{with_uuid} {without}");
     }
 
     #[test]

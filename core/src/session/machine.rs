@@ -160,6 +160,24 @@ impl Session {
         self.enqueue(now, Stream::InternalEvents, event)
     }
 
+    /// Serialises `value` straight into its wire item and queues it for
+    /// `/worker/internal-events`: [`send_event_serialize`](Self::send_event_serialize) for the
+    /// internal stream.
+    pub fn send_internal_event_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        value: &T,
+    ) -> Result<EventId, SessionError> {
+        let now = self.clock.observe(now);
+        let stream = Stream::InternalEvents;
+        let result = self.streams[stream]
+            .uploader
+            .enqueue_serialize(now, value)
+            .map_err(|error| SessionError::Enqueue { stream, error });
+        self.pump(now);
+        result
+    }
+
     /// Queues again an event the session handed back, e.g. from
     /// [`EnqueueError::QueueFull`](batch::EnqueueError::QueueFull), keeping its uuid and its
     /// serialisation: a shim waiting for capacity re-offers the same bytes.
@@ -372,6 +390,12 @@ impl Session {
     /// The state uploader's counts.
     pub fn state_counters(&self) -> state::Counters {
         self.state.counters()
+    }
+
+    /// How many state patches the state uploader holds unacknowledged (see
+    /// [`StateUploader::unacknowledged_patches`](crate::state::StateUploader::unacknowledged_patches)).
+    pub fn state_unacknowledged(&self) -> u64 {
+        self.state.unacknowledged_patches()
     }
 
     /// The configuration in force.

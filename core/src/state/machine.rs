@@ -367,6 +367,16 @@ impl StateUploader {
         self.current.is_none() && self.pending.is_none() && self.in_flight.is_none()
     }
 
+    /// How many patches are not acknowledged yet: those of the update being sent (in flight
+    /// or waiting for a retry) and those coalesced into the pending one.
+    pub fn unacknowledged_patches(&self) -> u64 {
+        [&self.current, &self.pending]
+            .into_iter()
+            .flatten()
+            .map(|batch| batch.patches.end - batch.patches.start)
+            .sum()
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.closed
