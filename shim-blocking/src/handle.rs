@@ -126,6 +126,11 @@ impl Tether {
         self.handle.counters()
     }
 
+    /// The driver's own measurements (how late its timers fired).
+    pub fn driver_stats(&self) -> tether_driver::DriverStats {
+        self.handle.stats()
+    }
+
     /// Blocks until everything given before is delivered or handed back and every patch has
     /// landed, for at most `timeout`.
     ///

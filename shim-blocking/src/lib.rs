@@ -75,8 +75,9 @@ pub use transport::Transport;
 pub use wait::{Reports, Statuses, Stream};
 
 pub use tether_driver::{
-    BuildError, BulkSendError, CloseReport, Counters, FlushError, HttpRequest, HttpResponse,
-    PatchError, Refused, Report, SendError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
+    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Token, UndeliveredEvent,
+    WireCounters, USER_AGENT,
 };
 
 /// The core this crate drives, re-exported for its types.

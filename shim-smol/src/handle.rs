@@ -38,7 +38,11 @@ impl Tether {
 
     /// Queues a JSON object for `/worker/events`, waiting while the queue is full for at most
     /// `timeout`; then the event comes back inside [`SendError::Timeout`].
-    pub async fn send_event(&self, payload: Value, timeout: Duration) -> Result<EventId, SendError> {
+    pub async fn send_event(
+        &self,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<EventId, SendError> {
         self.handle.send_event(payload, timeout).await
     }
 
@@ -124,6 +128,11 @@ impl Tether {
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         self.handle.counters()
+    }
+
+    /// The driver's own measurements (how late its timers fired).
+    pub fn driver_stats(&self) -> tether_driver::DriverStats {
+        self.handle.stats()
     }
 
     /// How many times the driver future was polled: its idle cost.

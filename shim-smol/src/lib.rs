@@ -83,9 +83,9 @@ pub use run::{DriverFuture, WORK_BUDGET};
 pub use transport::{BoxFuture, Transport};
 
 pub use tether_driver::{
-    BuildError, BulkSendError, CloseReport, Counters, FlushError, HttpRequest, HttpResponse,
-    PatchError, Refused, Report, SendError, SessionUrl, Token, UndeliveredEvent, WireCounters,
-    USER_AGENT,
+    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Token,
+    UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.

@@ -67,7 +67,11 @@ pub struct DriverFuture {
 }
 
 impl DriverFuture {
-    pub(crate) fn new(shared: Arc<Shared>, wakeup: Arc<Wakeup>, transport: Arc<dyn Transport>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        wakeup: Arc<Wakeup>,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
         DriverFuture {
             shared,
             wakeup,

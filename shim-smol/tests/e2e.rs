@@ -64,13 +64,14 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
                 .await
                 .unwrap();
             if i % (EVENTS / PATCHES) == 0 {
-                tether
-                    .patch_state(patch(i / (EVENTS / PATCHES)))
-                    .unwrap();
+                tether.patch_state(patch(i / (EVENTS / PATCHES))).unwrap();
             }
         }
         tether.flush(Duration::from_secs(90)).await.unwrap();
-        (tether.close(Duration::from_secs(10)).await, tether.driver_polls())
+        (
+            tether.close(Duration::from_secs(10)).await,
+            tether.driver_polls(),
+        )
     });
     let (report, tether_polls) = report;
     let elapsed = started.elapsed();

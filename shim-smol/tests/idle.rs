@@ -44,9 +44,7 @@ fn an_idle_session_wakes_only_for_its_heartbeats() {
         let elapsed = window.elapsed();
         let beats = (inspector.heartbeats("idle").len() - beats_before) as u64;
         let wakeups = tether.driver_polls() - wakeups_before;
-        eprintln!(
-            "idle: {beats} beats, {wakeups} wake-ups in {elapsed:?} {per_interval:?}"
-        );
+        eprintln!("idle: {beats} beats, {wakeups} wake-ups in {elapsed:?} {per_interval:?}");
         assert!(
             (2..=3).contains(&beats),
             "{beats} heartbeats in {elapsed:?}"
