@@ -191,7 +191,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Ok(tether_ref.state())
     })?;
-    let report = tether.close(Duration::from_secs(10))?;
+    let report = tether.close(Duration::from_secs(10));
     let elapsed = started.elapsed();
     let transitions: Vec<Status> = statuses.ready();
     let ok = check(

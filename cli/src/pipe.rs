@@ -11,7 +11,8 @@ use tether_core::session::Status;
 
 use crate::args::{usage_error, ArgError, Args, Runtime};
 use crate::report::{status_json, undelivered_json, CloseReport};
-use crate::worker::{Builder, FlushError, PatchError, SendError, Worker};
+use crate::worker::{Builder, SendError, Worker};
+use tether_blocking::{FlushError, PatchError};
 
 pub const USAGE: &str = "\
 tether pipe: send JSON Lines from stdin through a session
@@ -155,13 +156,7 @@ pub fn run(args: &[String]) -> ExitCode {
             outcome.bad_lines += 1;
         }
     }
-    let report = match tether.close(options.close_timeout) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("tether pipe: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let report = tether.close(options.close_timeout);
     let _ = printer.join();
     let written = write_undelivered(options.undelivered.as_deref(), &outcome, &report);
     let code = outcome.exit_code(&report);

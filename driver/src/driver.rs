@@ -24,17 +24,19 @@ use std::time::{Duration, Instant as StdInstant};
 use serde::Serialize;
 use serde_json::Value;
 use tether_core::batch::{EnqueueError, Event, EventId, PreparedEvent};
+use tether_core::heartbeat::HeartbeatTimer;
 use tether_core::session::{
-    DeliveryStatus, Output, RequestId, Session, SessionError, Status, Stream, TransportError,
+    DeliveryStatus, Output, RequestId, Session, SessionError, Status, Stream, Timer, TransportError,
 };
 use tether_core::state::StateError;
-use tether_core::{FlushId, Instant, Poll};
+use tether_core::{FlushId, Instant, Poll, Wake};
 
 use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::Observer;
+use crate::stats::DriverStats;
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
 /// The shortest wait when the core asks again for a deadline that was already handled:
@@ -104,8 +106,9 @@ pub struct Driver {
     rejected: Vec<tether_core::state::Rejection>,
     unacknowledged: Option<tether_core::state::Unacknowledged>,
     puts_acknowledged: u64,
-    /// The core's next deadline, from the last drain.
-    wake: Option<Instant>,
+    /// The core's next deadline and its reason, from the last drain.
+    wake: Option<Wake<Timer>>,
+    stats: DriverStats,
     /// The deadline `handle_timeout` was last called for.
     fired: Option<Instant>,
     /// The time of the last call.
@@ -147,6 +150,7 @@ impl Driver {
             unacknowledged: None,
             puts_acknowledged: 0,
             wake: None,
+            stats: DriverStats::default(),
             fired: None,
             notify: false,
             finished: false,
@@ -416,6 +420,11 @@ impl Driver {
         self.session.state_view().clone()
     }
 
+    /// The driver's own measurements so far.
+    pub fn stats(&self) -> DriverStats {
+        self.stats.clone()
+    }
+
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         let mut counters = Counters::default();
@@ -461,9 +470,17 @@ impl Driver {
     /// fails callers whose wait for room is over. Early or spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: StdInstant) {
         self.now = now;
-        if let Some(at) = self.wake {
+        if let Some(wake) = self.wake {
             let core_now = self.origin.to_core(now);
+            let at = wake.at;
             if core_now >= at {
+                if self.fired == Some(at) {
+                    self.stats.clamped_waits += 1;
+                }
+                if wake.reason == Timer::Heartbeat(HeartbeatTimer::Beat) {
+                    let late = core_now.saturating_duration_since(at);
+                    self.stats.heartbeat_lateness.record(late);
+                }
                 self.fired = Some(at);
                 self.session.handle_timeout(core_now);
                 self.drain();
@@ -491,7 +508,7 @@ impl Driver {
     /// an answer comes. A deadline already handled that the core names again is put off a
     /// little, so a shim cannot spin.
     pub fn poll_timeout(&self) -> Option<StdInstant> {
-        let core = self.wake.and_then(|at| {
+        let core = self.wake.map(|w| w.at).and_then(|at| {
             let std = self.origin.to_std(at)?;
             Some(if self.fired == Some(at) {
                 std + MIN_REPEAT_WAIT
@@ -777,7 +794,7 @@ impl Driver {
                     self.output(output);
                 }
                 Poll::Timeout(wake) => {
-                    self.wake = wake.map(|w| w.at);
+                    self.wake = wake;
                     break;
                 }
             }

@@ -23,6 +23,8 @@ pub enum BuildError {
         /// The scheme given.
         scheme: String,
     },
+    /// The token is empty or has characters a header cannot carry (only visible ASCII).
+    InvalidToken,
     /// The session configuration is out of bounds.
     Config(ConfigError),
     /// The runtime could not start the driver (e.g. no thread could be spawned).
@@ -37,6 +39,9 @@ impl fmt::Display for BuildError {
                 f,
                 "unsupported URL scheme `{scheme}`: only http and https are accepted"
             ),
+            BuildError::InvalidToken => {
+                f.write_str("invalid token: it must be non-empty visible ASCII")
+            }
             BuildError::Config(e) => write!(f, "invalid session configuration: {e}"),
             BuildError::Spawn(e) => write!(f, "cannot start the driver: {e}"),
         }

@@ -14,6 +14,7 @@ use tether_core::session::{DeliveryStatus, Status, Stream};
 use crate::driver::Driver;
 use crate::error::{BulkSendError, FlushError, PatchError, SendError};
 use crate::report::{CloseReport, Counters, Report};
+use crate::stats::DriverStats;
 use crate::wait::{Pending, Subscription};
 
 /// The shim's clock: its runtime's `now`.
@@ -187,6 +188,11 @@ impl Handle {
     /// The counters so far.
     pub fn counters(&self) -> Counters {
         self.shared.lock().counters()
+    }
+
+    /// The driver's own measurements (how late its timers fired).
+    pub fn stats(&self) -> DriverStats {
+        self.shared.lock().stats()
     }
 
     /// Waits until everything given before is delivered or handed back and every patch has

@@ -76,6 +76,7 @@ mod handle;
 mod http;
 mod report;
 mod settings;
+mod stats;
 mod url;
 mod wait;
 
@@ -86,5 +87,6 @@ pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
 pub use report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 pub use settings::{Observer, Settings, DEFAULT_DROP_CLOSE_TIMEOUT};
+pub use stats::{DriverStats, Histogram};
 pub use url::{SessionUrl, Token};
 pub use wait::{Pending, Subscription};

@@ -136,6 +136,12 @@ impl Settings {
                 reason: "its path does not end with a session id".into(),
             });
         }
+        if let Some(token) = &self.token {
+            let visible = token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b));
+            if token.expose().is_empty() || !visible {
+                return Err(BuildError::InvalidToken);
+            }
+        }
         let mut config = self
             .config
             .unwrap_or_else(|| SessionConfig::new(url.last_segment()));

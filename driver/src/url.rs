@@ -31,17 +31,20 @@ impl SessionUrl {
         let invalid = |reason: &str| BuildError::InvalidUrl {
             reason: reason.to_string(),
         };
-        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            Some(other) => {
-                return Err(BuildError::UnsupportedScheme {
-                    scheme: other.to_string(),
-                })
-            }
-            None => return Err(invalid("no scheme (http:// or https://)")),
+        // The scheme first, so that `file:///x` is refused for its scheme, not its shape.
+        let Some((scheme, _)) = url.split_once("://") else {
+            return Err(invalid("no scheme (http:// or https://)"));
         };
+        let https = if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else {
+            return Err(BuildError::UnsupportedScheme {
+                scheme: scheme.chars().take(16).collect(),
+            });
+        };
+        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
         let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
         if authority.as_str().contains('@') {
             return Err(invalid("credentials in the URL are refused; use a token"));

@@ -1,11 +1,11 @@
 //! Drives a tether session with std threads and blocking ureq calls.
 //!
-//! A [`Tether`] is a running session of the sans-IO core ([`tether_core::session::Session`]).
-//! One driver thread owns the session; its requests run on a small bounded pool of worker
-//! threads through one `ureq::Agent` (HTTP/1.1 keep-alive, https through rustls); their results
-//! come back to the driver over a channel. The driver waits with `recv_timeout` until the
-//! core's next deadline, and tells the core the time as microseconds since an origin taken at
-//! start.
+//! A [`Tether`] is a running session of the sans-IO core, driven by `tether-driver`: the
+//! behaviour of every call is the driver's, the same on every runtime. This crate is what is
+//! left: a driver thread that waits on a condvar until the driver's deadline or a call that
+//! made work, a small bounded pool of worker threads for HTTP through one `ureq::Agent`
+//! (HTTP/1.1 keep-alive, https through rustls), and parking the caller's thread on the
+//! driver's answers.
 //!
 //! The shim is thin (DESIGN.md, conventions 7 and 8): it only moves bytes and time. Every retry,
 //! backoff, classification and request deadline is the core's. When the core cancels a request
@@ -53,7 +53,7 @@
 //! assert_eq!(report.status, Status::Closed);
 //! assert!(report.all_delivered());
 //! assert_eq!(report.counters.events.delivered, 100);
-//! assert_eq!(statuses.recv()?, Status::Connecting);
+//! assert_eq!(statuses.recv(), Some(Status::Connecting));
 //!
 //! // The server's own record agrees.
 //! assert_eq!(server.inspector().events("doc-example").len(), 100);
@@ -64,28 +64,24 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod clock;
-mod driver;
-mod error;
 mod handle;
-mod http;
-mod report;
-mod token;
+mod run;
 mod transport;
+mod wait;
 
 pub use builder::Builder;
-pub use driver::Observer;
-pub use error::{BulkSendError, FlushError, PatchError, SendError, StartError};
 pub use handle::Tether;
-pub use report::{CloseReport, Counters, UndeliveredEvent, WireCounters};
-pub use token::Token;
-pub use transport::{HttpRequest, Transport};
+pub use transport::Transport;
+pub use wait::{Reports, Statuses, Stream};
+
+pub use tether_driver::{
+    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Token, UndeliveredEvent,
+    WireCounters, USER_AGENT,
+};
 
 /// The core this crate drives, re-exported for its types.
 pub use tether_core as core;
-
-/// The `User-Agent` the shim sends: `tether/<version>`.
-pub const USER_AGENT: &str = http::USER_AGENT;
 
 // The README's examples compile and run as doctests of this crate.
 #[cfg(doctest)]

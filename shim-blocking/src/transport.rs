@@ -1,107 +1,245 @@
-//! The seam between the worker threads and HTTP: bring your own blocking client by
-//! implementing [`Transport`]. The built-in one is ureq.
+//! HTTP: a bounded pool of worker threads, the [`Transport`] seam they call, and the default
+//! transport, ureq.
 
-use std::fmt;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Instant;
 
-use tether_core::session::{Endpoint, Method, RequestId, Response, TransportError};
+use tether_core::session::{Method, RequestId, TransportError};
+use tether_driver::{HttpRequest, HttpResponse, Shared};
 
-use crate::token::Token;
-
-/// One HTTP exchange the session asks for.
-///
-/// Its `Debug` shows the endpoint, URL and body length, never the token.
-#[derive(Clone)]
-pub struct HttpRequest {
-    /// The core's name for the request (for tracing; transports need not use it).
-    pub id: RequestId,
-    /// Which protocol endpoint.
-    pub endpoint: Endpoint,
-    /// The full URL: the session URL plus the endpoint's path.
-    pub url: String,
-    /// The JSON body; empty for `GET`.
-    pub body: Vec<u8>,
-    /// Send as `Authorization: Bearer <token>` when present.
-    pub token: Option<Token>,
-    /// Read at most this much of the response body; set [`Response::truncated`] if there is
-    /// more (and do not read on).
-    pub max_response_body: usize,
-    /// A backstop for the whole exchange: the time to the core's deadline plus a grace. The
-    /// core fails the request at its deadline on its own and drops a late answer; give up by
-    /// this long so that the worker thread is freed.
-    pub timeout: Duration,
-}
-
-impl HttpRequest {
-    /// The HTTP method.
-    pub fn method(&self) -> Method {
-        self.endpoint.method()
-    }
-}
-
-impl fmt::Debug for HttpRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpRequest")
-            .field("id", &self.id)
-            .field("endpoint", &self.endpoint)
-            .field("url", &self.url)
-            .field("body_len", &self.body.len())
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("max_response_body", &self.max_response_body)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
+/// Worker threads started at once; one per channel of the core.
+const MIN_WORKERS: usize = 6;
+/// Most worker threads: one per channel, plus room for cancelled requests still on the wire
+/// until their backstop frees them.
+const MAX_WORKERS: usize = 12;
 
 /// A blocking HTTP client the worker threads hand requests to; set one with
 /// [`Builder::transport`](crate::Builder::transport). The default is ureq.
 ///
-/// The contract, which keeps the shim thin (DESIGN.md, conventions 7 and 8), is the smol
-/// shim's `Transport` made blocking:
+/// The contract keeps the shim thin (DESIGN.md, conventions 7 and 8):
 ///
-/// - **One exchange per call, no policy.** Perform the request once and return what came back:
-///   any status is an `Ok(Response)`, a failure to get one (connect, reset, TLS, I/O, a malformed
-///   response) is an `Err(TransportError)`. No retries and no classification: the core owns
-///   them, and every request deadline.
+/// - **One exchange per call, no policy.** Any status is an `Ok`; a failure to get one
+///   (connect, reset, TLS, I/O, a malformed response) is an `Err`. No retries, no
+///   classification: the core owns them, and every deadline.
 /// - **Never follow a redirect**: a 3xx is returned as it is.
-/// - **Never read a body past [`HttpRequest::max_response_body`]**: return the first that
-///   many bytes with [`Response::truncated`] set.
-/// - **Return by [`HttpRequest::timeout`].** The core fails the request at its deadline
-///   without waiting for the call; whatever the call returns after that is dropped. The
-///   backstop only frees the worker thread.
-/// - `send` runs on the shim's worker threads, several at once (at most one request per
-///   channel of the core is in flight, plus cancelled ones not yet returned).
+/// - **Never read a body past [`HttpRequest::max_response_body`]**: return the first that many
+///   bytes with [`HttpResponse::truncated`] set.
+/// - **Return by [`HttpRequest::backstop`].** The core fails the request at its deadline on its
+///   own and drops a late answer; the backstop only frees the worker thread.
 ///
 /// ```
-/// use tether_blocking::{HttpRequest, Transport};
-/// use tether_core::session::{Endpoint, Response, TransportError};
+/// use tether_blocking::Transport;
+/// use tether_core::session::{Endpoint, TransportError};
+/// use tether_driver::{HttpRequest, HttpResponse};
 ///
 /// /// Answers `200` to everything, as a scripted test server would.
 /// struct AlwaysOk;
 ///
 /// impl Transport for AlwaysOk {
-///     fn send(&self, request: HttpRequest) -> Result<Response, TransportError> {
+///     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
 ///         Ok(match request.endpoint {
-///             Endpoint::GetWorker => Response::new(200, r#"{"worker":{}}"#),
-///             Endpoint::Register => Response::new(200, r#"{"worker_epoch":1}"#),
-///             _ => Response::new(200, "{}"),
+///             Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
+///             Endpoint::Register => HttpResponse::new(200, r#"{"worker_epoch":1}"#),
+///             _ => HttpResponse::new(200, "{}"),
 ///         })
 ///     }
 /// }
 /// ```
 pub trait Transport: Send + Sync + 'static {
     /// Performs `request` once, blocking the calling worker thread until it has an answer.
-    fn send(&self, request: HttpRequest) -> Result<Response, TransportError>;
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
 impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
-    fn send(&self, request: HttpRequest) -> Result<Response, TransportError> {
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         (**self).send(request)
     }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn send(&self, request: HttpRequest) -> Result<Response, TransportError> {
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         (**self).send(request)
+    }
+}
+
+/// The built-in transport: one `ureq::Agent` (HTTP/1.1 keep-alive, https through rustls).
+pub(crate) struct Ureq {
+    agent: ureq::Agent,
+}
+
+impl Ureq {
+    pub(crate) fn new() -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        Ureq { agent }
+    }
+}
+
+impl Transport for Ureq {
+    /// Performs one request and reads at most the cap (+1 byte, to know there was more).
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
+        let timeout = request.backstop_in(Instant::now());
+        let url = &request.url;
+        let headers = request.headers();
+        let result = match request.method() {
+            Method::Get => {
+                let mut builder = self.agent.get(url);
+                for (name, value) in &headers {
+                    builder = builder.header(*name, value);
+                }
+                builder.config().timeout_global(timeout).build().call()
+            }
+            Method::Put | Method::Post => {
+                let mut builder = if request.method() == Method::Put {
+                    self.agent.put(url)
+                } else {
+                    self.agent.post(url)
+                };
+                for (name, value) in &headers {
+                    builder = builder.header(*name, value);
+                }
+                builder
+                    .config()
+                    .timeout_global(timeout)
+                    .build()
+                    .send(&request.body[..])
+            }
+        };
+        // ureq's errors describe the connection, never the request's headers, so no token.
+        let response = result.map_err(|e| TransportError {
+            message: e.to_string(),
+        })?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let date = header("date");
+        let status = response.status().as_u16();
+        let cap = request.max_response_body;
+        let mut body = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| TransportError {
+                message: format!("reading the response body: {e}"),
+            })?;
+        Ok(HttpResponse {
+            status,
+            retry_after,
+            date,
+            body,
+            truncated: false,
+        }
+        .capped(cap))
+    }
+}
+
+struct Job {
+    request: HttpRequest,
+    /// Set when the core cancels the request; a worker skips it if not started.
+    cancelled: Arc<AtomicBool>,
+}
+
+/// A bounded pool of worker threads fed from one queue; answers go straight to the driver.
+pub(crate) struct Pool {
+    jobs: Sender<Job>,
+    queue: Arc<Mutex<Receiver<Job>>>,
+    idle: Arc<AtomicUsize>,
+    workers: usize,
+    transport: Arc<dyn Transport>,
+    shared: Arc<Shared>,
+    cancels: HashMap<RequestId, Arc<AtomicBool>>,
+}
+
+impl Pool {
+    pub(crate) fn new(transport: Arc<dyn Transport>, shared: Arc<Shared>) -> Self {
+        let (jobs, queue) = mpsc::channel();
+        let mut pool = Pool {
+            jobs,
+            queue: Arc::new(Mutex::new(queue)),
+            idle: Arc::new(AtomicUsize::new(0)),
+            workers: 0,
+            transport,
+            shared,
+            cancels: HashMap::new(),
+        };
+        for _ in 0..MIN_WORKERS {
+            pool.spawn_worker();
+        }
+        pool
+    }
+
+    pub(crate) fn submit(&mut self, request: HttpRequest) {
+        self.cancels.retain(|_, c| Arc::strong_count(c) > 1);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.cancels.insert(request.id, Arc::clone(&cancelled));
+        if self.idle.load(Ordering::Acquire) == 0 && self.workers < MAX_WORKERS {
+            self.spawn_worker();
+        }
+        // The receiver lives as long as the pool (the queue is in an Arc the pool holds).
+        let _ = self.jobs.send(Job { request, cancelled });
+    }
+
+    pub(crate) fn cancel(&mut self, id: RequestId) {
+        if let Some(flag) = self.cancels.remove(&id) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn spawn_worker(&mut self) {
+        let queue = Arc::clone(&self.queue);
+        let idle = Arc::clone(&self.idle);
+        let transport = Arc::clone(&self.transport);
+        let shared = Arc::clone(&self.shared);
+        idle.fetch_add(1, Ordering::AcqRel);
+        let spawned = thread::Builder::new()
+            .name("tether-http".into())
+            .spawn(move || worker(&queue, &idle, &*transport, &shared));
+        match spawned {
+            Ok(_) => self.workers += 1,
+            // No thread: the job waits for an existing worker; the core's deadline bounds it.
+            Err(_) => {
+                self.idle.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+fn worker(
+    queue: &Mutex<Receiver<Job>>,
+    idle: &AtomicUsize,
+    transport: &dyn Transport,
+    shared: &Shared,
+) {
+    loop {
+        let job = {
+            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.recv()
+        };
+        let Ok(job) = job else {
+            return; // the pool is gone
+        };
+        idle.fetch_sub(1, Ordering::AcqRel);
+        if !job.cancelled.load(Ordering::Acquire) {
+            let id = job.request.id;
+            let result = transport.send(job.request);
+            shared.with(|driver, now| driver.handle_reply(now, id, result));
+        }
+        idle.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tether_blocking::{StartError, Tether, USER_AGENT};
+use tether_blocking::{BuildError, Tether, USER_AGENT};
 use tether_core::session::{GiveUpReason, Status};
 
 use common::{fast_config, within};
@@ -234,12 +234,12 @@ fn only_http_and_https_urls_start_a_session() {
         "file:///v1/code/sessions/s",
     ] {
         match Tether::builder(url).start() {
-            Err(StartError::UnsupportedScheme { .. }) => {}
+            Err(BuildError::UnsupportedScheme { .. }) => {}
             other => panic!("{url}: {other:?}"),
         }
     }
     match Tether::builder("127.0.0.1:1/v1/code/sessions/s").start() {
-        Err(StartError::InvalidUrl { .. }) => {}
+        Err(BuildError::InvalidUrl { .. }) => {}
         other => panic!("{other:?}"),
     }
     // An https URL is accepted (nothing listens there; the session just starts connecting).

@@ -16,16 +16,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use tether_core::session::{Method, Response, TransportError};
+use tether_core::session::{Method, TransportError};
+use tether_driver::{BuildError, HttpRequest, HttpResponse, SessionUrl};
 use ureq_proto::client::state::{RecvBody, RecvResponse};
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
 use ureq_proto::http::{self, header};
 use ureq_proto::BodyMode;
 
-use crate::conn::Conn;
-use crate::error::BuildError;
-use crate::transport::{BoxFuture, HttpRequest, Transport};
-use crate::url::SessionUrl;
+use crate::http_conn::Conn;
+use crate::transport::{BoxFuture, Transport};
 
 /// Idle connections kept per transport: one per channel of a session.
 const MAX_IDLE: usize = 6;
@@ -33,9 +32,6 @@ const MAX_IDLE: usize = 6;
 const MAX_HEAD: usize = 64 * 1024;
 /// Socket reads go through a buffer of this size.
 const READ_CHUNK: usize = 8 * 1024;
-
-/// The default `User-Agent`.
-pub const USER_AGENT: &str = concat!("tether-smol/", env!("CARGO_PKG_VERSION"));
 
 /// The built-in [`Transport`]: HTTP/1.1 with ureq-proto on async-io, one persistent connection
 /// per channel. See the [module docs](self).
@@ -46,7 +42,6 @@ pub struct HttpTransport {
 
 struct Inner {
     url: SessionUrl,
-    user_agent: String,
     idle: Mutex<Vec<Conn>>,
     #[cfg(feature = "tls")]
     tls: Option<(
@@ -59,7 +54,6 @@ impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpTransport")
             .field("url", &self.inner.url)
-            .field("user_agent", &self.inner.user_agent)
             .finish_non_exhaustive()
     }
 }
@@ -69,22 +63,7 @@ impl HttpTransport {
     /// verified against the webpki roots).
     pub fn new(session_url: &str) -> Result<Self, BuildError> {
         let url = SessionUrl::parse(session_url)?;
-        HttpTransport::for_url(url, USER_AGENT.to_string())
-    }
-
-    /// The same transport with another `User-Agent`.
-    #[must_use]
-    pub fn with_user_agent(self, user_agent: impl Into<String>) -> Self {
-        let inner = Inner {
-            url: self.inner.url.clone(),
-            user_agent: user_agent.into(),
-            idle: Mutex::new(Vec::new()),
-            #[cfg(feature = "tls")]
-            tls: self.inner.tls.clone(),
-        };
-        HttpTransport {
-            inner: Arc::new(inner),
-        }
+        HttpTransport::for_url(url)
     }
 
     /// A transport for `session_url` whose TLS uses `config` (custom roots, client
@@ -99,14 +78,13 @@ impl HttpTransport {
         Ok(HttpTransport {
             inner: Arc::new(Inner {
                 url,
-                user_agent: USER_AGENT.to_string(),
                 idle: Mutex::new(Vec::new()),
                 tls: Some((futures_rustls::TlsConnector::from(config), name)),
             }),
         })
     }
 
-    pub(crate) fn for_url(url: SessionUrl, user_agent: String) -> Result<Self, BuildError> {
+    pub(crate) fn for_url(url: SessionUrl) -> Result<Self, BuildError> {
         #[cfg(feature = "tls")]
         let tls = if url.is_https() {
             Some((
@@ -118,12 +96,13 @@ impl HttpTransport {
         };
         #[cfg(not(feature = "tls"))]
         if url.is_https() {
-            return Err(BuildError::TlsUnavailable);
+            return Err(BuildError::InvalidUrl {
+                reason: "https needs the `tls` feature of tether-smol".into(),
+            });
         }
         Ok(HttpTransport {
             inner: Arc::new(Inner {
                 url,
-                user_agent,
                 idle: Mutex::new(Vec::new()),
                 #[cfg(feature = "tls")]
                 tls,
@@ -164,7 +143,7 @@ fn server_name(
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, request: HttpRequest) -> BoxFuture<Result<Response, TransportError>> {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.exchange(request).await })
     }
@@ -212,7 +191,7 @@ impl Inner {
         Ok(Conn::Plain(tcp))
     }
 
-    async fn exchange(&self, request: HttpRequest) -> Result<Response, TransportError> {
+    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
             None => self
@@ -220,7 +199,7 @@ impl Inner {
                 .await
                 .map_err(|e| transport_error("connect", e))?,
         };
-        let (response, reusable) = roundtrip(&mut conn, &self.user_agent, &request).await?;
+        let (response, reusable) = roundtrip(&mut conn, &request).await?;
         if reusable {
             self.put_idle(conn);
         }
@@ -231,9 +210,8 @@ impl Inner {
 /// Writes the request and reads the response. Returns whether the connection can be reused.
 async fn roundtrip(
     conn: &mut Conn,
-    user_agent: &str,
     request: &HttpRequest,
-) -> Result<(Response, bool), TransportError> {
+) -> Result<(HttpResponse, bool), TransportError> {
     let proto = |e: ureq_proto::Error| transport_error("http", e);
     let method = match request.method() {
         Method::Get => http::Method::GET,
@@ -243,7 +221,7 @@ async fn roundtrip(
     let mut builder = http::Request::builder()
         .method(method.clone())
         .uri(request.url.as_str())
-        .header(header::USER_AGENT, user_agent)
+        .header(header::USER_AGENT, request.user_agent.as_str())
         .header(header::ACCEPT, "application/json");
     if method != http::Method::GET {
         builder = builder
@@ -336,7 +314,7 @@ async fn roundtrip(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let mut response = Response {
+    let mut response = HttpResponse {
         status: head.status().as_u16(),
         retry_after: header_text(header::RETRY_AFTER),
         date: header_text(header::DATE),

@@ -4,19 +4,21 @@
 //! crate only moves its bytes and its time (DESIGN.md, convention 8): no retry, timing or
 //! classification logic lives here.
 //!
+//! Every call's behaviour is `tether-driver`'s, the same on every runtime; this crate is the
+//! rest: a timer, a way to wait, and a transport.
+//!
 //! ```text
-//!   Tether (handle, Clone) ──commands──▶ Driver task ── owns ──▶ tether_core::session::Session
-//!        ▲ statuses (async-channel)         │ one async_io::Timer at the core's deadline
-//!        └──────────────────────────────────┤ requests in flight: ≤ 1 per channel
-//!                                           ▼
-//!                               Transport (HTTP/1.1 ureq-proto over Async<TcpStream>,
-//!                                          TLS via futures-rustls; or your own)
+//!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
+//!                                         │ notify                              │
+//!                                         ▼                                     │
+//!   DriverFuture (one task): handle_timeout, actions ──▶ requests in flight ────┘
+//!                            one async_io::Timer at the driver's deadline
 //! ```
 //!
-//! - **One task owns the session.** The [`Driver`] future feeds the core one input at a time and
-//!   drains its outputs, on a work budget per wake-up. Its one [`async_io::Timer`] is moved
-//!   (`set_at`) only when the core's next deadline changes; whether a deadline passed is decided
-//!   by comparing the clock with it. Time is `std::time::Instant` since an origin taken at start.
+//! - **One task drives the session.** The [`DriverFuture`] takes the driver's actions, polls
+//!   the requests in flight in place, on a work budget per wake-up. Its one
+//!   [`async_io::Timer`] is moved (`set_at`) only when the deadline changes. Dropping it ends
+//!   the session at once and hands back what it held.
 //! - **HTTP never blocks the executor** and uses no thread per request: the built-in
 //!   [`HttpTransport`] drives ureq-proto's sans-IO HTTP/1.1 client over
 //!   `async_io::Async<TcpStream>`, keeping one persistent connection per channel. It never
@@ -49,11 +51,11 @@
 //!         .start()?;
 //!
 //!     tether.send_event(json!({"type": "hello"}), Duration::from_secs(1)).await?;
-//!     tether.patch_state(json!({"worker_status": "running"})).await?;
-//!     assert_eq!(tether.state().await?["worker_status"], "running");
+//!     tether.patch_state(json!({"worker_status": "running"}))?;
+//!     assert_eq!(tether.state()["worker_status"], "running");
 //!     tether.flush(Duration::from_secs(5)).await?;
 //!
-//!     let report = tether.close(Duration::from_secs(5)).await?;
+//!     let report = tether.close(Duration::from_secs(5)).await;
 //!     assert_eq!(report.status, Status::Closed);
 //!     assert!(report.undelivered.is_empty());
 //!     Ok::<(), Box<dyn std::error::Error>>(())
@@ -68,28 +70,23 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod clock;
-mod conn;
-mod driver;
-mod error;
 mod handle;
 pub mod http1;
-mod report;
-mod stats;
-mod token;
+mod http_conn;
+mod run;
 mod transport;
-mod url;
 
 pub use builder::Builder;
-pub use driver::{Driver, Observer, WORK_BUDGET};
-pub use error::{BuildError, Error, SendError};
-pub use handle::Tether;
+pub use handle::{Reports, Statuses, Tether};
 pub use http1::HttpTransport;
-pub use report::{CloseReport, Counters, UndeliveredEvent};
-pub use stats::{DriverStats, Histogram};
-pub use token::Token;
-pub use transport::{BoxFuture, HttpRequest, Transport};
-pub use url::SessionUrl;
+pub use run::{DriverFuture, WORK_BUDGET};
+pub use transport::{BoxFuture, Transport};
+
+pub use tether_driver::{
+    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Token,
+    UndeliveredEvent, WireCounters, USER_AGENT,
+};
 
 /// Re-exported so callers need not depend on the core directly for the common types.
 pub use tether_core::batch::{Event, EventId};

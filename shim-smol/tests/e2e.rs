@@ -64,15 +64,16 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
                 .await
                 .unwrap();
             if i % (EVENTS / PATCHES) == 0 {
-                tether
-                    .patch_state(patch(i / (EVENTS / PATCHES)))
-                    .await
-                    .unwrap();
+                tether.patch_state(patch(i / (EVENTS / PATCHES))).unwrap();
             }
         }
         tether.flush(Duration::from_secs(90)).await.unwrap();
-        tether.close(Duration::from_secs(10)).await.unwrap()
+        (
+            tether.close(Duration::from_secs(10)).await,
+            tether.driver_polls(),
+        )
     });
+    let (report, tether_polls) = report;
     let elapsed = started.elapsed();
 
     assert_eq!(report.status, Status::Closed);
@@ -81,7 +82,7 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
         "{:?}",
         &report.undelivered[..3.min(report.undelivered.len())]
     );
-    assert!(report.is_clean(), "{report:?}");
+    assert!(report.all_delivered(), "{report:?}");
     assert_eq!(report.counters.events.delivered, EVENTS as u64);
 
     let inspector = server.inspector();
@@ -108,11 +109,11 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_state() {
 
     let stats = inspector.stats("heavy");
     eprintln!(
-        "heavy: {elapsed:?}, {} requests, {} faults, {} retries, {} wake-ups",
+        "heavy: {elapsed:?}, {} requests, {} faults, {} retries, {} driver polls",
         stats.total_requests(),
         stats.total_faults(),
         report.counters.events.retries,
-        report.driver_wakeups
+        tether_polls
     );
     assert!(stats.total_faults() > 0, "the fault plan injected nothing");
     server.shutdown().unwrap();
@@ -158,7 +159,7 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
                 Ok(_) => {}
                 Err(SendError::Ended { status, event }) => {
                     assert_eq!(status, Status::Superseded);
-                    refused.push(event.unwrap().into_payload()["seq"].clone());
+                    refused.push(event.payload().unwrap()["seq"].clone());
                 }
                 Err(other) => panic!("{other:?}"),
             }
@@ -167,7 +168,7 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
             *s == Status::Superseded
         })
         .await;
-        let report = first.close(Duration::from_secs(1)).await.unwrap();
+        let report = first.close(Duration::from_secs(1)).await;
         assert_eq!(report.status, Status::Superseded);
         assert!(report
             .undelivered
@@ -179,7 +180,7 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
         let mut back: Vec<Value> = report
             .undelivered
             .iter()
-            .map(|e| e.payload["seq"].clone())
+            .map(|e| e.payload().unwrap()["seq"].clone())
             .collect();
         back.extend(refused);
         assert_eq!(back, (50..70).map(Value::from).collect::<Vec<_>>());
@@ -188,8 +189,8 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
             .send_event(json!({"seq": 0, "from": "second"}), SEND_TIMEOUT)
             .await
             .unwrap();
-        let report = second.close(Duration::from_secs(5)).await.unwrap();
-        assert!(report.is_clean());
+        let report = second.close(Duration::from_secs(5)).await;
+        assert!(report.all_delivered());
     });
     let events = server.inspector().events("takeover");
     let from_first: Vec<_> = events.iter().filter(|e| e["from"] == "first").collect();
@@ -223,7 +224,6 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
         tether.flush(Duration::from_secs(10)).await.unwrap();
         tether
             .patch_state(json!({"worker_status": "busy"}))
-            .await
             .unwrap();
         tether.flush(Duration::from_secs(10)).await.unwrap();
 
@@ -236,11 +236,10 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
         }
         tether
             .patch_state(json!({"worker_status": "stuck"}))
-            .await
             .unwrap();
 
         let started = Instant::now();
-        let report = tether.close(close_timeout).await.unwrap();
+        let report = tether.close(close_timeout).await;
         let took = started.elapsed();
         assert!(
             took < close_timeout + Duration::from_millis(500),
@@ -250,7 +249,7 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
         let seqs: Vec<Value> = report
             .undelivered
             .iter()
-            .map(|e| e.payload["seq"].clone())
+            .map(|e| e.payload().unwrap()["seq"].clone())
             .collect();
         assert_eq!(seqs, (100..300).map(Value::from).collect::<Vec<_>>());
         assert!(report
@@ -258,7 +257,7 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
             .iter()
             .all(|e| e.reason == Reason::Closed));
         let unacked = report
-            .unacknowledged_patches
+            .state_unacknowledged
             .expect("the last patch never landed");
         let mut last = Map::new();
         last.insert("worker_status".into(), json!("stuck"));

@@ -31,7 +31,7 @@ use tether_core::session::{
     TransportError,
 };
 use tether_core::Instant;
-use tether_smol::{BoxFuture, Builder, HttpRequest, Transport};
+use tether_smol::{BoxFuture, Builder, HttpRequest, HttpResponse, Transport};
 
 // ----- the case: a script of answers and a program of calls -----
 
@@ -262,8 +262,8 @@ impl Harness for Reference {
                 Step::Patch(p) => lp.session.patch_state(now, p.clone()).is_err(),
                 Step::Flush => {
                     // After the end the core refuses a flush, and nothing is reported for it;
-                    // the shims answer the call at once (each in its own way), so its result
-                    // is not part of the trace.
+                    // every shim answers the call at once with `Ended`, so its result is not
+                    // part of the trace.
                     if lp.session.flush(now, now + FLUSH).is_ok() {
                         lp.wait_for(|t| t.iter().any(|e| matches!(e, Entry::Flush(_))));
                     }
@@ -315,19 +315,22 @@ struct ScriptedTransport {
 }
 
 impl Transport for ScriptedTransport {
-    fn send(&self, request: HttpRequest) -> BoxFuture<Result<Response, TransportError>> {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         self.wire.lock().unwrap().push((
             request.endpoint,
             String::from_utf8_lossy(&request.body).into(),
         ));
         match self.script.lock().unwrap().next(request.endpoint) {
-            Answer::Respond(r) => Box::pin(async move { Ok(r) }),
+            Answer::Respond(r) => Box::pin(async move { Ok(r.into()) }),
             Answer::Hang => Box::pin(futures_lite::future::pending()),
         }
     }
 }
 
 struct Smol;
+
+/// Yields after each call: enough turns for the driver task to take every ready answer.
+const SETTLE_YIELDS: usize = 32;
 
 impl Harness for Smol {
     fn name(&self) -> &'static str {
@@ -348,15 +351,16 @@ impl Harness for Smol {
             .observer(move |o| observed.lock().unwrap().push(entry(o)))
             .into_parts()
             .unwrap();
-        // One thread runs both the driver and the caller, so each call settles (the scripted
-        // answers are ready at once) before the next one is made.
+        // One thread runs both the driver and the caller. A call goes straight into the driver;
+        // the caller then yields so that the driver task takes the scripted answers (ready at
+        // once) and settles before the next call, as the reference loop does.
         let executor = smol::Executor::new();
         executor.spawn(driver).detach();
-        let statuses = tether.statuses();
+        let mut statuses = tether.statuses();
         let caller = async {
             let mut seen = Vec::new();
             while !matches!(seen.last(), Some(Status::Connected)) {
-                seen.push(statuses.recv().await.unwrap());
+                seen.push(statuses.next().await.unwrap());
             }
             for (n, step) in case.program.iter().enumerate() {
                 let t = Duration::from_secs(1);
@@ -367,21 +371,26 @@ impl Harness for Smol {
                         .ack_delivery(id, DeliveryStatus::Processed, t)
                         .await
                         .is_err(),
-                    Step::Patch(p) => tether.patch_state(p.clone()).await.is_err(),
+                    Step::Patch(p) => tether.patch_state(p.clone()).is_err(),
                     Step::Flush => {
-                        tether.flush(FLUSH).await.unwrap();
+                        // After the end it answers `Ended`, as every shim does; the trace has
+                        // the flush's outcome.
+                        let _ = tether.flush(FLUSH).await;
                         false
                     }
                     Step::Close => {
-                        tether.close(FLUSH).await.unwrap();
+                        tether.close(FLUSH).await;
                         false
                     }
                 };
                 if refused {
                     trace.lock().unwrap().push(Entry::Refused(n));
                 }
+                for _ in 0..SETTLE_YIELDS {
+                    futures_lite::future::yield_now().await;
+                }
             }
-            while let Ok(s) = statuses.try_recv() {
+            while let Some(s) = statuses.try_next() {
                 seen.push(s);
             }
             seen
@@ -463,7 +472,10 @@ impl Shared {
 struct BlockingScript(Arc<Shared>);
 
 impl tether_blocking::Transport for BlockingScript {
-    fn send(&self, request: tether_blocking::HttpRequest) -> Result<Response, TransportError> {
+    fn send(
+        &self,
+        request: tether_blocking::HttpRequest,
+    ) -> Result<tether_blocking::HttpResponse, TransportError> {
         let id = request.id;
         let mut board = self.0.wait_until("a request's turn", |b| {
             b.open
@@ -480,10 +492,11 @@ impl tether_blocking::Transport for BlockingScript {
         board.served.insert(id);
         self.0.changed.notify_all();
         let result = match answer {
-            Answer::Respond(r) => Ok(r),
+            Answer::Respond(r) => Ok(r.into()),
             Answer::Hang => {
+                let backstop = request.backstop_in(StdInstant::now()).unwrap_or(STUCK);
                 let start = StdInstant::now();
-                while !board.cancelled.contains(&id) && start.elapsed() < request.timeout {
+                while !board.cancelled.contains(&id) && start.elapsed() < backstop {
                     board = self
                         .0
                         .changed
@@ -594,7 +607,7 @@ impl Harness for Blocking {
         drop(tether);
         // The driver drops the status senders when it stops.
         let mut seen = Vec::new();
-        while let Ok(s) = statuses.recv_timeout(STUCK) {
+        while let Some(s) = statuses.recv_timeout(STUCK) {
             seen.push(normal_status(&s));
         }
         let board = shared.lock();

@@ -114,13 +114,13 @@ pub async fn wait_status(
     within: Duration,
     pred: impl Fn(&Status) -> bool,
 ) -> Status {
-    let statuses = tether.statuses();
+    let mut statuses = tether.statuses();
     let deadline = Instant::now() + within;
     loop {
         if pred(&tether.status()) {
             return tether.status();
         }
-        let next = futures_lite::future::or(async { statuses.recv().await.ok() }, async {
+        let next = futures_lite::future::or(async { statuses.next().await }, async {
             async_io::Timer::at(deadline).await;
             None
         })

@@ -1,4 +1,4 @@
-//! What the driver measures about itself: wake-ups and heartbeat lateness.
+//! What the driver measures about itself: how late its timers fire.
 
 use std::time::Duration;
 
@@ -111,21 +111,16 @@ impl Histogram {
     }
 }
 
-/// The driver's own measurements, from [`Tether::driver_stats`](crate::Tether::driver_stats).
+/// The driver's own measurements, the same on every runtime.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DriverStats {
-    /// Times the driver task was polled.
-    pub wakeups: u64,
-    /// Times the timer was moved to a new deadline.
-    pub timer_rearms: u64,
-    /// Deadlines already past after a timeout was handled, waited for 1 ms instead of spinning.
-    pub clamped_waits: u64,
-    /// Times a wake-up hit the work budget and yielded.
-    pub budget_yields: u64,
-    /// Heartbeat lateness: when the beat request was handed to the transport minus when the
-    /// core had scheduled it.
+    /// Heartbeat lateness: when the driver handled a beat's timer minus when the core had
+    /// scheduled it. What a loaded runtime adds to the protocol's timing.
     pub heartbeat_lateness: Histogram,
+    /// Deadlines the core named again after they were handled, waited for 1 ms instead of
+    /// spinning.
+    pub clamped_waits: u64,
 }
 
 #[cfg(test)]

@@ -1,0 +1,96 @@
+//! Waiting on the driver's answers by parking the calling thread.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use tether_driver::Subscription;
+
+use crate::run::now;
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Parks this thread until `future` is ready.
+pub(crate) fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut cx) {
+            return value;
+        }
+        thread::park();
+    }
+}
+
+/// Items of a driver stream, read by blocking. Every item, in order; the stream ends once the
+/// session has ended and everything was read.
+#[derive(Debug)]
+pub struct Stream<T> {
+    subscription: Subscription<T>,
+}
+
+/// The status stream of [`Tether::statuses`](crate::Tether::statuses).
+pub type Statuses = Stream<tether_core::session::Status>;
+/// The report stream of [`Tether::reports`](crate::Tether::reports).
+pub type Reports = Stream<tether_driver::Report>;
+
+impl<T> Stream<T> {
+    pub(crate) fn new(subscription: Subscription<T>) -> Self {
+        Stream { subscription }
+    }
+
+    /// The next item, waiting for it; `None` once the stream has ended.
+    pub fn recv(&self) -> Option<T> {
+        block_on(std::future::poll_fn(|cx| self.subscription.poll_next(cx)))
+    }
+
+    /// The next item, waiting at most `timeout`; `None` on timeout or at the end.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
+        let until = now().checked_add(timeout);
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(item) = self.subscription.poll_next(&mut cx) {
+                return item;
+            }
+            match until {
+                None => thread::park(),
+                Some(at) => {
+                    let left = at.saturating_duration_since(now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    thread::park_timeout(left);
+                }
+            }
+        }
+    }
+
+    /// The items queued now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(|| self.subscription.try_next())
+    }
+
+    /// Every item, waiting for each, until the stream ends.
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(|| self.recv())
+    }
+}
+
+impl<T: Send + 'static> IntoIterator for Stream<T> {
+    type Item = T;
+    type IntoIter = Box<dyn Iterator<Item = T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(std::iter::from_fn(move || self.recv()))
+    }
+}
