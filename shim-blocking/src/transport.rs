@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Instant;
 
 use tether_core::session::{Method, RequestId, TransportError};
-use tether_driver::{HttpRequest, HttpResponse, Shared};
+use tether_driver::{Action, HttpRequest, HttpResponse, Shared};
 
 /// Worker threads started at once; one per channel of the core.
 const MIN_WORKERS: usize = 6;
@@ -155,28 +155,58 @@ struct Job {
     cancelled: Arc<AtomicBool>,
 }
 
-/// A bounded pool of worker threads fed from one queue; answers go straight to the driver.
-pub(crate) struct Pool {
+/// What the driver thread and the workers share to hand out requests and cancel them.
+struct Dispatch {
     jobs: Sender<Job>,
+    cancels: Mutex<HashMap<RequestId, Arc<AtomicBool>>>,
+}
+
+impl Dispatch {
+    fn job(&self, request: HttpRequest) -> Job {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut cancels = self.cancels.lock().unwrap_or_else(PoisonError::into_inner);
+        cancels.retain(|_, c| Arc::strong_count(c) > 1);
+        cancels.insert(request.id, Arc::clone(&cancelled));
+        Job { request, cancelled }
+    }
+
+    fn cancel(&self, id: RequestId) {
+        let flag = self
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if let Some(flag) = flag {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A bounded pool of worker threads fed from one queue. A worker hands its answer straight to
+/// the driver and takes what that made to do (the next batch, usually) itself: no handoff
+/// through the driver thread per exchange.
+pub(crate) struct Pool {
+    dispatch: Arc<Dispatch>,
     queue: Arc<Mutex<Receiver<Job>>>,
     idle: Arc<AtomicUsize>,
     workers: usize,
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
-    cancels: HashMap<RequestId, Arc<AtomicBool>>,
 }
 
 impl Pool {
     pub(crate) fn new(transport: Arc<dyn Transport>, shared: Arc<Shared>) -> Self {
         let (jobs, queue) = mpsc::channel();
         let mut pool = Pool {
-            jobs,
+            dispatch: Arc::new(Dispatch {
+                jobs,
+                cancels: Mutex::new(HashMap::new()),
+            }),
             queue: Arc::new(Mutex::new(queue)),
             idle: Arc::new(AtomicUsize::new(0)),
             workers: 0,
             transport,
             shared,
-            cancels: HashMap::new(),
         };
         for _ in 0..MIN_WORKERS {
             pool.spawn_worker();
@@ -185,20 +215,16 @@ impl Pool {
     }
 
     pub(crate) fn submit(&mut self, request: HttpRequest) {
-        self.cancels.retain(|_, c| Arc::strong_count(c) > 1);
-        let cancelled = Arc::new(AtomicBool::new(false));
-        self.cancels.insert(request.id, Arc::clone(&cancelled));
+        let job = self.dispatch.job(request);
         if self.idle.load(Ordering::Acquire) == 0 && self.workers < MAX_WORKERS {
             self.spawn_worker();
         }
         // The receiver lives as long as the pool (the queue is in an Arc the pool holds).
-        let _ = self.jobs.send(Job { request, cancelled });
+        let _ = self.dispatch.jobs.send(job);
     }
 
     pub(crate) fn cancel(&mut self, id: RequestId) {
-        if let Some(flag) = self.cancels.remove(&id) {
-            flag.store(true, Ordering::Release);
-        }
+        self.dispatch.cancel(id);
     }
 
     fn spawn_worker(&mut self) {
@@ -206,10 +232,11 @@ impl Pool {
         let idle = Arc::clone(&self.idle);
         let transport = Arc::clone(&self.transport);
         let shared = Arc::clone(&self.shared);
+        let dispatch = Arc::clone(&self.dispatch);
         idle.fetch_add(1, Ordering::AcqRel);
         let spawned = thread::Builder::new()
             .name("tether-http".into())
-            .spawn(move || worker(&queue, &idle, &*transport, &shared));
+            .spawn(move || worker(&queue, &idle, &*transport, &shared, &dispatch));
         match spawned {
             Ok(_) => self.workers += 1,
             // No thread: the job waits for an existing worker; the core's deadline bounds it.
@@ -225,20 +252,42 @@ fn worker(
     idle: &AtomicUsize,
     transport: &dyn Transport,
     shared: &Shared,
+    dispatch: &Dispatch,
 ) {
     loop {
         let job = {
             let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.recv()
         };
-        let Ok(job) = job else {
+        let Ok(mut job) = job else {
             return; // the pool is gone
         };
         idle.fetch_sub(1, Ordering::AcqRel);
-        if !job.cancelled.load(Ordering::Acquire) {
+        loop {
+            if job.cancelled.load(Ordering::Acquire) {
+                break;
+            }
             let id = job.request.id;
             let result = transport.send(job.request);
-            shared.with(|driver, now| driver.handle_reply(now, id, result));
+            let actions: Vec<Action> = shared.with(|driver, now| {
+                driver.handle_reply(now, id, result);
+                std::iter::from_fn(|| driver.poll_action()).collect()
+            });
+            let mut next = None;
+            for action in actions {
+                match action {
+                    Action::Send(request) if next.is_none() => next = Some(dispatch.job(request)),
+                    Action::Send(request) => {
+                        let _ = dispatch.jobs.send(dispatch.job(request));
+                    }
+                    Action::Cancel(id) => dispatch.cancel(id),
+                    _ => {}
+                }
+            }
+            match next {
+                Some(more) => job = more,
+                None => break,
+            }
         }
         idle.fetch_add(1, Ordering::AcqRel);
     }
