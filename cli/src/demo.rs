@@ -301,8 +301,18 @@ fn check(
 
     let c: &Counters = &report.counters;
     let f = &c.session.failures;
+    // What the server holds, as one number: the same seed must leave the same record whatever
+    // runtime drove the session (events in order, the document).
+    let record = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        seqs.hash(&mut hasher);
+        document.to_string().hash(&mut hasher);
+        hasher.finish()
+    };
     let stats = inspector.stats(SESSION);
     println!("events delivered      {} of {}", seqs.len(), total);
+    println!("server record         {record:016x} (events in order, the document)");
     println!("events lost           {lost}");
     println!("events reordered      {reordered}");
     println!("undelivered (report)  {}", report.undelivered.len());

@@ -11,7 +11,8 @@ use tether_core::session::Status;
 
 use crate::args::{usage_error, ArgError, Args, Runtime};
 use crate::report::{status_json, undelivered_json, CloseReport};
-use crate::worker::{Builder, SendError, Worker};
+use crate::worker::{Builder, Reports, SendError, Worker};
+use tether_blocking::Report;
 use tether_blocking::{FlushError, PatchError};
 
 pub const USAGE: &str = "\
@@ -129,6 +130,17 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error("pipe", &ArgError(e.to_string()), USAGE),
     };
+    // Undelivered events are written as they are handed back, from the live report stream:
+    // a pipe killed later has still kept what it was told.
+    let sink = match options.undelivered.as_deref().map(File::create).transpose() {
+        Ok(file) => file.map(BufWriter::new),
+        Err(e) => {
+            eprintln!("tether pipe: cannot write the undelivered events: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let reports = tether.reports();
+    let recorder = thread::spawn(move || record_undelivered(reports, sink));
     let statuses = tether.statuses();
     let printer = thread::spawn(move || {
         let stderr = std::io::stderr();
@@ -158,7 +170,12 @@ pub fn run(args: &[String]) -> ExitCode {
     }
     let report = tether.close(options.close_timeout);
     let _ = printer.join();
-    let written = write_undelivered(options.undelivered.as_deref(), &outcome, &report);
+    let written = match recorder.join() {
+        Ok(Ok(Some(mut sink))) => write_refused(&mut sink, &outcome),
+        Ok(Ok(None)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other("the report writer panicked")),
+    };
     let code = outcome.exit_code(&report);
     let undelivered = report.undelivered.len() + outcome.refused.len();
     if undelivered > 0 {
@@ -276,31 +293,42 @@ impl Outcome {
     }
 }
 
-fn write_undelivered(
-    path: Option<&str>,
-    outcome: &Outcome,
-    report: &CloseReport,
-) -> std::io::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let mut out = BufWriter::new(File::create(path)?);
-    for event in &report.undelivered {
-        writeln!(out, "{}", undelivered_json(event))?;
+/// Writes every hand-back as the session reports it, one JSON Lines record each, flushed at
+/// once; gives the writer back at the end of the session for the refused lines.
+fn record_undelivered(
+    reports: Reports,
+    mut sink: Option<BufWriter<File>>,
+) -> std::io::Result<Option<BufWriter<File>>> {
+    for report in reports {
+        let Some(out) = sink.as_mut() else { continue };
+        match report {
+            Report::HandedBack { events, .. } => {
+                for event in &events {
+                    writeln!(out, "{}", undelivered_json(event))?;
+                }
+            }
+            Report::StateRejected(rejection) => {
+                let record = json!({
+                    "state": rejection.update,
+                    "reason": format!("rejected-{}", rejection.status),
+                });
+                writeln!(out, "{record}")?;
+            }
+            Report::StateUnacknowledged(unacknowledged) if !unacknowledged.update.is_empty() => {
+                let record = json!({"state": unacknowledged.update, "reason": "unacknowledged"});
+                writeln!(out, "{record}")?;
+            }
+            _ => continue,
+        }
+        out.flush()?;
     }
+    Ok(sink)
+}
+
+/// The lines refused because the session had ended, after everything it handed back.
+fn write_refused(out: &mut BufWriter<File>, outcome: &Outcome) -> std::io::Result<()> {
     for event in &outcome.refused {
         writeln!(out, "{event}")?;
-    }
-    for rejection in &report.state_rejected {
-        let record = json!({
-            "state": rejection.update,
-            "reason": format!("rejected-{}", rejection.status),
-        });
-        writeln!(out, "{record}")?;
-    }
-    if let Some(unacknowledged) = &report.state_unacknowledged {
-        if !unacknowledged.update.is_empty() {
-            let record = json!({"state": unacknowledged.update, "reason": "unacknowledged"});
-            writeln!(out, "{record}")?;
-        }
     }
     out.flush()
 }

@@ -223,6 +223,14 @@ impl Worker {
         }
     }
 
+    /// What happens to the events and patches, as it happens.
+    pub fn reports(&self) -> Reports {
+        match self {
+            Worker::Blocking(t) => Reports::Blocking(t.reports()),
+            Worker::Smol(t) => Reports::Smol(t.reports()),
+        }
+    }
+
     /// Waits until everything queued before is delivered or handed back and every patch has
     /// landed, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
@@ -262,6 +270,26 @@ impl Iterator for Statuses {
         match self {
             Statuses::Blocking(s) => s.recv(),
             Statuses::Smol(s) => smol::block_on(s.next()),
+        }
+    }
+}
+
+/// A session's live reports, read by blocking.
+pub enum Reports {
+    /// From `tether-blocking`.
+    Blocking(tether_blocking::Reports),
+    /// From `tether-smol`.
+    Smol(tether_smol::Reports),
+}
+
+impl Iterator for Reports {
+    type Item = tether_blocking::Report;
+
+    /// The next report, waiting for it; `None` once the session has ended.
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Reports::Blocking(r) => r.recv(),
+            Reports::Smol(r) => smol::block_on(r.next()),
         }
     }
 }

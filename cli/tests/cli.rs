@@ -381,3 +381,36 @@ fn demo_with_heavy_faults_exits_0(runtime: &str) {
     );
     assert!(run.stdout.trim_end().ends_with("OK"), "{}", run.stdout);
 }
+
+#[test]
+fn the_same_demo_leaves_the_same_record_at_the_server_on_every_runtime() {
+    let record = |runtime: &str| {
+        let run = tether(
+            &[
+                "demo",
+                "--runtime",
+                runtime,
+                "--events",
+                "1500",
+                "--faults",
+                "heavy",
+                "--seed",
+                "7",
+            ],
+            "",
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        run.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("server record"))
+            .map(|l| l.trim().to_owned())
+            .expect("a server record line")
+    };
+    let blocking = record("blocking");
+    assert_eq!(
+        record("smol"),
+        blocking,
+        "smol and blocking left other records"
+    );
+}
