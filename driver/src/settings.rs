@@ -179,6 +179,18 @@ impl Settings {
     }
 }
 
+/// A seed for a session whose builder was given none: the standard library's randomly keyed
+/// hasher over a process-wide counter, so two sessions never share one. The only randomness the
+/// driver takes from the OS, and only when no seed was given.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

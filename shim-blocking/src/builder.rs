@@ -1,13 +1,11 @@
 //! Starting a session: the settings every shim shares, plus the transport.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{BuildError, Handle, Settings, Shared, Token};
+use tether_driver::{random_seed, BuildError, Handle, Settings, Shared, Token};
 
 use crate::handle::Tether;
 use crate::run::{now, run, Wakeup};
@@ -19,12 +17,6 @@ use crate::transport::{Transport, Ureq};
 pub struct Builder {
     settings: Settings,
     transport: Option<Arc<dyn Transport>>,
-}
-
-impl std::fmt::Debug for dyn Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Transport")
-    }
 }
 
 impl Builder {
@@ -117,11 +109,4 @@ impl Builder {
             .map_err(BuildError::Spawn)?;
         Ok(Tether::new(Handle::new(shared)))
     }
-}
-
-/// A seed for a session whose builder was given none.
-fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{BuildError, Handle, SessionUrl, Settings, Shared, Token};
+use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token};
 
 use crate::handle::Tether;
 use crate::http1::HttpTransport;
@@ -18,12 +18,6 @@ pub struct Builder {
     url: String,
     settings: Settings,
     transport: Option<Arc<dyn Transport>>,
-}
-
-impl std::fmt::Debug for dyn Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Transport")
-    }
 }
 
 impl Builder {
@@ -136,14 +130,4 @@ impl Builder {
         let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport);
         Ok((Tether::new(Handle::new(shared), wakeup), future))
     }
-}
-
-/// A seed from the standard library's randomly keyed hasher and a process-wide counter.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.finish()
 }

@@ -1,11 +1,7 @@
 //! Drives a tether session on smol and async-io.
 //!
-//! [`tether_core`] holds every rule of the protocol as a deterministic, sans-IO machine; this
-//! crate only moves its bytes and its time (DESIGN.md, convention 8): no retry, timing or
-//! classification logic lives here.
-//!
-//! Every call's behaviour is `tether-driver`'s, the same on every runtime; this crate is the
-//! rest: a timer, a way to wait, and a transport.
+//! Every call's behaviour is `tether-driver`'s (and every protocol rule `tether-core`'s), the
+//! same on every runtime; this crate is the rest: a timer, a way to wait, and a transport.
 //!
 //! ```text
 //!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
@@ -25,10 +21,8 @@
 //!   follows a redirect and never reads a response body past
 //!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
 //!   Bring your own client by implementing [`Transport`].
-//! - **TLS** (`https`) goes through futures-rustls with the ring provider and the webpki roots,
-//!   behind the default feature `tls` (it compiles rustls and ring; turn it off with
-//!   `default-features = false` for plain `http`).
-//! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
+//! - **TLS** (`https`): futures-rustls with ring and the webpki roots, behind the default
+//!   feature `tls`. The token is never in `Debug`, `Display` or logs.
 //!
 //! # Embedding
 //!
