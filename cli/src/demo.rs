@@ -4,14 +4,18 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
+use tether_blocking::{HttpResponse, Tap};
 use tether_core::backoff::{BackoffPolicy, ControllerConfig, Jitter};
 use tether_core::patch::DocumentSchema;
-use tether_core::session::{SessionConfig, Status};
+use tether_core::session::{Output, RequestId, Session, SessionConfig, Status, TransportError};
 use tether_server::{FaultPlan, Inspector, Server, ServerConfig};
+use tether_sim::render::render;
+use tether_sim::timeline::Recorder;
 
 use crate::args::{usage_error, ArgError, Args, Runtime};
 use crate::report::{CloseReport, Counters};
@@ -21,7 +25,7 @@ pub const USAGE: &str = "\
 tether demo: run a session against an in-process server with injected faults, and check it
 
 USAGE:
-    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol]
+    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol] [--svg FILE]
 
 OPTIONS:
     --events N       events to stream, about 200 bytes each [default: 20000]
@@ -30,6 +34,7 @@ OPTIONS:
     --seed S         seed of the session and the fault plan [default: 1]
     --runtime R      blocking | smol: drive the session with tether-blocking (threads)
                      or tether-smol (a task on smol) [default: blocking]
+    --svg FILE       draw the run's timeline (requests, statuses, queue depth) as an SVG
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -51,6 +56,7 @@ struct Options {
     faults: FaultPlan,
     seed: u64,
     runtime: Runtime,
+    svg: Option<String>,
 }
 
 fn options(parsed: &Args) -> Result<Options, ArgError> {
@@ -75,11 +81,12 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
         faults,
         seed,
         runtime,
+        svg: parsed.value("svg").map(str::to_owned),
     })
 }
 
 pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime"], &[]) {
+    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime", "svg"], &[]) {
         Ok(p) => p,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
@@ -169,10 +176,20 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         options.faults.rates.total() * 100.0,
         options.seed
     );
-    let tether = Builder::new(options.runtime, &url)
+    let recorder = options.svg.as_ref().map(|_| {
+        let title = format!(
+            "tether demo --seed {} ({} events)",
+            options.seed, options.events
+        );
+        Arc::new(Mutex::new(Recorder::new(title)))
+    });
+    let mut builder = Builder::new(options.runtime, &url)
         .seed(options.seed)
-        .config(session_config())
-        .start()?;
+        .config(session_config());
+    if let Some(recorder) = &recorder {
+        builder = builder.tap(TimelineTap(Arc::clone(recorder)));
+    }
+    let tether = builder.start()?;
     let statuses = tether.statuses();
     let patches = 100.min(options.events);
     let mut given = Vec::new();
@@ -193,6 +210,14 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
     })?;
     let report = tether.close(Duration::from_secs(10));
     let elapsed = started.elapsed();
+    if let (Some(path), Some(recorder)) = (&options.svg, recorder) {
+        let recorder = std::mem::replace(
+            &mut *recorder.lock().unwrap_or_else(PoisonError::into_inner),
+            Recorder::new(""),
+        );
+        let end = tether_core::Instant::from_duration(elapsed);
+        std::fs::write(path, render(&recorder.finish(end)))?;
+    }
     let transitions: Vec<Status> = statuses.ready();
     let ok = check(
         &server.inspector(),
@@ -205,6 +230,49 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
     );
     server.shutdown()?;
     Ok(ok)
+}
+
+/// Draws the run: every request from its send to its answer, the statuses, and what the
+/// session held after each drain, each at the core's time.
+struct TimelineTap(Arc<Mutex<Recorder>>);
+
+impl TimelineTap {
+    fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Tap for TimelineTap {
+    fn output(&mut self, at: tether_core::Instant, output: &Output) {
+        match output {
+            Output::Send(request) => self.recorder().sent(at, request),
+            Output::Cancel(id) => self.recorder().cancelled(at, *id),
+            Output::Status(status) => self.recorder().status(at, *status),
+            _ => {}
+        }
+    }
+
+    fn answer(
+        &mut self,
+        at: tether_core::Instant,
+        id: RequestId,
+        answer: Result<&HttpResponse, &TransportError>,
+    ) {
+        match answer {
+            Ok(r) => self.recorder().response(
+                at,
+                id,
+                r.status,
+                r.retry_after.as_deref(),
+                r.date.as_deref(),
+            ),
+            Err(_) => self.recorder().transport_error(at, id),
+        }
+    }
+
+    fn drained(&mut self, at: tether_core::Instant, session: &Session) {
+        self.recorder().sample_session(at, session);
+    }
 }
 
 /// Streams the events, with a patch after every `events / patches` of them.

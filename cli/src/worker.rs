@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_blocking::{CloseReport, Counters, FlushError, PatchError, Refused};
+use tether_blocking::{CloseReport, Counters, FlushError, PatchError, Refused, Tap};
 use tether_core::session::{SessionConfig, Status};
 
 use crate::args::Runtime;
@@ -33,7 +33,6 @@ macro_rules! now {
 }
 
 /// Sets up a [`Worker`]: the same choices for either runtime.
-#[derive(Debug)]
 pub struct Builder {
     runtime: Runtime,
     url: String,
@@ -41,6 +40,19 @@ pub struct Builder {
     token: Option<String>,
     seed: Option<u64>,
     config: Option<SessionConfig>,
+    tap: Option<Box<dyn Tap>>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("runtime", &self.runtime)
+            .field("url", &self.url)
+            .field("epoch", &self.epoch)
+            .field("seed", &self.seed)
+            .field("tap", &self.tap.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builder {
@@ -53,7 +65,15 @@ impl Builder {
             token: None,
             seed: None,
             config: None,
+            tap: None,
         }
+    }
+
+    /// Sees every output and answer with its time (see [`Tap`]).
+    #[must_use]
+    pub fn tap(mut self, tap: impl Tap) -> Self {
+        self.tap = Some(Box::new(tap));
+        self
     }
 
     /// Use this worker epoch; `None` registers for a new one.
@@ -102,6 +122,11 @@ impl Builder {
                 if let Some(seed) = self.seed {
                     b = b.seed(seed);
                 }
+                if let Some(tap) = self.tap {
+                    b = b.settings(|s| {
+                        s.tap(BoxedTap(tap));
+                    });
+                }
                 b
             }};
         }
@@ -113,6 +138,28 @@ impl Builder {
                 .start()
                 .map(Worker::Smol),
         }
+    }
+}
+
+/// A boxed [`Tap`] is a tap.
+struct BoxedTap(Box<dyn Tap>);
+
+impl Tap for BoxedTap {
+    fn output(&mut self, at: tether_core::Instant, output: &tether_core::session::Output) {
+        self.0.output(at, output);
+    }
+
+    fn answer(
+        &mut self,
+        at: tether_core::Instant,
+        id: tether_core::session::RequestId,
+        answer: Result<&tether_blocking::HttpResponse, &tether_core::session::TransportError>,
+    ) {
+        self.0.answer(at, id, answer);
+    }
+
+    fn drained(&mut self, at: tether_core::Instant, session: &tether_core::session::Session) {
+        self.0.drained(at, session);
     }
 }
 

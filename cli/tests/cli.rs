@@ -414,3 +414,33 @@ fn the_same_demo_leaves_the_same_record_at_the_server_on_every_runtime() {
         "smol and blocking left other records"
     );
 }
+
+#[test]
+fn demo_draws_a_real_run_as_an_svg() {
+    let dir = std::env::temp_dir().join(format!("tether-demo-svg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.svg");
+    let run = tether(
+        &[
+            "demo",
+            "--events",
+            "500",
+            "--faults",
+            "light",
+            "--svg",
+            path.to_str().unwrap(),
+        ],
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let svg = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert!(svg.contains("POST /worker/events"), "a bar per batch");
+    assert!(
+        svg.contains("POST /worker/register"),
+        "the connect sequence"
+    );
+    assert!(!svg.contains("Bearer"), "never a token");
+}

@@ -35,7 +35,7 @@ use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
-use crate::settings::Observer;
+use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
@@ -91,6 +91,7 @@ pub struct Driver {
     origin: Origin,
     target: Target,
     observer: Option<Observer>,
+    tap: Option<Box<dyn Tap>>,
     drop_close_timeout: Duration,
     in_flight: HashSet<RequestId>,
     actions: VecDeque<Action>,
@@ -126,6 +127,7 @@ impl Driver {
         origin: Origin,
         target: Target,
         observer: Option<Observer>,
+        tap: Option<Box<dyn Tap>>,
         drop_close_timeout: Duration,
     ) -> Self {
         let now = origin.at();
@@ -135,6 +137,7 @@ impl Driver {
             origin,
             target,
             observer,
+            tap,
             drop_close_timeout,
             in_flight: HashSet::new(),
             actions: VecDeque::new(),
@@ -453,6 +456,7 @@ impl Driver {
             return;
         }
         let core_now = self.origin.to_core(now);
+        self.tapped(|tap| tap.answer(core_now, id, result.as_ref()));
         match result {
             Ok(response) => {
                 self.wire.responses += 1;
@@ -799,6 +803,15 @@ impl Driver {
                 }
             }
         }
+        if self.tap.is_some() {
+            let at = self.session_now();
+            let session = &self.session;
+            if let Some(tap) = &mut self.tap {
+                if panic::catch_unwind(AssertUnwindSafe(|| tap.drained(at, session))).is_err() {
+                    self.tap = None;
+                }
+            }
+        }
         let acknowledged = self.session.state_counters().puts_acknowledged;
         if acknowledged > self.puts_acknowledged {
             self.puts_acknowledged = acknowledged;
@@ -811,18 +824,32 @@ impl Driver {
         }
     }
 
+    /// Runs `f` on the tap, dropping the tap (and reporting it) if it panics.
+    fn tapped(&mut self, f: impl FnOnce(&mut dyn Tap)) {
+        let Some(tap) = &mut self.tap else {
+            return;
+        };
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| f(tap.as_mut()))) {
+            self.tap = None;
+            self.reports.publish(Report::CallbackPanicked {
+                message: panic_message(panic.as_ref()),
+            });
+        }
+    }
+
     fn observe(&mut self, output: &Output) {
+        if self.tap.is_some() {
+            let at = self.session_now();
+            self.tapped(|tap| tap.output(at, output));
+        }
         let Some(observer) = &mut self.observer else {
             return;
         };
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| observer(output))) {
             self.observer = None;
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            self.reports.publish(Report::CallbackPanicked { message });
+            self.reports.publish(Report::CallbackPanicked {
+                message: panic_message(panic.as_ref()),
+            });
         }
     }
 
@@ -950,6 +977,15 @@ impl Drop for Driver {
             self.shutdown(self.now);
         }
     }
+}
+
+/// A panic's message, if it was a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// Only events and internal events are uploaded from `send`; a delivery update goes through

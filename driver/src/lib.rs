@@ -86,7 +86,7 @@ pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, Send
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
 pub use report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
-pub use settings::{random_seed, Observer, Settings, DEFAULT_DROP_CLOSE_TIMEOUT};
+pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
 pub use stats::{DriverStats, Histogram};
 pub use url::{SessionUrl, Token};
 pub use wait::{Pending, Subscription};

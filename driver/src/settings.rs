@@ -6,13 +6,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
-use tether_core::session::{Output, Session, SessionConfig};
+use tether_core::session::{Output, RequestId, Session, SessionConfig, TransportError};
+use tether_core::Instant;
 use tether_core::Rng;
 
 use crate::clock::Origin;
 use crate::driver::Driver;
 use crate::error::BuildError;
-use crate::http::{Target, USER_AGENT};
+use crate::http::{HttpResponse, Target, USER_AGENT};
 use crate::url::{SessionUrl, Token};
 
 /// How long a session whose handle was dropped without `close` keeps draining before it hands
@@ -23,6 +24,35 @@ pub const DEFAULT_DROP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// in it is caught: the hook is dropped and a [`Report::CallbackPanicked`](crate::Report) is
 /// published; the session goes on.
 pub type Observer = Box<dyn FnMut(&Output) + Send + 'static>;
+
+/// A richer observer, with the time: every core output as it comes, every answer the
+/// transport brought, and the session after each drain (to sample what it holds). What a
+/// timeline of a real run is drawn from. Its methods run under the driver's lock: keep them
+/// short, and do not call the handle from them. A panic in one is caught like an observer's.
+pub trait Tap: Send + 'static {
+    /// An output of the core at `at` (the core's time), before the driver acts on it.
+    fn output(&mut self, at: Instant, output: &Output) {
+        let _ = (at, output);
+    }
+
+    /// The transport's answer to request `id` at `at`.
+    fn answer(
+        &mut self,
+        at: Instant,
+        id: RequestId,
+        answer: Result<&HttpResponse, &TransportError>,
+    ) {
+        let _ = (at, id, answer);
+    }
+
+    /// The session after a drain at `at`.
+    fn drained(&mut self, at: Instant, session: &Session) {
+        let _ = (at, session);
+    }
+}
+
+/// A tap held by settings that may be cloned: the first session started takes it.
+type SharedTap = Arc<Mutex<Option<Box<dyn Tap>>>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EpochChoice {
@@ -42,6 +72,7 @@ pub struct Settings {
     user_agent: String,
     drop_close_timeout: Duration,
     observer: Option<Arc<Mutex<Observer>>>,
+    tap: Option<SharedTap>,
 }
 
 impl fmt::Debug for Settings {
@@ -55,6 +86,7 @@ impl fmt::Debug for Settings {
             .field("user_agent", &self.user_agent)
             .field("drop_close_timeout", &self.drop_close_timeout)
             .field("observer", &self.observer.is_some())
+            .field("tap", &self.tap.is_some())
             .finish()
     }
 }
@@ -71,6 +103,7 @@ impl Settings {
             user_agent: USER_AGENT.to_string(),
             drop_close_timeout: DEFAULT_DROP_CLOSE_TIMEOUT,
             observer: None,
+            tap: None,
         }
     }
 
@@ -123,6 +156,13 @@ impl Settings {
         self
     }
 
+    /// A [`Tap`]: every output and answer with its time, and the session after each drain.
+    /// A clone of these settings starts without it (a tap belongs to one session).
+    pub fn tap(&mut self, tap: impl Tap) -> &mut Self {
+        self.tap = Some(Arc::new(Mutex::new(Some(Box::new(tap)))));
+        self
+    }
+
     /// Checks everything and starts the session's machine at `now`, seeded by the configured
     /// seed or else `default_seed`.
     ///
@@ -169,11 +209,15 @@ impl Settings {
                 (*observer)(output);
             })
         });
+        let tap = self
+            .tap
+            .and_then(|shared| shared.lock().unwrap_or_else(PoisonError::into_inner).take());
         Ok(Driver::new(
             session,
             origin,
             target,
             observer,
+            tap,
             self.drop_close_timeout,
         ))
     }

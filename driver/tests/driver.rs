@@ -404,3 +404,64 @@ fn a_driver_dropped_by_its_runtime_hands_back_and_answers_its_waiters() {
     assert_eq!(last, Some(Status::Closed));
     assert!(reports.is_finished());
 }
+
+#[test]
+fn a_tap_sees_every_request_and_answer_with_its_time_and_a_panicking_one_is_dropped() {
+    #[derive(Default)]
+    struct Seen {
+        sent: Vec<tether_core::session::RequestId>,
+        answered: Vec<tether_core::session::RequestId>,
+        drains: usize,
+    }
+    struct Recording(Arc<Mutex<Seen>>);
+    impl tether_driver::Tap for Recording {
+        fn output(&mut self, _at: tether_core::Instant, output: &tether_core::session::Output) {
+            if let tether_core::session::Output::Send(r) = output {
+                self.0.lock().unwrap().sent.push(r.id);
+            }
+        }
+        fn answer(
+            &mut self,
+            _at: tether_core::Instant,
+            id: tether_core::session::RequestId,
+            _answer: Result<&HttpResponse, &tether_core::session::TransportError>,
+        ) {
+            self.0.lock().unwrap().answered.push(id);
+        }
+        fn drained(&mut self, _at: tether_core::Instant, _s: &tether_core::session::Session) {
+            self.0.lock().unwrap().drains += 1;
+        }
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let tap = Recording(Arc::clone(&seen));
+    let (mut rig, handle) = Rig::with(SessionConfig::new("rig"), Box::new(ok), move |s| {
+        s.tap(tap);
+    });
+    rig.run_until(50, |r| r.shared.lock().status() == Status::Connected);
+    let mut close = handle.close(Duration::from_secs(1));
+    rig.run_until(50, |_| close.is_ready());
+    assert!(close.try_take().is_some());
+    let seen = seen.lock().unwrap();
+    assert!(seen.sent.len() >= 2, "the connect sequence");
+    assert_eq!(seen.sent, seen.answered, "every request answered, in order");
+    assert!(seen.drains > 0);
+
+    struct Panicking;
+    impl tether_driver::Tap for Panicking {
+        fn answer(
+            &mut self,
+            _at: tether_core::Instant,
+            _id: tether_core::session::RequestId,
+            _answer: Result<&HttpResponse, &tether_core::session::TransportError>,
+        ) {
+            panic!("tap bug");
+        }
+    }
+    let (mut rig, handle) = Rig::with(SessionConfig::new("rig"), Box::new(ok), |s| {
+        s.tap(Panicking);
+    });
+    let reports = handle.reports();
+    rig.run_until(50, |r| r.shared.lock().status() == Status::Connected);
+    assert!(std::iter::from_fn(|| reports.try_next())
+        .any(|r| matches!(r, Report::CallbackPanicked { .. })));
+}

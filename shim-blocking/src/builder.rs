@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use tether_core::session::{Output, SessionConfig};
 use tether_driver::{random_seed, BuildError, Handle, Settings, Shared, Token};
@@ -62,17 +61,11 @@ impl Builder {
         self
     }
 
-    /// The `User-Agent` header.
+    /// Any other setting of the driver (`user_agent`, `drop_close_timeout`, `tap`, ...): the
+    /// same on every runtime.
     #[must_use]
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.settings.user_agent(user_agent);
-        self
-    }
-
-    /// How long a session whose handle is dropped without `close` keeps draining.
-    #[must_use]
-    pub fn drop_close_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.drop_close_timeout(timeout);
+    pub fn settings(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
         self
     }
 

@@ -22,7 +22,9 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
     let tether = Tether::builder(NOWHERE)
         .epoch(1)
         .config(config("edges"))
-        .drop_close_timeout(Duration::from_millis(300))
+        .settings(|s| {
+            s.drop_close_timeout(Duration::from_millis(300));
+        })
         .start()
         .unwrap();
     let reports = tether.reports();

@@ -1,7 +1,6 @@
 //! Starting a session: the settings every shim shares, plus the transport and the executor.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tether_core::session::{Output, SessionConfig};
 use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token};
@@ -66,17 +65,11 @@ impl Builder {
         self
     }
 
-    /// The `User-Agent` header.
+    /// Any other setting of the driver (`user_agent`, `drop_close_timeout`, `tap`, ...): the
+    /// same on every runtime.
     #[must_use]
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.settings.user_agent(user_agent);
-        self
-    }
-
-    /// How long a session whose handle is dropped without `close` keeps draining.
-    #[must_use]
-    pub fn drop_close_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.drop_close_timeout(timeout);
+    pub fn settings(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
         self
     }
 
