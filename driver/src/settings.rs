@@ -169,13 +169,9 @@ impl Settings {
                 (*observer)(output);
             })
         });
-        Ok(Driver::new(
-            session,
-            origin,
-            target,
-            observer,
-            self.drop_close_timeout,
-        ))
+        let mut driver = Driver::new(session, origin, target, observer, self.drop_close_timeout);
+        driver.thread_seed = seed ^ 0x7468_7265_6164_7321; // "threads!"
+        Ok(driver)
     }
 }
 
