@@ -86,7 +86,7 @@ enum Offered {
     Refused(SendError),
 }
 
-/// The driver of one session. See the [module docs](self).
+/// The driver of one session. See the [crate docs](crate) for the shim's loop.
 pub struct Driver {
     session: Session,
     origin: Origin,
