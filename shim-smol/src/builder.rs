@@ -20,12 +20,6 @@ pub struct Builder {
     transport: Option<Arc<dyn Transport>>,
 }
 
-impl std::fmt::Debug for dyn Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Transport")
-    }
-}
-
 impl Builder {
     /// A builder for the session at `url`.
     pub fn new(url: impl Into<String>) -> Self {
