@@ -21,12 +21,6 @@ pub struct Builder {
     transport: Option<Arc<dyn Transport>>,
 }
 
-impl std::fmt::Debug for dyn Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Transport")
-    }
-}
-
 impl Builder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
         Builder {

@@ -55,6 +55,12 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
 }
 
+impl std::fmt::Debug for dyn Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
 impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         (**self).send(request)
