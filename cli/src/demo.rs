@@ -21,7 +21,7 @@ pub const USAGE: &str = "\
 tether demo: run a session against an in-process server with injected faults, and check it
 
 USAGE:
-    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol]
+    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol] [--sync]
 
 OPTIONS:
     --events N       events to stream, about 200 bytes each [default: 20000]
@@ -30,6 +30,9 @@ OPTIONS:
     --seed S         seed of the session and the fault plan [default: 1]
     --runtime R      blocking | smol: drive the session with tether-blocking (threads)
                      or tether-smol (a task on smol) [default: blocking]
+    --sync           thread sync instead: 3 clients share the threads of one session, each
+                     adding N messages [default: 300] (one offline for the first half),
+                     and the run checks that every client and the server converge
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -37,7 +40,8 @@ hang-ms, and requests time out after 1 s, so faulted runs stay short.
 
 EXIT CODES:
     0   every event delivered once, in order, and the state converged
-    1   an event was lost or reordered, or the state did not converge
+        (--sync: every client holds the server's threads, every message once, all synced)
+    1   an event was lost or reordered, or the state did not converge (--sync: no convergence)
     2   a usage error
 ";
 
@@ -79,7 +83,7 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
 }
 
 pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime"], &[]) {
+    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime"], &["sync"]) {
         Ok(p) => p,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
@@ -91,7 +95,18 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
-    match demo(&options) {
+    let result = if parsed.switch("sync") {
+        let messages = parsed.value("events").map_or(300, |_| options.events);
+        crate::sync_demo::demo(&crate::sync_demo::SyncOptions {
+            messages,
+            faults: options.faults,
+            seed: options.seed,
+            runtime: options.runtime,
+        })
+    } else {
+        demo(&options)
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -104,6 +119,11 @@ pub fn run(args: &[String]) -> ExitCode {
 /// The session's configuration: the protocol's defaults, but 1 s request deadlines and a
 /// quicker retry curve (50 ms doubling to 1 s) so a faulted demo takes seconds, not minutes.
 fn session_config() -> SessionConfig {
+    session_config_for(SESSION)
+}
+
+/// [`session_config`] for session `id`.
+pub(crate) fn session_config_for(id: &str) -> SessionConfig {
     let quick = BackoffPolicy {
         base: Duration::from_millis(50),
         cap: Duration::from_secs(1),
@@ -114,7 +134,7 @@ fn session_config() -> SessionConfig {
         floor: None,
         max_hint: Duration::from_secs(2),
     };
-    let mut config = SessionConfig::new(SESSION);
+    let mut config = SessionConfig::new(id);
     config.events.backoff = quick;
     config.internal_events.backoff = quick;
     config.delivery.backoff = quick;
@@ -356,6 +376,10 @@ fn check(
         && report.status == Status::Closed;
     println!("{}", if ok { "OK" } else { "FAILED" });
     ok
+}
+
+pub(crate) fn wall_clock_now() -> std::time::Instant {
+    wall_clock::now()
 }
 
 /// The demo's one wall-clock reading (clippy bans `Instant::now` in the workspace's core).
