@@ -26,6 +26,7 @@ tether demo: run a session against an in-process server with injected faults, an
 
 USAGE:
     tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol] [--svg FILE]
+                [--sync]
 
 OPTIONS:
     --events N       events to stream, about 200 bytes each [default: 20000]
@@ -35,6 +36,9 @@ OPTIONS:
     --runtime R      blocking | smol: drive the session with tether-blocking (threads)
                      or tether-smol (a task on smol) [default: blocking]
     --svg FILE       draw the run's timeline (requests, statuses, queue depth) as an SVG
+    --sync           thread sync instead: 3 clients share the threads of one session, each
+                     adding N messages [default: 300] (one offline for the first half),
+                     and the run checks that every client and the server converge
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -42,7 +46,8 @@ hang-ms, and requests time out after 1 s, so faulted runs stay short.
 
 EXIT CODES:
     0   every event delivered once, in order, and the state converged
-    1   an event was lost or reordered, or the state did not converge
+        (--sync: every client holds the server's threads, every message once, all synced)
+    1   an event was lost or reordered, or the state did not converge (--sync: no convergence)
     2   a usage error
 ";
 
@@ -86,7 +91,11 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
 }
 
 pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime", "svg"], &[]) {
+    let parsed = match Args::parse(
+        args,
+        &["events", "faults", "seed", "runtime", "svg"],
+        &["sync"],
+    ) {
         Ok(p) => p,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
@@ -98,7 +107,18 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
-    match demo(&options) {
+    let result = if parsed.switch("sync") {
+        let messages = parsed.value("events").map_or(300, |_| options.events);
+        crate::sync_demo::demo(&crate::sync_demo::SyncOptions {
+            messages,
+            faults: options.faults,
+            seed: options.seed,
+            runtime: options.runtime,
+        })
+    } else {
+        demo(&options)
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -111,6 +131,11 @@ pub fn run(args: &[String]) -> ExitCode {
 /// The session's configuration: the protocol's defaults, but 1 s request deadlines and a
 /// quicker retry curve (50 ms doubling to 1 s) so a faulted demo takes seconds, not minutes.
 fn session_config() -> SessionConfig {
+    session_config_for(SESSION)
+}
+
+/// [`session_config`] for session `id`.
+pub(crate) fn session_config_for(id: &str) -> SessionConfig {
     let quick = BackoffPolicy {
         base: Duration::from_millis(50),
         cap: Duration::from_secs(1),
@@ -121,7 +146,7 @@ fn session_config() -> SessionConfig {
         floor: None,
         max_hint: Duration::from_secs(2),
     };
-    let mut config = SessionConfig::new(SESSION);
+    let mut config = SessionConfig::new(id);
     config.events.backoff = quick;
     config.internal_events.backoff = quick;
     config.delivery.backoff = quick;
@@ -434,6 +459,10 @@ fn check(
         && report.status == Status::Closed;
     println!("{}", if ok { "OK" } else { "FAILED" });
     ok
+}
+
+pub(crate) fn wall_clock_now() -> std::time::Instant {
+    wall_clock::now()
 }
 
 /// The demo's one wall-clock reading (clippy bans `Instant::now` in the workspace's core).

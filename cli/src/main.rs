@@ -9,6 +9,7 @@ mod pipe;
 mod report;
 mod serve;
 mod sim;
+mod sync_demo;
 mod worker;
 
 use std::process::ExitCode;

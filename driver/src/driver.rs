@@ -37,6 +37,7 @@ use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
+use crate::threads::{is_thread_request, Io, ThreadPart, ThreadStartError};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
 /// The shortest wait when the core asks again for a deadline that was already handled:
@@ -119,6 +120,10 @@ pub struct Driver {
     notify: bool,
     finished: bool,
     wire: WireCounters,
+    /// Thread sync, once started (see `threads.rs`).
+    pub(crate) threads: Option<Box<ThreadPart>>,
+    /// The seed of thread sync's random choices.
+    pub(crate) thread_seed: u64,
 }
 
 impl Driver {
@@ -158,6 +163,8 @@ impl Driver {
             notify: false,
             finished: false,
             wire: WireCounters::default(),
+            threads: None,
+            thread_seed: 0,
         };
         driver.drain();
         driver
@@ -353,7 +360,11 @@ impl Driver {
     pub fn close(&mut self, now: StdInstant, timeout: Duration) -> Pending<CloseReport> {
         self.now = now;
         self.closing = true;
+        if let Some(threads) = self.threads.as_deref_mut() {
+            threads.close(self.origin.to_core(now).saturating_add(timeout));
+        }
         if self.session.status().is_terminal() {
+            self.threads_turn();
             return Pending::ready(self.close_report());
         }
         let core_now = self.origin.to_core(now);
@@ -395,6 +406,7 @@ impl Driver {
         let core_now = self.origin.to_core(now);
         self.session.handle_timeout(core_now);
         self.drain();
+        self.threads_turn();
     }
 
     /// Every status from now on, starting with the current one.
@@ -451,6 +463,13 @@ impl Driver {
         result: Result<HttpResponse, TransportError>,
     ) {
         self.now = now;
+        if is_thread_request(id) {
+            if let Some(threads) = self.threads.as_deref_mut() {
+                threads.handle_reply(self.origin.to_core(now), id, result);
+            }
+            self.after_call();
+            return;
+        }
         if !self.in_flight.remove(&id) {
             self.wire.late_dropped += 1;
             return;
@@ -500,6 +519,9 @@ impl Driver {
                 i += 1;
             }
         }
+        if let Some(threads) = self.threads.as_deref_mut() {
+            threads.handle_timeout(self.origin.to_core(now));
+        }
         self.after_call();
     }
 
@@ -521,10 +543,9 @@ impl Driver {
             })
         });
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
-        match (core, offers) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let threads = self.threads.as_deref().and_then(ThreadPart::deadline);
+        let threads = threads.and_then(|at| self.origin.to_std(at));
+        [core, offers, threads].into_iter().flatten().min()
     }
 
     /// Whether something happened that the shim's loop must look at (new actions, an earlier
@@ -536,7 +557,7 @@ impl Driver {
 
     /// Whether the session has ended and every waiter was answered: the shim's loop may stop.
     pub fn is_finished(&self) -> bool {
-        self.finished
+        self.finished && self.threads.as_deref().is_none_or(ThreadPart::is_done)
     }
 
     // ----- internals -----
@@ -656,6 +677,68 @@ impl Driver {
         if self.session.status().is_terminal() && !self.finished {
             self.finish();
         }
+        self.threads_turn();
+    }
+
+    // ----- thread sync (threads.rs) -----
+
+    /// Thread sync's turn: started once the epoch is known, drained into actions, ended with
+    /// the session.
+    fn threads_turn(&mut self) {
+        let Some(threads) = self.threads.as_deref_mut() else {
+            return;
+        };
+        let before = threads.deadline();
+        let io = Io {
+            origin: self.origin,
+            target: &self.target,
+            actions: &mut self.actions,
+        };
+        let ended = self.session.status().is_terminal();
+        let queued = threads.turn(
+            self.origin.to_core(self.now),
+            self.session.epoch(),
+            ended,
+            io,
+        );
+        let after = threads.deadline();
+        if queued || after.is_some_and(|a| before.is_none_or(|b| a < b)) || threads.is_done() {
+            self.notify = true;
+        }
+    }
+
+    pub(crate) fn thread_seed(&self) -> u64 {
+        self.thread_seed
+    }
+
+    /// Installs thread sync, unless it runs already or the session is ending.
+    pub(crate) fn install_threads(
+        &mut self,
+        now: StdInstant,
+        part: ThreadPart,
+    ) -> Result<(), ThreadStartError> {
+        if self.threads.is_some() {
+            return Err(ThreadStartError::AlreadyStarted);
+        }
+        if self.closing || self.finished {
+            return Err(ThreadStartError::Ended);
+        }
+        self.now = now;
+        self.threads = Some(Box::new(part));
+        self.after_call();
+        Ok(())
+    }
+
+    /// Runs a thread-sync call at `now`, then the driver's turn.
+    pub(crate) fn with_threads<R>(
+        &mut self,
+        now: StdInstant,
+        f: impl FnOnce(Option<&mut ThreadPart>, Instant) -> R,
+    ) -> R {
+        self.now = now;
+        let result = f(self.threads.as_deref_mut(), self.origin.to_core(now));
+        self.after_call();
+        result
     }
 
     /// Tries waiting offers again, in order per stream, through `Session::resend` (their uuid
@@ -971,7 +1054,7 @@ impl std::fmt::Debug for Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.is_finished() {
             // Whatever ran the driver is gone: hand back what is held, at the last known time,
             // so that every accepted event reaches the report stream and the waiters.
             self.shutdown(self.now);

@@ -77,6 +77,8 @@ mod http;
 mod report;
 mod settings;
 mod stats;
+mod thread_handle;
+mod threads;
 mod url;
 mod wait;
 
@@ -88,5 +90,9 @@ pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
 pub use report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
 pub use stats::{DriverStats, Histogram};
+pub use thread_handle::{
+    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+};
+pub use threads::{ThreadStartError, THREAD_MAX_RESPONSE_BODY};
 pub use url::{SessionUrl, Token};
 pub use wait::{Pending, Subscription};

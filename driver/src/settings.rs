@@ -212,14 +212,16 @@ impl Settings {
         let tap = self
             .tap
             .and_then(|shared| shared.lock().unwrap_or_else(PoisonError::into_inner).take());
-        Ok(Driver::new(
+        let mut driver = Driver::new(
             session,
             origin,
             target,
             observer,
             tap,
             self.drop_close_timeout,
-        ))
+        );
+        driver.thread_seed = seed ^ 0x7468_7265_6164_7321; // "threads!"
+        Ok(driver)
     }
 }
 

@@ -185,6 +185,15 @@ impl<T> Subscription<T> {
         queue.closed && queue.items.is_empty()
     }
 
+    /// The next item, on any executor; `None` once the stream has ended.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "an async `next`, as `StreamExt::next`; not an iterator"
+    )]
+    pub fn next(&mut self) -> impl Future<Output = Option<T>> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
     /// Polls for the next item: `Ready(None)` once the stream has ended.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut queue = lock(&self.queue);
@@ -196,6 +205,15 @@ impl<T> Subscription<T> {
         }
         queue.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// Every item in order, then the end: usable with any `Stream` combinators.
+impl<T> futures_core::Stream for Subscription<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        Subscription::poll_next(&self, cx)
     }
 }
 

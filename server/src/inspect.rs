@@ -109,6 +109,12 @@ impl Inspector {
         self.read(id, |s| s.model.epoch())
     }
 
+    /// The threads of session `id` (PROTOCOL.md §Thread sync), by thread id.
+    pub fn threads(&self, id: &str) -> Vec<tether_core::thread::Thread> {
+        self.read(id, |s| s.model.threads().threads().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Event payloads in delivery order.
     pub fn events(&self, id: &str) -> Vec<Value> {
         self.read(id, |s| payloads(s, Stream::Events))

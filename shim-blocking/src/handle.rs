@@ -8,12 +8,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{DeliveryStatus, Status, Stream};
+use tether_core::thread::ThreadSyncConfig;
 use tether_driver::{
     BulkSendError, CloseReport, Counters, FlushError, Handle, PatchError, SendError,
+    ThreadStartError,
 };
 
 use crate::builder::Builder;
-use crate::wait::{block_on, Reports, Statuses};
+use crate::wait::{block_on, Reports, Statuses, Threads};
 
 /// A running session. Every call may come from any thread and blocks at most its timeout.
 ///
@@ -129,6 +131,11 @@ impl Tether {
     /// The driver's own measurements (how late its timers fired).
     pub fn driver_stats(&self) -> tether_driver::DriverStats {
         self.handle.stats()
+    }
+
+    /// Starts thread sync on this session (PROTOCOL.md §Thread sync).
+    pub fn start_threads(&self, config: ThreadSyncConfig) -> Result<Threads, ThreadStartError> {
+        self.handle.start_threads(config).map(Threads)
     }
 
     /// Blocks until everything given before is delivered or handed back and every patch has

@@ -72,12 +72,13 @@ mod wait;
 pub use builder::Builder;
 pub use handle::Tether;
 pub use transport::Transport;
-pub use wait::{Reports, Statuses, Stream};
+pub use wait::{Reports, Statuses, Stream, Threads};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Settings, Tap, Token,
-    UndeliveredEvent, WireCounters, USER_AGENT,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Settings, Tap,
+    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+    ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// The core this crate drives, re-exported for its types.

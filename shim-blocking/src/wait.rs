@@ -1,13 +1,17 @@
 //! Waiting on the driver's answers by parking the calling thread.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use tether_driver::Subscription;
+use tether_core::thread::StatusChange;
+use tether_driver::{
+    Subscription, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+};
 
 use crate::run::now;
 
@@ -97,5 +101,42 @@ impl<T: Send + 'static> IntoIterator for Stream<T> {
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(std::iter::from_fn(move || self.recv()))
+    }
+}
+
+/// Thread sync of a session (PROTOCOL.md §Thread sync), from
+/// [`Tether::start_threads`](crate::Tether::start_threads). Cheap to clone. Edits and reads
+/// are [`ThreadHandle`]'s, through `Deref`; the waits below block the calling thread.
+#[derive(Clone, Debug)]
+pub struct Threads(pub(crate) ThreadHandle);
+
+impl Deref for Threads {
+    type Target = ThreadHandle;
+
+    fn deref(&self) -> &ThreadHandle {
+        &self.0
+    }
+}
+
+impl Threads {
+    /// Blocks until every edit given before is on the server and a pull made after the call
+    /// has answered, for at most `timeout`; else a [`ThreadFlushError`].
+    pub fn flush(&self, timeout: Duration) -> Result<(), ThreadFlushError> {
+        block_on(self.0.flush(timeout))
+    }
+
+    /// Stops intake, pushes what is queued for at most `timeout`, and hands back the rest.
+    pub fn close(&self, timeout: Duration) -> ThreadCloseReport {
+        block_on(self.0.close(timeout))
+    }
+
+    /// Every status change from now on, per thread, starting with the current ones.
+    pub fn statuses(&self) -> Stream<StatusChange> {
+        Stream::new(self.0.statuses())
+    }
+
+    /// Every report from now on: rejections with their reason, remote updates, hand-backs.
+    pub fn reports(&self) -> Stream<ThreadReport> {
+        Stream::new(self.0.reports())
     }
 }

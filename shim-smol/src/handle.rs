@@ -2,19 +2,18 @@
 //! the behaviour is `tether-driver`'s; this only awaits.
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{DeliveryStatus, Status, Stream};
+use tether_core::thread::ThreadSyncConfig;
 use tether_driver::{
     BulkSendError, CloseReport, Counters, FlushError, Handle, PatchError, Report, SendError,
-    Subscription,
+    Subscription, ThreadHandle, ThreadStartError,
 };
 
 use crate::run::Wakeup;
@@ -117,12 +116,12 @@ impl Tether {
 
     /// Every status from now on, starting with the current one, complete and in order.
     pub fn statuses(&self) -> Statuses {
-        Statuses(self.handle.statuses())
+        self.handle.statuses()
     }
 
     /// Every report from now on: deliveries, hand-backs, state acknowledged or rejected.
     pub fn reports(&self) -> Reports {
-        Reports(self.handle.reports())
+        self.handle.reports()
     }
 
     /// The counters so far.
@@ -138,6 +137,15 @@ impl Tether {
     /// How many times the driver future was polled: its idle cost.
     pub fn driver_polls(&self) -> u64 {
         self.wakeup.polls.load(Ordering::Relaxed)
+    }
+
+    /// Starts thread sync on this session (PROTOCOL.md §Thread sync). The handle's answers
+    /// are futures and its streams have `next()`: await them here.
+    pub fn start_threads(
+        &self,
+        config: ThreadSyncConfig,
+    ) -> Result<ThreadHandle, ThreadStartError> {
+        self.handle.start_threads(config)
     }
 
     /// Waits until everything given before is delivered or handed back and every patch has
@@ -166,33 +174,8 @@ impl fmt::Debug for Tether {
     }
 }
 
-macro_rules! stream {
-    ($name:ident, $item:ty, $what:literal) => {
-        #[doc = concat!("The ", $what, " of a session, as an async stream: every item, in order; it ends once the session has ended and everything was read.")]
-        #[derive(Debug)]
-        pub struct $name(Subscription<$item>);
-
-        impl $name {
-            /// The next item; `None` once the stream has ended.
-            pub async fn next(&mut self) -> Option<$item> {
-                std::future::poll_fn(|cx| self.0.poll_next(cx)).await
-            }
-
-            /// The next item if one is queued now.
-            pub fn try_next(&self) -> Option<$item> {
-                self.0.try_next()
-            }
-        }
-
-        impl futures_lite::Stream for $name {
-            type Item = $item;
-
-            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<$item>> {
-                self.0.poll_next(cx)
-            }
-        }
-    };
-}
-
-stream!(Statuses, Status, "status stream");
-stream!(Reports, Report, "report stream");
+/// The status stream of a session, async: `next().await` or any `Stream` combinator. Every
+/// item, in order; it ends once the session has ended and everything was read.
+pub type Statuses = Subscription<Status>;
+/// The report stream of a session, async, like [`Statuses`].
+pub type Reports = Subscription<Report>;

@@ -79,12 +79,14 @@ pub use transport::{BoxFuture, Transport};
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
     HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings, Tap,
-    Token, UndeliveredEvent, WireCounters, USER_AGENT,
+    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+    ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.
 pub use tether_core::batch::{Event, EventId};
 pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
+pub use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
 
 impl Tether {
     /// A [`Builder`] for a session at `session_url`.

@@ -1,0 +1,354 @@
+//! [`ThreadHandle`]: the caller's side of thread sync, the same on every runtime, and its
+//! errors and reports.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_core::classify::Outcome;
+// `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
+use shared_threads::{
+    Message, OfflineReason, RejectedThread, SlowSync, StatusChange, StopReason, SyncStatus, Thread,
+    ThreadError, ThreadSync, ThreadSyncConfig,
+};
+use tether_core::thread as shared_threads;
+use tether_core::Instant;
+
+use crate::handle::{Handle, Shared};
+use crate::threads::{ThreadPart, ThreadStartError};
+use crate::wait::{Pending, Subscription};
+
+/// Why an edit was refused. Nothing changed then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadCallError {
+    /// The thread or message is malformed, or names a thread or message this replica does
+    /// not hold.
+    Invalid(ThreadError),
+    /// Thread sync is closing or has ended.
+    Closed,
+    /// Thread sync stopped for good (superseded, or the session is unknown).
+    Stopped(Option<StopReason>),
+}
+
+impl fmt::Display for ThreadCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadCallError::Invalid(e) => write!(f, "refused: {e}"),
+            ThreadCallError::Closed => f.write_str("thread sync is closed"),
+            ThreadCallError::Stopped(Some(reason)) => write!(f, "thread sync stopped: {reason:?}"),
+            ThreadCallError::Stopped(None) => f.write_str("thread sync stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadCallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ThreadCallError::Invalid(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a thread flush did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadFlushError {
+    /// The timeout passed first (e.g. offline: edits stay queued).
+    TimedOut,
+    /// Thread sync closed or ended first.
+    Closed,
+    /// Thread sync stopped for good.
+    Stopped(StopReason),
+}
+
+impl fmt::Display for ThreadFlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadFlushError::TimedOut => f.write_str("thread flush timed out"),
+            ThreadFlushError::Closed => f.write_str("thread sync closed before the flush"),
+            ThreadFlushError::Stopped(reason) => write!(f, "thread sync stopped: {reason:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadFlushError {}
+
+/// What thread sync reports as it goes.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ThreadReport {
+    /// The server refused a thread: it was rolled back; the refused copy and the reason.
+    Rejected(RejectedThread),
+    /// A thread's view changed by a remote copy, a merge or a rollback.
+    Updated {
+        /// The thread.
+        id: String,
+    },
+    /// A push failed as a whole and will be retried.
+    Retrying {
+        /// Retries since the last success, from 1.
+        attempt: u32,
+        /// What failed.
+        outcome: Outcome,
+    },
+    /// Offline: only the probe runs; edits queue.
+    Offline(OfflineReason),
+    /// Online again.
+    Online,
+    /// A push slower than the recent 95th percentile.
+    SlowSync(SlowSync),
+    /// Stopped for good; the threads the server does not hold, handed back.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+        /// Local copies the server does not hold.
+        unsynced: Vec<Thread>,
+    },
+    /// Closed (or the session ended) with these threads not synced: handed back.
+    HandedBack {
+        /// Local copies the server may not hold.
+        unsynced: Vec<Thread>,
+    },
+}
+
+/// How thread sync ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ThreadCloseReport {
+    /// Every thread's view at the end.
+    pub threads: Vec<Thread>,
+    /// Threads not synced at the end, handed back.
+    pub unsynced: Vec<Thread>,
+    /// Every thread the server refused, with its reason.
+    pub rejected: Vec<RejectedThread>,
+    /// Set if thread sync stopped for good before.
+    pub stopped: Option<StopReason>,
+}
+
+impl ThreadCloseReport {
+    /// Whether everything reached the server: nothing unsynced, rejected or stopped.
+    pub fn all_synced(&self) -> bool {
+        self.unsynced.is_empty() && self.rejected.is_empty() && self.stopped.is_none()
+    }
+}
+
+/// The caller's handle to the thread sync of a running session (PROTOCOL.md §Thread sync),
+/// the same on every runtime: it drives a core `ThreadSync` over the session's transport and
+/// loop. Cheap to clone. Edits apply to the local view at once and are pushed in the
+/// background; a shim wraps the [`Pending`] answers (parking a thread or awaiting).
+///
+/// It starts pushing and pulling once the session knows its worker epoch. Closing the session
+/// closes thread sync too (with the same timeout); any other end of the session hands back
+/// what is unsynced at once.
+#[derive(Clone)]
+pub struct ThreadHandle {
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Starts thread sync on this session.
+    ///
+    /// # Errors
+    /// See [`ThreadStartError`].
+    pub fn start_threads(
+        &self,
+        config: ThreadSyncConfig,
+    ) -> Result<ThreadHandle, ThreadStartError> {
+        ThreadHandle::start(self.shared(), config)
+    }
+}
+
+impl ThreadHandle {
+    /// Starts thread sync on the session `shared` drives.
+    ///
+    /// # Errors
+    /// See [`ThreadStartError`].
+    pub fn start(
+        shared: &Arc<Shared>,
+        config: ThreadSyncConfig,
+    ) -> Result<ThreadHandle, ThreadStartError> {
+        shared.with(|d, now| {
+            let part = ThreadPart::new(config, d.thread_seed())?;
+            d.install_threads(now, part)
+        })?;
+        Ok(ThreadHandle {
+            shared: Arc::clone(shared),
+        })
+    }
+
+    fn edit(
+        &self,
+        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<(), ThreadError>,
+    ) -> Result<(), ThreadCallError> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| match part {
+                Some(part) => part.edit(now, f),
+                None => Err(ThreadCallError::Closed),
+            })
+        })
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&ThreadSync) -> R) -> Option<R> {
+        let driver = self.shared.lock();
+        driver.threads.as_deref().map(|t| f(t.sync()))
+    }
+
+    /// Appends `message` to `thread` (created if new).
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`] for a malformed message or a repeated id.
+    pub fn add_message(&self, thread: &str, message: Message) -> Result<(), ThreadCallError> {
+        self.edit(|s, now| s.add_message(now, thread, message))
+    }
+
+    /// Appends a message given as JSON (`{"id", "role", "content", "timestamp"}`).
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`] naming what is malformed.
+    pub fn add_message_json(&self, thread: &str, message: &Value) -> Result<(), ThreadCallError> {
+        let message = Message::from_value(message).map_err(ThreadCallError::Invalid)?;
+        self.add_message(thread, message)
+    }
+
+    /// Replaces a message of `thread`, by id.
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`], e.g. for an unknown thread or message.
+    pub fn update_message(&self, thread: &str, message: Message) -> Result<(), ThreadCallError> {
+        self.edit(|s, now| s.update_message(now, thread, message))
+    }
+
+    /// Sets (`Some`) or removes (`None`) a top-level field of `thread`, e.g. `title`.
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`], e.g. for a reserved key (`id`, `v`, `messages`).
+    pub fn set_field(
+        &self,
+        thread: &str,
+        key: &str,
+        value: Option<Value>,
+    ) -> Result<(), ThreadCallError> {
+        self.edit(|s, now| s.set_field(now, thread, key, value))
+    }
+
+    /// Replaces a thread's content from JSON (validated first).
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`] naming what is malformed.
+    pub fn put_thread(&self, thread: &Value) -> Result<(), ThreadCallError> {
+        self.edit(|s, now| s.put_value(now, thread))
+    }
+
+    /// The caller's word on connectivity: offline, only the probe runs and edits queue.
+    pub fn set_online(&self, online: bool) {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| {
+                if let Some(sync) = part.and_then(ThreadPart::sync_mut) {
+                    sync.set_online(now, online);
+                }
+            });
+        });
+    }
+
+    /// Pulls as soon as possible.
+    pub fn pull_now(&self) {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| {
+                if let Some(sync) = part.and_then(ThreadPart::sync_mut) {
+                    sync.pull_now(now);
+                }
+            });
+        });
+    }
+
+    /// A thread's view: the local copy with every local edit applied.
+    pub fn thread(&self, id: &str) -> Option<Thread> {
+        self.read(|s| s.thread(id).cloned()).flatten()
+    }
+
+    /// Every thread's view, by id.
+    pub fn threads(&self) -> Vec<Thread> {
+        self.read(|s| s.threads().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A thread's sync status.
+    pub fn status(&self, id: &str) -> SyncStatus {
+        self.read(|s| s.status(id)).unwrap_or_default()
+    }
+
+    /// Every thread's sync status, by id.
+    pub fn sync_statuses(&self) -> BTreeMap<String, SyncStatus> {
+        self.read(|s| s.statuses().clone()).unwrap_or_default()
+    }
+
+    /// Threads with changes the server does not hold yet.
+    pub fn pending(&self) -> usize {
+        self.read(ThreadSync::pending).unwrap_or(0)
+    }
+
+    /// Whether pushes and pulls may go (not offline).
+    pub fn is_online(&self) -> bool {
+        self.read(ThreadSync::is_online).unwrap_or(false)
+    }
+
+    /// Every status change from now on, per thread, starting with each known thread's
+    /// current status; it ends once thread sync has ended.
+    pub fn statuses(&self) -> Subscription<StatusChange> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, _| match part {
+                Some(part) => part.statuses(),
+                None => crate::threads::ended(),
+            })
+        })
+    }
+
+    /// Every report from now on: rejections (with the refused copy and the reason), remote
+    /// updates, retries, offline/online, hand-backs.
+    pub fn reports(&self) -> Subscription<ThreadReport> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, _| match part {
+                Some(part) => part.reports(),
+                None => crate::threads::ended(),
+            })
+        })
+    }
+
+    /// Waits until every edit given before is on the server and a pull made after this call
+    /// has answered (so the view holds what the server held then), or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Pending<Result<(), ThreadFlushError>> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| match part {
+                Some(part) => part.flush(now, timeout),
+                None => Pending::ready(Err(ThreadFlushError::Closed)),
+            })
+        })
+    }
+
+    /// Stops intake, pushes what is queued for at most `timeout`, hands back what is left,
+    /// and answers with the report. The session goes on.
+    pub fn close(&self, timeout: Duration) -> Pending<ThreadCloseReport> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| match part {
+                Some(part) => {
+                    let pending = part.await_close();
+                    part.close(now.saturating_add(timeout));
+                    pending
+                }
+                None => Pending::ready(ThreadCloseReport::default()),
+            })
+        })
+    }
+}
+
+impl fmt::Debug for ThreadHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadHandle")
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}

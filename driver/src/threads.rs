@@ -1,0 +1,499 @@
+//! Thread sync on the driver: a core [`ThreadSync`] driven by the same loop, transport and
+//! timer as the session (PROTOCOL.md §Thread sync).
+//!
+//! The driver holds at most one [`ThreadPart`]. Its requests come out as the driver's
+//! [`Action`]s, with request ids in a space of their own (the top bit set, the endpoint in the
+//! next two), so a shim sends, cancels and answers them exactly like the session's; its
+//! deadline is folded into [`Driver::poll_timeout`](crate::Driver::poll_timeout). It starts
+//! once the session knows its worker epoch (every push carries it), and ends with the session:
+//! a close drains it for the same timeout, any other end hands back what is unsynced at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant as StdInstant};
+
+use tether_core::session::{Endpoint, RequestId, TransportError};
+// `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
+use shared_threads::{
+    RejectedThread, StatusChange, StopReason, SyncStatus, Thread, ThreadConfigError,
+    ThreadEndpoint, ThreadError, ThreadOutput, ThreadSync, ThreadSyncConfig, ThreadTimer,
+};
+use tether_core::thread as shared_threads;
+use tether_core::{Instant, Poll, Rng, Wake};
+
+use crate::clock::Origin;
+use crate::driver::Action;
+use crate::http::{HttpRequest, HttpResponse, Target, BACKSTOP_GRACE};
+use crate::thread_handle::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
+use crate::wait::{Completer, Fanout, Pending, Subscription};
+
+/// Set in the id of every thread-sync request.
+const TAG: u64 = 1 << 63;
+/// The endpoint's index in [`ThreadEndpoint::ALL`] sits here.
+const ENDPOINT_SHIFT: u32 = 61;
+/// The core's request id sits below.
+const ID_MASK: u64 = (1 << ENDPOINT_SHIFT) - 1;
+
+/// The most of a thread-sync answer a transport reads: pull pages carry whole threads, so this
+/// is far above the session's cap. A longer answer is truncated, which the core treats as a
+/// bad body (retried).
+pub const THREAD_MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+/// The shortest wait when a deadline already handled is named again (as in the driver).
+const MIN_REPEAT_WAIT: Duration = Duration::from_millis(1);
+
+/// Whether `id` names a thread-sync request.
+pub(crate) fn is_thread_request(id: RequestId) -> bool {
+    id.0 & TAG != 0
+}
+
+fn tag(id: shared_threads::RequestId, endpoint: ThreadEndpoint) -> RequestId {
+    let index = ThreadEndpoint::ALL
+        .iter()
+        .position(|e| *e == endpoint)
+        .unwrap_or(0) as u64;
+    RequestId(TAG | (index << ENDPOINT_SHIFT) | (id.0 & ID_MASK))
+}
+
+fn untag(id: RequestId) -> shared_threads::RequestId {
+    shared_threads::RequestId(id.0 & ID_MASK)
+}
+
+impl HttpRequest {
+    /// The thread-sync endpoint of a request made for thread sync, `None` for the session's
+    /// own. Such a request's [`endpoint`](HttpRequest::endpoint) is a session endpoint with
+    /// the same method (`GET /worker` for the two `GET`s, `POST /worker/events` for the push),
+    /// so a transport needs nothing new; its `url` is the thread route's.
+    pub fn thread_endpoint(&self) -> Option<ThreadEndpoint> {
+        if !is_thread_request(self.id) {
+            return None;
+        }
+        let index = ((self.id.0 & !TAG) >> ENDPOINT_SHIFT) as usize;
+        ThreadEndpoint::ALL.get(index).copied()
+    }
+}
+
+/// What the driver's hooks hand a turn: where requests go and where actions are queued.
+pub(crate) struct Io<'a> {
+    pub(crate) origin: Origin,
+    pub(crate) target: &'a Target,
+    pub(crate) actions: &'a mut VecDeque<Action>,
+}
+
+struct FlushWait {
+    /// Done once a pull with at least this number has succeeded and nothing is pending.
+    pull: u64,
+    until: Option<Instant>,
+    reply: Completer<Result<(), ThreadFlushError>>,
+}
+
+/// Why thread sync could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadStartError {
+    /// The configuration is refused.
+    Config(ThreadConfigError),
+    /// Thread sync already runs on this session; use its handle (it is `Clone`).
+    AlreadyStarted,
+    /// The session has ended (or is closing).
+    Ended,
+}
+
+impl std::fmt::Display for ThreadStartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThreadStartError::Config(e) => write!(f, "invalid thread sync configuration: {e}"),
+            ThreadStartError::AlreadyStarted => f.write_str("thread sync already runs"),
+            ThreadStartError::Ended => f.write_str("the session has ended"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadStartError {}
+
+/// Thread sync inside the driver. See the [module docs](self).
+pub(crate) struct ThreadPart {
+    sync: ThreadSync,
+    started: bool,
+    wake: Option<Wake<ThreadTimer>>,
+    fired: Option<Instant>,
+    /// Requests in flight: their pull number, for pulls.
+    in_flight: HashMap<RequestId, Option<u64>>,
+    statuses: Fanout<StatusChange>,
+    reports: Fanout<ThreadReport>,
+    rejected: Vec<RejectedThread>,
+    stopped: Option<StopReason>,
+    pulls_issued: u64,
+    pulls_done: u64,
+    flushes: Vec<FlushWait>,
+    /// Closing: the deadline.
+    closing: Option<Instant>,
+    closers: Vec<Completer<ThreadCloseReport>>,
+    /// Set once ended.
+    report: Option<ThreadCloseReport>,
+}
+
+impl ThreadPart {
+    pub(crate) fn new(config: ThreadSyncConfig, seed: u64) -> Result<Self, ThreadStartError> {
+        let sync = ThreadSync::new(config, Rng::new(seed)).map_err(ThreadStartError::Config)?;
+        Ok(ThreadPart {
+            sync,
+            started: false,
+            wake: None,
+            fired: None,
+            in_flight: HashMap::new(),
+            statuses: Fanout::new(),
+            reports: Fanout::new(),
+            rejected: Vec::new(),
+            stopped: None,
+            pulls_issued: 0,
+            pulls_done: 0,
+            flushes: Vec::new(),
+            closing: None,
+            closers: Vec::new(),
+            report: None,
+        })
+    }
+
+    // ----- the caller's calls -----
+
+    /// Runs an edit, unless closing or ended.
+    pub(crate) fn edit(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<(), ThreadError>,
+    ) -> Result<(), ThreadCallError> {
+        if self.closing.is_some() || self.report.is_some() {
+            return Err(ThreadCallError::Closed);
+        }
+        f(&mut self.sync, now).map_err(|e| match e {
+            ThreadError::Stopped => ThreadCallError::Stopped(self.stopped),
+            other => ThreadCallError::Invalid(other),
+        })
+    }
+
+    pub(crate) fn sync(&self) -> &ThreadSync {
+        &self.sync
+    }
+
+    pub(crate) fn sync_mut(&mut self) -> Option<&mut ThreadSync> {
+        self.report.is_none().then_some(&mut self.sync)
+    }
+
+    pub(crate) fn statuses(&mut self) -> Subscription<StatusChange> {
+        let current = self
+            .sync
+            .statuses()
+            .iter()
+            .map(|(id, status)| StatusChange {
+                thread: id.clone(),
+                status: *status,
+            });
+        self.statuses.subscribe(current.collect::<Vec<_>>())
+    }
+
+    pub(crate) fn reports(&mut self) -> Subscription<ThreadReport> {
+        self.reports.subscribe([])
+    }
+
+    /// Every local edit pushed and a pull made after this call answered, or `timeout`.
+    pub(crate) fn flush(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+    ) -> Pending<Result<(), ThreadFlushError>> {
+        if self.report.is_some() || self.closing.is_some() {
+            return Pending::ready(Err(self.ended_error()));
+        }
+        let pull = self.pulls_issued + 1;
+        self.sync.pull_now(now);
+        let (pending, reply) = Pending::new(|| Err(ThreadFlushError::Closed));
+        self.flushes.push(FlushWait {
+            pull,
+            until: Some(now.saturating_add(timeout)),
+            reply,
+        });
+        pending
+    }
+
+    /// Stops intake; drains until `until` (or an earlier close's deadline), then ends.
+    pub(crate) fn close(&mut self, until: Instant) {
+        if self.report.is_none() {
+            self.closing = Some(self.closing.map_or(until, |c| c.min(until)));
+        }
+    }
+
+    /// A pending close report, answered when the part ends.
+    pub(crate) fn await_close(&mut self) -> Pending<ThreadCloseReport> {
+        if let Some(report) = &self.report {
+            return Pending::ready(report.clone());
+        }
+        let (pending, reply) = Pending::new(ThreadCloseReport::default);
+        self.closers.push(reply);
+        pending
+    }
+
+    // ----- the driver's hooks -----
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.report.is_some()
+    }
+
+    pub(crate) fn handle_reply(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        result: Result<HttpResponse, TransportError>,
+    ) {
+        let Some(pull) = self.in_flight.remove(&id) else {
+            return;
+        };
+        match result {
+            Ok(response) => {
+                if let (Some(seq), 200..=299) = (pull, response.status) {
+                    self.pulls_done = self.pulls_done.max(seq);
+                }
+                self.sync.handle_response(now, untag(id), response.into());
+            }
+            Err(error) => self.sync.handle_transport_error(now, untag(id), &error),
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.report.is_some() {
+            return;
+        }
+        if let Some(wake) = self.wake {
+            if now >= wake.at {
+                self.fired = Some(wake.at);
+                self.sync.handle_timeout(now);
+            }
+        }
+    }
+
+    /// When to be called back: the core's wake-up, a flush's or the close's deadline.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.report.is_some() {
+            return None;
+        }
+        let core = self.wake.map(|w| {
+            if self.fired == Some(w.at) {
+                w.at + MIN_REPEAT_WAIT
+            } else {
+                w.at
+            }
+        });
+        let flushes = self.flushes.iter().filter_map(|f| f.until).min();
+        [core, flushes, self.closing].into_iter().flatten().min()
+    }
+
+    /// Starts once the epoch is known, drains the core into actions, answers the waiters,
+    /// and ends when closed or the session has ended. Whether it queued actions.
+    pub(crate) fn turn(
+        &mut self,
+        now: Instant,
+        epoch: Option<u64>,
+        session_ended: bool,
+        mut io: Io<'_>,
+    ) -> bool {
+        if self.report.is_some() {
+            return false;
+        }
+        let queued = io.actions.len();
+        if !self.started && !session_ended {
+            if let Some(epoch) = epoch {
+                self.started = true;
+                self.sync.start(now, epoch);
+            }
+        }
+        self.drain(&mut io);
+        let pending = self.sync.pending();
+        let done = self.pulls_done;
+        let mut i = 0;
+        while i < self.flushes.len() {
+            let f = &self.flushes[i];
+            let answer = if pending == 0 && done >= f.pull {
+                Some(Ok(()))
+            } else if f.until.is_some_and(|u| u <= now) {
+                Some(Err(ThreadFlushError::TimedOut))
+            } else {
+                None
+            };
+            match answer {
+                Some(answer) => self.flushes.swap_remove(i).reply.complete(answer),
+                None => i += 1,
+            }
+        }
+        let drained = pending == 0 && self.sync.is_idle();
+        let closed = self.closing.is_some_and(|until| drained || until <= now);
+        if closed || self.stopped.is_some() || (session_ended && self.closing.is_none()) {
+            self.end(&mut io);
+        }
+        queued != io.actions.len()
+    }
+
+    fn drain(&mut self, io: &mut Io<'_>) {
+        loop {
+            match self.sync.poll_output() {
+                Poll::Output(output) => self.output(output, io),
+                Poll::Timeout(wake) => {
+                    self.wake = wake;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn output(&mut self, output: ThreadOutput, io: &mut Io<'_>) {
+        match output {
+            ThreadOutput::Request(request) => {
+                let id = tag(request.id, request.endpoint);
+                let pull = (request.endpoint == ThreadEndpoint::Pull).then(|| {
+                    self.pulls_issued += 1;
+                    self.pulls_issued
+                });
+                self.in_flight.insert(id, pull);
+                let deadline = io
+                    .origin
+                    .to_std(request.deadline)
+                    .unwrap_or_else(|| far_future(io.origin));
+                let http = build(
+                    io.target,
+                    id,
+                    request.endpoint,
+                    &request.path,
+                    request.body,
+                    deadline,
+                );
+                io.actions.push_back(Action::Send(http));
+            }
+            ThreadOutput::Cancel(id) => {
+                let id = self.in_flight.keys().find(|k| untag(**k) == id).copied();
+                if let Some(id) = id {
+                    self.in_flight.remove(&id);
+                    io.actions.push_back(Action::Cancel(id));
+                }
+            }
+            ThreadOutput::Status(change) => self.statuses.publish(change),
+            ThreadOutput::Updated { id } => self.reports.publish(ThreadReport::Updated { id }),
+            ThreadOutput::Rejected(rejected) => {
+                self.rejected.push(rejected.clone());
+                self.reports.publish(ThreadReport::Rejected(rejected));
+            }
+            ThreadOutput::Retrying {
+                attempt, outcome, ..
+            } => self
+                .reports
+                .publish(ThreadReport::Retrying { attempt, outcome }),
+            ThreadOutput::Offline(reason) => self.reports.publish(ThreadReport::Offline(reason)),
+            ThreadOutput::Online => self.reports.publish(ThreadReport::Online),
+            ThreadOutput::SlowSync(slow) => self.reports.publish(ThreadReport::SlowSync(slow)),
+            ThreadOutput::Stopped { reason, unsynced } => {
+                self.stopped = Some(reason);
+                self.reports
+                    .publish(ThreadReport::Stopped { reason, unsynced });
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends thread sync: cancels what is in flight, hands back what is unsynced, answers
+    /// every waiter and ends the streams.
+    fn end(&mut self, io: &mut Io<'_>) {
+        let mut cancelled: Vec<RequestId> = self.in_flight.drain().map(|(id, _)| id).collect();
+        cancelled.sort();
+        io.actions.extend(cancelled.into_iter().map(Action::Cancel));
+        let unsynced: Vec<Thread> = if self.stopped.is_some() {
+            Vec::new() // handed back with `Stopped` already
+        } else {
+            self.sync
+                .statuses()
+                .iter()
+                .filter(|(_, s)| !matches!(s, SyncStatus::Synced | SyncStatus::Unknown))
+                .filter_map(|(id, _)| self.sync.thread(id).cloned())
+                .collect()
+        };
+        if !unsynced.is_empty() {
+            self.reports.publish(ThreadReport::HandedBack {
+                unsynced: unsynced.clone(),
+            });
+        }
+        let report = ThreadCloseReport {
+            threads: self.sync.threads().cloned().collect(),
+            unsynced,
+            rejected: self.rejected.clone(),
+            stopped: self.stopped,
+        };
+        let error = self.ended_error();
+        for flush in self.flushes.drain(..) {
+            flush.reply.complete(Err(error.clone()));
+        }
+        for closer in self.closers.drain(..) {
+            closer.complete(report.clone());
+        }
+        self.report = Some(report);
+        self.statuses.close();
+        self.reports.close();
+    }
+
+    fn ended_error(&self) -> ThreadFlushError {
+        match self.stopped {
+            Some(reason) => ThreadFlushError::Stopped(reason),
+            None => ThreadFlushError::Closed,
+        }
+    }
+}
+
+/// A stream that has already ended.
+pub(crate) fn ended<T: Clone>() -> Subscription<T> {
+    let mut fanout = Fanout::new();
+    fanout.close();
+    fanout.subscribe([])
+}
+
+/// About a century after the origin: "never" (as in the driver).
+fn far_future(origin: Origin) -> StdInstant {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    origin.at().checked_add(century).unwrap_or(origin.at())
+}
+
+/// A thread-sync request as HTTP.
+fn build(
+    target: &Target,
+    id: RequestId,
+    endpoint: ThreadEndpoint,
+    path: &str,
+    body: Vec<u8>,
+    deadline: StdInstant,
+) -> HttpRequest {
+    HttpRequest {
+        id,
+        endpoint: match endpoint {
+            ThreadEndpoint::Sync => Endpoint::Events,
+            _ => Endpoint::GetWorker,
+        },
+        url: target.url.join(path),
+        body,
+        token: target.token.clone(),
+        user_agent: target.user_agent.clone(),
+        max_response_body: target.max_response_body.max(THREAD_MAX_RESPONSE_BODY),
+        deadline,
+        backstop: deadline.checked_add(BACKSTOP_GRACE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_ids_carry_their_endpoint_and_never_meet_the_sessions() {
+        for endpoint in ThreadEndpoint::ALL {
+            let id = tag(shared_threads::RequestId(41), endpoint);
+            assert!(is_thread_request(id));
+            assert_eq!(untag(id), shared_threads::RequestId(41));
+            let index = ((id.0 & !TAG) >> ENDPOINT_SHIFT) as usize;
+            assert_eq!(ThreadEndpoint::ALL[index], endpoint);
+        }
+        assert!(!is_thread_request(RequestId(41)));
+    }
+}
