@@ -144,6 +144,62 @@ impl fmt::Display for Livelock {
 
 impl core::error::Error for Livelock {}
 
+/// One drain's budget of outputs, for a harness that owns its machine and handles each output
+/// with the rest of its state: poll through it, and a machine that never reaches its timeout
+/// fails with [`Livelock`] instead of hanging the harness.
+///
+/// ```
+/// use tether_core::heartbeat::{Heartbeat, HeartbeatConfig};
+/// use tether_core::{DrainBound, Instant, Poll, Rng};
+///
+/// let mut heartbeat = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1))?;
+/// heartbeat.start(Instant::ZERO);
+/// let mut bound = DrainBound::new(Instant::ZERO, 1_000);
+/// let wake = loop {
+///     match bound.poll(&mut heartbeat)? {
+///         Poll::Output(output) => println!("{output:?}"),
+///         Poll::Timeout(wake) => break wake,
+///     }
+/// };
+/// assert_eq!(wake.map(|w| w.at), Some(Instant::from_secs(20)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainBound {
+    at: Instant,
+    left: usize,
+    bound: usize,
+}
+
+impl DrainBound {
+    /// A budget of `bound` outputs for a drain at `at`.
+    pub const fn new(at: Instant, bound: usize) -> Self {
+        DrainBound {
+            at,
+            left: bound,
+            bound,
+        }
+    }
+
+    /// The machine's next output or timeout; [`Livelock`] once more than the bound came out.
+    pub fn poll<M: Machine>(
+        &mut self,
+        machine: &mut M,
+    ) -> Result<Poll<M::Output, M::Timer>, Livelock> {
+        let next = machine.poll_output();
+        if let Poll::Output(_) = next {
+            if self.left == 0 {
+                return Err(Livelock {
+                    at: self.at,
+                    outputs: self.bound.saturating_add(1),
+                });
+            }
+            self.left -= 1;
+        }
+        Ok(next)
+    }
+}
+
 impl<M: Machine> Driven<M> {
     /// The default bound on outputs per drain.
     pub const DEFAULT_BOUND: usize = 100_000;

@@ -113,6 +113,6 @@ pub mod thread;
 pub mod time;
 
 pub use classify::{Outcome, TransientCause};
-pub use drive::{Driven, FlushId, Livelock, Machine, Poll, Wake};
+pub use drive::{DrainBound, Driven, FlushId, Livelock, Machine, Poll, Wake};
 pub use rng::Rng;
 pub use time::{Clock, Instant};

@@ -5,7 +5,7 @@ use core::time::Duration;
 use tether_core::heartbeat::{
     BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput, HeartbeatTimer,
 };
-use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
+use tether_core::{DrainBound, Instant, Outcome, Poll, Rng, TransientCause};
 
 /// A beat that failed at the transport level.
 const FAILED: Outcome = Outcome::Transient(TransientCause::Transport);
@@ -18,13 +18,13 @@ fn drain(
     hb: &mut Heartbeat,
     mut on_output: impl FnMut(HeartbeatOutput),
 ) -> Option<tether_core::Wake<HeartbeatTimer>> {
-    for _ in 0..DRAIN_BOUND {
-        match hb.poll_output() {
+    let mut bound = DrainBound::new(Instant::ZERO, DRAIN_BOUND);
+    loop {
+        match bound.poll(hb).expect("the machine livelocked") {
             Poll::Output(out) => on_output(out),
             Poll::Timeout(wake) => return wake,
         }
     }
-    panic!("poll_output did not reach a timeout within {DRAIN_BOUND} outputs");
 }
 
 /// How the simulated server answers a beat.

@@ -10,7 +10,7 @@ use tether_core::session::{
     Endpoint, GiveUpReason, Output, Request, Response, Session, SessionConfig, Status, Stream,
     TransportError,
 };
-use tether_core::{Instant, Poll};
+use tether_core::{DrainBound, Instant, Poll};
 
 /// The most outputs one drain may yield before the test calls it a livelock.
 const DRAIN_BOUND: usize = 100_000;
@@ -78,8 +78,12 @@ impl Harness {
     }
 
     fn drain(&mut self) {
-        for _ in 0..DRAIN_BOUND {
-            match self.session.poll_output() {
+        let mut bound = DrainBound::new(self.now, DRAIN_BOUND);
+        loop {
+            match bound
+                .poll(&mut self.session)
+                .expect("the machine livelocked")
+            {
                 Poll::Output(Output::Send(r)) => self.requests.push_back(r),
                 Poll::Output(Output::Status(s)) => {
                     assert!(
@@ -101,7 +105,6 @@ impl Harness {
                 }
             }
         }
-        panic!("poll_output did not reach a timeout within {DRAIN_BOUND} outputs");
     }
 
     fn expect(&mut self, endpoint: Endpoint) -> Request {

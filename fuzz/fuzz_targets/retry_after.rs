@@ -9,9 +9,19 @@ fuzz_target!(|input: (&str, Option<&str>, f64)| {
     let Some(hint) = retry_after::parse(value, date) else {
         return;
     };
-    for policy in [BackoffPolicy::reconnect(), BackoffPolicy::uploader(), BackoffPolicy::tunnel()] {
+    for policy in [
+        BackoffPolicy::reconnect(),
+        BackoffPolicy::uploader(),
+        BackoffPolicy::tunnel(),
+    ] {
         let delay = policy.delay_for_hint_with_draw(hint, draw);
-        assert!(delay >= policy.base, "{value:?} {date:?}: {delay:?} under the base");
-        assert!(delay <= policy.max_hinted_delay(), "{value:?} {date:?}: {delay:?} over the clamp");
+        assert!(
+            delay >= policy.base,
+            "{value:?} {date:?}: {delay:?} under the base"
+        );
+        assert!(
+            delay <= policy.max_hinted_delay(),
+            "{value:?} {date:?}: {delay:?} over the clamp"
+        );
     }
 });

@@ -12,7 +12,7 @@ use tether_core::batch::Event;
 use tether_core::session::{
     DeliveryStatus, Endpoint, Output, RequestId, Response, Session, SessionConfig, TransportError,
 };
-use tether_core::{Instant, Poll};
+use tether_core::{DrainBound, Instant, Poll};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -60,7 +60,11 @@ fn response(status: Status, hint: Hint, endpoint: Endpoint) -> Response {
         Hint::None => (None, None),
         Hint::Seconds(s) => (Some(s.to_string()), None),
         Hint::Date(s) => (
-            Some(format!("Sun, 06 Nov 1994 08:{:02}:{:02} GMT", 49 + s / 60 % 10, s % 60)),
+            Some(format!(
+                "Sun, 06 Nov 1994 08:{:02}:{:02} GMT",
+                49 + s / 60 % 10,
+                s % 60
+            )),
             Some(date.to_string()),
         ),
         Hint::Garbage => (Some("soon".to_string()), Some("never".to_string())),
@@ -91,11 +95,12 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
     let mut seq = 0u64;
 
     let drain = |session: &mut Session,
-                     outstanding: &mut BTreeMap<RequestId, Endpoint>,
-                     ended: &mut bool,
-                     wake: &mut Option<Instant>| {
-        for _ in 0..100_000 {
-            match session.poll_output() {
+                 outstanding: &mut BTreeMap<RequestId, Endpoint>,
+                 ended: &mut bool,
+                 wake: &mut Option<Instant>| {
+        let mut bound = DrainBound::new(Instant::ZERO, 100_000);
+        loop {
+            match bound.poll(session).expect("the machine livelocked") {
                 Poll::Output(out) => {
                     assert!(!*ended, "output after a terminal status: {out:?}");
                     match out {
@@ -120,7 +125,6 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
                 }
             }
         }
-        panic!("poll_output never reached a timeout");
     };
     drain(&mut session, &mut outstanding, &mut ended, &mut wake);
 
@@ -163,7 +167,11 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
             Op::Stale(id, status) => {
                 let id = RequestId(u64::from(id));
                 if !outstanding.contains_key(&id) {
-                    session.handle_response(now, id, response(status, Hint::None, Endpoint::Events));
+                    session.handle_response(
+                        now,
+                        id,
+                        response(status, Hint::None, Endpoint::Events),
+                    );
                 }
             }
             Op::Advance(ms) => {

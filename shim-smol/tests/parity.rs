@@ -183,8 +183,10 @@ impl Loop {
     /// left; returns the next wake-up.
     fn settle(&mut self) -> Option<tether_core::Wake<tether_core::session::Timer>> {
         loop {
+            // The core's bounded drain: a livelock fails the test instead of hanging it.
+            let mut bound = tether_core::DrainBound::new(self.now, 100_000);
             let wake = loop {
-                match self.session.poll_output() {
+                match bound.poll(&mut self.session).expect("the core livelocked") {
                     tether_core::Poll::Output(o) => {
                         if let Output::Send(r) = &o {
                             self.pending.push_back((r.id, r.endpoint));

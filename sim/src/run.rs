@@ -20,7 +20,7 @@ use super::workload::{steps, Action, PlannedEvent, Step, WorkloadConfig};
 use super::Violation;
 use tether_core::batch::EventId;
 use tether_core::classify::{classify, Outcome, Reply, TransientCause};
-use tether_core::drive::Poll;
+use tether_core::drive::{DrainBound, Poll};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{
     ConfigError, DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session, SessionConfig,
@@ -162,6 +162,9 @@ struct Outstanding {
     applied_put: Option<usize>,
 }
 
+/// The most outputs one drain may give before the run counts as a livelock.
+const DRAIN_BOUND: usize = 1_000_000;
+
 struct Runner<'a> {
     config: &'a RunConfig,
     now: Instant,
@@ -287,7 +290,7 @@ impl Runner<'_> {
                 self.step_limit_hit = true;
                 break;
             }
-            if self.terminal.is_some() {
+            if self.terminal.is_some() || self.step_limit_hit {
                 break;
             }
             let candidates = [
@@ -465,8 +468,19 @@ impl Runner<'_> {
     }
 
     fn drain(&mut self) {
+        let mut bound = DrainBound::new(self.now, DRAIN_BOUND);
         loop {
-            match self.session.poll_output() {
+            let next = match bound.poll(&mut self.session) {
+                Ok(next) => next,
+                Err(livelock) => {
+                    // A session that never stops emitting: the run ends as a step-limit
+                    // violation instead of hanging.
+                    self.line(format_args!("!! {livelock}"));
+                    self.step_limit_hit = true;
+                    return;
+                }
+            };
+            match next {
                 Poll::Output(output) => self.on_output(output),
                 Poll::Timeout(wake) => {
                     self.wake = wake.map(|w| w.at);

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tether_core::batch::{
     BatchDrainer, BatchId, Config, Envelope, Event, EventId, Output, Reason, Timer,
 };
-use tether_core::{FlushId, Instant, Outcome, Poll, Rng, Wake};
+use tether_core::{DrainBound, FlushId, Instant, Outcome, Poll, Rng, Wake};
 
 /// The most outputs one drain may yield before the test calls it a livelock.
 const DRAIN_BOUND: usize = 100_000;
@@ -57,8 +57,9 @@ impl Harness {
     pub fn drain(&mut self) -> Vec<Output> {
         self.check.now = self.now;
         let mut out = Vec::new();
-        for _ in 0..DRAIN_BOUND {
-            match self.d.poll_output() {
+        let mut bound = DrainBound::new(self.now, DRAIN_BOUND);
+        loop {
+            match bound.poll(&mut self.d).expect("the machine livelocked") {
                 Poll::Output(o) => {
                     self.check.output(&o);
                     self.log.push(o.clone());
@@ -71,7 +72,6 @@ impl Harness {
                 }
             }
         }
-        panic!("poll_output did not reach a timeout within {DRAIN_BOUND} outputs");
     }
 
     pub fn enqueue(&mut self, event: Event) -> Result<EventId, tether_core::batch::EnqueueError> {
