@@ -84,8 +84,8 @@ pub use transport::{BoxFuture, Transport};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Token,
-    UndeliveredEvent, WireCounters, USER_AGENT,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl,
+    SharedRetryBudget, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.
