@@ -25,6 +25,9 @@ Each input line is one of:
     {\"event\": {...}}            an event for /worker/events
     {\"internal_event\": {...}}   an event for /worker/internal-events
     {\"state\": {...}}            a patch to the worker document
+    {\"delta\": {...}, \"key\": K}  a stream delta for /worker/events: deltas of key K within
+                                100 ms are merged into one event (their \"text\" strings
+                                concatenated, other fields from the last)
     {\"flush\": true}             wait until everything before it is delivered
 A malformed line is reported on stderr with its line number and skipped. Status changes go
 to stderr as JSON Lines. At end of input the session closes.
@@ -204,12 +207,40 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Feeds a `{"delta": {...}, "key": "..."}` line.
+    fn feed_delta(
+        &mut self,
+        tether: &Worker,
+        mut map: serde_json::Map<String, Value>,
+    ) -> Result<(), String> {
+        let (Some(Value::String(key)), Some(delta)) = (map.remove("key"), map.remove("delta"))
+        else {
+            return Err("a delta line is {\"delta\": {...}, \"key\": \"...\"}".into());
+        };
+        match tether.send_delta(key, delta) {
+            Ok(()) => Ok(()),
+            Err(tether_core::batch::DeltaError::Closed { key, payload }) => {
+                self.refused.push(json!({
+                    "stream": "events",
+                    "reason": "closed",
+                    "key": key,
+                    "payload": payload,
+                }));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Feeds one line; `Err` describes why the line is malformed.
     fn feed(&mut self, tether: &Worker, line: &str, send_timeout: Duration) -> Result<(), String> {
         let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
         let Value::Object(mut map) = value else {
             return Err("expected a JSON object".into());
         };
+        if map.len() == 2 && map.contains_key("delta") {
+            return self.feed_delta(tether, map);
+        }
         if map.len() != 1 {
             return Err(
                 "expected exactly one of `event`, `internal_event`, `state`, `flush`".into(),

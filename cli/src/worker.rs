@@ -242,6 +242,16 @@ impl Worker {
             .map_err(SendError::from)
     }
 
+    /// A stream delta of `key` for `/worker/events`, merged with its key's deltas within the
+    /// window; never waits.
+    pub fn send_delta(
+        &self,
+        key: String,
+        payload: Value,
+    ) -> Result<(), tether_core::batch::DeltaError> {
+        now!(self, |t| t.send_delta(key, payload))
+    }
+
     /// Applies a patch to the worker document; never waits for the network.
     pub fn patch_state(&self, patch: Value) -> Result<(), PatchError> {
         now!(self, |t| t.patch_state(patch)).map(drop)

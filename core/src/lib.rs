@@ -102,6 +102,7 @@ extern crate alloc;
 
 pub mod backoff;
 pub mod batch;
+pub mod budget;
 pub mod classify;
 pub mod drive;
 pub mod heartbeat;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use serde::Serialize;
 use serde_json::Value;
-use tether_core::batch::{EnqueueError, Event, EventId, PreparedEvent};
+use tether_core::batch::{DeltaError, EnqueueError, Event, EventId, PreparedEvent};
 use tether_core::heartbeat::HeartbeatTimer;
 use tether_core::session::{
     DeliveryStatus, Output, RequestId, Session, SessionError, Status, Stream, Timer, TransportError,
@@ -313,6 +313,26 @@ impl Driver {
         Pending::ready(Ok(ids))
     }
 
+    /// A stream delta of `key` for `/worker/events`: merged with the deltas of the same key
+    /// within the configured window (see [`Session::send_delta`]). Never waits; a merged event
+    /// the queue refuses later comes back as [`Report::DeltaHandedBack`].
+    ///
+    /// # Errors
+    /// The delta, handed back: not an object with text, or the session is closing or ended.
+    pub fn send_delta(
+        &mut self,
+        now: StdInstant,
+        key: String,
+        payload: Value,
+    ) -> Result<(), DeltaError> {
+        self.now = now;
+        let result = self
+            .session
+            .send_delta(self.origin.to_core(now), key, payload);
+        self.after_call();
+        result
+    }
+
     /// A patch to the worker document; returns its sequence number.
     ///
     /// # Errors
@@ -448,6 +468,8 @@ impl Driver {
         counters.internal_events = self.session.uploader_counters(Stream::InternalEvents);
         counters.delivery = self.session.uploader_counters(Stream::Delivery);
         counters.state = self.session.state_counters();
+        counters.retry_budget = self.session.retry_budget();
+        counters.deltas = self.session.delta_counters();
         counters.wire = self.wire;
         counters
     }
@@ -1003,6 +1025,10 @@ impl Driver {
                 if let Some(reply) = self.flushes.remove(&id) {
                     reply.complete(Err(FlushError::TimedOut));
                 }
+            }
+            Output::DeltaHandedBack { key, error } => {
+                self.room = true;
+                self.reports.publish(Report::DeltaHandedBack { key, error });
             }
             // A future output of the core: nothing for the driver to carry out.
             _ => {}

@@ -152,6 +152,19 @@ impl Handle {
             .with(|d, now| d.ack_delivery(now, event_id, status, until(now, timeout)))
     }
 
+    /// A stream delta of `key` for `/worker/events` (see [`Driver::send_delta`]).
+    ///
+    /// # Errors
+    /// The delta, handed back.
+    pub fn send_delta(
+        &self,
+        key: impl Into<String>,
+        payload: Value,
+    ) -> Result<(), tether_core::batch::DeltaError> {
+        let key = key.into();
+        self.shared.with(|d, now| d.send_delta(now, key, payload))
+    }
+
     /// A patch to the worker document; coalesced, never blocks. Returns its sequence number.
     ///
     /// # Errors

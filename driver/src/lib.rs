@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod budget;
 mod clock;
 mod driver;
 mod error;
@@ -82,6 +83,7 @@ mod threads;
 mod url;
 mod wait;
 
+pub use budget::SharedRetryBudget;
 pub use clock::Origin;
 pub use driver::{Action, Driver};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};

@@ -85,6 +85,14 @@ pub enum Report {
     StateRejected(Rejection),
     /// State patches not acknowledged when the session ended, handed back.
     StateUnacknowledged(Unacknowledged),
+    /// Deltas merged by `send_delta` that the events uploader refused (e.g. its queue was
+    /// full) when their window ended: the merged event is inside the error.
+    DeltaHandedBack {
+        /// Their key.
+        key: String,
+        /// Why, with the merged event.
+        error: tether_core::batch::EnqueueError,
+    },
     /// A caller-supplied callback panicked; it was dropped and the session went on.
     CallbackPanicked {
         /// The panic's message, if it was a string.
@@ -108,6 +116,10 @@ pub struct Counters {
     pub state: state::Counters,
     /// What the shim put on the wire and got back.
     pub wire: WireCounters,
+    /// The retry budget (for a shared one, the whole budget's), if there is one.
+    pub retry_budget: Option<tether_core::budget::BudgetCounters>,
+    /// Deltas taken by `send_delta` and the merged events they became.
+    pub deltas: batch::DeltaCounters,
 }
 
 impl Counters {

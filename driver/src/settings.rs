@@ -10,6 +10,7 @@ use tether_core::session::{Output, RequestId, Session, SessionConfig, TransportE
 use tether_core::Instant;
 use tether_core::Rng;
 
+use crate::budget::SharedRetryBudget;
 use crate::clock::Origin;
 use crate::driver::Driver;
 use crate::error::BuildError;
@@ -73,6 +74,7 @@ pub struct Settings {
     drop_close_timeout: Duration,
     observer: Option<Arc<Mutex<Observer>>>,
     tap: Option<SharedTap>,
+    retry_budget: Option<SharedRetryBudget>,
 }
 
 impl fmt::Debug for Settings {
@@ -87,6 +89,7 @@ impl fmt::Debug for Settings {
             .field("drop_close_timeout", &self.drop_close_timeout)
             .field("observer", &self.observer.is_some())
             .field("tap", &self.tap.is_some())
+            .field("retry_budget", &self.retry_budget)
             .finish()
     }
 }
@@ -104,6 +107,7 @@ impl Settings {
             drop_close_timeout: DEFAULT_DROP_CLOSE_TIMEOUT,
             observer: None,
             tap: None,
+            retry_budget: None,
         }
     }
 
@@ -163,6 +167,13 @@ impl Settings {
         self
     }
 
+    /// Puts this session's retries under a budget shared with every session given a clone of
+    /// it (in place of the configuration's own `retry_budget`).
+    pub fn retry_budget(&mut self, budget: SharedRetryBudget) -> &mut Self {
+        self.retry_budget = Some(budget);
+        self
+    }
+
     /// Checks everything and starts the session's machine at `now`, seeded by the configured
     /// seed or else `default_seed`.
     ///
@@ -201,8 +212,11 @@ impl Settings {
         };
         let origin = Origin::new(now);
         let seed = self.seed.unwrap_or(default_seed);
-        let session = Session::new(config, Rng::new(seed), origin.to_core(now))
+        let mut session = Session::new(config, Rng::new(seed), origin.to_core(now))
             .map_err(BuildError::Config)?;
+        if let Some(budget) = &self.retry_budget {
+            session.set_retry_gate(budget.gate(origin));
+        }
         let observer = self.observer.map(|shared| -> Observer {
             Box::new(move |output: &Output| {
                 let mut observer = shared.lock().unwrap_or_else(PoisonError::into_inner);

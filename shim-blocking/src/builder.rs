@@ -69,6 +69,13 @@ impl Builder {
         self
     }
 
+    /// A retry budget shared with every session given a clone of it.
+    #[must_use]
+    pub fn retry_budget(mut self, budget: tether_driver::SharedRetryBudget) -> Self {
+        self.settings.retry_budget(budget);
+        self
+    }
+
     /// A hook that sees every core output in order (it must not call the handle).
     #[must_use]
     pub fn observer(mut self, observer: impl FnMut(&Output) + Send + 'static) -> Self {

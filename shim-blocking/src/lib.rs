@@ -76,8 +76,8 @@ pub use wait::{Reports, Statuses, Stream, Threads};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Settings, Tap,
-    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Settings, SharedRetryBudget,
+    Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
     ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 

@@ -94,6 +94,19 @@ impl Tether {
         self.handle.ack_delivery(event_id, status, timeout).await
     }
 
+    /// A stream delta of `key` for `/worker/events` (e.g. one token of a content block):
+    /// deltas of a key within the window are merged into one event. Never waits.
+    ///
+    /// # Errors
+    /// The delta, handed back: not an object with text, or the session is closing or ended.
+    pub fn send_delta(
+        &self,
+        key: impl Into<String>,
+        payload: Value,
+    ) -> Result<(), tether_core::batch::DeltaError> {
+        self.handle.send_delta(key, payload)
+    }
+
     /// A patch to the worker document; coalesced, never waits. Returns its sequence number.
     pub fn patch_state(&self, patch: Value) -> Result<u64, PatchError> {
         self.handle.patch_state(patch)

@@ -78,9 +78,9 @@ pub use transport::{BoxFuture, Transport};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings, Tap,
-    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
-    ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings,
+    SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle,
+    ThreadReport, ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.

@@ -71,6 +71,7 @@
 
 pub mod check;
 pub mod faults;
+pub mod fleet;
 pub mod render;
 mod run;
 pub mod server;

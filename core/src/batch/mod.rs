@@ -64,6 +64,7 @@
 mod body;
 mod config;
 mod counters;
+mod delta;
 mod error;
 mod event;
 mod io;
@@ -73,6 +74,9 @@ mod typed;
 
 pub use config::{BodyMode, Config, ConfigError, Envelope, Overflow};
 pub use counters::Counters;
+pub use delta::{
+    DeltaCoalescer, DeltaConfig, DeltaConfigError, DeltaCounters, DeltaError, DeltaTimer, Merged,
+};
 pub use error::EnqueueError;
 pub use event::{Event, EventId, PreparedEvent, Undelivered};
 pub use io::{Abandon, BatchId, Output, Reason, Timer};

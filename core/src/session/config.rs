@@ -5,7 +5,8 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::backoff::{BackoffPolicy, ControllerConfig};
-use crate::batch::{self, Envelope};
+use crate::batch::{self, DeltaConfig, DeltaConfigError, Envelope};
+use crate::budget::{RetryBudgetConfig, RetryBudgetError};
 use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
 use crate::state::StateConfig;
 
@@ -39,6 +40,14 @@ pub struct SessionConfig {
     pub session_unknown_is_transient: bool,
     /// The most response body the driver may read and the core will parse. Default 64 KiB.
     pub max_response_body: usize,
+    /// A retry budget of the session's own, shared by its channels: a request that follows a
+    /// failed one on the same channel waits until the budget pays for it. Default `None` (no
+    /// budget). A budget shared with other sessions is given with
+    /// [`Session::set_retry_gate`](super::Session::set_retry_gate) instead.
+    pub retry_budget: Option<RetryBudgetConfig>,
+    /// How [`Session::send_delta`](super::Session::send_delta) merges stream deltas before
+    /// they are queued for `/worker/events`: a 100 ms window by default.
+    pub deltas: DeltaConfig,
 }
 
 impl SessionConfig {
@@ -67,6 +76,8 @@ impl SessionConfig {
             max_auth_failures: 10,
             session_unknown_is_transient: false,
             max_response_body: 64 * 1024,
+            retry_budget: None,
+            deltas: DeltaConfig::default(),
         }
     }
 
@@ -111,6 +122,10 @@ impl SessionConfig {
         if self.max_response_body < 64 {
             return Err(ConfigError::ResponseBodyCap(self.max_response_body));
         }
+        self.deltas.validate().map_err(ConfigError::Deltas)?;
+        if let Some(budget) = &self.retry_budget {
+            budget.validate().map_err(ConfigError::RetryBudget)?;
+        }
         Ok(())
     }
 }
@@ -140,6 +155,10 @@ pub enum ConfigError {
     ZeroAuthFailures,
     /// The response body cap is too small for any response of the protocol.
     ResponseBodyCap(usize),
+    /// The retry budget's parameters.
+    RetryBudget(RetryBudgetError),
+    /// The delta coalescer's parameters.
+    Deltas(DeltaConfigError),
 }
 
 impl fmt::Display for ConfigError {
@@ -158,6 +177,8 @@ impl fmt::Display for ConfigError {
                 "the state uploader's request_timeout must be None: the session owns deadlines",
             ),
             ConfigError::ZeroAuthFailures => f.write_str("max_auth_failures must be at least 1"),
+            ConfigError::RetryBudget(e) => write!(f, "retry budget: {e}"),
+            ConfigError::Deltas(e) => write!(f, "deltas: {e}"),
             ConfigError::ResponseBodyCap(n) => {
                 write!(
                     f,

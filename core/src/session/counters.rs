@@ -79,4 +79,8 @@ pub struct SessionCounters {
     pub status_changes: u64,
     /// Failed requests by cause.
     pub failures: FailureCounts,
+    /// Retries the retry budget let go (zero without a budget).
+    pub budget_granted: u64,
+    /// Times a retry found the retry budget empty and waited.
+    pub budget_waits: u64,
 }

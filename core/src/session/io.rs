@@ -1,5 +1,6 @@
 //! What goes in and out of the session: inputs, outputs, timers and errors.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -107,6 +108,15 @@ pub enum Output {
     FlushDone(FlushId),
     /// The flush's deadline came first.
     FlushTimedOut(FlushId),
+    /// Deltas merged by [`Session::send_delta`](super::Session::send_delta) that the events
+    /// uploader refused when their window ended (e.g. its queue was full): they are the
+    /// caller's again, inside the error.
+    DeltaHandedBack {
+        /// Their key.
+        key: String,
+        /// Why, with the merged event.
+        error: batch::EnqueueError,
+    },
 }
 
 /// Why the session wants to wake up.
@@ -127,6 +137,10 @@ pub enum Timer {
     FlushDeadline,
     /// The close deadline.
     CloseDeadline,
+    /// A retry waits for the retry budget.
+    RetryBudget,
+    /// A run of deltas' window ends.
+    DeltaWindow,
 }
 
 /// A call the session refused. Events and patches come back inside.

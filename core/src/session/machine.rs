@@ -6,18 +6,21 @@
 //! event stream), [`flush`] (flush and close). This file holds the caller's API, the drain of
 //! the sub-machines and the next wake-up.
 
+mod budget;
 mod connect;
 mod flight;
 mod flush;
 mod respond;
 mod streams;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde_json::{Map, Value};
 
+use self::budget::Budgeting;
 use self::connect::Phase;
 use self::flight::{Channel, Flights, Purpose};
 use self::flush::Flushes;
@@ -28,7 +31,8 @@ use super::io::{DeliveryStatus, Output, SessionError, Stream, Timer};
 use super::status::Status;
 use super::wire::{Endpoint, RequestId, Response, TransportError};
 use crate::backoff::BackoffController;
-use crate::batch::{self, Abandon, BatchDrainer, EventId};
+use crate::batch::{self, Abandon, BatchDrainer, DeltaCoalescer, DeltaError, EventId};
+use crate::budget::{BudgetCounters, RetryBudget, RetryGate};
 use crate::classify::{Outcome, TransientCause};
 use crate::drive::{FlushId, Machine, Poll, Wake};
 use crate::heartbeat::{Heartbeat, HeartbeatOutput, HeartbeatTimer};
@@ -61,6 +65,9 @@ pub struct Session {
     retrying: Option<Channel>,
     outputs: VecDeque<Output>,
     counters: SessionCounters,
+    budget: Budgeting,
+    deltas: DeltaCoalescer,
+    deltas_wake: Option<Wake<batch::DeltaTimer>>,
 }
 
 impl Session {
@@ -86,6 +93,13 @@ impl Session {
         let streams = PerStream::new([events, internal, delivery]);
         let state = StateUploader::new(config.state.clone(), rng.fork());
         let connect = BackoffController::new(config.connect, rng.fork());
+        let gate = match config.retry_budget {
+            Some(budget) => Some(Box::new(
+                RetryBudget::new(budget).map_err(ConfigError::RetryBudget)?,
+            ) as Box<dyn RetryGate>),
+            None => None,
+        };
+        let deltas = DeltaCoalescer::new(config.deltas.clone()).map_err(ConfigError::Deltas)?;
         let phase = if config.epoch.is_some() {
             Phase::Init
         } else {
@@ -113,6 +127,9 @@ impl Session {
             retrying: None,
             outputs: VecDeque::new(),
             counters: SessionCounters::default(),
+            budget: Budgeting::new(gate),
+            deltas,
+            deltas_wake: None,
         };
         session.emit_status(Status::Connecting);
         session.connect.start(now);
@@ -133,6 +150,29 @@ impl Session {
         self.enqueue(now, Stream::Events, event)
     }
 
+    /// Takes a stream delta of `key` for `/worker/events` (e.g. one token of a content block):
+    /// deltas of the same key within [`SessionConfig::deltas`]'s window are merged into one
+    /// event (their texts concatenated, other fields from the last) before they are queued.
+    /// Any other event on `/worker/events`, a flush and a close first queue what is buffered.
+    /// A merged event the uploader refuses comes back in [`Output::DeltaHandedBack`]; a delta
+    /// refused at once comes back inside the error ([`DeltaError::Closed`] once the session is
+    /// closing or has ended).
+    pub fn send_delta(
+        &mut self,
+        now: Instant,
+        key: impl Into<String>,
+        payload: Value,
+    ) -> Result<(), DeltaError> {
+        let now = self.clock.observe(now);
+        if self.is_ended() || self.close_deadline.is_some() {
+            let key = key.into();
+            return Err(DeltaError::Closed { key, payload });
+        }
+        self.deltas.push(now, key, payload)?;
+        self.pump(now);
+        Ok(())
+    }
+
     /// Serialises `value` straight into its wire item and queues it for `/worker/events`: the
     /// typed fast path, with no [`Value`] in between (see
     /// [`BatchDrainer::enqueue_serialize`]).
@@ -143,6 +183,7 @@ impl Session {
     ) -> Result<EventId, SessionError> {
         let now = self.clock.observe(now);
         let stream = Stream::Events;
+        self.release_deltas(now);
         let result = self.streams[stream]
             .uploader
             .enqueue_serialize(now, value)
@@ -188,6 +229,9 @@ impl Session {
         event: batch::PreparedEvent,
     ) -> Result<EventId, SessionError> {
         let now = self.clock.observe(now);
+        if stream == Stream::Events {
+            self.release_deltas(now);
+        }
         let result = self.streams[stream]
             .uploader
             .enqueue_prepared(now, event)
@@ -325,11 +369,13 @@ impl Session {
                 }
             }
         }
+        self.release_parked(now);
         if matches!(self.connect_retry_at, Some(at) if at <= now) {
             self.connect_retry_at = None;
             self.send_connect_step(now);
         }
         self.heartbeat.handle_timeout(now);
+        self.deltas.handle_timeout(now);
         for slot in self.streams.values_mut() {
             slot.uploader.handle_timeout(now);
         }
@@ -350,7 +396,24 @@ impl Session {
         Poll::Timeout(self.next_wake())
     }
 
+    /// Puts the session's retries under `gate` (in place of
+    /// [`SessionConfig::retry_budget`]): e.g. one budget shared by many sessions, which a driver
+    /// keeps behind a lock. Requests already waiting for the old budget ask the new one.
+    pub fn set_retry_gate(&mut self, gate: Box<dyn RetryGate>) {
+        self.budget.set_gate(gate);
+    }
+
     // ----- what the caller can read -----
+
+    /// The delta coalescer's counts.
+    pub fn delta_counters(&self) -> batch::DeltaCounters {
+        self.deltas.counters()
+    }
+
+    /// The retry budget's state (for a shared budget, the whole budget's), if there is one.
+    pub fn retry_budget(&self) -> Option<BudgetCounters> {
+        self.budget.counters()
+    }
 
     /// The current status.
     pub fn status(&self) -> Status {
@@ -425,6 +488,9 @@ impl Session {
         event: batch::Event,
     ) -> Result<EventId, SessionError> {
         let now = self.clock.observe(now);
+        if stream == Stream::Events {
+            self.release_deltas(now);
+        }
         let result = self.streams[stream]
             .uploader
             .enqueue(now, event)
@@ -442,8 +508,16 @@ impl Session {
         self.outputs.push_back(Output::Status(status));
     }
 
-    /// Describes a request for `purpose` with the deadline of its kind.
+    /// Describes a request for `purpose` with the deadline of its kind, once the retry budget
+    /// (if any) lets it go.
     fn send(&mut self, now: Instant, purpose: Purpose, body: Vec<u8>) {
+        if let Some(body) = self.admit(now, purpose, body) {
+            self.open_request(now, purpose, body);
+        }
+    }
+
+    /// Describes a request for `purpose` with the deadline of its kind.
+    fn open_request(&mut self, now: Instant, purpose: Purpose, body: Vec<u8>) {
         let timeout = match purpose {
             Purpose::Beat(_) => self.config.heartbeat_timeout,
             _ => self.config.request_timeout,
@@ -466,6 +540,7 @@ impl Session {
             Status::GivenUp(_) => Some(Abandon::GivenUp),
             _ => None,
         };
+        self.release_deltas(now);
         if let Some(reason) = abandon {
             for slot in self.streams.values_mut() {
                 slot.uploader.abandon(now, reason);
@@ -480,6 +555,7 @@ impl Session {
             self.outputs.push_back(Output::Cancel(flight.id));
         }
         self.connect_retry_at = None;
+        self.budget.clear();
         self.phase = Phase::Ended;
         self.drain_subs(now);
         self.finish_flushes();
@@ -520,7 +596,7 @@ impl Session {
     /// Drains every sub-machine until none has more to say.
     fn drain_subs(&mut self, now: Instant) {
         loop {
-            let mut progressed = false;
+            let mut progressed = self.drain_deltas(now);
             loop {
                 match self.heartbeat.poll_output() {
                     Poll::Output(out) => {
@@ -561,6 +637,37 @@ impl Session {
             }
             if !progressed {
                 break;
+            }
+        }
+    }
+
+    /// Releases every buffered delta into the events uploader, ahead of what comes next.
+    fn release_deltas(&mut self, now: Instant) {
+        if !self.deltas.is_empty() {
+            self.deltas.release_all();
+            self.drain_deltas(now);
+        }
+    }
+
+    /// Queues the merged events the coalescer released; says whether there were any.
+    fn drain_deltas(&mut self, now: Instant) -> bool {
+        let mut progressed = false;
+        loop {
+            match self.deltas.poll_output() {
+                Poll::Output(merged) => {
+                    progressed = true;
+                    let event = batch::Event::new(merged.payload);
+                    if let Err(error) = self.streams[Stream::Events].uploader.enqueue(now, event) {
+                        self.outputs.push_back(Output::DeltaHandedBack {
+                            key: merged.key,
+                            error,
+                        });
+                    }
+                }
+                Poll::Timeout(wake) => {
+                    self.deltas_wake = wake;
+                    return progressed;
+                }
             }
         }
     }
@@ -609,6 +716,7 @@ impl Session {
                 if let Some(flight) = self.flights.take_purpose(Purpose::Put(id)) {
                     self.outputs.push_back(Output::Cancel(flight.id));
                 }
+                self.budget.drop_purpose(Purpose::Put(id));
             }
             state::Output::Retrying { at, .. } => {
                 if self.phase == Phase::Connected {
@@ -625,6 +733,7 @@ impl Session {
             state::Output::FlushDone(_) | state::Output::FlushTimedOut(_) => {}
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
+                self.budget.drop_channel(Channel::State);
                 if !unacknowledged.update.is_empty() || unacknowledged.in_flight.is_some() {
                     self.outputs
                         .push_back(Output::StateUnacknowledged(unacknowledged));
@@ -660,6 +769,10 @@ impl Session {
         }
         if let Some(w) = self.state_wake {
             consider(Some(w.at), Timer::State(w.reason));
+        }
+        consider(self.budget.earliest(), Timer::RetryBudget);
+        if let Some(w) = self.deltas_wake {
+            consider(Some(w.at), Timer::DeltaWindow);
         }
         consider(self.flushes.earliest_deadline(), Timer::FlushDeadline);
         if !self.state_closed {

@@ -9,7 +9,7 @@ use crate::time::Instant;
 ///
 /// ```text
 ///  Connecting ──init ok──▶ Connected ◀──success── Retrying{attempt, at}
-///      │                    │    ▲  └──failure──▶ Retrying
+///      │                    │    ▲  └──failure──▶ Retrying ──budget empty──▶ BudgetExhausted{at}
 ///      │ failure             stale  live
 ///      ▼                    ▼    │
 ///  Retrying ──...        Stale ──┘
@@ -33,6 +33,12 @@ pub enum Status {
     },
     /// No heartbeat has succeeded within the server's TTL.
     Stale,
+    /// A retry is due but the retry budget is empty: it waits, and asks the budget again at
+    /// `at`. Only with a retry budget.
+    BudgetExhausted {
+        /// When the retry asks the budget again.
+        at: Instant,
+    },
     /// The session stopped by the rules. Terminal.
     GivenUp(GiveUpReason),
     /// A newer worker took the session over (409). Terminal.
@@ -58,6 +64,7 @@ impl fmt::Display for Status {
             Status::Connected => f.write_str("connected"),
             Status::Retrying { attempt, at } => write!(f, "retrying attempt={attempt} at={at}"),
             Status::Stale => f.write_str("stale"),
+            Status::BudgetExhausted { at } => write!(f, "budget-exhausted until={at}"),
             Status::GivenUp(reason) => write!(f, "given-up ({reason})"),
             Status::Superseded => f.write_str("superseded"),
             Status::Closed => f.write_str("closed"),

@@ -30,7 +30,7 @@ impl Channel {
         Channel::State,
     ];
 
-    fn slot(self) -> usize {
+    pub(super) fn slot(self) -> usize {
         match self {
             Channel::Connect => 0,
             Channel::Heartbeat => 1,

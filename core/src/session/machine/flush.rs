@@ -51,6 +51,7 @@ impl Session {
         if let Some(ended) = self.ended() {
             return Err(SessionError::Ended(ended));
         }
+        self.release_deltas(now);
         let id = FlushId(self.flushes.next_id);
         self.flushes.next_id += 1;
         // The session owns the deadline: the uploaders' flushes never time out on their own,
@@ -126,6 +127,7 @@ impl Session {
         if self.is_ended() {
             return;
         }
+        self.release_deltas(now);
         let deadline = self.close_deadline.map_or(deadline, |d| d.min(deadline));
         self.close_deadline = Some(deadline);
         for slot in self.streams.values_mut() {

@@ -76,6 +76,7 @@ impl Session {
         if outcome != Outcome::Success {
             self.failures_in_row = self.failures_in_row.saturating_add(1);
         }
+        self.note_budget(now, purpose.channel(), outcome);
         match purpose {
             Purpose::Connect(phase) => self.settle_connect(now, phase, outcome, body),
             Purpose::Beat(id) => {
@@ -116,7 +117,12 @@ impl Session {
 
     /// Back to connected (or stale) after a success, if the session was retrying.
     pub(super) fn recover_status(&mut self) {
-        if self.phase == Phase::Connected && matches!(self.status, Status::Retrying { .. }) {
+        if self.phase == Phase::Connected
+            && matches!(
+                self.status,
+                Status::Retrying { .. } | Status::BudgetExhausted { .. }
+            )
+        {
             let next = if self.heartbeat.is_stale() {
                 Status::Stale
             } else {

@@ -99,6 +99,8 @@ impl Session {
             batch::Output::FlushTimedOut(_) => {}
             batch::Output::Closed => {
                 self.streams[stream].closed = true;
+                self.budget
+                    .drop_channel(super::flight::Channel::Stream(stream));
                 self.stream_flushed(stream, None);
             }
         }
