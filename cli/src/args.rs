@@ -121,6 +121,8 @@ pub enum Runtime {
     Blocking,
     /// `tether-smol`, on smol's global executor.
     Smol,
+    /// `tether-tokio`, on a tokio runtime the command owns.
+    Tokio,
 }
 
 impl FromStr for Runtime {
@@ -130,7 +132,8 @@ impl FromStr for Runtime {
         match s {
             "blocking" => Ok(Runtime::Blocking),
             "smol" => Ok(Runtime::Smol),
-            _ => Err("expected `blocking` or `smol`".into()),
+            "tokio" => Ok(Runtime::Tokio),
+            _ => Err("expected `blocking`, `smol` or `tokio`".into()),
         }
     }
 }

@@ -21,15 +21,16 @@ pub const USAGE: &str = "\
 tether demo: run a session against an in-process server with injected faults, and check it
 
 USAGE:
-    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol]
+    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol|tokio]
 
 OPTIONS:
     --events N       events to stream, about 200 bytes each [default: 20000]
     --faults PLAN    none | light | heavy, optionally with overrides such as
                      `heavy,hang-ms=1500,5xx=0.2` [default: heavy]
     --seed S         seed of the session and the fault plan [default: 1]
-    --runtime R      blocking | smol: drive the session with tether-blocking (threads)
-                     or tether-smol (a task on smol) [default: blocking]
+    --runtime R      blocking | smol | tokio: drive the session with tether-blocking
+                     (threads), tether-smol (a task on smol) or tether-tokio (a task on
+                     a tokio runtime) [default: blocking]
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -165,6 +166,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         match options.runtime {
             Runtime::Blocking => "tether-blocking",
             Runtime::Smol => "tether-smol",
+            Runtime::Tokio => "tether-tokio",
         },
         options.faults.rates.total() * 100.0,
         options.seed

@@ -32,8 +32,9 @@ OPTIONS:
     --url URL              the session URL, http:// or https:// (required)
     --epoch N              use this worker epoch; without it the session registers
     --token-env VAR        read the bearer token from environment variable VAR
-    --runtime R            blocking | smol: drive the session with tether-blocking
-                           (threads) or tether-smol (a task on smol) [default: blocking]
+    --runtime R            blocking | smol | tokio: drive the session with
+                           tether-blocking (threads), tether-smol (a task on smol) or
+                           tether-tokio (a task on a tokio runtime) [default: blocking]
     --close-timeout SECS   how long close may drain before handing back [default: 10]
     --send-timeout SECS    how long an event may wait for room in a full queue, and a
                            flush for delivery [default: 60]

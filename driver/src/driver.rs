@@ -85,7 +85,7 @@ enum Offered {
     Refused(SendError),
 }
 
-/// The driver of one session. See the [module docs](self).
+/// The driver of one session; the shim's loop around it is in the [crate docs](crate).
 pub struct Driver {
     session: Session,
     origin: Origin,
