@@ -3,8 +3,7 @@
 use core::time::Duration;
 
 use tether_core::heartbeat::{
-    BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput,
-    HeartbeatTimer,
+    BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput, HeartbeatTimer,
 };
 use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 
