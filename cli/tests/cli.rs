@@ -388,3 +388,41 @@ fn demo_with_heavy_faults_exits_0(runtime: &str) {
     );
     assert!(run.stdout.trim_end().ends_with("OK"), "{}", run.stdout);
 }
+
+#[test]
+fn json_reports_are_one_object_on_stdout() {
+    let run = tether(
+        &["demo", "--events", "300", "--runtime", "tokio", "--json"],
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["events"]["delivered"], 300);
+    assert_eq!(report["status"]["status"], "closed");
+
+    let input = "{\"event\": {\"n\": 1}}\nnot json\n";
+    let run = tether(
+        &[
+            "pipe",
+            "--url",
+            "http://127.0.0.1:9/v1/code/sessions/json",
+            "--epoch",
+            "1",
+            "--close-timeout",
+            "0.2",
+            "--json",
+        ],
+        input,
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["lines"], 2);
+    assert_eq!(report["bad_lines"], 1);
+    assert_eq!(report["undelivered"], 1);
+}
