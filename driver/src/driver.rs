@@ -34,6 +34,7 @@ use tether_core::{FlushId, Instant, Poll, Wake};
 use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
+use crate::observe::Telemetry;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::Observer;
 use crate::stats::DriverStats;
@@ -118,6 +119,7 @@ pub struct Driver {
     notify: bool,
     finished: bool,
     wire: WireCounters,
+    telemetry: Telemetry,
 }
 
 impl Driver {
@@ -129,6 +131,7 @@ impl Driver {
         drop_close_timeout: Duration,
     ) -> Self {
         let now = origin.at();
+        let telemetry = Telemetry::new(target.url.last_segment());
         let mut driver = Driver {
             now,
             session,
@@ -155,6 +158,7 @@ impl Driver {
             notify: false,
             finished: false,
             wire: WireCounters::default(),
+            telemetry,
         };
         driver.drain();
         driver
@@ -453,6 +457,12 @@ impl Driver {
             return;
         }
         let core_now = self.origin.to_core(now);
+        let endpoint = self.telemetry.endpoint(id);
+        let status = result.as_ref().ok().map(|r| r.status);
+        if let Some(slow) = self.telemetry.answered(id, now, status) {
+            self.reports.publish(slow);
+        }
+        let retries = self.retries();
         match result {
             Ok(response) => {
                 self.wire.responses += 1;
@@ -462,6 +472,9 @@ impl Driver {
                 self.wire.transport_errors += 1;
                 self.session.handle_transport_error(core_now, id, &error);
             }
+        }
+        if let Some(endpoint) = endpoint.filter(|_| self.retries() > retries) {
+            self.telemetry.retry(endpoint);
         }
         self.after_call();
     }
@@ -536,6 +549,16 @@ impl Driver {
     }
 
     // ----- internals -----
+
+    /// Retries scheduled so far, every uploader and the connection together.
+    fn retries(&self) -> u64 {
+        let s = &self.session;
+        [Stream::Events, Stream::InternalEvents, Stream::Delivery]
+            .map(|stream| s.uploader_counters(stream).retries)
+            .iter()
+            .sum::<u64>()
+            + s.state_counters().retries
+    }
 
     fn is_blocked(&self, stream: Stream) -> bool {
         self.blocked.iter().any(|b| b.stream == stream)
@@ -830,6 +853,8 @@ impl Driver {
         match output {
             Output::Send(request) => {
                 self.in_flight.insert(request.id);
+                self.telemetry
+                    .sent(request.id, request.endpoint, self.now, &request.body);
                 self.wire.requests += 1;
                 self.wire.body_bytes += request.body.len() as u64;
                 let deadline = self
@@ -841,11 +866,13 @@ impl Driver {
                 self.notify = true;
             }
             Output::Cancel(id) if self.in_flight.remove(&id) => {
+                self.telemetry.cancelled(id);
                 self.actions.push_back(Action::Cancel(id));
                 self.notify = true;
             }
             Output::Cancel(_) => {}
             Output::Status(status) => {
+                self.telemetry.status(&status);
                 self.statuses.publish(status);
                 if status.is_terminal() {
                     self.room = true; // waiting offers now fail with `Ended`
@@ -868,6 +895,7 @@ impl Driver {
                     .map(|e| UndeliveredEvent::new(stream, reason, e))
                     .collect();
                 self.undelivered.extend(events.iter().cloned());
+                self.telemetry.handed_back(stream, &reason, &events);
                 self.reports.publish(Report::HandedBack { reason, events });
             }
             Output::StateRejected(rejection) => {
@@ -925,6 +953,8 @@ impl Driver {
             closer.complete(report.clone());
         }
         self.statuses.close();
+        self.reports
+            .publish(Report::LatencySummary(self.telemetry.summary()));
         self.reports.close();
         self.notify = true;
     }
