@@ -1,116 +1,120 @@
-//! A small hand-written argument parser: `--flag value`, `--flag=value` and `-h`/`--help`.
+//! The command line, with clap (derive): one [`Cli`] with a subcommand per module.
 //!
-//! Unknown flags, missing values and bad values are errors that the caller prints with the
-//! subcommand's usage, exiting with [`USAGE_ERROR`].
+//! Help and usage errors keep the command's own shape: a usage error prints
+//! `tether <command>: <what is wrong>` and the command's help, and exits with
+//! [`USAGE_ERROR`]; `--help` prints the help to stdout and exits 0.
 
 use std::fmt;
 use std::process::ExitCode;
 use std::str::FromStr;
 
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
+
 /// The exit code of a usage error.
 pub const USAGE_ERROR: u8 = 2;
 
-/// A usage error: printed with the subcommand's usage.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ArgError(pub String);
+/// The help layout of a subcommand named `$name`.
+macro_rules! help_template {
+    ($name:literal) => {
+        concat!(
+            "tether ",
+            $name,
+            ": {about}\n\nUSAGE:\n    {usage}\n\nOPTIONS:\n{options}{after-help}"
+        )
+    };
+}
+pub(crate) use help_template;
 
-impl fmt::Display for ArgError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// keep a worker session in sync with a server
+#[derive(Debug, Parser)]
+#[command(
+    name = "tether",
+    version,
+    help_template = "{before-help}tether: {about}\n\nUSAGE:\n    tether <COMMAND> [OPTIONS]\n\n\
+                     COMMANDS:\n{subcommands}\n\nRun `tether <COMMAND> --help` for a command's options.\n"
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// run a session against an in-process server with injected faults, and check it
+    Demo(crate::demo::DemoArgs),
+    /// run the reference server
+    Serve(crate::serve::ServeArgs),
+    /// send JSON Lines from stdin through a session
+    Pipe(crate::pipe::PipeArgs),
+    /// run the deterministic simulator over many seeds, or trace one
+    Sim(crate::sim::SimArgs),
+}
+
+/// Parses the process's arguments; `Err` is the exit code after help, a version or a usage
+/// error was printed.
+pub fn parse() -> Result<Cli, ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 1 {
+        // No command: the help, as `tether --help` prints it.
+        let _ = Cli::command().print_help();
+        return Err(ExitCode::SUCCESS);
     }
-}
-
-/// The parsed flags of one subcommand, in order.
-#[derive(Debug, Default)]
-pub struct Args {
-    flags: Vec<(String, Option<String>)>,
-    /// Whether `-h` or `--help` was given.
-    pub help: bool,
-}
-
-impl Args {
-    /// Parses `args` (after the subcommand), knowing which flags take a value (`valued`) and
-    /// which are switches (`switches`).
-    pub fn parse(args: &[String], valued: &[&str], switches: &[&str]) -> Result<Args, ArgError> {
-        let mut parsed = Args::default();
-        let mut iter = args.iter();
-        while let Some(arg) = iter.next() {
-            if arg == "-h" || arg == "--help" {
-                parsed.help = true;
-                continue;
-            }
-            let Some(flag) = arg.strip_prefix("--") else {
-                return Err(ArgError(format!("unexpected argument `{arg}`")));
-            };
-            let (name, inline) = match flag.split_once('=') {
-                Some((name, value)) => (name, Some(value.to_owned())),
-                None => (flag, None),
-            };
-            if valued.contains(&name) {
-                let value = match inline {
-                    Some(v) => v,
-                    None => iter
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| ArgError(format!("--{name} needs a value")))?,
-                };
-                parsed.flags.push((name.to_owned(), Some(value)));
-            } else if switches.contains(&name) {
-                if inline.is_some() {
-                    return Err(ArgError(format!("--{name} takes no value")));
-                }
-                parsed.flags.push((name.to_owned(), None));
-            } else {
-                return Err(ArgError(format!("unknown flag `--{name}`")));
-            }
+    Cli::try_parse_from(&args).map_err(|e| {
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
         }
-        Ok(parsed)
-    }
+        let command = args.get(1).map(String::as_str).unwrap_or_default();
+        print_usage_error(command, &message(&e));
+        ExitCode::from(USAGE_ERROR)
+    })
+}
 
-    /// The last value given for `--name`.
-    pub fn value(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    /// Whether switch `--name` was given.
-    pub fn switch(&self, name: &str) -> bool {
-        self.flags.iter().any(|(n, _)| n == name)
-    }
-
-    /// `--name` parsed, or `default` when absent.
-    pub fn parsed<T: FromStr>(&self, name: &str, default: T) -> Result<T, ArgError>
-    where
-        T::Err: fmt::Display,
-    {
-        match self.value(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|e| ArgError(format!("invalid value `{v}` for --{name}: {e}"))),
+/// A clap error in the command's words: the flag it is about, first.
+fn message(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(s)) => s.first().cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let flag = arg.split([' ', '=']).next().unwrap_or_default().to_owned();
+    match e.kind() {
+        ErrorKind::UnknownArgument if flag.starts_with("--") => format!("unknown flag `{flag}`"),
+        ErrorKind::UnknownArgument => format!("unexpected argument `{arg}`"),
+        ErrorKind::MissingRequiredArgument => format!("{flag} is required"),
+        ErrorKind::InvalidSubcommand => match e.get(ContextKind::InvalidSubcommand) {
+            Some(ContextValue::String(s)) => format!("unknown command `{s}`"),
+            _ => "unknown command".into(),
+        },
+        _ => {
+            // clap's own sentence, without its `error: ` prefix and its usage lines.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_owned()
         }
-    }
-
-    /// `--name` parsed, if given.
-    pub fn optional<T: FromStr>(&self, name: &str) -> Result<Option<T>, ArgError>
-    where
-        T::Err: fmt::Display,
-    {
-        self.value(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|e| ArgError(format!("invalid value `{v}` for --{name}: {e}")))
-            })
-            .transpose()
     }
 }
 
-/// Prints a usage error with the usage and returns exit code 2.
-pub fn usage_error(command: &str, error: &ArgError, usage: &str) -> ExitCode {
-    eprintln!("tether {command}: {error}\n\n{usage}");
+/// Prints a usage error with the command's help (or the top-level help).
+pub fn print_usage_error(command: &str, message: &str) {
+    let mut cli = Cli::command();
+    cli.build();
+    let help = match cli.find_subcommand_mut(command) {
+        Some(sub) => sub.render_help(),
+        None => cli.render_help(),
+    };
+    match cli.find_subcommand(command) {
+        Some(_) => eprintln!("tether {command}: {message}\n\n{help}"),
+        None => eprintln!("tether: {message}\n\n{help}"),
+    }
+}
+
+/// Prints a usage error found after parsing and returns exit code 2.
+pub fn usage_error(command: &str, message: impl fmt::Display) -> ExitCode {
+    print_usage_error(command, &message.to_string());
     ExitCode::from(USAGE_ERROR)
 }
 
@@ -121,6 +125,8 @@ pub enum Runtime {
     Blocking,
     /// `tether-smol`, on smol's global executor.
     Smol,
+    /// `tether-tokio`, on a tokio runtime the command owns.
+    Tokio,
 }
 
 impl FromStr for Runtime {
@@ -130,46 +136,40 @@ impl FromStr for Runtime {
         match s {
             "blocking" => Ok(Runtime::Blocking),
             "smol" => Ok(Runtime::Smol),
-            _ => Err("expected `blocking` or `smol`".into()),
+            "tokio" => Ok(Runtime::Tokio),
+            _ => Err("expected `blocking`, `smol` or `tokio`".into()),
         }
     }
+}
+
+/// A number of seconds, at least 0, as a `Duration`.
+pub fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| "must be a number of seconds, at least 0".into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn strings(s: &[&str]) -> Vec<String> {
-        s.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn values_switches_and_help() {
-        let args = Args::parse(
-            &strings(&["--events", "5", "--faults=heavy", "--stdin-eof", "-h"]),
-            &["events", "faults"],
-            &["stdin-eof"],
-        )
-        .unwrap();
-        assert_eq!(args.parsed("events", 0u64), Ok(5));
-        assert_eq!(args.value("faults"), Some("heavy"));
-        assert!(args.switch("stdin-eof"));
-        assert!(args.help);
-        assert_eq!(args.parsed("seed", 9u64), Ok(9));
+    fn err(args: &[&str]) -> String {
+        let args = std::iter::once("tether").chain(args.iter().copied());
+        message(&Cli::try_parse_from(args).unwrap_err())
     }
 
     #[test]
     fn errors_name_the_flag() {
-        let err = |a: &[&str]| Args::parse(&strings(a), &["events"], &["x"]).unwrap_err().0;
-        assert_eq!(err(&["--nope"]), "unknown flag `--nope`");
-        assert_eq!(err(&["--events"]), "--events needs a value");
-        assert_eq!(err(&["stray"]), "unexpected argument `stray`");
-        assert_eq!(err(&["--x=1"]), "--x takes no value");
-        let args = Args::parse(&strings(&["--events", "many"]), &["events"], &[]).unwrap();
-        assert!(args
-            .parsed("events", 0u64)
-            .unwrap_err()
-            .0
-            .contains("--events"));
+        assert_eq!(err(&["serve", "--nope"]), "unknown flag `--nope`");
+        assert_eq!(err(&["pipe"]), "--url is required");
+        assert_eq!(err(&["nope"]), "unknown command `nope`");
+        assert!(err(&["demo", "--events", "many"]).contains("--events"));
+        assert!(err(&["demo", "--runtime", "x"]).contains("expected `blocking`, `smol` or `tokio`"));
+        assert!(err(&["demo", "--events"]).contains("--events"));
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

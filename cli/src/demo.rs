@@ -1,7 +1,6 @@
 //! `tether demo`: a session (through the blocking or the smol shim) against an in-process server
 //! with injected faults, checked against the server's own record.
 
-use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,32 +16,15 @@ use tether_server::{FaultPlan, Inspector, Server, ServerConfig};
 use tether_sim::render::render;
 use tether_sim::timeline::Recorder;
 
-use crate::args::{usage_error, ArgError, Args, Runtime};
-use crate::report::{CloseReport, Counters};
+use crate::args::{help_template, usage_error, Runtime};
+use crate::progress::Progress;
+use crate::report::{status_json, CloseReport, Counters};
 use crate::worker::{Builder, Worker};
 
-pub const USAGE: &str = "\
-tether demo: run a session against an in-process server with injected faults, and check it
-
-USAGE:
-    tether demo [--events N] [--faults PLAN] [--seed S] [--runtime blocking|smol] [--svg FILE]
-                [--sync]
-
-OPTIONS:
-    --events N       events to stream, about 200 bytes each [default: 20000]
-    --faults PLAN    none | light | heavy, optionally with overrides such as
-                     `heavy,hang-ms=1500,5xx=0.2` [default: heavy]
-    --seed S         seed of the session and the fault plan [default: 1]
-    --runtime R      blocking | smol: drive the session with tether-blocking (threads)
-                     or tether-smol (a task on smol) [default: blocking]
-    --svg FILE       draw the run's timeline (requests, statuses, queue depth) as an SVG
-    --sync           thread sync instead: 3 clients share the threads of one session, each
-                     adding N messages [default: 300] (one offline for the first half),
-                     and the run checks that every client and the server converge
-    -h, --help       print this help
-
+const AFTER_HELP: &str = "\
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
-hang-ms, and requests time out after 1 s, so faulted runs stay short.
+hang-ms, and requests time out after 1 s, so faulted runs stay short. Progress goes to stderr:
+a bar on a terminal, a line per tenth otherwise.
 
 EXIT CODES:
     0   every event delivered once, in order, and the state converged
@@ -50,6 +32,37 @@ EXIT CODES:
     1   an event was lost or reordered, or the state did not converge (--sync: no convergence)
     2   a usage error
 ";
+
+/// `tether demo` arguments.
+#[derive(Debug, clap::Args)]
+#[command(help_template = help_template!("demo"), after_help = AFTER_HELP)]
+pub struct DemoArgs {
+    /// events to stream, about 200 bytes each [default: 20000]; with --sync, messages per
+    /// client [default: 300]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    events: Option<u64>,
+    /// none | light | heavy, optionally with overrides such as `heavy,hang-ms=1500,5xx=0.2`
+    #[arg(long, value_name = "PLAN", default_value = "heavy")]
+    faults: String,
+    /// seed of the session and the fault plan
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// blocking | smol | tokio: drive the session with tether-blocking (threads), tether-smol
+    /// (a task on smol) or tether-tokio (a task on a tokio runtime)
+    #[arg(long, value_name = "R", default_value = "blocking")]
+    runtime: Runtime,
+    /// print the final report as one JSON object on stdout instead of text
+    #[arg(long)]
+    json: bool,
+    /// draw the run's timeline (requests, statuses, queue depth) as an SVG into FILE
+    #[arg(long, value_name = "FILE")]
+    svg: Option<String>,
+    /// thread sync instead: 3 clients share the threads of one session, each adding N
+    /// messages (one offline for the first half), and the run checks that every client and the
+    /// server converge
+    #[arg(long)]
+    sync: bool,
+}
 
 /// The demo's request deadline; the fault plan's hangs are made longer than it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -61,56 +74,39 @@ struct Options {
     faults: FaultPlan,
     seed: u64,
     runtime: Runtime,
+    json: bool,
     svg: Option<String>,
 }
 
-fn options(parsed: &Args) -> Result<Options, ArgError> {
-    let events: u64 = parsed.parsed("events", 20_000)?;
-    if events == 0 {
-        return Err(ArgError("--events must be at least 1".into()));
-    }
-    let seed: u64 = parsed.parsed("seed", 1)?;
-    let runtime = parsed.parsed("runtime", Runtime::Blocking)?;
-    let plan = parsed.value("faults").unwrap_or("heavy");
+fn options(args: &DemoArgs) -> Result<Options, String> {
+    let plan = args.faults.as_str();
     let mut faults: FaultPlan = plan
         .parse()
-        .map_err(|e| ArgError(format!("invalid value `{plan}` for --faults: {e}")))?;
+        .map_err(|e| format!("invalid value `{plan}` for --faults: {e}"))?;
     if !plan.contains("seed=") {
-        faults = faults.with_seed(seed);
+        faults = faults.with_seed(args.seed);
     }
     if !plan.contains("hang-ms=") {
         faults = faults.with_hang_for(DEFAULT_HANG);
     }
     Ok(Options {
-        events,
+        events: args.events.unwrap_or(20_000),
         faults,
-        seed,
-        runtime,
-        svg: parsed.value("svg").map(str::to_owned),
+        seed: args.seed,
+        runtime: args.runtime,
+        json: args.json,
+        svg: args.svg.clone(),
     })
 }
 
-pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(
-        args,
-        &["events", "faults", "seed", "runtime", "svg"],
-        &["sync"],
-    ) {
-        Ok(p) => p,
-        Err(e) => return usage_error("demo", &e, USAGE),
-    };
-    if parsed.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match options(&parsed) {
+pub fn run(args: &DemoArgs) -> ExitCode {
+    let options = match options(args) {
         Ok(o) => o,
-        Err(e) => return usage_error("demo", &e, USAGE),
+        Err(e) => return usage_error("demo", e),
     };
-    let result = if parsed.switch("sync") {
-        let messages = parsed.value("events").map_or(300, |_| options.events);
+    let result = if args.sync {
         crate::sync_demo::demo(&crate::sync_demo::SyncOptions {
-            messages,
+            messages: args.events.unwrap_or(300),
             faults: options.faults,
             seed: options.seed,
             runtime: options.runtime,
@@ -134,7 +130,7 @@ fn session_config() -> SessionConfig {
     session_config_for(SESSION)
 }
 
-/// [`session_config`] for session `id`.
+/// [`session_config`] for a session named `id`.
 pub(crate) fn session_config_for(id: &str) -> SessionConfig {
     let quick = BackoffPolicy {
         base: Duration::from_millis(50),
@@ -197,6 +193,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         match options.runtime {
             Runtime::Blocking => "tether-blocking",
             Runtime::Smol => "tether-smol",
+            Runtime::Tokio => "tether-tokio",
         },
         options.faults.rates.total() * 100.0,
         options.seed
@@ -252,6 +249,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         options.events,
         &transitions,
         elapsed,
+        options.json,
     );
     server.shutdown()?;
     Ok(ok)
@@ -320,37 +318,22 @@ fn send_all(
     Ok(())
 }
 
-/// Prints progress until `done`: a bar on a terminal, a line per 10 % otherwise.
+/// Shows progress until `done`: a bar on a terminal, a line per 10 % otherwise.
 fn progress(tether: &Worker, total: u64, done: &AtomicBool) {
-    let terminal = std::io::stderr().is_terminal();
-    let mut next_line = total / 10;
+    let progress = Progress::new(Some(total), "delivered");
     while !done.load(Ordering::Acquire) {
         let counters = tether.counters();
-        let delivered = counters.events.delivered;
-        if terminal {
-            let width = 40;
-            let filled = usize::try_from(delivered * width / total.max(1)).unwrap_or(0);
-            eprint!(
-                "\r[{}{}] {delivered}/{total} delivered, {} retries, {}   ",
-                "#".repeat(filled),
-                ".".repeat(40usize.saturating_sub(filled)),
-                counters.events.retries,
-                tether.status()
-            );
-            let _ = std::io::stderr().flush();
-        } else if delivered >= next_line && next_line > 0 {
-            eprintln!("delivered {delivered}/{total}");
-            while next_line <= delivered {
-                next_line += total / 10;
-            }
-        }
+        let message = format!("{} retries, {}", counters.events.retries, tether.status());
+        progress.set(counters.events.delivered, message);
         thread::park_timeout(Duration::from_millis(100));
     }
-    if terminal {
-        eprintln!();
-    }
+    progress.finish();
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the facts it checks"
+)]
 fn check(
     inspector: &Inspector,
     report: &CloseReport,
@@ -359,6 +342,7 @@ fn check(
     total: u64,
     transitions: &[Status],
     elapsed: Duration,
+    json: bool,
 ) -> bool {
     let stored = inspector.events(SESSION);
     let seqs: Vec<u64> = stored.iter().filter_map(|e| e["seq"].as_u64()).collect();
@@ -404,60 +388,86 @@ fn check(
         hasher.finish()
     };
     let stats = inspector.stats(SESSION);
-    println!("events delivered      {} of {}", seqs.len(), total);
-    println!("server record         {record:016x} (events in order, the document)");
-    println!("events lost           {lost}");
-    println!("events reordered      {reordered}");
-    println!("undelivered (report)  {}", report.undelivered.len());
-    println!("duplicates filtered   {duplicates} (by the server)");
-    println!(
-        "batches               {} sent, {} retried",
-        c.events.batches_sent, c.events.retries
-    );
-    println!(
-        "retries by cause      throttled {}, 5xx {}, timeouts {}, transport {}, bad body {}, \
-         auth {}, too large {}",
-        f.throttled, f.server_errors, f.timeouts, f.transport, f.bad_body, f.auth, f.too_large
-    );
-    println!(
-        "state                 {} PUTs for {} patches ({} acknowledged), {}",
-        c.state.puts_sent,
-        given.len(),
-        c.state.puts_acknowledged,
-        if converged {
-            "converged"
-        } else {
-            "DID NOT CONVERGE"
+    if !json {
+        println!("events delivered      {} of {}", seqs.len(), total);
+        println!("server record         {record:016x} (events in order, the document)");
+        println!("events lost           {lost}");
+        println!("events reordered      {reordered}");
+        println!("undelivered (report)  {}", report.undelivered.len());
+        println!("duplicates filtered   {duplicates} (by the server)");
+        println!(
+            "batches               {} sent, {} retried",
+            c.events.batches_sent, c.events.retries
+        );
+        println!(
+            "retries by cause      throttled {}, 5xx {}, timeouts {}, transport {}, bad body {}, \
+             auth {}, too large {}",
+            f.throttled, f.server_errors, f.timeouts, f.transport, f.bad_body, f.auth, f.too_large
+        );
+        println!(
+            "state                 {} PUTs for {} patches ({} acknowledged), {}",
+            c.state.puts_sent,
+            given.len(),
+            c.state.puts_acknowledged,
+            if converged {
+                "converged"
+            } else {
+                "DID NOT CONVERGE"
+            }
+        );
+        println!(
+            "heartbeats            {} sent, {} accepted, {} at the server",
+            c.session.heartbeats_sent,
+            c.session.heartbeats_ok,
+            inspector.heartbeats(SESSION).len()
+        );
+        println!(
+            "status transitions    {} (final: {})",
+            c.session.status_changes.max(transitions.len() as u64),
+            report.status
+        );
+        println!(
+            "server                {} requests, {} faults injected",
+            stats.total_requests(),
+            stats.total_faults()
+        );
+        println!("elapsed               {:.2} s", elapsed.as_secs_f64());
+        if !converged {
+            println!("expected document     {expected}");
+            println!("server document       {document}");
+            println!("client view           {view}");
         }
-    );
-    println!(
-        "heartbeats            {} sent, {} accepted, {} at the server",
-        c.session.heartbeats_sent,
-        c.session.heartbeats_ok,
-        inspector.heartbeats(SESSION).len()
-    );
-    println!(
-        "status transitions    {} (final: {})",
-        c.session.status_changes.max(transitions.len() as u64),
-        report.status
-    );
-    println!(
-        "server                {} requests, {} faults injected",
-        stats.total_requests(),
-        stats.total_faults()
-    );
-    println!("elapsed               {:.2} s", elapsed.as_secs_f64());
-    if !converged {
-        println!("expected document     {expected}");
-        println!("server document       {document}");
-        println!("client view           {view}");
     }
     let ok = lost == 0
         && reordered == 0
         && converged
         && report.undelivered.is_empty()
         && report.status == Status::Closed;
-    println!("{}", if ok { "OK" } else { "FAILED" });
+    if json {
+        let summary = json!({
+            "ok": ok,
+            "server_record": format!("{record:016x}"),
+            "events": {"total": total, "delivered": seqs.len(), "lost": lost,
+                       "reordered": reordered, "undelivered": report.undelivered.len(),
+                       "duplicates_filtered": duplicates},
+            "batches": {"sent": c.events.batches_sent, "retried": c.events.retries},
+            "retries_by_cause": {"throttled": f.throttled, "server_errors": f.server_errors,
+                                 "timeouts": f.timeouts, "transport": f.transport,
+                                 "bad_body": f.bad_body, "auth": f.auth,
+                                 "too_large": f.too_large},
+            "state": {"puts": c.state.puts_sent, "patches": given.len(),
+                      "acknowledged": c.state.puts_acknowledged, "converged": converged},
+            "heartbeats": {"sent": c.session.heartbeats_sent, "ok": c.session.heartbeats_ok,
+                           "at_server": inspector.heartbeats(SESSION).len()},
+            "status": status_json(&report.status),
+            "status_transitions": c.session.status_changes.max(transitions.len() as u64),
+            "server": {"requests": stats.total_requests(), "faults": stats.total_faults()},
+            "elapsed_s": elapsed.as_secs_f64(),
+        });
+        println!("{summary}");
+    } else {
+        println!("{}", if ok { "OK" } else { "FAILED" });
+    }
     ok
 }
 

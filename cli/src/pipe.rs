@@ -9,41 +9,23 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tether_core::session::Status;
 
-use crate::args::{usage_error, ArgError, Args, Runtime};
+use crate::args::{help_template, seconds, usage_error, Runtime};
+use crate::progress::Progress;
 use crate::report::{status_json, undelivered_json, CloseReport};
 use crate::worker::{Builder, Reports, SendError, Worker};
-use tether_blocking::Report;
-use tether_blocking::{FlushError, PatchError};
+use tether_blocking::{FlushError, PatchError, Report};
 
-pub const USAGE: &str = "\
-tether pipe: send JSON Lines from stdin through a session
-
-USAGE:
-    tether pipe --url SESSION_URL [OPTIONS] < input.jsonl
-
+const AFTER_HELP: &str = "\
 Each input line is one of:
     {\"event\": {...}}            an event for /worker/events
     {\"internal_event\": {...}}   an event for /worker/internal-events
     {\"state\": {...}}            a patch to the worker document
-    {\"delta\": {...}, \"key\": K}  a stream delta for /worker/events: deltas of key K within
-                                100 ms are merged into one event (their \"text\" strings
-                                concatenated, other fields from the last)
     {\"flush\": true}             wait until everything before it is delivered
+    {\"delta\": {...}, \"key\": K}  a stream delta for /worker/events: deltas of key K within
+                                the window are merged into one event (text concatenated)
 A malformed line is reported on stderr with its line number and skipped. Status changes go
-to stderr as JSON Lines. At end of input the session closes.
-
-OPTIONS:
-    --url URL              the session URL, http:// or https:// (required)
-    --epoch N              use this worker epoch; without it the session registers
-    --token-env VAR        read the bearer token from environment variable VAR
-    --runtime R            blocking | smol: drive the session with tether-blocking
-                           (threads) or tether-smol (a task on smol) [default: blocking]
-    --close-timeout SECS   how long close may drain before handing back [default: 10]
-    --send-timeout SECS    how long an event may wait for room in a full queue, and a
-                           flush for delivery [default: 60]
-    --undelivered FILE     write undelivered events (and unacknowledged state) to FILE as
-                           JSON Lines with their reasons
-    -h, --help             print this help
+to stderr as JSON Lines (under a progress bar when stderr is a terminal). At end of input the
+session closes.
 
 EXIT CODES (the first that applies, in this order):
     4   the session was superseded by a newer worker
@@ -55,6 +37,42 @@ EXIT CODES (the first that applies, in this order):
     2   a usage error
 ";
 
+/// `tether pipe` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    help_template = help_template!("pipe"),
+    after_help = AFTER_HELP,
+    override_usage = "tether pipe --url SESSION_URL [OPTIONS] < input.jsonl"
+)]
+pub struct PipeArgs {
+    /// the session URL, http:// or https://
+    #[arg(long, value_name = "URL", required = true)]
+    url: Option<String>,
+    /// use this worker epoch; without it the session registers
+    #[arg(long, value_name = "N")]
+    epoch: Option<u64>,
+    /// read the bearer token from environment variable VAR
+    #[arg(long, value_name = "VAR")]
+    token_env: Option<String>,
+    /// blocking | smol | tokio: drive the session with tether-blocking (threads), tether-smol
+    /// (a task on smol) or tether-tokio (a task on a tokio runtime)
+    #[arg(long, value_name = "R", default_value = "blocking")]
+    runtime: Runtime,
+    /// how long close may drain before handing back, in seconds
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    close_timeout: Duration,
+    /// how long an event may wait for room in a full queue, and a flush for delivery, in seconds
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    send_timeout: Duration,
+    /// write undelivered events (and unacknowledged state) to FILE as JSON Lines with their
+    /// reasons
+    #[arg(long, value_name = "FILE")]
+    undelivered: Option<String>,
+    /// print the final report as one JSON object on stdout
+    #[arg(long)]
+    json: bool,
+}
+
 /// Exit codes of `tether pipe`.
 pub const HANDED_BACK: u8 = 3;
 /// See [`HANDED_BACK`].
@@ -64,78 +82,33 @@ pub const GIVEN_UP: u8 = 5;
 /// See [`HANDED_BACK`].
 pub const BAD_INPUT: u8 = 6;
 
-struct Options {
-    url: String,
-    epoch: Option<u64>,
-    token: Option<String>,
-    runtime: Runtime,
-    close_timeout: Duration,
-    send_timeout: Duration,
-    undelivered: Option<String>,
-}
-
-fn options(parsed: &Args) -> Result<Options, ArgError> {
-    let url = parsed
-        .value("url")
-        .ok_or_else(|| ArgError("--url is required".into()))?
-        .to_owned();
-    let token = match parsed.value("token-env") {
+pub fn run(args: &PipeArgs) -> ExitCode {
+    let token = match &args.token_env {
         None => None,
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            ArgError(format!(
-                "environment variable `{var}` (--token-env) is not set"
-            ))
-        })?),
+        Some(var) => match std::env::var(var) {
+            Ok(token) => Some(token),
+            Err(_) => {
+                return usage_error(
+                    "pipe",
+                    format!("environment variable `{var}` (--token-env) is not set"),
+                )
+            }
+        },
     };
-    let secs = |name, default: f64| -> Result<Duration, ArgError> {
-        let secs: f64 = parsed.parsed(name, default)?;
-        Duration::try_from_secs_f64(secs)
-            .map_err(|_| ArgError(format!("--{name} must be a number of seconds, at least 0")))
-    };
-    Ok(Options {
-        url,
-        epoch: parsed.optional("epoch")?,
-        token,
-        runtime: parsed.parsed("runtime", Runtime::Blocking)?,
-        close_timeout: secs("close-timeout", 10.0)?,
-        send_timeout: secs("send-timeout", 60.0)?,
-        undelivered: parsed.value("undelivered").map(str::to_owned),
-    })
-}
-
-pub fn run(args: &[String]) -> ExitCode {
-    let valued = [
-        "url",
-        "epoch",
-        "token-env",
-        "runtime",
-        "close-timeout",
-        "send-timeout",
-        "undelivered",
-    ];
-    let parsed = match Args::parse(args, &valued, &[]) {
-        Ok(p) => p,
-        Err(e) => return usage_error("pipe", &e, USAGE),
-    };
-    if parsed.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match options(&parsed) {
-        Ok(o) => o,
-        Err(e) => return usage_error("pipe", &e, USAGE),
-    };
-    let started = Builder::new(options.runtime, &options.url)
-        .epoch(options.epoch)
-        .token(options.token.clone())
+    let url = args.url.clone().unwrap_or_default();
+    let started = Builder::new(args.runtime, &url)
+        .epoch(args.epoch)
+        .token(token)
         .start();
     let tether = match started {
         Ok(t) => t,
-        Err(e) => return usage_error("pipe", &ArgError(e.to_string()), USAGE),
+        Err(e) => return usage_error("pipe", e),
     };
+    // At once, so that the first status is the first one the session had.
+    let statuses = tether.statuses();
     // Undelivered events are written as they are handed back, from the live report stream:
     // a pipe killed later has still kept what it was told.
-    let sink = match options.undelivered.as_deref().map(File::create).transpose() {
+    let sink = match args.undelivered.as_deref().map(File::create).transpose() {
         Ok(file) => file.map(BufWriter::new),
         Err(e) => {
             eprintln!("tether pipe: cannot write the undelivered events: {e}");
@@ -144,35 +117,18 @@ pub fn run(args: &[String]) -> ExitCode {
     };
     let reports = tether.reports();
     let recorder = thread::spawn(move || record_undelivered(reports, sink));
-    let statuses = tether.statuses();
-    let printer = thread::spawn(move || {
-        let stderr = std::io::stderr();
-        for status in statuses {
-            let _ = writeln!(stderr.lock(), "{}", status_json(&status));
-        }
-    });
-    let mut outcome = Outcome::default();
-    let stdin = std::io::stdin();
-    for (index, line) in stdin.lock().lines().enumerate() {
-        let number = index + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                eprintln!("tether pipe: line {number}: cannot read: {e}");
-                outcome.bad_lines += 1;
-                break;
+    let progress = Progress::new(None, "lines");
+    let (outcome, report) = thread::scope(|scope| {
+        let progress = &progress;
+        scope.spawn(move || {
+            for status in statuses {
+                progress.println(&status_json(&status).to_string());
             }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Err(message) = outcome.feed(&tether, &line, options.send_timeout) {
-            eprintln!("tether pipe: line {number}: {message}; skipped");
-            outcome.bad_lines += 1;
-        }
-    }
-    let report = tether.close(options.close_timeout);
-    let _ = printer.join();
+        });
+        let outcome = feed_all(&tether, args.send_timeout, progress);
+        progress.finish();
+        (outcome, tether.close(args.close_timeout))
+    });
     let written = match recorder.join() {
         Ok(Ok(Some(mut sink))) => write_refused(&mut sink, &outcome),
         Ok(Ok(None)) => Ok(()),
@@ -180,11 +136,14 @@ pub fn run(args: &[String]) -> ExitCode {
         Err(_) => Err(std::io::Error::other("the report writer panicked")),
     };
     let code = outcome.exit_code(&report);
+    if args.json {
+        println!("{}", outcome.summary(&report, code));
+    }
     let undelivered = report.undelivered.len() + outcome.refused.len();
     if undelivered > 0 {
         eprintln!(
             "tether pipe: {undelivered} events not delivered{}",
-            match &options.undelivered {
+            match &args.undelivered {
                 Some(file) => format!(" (written to {file})"),
                 None => " (give --undelivered FILE to keep them)".into(),
             }
@@ -199,8 +158,42 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
+/// Feeds stdin's lines to the session, showing progress.
+fn feed_all(tether: &Worker, send_timeout: Duration, progress: &Progress) -> Outcome {
+    let mut outcome = Outcome::default();
+    let stdin = std::io::stdin();
+    for (index, line) in stdin.lock().lines().enumerate() {
+        let number = index + 1;
+        outcome.lines = number as u64;
+        if number % 64 == 0 {
+            let delivered = tether.counters().events.delivered;
+            progress.set(
+                outcome.lines,
+                format!("lines, {delivered} events delivered"),
+            );
+        }
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                progress.println(&format!("tether pipe: line {number}: cannot read: {e}"));
+                outcome.bad_lines += 1;
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(message) = outcome.feed(tether, &line, send_timeout) {
+            progress.println(&format!("tether pipe: line {number}: {message}; skipped"));
+            outcome.bad_lines += 1;
+        }
+    }
+    outcome
+}
+
 #[derive(Default)]
 struct Outcome {
+    lines: u64,
     bad_lines: u64,
     /// Events the session refused because it had ended, with the reason.
     refused: Vec<Value>,
@@ -311,6 +304,27 @@ impl Outcome {
             }
             Err(SendError::Refused(message)) => Err(message),
         }
+    }
+
+    /// The final report as one JSON object, for `--json`.
+    fn summary(&self, report: &CloseReport, exit_code: u8) -> Value {
+        let c = &report.counters;
+        json!({
+            "exit_code": exit_code,
+            "status": status_json(&report.status),
+            "lines": self.lines,
+            "bad_lines": self.bad_lines,
+            "events_delivered": c.events.delivered,
+            "internal_events_delivered": c.internal_events.delivered,
+            "undelivered": report.undelivered.len() + self.refused.len(),
+            "state": {
+                "puts": c.state.puts_sent,
+                "acknowledged": c.state.puts_acknowledged,
+                "rejected": report.state_rejected.len(),
+                "unacknowledged": report.state_unacknowledged.is_some(),
+            },
+            "requests": c.wire.requests,
+        })
     }
 
     fn exit_code(&self, report: &CloseReport) -> u8 {

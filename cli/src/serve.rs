@@ -7,47 +7,36 @@ use std::thread;
 
 use tether_server::{FaultPlan, Server, ServerConfig};
 
-use crate::args::{usage_error, ArgError, Args};
+use crate::args::help_template;
 
-pub const USAGE: &str = "\
-tether serve: run the reference server of the wire protocol
+/// `tether serve` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    help_template = help_template!("serve"),
+    after_help = "Logs one line per request to stderr (never headers, so never a token)."
+)]
+pub struct ServeArgs {
+    /// where to listen
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    addr: SocketAddr,
+    /// none | light | heavy, optionally with overrides, e.g. `heavy,hang-ms=1500` or
+    /// `none,5xx=0.1`
+    #[arg(long, value_name = "PLAN", default_value = "none")]
+    faults: FaultPlan,
+    /// the fault plan's seed (overrides a seed= in PLAN)
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// stop (gracefully) at end of standard input; without it the server runs until
+    /// interrupted (Ctrl-C)
+    #[arg(long)]
+    stdin_eof: bool,
+}
 
-USAGE:
-    tether serve [--addr ADDR] [--faults PLAN] [--seed S] [--stdin-eof]
-
-OPTIONS:
-    --addr ADDR      where to listen [default: 127.0.0.1:8787]
-    --faults PLAN    none | light | heavy, optionally with overrides, e.g.
-                     `heavy,hang-ms=1500` or `none,5xx=0.1` [default: none]
-    --seed S         the fault plan's seed (overrides a seed= in PLAN)
-    --stdin-eof      stop (gracefully) at end of standard input; without it the server runs
-                     until interrupted (Ctrl-C)
-    -h, --help       print this help
-
-Logs one line per request to stderr (never headers, so never a token).
-";
-
-pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(args, &["addr", "faults", "seed"], &["stdin-eof"]) {
-        Ok(p) => p,
-        Err(e) => return usage_error("serve", &e, USAGE),
-    };
-    if parsed.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
+pub fn run(args: &ServeArgs) -> ExitCode {
+    let (addr, mut faults) = (args.addr, args.faults.clone());
+    if let Some(seed) = args.seed {
+        faults = faults.with_seed(seed);
     }
-    let setup = || -> Result<(SocketAddr, FaultPlan), ArgError> {
-        let addr: SocketAddr = parsed.parsed("addr", SocketAddr::from(([127, 0, 0, 1], 8787)))?;
-        let mut faults: FaultPlan = parsed.parsed("faults", FaultPlan::none())?;
-        if let Some(seed) = parsed.optional("seed")? {
-            faults = faults.with_seed(seed);
-        }
-        Ok((addr, faults))
-    };
-    let (addr, faults) = match setup() {
-        Ok(s) => s,
-        Err(e) => return usage_error("serve", &e, USAGE),
-    };
     let config = ServerConfig::default()
         .with_bind_addr(addr)
         .with_faults(faults)
@@ -61,7 +50,7 @@ pub fn run(args: &[String]) -> ExitCode {
     };
     println!("listening on {}", server.base_url());
     println!("a session URL: {}", server.session_url("demo"));
-    if parsed.switch("stdin-eof") {
+    if args.stdin_eof {
         println!("stops at end of standard input");
         let mut sink = Vec::new();
         let _ = std::io::stdin().lock().read_to_end(&mut sink);

@@ -8,28 +8,9 @@ use std::time::Instant;
 use tether_sim::render::render;
 use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
 
-use crate::args::{usage_error, ArgError, Args};
+use crate::args::help_template;
 
-pub const USAGE: &str = "\
-tether sim: run the deterministic simulator over many seeds, or print one seed's trace
-
-USAGE:
-    tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N]
-    tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE]
-
-OPTIONS:
-    --seeds A..B       the seeds to run, B excluded [default: 0..2000]
-    --faults MIX       calm | flaky | hostile, or mixed to rotate through the three by seed
-                       (none, light and heavy are accepted for calm, flaky and hostile)
-                       [default: mixed]
-    --workload KIND    sweep (light: ~180 events in ten minutes) | default (~7 000 events)
-                       [default: sweep]
-    --threads N        worker threads for the sweep [default: 2]
-    --trace SEED       run one seed and print its trace, one line per input and output
-    --svg FILE         with --trace: also draw the run's timeline as an SVG into FILE
-                       (requests per channel, faults, partitions, statuses, queue depth)
-    -h, --help         print this help
-
+const AFTER_HELP: &str = "\
 Each run is a ten-minute session against the server model through a seeded fault plan, with
 every invariant checked at the end: no event lost, none reordered or duplicated, the state
 converged, heartbeat gaps within bounds, give-up exactly by the rules, and nothing after a
@@ -41,6 +22,38 @@ EXIT STATUS:
     2  usage error
 ";
 
+/// `tether sim` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    help_template = help_template!("sim"),
+    after_help = AFTER_HELP,
+    override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N]\n    \
+                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE]"
+)]
+pub struct SimArgs {
+    /// the seeds to run, B excluded
+    #[arg(long, value_name = "A..B", default_value = "0..2000", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// calm | flaky | hostile, or mixed to rotate through the three by seed (none, light and
+    /// heavy are accepted for calm, flaky and hostile)
+    #[arg(long, value_name = "MIX", default_value = "mixed", value_parser = Mix::parse)]
+    faults: Mix,
+    /// sweep (light: ~180 events in ten minutes) | default (~7 000 events)
+    #[arg(long, value_name = "KIND", default_value = "sweep", value_parser = ["sweep", "default"])]
+    workload: String,
+    /// worker threads for the sweep
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    threads: u64,
+    /// run one seed and print its trace, one line per input and output
+    #[arg(long, value_name = "SEED")]
+    trace: Option<u64>,
+    /// with --trace: also draw the run's timeline as an SVG into FILE (requests per channel,
+    /// faults, partitions, statuses, queue depth)
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    svg: Option<String>,
+}
+
 /// Which fault mix a seed runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mix {
@@ -51,15 +64,15 @@ enum Mix {
 }
 
 impl Mix {
-    fn parse(s: &str) -> Result<Mix, ArgError> {
+    fn parse(s: &str) -> Result<Mix, String> {
         match s {
             "calm" | "none" => Ok(Mix::Calm),
             "flaky" | "light" => Ok(Mix::Flaky),
             "hostile" | "heavy" => Ok(Mix::Hostile),
             "mixed" => Ok(Mix::Mixed),
-            other => Err(ArgError(format!(
+            other => Err(format!(
                 "unknown fault mix `{other}` (calm, flaky, hostile or mixed)"
-            ))),
+            )),
         }
     }
 
@@ -77,12 +90,12 @@ impl Mix {
     }
 }
 
-fn parse_seeds(s: &str) -> Result<Range<u64>, ArgError> {
-    let bad = || ArgError(format!("--seeds wants A..B, e.g. 0..2000, not `{s}`"));
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("--seeds wants A..B, e.g. 0..2000, not `{s}`");
     let (a, b) = s.split_once("..").ok_or_else(bad)?;
     let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
     if a >= b {
-        return Err(ArgError(format!("--seeds {s} is empty")));
+        return Err(format!("--seeds {s} is empty"));
     }
     Ok(a..b)
 }
@@ -97,36 +110,20 @@ struct Options {
     svg: Option<String>,
 }
 
-fn options(parsed: &Args) -> Result<Options, ArgError> {
-    let seeds = parse_seeds(parsed.value("seeds").unwrap_or("0..2000"))?;
-    let mix = Mix::parse(parsed.value("faults").unwrap_or("mixed"))?;
-    let workload_name = parsed.value("workload").unwrap_or("sweep").to_owned();
-    let workload = match workload_name.as_str() {
-        "sweep" => WorkloadConfig::sweep(),
+fn options(args: &SimArgs) -> Options {
+    let workload = match args.workload.as_str() {
         "default" => WorkloadConfig::default(),
-        other => {
-            return Err(ArgError(format!(
-                "unknown workload `{other}` (sweep or default)"
-            )))
-        }
+        _ => WorkloadConfig::sweep(),
     };
-    let threads: u64 = parsed.parsed("threads", 2)?;
-    if threads == 0 {
-        return Err(ArgError("--threads must be at least 1".into()));
-    }
-    let svg = parsed.value("svg").map(str::to_owned);
-    if svg.is_some() && parsed.value("trace").is_none() {
-        return Err(ArgError("--svg needs --trace SEED".into()));
-    }
-    Ok(Options {
-        svg,
-        seeds,
-        mix,
+    Options {
+        svg: args.svg.clone(),
+        seeds: args.seeds.clone(),
+        mix: args.faults,
         workload,
-        workload_name,
-        threads,
-        trace: parsed.optional("trace")?,
-    })
+        workload_name: args.workload.clone(),
+        threads: args.threads,
+        trace: args.trace,
+    }
 }
 
 fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunReport) {
@@ -140,23 +137,8 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
     (name, report)
 }
 
-pub fn run_command(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(
-        args,
-        &["seeds", "faults", "workload", "threads", "trace", "svg"],
-        &[],
-    ) {
-        Ok(p) => p,
-        Err(e) => return usage_error("sim", &e, USAGE),
-    };
-    if parsed.help {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match options(&parsed) {
-        Ok(o) => o,
-        Err(e) => return usage_error("sim", &e, USAGE),
-    };
+pub fn run_command(args: &SimArgs) -> ExitCode {
+    let options = options(args);
     match options.trace {
         Some(seed) => trace(seed, &options),
         None => sweep(&options),

@@ -34,7 +34,8 @@ pub struct SyncOptions {
 /// Thread sync of a [`Worker`], on its runtime.
 enum Threads {
     Blocking(tether_blocking::Threads),
-    Smol(tether_smol::ThreadHandle),
+    /// smol and tokio: the driver's handle, whose answers are runtime-neutral futures.
+    Async(tether_smol::ThreadHandle),
 }
 
 impl Worker {
@@ -42,7 +43,8 @@ impl Worker {
     fn start_threads(&self, config: ThreadSyncConfig) -> Result<Threads, ThreadStartError> {
         match self {
             Worker::Blocking(t) => t.start_threads(config).map(Threads::Blocking),
-            Worker::Smol(t) => t.start_threads(config).map(Threads::Smol),
+            Worker::Smol(t) => t.start_threads(config).map(Threads::Async),
+            Worker::Tokio(t) => t.start_threads(config).map(Threads::Async),
         }
     }
 }
@@ -52,21 +54,21 @@ impl Threads {
     fn handle(&self) -> &ThreadHandle {
         match self {
             Threads::Blocking(t) => t,
-            Threads::Smol(t) => t,
+            Threads::Async(t) => t,
         }
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), ThreadFlushError> {
         match self {
             Threads::Blocking(t) => t.flush(timeout),
-            Threads::Smol(t) => smol::block_on(t.flush(timeout)),
+            Threads::Async(t) => smol::block_on(t.flush(timeout)),
         }
     }
 
     fn close(&self, timeout: Duration) -> ThreadCloseReport {
         match self {
             Threads::Blocking(t) => t.close(timeout),
-            Threads::Smol(t) => smol::block_on(t.close(timeout)),
+            Threads::Async(t) => smol::block_on(t.close(timeout)),
         }
     }
 }
@@ -135,6 +137,7 @@ pub fn demo(options: &SyncOptions) -> Result<bool, Box<dyn std::error::Error>> {
     let runtime = match options.runtime {
         Runtime::Blocking => "tether-blocking",
         Runtime::Smol => "tether-smol",
+        Runtime::Tokio => "tether-tokio",
     };
     eprintln!(
         "tether demo --sync: {CLIENTS} clients x {} messages over {THREADS} threads against {url} \

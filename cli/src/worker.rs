@@ -1,7 +1,8 @@
-//! One session, whichever runtime drives it: [`Worker`] holds a `tether_blocking::Tether` or a
-//! `tether_smol::Tether`. Both shims sit on `tether-driver`, so every call means the same and
-//! returns the same types; each method here is one path, which only waits the runtime's way
-//! (the blocking call itself, or `smol::block_on` of the async one).
+//! One session, whichever runtime drives it: [`Worker`] holds a `tether_blocking::Tether`, a
+//! `tether_smol::Tether` or a `tether_tokio::Tether`. Every shim sits on `tether-driver`, so
+//! every call means the same and returns the same types; each method here is one path, which
+//! only waits the runtime's way (the blocking call itself, `smol::block_on` of the async one,
+//! or `block_on` on the command's own tokio runtime, from a thread outside it).
 
 use std::fmt;
 use std::time::Duration;
@@ -18,6 +19,7 @@ macro_rules! wait {
         match $worker {
             Worker::Blocking($t) => $call,
             Worker::Smol($t) => smol::block_on($call),
+            Worker::Tokio($t) => tokio_runtime().block_on($call),
         }
     };
 }
@@ -28,6 +30,7 @@ macro_rules! now {
         match $worker {
             Worker::Blocking($t) => $call,
             Worker::Smol($t) => $call,
+            Worker::Tokio($t) => $call,
         }
     };
 }
@@ -104,7 +107,8 @@ impl Builder {
         self
     }
 
-    /// Starts the session: a driver thread (blocking) or a task on smol's global executor.
+    /// Starts the session: a driver thread (blocking), a task on smol's global executor, or a
+    /// task on the command's tokio runtime.
     pub fn start(self) -> Result<Worker, tether_blocking::BuildError> {
         macro_rules! configure {
             ($b:expr) => {{
@@ -137,6 +141,9 @@ impl Builder {
             Runtime::Smol => configure!(tether_smol::Tether::builder(self.url))
                 .start()
                 .map(Worker::Smol),
+            Runtime::Tokio => configure!(tether_tokio::Tether::builder(self.url))
+                .start_on(tokio_runtime().handle())
+                .map(Worker::Tokio),
         }
     }
 }
@@ -225,6 +232,22 @@ pub enum Worker {
     Blocking(tether_blocking::Tether),
     /// Driven by `tether-smol`: a task on smol's global executor.
     Smol(tether_smol::Tether),
+    /// Driven by `tether-tokio`: a task on the command's tokio runtime.
+    Tokio(tether_tokio::Tether),
+}
+
+/// The command's tokio runtime: one worker thread runs the driver task (and hyper's connection
+/// tasks); the command's threads wait on it with `block_on`, from outside it.
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tether-tokio")
+            .enable_all()
+            .build()
+            .expect("the tokio runtime starts")
+    })
 }
 
 impl Worker {
@@ -277,6 +300,7 @@ impl Worker {
         match self {
             Worker::Blocking(t) => Statuses::Blocking(t.statuses()),
             Worker::Smol(t) => Statuses::Smol(t.statuses()),
+            Worker::Tokio(t) => Statuses::Tokio(t.statuses()),
         }
     }
 
@@ -285,6 +309,7 @@ impl Worker {
         match self {
             Worker::Blocking(t) => Reports::Blocking(t.reports()),
             Worker::Smol(t) => Reports::Smol(t.reports()),
+            Worker::Tokio(t) => Reports::Smol(t.reports()),
         }
     }
 
@@ -307,6 +332,8 @@ pub enum Statuses {
     Blocking(tether_blocking::Statuses),
     /// From `tether-smol`.
     Smol(tether_smol::Statuses),
+    /// From `tether-tokio`.
+    Tokio(tether_tokio::Statuses),
 }
 
 impl Statuses {
@@ -315,6 +342,7 @@ impl Statuses {
         match self {
             Statuses::Blocking(s) => s.try_iter().collect(),
             Statuses::Smol(s) => std::iter::from_fn(|| s.try_next()).collect(),
+            Statuses::Tokio(s) => std::iter::from_fn(|| s.try_next()).collect(),
         }
     }
 }
@@ -327,6 +355,7 @@ impl Iterator for Statuses {
         match self {
             Statuses::Blocking(s) => s.recv(),
             Statuses::Smol(s) => smol::block_on(s.next()),
+            Statuses::Tokio(s) => tokio_runtime().block_on(s.next()),
         }
     }
 }
@@ -335,7 +364,8 @@ impl Iterator for Statuses {
 pub enum Reports {
     /// From `tether-blocking`.
     Blocking(tether_blocking::Reports),
-    /// From `tether-smol`.
+    /// From `tether-smol` or `tether-tokio` (the same driver stream; its future needs no
+    /// reactor).
     Smol(tether_smol::Reports),
 }
 

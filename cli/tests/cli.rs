@@ -1,6 +1,6 @@
 //! The `tether` binary end to end: `pipe` against an in-process reference server on 127.0.0.1,
 //! `demo` with heavy faults, and the usage errors. Every run is bounded in time. The `pipe` and
-//! `demo` scenarios run on both runtimes (`--runtime blocking` and `--runtime smol`) and expect
+//! `demo` scenarios run on every runtime (`--runtime blocking`, `smol` and `tokio`) and expect
 //! the same exit codes and output.
 #![allow(
     clippy::disallowed_methods,
@@ -84,8 +84,8 @@ fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
 }
 
 /// For each scenario `fn(runtime: &str)`, a module of the same name with one test per runtime:
-/// `<scenario>::blocking` and `<scenario>::smol`.
-macro_rules! on_both_runtimes {
+/// `<scenario>::blocking`, `<scenario>::smol` and `<scenario>::tokio`.
+macro_rules! on_every_runtime {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
             #[test]
@@ -97,11 +97,16 @@ macro_rules! on_both_runtimes {
             fn smol() {
                 super::$scenario("smol");
             }
+
+            #[test]
+            fn tokio() {
+                super::$scenario("tokio");
+            }
         }
     )*};
 }
 
-on_both_runtimes!(
+on_every_runtime!(
     pipe_delivers_valid_input_and_exits_0,
     pipe_reports_malformed_lines_by_number_skips_them_and_exits_6,
     pipe_superseded_hands_back_its_events_and_exits_4,
@@ -293,7 +298,7 @@ fn usage_errors_exit_2_with_the_usage() {
         "{}",
         run.stderr
     );
-    for runtime in ["blocking", "smol"] {
+    for runtime in ["blocking", "smol", "tokio"] {
         let run = tether(
             &[
                 "pipe",
@@ -310,10 +315,11 @@ fn usage_errors_exit_2_with_the_usage() {
     }
     let url = "http://127.0.0.1:9/v1/code/sessions/s";
     for args in [&["demo"][..], &["pipe", "--url", url]] {
-        let run = tether(&[args, &["--runtime", "tokio"]].concat(), "", limit);
+        let run = tether(&[args, &["--runtime", "async-std"]].concat(), "", limit);
         assert_eq!(run.code, 2);
         assert!(
-            run.stderr.contains("expected `blocking` or `smol`"),
+            run.stderr
+                .contains("expected `blocking`, `smol` or `tokio`"),
             "{}",
             run.stderr
         );
@@ -330,6 +336,7 @@ fn usage_errors_exit_2_with_the_usage() {
         );
         if command != "serve" {
             assert!(run.stdout.contains("tether-smol"), "{}", run.stdout);
+            assert!(run.stdout.contains("tether-tokio"), "{}", run.stdout);
         }
     }
 }
@@ -443,4 +450,42 @@ fn demo_draws_a_real_run_as_an_svg() {
         "the connect sequence"
     );
     assert!(!svg.contains("Bearer"), "never a token");
+}
+
+#[test]
+fn json_reports_are_one_object_on_stdout() {
+    let run = tether(
+        &["demo", "--events", "300", "--runtime", "tokio", "--json"],
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["events"]["delivered"], 300);
+    assert_eq!(report["status"]["status"], "closed");
+
+    let input = "{\"event\": {\"n\": 1}}\nnot json\n";
+    let run = tether(
+        &[
+            "pipe",
+            "--url",
+            "http://127.0.0.1:9/v1/code/sessions/json",
+            "--epoch",
+            "1",
+            "--close-timeout",
+            "0.2",
+            "--json",
+        ],
+        input,
+        Duration::from_secs(20),
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["lines"], 2);
+    assert_eq!(report["bad_lines"], 1);
+    assert_eq!(report["undelivered"], 1);
 }

@@ -34,6 +34,7 @@ use tether_core::{FlushId, Instant, Poll, Wake};
 use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
+use crate::observe::Telemetry;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
@@ -124,6 +125,7 @@ pub struct Driver {
     pub(crate) threads: Option<Box<ThreadPart>>,
     /// The seed of thread sync's random choices.
     pub(crate) thread_seed: u64,
+    telemetry: Telemetry,
 }
 
 impl Driver {
@@ -136,6 +138,7 @@ impl Driver {
         drop_close_timeout: Duration,
     ) -> Self {
         let now = origin.at();
+        let telemetry = Telemetry::new(target.url.last_segment());
         let mut driver = Driver {
             now,
             session,
@@ -165,6 +168,7 @@ impl Driver {
             wire: WireCounters::default(),
             threads: None,
             thread_seed: 0,
+            telemetry,
         };
         driver.drain();
         driver
@@ -498,6 +502,12 @@ impl Driver {
         }
         let core_now = self.origin.to_core(now);
         self.tapped(|tap| tap.answer(core_now, id, result.as_ref()));
+        let endpoint = self.telemetry.endpoint(id);
+        let status = result.as_ref().ok().map(|r| r.status);
+        if let Some(slow) = self.telemetry.answered(id, now, status) {
+            self.reports.publish(slow);
+        }
+        let retries = self.retries();
         match result {
             Ok(response) => {
                 self.wire.responses += 1;
@@ -507,6 +517,9 @@ impl Driver {
                 self.wire.transport_errors += 1;
                 self.session.handle_transport_error(core_now, id, &error);
             }
+        }
+        if let Some(endpoint) = endpoint.filter(|_| self.retries() > retries) {
+            self.telemetry.retry(endpoint);
         }
         self.after_call();
     }
@@ -583,6 +596,16 @@ impl Driver {
     }
 
     // ----- internals -----
+
+    /// Retries scheduled so far, every uploader and the connection together.
+    fn retries(&self) -> u64 {
+        let s = &self.session;
+        [Stream::Events, Stream::InternalEvents, Stream::Delivery]
+            .map(|stream| s.uploader_counters(stream).retries)
+            .iter()
+            .sum::<u64>()
+            + s.state_counters().retries
+    }
 
     fn is_blocked(&self, stream: Stream) -> bool {
         self.blocked.iter().any(|b| b.stream == stream)
@@ -962,6 +985,8 @@ impl Driver {
         match output {
             Output::Send(request) => {
                 self.in_flight.insert(request.id);
+                self.telemetry
+                    .sent(request.id, request.endpoint, self.now, &request.body);
                 self.wire.requests += 1;
                 self.wire.body_bytes += request.body.len() as u64;
                 let deadline = self
@@ -973,11 +998,13 @@ impl Driver {
                 self.notify = true;
             }
             Output::Cancel(id) if self.in_flight.remove(&id) => {
+                self.telemetry.cancelled(id);
                 self.actions.push_back(Action::Cancel(id));
                 self.notify = true;
             }
             Output::Cancel(_) => {}
             Output::Status(status) => {
+                self.telemetry.status(&status);
                 self.statuses.publish(status);
                 if status.is_terminal() {
                     self.room = true; // waiting offers now fail with `Ended`
@@ -1000,6 +1027,7 @@ impl Driver {
                     .map(|e| UndeliveredEvent::new(stream, reason, e))
                     .collect();
                 self.undelivered.extend(events.iter().cloned());
+                self.telemetry.handed_back(stream, &reason, &events);
                 self.reports.publish(Report::HandedBack { reason, events });
             }
             Output::StateRejected(rejection) => {
@@ -1061,6 +1089,8 @@ impl Driver {
             closer.complete(report.clone());
         }
         self.statuses.close();
+        self.reports
+            .publish(Report::LatencySummary(self.telemetry.summary()));
         self.reports.close();
         self.notify = true;
     }

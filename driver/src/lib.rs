@@ -75,6 +75,7 @@ mod driver;
 mod error;
 mod handle;
 mod http;
+pub mod observe;
 mod report;
 mod settings;
 mod stats;
@@ -89,7 +90,7 @@ pub use driver::{Action, Driver};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
-pub use report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
+pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
 pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
 pub use stats::{DriverStats, Histogram};
 pub use thread_handle::{

@@ -2,8 +2,10 @@
 //! the [`CloseReport`] that sums the same facts up at the end.
 
 use serde_json::Value;
+use std::time::Duration;
 use tether_core::batch::{self, EventId, PreparedEvent, Reason, Undelivered};
-use tether_core::session::{SessionCounters, Status, Stream};
+
+use tether_core::session::{Endpoint, SessionCounters, Status, Stream};
 use tether_core::state::{self, Rejection, Unacknowledged};
 
 /// An event that will not be delivered, with why, handed back to the caller.
@@ -98,6 +100,37 @@ pub enum Report {
         /// The panic's message, if it was a string.
         message: String,
     },
+    /// A request took longer than the p95 of its endpoint's recent latencies (the last
+    /// [`RECENT`](crate::observe::RECENT), once there are at least
+    /// [`MIN_SAMPLES`](crate::observe::MIN_SAMPLES)).
+    SlowRequest {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// From the request's send to its answer, in the shim's time.
+        latency: Duration,
+        /// The recent p95 it exceeded.
+        recent_p95: Duration,
+    },
+    /// The last report of a session: request latency quantiles per endpoint, over its life.
+    LatencySummary(Vec<EndpointLatency>),
+}
+
+/// Request latencies of one endpoint (from send to answer; cancelled requests excluded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointLatency {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Requests answered.
+    pub count: u64,
+    /// Median (an upper bound within a quarter octave, as [`Histogram`](crate::Histogram) gives).
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// The slowest, exactly.
+    pub max: Duration,
 }
 
 /// What the session did so far.

@@ -95,15 +95,6 @@ impl<T> Stream<T> {
     }
 }
 
-impl<T: Send + 'static> IntoIterator for Stream<T> {
-    type Item = T;
-    type IntoIter = Box<dyn Iterator<Item = T>>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(std::iter::from_fn(move || self.recv()))
-    }
-}
-
 /// Thread sync of a session (PROTOCOL.md §Thread sync), from
 /// [`Tether::start_threads`](crate::Tether::start_threads). Cheap to clone. Edits and reads
 /// are [`ThreadHandle`]'s, through `Deref`; the waits below block the calling thread.

@@ -1,4 +1,4 @@
-//! Parity: both shims' drivers — smol's and the blocking one's — fed the same scripted server,
+//! Parity: every shim's driver — smol's, tokio's and the blocking one's — fed the same scripted server,
 //! produce the same core trace as a plain synchronous loop driving
 //! `tether_core::session::Session` with the same responses in the same order (DESIGN.md,
 //! convention 8).
@@ -9,12 +9,13 @@
 //! out.
 //!
 //! Each way of driving the core is a [`Harness`]. The reference is [`Reference`]; the smol
-//! shim is [`Smol`] (a scripted `tether_smol::Transport`), the blocking shim is [`Blocking`] (a
+//! shim is [`Smol`] (a scripted `tether_smol::Transport`), the tokio shim is [`Tokio`] (the same
+//! script as a `tether_tokio::Transport`, on a `current_thread` runtime), the blocking shim is [`Blocking`] (a
 //! scripted `tether_blocking::Transport` on its worker threads). Each shim's trace comes from
 //! its builder's `observer` hook.
 //!
 //! The reference answers the oldest request first and settles everything before the next call;
-//! the smol harness gets that from one thread. The blocking shim has threads, so its harness
+//! the smol and tokio harnesses get that from one thread. The blocking shim has threads, so its harness
 //! makes the same order explicit: the scripted transport answers requests one at a time in the
 //! order the core sent them, and the caller waits, after each call, until every request sent
 //! has been answered (or is hanging) and every answer has reached the core.
@@ -412,6 +413,93 @@ impl Harness for Smol {
     }
 }
 
+// ----- the tokio shim, with the same scripted transport, on a current_thread runtime -----
+
+impl tether_tokio::Transport for ScriptedTransport {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
+        Transport::send(self, request)
+    }
+}
+
+struct Tokio;
+
+impl Harness for Tokio {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn run(&self, case: &Case) -> Run {
+        let trace = Arc::new(Mutex::new(Vec::new()));
+        let transport = ScriptedTransport {
+            script: Arc::new(Mutex::new(case.script.clone())),
+            wire: Arc::new(Mutex::new(Vec::new())),
+        };
+        let observed = Arc::clone(&trace);
+        let (tether, driver) =
+            tether_tokio::Builder::new("http://127.0.0.1:9/v1/code/sessions/parity")
+                .config(case.config.clone())
+                .seed(case.seed)
+                .transport(transport.clone())
+                .observer(move |o| observed.lock().unwrap().push(entry(o)))
+                .into_parts()
+                .unwrap();
+        // As for smol: one thread runs the driver task and the caller, which yields after each
+        // call so that the driver settles before the next one.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut statuses = tether.statuses();
+        let caller = async {
+            tokio::spawn(driver);
+            let mut seen = Vec::new();
+            while !matches!(seen.last(), Some(Status::Connected)) {
+                seen.push(statuses.next().await.unwrap());
+            }
+            for (n, step) in case.program.iter().enumerate() {
+                let t = Duration::from_secs(1);
+                let refused = match step {
+                    Step::Event(v) => tether.send_event(v.clone(), t).await.is_err(),
+                    Step::Internal(v) => tether.send_internal_event(v.clone(), t).await.is_err(),
+                    Step::Ack(id) => tether
+                        .ack_delivery(id, DeliveryStatus::Processed, t)
+                        .await
+                        .is_err(),
+                    Step::Patch(p) => tether.patch_state(p.clone()).is_err(),
+                    Step::Flush => {
+                        let _ = tether.flush(FLUSH).await;
+                        false
+                    }
+                    Step::Close => {
+                        tether.close(FLUSH).await;
+                        false
+                    }
+                };
+                if refused {
+                    trace.lock().unwrap().push(Entry::Refused(n));
+                }
+                for _ in 0..SETTLE_YIELDS {
+                    tokio::task::yield_now().await;
+                }
+            }
+            while let Some(s) = statuses.try_next() {
+                seen.push(s);
+            }
+            seen
+        };
+        let seen = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), caller).await })
+            .expect("the tokio run took over 30 s");
+        let trace = trace.lock().unwrap().clone();
+        let wire = transport.wire.lock().unwrap().clone();
+        Run {
+            trace,
+            wire,
+            statuses: seen.iter().map(normal_status).collect(),
+        }
+    }
+}
+
 // ----- the blocking shim, with a scripted transport on its worker threads -----
 
 /// What the blocking shim's scripted transport, its observer and the caller share.
@@ -623,7 +711,7 @@ impl Harness for Blocking {
 
 /// Every way of driving the core that must agree with the reference.
 fn harnesses() -> Vec<Box<dyn Harness>> {
-    vec![Box::new(Smol), Box::new(Blocking)]
+    vec![Box::new(Smol), Box::new(Tokio), Box::new(Blocking)]
 }
 
 fn check(case: &Case) -> Run {

@@ -1,0 +1,97 @@
+//! Drives a tether session on tokio.
+//!
+//! [`tether_core`] holds every rule of the protocol as a deterministic, sans-IO machine and
+//! `tether-driver` everything around it that is not waiting on I/O, so every call means the
+//! same here as on every other runtime (DESIGN.md, convention 8). This crate is the rest: a
+//! timer, a way to wait, and a transport.
+//!
+//! ```text
+//!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
+//!                                         │ notify                              │
+//!                                         ▼                                     │
+//!   DriverFuture (one task): handle_timeout, actions ──▶ requests in flight ────┘
+//!                            one tokio::time::Sleep at the driver's deadline
+//! ```
+//!
+//! - **One task drives the session.** The [`DriverFuture`] polls the requests in flight in
+//!   place, on a work budget per wake-up; its one [`tokio::time::Sleep`] is reset only when the
+//!   deadline changes. Dropping it (an aborted task, a runtime shutting down) ends the session at
+//!   once and hands back what it held. The clock is `tokio::time::Instant`: paused time works.
+//! - **Any flavour**, `current_thread` or `multi_thread`: nothing here blocks a runtime thread;
+//!   [`flush`](Tether::flush) and [`close`](Tether::close) are awaited, never `block_on`'d.
+//! - **HTTP** goes through hyper 1's client ([`HttpTransport`]): one exchange per call, no
+//!   redirect followed, no body read past
+//!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
+//!   Bring your own client by implementing [`Transport`].
+//! - **TLS** (`https`): hyper-rustls with ring and the webpki roots, default feature `tls`.
+//! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
+//!
+//! # Embedding
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use serde_json::json;
+//! use tether_core::session::{SessionConfig, Status};
+//! use tether_server::{Server, ServerConfig};
+//!
+//! let server = Server::start(ServerConfig::default())?; // 127.0.0.1, a free port
+//! let url = server.session_url("doc-1");
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let tether = tether_tokio::Builder::new(&url)
+//!         .epoch(1)
+//!         .token("secret-token")
+//!         .seed(7)
+//!         .config(SessionConfig::new("doc-1"))
+//!         .start()?;
+//!
+//!     tether.send_event(json!({"type": "hello"}), Duration::from_secs(1)).await?;
+//!     tether.patch_state(json!({"worker_status": "running"}))?;
+//!     assert_eq!(tether.state()["worker_status"], "running");
+//!     tether.flush(Duration::from_secs(5)).await?;
+//!
+//!     let report = tether.close(Duration::from_secs(5)).await;
+//!     assert_eq!(report.status, Status::Closed);
+//!     assert!(report.undelivered.is_empty());
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//!
+//! assert_eq!(server.inspector().events("doc-1").len(), 1);
+//! assert_eq!(server.inspector().document("doc-1").unwrap()["worker_status"], "running");
+//! server.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod builder;
+mod handle;
+pub mod http;
+mod run;
+mod transport;
+
+pub use builder::Builder;
+pub use handle::{Reports, Statuses, Tether};
+pub use http::HttpTransport;
+pub use run::{DriverFuture, WORK_BUDGET};
+pub use transport::{BoxFuture, Transport};
+
+pub use tether_driver::{
+    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
+    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings,
+    SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle,
+    ThreadReport, ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
+};
+
+/// Re-exported so callers need not depend on the core directly for the common types.
+pub use tether_core::batch::{Event, EventId};
+pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
+
+impl Tether {
+    /// A [`Builder`] for a session at `session_url`.
+    pub fn builder(session_url: impl Into<String>) -> Builder {
+        Builder::new(session_url)
+    }
+}
