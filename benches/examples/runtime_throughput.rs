@@ -59,7 +59,7 @@ fn blocking(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Err
 fn smol(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>> {
     let session = "smol";
     smol::block_on(async {
-        let tether = tether_smol::Tether::builder(server.session_url(session))
+        let tether = tether_smol::Builder::new(server.session_url(session))
             .epoch(1)
             .seed(1)
             .config(SessionConfig::new(session))

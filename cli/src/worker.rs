@@ -138,10 +138,10 @@ impl Builder {
             Runtime::Blocking => configure!(tether_blocking::Tether::builder(self.url))
                 .start()
                 .map(Worker::Blocking),
-            Runtime::Smol => configure!(tether_smol::Tether::builder(self.url))
+            Runtime::Smol => configure!(tether_smol::Builder::new(self.url))
                 .start()
                 .map(Worker::Smol),
-            Runtime::Tokio => configure!(tether_tokio::Tether::builder(self.url))
+            Runtime::Tokio => configure!(tether_tokio::Builder::new(self.url))
                 .start_on(tokio_runtime().handle())
                 .map(Worker::Tokio),
         }

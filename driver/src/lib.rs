@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod async_tether;
 mod budget;
 mod clock;
 mod driver;
@@ -79,11 +80,13 @@ pub mod observe;
 mod report;
 mod settings;
 mod stats;
+mod task;
 mod thread_handle;
 mod threads;
 mod url;
 mod wait;
 
+pub use async_tether::{AsyncTether, Reports, Statuses};
 pub use budget::SharedRetryBudget;
 pub use clock::Origin;
 pub use driver::{Action, Driver};
@@ -93,6 +96,7 @@ pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
 pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
 pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
 pub use stats::{DriverStats, Histogram};
+pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, Wakeup, WORK_BUDGET};
 pub use thread_handle::{
     ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
 };

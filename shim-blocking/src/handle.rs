@@ -20,7 +20,7 @@ use crate::wait::{block_on, Reports, Statuses, Threads};
 /// A running session. Every call may come from any thread and blocks at most its timeout.
 ///
 /// Dropping it without [`close`](Self::close) closes the session with a bounded default (see
-/// [`Builder::drop_close_timeout`]); whatever is handed back reaches [`reports`](Self::reports).
+/// [`Settings::drop_close_timeout`](tether_driver::Settings::drop_close_timeout)); whatever is handed back reaches [`reports`](Self::reports).
 pub struct Tether {
     handle: Handle,
 }

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token};
+use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token, Wakeup};
 
-use crate::handle::Tether;
 use crate::http1::HttpTransport;
-use crate::run::{now, DriverFuture, Wakeup};
-use crate::transport::Transport;
+use crate::run::{now, DriverFuture, SmolTimer};
+use crate::{Tether, Transport};
 
 /// Builds a [`Tether`]. See [`Settings`] for what each option means; they are the same on
 /// every runtime.
@@ -127,7 +126,8 @@ impl Builder {
         let wakeup = Arc::new(Wakeup::default());
         let notify = Arc::clone(&wakeup);
         let shared = Shared::new(driver, Box::new(now), Box::new(move || notify.wake()));
-        let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport);
+        let timer = SmolTimer::new();
+        let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport, timer);
         Ok((Tether::new(Handle::new(shared), wakeup), future))
     }
 }

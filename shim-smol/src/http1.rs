@@ -24,7 +24,7 @@ use ureq_proto::http::{self, header};
 use ureq_proto::BodyMode;
 
 use crate::http_conn::Conn;
-use crate::transport::{BoxFuture, Transport};
+use crate::{BoxFuture, Transport};
 
 /// Idle connections kept per transport: one per channel of a session.
 const MAX_IDLE: usize = 6;

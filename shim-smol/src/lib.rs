@@ -64,17 +64,18 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod handle;
 pub mod http1;
 mod http_conn;
 mod run;
-mod transport;
 
 pub use builder::Builder;
-pub use handle::{Reports, Statuses, Tether};
 pub use http1::HttpTransport;
-pub use run::{DriverFuture, WORK_BUDGET};
-pub use transport::{BoxFuture, Transport};
+pub use run::{DriverFuture, SmolTimer};
+/// The caller's handle: the driver's, the same on every async runtime.
+pub use tether_driver::AsyncTether as Tether;
+/// The HTTP seam: the driver's, the same on every async runtime.
+pub use tether_driver::AsyncTransport as Transport;
+pub use tether_driver::{BoxFuture, Reports, Statuses, WORK_BUDGET};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
@@ -87,10 +88,3 @@ pub use tether_driver::{
 pub use tether_core::batch::{Event, EventId};
 pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
 pub use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
-
-impl Tether {
-    /// A [`Builder`] for a session at `session_url`.
-    pub fn builder(session_url: impl Into<String>) -> Builder {
-        Builder::new(session_url)
-    }
-}

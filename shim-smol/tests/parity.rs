@@ -413,13 +413,8 @@ impl Harness for Smol {
     }
 }
 
-// ----- the tokio shim, with the same scripted transport, on a current_thread runtime -----
-
-impl tether_tokio::Transport for ScriptedTransport {
-    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
-        Transport::send(self, request)
-    }
-}
+// ----- the tokio shim, with the same scripted transport (one `Transport` trait for every async
+// runtime), on a current_thread runtime -----
 
 struct Tokio;
 

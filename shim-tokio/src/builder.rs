@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{BuildError, Handle, SessionUrl, Settings, Shared, Token};
+use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token, Wakeup};
 
-use crate::handle::Tether;
 use crate::http::HttpTransport;
-use crate::run::{now, DriverFuture, Wakeup};
-use crate::transport::Transport;
+use crate::run::{now, DriverFuture, TokioTimer};
+use crate::{Tether, Transport};
 
 /// Builds a [`Tether`]. See [`Settings`] for what each option means; they are the same on
 /// every runtime.
@@ -112,17 +111,8 @@ impl Builder {
         let wakeup = Arc::new(Wakeup::default());
         let notify = Arc::clone(&wakeup);
         let shared = Shared::new(driver, Box::new(now), Box::new(move || notify.wake()));
-        let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport);
+        let timer = TokioTimer::default();
+        let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport, timer);
         Ok((Tether::new(Handle::new(shared), wakeup), future))
     }
-}
-
-/// A seed from the standard library's randomly keyed hasher and a process-wide counter.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.finish()
 }

@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tether_core::session::{Method, TransportError};
 use tether_driver::{BuildError, HttpRequest, HttpResponse, SessionUrl};
 
-use crate::transport::{BoxFuture, Transport};
+use crate::{BoxFuture, Transport};
 
 /// Idle connections kept per origin: one per channel of a session.
 pub const MAX_IDLE: usize = 6;

@@ -67,16 +67,17 @@
 #![deny(missing_docs)]
 
 mod builder;
-mod handle;
 pub mod http;
 mod run;
-mod transport;
 
 pub use builder::Builder;
-pub use handle::{Reports, Statuses, Tether};
 pub use http::HttpTransport;
-pub use run::{DriverFuture, WORK_BUDGET};
-pub use transport::{BoxFuture, Transport};
+pub use run::{DriverFuture, TokioTimer};
+/// The caller's handle: the driver's, the same on every async runtime.
+pub use tether_driver::AsyncTether as Tether;
+/// The HTTP seam: the driver's, the same on every async runtime.
+pub use tether_driver::AsyncTransport as Transport;
+pub use tether_driver::{BoxFuture, Reports, Statuses, WORK_BUDGET};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
@@ -88,10 +89,3 @@ pub use tether_driver::{
 /// Re-exported so callers need not depend on the core directly for the common types.
 pub use tether_core::batch::{Event, EventId};
 pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
-
-impl Tether {
-    /// A [`Builder`] for a session at `session_url`.
-    pub fn builder(session_url: impl Into<String>) -> Builder {
-        Builder::new(session_url)
-    }
-}

@@ -185,7 +185,7 @@ struct Run {
     deltas: u32,
 }
 
-/// The coalescer. See the [module docs](self).
+/// The coalescer: deltas of one key within the window merged into one event (text concatenated, other fields from the last).
 #[derive(Debug)]
 pub struct DeltaCoalescer {
     config: DeltaConfig,

@@ -1,35 +1,37 @@
-//! [`Tether`]: the caller's handle, async. Every call means what it means on every runtime:
-//! the behaviour is `tether-driver`'s; this only awaits.
+//! [`AsyncTether`]: the caller's handle on every async runtime (`tether-smol` and `tether-tokio`
+//! re-export it as their `Tether`). Every call means what it means on every runtime: the
+//! behaviour is the [`Driver`](crate::Driver)'s; this only awaits.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{BulkSendError, FlushError, PatchError, SendError};
+use crate::handle::Handle;
+use crate::report::{CloseReport, Counters, Report};
+use crate::task::Wakeup;
+use crate::wait::Subscription;
+use crate::{ThreadHandle, ThreadStartError};
 use serde::Serialize;
 use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{DeliveryStatus, Status, Stream};
 use tether_core::thread::ThreadSyncConfig;
-use tether_driver::{
-    BulkSendError, CloseReport, Counters, FlushError, Handle, PatchError, Report, SendError,
-    Subscription, ThreadHandle, ThreadStartError,
-};
-
-use crate::run::Wakeup;
 
 /// A running session. Cheap to clone; every clone is the same session. Dropping the last clone
 /// without [`close`](Self::close) closes the session with a bounded default; whatever is
 /// handed back reaches [`reports`](Self::reports).
 #[derive(Clone)]
-pub struct Tether {
+pub struct AsyncTether {
     handle: Arc<Handle>,
     wakeup: Arc<Wakeup>,
 }
 
-impl Tether {
-    pub(crate) fn new(handle: Handle, wakeup: Arc<Wakeup>) -> Self {
-        Tether {
+impl AsyncTether {
+    /// The handle of a session driven by a [`DriverTask`](crate::DriverTask) woken by
+    /// `wakeup`.
+    pub fn new(handle: Handle, wakeup: Arc<Wakeup>) -> Self {
+        AsyncTether {
             handle: Arc::new(handle),
             wakeup,
         }
@@ -143,13 +145,13 @@ impl Tether {
     }
 
     /// The driver's own measurements (how late its timers fired).
-    pub fn driver_stats(&self) -> tether_driver::DriverStats {
+    pub fn driver_stats(&self) -> crate::DriverStats {
         self.handle.stats()
     }
 
     /// How many times the driver future was polled: its idle cost.
     pub fn driver_polls(&self) -> u64 {
-        self.wakeup.polls.load(Ordering::Relaxed)
+        self.wakeup.polls()
     }
 
     /// Starts thread sync on this session (PROTOCOL.md §Thread sync). The handle's answers
@@ -178,7 +180,7 @@ impl Tether {
     }
 }
 
-impl fmt::Debug for Tether {
+impl fmt::Debug for AsyncTether {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tether")
             .field("status", &self.status())

@@ -1,0 +1,223 @@
+//! The driver task every async runtime runs, written once: one task, one timer moved only when
+//! the deadline changes, the requests in flight polled in place, and a work budget per wake-up
+//! (STYLE habits 11, 12 and 16). A runtime gives it a timer ([`AsyncTimer`]) and a transport
+//! ([`AsyncTransport`]); like quinn's runtime adapters, that is all an async shim is.
+//!
+//! It is a future, not a runtime: it never blocks and never spawns; whatever executor polls it
+//! drives the session.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant as StdInstant;
+
+use tether_core::session::{RequestId, TransportError};
+
+use crate::driver::Action;
+use crate::handle::Shared;
+use crate::http::{HttpRequest, HttpResponse};
+
+/// Turns of the loop per wake-up before the task yields to its executor.
+pub const WORK_BUDGET: usize = 64;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An async HTTP client the driver task hands requests to.
+///
+/// The contract keeps the shim thin (DESIGN.md, conventions 7 and 8): one exchange per call,
+/// no retries or classification (any status is an `Ok`), never follow a redirect, never read a
+/// body past [`HttpRequest::max_response_body`]. The task polls the returned future and drops
+/// it when the core cancels the request at its deadline.
+pub trait AsyncTransport: Send + Sync + 'static {
+    /// Performs `request` once.
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>>;
+}
+
+impl fmt::Debug for dyn AsyncTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AsyncTransport")
+    }
+}
+
+impl<T: AsyncTransport + ?Sized> AsyncTransport for Arc<T> {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
+        (**self).send(request)
+    }
+}
+
+impl<T: AsyncTransport + ?Sized> AsyncTransport for Box<T> {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
+        (**self).send(request)
+    }
+}
+
+/// A runtime's timer, as the driver task needs it.
+pub trait AsyncTimer: Send + Unpin + 'static {
+    /// Polls the timer for `at`; `moved` says the deadline changed since the last poll (or
+    /// the timer fired since), so the timer must be set to `at` first.
+    fn poll_at(&mut self, at: StdInstant, moved: bool, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Wakes the driver task: a call or an answer made work for it.
+#[derive(Debug, Default)]
+pub struct Wakeup {
+    woken: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+    polls: AtomicU64,
+}
+
+impl Wakeup {
+    /// Marks work and wakes the task; give it to [`Shared::new`] as the notifier.
+    pub fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Times the task was polled: its idle cost.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    fn register(&self, waker: &Waker) {
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
+    }
+}
+
+type InFlight = (RequestId, BoxFuture<Result<HttpResponse, TransportError>>);
+
+/// Runs a session: spawn it on the runtime its timer belongs to, or await it. It ends once the
+/// session has. Dropping it before then (an aborted task, a runtime shutting down) ends the
+/// session at once: what it held is handed back (report stream, close report) and every waiter
+/// is answered.
+#[must_use = "a driver task does nothing unless spawned or awaited"]
+pub struct DriverTask<T> {
+    shared: Arc<Shared>,
+    wakeup: Arc<Wakeup>,
+    transport: Arc<dyn AsyncTransport>,
+    in_flight: Vec<InFlight>,
+    timer: T,
+    armed: Option<StdInstant>,
+    done: bool,
+}
+
+impl<T: AsyncTimer> DriverTask<T> {
+    /// The task driving `shared`, woken through `wakeup` (the notifier `shared` was made with).
+    pub fn new(
+        shared: Arc<Shared>,
+        wakeup: Arc<Wakeup>,
+        transport: Arc<dyn AsyncTransport>,
+        timer: T,
+    ) -> Self {
+        DriverTask {
+            shared,
+            wakeup,
+            transport,
+            in_flight: Vec::new(),
+            timer,
+            armed: None,
+            done: false,
+        }
+    }
+
+    /// Polls the requests in flight, in the order they were sent, handing finished ones to the
+    /// driver. Whether one finished.
+    fn poll_requests(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            if let Poll::Ready(result) = self.in_flight[i].1.as_mut().poll(cx) {
+                let (id, _) = self.in_flight.remove(i);
+                self.shared.with(|d, now| d.handle_reply(now, id, result));
+                progressed = true;
+            } else {
+                i += 1;
+            }
+        }
+        progressed
+    }
+
+    /// Moves the timer to `deadline` if it changed; whether it has fired.
+    fn poll_timer(&mut self, deadline: Option<StdInstant>, cx: &mut Context<'_>) -> bool {
+        let Some(at) = deadline else { return false };
+        let fired = self
+            .timer
+            .poll_at(at, self.armed != deadline, cx)
+            .is_ready();
+        // Once it fired, the same deadline named again re-arms it.
+        self.armed = if fired { None } else { deadline };
+        fired
+    }
+}
+
+impl<T: AsyncTimer> Future for DriverTask<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.wakeup.polls.fetch_add(1, Ordering::Relaxed);
+        this.wakeup.register(cx.waker());
+        for _ in 0..WORK_BUDGET {
+            this.wakeup.woken.store(false, Ordering::Release);
+            let progressed = this.poll_requests(cx);
+            let (actions, deadline, finished) = {
+                let mut driver = this.shared.lock();
+                driver.handle_timeout(this.shared.now());
+                let actions: Vec<Action> = std::iter::from_fn(|| driver.poll_action()).collect();
+                driver.take_notify();
+                (actions, driver.poll_timeout(), driver.is_finished())
+            };
+            let busy = !actions.is_empty();
+            for action in actions {
+                match action {
+                    Action::Send(request) => {
+                        let id = request.id;
+                        this.in_flight.push((id, this.transport.send(request)));
+                    }
+                    // Dropping the future abandons the exchange (its connection is not reused).
+                    Action::Cancel(id) => this.in_flight.retain(|(i, _)| *i != id),
+                }
+            }
+            if finished {
+                this.done = true;
+                return Poll::Ready(());
+            }
+            let fired = this.poll_timer(deadline, cx);
+            let woken = this.wakeup.woken.load(Ordering::Acquire);
+            if !(busy || progressed || fired || woken) {
+                return Poll::Pending;
+            }
+        }
+        // Out of budget: let other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<T> fmt::Debug for DriverTask<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverTask")
+            .field("in_flight", &self.in_flight.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for DriverTask<T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.in_flight.clear();
+            self.shared.with(|d, now| d.shutdown(now));
+        }
+    }
+}
