@@ -39,6 +39,11 @@ pub struct SessionConfig {
     pub session_unknown_is_transient: bool,
     /// The most response body the driver may read and the core will parse. Default 64 KiB.
     pub max_response_body: usize,
+    /// Ask the driver to keep a durable outbox: [`Output::Persist`](super::Output::Persist)
+    /// for every accepted event, [`Output::Forget`](super::Output::Forget) once it is
+    /// delivered or handed back, and [`Output::PersistState`](super::Output::PersistState) for
+    /// the unacknowledged state. Default `false`: none of these outputs.
+    pub outbox: bool,
 }
 
 impl SessionConfig {
@@ -67,12 +72,19 @@ impl SessionConfig {
             max_auth_failures: 10,
             session_unknown_is_transient: false,
             max_response_body: 64 * 1024,
+            outbox: false,
         }
     }
 
     /// The same configuration with a given epoch instead of registration.
     pub fn with_epoch(mut self, epoch: u64) -> Self {
         self.epoch = Some(epoch);
+        self
+    }
+
+    /// The same configuration with the durable outbox on or off (see [`outbox`](Self::outbox)).
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
         self
     }
 

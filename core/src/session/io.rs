@@ -1,7 +1,10 @@
 //! What goes in and out of the session: inputs, outputs, timers and errors.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+
+use serde_json::{Map, Value};
 
 use super::status::Status;
 use super::wire::{Endpoint, Request, RequestId};
@@ -107,6 +110,30 @@ pub enum Output {
     FlushDone(FlushId),
     /// The flush's deadline came first.
     FlushTimedOut(FlushId),
+    /// With an [outbox](super::SessionConfig::outbox): the session accepted this event; keep
+    /// it durably until [`Output::Forget`] names it. It comes before any output that settles
+    /// the event. After a restart, give it back with
+    /// [`Session::restore`](super::Session::restore).
+    Persist {
+        /// Its stream.
+        stream: Stream,
+        /// The id its enqueue returned.
+        id: EventId,
+        /// The event, uuid stamped, as it is sent.
+        event: batch::PreparedEvent,
+    },
+    /// With an outbox: these events were delivered or handed back (the output just before
+    /// said which); drop them from the outbox. An id that was never persisted is ignored.
+    Forget {
+        /// Their stream.
+        stream: Stream,
+        /// Their ids.
+        events: Vec<EventId>,
+    },
+    /// With an outbox: the state patches not acknowledged yet, in order, replacing whatever was
+    /// kept before; empty once everything landed or was handed back. After a restart, give
+    /// them again with [`Session::patch_state`](super::Session::patch_state).
+    PersistState(Vec<Map<String, Value>>),
 }
 
 /// Why the session wants to wake up.

@@ -9,6 +9,7 @@
 mod connect;
 mod flight;
 mod flush;
+mod outbox;
 mod respond;
 mod streams;
 
@@ -21,6 +22,7 @@ use serde_json::{Map, Value};
 use self::connect::Phase;
 use self::flight::{Channel, Flights, Purpose};
 use self::flush::Flushes;
+use self::outbox::StateKept;
 use self::streams::{PerStream, StreamSlot};
 use super::config::{ConfigError, SessionConfig};
 use super::counters::SessionCounters;
@@ -61,6 +63,8 @@ pub struct Session {
     retrying: Option<Channel>,
     outputs: VecDeque<Output>,
     counters: SessionCounters,
+    /// With an outbox: what the driver was last asked to keep of the state.
+    state_kept: StateKept,
 }
 
 impl Session {
@@ -83,7 +87,12 @@ impl Session {
         let events = drainer(&config.events, Stream::Events, rng.fork())?;
         let internal = drainer(&config.internal_events, Stream::InternalEvents, rng.fork())?;
         let delivery = drainer(&config.delivery, Stream::Delivery, rng.fork())?;
-        let streams = PerStream::new([events, internal, delivery]);
+        let mut streams = PerStream::new([events, internal, delivery]);
+        if config.outbox {
+            for slot in streams.values_mut() {
+                slot.uploader.record_accepted(true);
+            }
+        }
         let state = StateUploader::new(config.state.clone(), rng.fork());
         let connect = BackoffController::new(config.connect, rng.fork());
         let phase = if config.epoch.is_some() {
@@ -113,6 +122,7 @@ impl Session {
             retrying: None,
             outputs: VecDeque::new(),
             counters: SessionCounters::default(),
+            state_kept: StateKept::default(),
         };
         session.emit_status(Status::Connecting);
         session.connect.start(now);
@@ -482,6 +492,7 @@ impl Session {
         self.connect_retry_at = None;
         self.phase = Phase::Ended;
         self.drain_subs(now);
+        self.persist_state();
         self.finish_flushes();
         self.emit_status(terminal);
     }
@@ -514,6 +525,7 @@ impl Session {
                 self.drain_subs(now);
             }
         }
+        self.persist_state();
         self.finish_close_if_done(now);
     }
 
@@ -534,6 +546,7 @@ impl Session {
                 }
             }
             for stream in Stream::ALL {
+                self.persist_accepted(stream);
                 loop {
                     match self.streams[stream].uploader.poll_output() {
                         Poll::Output(out) => {
