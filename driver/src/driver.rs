@@ -34,10 +34,13 @@ use tether_core::{FlushId, Instant, Poll, Wake};
 use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
+use crate::outbox::Outbox;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::Observer;
 use crate::stats::DriverStats;
 use crate::wait::{Completer, Fanout, Pending, Subscription};
+
+mod durable;
 
 /// The shortest wait when the core asks again for a deadline that was already handled:
 /// guards against a busy loop (STYLE habit 11).
@@ -118,6 +121,8 @@ pub struct Driver {
     notify: bool,
     finished: bool,
     wire: WireCounters,
+    /// The durable outbox, when the session has one.
+    outbox: Option<Outbox>,
 }
 
 impl Driver {
@@ -155,6 +160,7 @@ impl Driver {
             notify: false,
             finished: false,
             wire: WireCounters::default(),
+            outbox: None,
         };
         driver.drain();
         driver
@@ -172,6 +178,12 @@ impl Driver {
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
         let stream = uploadable(stream);
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(SendError::StoreFailed {
+                event: Refused::Given(event),
+                message,
+            }));
+        }
         let offered = if self.is_blocked(stream) {
             self.prepare(stream, event)
         } else {
@@ -194,6 +206,18 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(match self.session.prepare_serialize(value) {
+                Ok(event) => SendError::StoreFailed {
+                    event: Refused::Prepared(event),
+                    message,
+                },
+                Err(error) => match self.refused(error) {
+                    Offered::Refused(error) => error,
+                    _ => SendError::Unserializable { message },
+                },
+            }));
+        }
         let offered = if self.is_blocked(Stream::Events) {
             match self.session.prepare_serialize(value) {
                 Ok(prepared) => Offered::Full(prepared),
@@ -216,6 +240,12 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(SendError::StoreFailed {
+                event: Refused::Given(Session::delivery_update(event_id, status)),
+                message,
+            }));
+        }
         let offered = if self.is_blocked(Stream::Delivery) {
             self.prepare(Stream::Delivery, Session::delivery_update(event_id, status))
         } else {
@@ -238,6 +268,17 @@ impl Driver {
         self.now = now;
         let stream = uploadable(stream);
         let mut rest: VecDeque<Event> = events.into_iter().collect();
+        if let Some(message) = self.store_failure() {
+            let first = rest.pop_front().unwrap_or_else(|| Event::new(Value::Null));
+            return Pending::ready(Err(Box::new(BulkSendError {
+                sent: Vec::new(),
+                error: SendError::StoreFailed {
+                    event: Refused::Given(first),
+                    message,
+                },
+                unsent: rest.into(),
+            })));
+        }
         let mut ids = Vec::with_capacity(rest.len());
         let blocked_already = self.is_blocked(stream);
         while let Some(event) = rest.pop_front() {
@@ -300,7 +341,7 @@ impl Driver {
             }
         }
         self.after_call();
-        Pending::ready(Ok(ids))
+        self.durable_bulk(ids)
     }
 
     /// A patch to the worker document; returns its sequence number.
@@ -497,6 +538,7 @@ impl Driver {
             }
         }
         self.after_call();
+        self.commit_outbox(now);
     }
 
     /// The next thing for the shim to do, if any.
@@ -517,10 +559,8 @@ impl Driver {
             })
         });
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
-        match (core, offers) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
+        [core, offers, commit].into_iter().flatten().min()
     }
 
     /// Whether something happened that the shim's loop must look at (new actions, an earlier
@@ -539,6 +579,7 @@ impl Driver {
 
     fn is_blocked(&self, stream: Stream) -> bool {
         self.blocked.iter().any(|b| b.stream == stream)
+            || self.outbox.as_ref().is_some_and(|o| !o.replay_done())
     }
 
     /// Serialises `event` for `stream` without queueing it: others wait for room before it, and
@@ -617,7 +658,11 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         let pending = match offered {
-            Offered::Queued(id) => Pending::ready(Ok(id)),
+            Offered::Queued(id) => {
+                let (pending, reply) = Pending::new(move || Ok(id));
+                self.complete_durable(stream, reply, id);
+                pending
+            }
             Offered::Refused(error) => Pending::ready(Err(error)),
             Offered::Full(event) if until.is_some_and(|u| u <= now) => {
                 Pending::ready(Err(SendError::Timeout {
@@ -657,6 +702,9 @@ impl Driver {
     /// Tries waiting offers again, in order per stream, through `Session::resend` (their uuid
     /// and bytes kept).
     fn retry_blocked(&mut self) {
+        if !self.replay_outbox() {
+            return; // new events wait until the stored outbox is back in the session
+        }
         while self.room && !self.blocked.is_empty() {
             self.room = false;
             if self.session.status().is_terminal() {
@@ -690,7 +738,7 @@ impl Driver {
         match waiting {
             Waiting::One { event, reply } => match self.session.resend(core_now, stream, event) {
                 Ok(id) => {
-                    reply.complete(Ok(id));
+                    self.complete_durable(stream, reply, id);
                     None
                 }
                 Err(SessionError::Enqueue {
@@ -731,7 +779,7 @@ impl Driver {
                                 _ => self.session.send_event(core_now, event),
                             },
                             None => {
-                                reply.complete(Ok(ids));
+                                self.complete_bulk_durable(reply, ids);
                                 return None;
                             }
                         },
@@ -805,6 +853,9 @@ impl Driver {
             self.reports
                 .publish(Report::StateAcknowledged { puts: acknowledged });
         }
+        if let Some(outbox) = &mut self.outbox {
+            outbox.bind();
+        }
         let after = self.poll_timeout();
         if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
             self.notify = true;
@@ -827,6 +878,9 @@ impl Driver {
     }
 
     fn output(&mut self, output: Output) {
+        if let Some(outbox) = &mut self.outbox {
+            outbox.output(self.now, &output);
+        }
         match output {
             Output::Send(request) => {
                 self.in_flight.insert(request.id);
@@ -837,11 +891,19 @@ impl Driver {
                     .to_std(request.deadline)
                     .unwrap_or_else(|| far_future(self.origin));
                 let http = self.target.build(request, deadline);
-                self.actions.push_back(Action::Send(http));
+                let http = match &mut self.outbox {
+                    Some(outbox) => outbox.hold(http),
+                    None => Some(http),
+                };
+                if let Some(http) = http {
+                    self.actions.push_back(Action::Send(http));
+                }
                 self.notify = true;
             }
             Output::Cancel(id) if self.in_flight.remove(&id) => {
-                self.actions.push_back(Action::Cancel(id));
+                if !self.outbox.as_mut().is_some_and(|o| o.unhold(id)) {
+                    self.actions.push_back(Action::Cancel(id));
+                }
                 self.notify = true;
             }
             Output::Cancel(_) => {}
@@ -913,6 +975,10 @@ impl Driver {
     /// The session has ended: answer every waiter and end the streams.
     fn finish(&mut self) {
         self.finished = true;
+        if let Some(outbox) = &mut self.outbox {
+            // What the end settled (forgets, the state) is written before anyone is answered.
+            outbox.commit(self.now);
+        }
         let status = self.session.status();
         for b in std::mem::take(&mut self.blocked) {
             answer_ended(b.waiting, status);

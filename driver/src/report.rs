@@ -90,6 +90,14 @@ pub enum Report {
         /// The panic's message, if it was a string.
         message: String,
     },
+    /// The durable outbox dropped a stored record it could not read at start (a torn or
+    /// corrupt write), or stopped replaying: what, and why.
+    OutboxDropped {
+        /// The record's key, when known.
+        key: Option<u64>,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What the session did so far.
