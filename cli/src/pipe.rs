@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tether_core::session::Status;
 
+mod durable;
+
 use crate::args::{usage_error, ArgError, Args, Runtime};
 use crate::report::{status_json, undelivered_json, CloseReport};
 use crate::worker::{Builder, Reports, SendError, Worker};
@@ -40,6 +42,17 @@ OPTIONS:
                            flush for delivery [default: 60]
     --undelivered FILE     write undelivered events (and unacknowledged state) to FILE as
                            JSON Lines with their reasons
+    --outbox DIR           keep accepted events and unacknowledged state in a durable
+                           outbox in DIR (created if needed; blocking runtime only). Lines
+                           are read only as fast as they become durable, and each is
+                           acknowledged on stdout with {\"ack\": LINE} once it is ({\"skipped\":
+                           LINE} for a malformed one). After a crash, start again on the same
+                           DIR: what it holds is sent again first, with its original uuids.
+                           To feed unacknowledged lines again without duplicates, give each
+                           event a \"uuid\" of its own.
+    --outbox-sync S        every-write | never | MILLISECONDS: sync each group commit, never
+                           (the OS writes when it will), or at most every MILLISECONDS
+                           [default: every-write]
     -h, --help             print this help
 
 EXIT CODES (the first that applies, in this order):
@@ -69,6 +82,8 @@ struct Options {
     close_timeout: Duration,
     send_timeout: Duration,
     undelivered: Option<String>,
+    outbox: Option<String>,
+    outbox_sync: tether_blocking::SyncPolicy,
 }
 
 fn options(parsed: &Args) -> Result<Options, ArgError> {
@@ -97,7 +112,24 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
         close_timeout: secs("close-timeout", 10.0)?,
         send_timeout: secs("send-timeout", 60.0)?,
         undelivered: parsed.value("undelivered").map(str::to_owned),
+        outbox: parsed.value("outbox").map(str::to_owned),
+        outbox_sync: sync_policy(parsed.value("outbox-sync"))?,
     })
+}
+
+/// `--outbox-sync`: `every-write`, `never`, or a number of milliseconds.
+pub fn sync_policy(value: Option<&str>) -> Result<tether_blocking::SyncPolicy, ArgError> {
+    use tether_blocking::SyncPolicy;
+    match value {
+        None | Some("every-write") => Ok(SyncPolicy::EveryWrite),
+        Some("never") => Ok(SyncPolicy::Never),
+        Some(ms) => ms
+            .parse::<u64>()
+            .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+            .map_err(|_| {
+                ArgError("--outbox-sync must be every-write, never or milliseconds".into())
+            }),
+    }
 }
 
 pub fn run(args: &[String]) -> ExitCode {
@@ -109,6 +141,8 @@ pub fn run(args: &[String]) -> ExitCode {
         "close-timeout",
         "send-timeout",
         "undelivered",
+        "outbox",
+        "outbox-sync",
     ];
     let parsed = match Args::parse(args, &valued, &[]) {
         Ok(p) => p,
@@ -122,10 +156,23 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_error("pipe", &e, USAGE),
     };
-    let started = Builder::new(options.runtime, &options.url)
+    let mut builder = Builder::new(options.runtime, &options.url)
         .epoch(options.epoch)
-        .token(options.token.clone())
-        .start();
+        .token(options.token.clone());
+    if let Some(dir) = &options.outbox {
+        if options.runtime != Runtime::Blocking {
+            let e = ArgError("--outbox needs --runtime blocking".into());
+            return usage_error("pipe", &e, USAGE);
+        }
+        match tether_store::SqliteStore::open(dir) {
+            Ok(store) => builder = builder.outbox(store, options.outbox_sync),
+            Err(e) => {
+                eprintln!("tether pipe: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let started = builder.start();
     let tether = match started {
         Ok(t) => t,
         Err(e) => return usage_error("pipe", &ArgError(e.to_string()), USAGE),
@@ -150,7 +197,29 @@ pub fn run(args: &[String]) -> ExitCode {
     });
     let mut outcome = Outcome::default();
     let stdin = std::io::stdin();
-    for (index, line) in stdin.lock().lines().enumerate() {
+    if let Some(blocking) = tether.blocking().filter(|_| options.outbox.is_some()) {
+        let stdout = std::io::stdout();
+        let fed = durable::feed(
+            blocking,
+            stdin.lock(),
+            &mut stdout.lock(),
+            &mut outcome,
+            options.send_timeout,
+        );
+        if let Err(stop) = fed {
+            eprintln!("tether pipe: stopped: {stop}; lines after the last ack are not safe");
+            let _ = tether.close(options.close_timeout);
+            let _ = printer.join();
+            let _ = recorder.join();
+            return ExitCode::from(1);
+        }
+    }
+    let lines = stdin
+        .lock()
+        .lines()
+        .enumerate()
+        .filter(|_| options.outbox.is_none());
+    for (index, line) in lines {
         let number = index + 1;
         let line = match line {
             Ok(line) => line,

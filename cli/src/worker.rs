@@ -41,6 +41,7 @@ pub struct Builder {
     token: Option<String>,
     seed: Option<u64>,
     config: Option<SessionConfig>,
+    outbox: Option<(tether_store::SqliteStore, tether_blocking::SyncPolicy)>,
 }
 
 impl Builder {
@@ -53,6 +54,7 @@ impl Builder {
             token: None,
             seed: None,
             config: None,
+            outbox: None,
         }
     }
 
@@ -84,6 +86,17 @@ impl Builder {
         self
     }
 
+    /// Keep a durable outbox in `store` (the blocking runtime only, for now).
+    #[must_use]
+    pub fn outbox(
+        mut self,
+        store: tether_store::SqliteStore,
+        policy: tether_blocking::SyncPolicy,
+    ) -> Self {
+        self.outbox = Some((store, policy));
+        self
+    }
+
     /// Starts the session: a driver thread (blocking) or a task on smol's global executor.
     pub fn start(self) -> Result<Worker, tether_blocking::BuildError> {
         macro_rules! configure {
@@ -105,10 +118,22 @@ impl Builder {
                 b
             }};
         }
+        let outbox = self.outbox;
         match self.runtime {
-            Runtime::Blocking => configure!(tether_blocking::Tether::builder(self.url))
-                .start()
-                .map(Worker::Blocking),
+            Runtime::Blocking => {
+                let mut b = configure!(tether_blocking::Tether::builder(self.url));
+                if let Some((store, policy)) = outbox {
+                    b = b.outbox(store, policy);
+                }
+                b.start().map(Worker::Blocking)
+            }
+            Runtime::Smol if outbox.is_some() => Err(tether_blocking::BuildError::Outbox(
+                tether_blocking::StoreError::Open {
+                    path: String::new(),
+                    message: "the outbox needs --runtime blocking (the smol shim has none yet)"
+                        .into(),
+                },
+            )),
             Runtime::Smol => configure!(tether_smol::Tether::builder(self.url))
                 .start()
                 .map(Worker::Smol),
@@ -235,6 +260,14 @@ impl Worker {
     /// landed, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         wait!(self, |t| t.flush(timeout))
+    }
+
+    /// The blocking shim's handle, for what only it offers (the outbox).
+    pub fn blocking(&self) -> Option<&tether_blocking::Tether> {
+        match self {
+            Worker::Blocking(t) => Some(t),
+            Worker::Smol(_) => None,
+        }
     }
 
     /// Stops intake, drains for at most `timeout`, then hands back what is left. Returns once

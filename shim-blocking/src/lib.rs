@@ -76,8 +76,8 @@ pub use wait::{Reports, Statuses, Stream};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Token, UndeliveredEvent,
-    WireCounters, USER_AGENT,
+    HttpRequest, HttpResponse, MemoryStore, PatchError, Refused, Report, SendError, Store,
+    StoreError, SyncPolicy, Token, UndeliveredEvent, WireCounters, USER_AGENT,
 };
 
 /// The core this crate drives, re-exported for its types.
