@@ -30,6 +30,9 @@ OPTIONS:
     --seed S         seed of the session and the fault plan [default: 1]
     --runtime R      blocking | smol: drive the session with tether-blocking (threads)
                      or tether-smol (a task on smol) [default: blocking]
+    --outbox DIR     keep a durable outbox in DIR (blocking runtime only; DIR must hold no
+                     events from an earlier run): each send waits until its event is durable
+    --outbox-sync S  every-write | never | MILLISECONDS, as for pipe [default: every-write]
     -h, --help       print this help
 
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -51,6 +54,8 @@ struct Options {
     faults: FaultPlan,
     seed: u64,
     runtime: Runtime,
+    outbox: Option<String>,
+    outbox_sync: tether_blocking::SyncPolicy,
 }
 
 fn options(parsed: &Args) -> Result<Options, ArgError> {
@@ -70,16 +75,33 @@ fn options(parsed: &Args) -> Result<Options, ArgError> {
     if !plan.contains("hang-ms=") {
         faults = faults.with_hang_for(DEFAULT_HANG);
     }
+    let outbox = parsed.value("outbox").map(str::to_owned);
+    if outbox.is_some() && runtime != Runtime::Blocking {
+        return Err(ArgError("--outbox needs --runtime blocking".into()));
+    }
     Ok(Options {
         events,
         faults,
         seed,
         runtime,
+        outbox,
+        outbox_sync: crate::pipe::sync_policy(parsed.value("outbox-sync"))?,
     })
 }
 
 pub fn run(args: &[String]) -> ExitCode {
-    let parsed = match Args::parse(args, &["events", "faults", "seed", "runtime"], &[]) {
+    let parsed = match Args::parse(
+        args,
+        &[
+            "events",
+            "faults",
+            "seed",
+            "runtime",
+            "outbox",
+            "outbox-sync",
+        ],
+        &[],
+    ) {
         Ok(p) => p,
         Err(e) => return usage_error("demo", &e, USAGE),
     };
@@ -169,10 +191,23 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         options.faults.rates.total() * 100.0,
         options.seed
     );
-    let tether = Builder::new(options.runtime, &url)
+    let mut builder = Builder::new(options.runtime, &url)
         .seed(options.seed)
-        .config(session_config())
-        .start()?;
+        .config(session_config());
+    if let Some(dir) = &options.outbox {
+        use tether_blocking::Store as _;
+        let mut store = tether_store::SqliteStore::open(dir)?;
+        let held = store.read(None, 1)?.len();
+        if held > 0 {
+            return Err(format!(
+                "the outbox in {dir} holds events from an earlier run; demo needs an empty one \
+                 (pipe --outbox replays them)"
+            )
+            .into());
+        }
+        builder = builder.outbox(store, options.outbox_sync);
+    }
+    let tether = builder.start()?;
     let statuses = tether.statuses();
     let patches = 100.min(options.events);
     let mut given = Vec::new();
