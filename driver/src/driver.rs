@@ -88,7 +88,7 @@ enum Offered {
     Refused(SendError),
 }
 
-/// The driver of one session. See the [module docs](self).
+/// The driver of one session: see the [crate docs](crate) for the shim's loop.
 pub struct Driver {
     session: Session,
     origin: Origin,
