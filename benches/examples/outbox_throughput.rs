@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tether_blocking::{SyncPolicy, Tether};
-use tether_driver::{Store, WriteBatch};
 use tether_core::batch::{BatchDrainer, Config, Event};
 use tether_core::session::{encode_record, SessionConfig, Status, Stream};
 use tether_core::Rng;
+use tether_driver::{Store, WriteBatch};
 use tether_server::{Server, ServerConfig};
 use tether_store::SqliteStore;
 
@@ -97,7 +97,9 @@ fn replay(server: &Server, events: u64) -> Result<(), Box<dyn std::error::Error>
                 let prepared = drainer
                     .prepare(Event::new(event(key)))
                     .map_err(|e| e.to_string())?;
-                batch.puts.push((key, encode_record(Stream::Events, &prepared)));
+                batch
+                    .puts
+                    .push((key, encode_record(Stream::Events, &prepared)));
                 key += 1;
             }
             store.write(&batch, false)?;
@@ -152,7 +154,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::start(ServerConfig::default())?;
     for (name, policy) in [
         ("every-write (default)", SyncPolicy::EveryWrite),
-        ("interval 10 ms", SyncPolicy::Interval(Duration::from_millis(10))),
+        (
+            "interval 10 ms",
+            SyncPolicy::Interval(Duration::from_millis(10)),
+        ),
         ("never", SyncPolicy::Never),
     ] {
         let session = name.split(' ').next().unwrap_or("s");

@@ -57,6 +57,7 @@ pub enum Action {
 }
 
 type SendReply = Completer<Result<EventId, SendError>>;
+type FlushReply = Completer<Result<(), FlushError>>;
 type BulkReply = Completer<Result<Vec<EventId>, Box<BulkSendError>>>;
 
 /// A caller waiting for room in a stream's queue.
@@ -123,6 +124,8 @@ pub struct Driver {
     wire: WireCounters,
     /// The durable outbox, when the session has one.
     outbox: Option<Outbox>,
+    /// Flushes waiting for the outbox's replay to end, with their deadlines.
+    deferred_flushes: Vec<(Option<StdInstant>, FlushReply)>,
 }
 
 impl Driver {
@@ -161,6 +164,7 @@ impl Driver {
             finished: false,
             wire: WireCounters::default(),
             outbox: None,
+            deferred_flushes: Vec::new(),
         };
         driver.drain();
         driver
@@ -214,7 +218,10 @@ impl Driver {
                 },
                 Err(error) => match self.refused(error) {
                     Offered::Refused(error) => error,
-                    _ => SendError::Unserializable { message },
+                    _ => SendError::StoreFailed {
+                        event: Refused::Given(Event::new(Value::Null)),
+                        message,
+                    },
                 },
             }));
         }
@@ -368,21 +375,29 @@ impl Driver {
     /// landed, or `timeout` passes ([`Duration::MAX`]: no limit).
     pub fn flush(&mut self, now: StdInstant, timeout: Duration) -> Pending<Result<(), FlushError>> {
         self.now = now;
+        if self.outbox.as_ref().is_some_and(|o| !o.replay_done()) {
+            // The stored outbox was given before: the flush starts once it is all back in.
+            return self.defer_flush(now, timeout);
+        }
+        let status = self.session.status();
+        let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
+        self.start_flush(now, timeout, reply);
+        self.after_call();
+        pending
+    }
+
+    /// Asks the core for a flush answered through `reply`.
+    fn start_flush(&mut self, now: StdInstant, timeout: Duration, reply: FlushReply) {
         let core_now = self.origin.to_core(now);
-        let pending = match self
+        match self
             .session
             .flush(core_now, core_now.saturating_add(timeout))
         {
             Ok(id) => {
-                let status = self.session.status();
-                let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
                 self.flushes.insert(id, reply);
-                pending
             }
-            Err(_) => Pending::ready(Err(FlushError::Ended(self.session.status()))),
-        };
-        self.after_call();
-        pending
+            Err(_) => reply.complete(Err(FlushError::Ended(self.session.status()))),
+        }
     }
 
     /// Stops intake, drains for at most `timeout`, hands back what is left and ends the
@@ -537,6 +552,7 @@ impl Driver {
                 i += 1;
             }
         }
+        self.expire_deferred_flushes(now);
         self.after_call();
         self.commit_outbox(now);
     }
@@ -560,7 +576,8 @@ impl Driver {
         });
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
         let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
-        [core, offers, commit].into_iter().flatten().min()
+        let deferred = self.deferred_flushes.iter().filter_map(|f| f.0).min();
+        [core, offers, commit, deferred].into_iter().flatten().min()
     }
 
     /// Whether something happened that the shim's loop must look at (new actions, an earlier
@@ -984,6 +1001,9 @@ impl Driver {
             answer_ended(b.waiting, status);
         }
         for (_, reply) in std::mem::take(&mut self.flushes) {
+            reply.complete(Err(FlushError::Ended(status)));
+        }
+        for (_, reply) in std::mem::take(&mut self.deferred_flushes) {
             reply.complete(Err(FlushError::Ended(status)));
         }
         let report = self.close_report();

@@ -368,3 +368,29 @@ fn unreadable_records_are_dropped_and_reported_and_the_rest_replays() {
     );
     assert!(reasons.iter().any(|(k, _)| *k == Some(101)), "{reasons:?}");
 }
+
+#[test]
+fn a_flush_during_replay_covers_the_stored_outbox() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    let total = 2 * REPLAY_CHUNK + 5;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, total, server.clone());
+        let _pending = handle.send_many(
+            tether_core::session::Stream::Events,
+            (0..total).map(|n| tether_core::batch::Event::new(json!({ "n": n }))),
+            Duration::from_secs(1),
+        );
+        rig.turn();
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, 50, server.clone());
+    let mut flushed = handle.flush(Duration::from_secs(3600));
+    rig.run(100_000, |_| flushed.is_ready());
+    assert_eq!(flushed.try_take().unwrap(), Ok(()));
+    assert_eq!(server.lock().unwrap().events.len(), total);
+    drop(handle);
+}

@@ -9,7 +9,7 @@ use tether_core::batch::{EnqueueError, EventId};
 use tether_core::session::{SessionError, Stream};
 
 use super::{BulkReply, Driver, SendReply};
-use crate::error::{BulkSendError, SendError};
+use crate::error::{BulkSendError, FlushError, SendError};
 use crate::outbox::{Gate, Outbox, OutboxCounters, Replayed};
 use crate::report::Report;
 use crate::store::StoreError;
@@ -158,6 +158,43 @@ impl Driver {
         pending
     }
 
+    /// A flush asked for during replay: it starts once replay is over, with what is left of
+    /// its timeout.
+    pub(super) fn defer_flush(
+        &mut self,
+        now: StdInstant,
+        timeout: std::time::Duration,
+    ) -> Pending<Result<(), FlushError>> {
+        let status = self.session.status();
+        let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
+        self.deferred_flushes
+            .push((now.checked_add(timeout), reply));
+        self.after_call();
+        pending
+    }
+
+    /// Fails the deferred flushes whose deadline passed during replay.
+    pub(super) fn expire_deferred_flushes(&mut self, now: StdInstant) {
+        let (expired, kept) = std::mem::take(&mut self.deferred_flushes)
+            .into_iter()
+            .partition(|(until, _)| until.is_some_and(|u| u <= now));
+        self.deferred_flushes = kept;
+        for (_, reply) in expired {
+            reply.complete(Err(FlushError::TimedOut));
+        }
+    }
+
+    /// Replay is over: the deferred flushes start, each with what is left of its timeout.
+    fn start_deferred_flushes(&mut self) {
+        let now = self.now;
+        for (until, reply) in std::mem::take(&mut self.deferred_flushes) {
+            let left = until.map_or(std::time::Duration::MAX, |u| {
+                u.saturating_duration_since(now)
+            });
+            self.start_flush(now, left, reply);
+        }
+    }
+
     /// Restores stored events while there is room; returns whether replay is over.
     pub(super) fn replay_outbox(&mut self) -> bool {
         let now = self.now;
@@ -220,6 +257,8 @@ impl Driver {
         }
         if done {
             self.room = true;
+            self.start_deferred_flushes();
+            self.drain();
         }
         done
     }
