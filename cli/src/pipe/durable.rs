@@ -195,7 +195,9 @@ fn send_run(
             Err(error) => error,
         };
         let BulkSendError { sent, error, .. } = *error;
-        let failed = pending.drain(..=sent.len().min(pending.len() - 1)).next_back();
+        let failed = pending
+            .drain(..=sent.len().min(pending.len() - 1))
+            .next_back();
         let (number, _) = failed.unwrap_or((0, Event::new(Value::Null)));
         match error {
             SendError::StoreFailed { event, message } => {
