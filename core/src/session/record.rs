@@ -142,13 +142,13 @@ impl PreparedEvent {
         ephemeral: bool,
         key: Option<String>,
     ) -> Result<PreparedEvent, String> {
-        let value: Value = serde_json::from_slice(item).map_err(|e| e.to_string())?;
-        let Value::Object(map) = &value else {
-            return Err("not an object".into());
-        };
         if delivery {
             if ephemeral {
                 return Err("a delivery update cannot be ephemeral".into());
+            }
+            let value: Value = serde_json::from_slice(item).map_err(|e| e.to_string())?;
+            if !value.is_object() {
+                return Err("not an object".into());
             }
             return Ok(PreparedEvent::restored(
                 item.to_vec(),
@@ -158,22 +158,25 @@ impl PreparedEvent {
                 None,
             ));
         }
+        const PREFIX: &[u8] = b"{\"payload\":";
         let suffix: &[u8] = if ephemeral {
             b",\"ephemeral\":true}"
         } else {
             b"}"
         };
-        let expected_keys = 1 + usize::from(ephemeral);
-        if !item.starts_with(b"{\"payload\":")
+        if item.len() < PREFIX.len() + suffix.len()
+            || !item.starts_with(PREFIX)
             || !item.ends_with(suffix)
-            || map.len() != expected_keys
-            || (ephemeral && map.get("ephemeral") != Some(&Value::Bool(true)))
         {
             return Err("not an events item".into());
         }
-        let uuid = match map.get("payload") {
-            Some(Value::Object(payload)) => match payload.get("uuid") {
-                Some(Value::String(uuid)) => uuid.clone(),
+        // `{"payload":P}` with P one JSON object: the item is then that object's envelope,
+        // and the payload reads back from exactly the bytes that are sent.
+        let payload = &item[PREFIX.len()..item.len() - suffix.len()];
+        let payload: Value = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        let uuid = match payload {
+            Value::Object(mut payload) => match payload.remove("uuid") {
+                Some(Value::String(uuid)) => uuid,
                 _ => return Err("the payload has no string uuid".into()),
             },
             _ => return Err("the payload is not an object".into()),
@@ -253,12 +256,18 @@ mod tests {
         assert_eq!(decode_record(&bad), Err(RecordError::Flags(0x80)));
         // Every flipped byte of the item is refused or still a well-formed event.
         for i in 3..record.len() {
-            let mut bad = record.clone();
-            bad[i] ^= 0x5a;
-            if let Ok((_, event)) = decode_record(&bad) {
-                assert!(event.payload().is_ok());
+            for flip in [0x01, 0x5a, 0xff] {
+                let mut bad = record.clone();
+                bad[i] ^= flip;
+                if let Ok((stream, event)) = decode_record(&bad) {
+                    assert!(event.payload().is_ok());
+                    assert_eq!(encode_record(stream, &event), bad, "canonical");
+                }
             }
         }
+        // Duplicate keys read as one by a map, but not as the bytes that are sent.
+        let twice = [&record[..3], br#"{"payload":1,"payload":{"uuid":"u"}}"#].concat();
+        assert!(decode_record(&twice).is_err());
         let wrong = [&record[..3], br#"{"payload":{"a":1}}"#].concat();
         assert!(matches!(decode_record(&wrong), Err(RecordError::Item(_))));
     }
