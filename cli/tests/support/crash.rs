@@ -88,8 +88,11 @@ fn pipe_once(
         .expect("spawn tether pipe");
     let mut stdin = child.stdin.take().expect("stdin");
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let keep_open = kill_after.is_some();
     let writer = thread::spawn(move || {
         let _ = stdin.write_all(text.as_bytes());
+        // A run to be killed never sees the end of its input: it cannot finish first.
+        keep_open.then_some(stdin)
     });
     let stdout = child.stdout.take().expect("stdout");
     let reader = thread::spawn(move || {
@@ -139,11 +142,12 @@ pub fn run(bin: &Path, seed: u64, lines: usize, kills: u32, max_delay_ms: u64) -
     while report.kills < kills && next < input.len() && runs < kills * 4 {
         runs += 1;
         let delay = Duration::from_millis(3 + rng.below(max_delay_ms));
+        let end = (next + 100 + rng.below(1400) as usize).min(input.len());
         let (acked, killed) = pipe_once(
             bin,
             &url,
             &dir,
-            &input[next..],
+            &input[next..end],
             Some(delay),
             Duration::from_secs(30),
         );
