@@ -13,7 +13,10 @@
 //! - the session URL, token and scheme rules ([`SessionUrl`], [`Token`], [`Settings`]), the
 //!   clock origin ([`Origin`]);
 //! - HTTP requests from the core's outputs and responses back ([`HttpRequest`],
-//!   [`HttpResponse`]).
+//!   [`HttpResponse`]);
+//! - the durable outbox ([`Settings::outbox`]): the core's persist and forget outputs carried
+//!   into a [`Store`] in one group commit per loop turn, requests held until what they carry is
+//!   written, sends answered once durable, the stored outbox replayed in chunks at start.
 //!
 //! It is sans-IO like the core: std, but it never reads a clock, sleeps, spawns or waits.
 //! Every call takes the shim's `now`.
