@@ -333,6 +333,17 @@ impl Outbox {
         self.replay.push_front((key, encode_record(stream, event)));
     }
 
+    /// A replayed event the session can never take: it is deleted and reported.
+    pub(crate) fn drop_record(&mut self, now: StdInstant, key: u64, reason: String) {
+        self.pending_drops.push(Dropped {
+            key: Some(key),
+            reason: format!("{reason}; the record was deleted"),
+        });
+        self.counters.dropped += 1;
+        self.journal.deletes.push(key);
+        self.appended(now);
+    }
+
     /// A replayed event the session refused for good (e.g. it has ended): it stays stored.
     pub(crate) fn stop_replay(&mut self) {
         self.replay.clear();

@@ -394,3 +394,46 @@ fn a_flush_during_replay_covers_the_stored_outbox() {
     assert_eq!(server.lock().unwrap().events.len(), total);
     drop(handle);
 }
+
+#[test]
+fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_replays() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        let big = "x".repeat(5_000);
+        let _sends: Vec<_> = [
+            json!({"n": 0}),
+            json!({"n": 1, "big": big}),
+            json!({"n": 2}),
+        ]
+        .into_iter()
+        .map(|e| handle.send_event(e, Duration::from_secs(1)))
+        .collect();
+        rig.turn();
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    assert_eq!(store.len(), 3);
+    server.lock().unwrap().down = false;
+    // This run's batches are smaller than the stored event.
+    let mut small = config(100);
+    small.events.max_batch_bytes = 4_096;
+    let start = Instant::now();
+    let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+    settings
+        .config(small)
+        .epoch(1)
+        .seed(5)
+        .outbox(store.clone(), SyncPolicy::EveryWrite);
+    let driver = settings.start(start, 0).unwrap();
+    let counters = driver.outbox_counters().unwrap();
+    assert_eq!(
+        (counters.restored, counters.dropped),
+        (2, 1),
+        "{counters:?}"
+    );
+    let dropped = driver.outbox_dropped();
+    assert!(dropped[0].reason.contains("refused"), "{dropped:?}");
+}

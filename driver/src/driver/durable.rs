@@ -233,8 +233,15 @@ impl Driver {
                     outbox.put_back(key, stream, &event);
                     break;
                 }
+                Err(SessionError::Enqueue { error, .. })
+                    if !matches!(error, EnqueueError::Closed { .. }) =>
+                {
+                    // This event can never be queued (e.g. larger than this run's batch limit):
+                    // it is dropped, and said so, rather than stop every later one.
+                    outbox.drop_record(now, key, format!("the session refused it: {error}"));
+                }
                 Err(error) => {
-                    // The session has ended (or refuses it): it stays stored for the next start.
+                    // The session has ended (or is closing): it stays stored for the next start.
                     outbox.stop_replay();
                     let reason = format!("replay stopped at key {key}: {error}");
                     self.reports.publish(Report::OutboxDropped {
