@@ -57,6 +57,14 @@ pub struct DemoArgs {
     /// draw the run's timeline (requests, statuses, queue depth) as an SVG into FILE
     #[arg(long, value_name = "FILE")]
     svg: Option<String>,
+    /// keep a durable outbox in DIR (blocking runtime only; DIR must hold no events from an
+    /// earlier run): each send waits until its event is durable
+    #[arg(long, value_name = "DIR")]
+    outbox: Option<String>,
+    /// every-write | never | MILLISECONDS, as for pipe
+    #[arg(long, value_name = "S", default_value = "every-write",
+          value_parser = crate::pipe::sync_policy)]
+    outbox_sync: tether_blocking::SyncPolicy,
     /// thread sync instead: 3 clients share the threads of one session, each adding N
     /// messages (one offline for the first half), and the run checks that every client and the
     /// server converge
@@ -76,6 +84,8 @@ struct Options {
     runtime: Runtime,
     json: bool,
     svg: Option<String>,
+    outbox: Option<String>,
+    outbox_sync: tether_blocking::SyncPolicy,
 }
 
 fn options(args: &DemoArgs) -> Result<Options, String> {
@@ -96,6 +106,8 @@ fn options(args: &DemoArgs) -> Result<Options, String> {
         runtime: args.runtime,
         json: args.json,
         svg: args.svg.clone(),
+        outbox: args.outbox.clone(),
+        outbox_sync: args.outbox_sync,
     })
 }
 
@@ -210,6 +222,18 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         .config(session_config());
     if let Some(recorder) = &recorder {
         builder = builder.tap(TimelineTap(Arc::clone(recorder)));
+    }
+    if let Some(dir) = &options.outbox {
+        use tether_blocking::Store as _;
+        let mut store = tether_store::SqliteStore::open(dir)?;
+        if !store.read(None, 1)?.is_empty() {
+            return Err(format!(
+                "the outbox in {dir} holds events from an earlier run; demo needs an empty one \
+                 (pipe --outbox replays them)"
+            )
+            .into());
+        }
+        builder = builder.outbox(store, options.outbox_sync);
     }
     let tether = builder.start()?;
     let statuses = tether.statuses();

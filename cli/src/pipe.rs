@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tether_core::session::Status;
 
+mod durable;
+
 use crate::args::{help_template, seconds, usage_error, Runtime};
 use crate::progress::Progress;
 use crate::report::{status_json, undelivered_json, CloseReport};
@@ -71,6 +73,27 @@ pub struct PipeArgs {
     /// print the final report as one JSON object on stdout
     #[arg(long)]
     json: bool,
+    /// keep accepted events and unacknowledged state in a durable outbox in DIR (created if
+    /// needed; blocking runtime only): lines are read only as fast as they become durable,
+    /// and each is acknowledged on stdout with {"ack": LINE} once it is
+    #[arg(long, value_name = "DIR")]
+    outbox: Option<String>,
+    /// every-write | never | MILLISECONDS: sync each group commit, never, or at most this often
+    #[arg(long, value_name = "S", default_value = "every-write", value_parser = sync_policy)]
+    outbox_sync: tether_blocking::SyncPolicy,
+}
+
+/// `--outbox-sync`: `every-write`, `never`, or a number of milliseconds.
+pub fn sync_policy(value: &str) -> Result<tether_blocking::SyncPolicy, String> {
+    use tether_blocking::SyncPolicy;
+    match value {
+        "every-write" => Ok(SyncPolicy::EveryWrite),
+        "never" => Ok(SyncPolicy::Never),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+            .map_err(|_| "--outbox-sync must be every-write, never or milliseconds".into()),
+    }
 }
 
 /// Exit codes of `tether pipe`.
@@ -96,10 +119,22 @@ pub fn run(args: &PipeArgs) -> ExitCode {
         },
     };
     let url = args.url.clone().unwrap_or_default();
-    let started = Builder::new(args.runtime, &url)
+    let mut builder = Builder::new(args.runtime, &url)
         .epoch(args.epoch)
-        .token(token)
-        .start();
+        .token(token);
+    if let Some(dir) = &args.outbox {
+        if args.runtime != Runtime::Blocking {
+            return usage_error("pipe", "--outbox needs --runtime blocking");
+        }
+        match tether_store::SqliteStore::open(dir) {
+            Ok(store) => builder = builder.outbox(store, args.outbox_sync),
+            Err(e) => {
+                eprintln!("tether pipe: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let started = builder.start();
     let tether = match started {
         Ok(t) => t,
         Err(e) => return usage_error("pipe", e),
@@ -117,6 +152,9 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     };
     let reports = tether.reports();
     let recorder = thread::spawn(move || record_undelivered(reports, sink));
+    if let Some(blocking) = tether.blocking().filter(|_| args.outbox.is_some()) {
+        return durable_run(&tether, blocking, args, statuses, recorder);
+    }
     let progress = Progress::new(None, "lines");
     let (outcome, report) = thread::scope(|scope| {
         let progress = &progress;
@@ -156,6 +194,61 @@ pub fn run(args: &PipeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `pipe --outbox`: lines read only as fast as they become durable, each acknowledged on
+/// stdout; statuses as plain JSON Lines on stderr.
+fn durable_run(
+    tether: &Worker,
+    blocking: &tether_blocking::Tether,
+    args: &PipeArgs,
+    statuses: crate::worker::Statuses,
+    recorder: thread::JoinHandle<std::io::Result<Option<BufWriter<File>>>>,
+) -> ExitCode {
+    let printer = thread::spawn(move || {
+        let stderr = std::io::stderr();
+        for status in statuses {
+            let _ = writeln!(stderr.lock(), "{}", status_json(&status));
+        }
+    });
+    let mut outcome = Outcome::default();
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let fed = durable::feed(
+        blocking,
+        stdin.lock(),
+        &mut stdout.lock(),
+        &mut outcome,
+        args.send_timeout,
+    );
+    if let Err(stop) = fed {
+        eprintln!("tether pipe: stopped: {stop}; lines after the last ack are not safe");
+        let _ = wait_close(tether, args.close_timeout);
+        let _ = printer.join();
+        let _ = recorder.join();
+        return ExitCode::from(1);
+    }
+    let report = wait_close(tether, args.close_timeout);
+    let _ = printer.join();
+    let written = match recorder.join() {
+        Ok(Ok(Some(mut sink))) => write_refused(&mut sink, &outcome),
+        Ok(Ok(None)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other("the report writer panicked")),
+    };
+    let code = outcome.exit_code(&report);
+    match written {
+        Ok(()) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tether pipe: cannot write the undelivered events: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Closes a worker held by reference (the outbox path keeps using the handle).
+fn wait_close(tether: &Worker, timeout: Duration) -> CloseReport {
+    tether.close_ref(timeout)
 }
 
 /// Feeds stdin's lines to the session, showing progress.

@@ -44,6 +44,7 @@ pub struct Builder {
     seed: Option<u64>,
     config: Option<SessionConfig>,
     tap: Option<Box<dyn Tap>>,
+    outbox: Option<(tether_store::SqliteStore, tether_blocking::SyncPolicy)>,
 }
 
 impl fmt::Debug for Builder {
@@ -54,6 +55,7 @@ impl fmt::Debug for Builder {
             .field("epoch", &self.epoch)
             .field("seed", &self.seed)
             .field("tap", &self.tap.is_some())
+            .field("outbox", &self.outbox.as_ref().map(|o| o.1))
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +71,7 @@ impl Builder {
             seed: None,
             config: None,
             tap: None,
+            outbox: None,
         }
     }
 
@@ -107,6 +110,17 @@ impl Builder {
         self
     }
 
+    /// Keep a durable outbox in `store` (the blocking runtime only, for now).
+    #[must_use]
+    pub fn outbox(
+        mut self,
+        store: tether_store::SqliteStore,
+        policy: tether_blocking::SyncPolicy,
+    ) -> Self {
+        self.outbox = Some((store, policy));
+        self
+    }
+
     /// Starts the session: a driver thread (blocking), a task on smol's global executor, or a
     /// task on the command's tokio runtime.
     pub fn start(self) -> Result<Worker, tether_blocking::BuildError> {
@@ -135,9 +149,21 @@ impl Builder {
             }};
         }
         match self.runtime {
-            Runtime::Blocking => configure!(tether_blocking::Tether::builder(self.url))
-                .start()
-                .map(Worker::Blocking),
+            Runtime::Blocking => {
+                let outbox = self.outbox;
+                let mut b = configure!(tether_blocking::Tether::builder(self.url));
+                if let Some((store, policy)) = outbox {
+                    b = b.outbox(store, policy);
+                }
+                b.start().map(Worker::Blocking)
+            }
+            Runtime::Smol | Runtime::Tokio if self.outbox.is_some() => Err(
+                tether_blocking::BuildError::Outbox(tether_blocking::StoreError::Open {
+                    path: String::new(),
+                    message: "the outbox needs --runtime blocking (no async shim has one yet)"
+                        .into(),
+                }),
+            ),
             Runtime::Smol => configure!(tether_smol::Builder::new(self.url))
                 .start()
                 .map(Worker::Smol),
@@ -322,7 +348,20 @@ impl Worker {
     /// Stops intake, drains for at most `timeout`, then hands back what is left. Returns once
     /// the session has ended; the statuses then end too.
     pub fn close(self, timeout: Duration) -> CloseReport {
-        wait!(&self, |t| t.close(timeout))
+        self.close_ref(timeout)
+    }
+
+    /// [`close`](Self::close) through a reference (the handle lives on).
+    pub fn close_ref(&self, timeout: Duration) -> CloseReport {
+        wait!(self, |t| t.close(timeout))
+    }
+
+    /// The blocking shim's handle, when the session runs on it.
+    pub fn blocking(&self) -> Option<&tether_blocking::Tether> {
+        match self {
+            Worker::Blocking(t) => Some(t),
+            _ => None,
+        }
     }
 }
 

@@ -35,11 +35,14 @@ use crate::clock::Origin;
 use crate::error::{BulkSendError, FlushError, PatchError, Refused, SendError};
 use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::observe::Telemetry;
+use crate::outbox::Outbox;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
 use crate::threads::{is_thread_request, Io, ThreadPart, ThreadStartError};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
+
+mod durable;
 
 /// The shortest wait when the core asks again for a deadline that was already handled:
 /// guards against a busy loop (STYLE habit 11).
@@ -56,6 +59,7 @@ pub enum Action {
 }
 
 type SendReply = Completer<Result<EventId, SendError>>;
+type FlushReply = Completer<Result<(), FlushError>>;
 type BulkReply = Completer<Result<Vec<EventId>, Box<BulkSendError>>>;
 
 /// A caller waiting for room in a stream's queue.
@@ -126,6 +130,10 @@ pub struct Driver {
     /// The seed of thread sync's random choices.
     pub(crate) thread_seed: u64,
     telemetry: Telemetry,
+    /// The durable outbox, when the session has one.
+    outbox: Option<Outbox>,
+    /// Flushes waiting for the outbox's replay to end, with their deadlines.
+    deferred_flushes: Vec<(Option<StdInstant>, FlushReply)>,
 }
 
 impl Driver {
@@ -169,6 +177,8 @@ impl Driver {
             threads: None,
             thread_seed: 0,
             telemetry,
+            outbox: None,
+            deferred_flushes: Vec::new(),
         };
         driver.drain();
         driver
@@ -186,6 +196,12 @@ impl Driver {
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
         let stream = uploadable(stream);
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(SendError::StoreFailed {
+                event: Refused::Given(event),
+                message,
+            }));
+        }
         let offered = if self.is_blocked(stream) {
             self.prepare(stream, event)
         } else {
@@ -208,6 +224,21 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(match self.session.prepare_serialize(value) {
+                Ok(event) => SendError::StoreFailed {
+                    event: Refused::Prepared(event),
+                    message,
+                },
+                Err(error) => match self.refused(error) {
+                    Offered::Refused(error) => error,
+                    _ => SendError::StoreFailed {
+                        event: Refused::Given(Event::new(Value::Null)),
+                        message,
+                    },
+                },
+            }));
+        }
         let offered = if self.is_blocked(Stream::Events) {
             match self.session.prepare_serialize(value) {
                 Ok(prepared) => Offered::Full(prepared),
@@ -230,6 +261,12 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
+        if let Some(message) = self.store_failure() {
+            return Pending::ready(Err(SendError::StoreFailed {
+                event: Refused::Given(Session::delivery_update(event_id, status)),
+                message,
+            }));
+        }
         let offered = if self.is_blocked(Stream::Delivery) {
             self.prepare(Stream::Delivery, Session::delivery_update(event_id, status))
         } else {
@@ -252,6 +289,17 @@ impl Driver {
         self.now = now;
         let stream = uploadable(stream);
         let mut rest: VecDeque<Event> = events.into_iter().collect();
+        if let Some(message) = self.store_failure() {
+            let first = rest.pop_front().unwrap_or_else(|| Event::new(Value::Null));
+            return Pending::ready(Err(Box::new(BulkSendError {
+                sent: Vec::new(),
+                error: SendError::StoreFailed {
+                    event: Refused::Given(first),
+                    message,
+                },
+                unsent: rest.into(),
+            })));
+        }
         let mut ids = Vec::with_capacity(rest.len());
         let blocked_already = self.is_blocked(stream);
         while let Some(event) = rest.pop_front() {
@@ -314,7 +362,7 @@ impl Driver {
             }
         }
         self.after_call();
-        Pending::ready(Ok(ids))
+        self.durable_bulk(ids)
     }
 
     /// A stream delta of `key` for `/worker/events`: merged with the deltas of the same key
@@ -361,21 +409,29 @@ impl Driver {
     /// landed, or `timeout` passes ([`Duration::MAX`]: no limit).
     pub fn flush(&mut self, now: StdInstant, timeout: Duration) -> Pending<Result<(), FlushError>> {
         self.now = now;
+        if self.outbox.as_ref().is_some_and(|o| !o.replay_done()) {
+            // The stored outbox was given before: the flush starts once it is all back in.
+            return self.defer_flush(now, timeout);
+        }
+        let status = self.session.status();
+        let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
+        self.start_flush(now, timeout, reply);
+        self.after_call();
+        pending
+    }
+
+    /// Asks the core for a flush answered through `reply`.
+    fn start_flush(&mut self, now: StdInstant, timeout: Duration, reply: FlushReply) {
         let core_now = self.origin.to_core(now);
-        let pending = match self
+        match self
             .session
             .flush(core_now, core_now.saturating_add(timeout))
         {
             Ok(id) => {
-                let status = self.session.status();
-                let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
                 self.flushes.insert(id, reply);
-                pending
             }
-            Err(_) => Pending::ready(Err(FlushError::Ended(self.session.status()))),
-        };
-        self.after_call();
-        pending
+            Err(_) => reply.complete(Err(FlushError::Ended(self.session.status()))),
+        }
     }
 
     /// Stops intake, drains for at most `timeout`, hands back what is left and ends the
@@ -557,7 +613,9 @@ impl Driver {
         if let Some(threads) = self.threads.as_deref_mut() {
             threads.handle_timeout(self.origin.to_core(now));
         }
+        self.expire_deferred_flushes(now);
         self.after_call();
+        self.commit_outbox(now);
     }
 
     /// The next thing for the shim to do, if any.
@@ -580,7 +638,12 @@ impl Driver {
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
         let threads = self.threads.as_deref().and_then(ThreadPart::deadline);
         let threads = threads.and_then(|at| self.origin.to_std(at));
-        [core, offers, threads].into_iter().flatten().min()
+        let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
+        let deferred = self.deferred_flushes.iter().filter_map(|f| f.0).min();
+        [core, offers, threads, commit, deferred]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether something happened that the shim's loop must look at (new actions, an earlier
@@ -609,6 +672,7 @@ impl Driver {
 
     fn is_blocked(&self, stream: Stream) -> bool {
         self.blocked.iter().any(|b| b.stream == stream)
+            || self.outbox.as_ref().is_some_and(|o| !o.replay_done())
     }
 
     /// Serialises `event` for `stream` without queueing it: others wait for room before it, and
@@ -687,7 +751,11 @@ impl Driver {
         until: Option<StdInstant>,
     ) -> Pending<Result<EventId, SendError>> {
         let pending = match offered {
-            Offered::Queued(id) => Pending::ready(Ok(id)),
+            Offered::Queued(id) => {
+                let (pending, reply) = Pending::new(move || Ok(id));
+                self.complete_durable(stream, reply, id);
+                pending
+            }
             Offered::Refused(error) => Pending::ready(Err(error)),
             Offered::Full(event) if until.is_some_and(|u| u <= now) => {
                 Pending::ready(Err(SendError::Timeout {
@@ -789,6 +857,9 @@ impl Driver {
     /// Tries waiting offers again, in order per stream, through `Session::resend` (their uuid
     /// and bytes kept).
     fn retry_blocked(&mut self) {
+        if !self.replay_outbox() {
+            return; // new events wait until the stored outbox is back in the session
+        }
         while self.room && !self.blocked.is_empty() {
             self.room = false;
             if self.session.status().is_terminal() {
@@ -822,7 +893,7 @@ impl Driver {
         match waiting {
             Waiting::One { event, reply } => match self.session.resend(core_now, stream, event) {
                 Ok(id) => {
-                    reply.complete(Ok(id));
+                    self.complete_durable(stream, reply, id);
                     None
                 }
                 Err(SessionError::Enqueue {
@@ -863,7 +934,7 @@ impl Driver {
                                 _ => self.session.send_event(core_now, event),
                             },
                             None => {
-                                reply.complete(Ok(ids));
+                                self.complete_bulk_durable(reply, ids);
                                 return None;
                             }
                         },
@@ -946,6 +1017,9 @@ impl Driver {
             self.reports
                 .publish(Report::StateAcknowledged { puts: acknowledged });
         }
+        if let Some(outbox) = &mut self.outbox {
+            outbox.bind();
+        }
         let after = self.poll_timeout();
         if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
             self.notify = true;
@@ -982,6 +1056,9 @@ impl Driver {
     }
 
     fn output(&mut self, output: Output) {
+        if let Some(outbox) = &mut self.outbox {
+            outbox.output(self.now, &output);
+        }
         match output {
             Output::Send(request) => {
                 self.in_flight.insert(request.id);
@@ -994,12 +1071,20 @@ impl Driver {
                     .to_std(request.deadline)
                     .unwrap_or_else(|| far_future(self.origin));
                 let http = self.target.build(request, deadline);
-                self.actions.push_back(Action::Send(http));
+                let http = match &mut self.outbox {
+                    Some(outbox) => outbox.hold(http),
+                    None => Some(http),
+                };
+                if let Some(http) = http {
+                    self.actions.push_back(Action::Send(http));
+                }
                 self.notify = true;
             }
             Output::Cancel(id) if self.in_flight.remove(&id) => {
                 self.telemetry.cancelled(id);
-                self.actions.push_back(Action::Cancel(id));
+                if !self.outbox.as_mut().is_some_and(|o| o.unhold(id)) {
+                    self.actions.push_back(Action::Cancel(id));
+                }
                 self.notify = true;
             }
             Output::Cancel(_) => {}
@@ -1077,11 +1162,18 @@ impl Driver {
     /// The session has ended: answer every waiter and end the streams.
     fn finish(&mut self) {
         self.finished = true;
+        if let Some(outbox) = &mut self.outbox {
+            // What the end settled (forgets, the state) is written before anyone is answered.
+            outbox.commit(self.now);
+        }
         let status = self.session.status();
         for b in std::mem::take(&mut self.blocked) {
             answer_ended(b.waiting, status);
         }
         for (_, reply) in std::mem::take(&mut self.flushes) {
+            reply.complete(Err(FlushError::Ended(status)));
+        }
+        for (_, reply) in std::mem::take(&mut self.deferred_flushes) {
             reply.complete(Err(FlushError::Ended(status)));
         }
         let report = self.close_report();

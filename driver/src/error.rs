@@ -29,6 +29,8 @@ pub enum BuildError {
     Config(ConfigError),
     /// The runtime could not start the driver (e.g. no thread could be spawned).
     Spawn(io::Error),
+    /// The durable outbox could not be opened or read.
+    Outbox(crate::store::StoreError),
 }
 
 impl fmt::Display for BuildError {
@@ -44,6 +46,7 @@ impl fmt::Display for BuildError {
             }
             BuildError::Config(e) => write!(f, "invalid session configuration: {e}"),
             BuildError::Spawn(e) => write!(f, "cannot start the driver: {e}"),
+            BuildError::Outbox(e) => write!(f, "cannot start with the outbox: {e}"),
         }
     }
 }
@@ -53,6 +56,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Config(e) => Some(e),
             BuildError::Spawn(e) => Some(e),
+            BuildError::Outbox(e) => Some(e),
             _ => None,
         }
     }
@@ -131,6 +135,22 @@ pub enum SendError {
         /// Why.
         message: String,
     },
+    /// The durable outbox's store is failing: new events are refused until a write succeeds
+    /// again, rather than taken in with no way to keep them.
+    StoreFailed {
+        /// The event.
+        event: Refused,
+        /// The store's error.
+        message: String,
+    },
+    /// The event was accepted and queued (it may still be delivered) but the write that was
+    /// to make it durable failed: it is not safe across a crash.
+    NotDurable {
+        /// The id it was queued with.
+        id: EventId,
+        /// The store's error.
+        message: String,
+    },
 }
 
 impl SendError {
@@ -141,8 +161,9 @@ impl SendError {
             | SendError::NotAnObject { event }
             | SendError::TooLarge { event, .. }
             | SendError::Ended { event, .. }
-            | SendError::Refused { event, .. } => Some(event),
-            SendError::Unserializable { .. } => None,
+            | SendError::Refused { event, .. }
+            | SendError::StoreFailed { event, .. } => Some(event),
+            SendError::Unserializable { .. } | SendError::NotDurable { .. } => None,
         }
     }
 
@@ -153,8 +174,9 @@ impl SendError {
             | SendError::NotAnObject { event }
             | SendError::TooLarge { event, .. }
             | SendError::Ended { event, .. }
-            | SendError::Refused { event, .. } => Some(event),
-            SendError::Unserializable { .. } => None,
+            | SendError::Refused { event, .. }
+            | SendError::StoreFailed { event, .. } => Some(event),
+            SendError::Unserializable { .. } | SendError::NotDurable { .. } => None,
         }
     }
 }
@@ -175,6 +197,13 @@ impl fmt::Display for SendError {
             ),
             SendError::Ended { status, .. } => write!(f, "the session has ended: {status}"),
             SendError::Refused { message, .. } => write!(f, "event refused: {message}"),
+            SendError::StoreFailed { message, .. } => {
+                write!(f, "event refused: the outbox store is failing: {message}")
+            }
+            SendError::NotDurable { message, .. } => write!(
+                f,
+                "the event was queued but is not durable (the outbox write failed): {message}"
+            ),
         }
     }
 }

@@ -214,6 +214,17 @@ impl Handle {
         self.shared.with(|d, now| d.flush(now, timeout))
     }
 
+    /// Answers once everything accepted so far (events and state patches) is durable in the
+    /// outbox under its sync policy; at once without an outbox.
+    pub fn sync(&self) -> Pending<Result<(), crate::StoreError>> {
+        self.shared.with(|d, now| d.sync(now))
+    }
+
+    /// The outbox's counts, if the session has one.
+    pub fn outbox_counters(&self) -> Option<crate::OutboxCounters> {
+        self.shared.lock().outbox_counters()
+    }
+
     /// Stops intake, drains for at most `timeout`, and answers with the close report.
     pub fn close(&self, timeout: Duration) -> Pending<CloseReport> {
         self.shared.with(|d, now| d.close(now, timeout))

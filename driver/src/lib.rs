@@ -13,7 +13,10 @@
 //! - the session URL, token and scheme rules ([`SessionUrl`], [`Token`], [`Settings`]), the
 //!   clock origin ([`Origin`]);
 //! - HTTP requests from the core's outputs and responses back ([`HttpRequest`],
-//!   [`HttpResponse`]).
+//!   [`HttpResponse`]);
+//! - the durable outbox ([`Settings::outbox`]): the core's persist and forget outputs carried
+//!   into a [`Store`] in one group commit per loop turn, requests held until what they carry is
+//!   written, sends answered once durable, the stored outbox replayed in chunks at start.
 //!
 //! It is sans-IO like the core: std, but it never reads a clock, sleeps, spawns or waits.
 //! Every call takes the shim's `now`.
@@ -77,9 +80,11 @@ mod error;
 mod handle;
 mod http;
 pub mod observe;
+mod outbox;
 mod report;
 mod settings;
 mod stats;
+mod store;
 mod task;
 mod thread_handle;
 mod threads;
@@ -93,9 +98,11 @@ pub use driver::{Action, Driver};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
+pub use outbox::{OutboxCounters, DROPPED_KEPT, REPLAY_CHUNK};
 pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
 pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
 pub use stats::{DriverStats, Histogram};
+pub use store::{Dropped, MemoryStore, Store, StoreError, SyncPolicy, WriteBatch};
 pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, Wakeup, WORK_BUDGET};
 pub use thread_handle::{
     ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,

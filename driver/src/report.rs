@@ -113,6 +113,14 @@ pub enum Report {
     },
     /// The last report of a session: request latency quantiles per endpoint, over its life.
     LatencySummary(Vec<EndpointLatency>),
+    /// The durable outbox dropped a stored record it could not read at start (a torn or
+    /// corrupt write), or stopped replaying: what, and why.
+    OutboxDropped {
+        /// The record's key, when known.
+        key: Option<u64>,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Request latencies of one endpoint (from send to answer; cancelled requests excluded).

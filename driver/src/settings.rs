@@ -15,6 +15,8 @@ use crate::clock::Origin;
 use crate::driver::Driver;
 use crate::error::BuildError;
 use crate::http::{HttpResponse, Target, USER_AGENT};
+use crate::outbox::Outbox;
+use crate::store::{Store, StoreError, SyncPolicy};
 use crate::url::{SessionUrl, Token};
 
 /// How long a session whose handle was dropped without `close` keeps draining before it hands
@@ -75,6 +77,14 @@ pub struct Settings {
     observer: Option<Arc<Mutex<Observer>>>,
     tap: Option<SharedTap>,
     retry_budget: Option<SharedRetryBudget>,
+    outbox: Option<OutboxSetting>,
+}
+
+/// The outbox's store, taken by the first `start` (settings are cloned by builders).
+#[derive(Clone)]
+struct OutboxSetting {
+    store: Arc<Mutex<Option<Box<dyn Store>>>>,
+    policy: SyncPolicy,
 }
 
 impl fmt::Debug for Settings {
@@ -90,6 +100,7 @@ impl fmt::Debug for Settings {
             .field("observer", &self.observer.is_some())
             .field("tap", &self.tap.is_some())
             .field("retry_budget", &self.retry_budget)
+            .field("outbox", &self.outbox.as_ref().map(|o| o.policy))
             .finish()
     }
 }
@@ -108,6 +119,7 @@ impl Settings {
             observer: None,
             tap: None,
             retry_budget: None,
+            outbox: None,
         }
     }
 
@@ -174,6 +186,19 @@ impl Settings {
         self
     }
 
+    /// Keeps a durable outbox in `store` (DESIGN.md §Durable outbox): every accepted event and
+    /// the unacknowledged state are written there, in one group commit per loop turn, synced as
+    /// `policy` says; a send is answered only once its event is durable. At start, what the
+    /// store holds is given to the session again with its original uuids, before any new
+    /// event, so the server de-duplicates what landed before a crash.
+    pub fn outbox(&mut self, store: impl Store + 'static, policy: SyncPolicy) -> &mut Self {
+        self.outbox = Some(OutboxSetting {
+            store: Arc::new(Mutex::new(Some(Box::new(store)))),
+            policy,
+        });
+        self
+    }
+
     /// Checks everything and starts the session's machine at `now`, seeded by the configured
     /// seed or else `default_seed`.
     ///
@@ -210,8 +235,31 @@ impl Settings {
             user_agent: self.user_agent,
             max_response_body: config.max_response_body,
         };
+        let outbox = match &self.outbox {
+            None => None,
+            Some(setting) => {
+                let store = setting
+                    .store
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .ok_or_else(|| {
+                        BuildError::Outbox(StoreError::Open {
+                            path: String::new(),
+                            message: "the store was already taken by another start".into(),
+                        })
+                    })?;
+                config.outbox = true;
+                Some(Outbox::open(store, setting.policy).map_err(BuildError::Outbox)?)
+            }
+        };
         let origin = Origin::new(now);
-        let seed = self.seed.unwrap_or(default_seed);
+        let mut seed = self.seed.unwrap_or(default_seed);
+        if let Some((outbox, _)) = &outbox {
+            // A restart on the same outbox with the same seed must not draw the same uuids
+            // again: the server would take new events for duplicates of old ones.
+            seed ^= outbox.next_key().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
         let mut session = Session::new(config, Rng::new(seed), origin.to_core(now))
             .map_err(BuildError::Config)?;
         if let Some(budget) = &self.retry_budget {
@@ -235,7 +283,10 @@ impl Settings {
             self.drop_close_timeout,
         );
         driver.thread_seed = seed ^ 0x7468_7265_6164_7321; // "threads!"
-        Ok(driver)
+        Ok(match outbox {
+            Some((outbox, state)) => driver.with_outbox(outbox, state),
+            None => driver,
+        })
     }
 }
 

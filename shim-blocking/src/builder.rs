@@ -76,6 +76,18 @@ impl Builder {
         self
     }
 
+    /// Keep a durable outbox in `store` with `policy` (see
+    /// [`Settings::outbox`](tether_driver::Settings::outbox)): sends are answered once durable.
+    #[must_use]
+    pub fn outbox(
+        mut self,
+        store: impl tether_driver::Store + 'static,
+        policy: tether_driver::SyncPolicy,
+    ) -> Self {
+        self.settings.outbox(store, policy);
+        self
+    }
+
     /// A hook that sees every core output in order (it must not call the handle).
     #[must_use]
     pub fn observer(mut self, observer: impl FnMut(&Output) + Send + 'static) -> Self {

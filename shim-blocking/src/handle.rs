@@ -161,6 +161,14 @@ impl Tether {
         block_on(self.handle.flush(timeout))
     }
 
+    /// Waits until everything accepted so far is durable in the outbox (at once without one).
+    ///
+    /// # Errors
+    /// The store's error: what was accepted is not safe across a crash.
+    pub fn sync(&self) -> Result<(), tether_driver::StoreError> {
+        block_on(self.handle.sync())
+    }
+
     /// Stops intake, drains for at most `timeout`, hands back what is left and ends the
     /// session. Closing again answers with the same report.
     pub fn close(&self, timeout: Duration) -> CloseReport {

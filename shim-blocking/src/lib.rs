@@ -7,27 +7,10 @@
 //! (HTTP/1.1 keep-alive, https through rustls), and parking the caller's thread on the
 //! driver's answers.
 //!
-//! The shim is thin (DESIGN.md, conventions 7 and 8): it only moves bytes and time. Every retry,
-//! backoff, classification and request deadline is the core's. When the core cancels a request
-//! at its deadline, its late result is dropped; ureq also gets a backstop timeout a little past
-//! that deadline so the worker thread is freed.
-//!
-//! As in the smol shim, HTTP sits behind a seam: bring your own blocking client by
-//! implementing [`Transport`] and passing it to [`Builder::transport`] (ureq is the default).
-//! A scripted transport makes a deterministic test server; with [`Builder::observer`], which
-//! sees every output of the core in order, that is how the parity test checks that both shims
-//! produce the same core trace for the same responses (DESIGN.md, convention 8).
-//!
-//! - Redirects are never followed: a `3xx` goes to the core, whose response table makes it
-//!   permanent.
-//! - A response body is read up to the core's cap
-//!   ([`SessionConfig::max_response_body`](tether_core::session::SessionConfig)) and no further.
-//! - Only `http` and `https` session URLs are accepted. The [`Token`] never appears in `Debug`,
-//!   `Display` or an error.
-//! - [`Tether::send_event`] blocks while the queue is full, up to its timeout, and hands the
-//!   event back if the timeout passes; a bad event is refused at once, inside the error.
-//! - [`Tether::close`] returns a [`CloseReport`]: every event not delivered with its reason,
-//!   state patches not acknowledged or rejected, the final status and the counters.
+//! Every retry, backoff, classification and deadline is the core's; a late result of a
+//! cancelled request is dropped, and ureq gets a backstop a little past the deadline to free
+//! its worker. Bring your own blocking client through [`Transport`]; redirects are never
+//! followed, bodies are read up to the core's cap, and the [`Token`] is never shown.
 //!
 //! ```
 //! use std::time::Duration;
@@ -76,9 +59,10 @@ pub use wait::{Reports, Statuses, Stream, Threads};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, Settings, SharedRetryBudget,
-    Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
-    ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
+    HttpRequest, HttpResponse, MemoryStore, PatchError, Refused, Report, SendError, Settings,
+    SharedRetryBudget, Store, StoreError, SyncPolicy, Tap, ThreadCallError, ThreadCloseReport,
+    ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError, Token, UndeliveredEvent,
+    WireCounters, USER_AGENT,
 };
 
 /// The core this crate drives, re-exported for its types.

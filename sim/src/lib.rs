@@ -72,6 +72,7 @@
 pub mod check;
 pub mod faults;
 pub mod fleet;
+pub mod outbox;
 pub mod render;
 mod run;
 pub mod server;
@@ -84,6 +85,7 @@ pub use check::Violation;
 pub use faults::{
     Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
 };
+pub use outbox::{run_crashes, CrashConfig, CrashReport};
 pub use run::{run, RunConfig, RunError, RunReport, RunStats};
 pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
 pub use timeline::{Recorder, Timeline};

@@ -278,6 +278,26 @@ impl PreparedEvent {
             .is_some_and(|u| u == uuid)
     }
 
+    /// An event read back from an outbox; the caller checked that `item` is its wire item.
+    pub(crate) fn restored(
+        item: Vec<u8>,
+        delivery: bool,
+        ephemeral: bool,
+        key: Option<String>,
+        uuid: Option<String>,
+    ) -> Self {
+        PreparedEvent {
+            item,
+            envelope: if delivery {
+                Envelope::DeliveryUpdates
+            } else {
+                Envelope::Events
+            },
+            ephemeral,
+            keyed: key.map(|key| Box::new(Keyed { key, uuid })),
+        }
+    }
+
     /// The bytes this event adds to a batch: its whole wire item.
     pub fn bytes(&self) -> usize {
         self.item.len()

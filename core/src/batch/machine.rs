@@ -74,6 +74,8 @@ pub struct BatchDrainer {
     next_batch: u64,
     next_flush: u64,
     counters: Counters,
+    /// With an outbox: every event admitted to the queue, for the session to persist.
+    accepted: Option<Vec<(EventId, PreparedEvent)>>,
 }
 
 impl BatchDrainer {
@@ -100,6 +102,7 @@ impl BatchDrainer {
             next_batch: 0,
             next_flush: 0,
             counters: Counters::default(),
+            accepted: None,
         })
     }
 
@@ -341,6 +344,28 @@ impl BatchDrainer {
 
     // ---- intake ----
 
+    /// Starts (or stops) keeping a copy of every event admitted to the queue, for
+    /// [`take_accepted`](Self::take_accepted): what a session with an outbox persists.
+    pub(crate) fn record_accepted(&mut self, on: bool) {
+        self.accepted = on.then(Vec::new);
+    }
+
+    /// The events admitted since the last call, in order, with their ids.
+    pub(crate) fn take_accepted(&mut self) -> Vec<(EventId, PreparedEvent)> {
+        match &mut self.accepted {
+            Some(accepted) if !accepted.is_empty() => core::mem::take(accepted),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets the copy of event `id` kept for [`take_accepted`](Self::take_accepted): it is
+    /// already persisted (a restored event).
+    pub(crate) fn unrecord(&mut self, id: EventId) {
+        if let Some(accepted) = &mut self.accepted {
+            accepted.retain(|(a, _)| *a != id);
+        }
+    }
+
     fn admit(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, EnqueueError> {
         if self.state != State::Open {
             return Err(EnqueueError::Closed { event });
@@ -400,6 +425,9 @@ impl BatchDrainer {
             self.push_new(now, id, event);
             return Ok(id);
         };
+        if let Some(accepted) = &mut self.accepted {
+            accepted.push((id, event.clone()));
+        }
         let queued = Queued {
             id,
             seq: self.next_seq,
@@ -425,6 +453,9 @@ impl BatchDrainer {
     /// Queues `event` at the back, at the next position.
     #[inline(always)]
     fn push_new(&mut self, now: Instant, id: EventId, event: PreparedEvent) {
+        if let Some(accepted) = &mut self.accepted {
+            accepted.push((id, event.clone()));
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push_back(Queued {

@@ -48,6 +48,11 @@ pub struct SessionConfig {
     /// How [`Session::send_delta`](super::Session::send_delta) merges stream deltas before
     /// they are queued for `/worker/events`: a 100 ms window by default.
     pub deltas: DeltaConfig,
+    /// Ask the driver to keep a durable outbox: [`Output::Persist`](super::Output::Persist)
+    /// for every accepted event, [`Output::Forget`](super::Output::Forget) once it is
+    /// delivered or handed back, and [`Output::PersistState`](super::Output::PersistState) for
+    /// the unacknowledged state. Default `false`: none of these outputs.
+    pub outbox: bool,
 }
 
 impl SessionConfig {
@@ -78,12 +83,19 @@ impl SessionConfig {
             max_response_body: 64 * 1024,
             retry_budget: None,
             deltas: DeltaConfig::default(),
+            outbox: false,
         }
     }
 
     /// The same configuration with a given epoch instead of registration.
     pub fn with_epoch(mut self, epoch: u64) -> Self {
         self.epoch = Some(epoch);
+        self
+    }
+
+    /// The same configuration with the durable outbox on or off (see [`outbox`](Self::outbox)).
+    pub fn with_outbox(mut self, outbox: bool) -> Self {
+        self.outbox = outbox;
         self
     }
 

@@ -4,6 +4,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use serde_json::{Map, Value};
+
 use super::status::Status;
 use super::wire::{Endpoint, Request, RequestId};
 use crate::batch::{self, EventId};
@@ -117,6 +119,30 @@ pub enum Output {
         /// Why, with the merged event.
         error: batch::EnqueueError,
     },
+    /// With an [outbox](super::SessionConfig::outbox): the session accepted this event; keep
+    /// it durably until [`Output::Forget`] names it. It comes before any output that settles
+    /// the event. After a restart, give it back with
+    /// [`Session::restore`](super::Session::restore).
+    Persist {
+        /// Its stream.
+        stream: Stream,
+        /// The id its enqueue returned.
+        id: EventId,
+        /// The event, uuid stamped, as it is sent.
+        event: batch::PreparedEvent,
+    },
+    /// With an outbox: these events were delivered or handed back (the output just before
+    /// said which); drop them from the outbox. An id that was never persisted is ignored.
+    Forget {
+        /// Their stream.
+        stream: Stream,
+        /// Their ids.
+        events: Vec<EventId>,
+    },
+    /// With an outbox: the state patches not acknowledged yet, in order, replacing whatever was
+    /// kept before; empty once everything landed or was handed back. After a restart, give
+    /// them again with [`Session::patch_state`](super::Session::patch_state).
+    PersistState(Vec<Map<String, Value>>),
 }
 
 /// Why the session wants to wake up.

@@ -10,6 +10,7 @@ mod budget;
 mod connect;
 mod flight;
 mod flush;
+mod outbox;
 mod respond;
 mod streams;
 
@@ -24,6 +25,7 @@ use self::budget::Budgeting;
 use self::connect::Phase;
 use self::flight::{Channel, Flights, Purpose};
 use self::flush::Flushes;
+use self::outbox::StateKept;
 use self::streams::{PerStream, StreamSlot};
 use super::config::{ConfigError, SessionConfig};
 use super::counters::SessionCounters;
@@ -68,6 +70,8 @@ pub struct Session {
     budget: Budgeting,
     deltas: DeltaCoalescer,
     deltas_wake: Option<Wake<batch::DeltaTimer>>,
+    /// With an outbox: what the driver was last asked to keep of the state.
+    state_kept: StateKept,
 }
 
 impl Session {
@@ -90,7 +94,12 @@ impl Session {
         let events = drainer(&config.events, Stream::Events, rng.fork())?;
         let internal = drainer(&config.internal_events, Stream::InternalEvents, rng.fork())?;
         let delivery = drainer(&config.delivery, Stream::Delivery, rng.fork())?;
-        let streams = PerStream::new([events, internal, delivery]);
+        let mut streams = PerStream::new([events, internal, delivery]);
+        if config.outbox {
+            for slot in streams.values_mut() {
+                slot.uploader.record_accepted(true);
+            }
+        }
         let state = StateUploader::new(config.state.clone(), rng.fork());
         let connect = BackoffController::new(config.connect, rng.fork());
         let gate = match config.retry_budget {
@@ -130,6 +139,7 @@ impl Session {
             budget: Budgeting::new(gate),
             deltas,
             deltas_wake: None,
+            state_kept: StateKept::default(),
         };
         session.emit_status(Status::Connecting);
         session.connect.start(now);
@@ -558,6 +568,7 @@ impl Session {
         self.budget.clear();
         self.phase = Phase::Ended;
         self.drain_subs(now);
+        self.persist_state();
         self.finish_flushes();
         self.emit_status(terminal);
     }
@@ -590,6 +601,7 @@ impl Session {
                 self.drain_subs(now);
             }
         }
+        self.persist_state();
         self.finish_close_if_done(now);
     }
 
@@ -610,6 +622,7 @@ impl Session {
                 }
             }
             for stream in Stream::ALL {
+                self.persist_accepted(stream);
                 loop {
                     match self.streams[stream].uploader.poll_output() {
                         Poll::Output(out) => {

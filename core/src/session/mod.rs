@@ -53,6 +53,7 @@ mod config;
 mod counters;
 mod io;
 mod machine;
+mod record;
 mod status;
 pub mod wire;
 
@@ -60,5 +61,6 @@ pub use config::{ConfigError, SessionConfig};
 pub use counters::{FailureCounts, SessionCounters};
 pub use io::{DeliveryStatus, Output, SessionError, Stream, Timer};
 pub use machine::Session;
+pub use record::{decode_record, encode_record, RecordError};
 pub use status::{GiveUpReason, Status};
 pub use wire::{Endpoint, Method, Request, RequestId, Response, TransportError};

@@ -377,6 +377,17 @@ impl StateUploader {
             .sum()
     }
 
+    /// The patches not acknowledged yet (the update being sent, then the pending one), in the
+    /// order they must be applied: what a session with an outbox persists, and gives again
+    /// after a restart. Applying a patch twice is harmless (top-level keys replace).
+    pub fn unacknowledged_update(&self) -> Vec<Map<String, Value>> {
+        [&self.current, &self.pending]
+            .into_iter()
+            .flatten()
+            .flat_map(|batch| batch.update.patches().cloned())
+            .collect()
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.closed

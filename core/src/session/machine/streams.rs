@@ -84,14 +84,21 @@ impl Session {
                 }
             }
             batch::Output::Delivered { events, .. } => {
+                let ids = self.config.outbox.then(|| events.clone());
                 self.outputs.push_back(Output::Delivered { stream, events });
+                self.forget(stream, || ids.unwrap_or_default());
             }
             batch::Output::HandedBack { reason, events } => {
+                let ids = self
+                    .config
+                    .outbox
+                    .then(|| events.iter().map(|u| u.id).collect());
                 self.outputs.push_back(Output::HandedBack {
                     stream,
                     reason,
                     events,
                 });
+                self.forget(stream, || ids.unwrap_or_default());
             }
             batch::Output::FlushDone(flush) => self.stream_flushed(stream, Some(flush)),
             // Sub-flushes are given no deadline of their own, so this cannot report a session

@@ -1,0 +1,382 @@
+//! The driver's half of the durable outbox: it carries out the core's
+//! [`Persist`](tether_core::session::Output::Persist), `Forget` and `PersistState` outputs into
+//! a journal, writes the journal to the [`Store`] in one group commit per loop turn (or per
+//! interval), answers the senders waiting for durability, and replays a stored outbox in
+//! chunks at start.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant as StdInstant};
+
+use serde_json::{Map, Value};
+use tether_core::batch::EventId;
+use tether_core::session::{decode_record, encode_record, Endpoint, Output, RequestId, Stream};
+
+use crate::http::HttpRequest;
+
+use crate::store::{Dropped, Store, StoreError, SyncPolicy, WriteBatch};
+
+/// How many stored records are read at a time during replay: replay memory is bounded by
+/// this plus the session's queues, not by the outbox's size.
+pub const REPLAY_CHUNK: usize = 1024;
+
+/// How many drop reasons are kept for [`Driver::outbox_dropped`](crate::Driver::outbox_dropped).
+pub const DROPPED_KEPT: usize = 1000;
+
+/// After a failed write, the wait before the next attempt.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(200);
+
+/// Called once the journal up to a position is durable, or the write failed.
+pub(crate) type Gate = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Counts of the outbox so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxCounters {
+    /// Group commits that succeeded.
+    pub commits: u64,
+    /// Group commits that failed.
+    pub failed_commits: u64,
+    /// Event records written.
+    pub records_written: u64,
+    /// Records deleted.
+    pub records_deleted: u64,
+    /// Stored events restored into the session at start.
+    pub restored: u64,
+    /// Stored records dropped at start as unreadable (see [`Report::OutboxDropped`](crate::Report)).
+    pub dropped: u64,
+}
+
+pub(crate) struct Outbox {
+    store: Box<dyn Store>,
+    policy: SyncPolicy,
+    journal: WriteBatch,
+    /// Journal entries appended, ever, and how many of them are durable.
+    appended: u64,
+    durable: u64,
+    /// When the oldest entry not yet written was appended.
+    oldest: Option<StdInstant>,
+    keys: HashMap<(Stream, EventId), u64>,
+    next_key: u64,
+    /// Gates bound to a journal position, in order.
+    gates: VecDeque<(u64, Gate)>,
+    /// Gates waiting for the end of the current drain to be bound.
+    unbound: Vec<Gate>,
+    failed: Option<StoreError>,
+    retry_at: Option<StdInstant>,
+    /// Replay: the last key read, records read but not restored yet, and whether all were.
+    replay_after: Option<u64>,
+    replay: VecDeque<(u64, Vec<u8>)>,
+    replay_done: bool,
+    pending_drops: Vec<Dropped>,
+    counters: OutboxCounters,
+    /// Requests carrying events or state, held until what they carry is written: nothing
+    /// leaves before it is in the outbox (write-ahead), so a uuid the server saw is always
+    /// in a record, and a later run never draws it again.
+    held: Vec<HttpRequest>,
+    dropped_kept: Vec<Dropped>,
+}
+
+/// What to do with one stored record during replay.
+pub(crate) enum Replayed {
+    /// Restore this event; tell [`Outbox::restored`] its id, or put it back.
+    Event(u64, Stream, tether_core::batch::PreparedEvent),
+    /// Nothing left.
+    Done,
+}
+
+impl Outbox {
+    /// Opens the outbox on `store`: the stored state patches to give again, and replay ready
+    /// to start.
+    pub(crate) fn open(
+        mut store: Box<dyn Store>,
+        policy: SyncPolicy,
+    ) -> Result<(Outbox, Vec<Map<String, Value>>), StoreError> {
+        let next_key = store.last_key()?.map_or(0, |k| k.saturating_add(1));
+        let mut dropped = store.take_dropped();
+        let state = match store.read_state()? {
+            None => Vec::new(),
+            Some(bytes) => match serde_json::from_slice::<Vec<Map<String, Value>>>(&bytes) {
+                Ok(patches) => patches,
+                Err(e) => {
+                    dropped.push(Dropped {
+                        key: None,
+                        reason: format!("the stored state is unreadable ({e}); it was dropped"),
+                    });
+                    Vec::new()
+                }
+            },
+        };
+        let counters = OutboxCounters {
+            dropped: dropped.len() as u64,
+            ..OutboxCounters::default()
+        };
+        Ok((
+            Outbox {
+                store,
+                policy,
+                journal: WriteBatch::default(),
+                appended: 0,
+                durable: 0,
+                oldest: None,
+                keys: HashMap::new(),
+                next_key,
+                gates: VecDeque::new(),
+                unbound: Vec::new(),
+                failed: None,
+                retry_at: None,
+                replay_after: None,
+                replay: VecDeque::new(),
+                replay_done: false,
+                pending_drops: dropped,
+                counters,
+                held: Vec::new(),
+                dropped_kept: Vec::new(),
+            },
+            state,
+        ))
+    }
+
+    /// Carries out an outbox output of the core; other outputs are not its business.
+    pub(crate) fn output(&mut self, now: StdInstant, output: &Output) {
+        match output {
+            Output::Persist { stream, id, event } => {
+                let key = self.next_key;
+                self.next_key += 1;
+                self.keys.insert((*stream, *id), key);
+                self.journal.puts.push((key, encode_record(*stream, event)));
+                self.appended(now);
+            }
+            Output::Forget { stream, events } => {
+                for id in events {
+                    if let Some(key) = self.keys.remove(&(*stream, *id)) {
+                        self.journal.deletes.push(key);
+                        self.appended(now);
+                    }
+                }
+            }
+            Output::PersistState(patches) => {
+                self.journal.state = Some(serde_json::to_vec(patches).unwrap_or_default());
+                self.appended(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn appended(&mut self, now: StdInstant) {
+        self.appended += 1;
+        self.oldest.get_or_insert(now);
+    }
+
+    /// The highest key stored so far, plus one: it grows with every run that accepted events,
+    /// so a run's seed mixed with it never repeats an earlier run's uuids.
+    pub(crate) fn next_key(&self) -> u64 {
+        self.next_key
+    }
+
+    /// Holds `request` until the journal is written if it carries what the journal holds;
+    /// gives it back if it may go now.
+    pub(crate) fn hold(&mut self, request: HttpRequest) -> Option<HttpRequest> {
+        let carries = matches!(
+            request.endpoint,
+            Endpoint::Events | Endpoint::InternalEvents | Endpoint::Delivery | Endpoint::PutWorker
+        );
+        if carries && (self.appended > self.durable || !self.held.is_empty()) {
+            self.held.push(request);
+            None
+        } else {
+            Some(request)
+        }
+    }
+
+    /// Drops a held request the core cancelled; whether it was held.
+    pub(crate) fn unhold(&mut self, id: RequestId) -> bool {
+        let before = self.held.len();
+        self.held.retain(|r| r.id != id);
+        self.held.len() != before
+    }
+
+    /// The held requests that may go now: everything before them is written.
+    pub(crate) fn release(&mut self) -> Vec<HttpRequest> {
+        if self.appended > self.durable {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.held)
+    }
+
+    /// Answers `gate` once everything appended by the end of the current drain is durable.
+    pub(crate) fn gate(&mut self, gate: Gate) {
+        self.unbound.push(gate);
+    }
+
+    /// The end of a drain: binds the waiting gates to the journal's end.
+    pub(crate) fn bind(&mut self) {
+        for gate in self.unbound.drain(..) {
+            self.gates.push_back((self.appended, gate));
+        }
+    }
+
+    /// Whether new events must be refused: the store is failing.
+    pub(crate) fn failure(&self) -> Option<&StoreError> {
+        self.failed.as_ref()
+    }
+
+    /// When the next group commit is due, if anything waits for one.
+    pub(crate) fn due_at(&self, now: StdInstant) -> Option<StdInstant> {
+        let waiting = !self.journal.is_empty() || !self.gates.is_empty();
+        if !waiting {
+            return None;
+        }
+        if let Some(at) = self.retry_at {
+            return Some(at);
+        }
+        match self.policy {
+            SyncPolicy::Interval(every) => Some(self.oldest.map_or(now, |oldest| oldest + every)),
+            _ => Some(now),
+        }
+    }
+
+    /// Writes the journal if a commit is due at `now`.
+    pub(crate) fn commit_if_due(&mut self, now: StdInstant) {
+        if self.due_at(now).is_some_and(|at| at <= now) {
+            self.commit(now);
+        }
+    }
+
+    /// Writes the journal as one batch and answers the gates it covers.
+    pub(crate) fn commit(&mut self, now: StdInstant) {
+        if !self.journal.is_empty() {
+            self.journal.cancel_out();
+            let written = self.journal.puts.len() as u64;
+            let deleted = self.journal.deletes.len() as u64;
+            if let Err(error) = self.store.write(&self.journal, self.policy.syncs()) {
+                self.counters.failed_commits += 1;
+                self.retry_at = Some(now + RETRY_AFTER_FAILURE);
+                self.failed = Some(error.clone());
+                // The journal is kept for the next attempt; nobody waiting is told it is safe.
+                while let Some((_, gate)) = self.gates.pop_front() {
+                    gate(Err(error.clone()));
+                }
+                return;
+            }
+            self.counters.commits += 1;
+            self.counters.records_written += written;
+            self.counters.records_deleted += deleted;
+            self.journal = WriteBatch::default();
+        }
+        self.failed = None;
+        self.retry_at = None;
+        self.oldest = None;
+        self.durable = self.appended;
+        while self
+            .gates
+            .front()
+            .is_some_and(|(at, _)| *at <= self.durable)
+        {
+            if let Some((_, gate)) = self.gates.pop_front() {
+                gate(Ok(()));
+            }
+        }
+    }
+
+    /// Whether replay is over: new events may follow.
+    pub(crate) fn replay_done(&self) -> bool {
+        self.replay_done
+    }
+
+    /// The next stored event to restore, reading a chunk when needed. Unreadable records are
+    /// dropped (deleted, and reported in [`take_dropped`](Self::take_dropped)).
+    pub(crate) fn next_replay(&mut self, now: StdInstant) -> Result<Replayed, StoreError> {
+        loop {
+            if self.replay_done {
+                return Ok(Replayed::Done);
+            }
+            if self.replay.is_empty() {
+                let chunk = self.store.read(self.replay_after, REPLAY_CHUNK)?;
+                if chunk.is_empty() {
+                    self.replay_done = true;
+                    return Ok(Replayed::Done);
+                }
+                self.replay_after = chunk.last().map(|(k, _)| *k);
+                self.replay.extend(chunk);
+            }
+            let Some((key, record)) = self.replay.pop_front() else {
+                continue;
+            };
+            match decode_record(&record) {
+                Ok((stream, event)) => return Ok(Replayed::Event(key, stream, event)),
+                Err(error) => {
+                    self.pending_drops.push(Dropped {
+                        key: Some(key),
+                        reason: format!("{error}; the record was deleted"),
+                    });
+                    self.counters.dropped += 1;
+                    self.journal.deletes.push(key);
+                    self.appended(now);
+                }
+            }
+        }
+    }
+
+    /// A replayed event was restored with `id`.
+    pub(crate) fn restored(&mut self, key: u64, stream: Stream, id: EventId) {
+        self.keys.insert((stream, id), key);
+        self.counters.restored += 1;
+    }
+
+    /// A replayed event found no room: it is the next one again.
+    pub(crate) fn put_back(
+        &mut self,
+        key: u64,
+        stream: Stream,
+        event: &tether_core::batch::PreparedEvent,
+    ) {
+        self.replay.push_front((key, encode_record(stream, event)));
+    }
+
+    /// A replayed event the session can never take: it is deleted and reported.
+    pub(crate) fn drop_record(&mut self, now: StdInstant, key: u64, reason: String) {
+        self.pending_drops.push(Dropped {
+            key: Some(key),
+            reason: format!("{reason}; the record was deleted"),
+        });
+        self.counters.dropped += 1;
+        self.journal.deletes.push(key);
+        self.appended(now);
+    }
+
+    /// A replayed event the session refused for good (e.g. it has ended): it stays stored.
+    pub(crate) fn stop_replay(&mut self) {
+        self.replay.clear();
+        self.replay_done = true;
+    }
+
+    /// What was dropped since the last call; it is also kept (the first
+    /// [`DROPPED_KEPT`]) for [`dropped`](Self::dropped).
+    pub(crate) fn take_dropped(&mut self) -> Vec<Dropped> {
+        let new = std::mem::take(&mut self.pending_drops);
+        let room = DROPPED_KEPT.saturating_sub(self.dropped_kept.len());
+        self.dropped_kept.extend(new.iter().take(room).cloned());
+        new
+    }
+
+    /// Everything dropped since start (the first [`DROPPED_KEPT`]; the count is in the
+    /// counters).
+    pub(crate) fn dropped(&self) -> &[Dropped] {
+        &self.dropped_kept
+    }
+
+    /// Records a drop the driver made (a stored state patch the session refused).
+    pub(crate) fn note_dropped(&mut self, dropped: Dropped) {
+        self.counters.dropped += 1;
+        self.pending_drops.push(dropped);
+    }
+
+    pub(crate) fn counters(&self) -> OutboxCounters {
+        self.counters
+    }
+
+    /// Records held in memory for replay (bounded by [`REPLAY_CHUNK`]).
+    pub(crate) fn replay_buffered(&self) -> usize {
+        self.replay.len()
+    }
+}
