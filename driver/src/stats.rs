@@ -109,6 +109,37 @@ impl Histogram {
         self.count += other.count;
         self.max = self.max.max(other.max);
     }
+
+    /// What was recorded after `earlier`, an earlier copy of this histogram (or of the same
+    /// sessions' merge): its counts taken from these. The maximum is exact when it grew after
+    /// `earlier`; otherwise it is the upper bound of the highest bucket left (never above this
+    /// maximum). For the lateness of one phase of a run.
+    #[must_use]
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut counts = Box::new([0; BUCKETS]);
+        for ((slot, now), before) in counts
+            .iter_mut()
+            .zip(self.counts.iter())
+            .zip(earlier.counts.iter())
+        {
+            *slot = now.saturating_sub(*before);
+        }
+        let max = if self.max > earlier.max {
+            self.max
+        } else {
+            counts
+                .iter()
+                .rposition(|n| *n > 0)
+                .map_or(Duration::ZERO, |b| {
+                    Duration::from_micros(bucket_upper(b)).min(self.max)
+                })
+        };
+        Histogram {
+            counts,
+            count: self.count.saturating_sub(earlier.count),
+            max,
+        }
+    }
 }
 
 /// The driver's own measurements, the same on every runtime.
@@ -179,5 +210,26 @@ mod tests {
         h.merge(&other);
         assert_eq!(h.count(), 101);
         assert_eq!(h.max(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn since_keeps_what_came_after_a_snapshot() {
+        let mut h = Histogram::default();
+        for ms in 1..=10u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let snapshot = h.clone();
+        assert_eq!(h.since(&snapshot), Histogram::default());
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_millis(4));
+        let after = h.since(&snapshot);
+        assert_eq!(after.count(), 2);
+        // The maximum did not grow: the highest bucket's bound, capped by the maximum.
+        assert!(after.max() >= Duration::from_millis(4) && after.max() <= Duration::from_millis(5));
+        h.record(Duration::from_millis(70));
+        let after = h.since(&snapshot);
+        assert_eq!(after.count(), 3);
+        assert_eq!(after.max(), Duration::from_millis(70));
+        assert!(after.quantile(0.5) <= Duration::from_millis(5));
     }
 }
