@@ -191,15 +191,7 @@ impl Session {
         now: Instant,
         value: &T,
     ) -> Result<EventId, SessionError> {
-        let now = self.clock.observe(now);
-        let stream = Stream::Events;
-        self.release_deltas(now);
-        let result = self.streams[stream]
-            .uploader
-            .enqueue_serialize(now, value)
-            .map_err(|error| SessionError::Enqueue { stream, error });
-        self.pump(now);
-        result
+        self.enqueue_serialize(now, Stream::Events, value)
     }
 
     /// Queues an event for `/worker/internal-events`.
@@ -219,14 +211,7 @@ impl Session {
         now: Instant,
         value: &T,
     ) -> Result<EventId, SessionError> {
-        let now = self.clock.observe(now);
-        let stream = Stream::InternalEvents;
-        let result = self.streams[stream]
-            .uploader
-            .enqueue_serialize(now, value)
-            .map_err(|error| SessionError::Enqueue { stream, error });
-        self.pump(now);
-        result
+        self.enqueue_serialize(now, Stream::InternalEvents, value)
     }
 
     /// Queues again an event the session handed back, e.g. from
@@ -504,6 +489,25 @@ impl Session {
         let result = self.streams[stream]
             .uploader
             .enqueue(now, event)
+            .map_err(|error| SessionError::Enqueue { stream, error });
+        self.pump(now);
+        result
+    }
+
+    /// [`enqueue`](Self::enqueue) for a `Serialize` value, through the typed fast path.
+    fn enqueue_serialize<T: serde::Serialize + ?Sized>(
+        &mut self,
+        now: Instant,
+        stream: Stream,
+        value: &T,
+    ) -> Result<EventId, SessionError> {
+        let now = self.clock.observe(now);
+        if stream == Stream::Events {
+            self.release_deltas(now);
+        }
+        let result = self.streams[stream]
+            .uploader
+            .enqueue_serialize(now, value)
             .map_err(|error| SessionError::Enqueue { stream, error });
         self.pump(now);
         result
