@@ -1,4 +1,4 @@
-//! The outbox crash test of `cli/tests/outbox_crash.rs`, longer: more kills, more lines, several
+//! The outbox crash test of `cli/tests/it/outbox_crash.rs`, longer: more kills, more lines, several
 //! seeds. `tether pipe --outbox` streams to an in-process reference server and is killed with
 //! SIGKILL at random points; at the end every acknowledged line's event is on the server
 //! exactly once, in input order, and the document converged.
@@ -12,7 +12,7 @@
     reason = "an example is the I/O edge: it reads clocks and sleeps"
 )]
 
-#[path = "../../cli/tests/support/crash.rs"]
+#[path = "../../cli/tests/it/support/crash.rs"]
 mod crash;
 
 use std::path::PathBuf;

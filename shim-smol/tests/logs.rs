@@ -1,7 +1,11 @@
 //! The token never reaches a log line, even with every crate logging at trace level (ureq-proto
 //! logs the request bytes it writes, as hex rows, at trace level).
+//!
+//! Its own test binary, not a module of `it`: it installs a process-wide logger at trace level,
+//! which would capture (and slow) every other test of the binary.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::Mutex;

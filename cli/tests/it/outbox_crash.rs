@@ -1,0 +1,64 @@
+//! `tether pipe --outbox` killed with SIGKILL at 50 random points and started again on the
+//! same outbox each time: the server ends with every acknowledged line's event exactly once,
+//! in input order, and the document converged. Bounded: 50 kills, about ten seconds.
+//! `benches/examples/outbox_crash.rs` runs it longer.
+
+use crate::support;
+
+use std::path::Path;
+
+#[test]
+fn sigkill_at_random_points_loses_and_duplicates_no_acknowledged_line() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_tether"));
+    let report = support::crash::run(bin, 13, 100_000, 50, 60);
+    eprintln!("{report:?}");
+    assert!(report.violations.is_empty(), "{report:#?}");
+    assert!(report.kills >= 50, "{report:#?}");
+    assert!(report.acked_before_kills > 0, "{report:#?}");
+}
+
+/// Runs `tether` with `args` and empty input; its exit code and stderr.
+fn tether(args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tether");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_outbox_that_cannot_be_opened_is_an_error_that_says_why() {
+    let dir = std::env::temp_dir().join(format!("tether-outbox-file-{}", std::process::id()));
+    std::fs::write(&dir, b"a file, not a directory").expect("write");
+    let outbox = dir.join("outbox");
+    let url = "http://127.0.0.1:1/v1/code/sessions/s";
+    let (code, stderr) = tether(&["pipe", "--url", url, "--outbox", outbox.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open the outbox"), "{stderr}");
+    let (code, stderr) = tether(&[
+        "pipe",
+        "--url",
+        url,
+        "--runtime",
+        "smol",
+        "--outbox",
+        "/tmp/x",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--runtime blocking"), "{stderr}");
+    let (code, stderr) = tether(&[
+        "pipe",
+        "--url",
+        url,
+        "--outbox",
+        "/tmp/x",
+        "--outbox-sync",
+        "x",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+}

@@ -1,0 +1,437 @@
+//! The durable outbox through the driver, on a simulated clock with an in-memory store: sends
+//! answered once durable, one write per loop turn, replay with the original uuids before new
+//! events, a failing store refusing events, and replay in bounded memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_core::session::{Endpoint, SessionConfig};
+use tether_driver::{
+    Action, Handle, HttpRequest, HttpResponse, MemoryStore, SendError, Settings, Shared,
+    SyncPolicy, REPLAY_CHUNK,
+};
+
+/// What the toy server stored: event payloads in arrival order, by uuid once.
+#[derive(Default)]
+struct Server {
+    events: Vec<Value>,
+    duplicates: usize,
+    /// Whether it answers at all.
+    down: bool,
+}
+
+impl Server {
+    fn answer(&mut self, request: &HttpRequest) -> Option<HttpResponse> {
+        if self.down {
+            return None;
+        }
+        Some(match request.endpoint {
+            Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
+            Endpoint::Events => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap();
+                for item in body["events"].as_array().unwrap() {
+                    let payload = &item["payload"];
+                    if self.events.iter().any(|e| e["uuid"] == payload["uuid"]) {
+                        self.duplicates += 1;
+                    } else {
+                        self.events.push(payload.clone());
+                    }
+                }
+                HttpResponse::new(200, "{}")
+            }
+            _ => HttpResponse::new(200, "{}"),
+        })
+    }
+
+    fn seqs(&self) -> Vec<u64> {
+        self.events.iter().filter_map(|e| e["n"].as_u64()).collect()
+    }
+}
+
+struct Rig {
+    shared: Arc<Shared>,
+    now: Arc<Mutex<Instant>>,
+    server: Arc<Mutex<Server>>,
+}
+
+fn config(queue: usize) -> SessionConfig {
+    let mut config = SessionConfig::new("rig");
+    config.events.max_queue_items = queue;
+    config.events.max_batch_items = queue.min(50);
+    config
+}
+
+impl Rig {
+    fn start(
+        store: &MemoryStore,
+        policy: SyncPolicy,
+        queue: usize,
+        server: Arc<Mutex<Server>>,
+    ) -> (Rig, Handle) {
+        let start = Instant::now();
+        let now = Arc::new(Mutex::new(start));
+        let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+        settings
+            .config(config(queue))
+            .epoch(1)
+            .seed(5)
+            .outbox(store.clone(), policy);
+        let driver = settings.start(start, 0).unwrap();
+        let clock = Arc::clone(&now);
+        let shared = Shared::new(
+            driver,
+            Box::new(move || *clock.lock().unwrap()),
+            Box::new(|| {}),
+        );
+        let handle = Handle::new(Arc::clone(&shared));
+        (
+            Rig {
+                shared,
+                now,
+                server,
+            },
+            handle,
+        )
+    }
+
+    fn time(&self) -> Instant {
+        *self.now.lock().unwrap()
+    }
+
+    /// One loop turn: time (and the group commit), then the actions, answered at once.
+    fn turn(&mut self) -> bool {
+        let actions: Vec<Action> = {
+            let mut driver = self.shared.lock();
+            driver.handle_timeout(self.time());
+            std::iter::from_fn(|| driver.poll_action()).collect()
+        };
+        let busy = !actions.is_empty();
+        for action in actions {
+            if let Action::Send(request) = action {
+                let answer = self.server.lock().unwrap().answer(&request);
+                if let Some(answer) = answer {
+                    self.shared
+                        .with(|d, now| d.handle_reply(now, request.id, Ok(answer)));
+                }
+            }
+        }
+        busy
+    }
+
+    fn run(&mut self, steps: usize, mut done: impl FnMut(&mut Rig) -> bool) {
+        for _ in 0..steps {
+            if done(self) {
+                return;
+            }
+            if self.turn() {
+                continue;
+            }
+            let next = self.shared.lock().poll_timeout();
+            let mut now = self.now.lock().unwrap();
+            *now = match next {
+                Some(at) => (*now).max(at),
+                None => *now + Duration::from_millis(10),
+            };
+        }
+        panic!("not done within {steps} steps");
+    }
+}
+
+#[test]
+fn a_send_is_answered_once_durable_and_a_batch_of_sends_is_one_write() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    let mut sends: Vec<_> = (0..100)
+        .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+        .collect();
+    assert!(
+        sends.iter().all(|s| !s.is_ready()),
+        "answered before durable"
+    );
+    assert_eq!(store.writes(), 0);
+    // One loop turn: one write for all of them.
+    {
+        let mut driver = rig.shared.lock();
+        let now = rig.time();
+        driver.handle_timeout(now);
+    }
+    assert_eq!(store.writes(), 1);
+    for s in &mut sends {
+        assert!(s.try_take().unwrap().is_ok());
+    }
+    rig.run(1000, |_| {
+        store.is_empty() && server.lock().unwrap().events.len() == 100
+    });
+    assert_eq!(server.lock().unwrap().seqs(), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_restart_replays_the_outbox_with_its_uuids_before_new_events() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+        let mut sends: Vec<_> = (0..30)
+            .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+            .collect();
+        rig.turn();
+        for s in &mut sends {
+            assert!(s.try_take().unwrap().is_ok());
+        }
+        assert_eq!(store.len(), 30);
+        // A crash: the handle and driver are forgotten without a close.
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    assert_eq!(store.len(), 30, "a crash keeps the outbox");
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    let mut later = handle.send_event(json!({ "n": 30 }), Duration::from_secs(1));
+    rig.run(1000, |_| later.is_ready());
+    assert!(later.try_take().unwrap().is_ok());
+    rig.run(1000, |_| {
+        store.is_empty() && server.lock().unwrap().events.len() == 31
+    });
+    assert_eq!(server.lock().unwrap().seqs(), (0..31).collect::<Vec<_>>());
+    assert_eq!(handle.outbox_counters().unwrap().restored, 30);
+}
+
+#[test]
+fn replayed_events_keep_their_uuids_so_the_server_drops_the_duplicates() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+        let mut sends: Vec<_> = (0..20)
+            .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+            .collect();
+        rig.turn();
+        assert!(sends.iter_mut().all(|s| s.try_take().unwrap().is_ok()));
+        // The server takes the batch but the answer is lost with the process.
+        let actions: Vec<Action> = {
+            let mut driver = rig.shared.lock();
+            std::iter::from_fn(|| driver.poll_action()).collect()
+        };
+        let mut guard = server.lock().unwrap();
+        for action in &actions {
+            if let Action::Send(request) = action {
+                guard.answer(request);
+            }
+        }
+        drop(guard);
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    let landed = server.lock().unwrap().events.len();
+    assert_eq!(store.len(), 20);
+    let (mut rig, _handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    rig.run(1000, |_| store.is_empty());
+    let server = server.lock().unwrap();
+    assert_eq!(server.seqs(), (0..20).collect::<Vec<_>>());
+    assert_eq!(server.duplicates, landed, "every resend was a duplicate");
+}
+
+#[test]
+fn a_failing_store_answers_not_durable_and_refuses_new_events_until_it_recovers() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    store.fail(Some("no space left on device"));
+    let mut first = handle.send_event(json!({ "n": 0 }), Duration::from_secs(1));
+    rig.turn();
+    match first.try_take().unwrap() {
+        Err(SendError::NotDurable { message, .. }) => assert!(message.contains("no space")),
+        other => panic!("{other:?}"),
+    }
+    let mut refused = handle.send_event(json!({ "n": 1 }), Duration::from_secs(1));
+    match refused.try_take().unwrap() {
+        Err(SendError::StoreFailed { event, .. }) => {
+            assert!(event.payload().unwrap()["n"] == 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    store.fail(None);
+    let mut sync = handle.sync();
+    rig.run(100, |_| sync.is_ready());
+    assert!(sync.try_take().unwrap().is_ok());
+    let mut again = handle.send_event(json!({ "n": 2 }), Duration::from_secs(1));
+    rig.run(100, |_| again.is_ready());
+    assert!(again.try_take().unwrap().is_ok());
+    assert!(handle.outbox_counters().unwrap().failed_commits >= 1);
+}
+
+#[test]
+fn a_large_outbox_replays_in_chunks_with_bounded_memory() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    let total = 5 * REPLAY_CHUNK + 17;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, total, server.clone());
+        let pending = handle.send_many(
+            tether_core::session::Stream::Events,
+            (0..total).map(|n| tether_core::batch::Event::new(json!({ "n": n }))),
+            Duration::from_secs(1),
+        );
+        rig.turn();
+        assert!(pending.is_ready());
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    assert_eq!(store.len(), total);
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, 100, server.clone());
+    let mut most = 0;
+    rig.run(100_000, |rig| {
+        let driver = rig.shared.lock();
+        most = most.max(driver.outbox_replay_buffered());
+        drop(driver);
+        store.is_empty()
+    });
+    assert!(most <= REPLAY_CHUNK, "{most}");
+    assert_eq!(
+        server.lock().unwrap().seqs(),
+        (0..total as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(handle.outbox_counters().unwrap().restored, total as u64);
+    drop(handle);
+}
+
+#[test]
+fn unreadable_records_are_dropped_and_reported_and_the_rest_replays() {
+    use tether_driver::{Report, Store, WriteBatch};
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        let _sends: Vec<_> = (0..3)
+            .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+            .collect();
+        rig.turn();
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    // A torn record, a record of garbage, and a state record that is not JSON.
+    let mut raw = store.clone();
+    let torn = WriteBatch {
+        puts: vec![
+            (100, vec![1, 0]),
+            (101, b"\x01\x00\x00{\"payload\":{".to_vec()),
+        ],
+        state: Some(b"{not json".to_vec()),
+        ..WriteBatch::default()
+    };
+    raw.write(&torn, true).unwrap();
+    server.lock().unwrap().down = false;
+    let start = Instant::now();
+    let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+    settings
+        .config(config(100))
+        .epoch(1)
+        .seed(5)
+        .outbox(store.clone(), SyncPolicy::EveryWrite);
+    let mut driver = settings.start(start, 0).unwrap();
+    let reports = driver.reports();
+    let counters = driver.outbox_counters().unwrap();
+    assert_eq!(counters.restored, 3);
+    assert_eq!(counters.dropped, 3, "{counters:?}");
+    let reasons: Vec<_> = driver
+        .outbox_dropped()
+        .into_iter()
+        .map(|d| (d.key, d.reason))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(k, r)| k.is_none() && r.contains("state")),
+        "{reasons:?}"
+    );
+    drop(driver);
+    // Reports published at start came before anyone could subscribe: none is seen twice.
+    while let Some(report) = reports.try_next() {
+        assert!(
+            !matches!(report, Report::OutboxDropped { .. }),
+            "{report:?}"
+        );
+    }
+    assert!(
+        reasons
+            .iter()
+            .any(|(k, r)| *k == Some(100) && r.contains("torn")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|(k, _)| *k == Some(101)), "{reasons:?}");
+}
+
+#[test]
+fn a_flush_during_replay_covers_the_stored_outbox() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    let total = 2 * REPLAY_CHUNK + 5;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, total, server.clone());
+        let _pending = handle.send_many(
+            tether_core::session::Stream::Events,
+            (0..total).map(|n| tether_core::batch::Event::new(json!({ "n": n }))),
+            Duration::from_secs(1),
+        );
+        rig.turn();
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, 50, server.clone());
+    let mut flushed = handle.flush(Duration::from_secs(3600));
+    rig.run(100_000, |_| flushed.is_ready());
+    assert_eq!(flushed.try_take().unwrap(), Ok(()));
+    assert_eq!(server.lock().unwrap().events.len(), total);
+    drop(handle);
+}
+
+#[test]
+fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_replays() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        let big = "x".repeat(5_000);
+        let _sends: Vec<_> = [
+            json!({"n": 0}),
+            json!({"n": 1, "big": big}),
+            json!({"n": 2}),
+        ]
+        .into_iter()
+        .map(|e| handle.send_event(e, Duration::from_secs(1)))
+        .collect();
+        rig.turn();
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    assert_eq!(store.len(), 3);
+    server.lock().unwrap().down = false;
+    // This run's batches are smaller than the stored event.
+    let mut small = config(100);
+    small.events.max_batch_bytes = 4_096;
+    let start = Instant::now();
+    let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+    settings
+        .config(small)
+        .epoch(1)
+        .seed(5)
+        .outbox(store.clone(), SyncPolicy::EveryWrite);
+    let driver = settings.start(start, 0).unwrap();
+    let counters = driver.outbox_counters().unwrap();
+    assert_eq!(
+        (counters.restored, counters.dropped),
+        (2, 1),
+        "{counters:?}"
+    );
+    let dropped = driver.outbox_dropped();
+    assert!(dropped[0].reason.contains("refused"), "{dropped:?}");
+}

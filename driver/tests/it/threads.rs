@@ -1,0 +1,317 @@
+//! Thread sync on the driver without any runtime: several drivers on one simulated clock, the
+//! session routes answered by a script, the thread routes by the server model, and every
+//! request carried through the driver's actions like the session's own.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tether_core::session::Endpoint;
+use tether_core::thread::{Message, SyncStatus, ThreadEndpoint, ThreadError, ThreadSyncConfig};
+use tether_driver::{
+    Action, Handle, HttpRequest, HttpResponse, Settings, Shared, ThreadCallError, ThreadFlushError,
+    ThreadHandle, ThreadReport,
+};
+use tether_sim::{ServerConfig, ServerModel};
+
+type Script = Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>;
+
+struct Client {
+    shared: Arc<Shared>,
+    handle: Handle,
+    threads: ThreadHandle,
+}
+
+/// Clients on one clock; `script` answers thread requests first (`None`: the model does).
+struct Rig {
+    start: Instant,
+    now: Arc<Mutex<Instant>>,
+    model: ServerModel,
+    clients: Vec<Client>,
+    script: Script,
+    seen: Vec<ThreadEndpoint>,
+}
+
+impl Rig {
+    fn new(clients: usize, script: Script) -> Rig {
+        let start = Instant::now();
+        let now = Arc::new(Mutex::new(start));
+        let mut rig = Rig {
+            start,
+            now,
+            model: ServerModel::new(ServerConfig::default()),
+            clients: Vec::new(),
+            script,
+            seen: Vec::new(),
+        };
+        for i in 0..clients {
+            let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+            settings.epoch(1).seed(i as u64);
+            let driver = settings.start(start, 0).unwrap();
+            let clock = Arc::clone(&rig.now);
+            let shared = Shared::new(
+                driver,
+                Box::new(move || *clock.lock().unwrap()),
+                Box::new(|| {}),
+            );
+            let handle = Handle::new(Arc::clone(&shared));
+            let threads = handle
+                .start_threads(ThreadSyncConfig::new(format!("client-{i}")))
+                .unwrap();
+            rig.clients.push(Client {
+                shared,
+                handle,
+                threads,
+            });
+        }
+        rig
+    }
+
+    fn answer(&mut self, request: &HttpRequest) -> HttpResponse {
+        let Some(endpoint) = request.thread_endpoint() else {
+            return match request.endpoint {
+                Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
+                _ => HttpResponse::new(200, "{}"),
+            };
+        };
+        self.seen.push(endpoint);
+        assert!(request.url.contains(endpoint.path()), "{}", request.url);
+        if let Some(answer) = (self.script)(request) {
+            return answer;
+        }
+        let query = request.url.split_once('?').map_or("", |(_, q)| q);
+        let at = tether_core::Instant::from_duration(*self.now.lock().unwrap() - self.start);
+        self.model
+            .handle_thread(at, endpoint, query, &request.body)
+            .into()
+    }
+
+    /// One turn of every client's loop; whether anything was sent.
+    fn turn(&mut self) -> bool {
+        let mut busy = false;
+        for i in 0..self.clients.len() {
+            let shared = Arc::clone(&self.clients[i].shared);
+            let actions: Vec<Action> = {
+                let mut driver = shared.lock();
+                driver.handle_timeout(*self.now.lock().unwrap());
+                std::iter::from_fn(|| driver.poll_action()).collect()
+            };
+            for action in actions {
+                if let Action::Send(request) = action {
+                    busy = true;
+                    let answer = self.answer(&request);
+                    shared.with(|d, now| d.handle_reply(now, request.id, Ok(answer)));
+                }
+            }
+        }
+        busy
+    }
+
+    /// Turns and jumps to the next deadline until `done`, within `steps`.
+    fn run_until(&mut self, steps: usize, mut done: impl FnMut(&Rig) -> bool) {
+        for _ in 0..steps {
+            if done(self) {
+                return;
+            }
+            if self.turn() {
+                continue;
+            }
+            let next = self
+                .clients
+                .iter()
+                .filter_map(|c| c.shared.lock().poll_timeout())
+                .min();
+            let Some(at) = next else { return };
+            let mut now = self.now.lock().unwrap();
+            *now = (*now).max(at);
+        }
+        panic!("not done within {steps} steps");
+    }
+}
+
+fn message(id: &str, at: u64) -> Message {
+    Message::new(id, "user", format!("text of {id}"), at)
+}
+
+#[test]
+fn three_clients_converge_through_the_drivers_actions() {
+    let mut rig = Rig::new(3, Box::new(|_| None));
+    for round in 0..4u64 {
+        for (i, client) in rig.clients.iter().enumerate() {
+            for t in ["t1", "t2"] {
+                let id = format!("{t}-c{i}-m{round}");
+                client
+                    .threads
+                    .add_message(t, message(&id, round * 10 + i as u64))
+                    .unwrap();
+            }
+        }
+        rig.clients[round as usize % 3]
+            .threads
+            .set_field("t1", "title", Some(json!(format!("title {round}"))))
+            .unwrap();
+        rig.turn();
+    }
+    // Two rounds of flushes: everything pushed, then everything pulled.
+    for _ in 0..2 {
+        let mut flushes: Vec<_> = rig
+            .clients
+            .iter()
+            .map(|c| c.threads.flush(Duration::from_secs(60)))
+            .collect();
+        rig.run_until(10_000, |_| flushes.iter().all(|f| f.is_ready()));
+        for flush in &mut flushes {
+            assert_eq!(flush.try_take(), Some(Ok(())));
+        }
+    }
+    let server: Vec<_> = rig.model.threads().threads().cloned().collect();
+    assert_eq!(server.len(), 2);
+    for thread in &server {
+        assert_eq!(thread.messages.len(), 12, "{thread:?}");
+    }
+    for client in &rig.clients {
+        assert_eq!(client.threads.threads(), server);
+        assert!(client
+            .threads
+            .sync_statuses()
+            .values()
+            .all(|s| *s == SyncStatus::Synced));
+    }
+    assert!(rig.seen.contains(&ThreadEndpoint::Pull));
+    assert!(rig.seen.contains(&ThreadEndpoint::Sync));
+
+    // Closing the session closes thread sync; the loop ends only once both have.
+    let statuses = rig.clients[0].threads.statuses();
+    let mut closes: Vec<_> = rig
+        .clients
+        .iter()
+        .map(|c| c.handle.close(Duration::from_secs(5)))
+        .collect();
+    rig.run_until(10_000, |r| {
+        r.clients.iter().all(|c| c.shared.lock().is_finished())
+    });
+    for close in &mut closes {
+        assert!(close.try_take().unwrap().all_delivered());
+    }
+    let changes: Vec<_> = std::iter::from_fn(|| statuses.try_next()).collect();
+    assert!(changes.iter().all(|c| c.status == SyncStatus::Synced));
+    assert!(statuses.is_finished());
+    assert_eq!(
+        rig.clients[0]
+            .threads
+            .add_message("t1", message("late", 99)),
+        Err(ThreadCallError::Closed)
+    );
+    let mut report = rig.clients[0].threads.close(Duration::ZERO);
+    let report = report.try_take().unwrap();
+    assert!(report.all_synced());
+    assert_eq!(report.threads, server);
+}
+
+#[test]
+fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reason() {
+    let mut rig = Rig::new(
+        1,
+        Box::new(|r| {
+            (r.thread_endpoint() == Some(ThreadEndpoint::Sync)).then(|| {
+                HttpResponse::new(
+                    200,
+                    r#"{"results":[{"id":"t1","status":"rejected","error":"too spicy"}]}"#,
+                )
+            })
+        }),
+    );
+    let threads = rig.clients[0].threads.clone();
+    let reports = threads.reports();
+    assert!(matches!(
+        threads.add_message_json("t1", &json!({"role": "user"})),
+        Err(ThreadCallError::Invalid(ThreadError::MessageWithoutId))
+    ));
+    assert!(matches!(
+        threads.add_message_json(
+            "t1",
+            &json!({"id": "m", "role": 1, "content": "", "timestamp": 0})
+        ),
+        Err(ThreadCallError::Invalid(
+            ThreadError::BadMessageField { .. }
+        ))
+    ));
+    assert!(matches!(
+        threads.put_thread(&json!({"id": "t9", "messages": {}})),
+        Err(ThreadCallError::Invalid(ThreadError::MessagesNotAnArray))
+    ));
+    assert!(matches!(
+        threads.set_field("t1", "messages", Some(json!("x"))),
+        Err(ThreadCallError::Invalid(ThreadError::ReservedField { .. }))
+    ));
+    threads.add_message("t1", message("m1", 1)).unwrap();
+    assert_eq!(
+        threads.add_message("t1", message("m1", 2)),
+        Err(ThreadCallError::Invalid(ThreadError::DuplicateMessage {
+            id: "m1".into()
+        }))
+    );
+    assert_eq!(threads.status("t1"), SyncStatus::Pending);
+    let mut flush = threads.flush(Duration::from_secs(2));
+    rig.run_until(1_000, |_| flush.is_ready());
+    // Rolled back: the thread was new, so nothing is left to push.
+    assert_eq!(flush.try_take(), Some(Ok(())));
+    assert!(threads.thread("t1").is_none());
+    let rejected = std::iter::from_fn(|| reports.try_next())
+        .find_map(|r| match r {
+            ThreadReport::Rejected(rejected) => Some(rejected),
+            _ => None,
+        })
+        .expect("a rejection report");
+    assert_eq!(rejected.id, "t1");
+    assert!(rejected.reason.contains("too spicy"));
+    assert_eq!(rejected.refused.messages.len(), 1);
+    let mut report = threads.close(Duration::from_secs(1));
+    rig.run_until(1_000, |_| report.is_ready());
+    assert_eq!(report.try_take().unwrap().rejected, [rejected]);
+}
+
+#[test]
+fn offline_edits_queue_a_flush_times_out_and_a_close_hands_them_back() {
+    let mut rig = Rig::new(1, Box::new(|_| None));
+    let threads = rig.clients[0].threads.clone();
+    rig.run_until(100, |r| r.seen.contains(&ThreadEndpoint::Pull));
+    threads.set_online(false);
+    threads.add_message("t1", message("m1", 1)).unwrap();
+    let mut flush = threads.flush(Duration::from_secs(3));
+    rig.run_until(1_000, |_| flush.is_ready());
+    assert_eq!(flush.try_take(), Some(Err(ThreadFlushError::TimedOut)));
+    assert!(!rig.seen.contains(&ThreadEndpoint::Sync));
+    let mut report = threads.close(Duration::from_secs(1));
+    rig.run_until(1_000, |_| report.is_ready());
+    let report = report.try_take().unwrap();
+    assert_eq!(report.unsynced.len(), 1);
+    assert_eq!(report.unsynced[0].messages[0].id, "m1");
+    assert!(!report.all_synced());
+    // The session goes on after thread sync has closed.
+    assert!(!rig.clients[0].shared.lock().is_finished());
+}
+
+#[test]
+fn thread_sync_starts_once_and_not_on_a_closing_session() {
+    let rig = Rig::new(1, Box::new(|_| None));
+    let client = &rig.clients[0];
+    assert!(matches!(
+        client.handle.start_threads(ThreadSyncConfig::new("again")),
+        Err(tether_driver::ThreadStartError::AlreadyStarted)
+    ));
+    let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/other");
+    settings.epoch(1);
+    let driver = settings.start(Instant::now(), 0).unwrap();
+    let shared = Shared::new(driver, Box::new(Instant::now), Box::new(|| {}));
+    let handle = Handle::new(shared);
+    assert!(matches!(
+        handle.start_threads(ThreadSyncConfig::new("")),
+        Err(tether_driver::ThreadStartError::Config(_))
+    ));
+    drop(handle.close(Duration::ZERO));
+    assert!(matches!(
+        handle.start_threads(ThreadSyncConfig::new("late")),
+        Err(tether_driver::ThreadStartError::Ended)
+    ));
+}

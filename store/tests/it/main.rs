@@ -1,0 +1,4 @@
+//! The crate's integration tests, linked as one binary (each file below was its own binary;
+//! one link per crate builds much faster).
+
+mod store;
