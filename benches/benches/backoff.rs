@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tether_core::backoff::{BackoffController, BackoffPolicy, ControllerConfig, Failure};
 use tether_core::{Instant, Rng};
 

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::{json, Value};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
 use tether_core::batch::{BatchDrainer, BodyMode, Config, Event, Output, PreparedEvent};
 use tether_core::{Instant, Outcome, Poll, Rng};
 

@@ -9,8 +9,8 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use serde_json::{json, Map, Value};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Map, Value, json};
 use tether_core::patch::{DocumentSchema, WorkerUpdate};
 use tether_core::state::{Output, StateConfig, StateUploader};
 use tether_core::{Instant, Poll};

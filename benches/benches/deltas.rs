@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tether_core::session::{Endpoint, Output, Response, Session, SessionConfig};
 use tether_core::{Instant, Poll, Rng};

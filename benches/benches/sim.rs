@@ -6,8 +6,8 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tether_sim::{run, FaultMix, RunConfig, WorkloadConfig};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tether_sim::{FaultMix, RunConfig, WorkloadConfig, run};
 
 fn sessions(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim");

@@ -10,9 +10,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::{BatchDrainer, BodyMode, Config, Event, Output};
 use tether_core::{Instant, Outcome, Poll, Rng};
 

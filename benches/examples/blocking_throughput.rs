@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_blocking::{Tether, USER_AGENT};
 use tether_core::batch::Event;
 use tether_core::session::{SessionConfig, Status, Stream};
@@ -148,7 +148,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         floor.as_secs_f64(),
         events as f64 / floor.as_secs_f64()
     );
-    println!("| path | events | time | events/s | HTTP requests | body bytes sent | vs one POST per event |");
+    println!(
+        "| path | events | time | events/s | HTTP requests | body bytes sent | vs one POST per event |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (name, run) in [
         ("tether-blocking, `send_event` per event", &per_event),

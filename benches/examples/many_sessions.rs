@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::heartbeat::HeartbeatConfig;
 use tether_core::session::{SessionConfig, Status};
 use tether_tokio::{CloseReport, Counters, DriverStats, Histogram};
@@ -128,7 +128,7 @@ fn open_fds() -> usize {
 
 /// Raises the soft open-file limit to the hard one; the limit in force afterwards.
 fn raise_open_files_limit() -> Option<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource};
+    use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         let before = limit.current;

@@ -14,15 +14,15 @@
     reason = "a benchmark is an I/O edge: it reads the clock"
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_blocking::{SyncPolicy, Tether};
-use tether_core::batch::{BatchDrainer, Config, Event};
-use tether_core::session::{encode_record, SessionConfig, Status, Stream};
 use tether_core::Rng;
+use tether_core::batch::{BatchDrainer, Config, Event};
+use tether_core::session::{SessionConfig, Status, Stream, encode_record};
 use tether_driver::{Store, WriteBatch};
 use tether_server::{Server, ServerConfig};
 use tether_store::SqliteStore;

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::session::SessionConfig;
 use tether_server::{Server, ServerConfig};
 
@@ -127,7 +127,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|r| events as f64 / r.time.as_secs_f64())
         .collect();
-    println!("| runtime | events | time | events/s | batches | events per batch | vs one POST per event |");
+    println!(
+        "| runtime | events | time | events/s | batches | events per batch | vs one POST per event |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (run, rate) in runs.iter().zip(&rates) {
         println!(

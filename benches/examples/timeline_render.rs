@@ -10,11 +10,11 @@
 
 use std::time::{Duration, Instant as Clock};
 
-use tether_core::session::{Endpoint, Request, RequestId, Status};
 use tether_core::Instant;
+use tether_core::session::{Endpoint, Request, RequestId, Status};
 use tether_sim::render::render;
 use tether_sim::timeline::Recorder;
-use tether_sim::{run, FaultMix, RunConfig, Timeline, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, Timeline, WorkloadConfig, run};
 
 const REPEAT: usize = 20;
 
@@ -76,7 +76,9 @@ fn dense() -> Timeline {
 }
 
 fn main() {
-    println!("| timeline | simulated | requests | spans | status changes | samples | render (median / max of {REPEAT}) | SVG |");
+    println!(
+        "| timeline | simulated | requests | spans | status changes | samples | render (median / max of {REPEAT}) | SVG |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let row = |name: &str, timeline: &Timeline| {
         let (median, max, size) = measure(timeline);

@@ -164,7 +164,9 @@ mod tests {
         assert_eq!(err(&["pipe"]), "--url is required");
         assert_eq!(err(&["nope"]), "unknown command `nope`");
         assert!(err(&["demo", "--events", "many"]).contains("--events"));
-        assert!(err(&["demo", "--runtime", "x"]).contains("expected `blocking`, `smol` or `tokio`"));
+        assert!(
+            err(&["demo", "--runtime", "x"]).contains("expected `blocking`, `smol` or `tokio`")
+        );
         assert!(err(&["demo", "--events"]).contains("--events"));
     }
 

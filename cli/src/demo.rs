@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tether_blocking::{HttpResponse, Tap};
 use tether_core::backoff::{BackoffPolicy, ControllerConfig, Jitter};
 use tether_core::patch::DocumentSchema;
@@ -16,9 +16,9 @@ use tether_server::{FaultPlan, Inspector, Server, ServerConfig};
 use tether_sim::render::render;
 use tether_sim::timeline::Recorder;
 
-use crate::args::{help_template, usage_error, Runtime};
+use crate::args::{Runtime, help_template, usage_error};
 use crate::progress::Progress;
-use crate::report::{status_json, CloseReport, Counters};
+use crate::report::{CloseReport, Counters, status_json};
 use crate::worker::{Builder, Worker};
 
 const AFTER_HELP: &str = "\

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::session::Status;
 
 mod durable;
 
-use crate::args::{help_template, seconds, usage_error, Runtime};
+use crate::args::{Runtime, help_template, seconds, usage_error};
 use crate::progress::Progress;
-use crate::report::{status_json, undelivered_json, CloseReport};
+use crate::report::{CloseReport, status_json, undelivered_json};
 use crate::worker::{Builder, Reports, SendError, Worker};
 use tether_blocking::{FlushError, PatchError, Report};
 
@@ -114,7 +114,7 @@ pub fn run(args: &PipeArgs) -> ExitCode {
                 return usage_error(
                     "pipe",
                     format!("environment variable `{var}` (--token-env) is not set"),
-                )
+                );
             }
         },
     };

@@ -1,7 +1,7 @@
 //! What a session did (the driver's counters and close report, the same on every runtime),
 //! and the JSON renderings shared by the subcommands: statuses, reasons, undelivered events.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::Reason;
 use tether_core::session::Status;
 

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Instant;
 
 use tether_sim::render::render;
-use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
 
 use crate::args::help_template;
 

@@ -339,9 +339,10 @@ mod tests {
             b.try_acquire(Instant::from_millis(600), RetryCost::Retry),
             Err(Instant::from_millis(800))
         );
-        assert!(b
-            .try_acquire(Instant::from_millis(800), RetryCost::Retry)
-            .is_ok());
+        assert!(
+            b.try_acquire(Instant::from_millis(800), RetryCost::Retry)
+                .is_ok()
+        );
         let c = b.counters();
         assert_eq!((c.granted, c.waits, c.refunded), (51, 3, 1000));
     }

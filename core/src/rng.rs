@@ -155,9 +155,10 @@ mod tests {
                 matches!(b[19], b'8' | b'9' | b'a' | b'b'),
                 "variant in {id}"
             );
-            assert!(id
-                .chars()
-                .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                id.chars()
+                    .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
         }
     }
 

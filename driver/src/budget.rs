@@ -6,10 +6,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant as StdInstant;
 
+use tether_core::Instant;
 use tether_core::budget::{
     BudgetCounters, RetryBudget, RetryBudgetConfig, RetryBudgetError, RetryCost, RetryGate,
 };
-use tether_core::Instant;
 
 use crate::clock::Origin;
 

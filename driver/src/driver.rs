@@ -39,7 +39,7 @@ use crate::outbox::Outbox;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
-use crate::threads::{is_thread_request, Io, ThreadPart, ThreadStartError};
+use crate::threads::{Io, ThreadPart, ThreadStartError, is_thread_request};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
 mod durable;

@@ -97,16 +97,16 @@ pub use clock::Origin;
 pub use driver::{Action, Driver};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
-pub use http::{HttpRequest, HttpResponse, BACKSTOP_GRACE, USER_AGENT};
-pub use outbox::{OutboxCounters, DROPPED_KEPT, REPLAY_CHUNK};
+pub use http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
+pub use outbox::{DROPPED_KEPT, OutboxCounters, REPLAY_CHUNK};
 pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
-pub use settings::{random_seed, Observer, Settings, Tap, DEFAULT_DROP_CLOSE_TIMEOUT};
+pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Observer, Settings, Tap, random_seed};
 pub use stats::{DriverStats, Histogram};
 pub use store::{Dropped, MemoryStore, Store, StoreError, SyncPolicy, WriteBatch};
-pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, Wakeup, WORK_BUDGET};
+pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, WORK_BUDGET, Wakeup};
 pub use thread_handle::{
     ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
 };
-pub use threads::{ThreadStartError, THREAD_MAX_RESPONSE_BODY};
+pub use threads::{THREAD_MAX_RESPONSE_BODY, ThreadStartError};
 pub use url::{SessionUrl, Token};
 pub use wait::{Pending, Subscription};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use serde_json::{Map, Value};
 use tether_core::batch::EventId;
-use tether_core::session::{decode_record, encode_record, Endpoint, Output, RequestId, Stream};
+use tether_core::session::{Endpoint, Output, RequestId, Stream, decode_record, encode_record};
 
 use crate::http::HttpRequest;
 

@@ -6,9 +6,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
-use tether_core::session::{Output, RequestId, Session, SessionConfig, TransportError};
 use tether_core::Instant;
 use tether_core::Rng;
+use tether_core::session::{Output, RequestId, Session, SessionConfig, TransportError};
 
 use crate::budget::SharedRetryBudget;
 use crate::clock::Origin;

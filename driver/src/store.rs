@@ -141,7 +141,7 @@ pub trait Store: Send {
     /// # Errors
     /// [`StoreError::Read`] or [`StoreError::Corrupt`].
     fn read(&mut self, after: Option<u64>, limit: usize)
-        -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// The state record, if one is stored.
     ///

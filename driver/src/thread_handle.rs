@@ -13,8 +13,8 @@ use shared_threads::{
     Message, OfflineReason, RejectedThread, SlowSync, StatusChange, StopReason, SyncStatus, Thread,
     ThreadError, ThreadSync, ThreadSyncConfig,
 };
-use tether_core::thread as shared_threads;
 use tether_core::Instant;
+use tether_core::thread as shared_threads;
 
 use crate::handle::{Handle, Shared};
 use crate::threads::{ThreadPart, ThreadStartError};

@@ -22,7 +22,7 @@ use tether_core::{Instant, Poll, Rng, Wake};
 
 use crate::clock::Origin;
 use crate::driver::Action;
-use crate::http::{HttpRequest, HttpResponse, Target, BACKSTOP_GRACE};
+use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, Target};
 use crate::thread_handle::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 

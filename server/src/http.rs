@@ -11,17 +11,17 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, RETRY_AFTER,
+    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, HeaderValue, RETRY_AFTER,
 };
 use hyper::{Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::RequestLog;
 use crate::date::{format_http_date, unix_seconds, wall_clock};
 use crate::faults::{Fault, FaultKind, RetryAfter};
-use crate::routes::{match_request, Matched};
-use crate::shared::{monotonic, Mode, Shared};
+use crate::routes::{Matched, match_request};
+use crate::shared::{Mode, Shared, monotonic};
 
 /// The response type of the service.
 pub(crate) type Reply = Response<Full<Bytes>>;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tether_sim::{DeliveryUpdate, Stream};
 
 use crate::shared::Shared;
-use crate::store::{instant, Duplicates, Session, Stats};
+use crate::store::{Duplicates, Session, Stats, instant};
 
 /// A snapshot of one session.
 #[derive(Clone, Debug, PartialEq)]

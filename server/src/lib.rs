@@ -73,7 +73,7 @@ mod shared;
 mod store;
 mod threads;
 
-pub use config::{RequestLog, RequestLogFn, ServerConfig, DEFAULT_BODY_LIMIT};
+pub use config::{DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
 pub use error::ServerError;
 pub use faults::{
     Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,

@@ -2,7 +2,7 @@
 //! back, and a bounded graceful shutdown.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc as std_mpsc};
 use std::thread;
 
 use hyper::server::conn::http1;

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tether_core::session::Response;
 use tether_core::Instant;
+use tether_core::session::Response;
 use tether_sim::{ServerConfig as ModelConfig, ServerModel};
 
 use crate::faults::FaultKind;
@@ -166,7 +166,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{json, Value};
+    use serde_json::{Value, json};
     use tether_core::session::DeliveryStatus;
     use tether_sim::{DeliveryUpdate, Stream};
 

@@ -8,11 +8,11 @@
 use std::time::SystemTime;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{ALLOW, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use tether_core::thread::ThreadEndpoint;
 
-use crate::http::{error, read_body, reply, BodyError, Reply};
+use crate::http::{BodyError, Reply, error, read_body, reply};
 use crate::routes::SESSIONS_PREFIX;
 use crate::shared::Shared;
 
@@ -66,10 +66,10 @@ pub(crate) async fn serve(
     let body = match read_body(req, shared.config.body_limit, shared.config.oversize_drain).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit", now)
+            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit", now);
         }
         Err(BodyError::Transport) => {
-            return error(StatusCode::BAD_REQUEST, "request body not received", now)
+            return error(StatusCode::BAD_REQUEST, "request body not received", now);
         }
     };
     let elapsed = shared.elapsed();

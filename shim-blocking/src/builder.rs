@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::thread;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{random_seed, BuildError, Handle, Settings, Shared, Token};
+use tether_driver::{BuildError, Handle, Settings, Shared, Token, random_seed};
 
 use crate::handle::Tether;
-use crate::run::{now, run, Wakeup};
+use crate::run::{Wakeup, now, run};
 use crate::transport::{Transport, Ureq};
 
 /// Builds a [`Tether`]. See [`Settings`] for what each option means; they are the same on

@@ -15,7 +15,7 @@ use tether_driver::{
 };
 
 use crate::builder::Builder;
-use crate::wait::{block_on, Reports, Statuses, Threads};
+use crate::wait::{Reports, Statuses, Threads, block_on};
 
 /// A running session. Every call may come from any thread and blocks at most its timeout.
 ///

@@ -61,8 +61,8 @@ pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
     HttpRequest, HttpResponse, MemoryStore, PatchError, Refused, Report, SendError, Settings,
     SharedRetryBudget, Store, StoreError, SyncPolicy, Tap, ThreadCallError, ThreadCloseReport,
-    ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError, Token, UndeliveredEvent,
-    WireCounters, USER_AGENT,
+    ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError, Token, USER_AGENT,
+    UndeliveredEvent, WireCounters,
 };
 
 /// The core this crate drives, re-exported for its types.

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tether_core::session::{Method, TransportError};
 use tether_driver::{BuildError, HttpRequest, HttpResponse, SessionUrl};
+use ureq_proto::BodyMode;
 use ureq_proto::client::state::{RecvBody, RecvResponse};
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
 use ureq_proto::http::{self, header};
-use ureq_proto::BodyMode;
 
 use crate::http_conn::Conn;
 use crate::{BoxFuture, Transport};

@@ -81,7 +81,7 @@ pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
     HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings,
     SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle,
-    ThreadReport, ThreadStartError, Token, UndeliveredEvent, WireCounters, USER_AGENT,
+    ThreadReport, ThreadStartError, Token, USER_AGENT, UndeliveredEvent, WireCounters,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.

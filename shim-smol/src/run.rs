@@ -5,7 +5,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use futures_lite::FutureExt;
 use tether_driver::{AsyncTimer, DriverTask};
 
 /// The shim's clock.

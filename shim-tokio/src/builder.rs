@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{random_seed, BuildError, Handle, SessionUrl, Settings, Shared, Token, Wakeup};
+use tether_driver::{BuildError, Handle, SessionUrl, Settings, Shared, Token, Wakeup, random_seed};
 
 use crate::http::HttpTransport;
-use crate::run::{now, DriverFuture, TokioTimer};
+use crate::run::{DriverFuture, TokioTimer, now};
 use crate::{Tether, Transport};
 
 /// Builds a [`Tether`]. See [`Settings`] for what each option means; they are the same on

@@ -10,7 +10,7 @@
 //! With `trace`, the digest covers every run's whole trace, so equal digests before and after a
 //! change mean every run is unchanged.
 
-use tether_sim::{run, FaultMix, RunConfig, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, WorkloadConfig, run};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -110,10 +110,16 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::StepLimit { steps } => {
-                write!(f, "the run did not finish within {steps} steps: a livelock?")
+                write!(
+                    f,
+                    "the run did not finish within {steps} steps: a livelock?"
+                )
             }
             Violation::NoTerminalStatus { at } => {
-                write!(f, "nothing was left to do at {at}, but the session never ended")
+                write!(
+                    f,
+                    "nothing was left to do at {at}, but the session never ended"
+                )
             }
             Violation::ConnectGiveUp {
                 failures,
@@ -478,7 +484,7 @@ impl GiveUpRules {
                 Outcome::Success => auth_failures = 0,
                 Outcome::Superseded => return Some((i, Terminal::Superseded)),
                 Outcome::SessionUnknown if self.session_unknown_terminal => {
-                    return Some((i, Terminal::GaveUpSessionUnknown))
+                    return Some((i, Terminal::GaveUpSessionUnknown));
                 }
                 Outcome::AuthFailure => {
                     auth_failures += 1;
@@ -711,9 +717,11 @@ mod tests {
         };
         assert_eq!(path, "/external_metadata/a/c");
         assert_eq!(*expected, json!({"external_metadata": {"a": {"b": 1}}}));
-        assert!(violation
-            .to_string()
-            .starts_with("state diverged at \"/external_metadata/a/c\""));
+        assert!(
+            violation
+                .to_string()
+                .starts_with("state diverged at \"/external_metadata/a/c\"")
+        );
     }
 
     fn span(start: u64, end: u64) -> Span {

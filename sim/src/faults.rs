@@ -586,7 +586,7 @@ impl FaultPlan {
                 error_after: Some(after),
             } => return transport(after, "connection failed (request lost)"),
             Fault::LostResponse { error_after } => {
-                return transport(error_after, "connection reset (response lost)")
+                return transport(error_after, "connection reset (response lost)");
             }
             Fault::LostRequest { error_after: None } | Fault::Hang => return Delivery::Hang,
             Fault::ServerError { status, .. } => (now + rtt, Some(made(status, None))),
@@ -716,9 +716,11 @@ mod tests {
         for seed in 0..20 {
             let plan = FaultPlan::new(seed, FaultMix::calm(), Duration::from_secs(36_000)).unwrap();
             assert!(plan.timeline().is_empty());
-            assert!(decisions(seed, FaultMix::calm(), 2000)
-                .iter()
-                .all(|f| *f == Fault::None));
+            assert!(
+                decisions(seed, FaultMix::calm(), 2000)
+                    .iter()
+                    .all(|f| *f == Fault::None)
+            );
         }
     }
 
@@ -811,10 +813,12 @@ mod tests {
             (60..=140).contains(&takeovers),
             "{takeovers} takeovers in 200 runs"
         );
-        assert!(FaultPlan::new(1, FaultMix::flaky(), RUN)
-            .unwrap()
-            .takeover()
-            .is_none());
+        assert!(
+            FaultPlan::new(1, FaultMix::flaky(), RUN)
+                .unwrap()
+                .takeover()
+                .is_none()
+        );
     }
 
     #[test]

@@ -85,9 +85,9 @@ pub use check::Violation;
 pub use faults::{
     Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
 };
-pub use outbox::{run_crashes, CrashConfig, CrashReport};
-pub use run::{run, RunConfig, RunError, RunReport, RunStats};
+pub use outbox::{CrashConfig, CrashReport, run_crashes};
+pub use run::{RunConfig, RunError, RunReport, RunStats, run};
 pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
 pub use timeline::{Recorder, Timeline};
 pub use trace::Trace;
-pub use workload::{generate, seq_of, Action, WorkloadConfig, SEQ_FIELD};
+pub use workload::{Action, SEQ_FIELD, WorkloadConfig, generate, seq_of};

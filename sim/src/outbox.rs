@@ -12,16 +12,16 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tether_core::batch::{EnqueueError, Event, EventId, PreparedEvent};
 use tether_core::session::{
-    decode_record, encode_record, Output, Request, Session, SessionConfig, SessionError,
-    Stream as CoreStream, TransportError,
+    Output, Request, Session, SessionConfig, SessionError, Stream as CoreStream, TransportError,
+    decode_record, encode_record,
 };
 use tether_core::{Instant, Poll, Rng};
 
 use crate::server::{ServerConfig, ServerModel, Stream};
-use crate::workload::{seq_of, SEQ_FIELD};
+use crate::workload::{SEQ_FIELD, seq_of};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -202,7 +202,7 @@ pub fn run_crashes(config: &CrashConfig) -> CrashReport {
                 match wake {
                     Some(at) => now = now.max(at),
                     None if !work_left && life.replay.is_empty() && life.in_flight.is_empty() => {
-                        break
+                        break;
                     }
                     None => now = now.saturating_add(Duration::from_millis(100)),
                 }

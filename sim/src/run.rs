@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::Violation;
 use super::check::{
     self, GiveUpRules, OutcomeRecord, OutputRecord, PatchFate, PatchRecord, StateRecord,
     StreamRecord, Terminal,
@@ -16,10 +17,9 @@ use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEven
 use super::server::{self, ServerConfig, ServerModel};
 use super::timeline::{Recorder, Timeline};
 use super::trace::Trace;
-use super::workload::{steps, Action, PlannedEvent, Step, WorkloadConfig};
-use super::Violation;
+use super::workload::{Action, PlannedEvent, Step, WorkloadConfig, steps};
 use tether_core::batch::EventId;
-use tether_core::classify::{classify, Outcome, Reply, TransientCause};
+use tether_core::classify::{Outcome, Reply, TransientCause, classify};
 use tether_core::drive::{DrainBound, Poll};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{

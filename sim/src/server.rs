@@ -12,7 +12,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::workload::seq_of;
 use tether_core::backoff::retry_after::format_http_date;

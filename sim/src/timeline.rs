@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use super::faults::{Delivery, TimeEvent};
-use tether_core::classify::{classify, Outcome, Reply, TransientCause};
+use tether_core::classify::{Outcome, Reply, TransientCause, classify};
 use tether_core::session::{Endpoint, Request, RequestId, Session, Status, Stream};
 use tether_core::time::Instant;
 

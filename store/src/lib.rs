@@ -26,7 +26,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use tether_driver::{Dropped, Store, StoreError, WriteBatch};
 
 /// The database's file name inside the outbox directory.

@@ -11,7 +11,7 @@ use std::io::{BufRead, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_blocking::{BulkSendError, Refused, SendError, Tether};
 use tether_core::batch::Event;
 use tether_core::session::{Status, Stream};

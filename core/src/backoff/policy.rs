@@ -114,11 +114,7 @@ impl BackoffPolicy {
         let base = duration_micros(self.base);
         let cap = duration_micros(self.cap);
         let scaled = if attempt >= 64 {
-            if base == 0 {
-                0
-            } else {
-                u64::MAX
-            }
+            if base == 0 { 0 } else { u64::MAX }
         } else {
             base.saturating_mul(1u64 << attempt)
         };
@@ -168,11 +164,7 @@ impl BackoffPolicy {
             Jitter::None => curve,
             Jitter::Additive { range, above_cap } => {
                 let sum = curve.saturating_add(scale(range, draw));
-                if above_cap {
-                    sum
-                } else {
-                    sum.min(self.cap)
-                }
+                if above_cap { sum } else { sum.min(self.cap) }
             }
             Jitter::Full => scale(curve, draw),
             Jitter::Equal => {

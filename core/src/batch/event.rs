@@ -106,11 +106,7 @@ pub struct PreparedEvent {
 const PAYLOAD_PREFIX: usize = 11;
 /// `}` or `,"ephemeral":true}`
 const fn payload_suffix(ephemeral: bool) -> usize {
-    if ephemeral {
-        18
-    } else {
-        1
-    }
+    if ephemeral { 18 } else { 1 }
 }
 
 #[derive(Serialize)]
@@ -259,7 +255,7 @@ impl PreparedEvent {
                 return Err(EnqueueError::Unreadable {
                     message: error.to_string(),
                     event: self,
-                })
+                });
             }
         };
         let event = Event {

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use serde_json::{Map, Value};
 
 use super::coalesce::{member_is_noop, merge_owned};
-use super::{apply, WorkerUpdate};
+use super::{WorkerUpdate, apply};
 
 /// Which top-level keys of the worker document are merge patches; every other key is replaced.
 ///

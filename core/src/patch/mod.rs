@@ -11,7 +11,7 @@ mod document;
 mod merge;
 mod update;
 
-pub use coalesce::{coalesce, is_noop, Coalesced};
+pub use coalesce::{Coalesced, coalesce, is_noop};
 pub use document::DocumentSchema;
 pub use merge::apply;
 pub use update::WorkerUpdate;

@@ -5,8 +5,8 @@ use alloc::vec::Vec;
 
 use serde_json::{Map, Value};
 
-use super::coalesce::compose_map;
 use super::DocumentSchema;
+use super::coalesce::compose_map;
 
 /// The coalesced form of a sequence of worker-document patches, lawful under
 /// [`DocumentSchema::apply`]: at most two patches (resets, then the patch) whose application

@@ -195,8 +195,8 @@ impl PreparedEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchDrainer, Config, Envelope, Event};
     use crate::Rng;
+    use crate::batch::{BatchDrainer, Config, Envelope, Event};
     use serde_json::json;
 
     fn prepared(envelope: Envelope, event: Event) -> PreparedEvent {

@@ -10,7 +10,7 @@ use core::ops::Range;
 use serde_json::{Map, Value};
 
 use super::{
-    Counters, Output, PutId, Rejection, StateConfig, StateError, Timer, Unacknowledged, EPOCH_KEY,
+    Counters, EPOCH_KEY, Output, PutId, Rejection, StateConfig, StateError, Timer, Unacknowledged,
 };
 use crate::backoff::Backoff;
 use crate::classify::Outcome;

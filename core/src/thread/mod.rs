@@ -85,10 +85,10 @@ pub use flow::{Debounce, DebounceTimer, Throttle, ThrottleConfig, ThrottleTimer}
 pub use merge::{DefaultPolicy, MergePolicy, ThreadMerge};
 pub use model::{Message, Thread, ThreadError};
 pub use network::{
-    is_network_failure, NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason,
-    ProbeId,
+    NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason, ProbeId,
+    is_network_failure,
 };
-pub use poller::{AdaptivePoller, PollerConfig, PollerOutput, PollerTimer, MAX_ACTIVITY};
+pub use poller::{AdaptivePoller, MAX_ACTIVITY, PollerConfig, PollerOutput, PollerTimer};
 pub use push::{
     PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
 };

@@ -34,7 +34,7 @@ use core::time::Duration;
 
 use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
-use crate::time::{duration_micros, Clock, Instant};
+use crate::time::{Clock, Instant, duration_micros};
 
 /// The poller's settings; the defaults are seed 002's.
 #[derive(Clone, Copy, Debug, PartialEq)]

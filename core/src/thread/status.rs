@@ -7,7 +7,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::drive::{Machine, Poll};
-use crate::time::{duration_micros, Instant};
+use crate::time::{Instant, duration_micros};
 
 /// Where one thread stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

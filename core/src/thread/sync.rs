@@ -18,8 +18,8 @@ use super::push::{
     PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
 };
 use super::status::{PerfConfig, PerfMonitor, SlowSync, StatusChange, StatusStream, SyncStatus};
-use super::wire::{parse_pull, parse_sync_results, pull_path, sync_body, ThreadEndpoint};
-use crate::classify::{classify, Outcome, Reply, TransientCause};
+use super::wire::{ThreadEndpoint, parse_pull, parse_sync_results, pull_path, sync_body};
+use crate::classify::{Outcome, Reply, TransientCause, classify};
 use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::session::{Response, TransportError};

@@ -6,7 +6,7 @@ use core::time::Duration;
 use std::collections::BTreeMap;
 
 use batch_support::Harness;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::backoff::{BackoffPolicy, Jitter};
 use tether_core::batch::{
     Abandon, BatchDrainer, Config, ConfigError, EnqueueError, Envelope, Event, Output, Overflow,

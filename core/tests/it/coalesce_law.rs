@@ -7,7 +7,7 @@ use crate::common;
 use common::{json, object, worker_patch};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use tether_core::patch::{apply, coalesce, DocumentSchema};
+use tether_core::patch::{DocumentSchema, apply, coalesce};
 
 /// RFC 7396, Appendix A: the RFC's 15 example test cases.
 const RFC7396_VECTORS: &str = include_str!("../data/rfc7396-vectors.json");

@@ -6,7 +6,7 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::{DeltaCoalescer, DeltaConfig, Merged};
 use tether_core::{Instant, Poll};
 

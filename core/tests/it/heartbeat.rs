@@ -99,9 +99,11 @@ fn one_hour_at_20s_without_jitter_is_exactly_180_beats() {
     assert_eq!(beats.len(), 180);
     assert_eq!(beats.first(), Some(&Instant::from_secs(20)));
     assert_eq!(beats.last(), Some(&Instant::from_secs(3600)));
-    assert!(beats
-        .windows(2)
-        .all(|w| w[1].saturating_duration_since(w[0]) == Duration::from_secs(20)));
+    assert!(
+        beats
+            .windows(2)
+            .all(|w| w[1].saturating_duration_since(w[0]) == Duration::from_secs(20))
+    );
 }
 
 #[test]
@@ -265,9 +267,10 @@ fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
         ),
         other => panic!("{other:?}"),
     }
-    assert!(hb
-        .handle_outcome(Instant::from_secs(21), id, Outcome::Success)
-        .is_err());
+    assert!(
+        hb.handle_outcome(Instant::from_secs(21), id, Outcome::Success)
+            .is_err()
+    );
 }
 
 #[test]

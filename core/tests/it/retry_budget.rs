@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use serde_json::json;
 use tether_core::batch::Event;
-use tether_core::budget::{RetryBudgetConfig, MILLI};
+use tether_core::budget::{MILLI, RetryBudgetConfig};
 use tether_core::session::{Endpoint, Output, Response, Session, SessionConfig, Status, Timer};
 use tether_core::{Instant, Poll, Rng};
 
@@ -145,10 +145,12 @@ fn an_empty_budget_makes_retries_wait_and_its_rate_bounds_them() {
         during - 1 <= 8,
         "{during} sends while down: {event_sends:?}"
     );
-    assert!(record
-        .statuses
-        .iter()
-        .any(|s| matches!(s, Status::BudgetExhausted { .. })));
+    assert!(
+        record
+            .statuses
+            .iter()
+            .any(|s| matches!(s, Status::BudgetExhausted { .. }))
+    );
     assert!(record.budget_wakes > 0);
     // Nothing was dropped: both events landed once the server came back.
     assert_eq!(record.delivered, 2, "{:#?}", record.trace);

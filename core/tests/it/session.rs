@@ -4,7 +4,7 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::{Event, Reason};
 use tether_core::session::{
     Endpoint, GiveUpReason, Output, Request, Response, Session, SessionConfig, Status, Stream,
@@ -286,10 +286,11 @@ fn conflict_supersedes_and_hands_back_every_stream() {
     assert!(h.requests.is_empty());
     assert_eq!(h.wake, None);
     assert!(h.session.send_event(h.now, Event::new(json!({}))).is_err());
-    assert!(h
-        .session
-        .flush(h.now, h.now + Duration::from_secs(1))
-        .is_err());
+    assert!(
+        h.session
+            .flush(h.now, h.now + Duration::from_secs(1))
+            .is_err()
+    );
     h.drain(); // asserts that nothing follows the terminal status
 }
 
@@ -324,10 +325,11 @@ fn ten_auth_failures_in_a_row_across_channels_give_up() {
         Some(&Status::GivenUp(GiveUpReason::AuthFailures(10)))
     );
     assert_eq!(h.handed_back(), [(Stream::Events, Reason::GivenUp, 1)]);
-    assert!(h
-        .outputs
-        .iter()
-        .any(|o| matches!(o, Output::StateUnacknowledged(_))));
+    assert!(
+        h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::StateUnacknowledged(_)))
+    );
 }
 
 #[test]
@@ -479,10 +481,11 @@ fn permanent_statuses_make_dead_letters_and_roll_back_state() {
         assert_eq!(h.session.state_view()["worker_status"], json!("bad"));
         let put = h.expect(Endpoint::PutWorker);
         h.respond(&put, status, "");
-        assert!(h
-            .outputs
-            .iter()
-            .any(|o| matches!(o, Output::StateRejected(r) if r.status == status)));
+        assert!(
+            h.outputs
+                .iter()
+                .any(|o| matches!(o, Output::StateRejected(r) if r.status == status))
+        );
         assert_eq!(
             h.session.state_view()["worker_status"],
             json!("idle"),
@@ -675,10 +678,11 @@ fn close_with_the_server_down_hands_everything_back_at_the_deadline() {
     assert_eq!(h.statuses.last(), Some(&Status::Closed));
     assert!(h.now <= deadline, "closed at {} after the deadline", h.now);
     assert_eq!(h.handed_back(), [(Stream::Events, Reason::Closed, 5)]);
-    assert!(h
-        .outputs
-        .iter()
-        .any(|o| matches!(o, Output::StateUnacknowledged(u) if !u.update.is_empty())));
+    assert!(
+        h.outputs
+            .iter()
+            .any(|o| matches!(o, Output::StateUnacknowledged(u) if !u.update.is_empty()))
+    );
 }
 
 /// The session's request channels (DESIGN.md §Session: at most one request in flight on each).

@@ -1,7 +1,7 @@
 //! Deltas through the session: merged within the window, released before any other event of
 //! the stream, by a flush and by a close.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::Event;
 use tether_core::session::{Endpoint, Output, Response, Session, SessionConfig, Status};
 use tether_core::{Instant, Poll, Rng};

@@ -10,12 +10,12 @@ use crate::common;
 
 use core::time::Duration;
 
-use common::{put, worker_patch, Sim};
+use common::{Sim, put, worker_patch};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
+use tether_core::Instant;
 use tether_core::patch::DocumentSchema;
 use tether_core::state::{Output, PutId, StateConfig};
-use tether_core::Instant;
 use tether_core::{Outcome, TransientCause};
 
 #[derive(Clone, Debug)]

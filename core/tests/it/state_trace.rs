@@ -5,7 +5,7 @@ use crate::common;
 
 use core::time::Duration;
 
-use common::{put, Sim};
+use common::{Sim, put};
 use serde_json::json;
 use tether_core::state::StateConfig;
 use tether_core::{Outcome, TransientCause};

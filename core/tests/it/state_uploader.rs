@@ -4,8 +4,8 @@ use crate::common;
 
 use core::time::Duration;
 
-use common::{obj, put, Sim};
-use serde_json::{json, Value};
+use common::{Sim, obj, put};
+use serde_json::{Value, json};
 use tether_core::state::{Output, PutId, StateConfig, StateError, StateUploader, Timer};
 use tether_core::{Instant, Machine, Outcome, Poll, Rng, TransientCause};
 

@@ -210,11 +210,12 @@ fn network_follows_the_caller() {
     let mut n = Driven::new(NetworkState::new(NetworkConfig::default()), Instant::ZERO);
     let (_, outs) = n.call(|n, now| n.set_online(now, false)).unwrap();
     assert_eq!(outs, [NetworkOutput::Offline(OfflineReason::Caller)]);
-    assert!(n
-        .call(|n, now| n.set_online(now, false))
-        .unwrap()
-        .1
-        .is_empty());
+    assert!(
+        n.call(|n, now| n.set_online(now, false))
+            .unwrap()
+            .1
+            .is_empty()
+    );
     let (_, outs) = n.call(|n, now| n.set_online(now, true)).unwrap();
     assert_eq!(outs, [NetworkOutput::Online]);
 }
@@ -547,11 +548,12 @@ fn bad_input_is_a_typed_error_never_a_panic() {
         let r = p.call(|p, now| p.put_value(now, &value)).unwrap().0;
         assert!(r.is_err(), "{value}");
     }
-    assert!(p
-        .call(|p, now| p.add_message(now, "t", msg("", 1)))
-        .unwrap()
-        .0
-        .is_err());
+    assert!(
+        p.call(|p, now| p.add_message(now, "t", msg("", 1)))
+            .unwrap()
+            .0
+            .is_err()
+    );
     assert_eq!(
         p.call(|p, now| p.update_message(now, "nope", msg("a", 1)))
             .unwrap()

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::session::{Response, TransportError};
 use tether_core::thread::{
-    wire, ItemResult, Message, OfflineReason, PullPage, SyncStatus, Thread, ThreadEndpoint,
-    ThreadOutput, ThreadRequest, ThreadSync, ThreadSyncConfig,
+    ItemResult, Message, OfflineReason, PullPage, SyncStatus, Thread, ThreadEndpoint, ThreadOutput,
+    ThreadRequest, ThreadSync, ThreadSyncConfig, wire,
 };
 use tether_core::{Driven, Instant, Rng};
 
@@ -196,9 +196,10 @@ fn edits_push_and_remote_changes_pull() {
         &mut outs,
     );
     // The push conflicted, merged, and went again.
-    assert!(outs
-        .iter()
-        .any(|o| matches!(o, ThreadOutput::Status(c) if c.status == SyncStatus::Conflict)));
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, ThreadOutput::Status(c) if c.status == SyncStatus::Conflict))
+    );
     let view = sync.machine().thread("shared").unwrap();
     let ids: Vec<&str> = view.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["r0", "l0", "r1"]);
@@ -358,10 +359,11 @@ fn a_late_answer_after_the_deadline_is_ignored() {
         .unwrap();
     assert!(outs.is_empty());
     // Bad input at the call is a typed error.
-    assert!(sync
-        .call(|s, now| s.put_value(now, &json!({"id": "t", "messages": "no"})))
-        .unwrap()
-        .0
-        .is_err());
+    assert!(
+        sync.call(|s, now| s.put_value(now, &json!({"id": "t", "messages": "no"})))
+            .unwrap()
+            .0
+            .is_err()
+    );
     assert!(wire::parse_sync_results(b"{\"results\": 3}").is_err());
 }

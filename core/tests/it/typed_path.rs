@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::{BatchDrainer, Config, EnqueueError, Event, Output};
 use tether_core::{Instant, Poll, Rng};
 

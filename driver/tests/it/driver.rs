@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::batch::{Config, Overflow, Reason};
 use tether_core::session::{Endpoint, SessionConfig, Status, Stream};
 use tether_driver::{
@@ -460,6 +460,8 @@ fn a_tap_sees_every_request_and_answer_with_its_time_and_a_panicking_one_is_drop
     });
     let reports = handle.reports();
     rig.run_until(50, |r| r.shared.lock().status() == Status::Connected);
-    assert!(std::iter::from_fn(|| reports.try_next())
-        .any(|r| matches!(r, Report::CallbackPanicked { .. })));
+    assert!(
+        std::iter::from_fn(|| reports.try_next())
+            .any(|r| matches!(r, Report::CallbackPanicked { .. }))
+    );
 }

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_core::session::{Endpoint, SessionConfig};
 use tether_driver::{
-    Action, Handle, HttpRequest, HttpResponse, MemoryStore, SendError, Settings, Shared,
-    SyncPolicy, REPLAY_CHUNK,
+    Action, Handle, HttpRequest, HttpResponse, MemoryStore, REPLAY_CHUNK, SendError, Settings,
+    Shared, SyncPolicy,
 };
 
 /// What the toy server stored: event payloads in arrival order, by uuid once.

@@ -171,11 +171,13 @@ fn three_clients_converge_through_the_drivers_actions() {
     }
     for client in &rig.clients {
         assert_eq!(client.threads.threads(), server);
-        assert!(client
-            .threads
-            .sync_statuses()
-            .values()
-            .all(|s| *s == SyncStatus::Synced));
+        assert!(
+            client
+                .threads
+                .sync_statuses()
+                .values()
+                .all(|s| *s == SyncStatus::Synced)
+        );
     }
     assert!(rig.seen.contains(&ThreadEndpoint::Pull));
     assert!(rig.seen.contains(&ThreadEndpoint::Sync));

@@ -4,10 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_server::date::parse_http_date;
 use tether_server::{
-    FaultKind, FaultPlan, FaultRates, Route, Server, ServerConfig, DEFAULT_BODY_LIMIT,
+    DEFAULT_BODY_LIMIT, FaultKind, FaultPlan, FaultRates, Route, Server, ServerConfig,
 };
 
 struct Reply {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tether_server::{Server, ServerConfig};
 
 fn agent() -> ureq::Agent {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tether_blocking::{FlushError, SendError, Tether};
 use tether_core::batch::{Event, Reason};
 use tether_core::patch::DocumentSchema;
@@ -210,10 +210,12 @@ fn a_takeover_supersedes_the_first_worker_and_hands_back_its_events() {
         let report = first.close(Duration::from_secs(5));
         assert_eq!(report.status, Status::Superseded);
         assert!(!report.undelivered.is_empty());
-        assert!(report
-            .undelivered
-            .iter()
-            .all(|e| e.reason == Reason::Superseded && e.stream == Stream::Events));
+        assert!(
+            report
+                .undelivered
+                .iter()
+                .all(|e| e.reason == Reason::Superseded && e.stream == Stream::Events)
+        );
         let handed_back: Vec<usize> = report
             .undelivered
             .iter()

@@ -6,7 +6,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{bounded, fast_config, wait_status};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tether_core::batch::Reason;
 use tether_core::patch::DocumentSchema;
 use tether_core::session::Stream;
@@ -169,12 +169,14 @@ fn a_higher_epoch_supersedes_the_session_which_hands_back_its_events() {
         .await;
         let report = first.close(Duration::from_secs(1)).await;
         assert_eq!(report.status, Status::Superseded);
-        assert!(report
-            .undelivered
-            .iter()
-            .all(|e| e.reason == Reason::Superseded
-                && e.stream == Stream::Events
-                && e.uuid().is_some()));
+        assert!(
+            report
+                .undelivered
+                .iter()
+                .all(|e| e.reason == Reason::Superseded
+                    && e.stream == Stream::Events
+                    && e.uuid().is_some())
+        );
         // Every event given after the takeover came back, in order: in the report or at once.
         let mut back: Vec<Value> = report
             .undelivered
@@ -251,10 +253,12 @@ fn close_with_the_server_down_hands_back_every_event_within_its_timeout() {
             .map(|e| e.payload().unwrap()["seq"].clone())
             .collect();
         assert_eq!(seqs, (100..300).map(Value::from).collect::<Vec<_>>());
-        assert!(report
-            .undelivered
-            .iter()
-            .all(|e| e.reason == Reason::Closed));
+        assert!(
+            report
+                .undelivered
+                .iter()
+                .all(|e| e.reason == Reason::Closed)
+        );
         let unacked = report
             .state_unacknowledged
             .expect("the last patch never landed");

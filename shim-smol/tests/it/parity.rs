@@ -24,13 +24,13 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant as StdInstant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
+use tether_core::Instant;
 use tether_core::batch::{self, Envelope};
 use tether_core::session::{
     DeliveryStatus, Endpoint, Output, RequestId, Response, Session, SessionConfig, Status,
     TransportError,
 };
-use tether_core::Instant;
 use tether_smol::{BoxFuture, Builder, HttpRequest, HttpResponse, Transport};
 
 // ----- the case: a script of answers and a program of calls -----
@@ -846,10 +846,11 @@ fn both_shims_match_the_reference_loop_when_superseded() {
         .trace
         .iter()
         .any(|e| matches!(e, Entry::HandedBack("events", r, events) if r == "Superseded" && events.len() == 1)));
-    assert!(run
-        .trace
-        .iter()
-        .any(|e| matches!(e, Entry::StateUnacknowledged(_))));
+    assert!(
+        run.trace
+            .iter()
+            .any(|e| matches!(e, Entry::StateUnacknowledged(_)))
+    );
     assert!(run.trace.iter().any(|e| matches!(e, Entry::Refused(5))));
     assert_eq!(run.statuses.last().map(String::as_str), Some("superseded"));
 }

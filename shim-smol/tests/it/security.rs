@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{bounded, wait_status, write_counted, RawServer};
+use common::{RawServer, bounded, wait_status, write_counted};
 use serde_json::json;
 use tether_core::session::{Endpoint, GiveUpReason, RequestId, SessionConfig, Status};
 use tether_smol::{BuildError, Builder, HttpRequest, HttpTransport, SendError, Token, Transport};
@@ -76,14 +76,18 @@ fn only_http_and_https_urls_are_accepted() {
         Builder::new("ftp://127.0.0.1/s").into_parts().unwrap_err(),
         BuildError::UnsupportedScheme { scheme } if scheme == "ftp"
     ));
-    assert!(Builder::new("http://127.0.0.1:9/s")
-        .epoch(1)
-        .into_parts()
-        .is_ok());
-    assert!(Builder::new("https://127.0.0.1:9/s")
-        .epoch(1)
-        .into_parts()
-        .is_ok());
+    assert!(
+        Builder::new("http://127.0.0.1:9/s")
+            .epoch(1)
+            .into_parts()
+            .is_ok()
+    );
+    assert!(
+        Builder::new("https://127.0.0.1:9/s")
+            .epoch(1)
+            .into_parts()
+            .is_ok()
+    );
     // A token that could smuggle a header is refused.
     assert!(matches!(
         Builder::new("http://127.0.0.1:9/s")

@@ -4,8 +4,8 @@
 
 use crate::common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{bounded, fast_config, wait_status};
@@ -146,10 +146,12 @@ fn close_while_the_runtime_shuts_down_answers_every_waiter() {
         seqs,
         (0..10).map(serde_json::Value::from).collect::<Vec<_>>()
     );
-    assert!(report
-        .undelivered
-        .iter()
-        .all(|e| e.reason == Reason::Closed));
+    assert!(
+        report
+            .undelivered
+            .iter()
+            .all(|e| e.reason == Reason::Closed)
+    );
     // The same facts reached the report stream, live.
     let mut handed_back = 0;
     while let Some(r) = reports.try_next() {

@@ -5,5 +5,5 @@
 mod run;
 pub mod store;
 
-pub use run::{run_threads, Scenario, ThreadFaults, ThreadReport, ThreadRunConfig, ThreadStats};
+pub use run::{Scenario, ThreadFaults, ThreadReport, ThreadRunConfig, ThreadStats, run_threads};
 pub use store::ThreadStore;

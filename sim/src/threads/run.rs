@@ -191,7 +191,15 @@ impl ThreadReport {
         let _ = writeln!(
             s,
             "messages {}, pulls {}, pushes {}, pings {}, applied {}, conflicts {}, rejected {}, offline {}, faults {}",
-            st.messages, st.pulls, st.pushes, st.pings, st.applied, st.conflicts, st.rejected, st.offline, st.faults
+            st.messages,
+            st.pulls,
+            st.pushes,
+            st.pings,
+            st.applied,
+            st.conflicts,
+            st.rejected,
+            st.offline,
+            st.faults
         );
         let _ = writeln!(
             s,

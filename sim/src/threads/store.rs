@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tether_core::thread::{ItemResult, PullPage, Thread, ThreadEndpoint};
 
 /// The most items one push may carry.
@@ -265,7 +265,9 @@ mod tests {
             .collect();
         assert_eq!(
             statuses,
-            ["applied", "conflict", "rejected", "rejected", "rejected", "rejected", "rejected"]
+            [
+                "applied", "conflict", "rejected", "rejected", "rejected", "rejected", "rejected"
+            ]
         );
         assert_eq!(body["results"][0]["v"], 1);
         assert_eq!(body["results"][1]["thread"]["messages"][0]["id"], "m1");

@@ -1,8 +1,8 @@
 //! 1 000 sessions against a server that is down for five minutes and comes back: with a shared
 //! retry budget the retries stay under the budget's bound, and every event still lands.
 
-use tether_core::budget::{RetryBudgetConfig, MILLI};
-use tether_sim::fleet::{run_fleet, FleetConfig};
+use tether_core::budget::{MILLI, RetryBudgetConfig};
+use tether_sim::fleet::{FleetConfig, run_fleet};
 
 #[test]
 fn a_shared_budget_bounds_the_retry_storm_and_every_event_lands() {

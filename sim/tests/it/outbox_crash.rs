@@ -1,7 +1,7 @@
 //! Crash at random steps with a durable outbox, restart from what was persisted: every
 //! acknowledged event lands exactly once, in order, and the document converges.
 
-use tether_sim::{run_crashes, CrashConfig};
+use tether_sim::{CrashConfig, run_crashes};
 
 #[test]
 fn every_acknowledged_event_lands_once_in_order_across_random_crashes() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tether_core::session::Status;
-use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
 
 /// A short, sparse workload, so that a whole trace can be read.
 fn readable_workload(duration: Duration) -> WorkloadConfig {

@@ -1,6 +1,6 @@
 //! The simulator: a sweep of seeds across fault mixes, replay, and the named scenarios.
 
-use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
 
 fn mixes() -> [(&'static str, FaultMix); 3] {
     [

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use tether_core::Instant;
 use tether_core::session::Status;
 use tether_core::session::{Endpoint, Request, RequestId};
-use tether_core::Instant;
 use tether_sim::render::render;
 use tether_sim::timeline::{Lane, Recorder, SpanKind, StatusKind, Timeline};
-use tether_sim::{run, FaultMix, RunConfig, RunReport, WorkloadConfig};
+use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
 
 /// A partition long enough to go stale, then a newer worker takes the session over.
 fn partition_and_takeover() -> FaultMix {
@@ -78,21 +78,27 @@ fn a_partition_and_a_takeover_show_as_spans_and_marks() {
         .filter(|b| partition.start < b.start && b.start < partition.end)
         .collect();
     assert!(!during.is_empty());
-    assert!(during
-        .iter()
-        .all(|b| b.faulted && b.details.contains("partition")));
-    assert!(timeline
-        .spans
-        .iter()
-        .any(|s| s.kind == SpanKind::Fault && s.lane == Some(Lane::Heartbeat)));
+    assert!(
+        during
+            .iter()
+            .all(|b| b.faulted && b.details.contains("partition"))
+    );
+    assert!(
+        timeline
+            .spans
+            .iter()
+            .any(|s| s.kind == SpanKind::Fault && s.lane == Some(Lane::Heartbeat))
+    );
     let kinds: Vec<StatusKind> = timeline.marks.iter().map(|m| m.kind).collect();
     assert_eq!(kinds.first(), Some(&StatusKind::Connecting));
     assert_eq!(kinds.last(), Some(&StatusKind::Superseded));
     assert!(kinds.contains(&StatusKind::Stale), "{kinds:?}");
-    assert!(timeline
-        .marks
-        .iter()
-        .any(|m| m.kind == StatusKind::Retrying && m.until.is_some_and(|u| u > m.at)));
+    assert!(
+        timeline
+            .marks
+            .iter()
+            .any(|m| m.kind == StatusKind::Retrying && m.until.is_some_and(|u| u > m.at))
+    );
     assert!(timeline.samples.iter().any(|s| s.events > 0 && s.bytes > 0));
     assert!(timeline.samples.iter().any(|s| s.patches > 0));
     assert_eq!(timeline.end, report.stats.end.max(timeline.end));

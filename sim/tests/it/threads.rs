@@ -1,7 +1,7 @@
 //! Thread sync in the simulator: seed 002's three harness tests as pinned scenarios, and a
 //! sweep of seeded random runs through faults and partitions.
 
-use tether_sim::threads::{run_threads, Scenario, ThreadFaults, ThreadRunConfig};
+use tether_sim::threads::{Scenario, ThreadFaults, ThreadRunConfig, run_threads};
 
 #[test]
 fn concurrent_edits() {

@@ -4,7 +4,7 @@
 use std::fs;
 
 use tether_driver::{Store, StoreError, WriteBatch};
-use tether_store::{SqliteStore, FILE_NAME};
+use tether_store::{FILE_NAME, SqliteStore};
 
 fn puts(keys: std::ops::Range<u64>) -> WriteBatch {
     WriteBatch {

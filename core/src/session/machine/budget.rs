@@ -6,8 +6,8 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::flight::{Channel, Purpose};
 use super::Session;
+use super::flight::{Channel, Purpose};
 use crate::budget::{BudgetCounters, RetryCost, RetryGate};
 use crate::classify::{Outcome, TransientCause};
 use crate::session::status::Status;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::flight::Purpose;
-use super::{epoch_body, Session};
+use super::{Session, epoch_body};
 use crate::backoff::{Decision, Failure};
 use crate::classify::Outcome;
 use crate::session::status::{GiveUpReason, Status};
@@ -53,7 +53,7 @@ impl Session {
             Outcome::Success => return self.advance_connect(now, phase, body),
             Outcome::Throttled(hint) => Failure::Throttled(hint),
             Outcome::TooLarge => {
-                return self.end(now, Status::GivenUp(GiveUpReason::Rejected(413)))
+                return self.end(now, Status::GivenUp(GiveUpReason::Rejected(413)));
             }
             Outcome::Permanent(status) => {
                 return self.end(now, Status::GivenUp(GiveUpReason::Rejected(status)));

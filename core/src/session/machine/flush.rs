@@ -4,8 +4,8 @@
 
 use alloc::vec::Vec;
 
-use super::streams::PerStream;
 use super::Session;
+use super::streams::PerStream;
 use crate::drive::FlushId;
 use crate::session::io::{Output, SessionError, Stream};
 use crate::session::status::Status;

@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
+use super::Session;
 use super::connect::Phase;
 use super::flight::{Channel, Purpose};
-use super::Session;
-use crate::classify::{classify, Outcome, Reply};
+use crate::classify::{Outcome, Reply, classify};
 use crate::session::status::{GiveUpReason, Status};
 use crate::session::wire::Response;
 use crate::time::Instant;

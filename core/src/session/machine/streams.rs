@@ -2,8 +2,8 @@
 
 use core::ops::{Index, IndexMut};
 
-use super::flight::Purpose;
 use super::Session;
+use super::flight::Purpose;
 use crate::batch::{self, BatchDrainer};
 use crate::drive::Wake;
 use crate::session::io::{Output, Stream};
