@@ -67,6 +67,7 @@ mod error;
 mod faults;
 mod http;
 mod inspect;
+mod resources;
 mod routes;
 mod server;
 mod shared;
@@ -79,6 +80,7 @@ pub use faults::{
     Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,
 };
 pub use inspect::{Inspector, SessionView};
+pub use resources::Resources;
 pub use routes::{Route, SESSIONS_PREFIX};
 pub use server::Server;
 pub use store::{Duplicates, Stats};

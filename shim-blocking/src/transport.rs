@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::Instant;
 
@@ -191,6 +191,11 @@ impl Dispatch {
 /// A bounded pool of worker threads fed from one queue. A worker hands its answer straight to
 /// the driver and takes what that made to do (the next batch, usually) itself: no handoff
 /// through the driver thread per exchange.
+///
+/// The pool holds the only strong reference to the job sender; workers reach it through a
+/// `Weak` only while they hand out follow-on work. So when the driver thread ends and drops
+/// the pool, the queue closes, every idle worker's `recv` returns, and the workers, the
+/// transport's connections and the driver they hold all end with the session.
 pub(crate) struct Pool {
     dispatch: Arc<Dispatch>,
     queue: Arc<Mutex<Receiver<Job>>>,
@@ -238,7 +243,7 @@ impl Pool {
         let idle = Arc::clone(&self.idle);
         let transport = Arc::clone(&self.transport);
         let shared = Arc::clone(&self.shared);
-        let dispatch = Arc::clone(&self.dispatch);
+        let dispatch = Arc::downgrade(&self.dispatch);
         idle.fetch_add(1, Ordering::AcqRel);
         let spawned = thread::Builder::new()
             .name("tether-http".into())
@@ -258,7 +263,7 @@ fn worker(
     idle: &AtomicUsize,
     transport: &dyn Transport,
     shared: &Shared,
-    dispatch: &Dispatch,
+    dispatch: &Weak<Dispatch>,
 ) {
     loop {
         let job = {
@@ -279,6 +284,9 @@ fn worker(
                 driver.handle_reply(now, id, result);
                 std::iter::from_fn(|| driver.poll_action()).collect()
             });
+            let Some(dispatch) = dispatch.upgrade() else {
+                return; // the session has ended: nothing more to hand out
+            };
             let mut next = None;
             for action in actions {
                 match action {
