@@ -56,7 +56,10 @@ fn run_shim(
         .seed(1)
         .config(config)
         .start()?;
-    let _ = tether.statuses().iter().find(|s| *s != Status::Connecting);
+    let _ = tether
+        .statuses()
+        .iter()
+        .find(|s| *s != Ok(Status::Connecting));
     let before = tether.counters().wire;
     let started = Instant::now();
     send(&tether, 0..events)?;

@@ -53,7 +53,10 @@ fn run(
         .config(config())
         .outbox(store, policy)
         .start()?;
-    let _ = tether.statuses().iter().find(|s| *s != Status::Connecting);
+    let _ = tether
+        .statuses()
+        .iter()
+        .find(|s| *s != Ok(Status::Connecting));
     let started = Instant::now();
     let seqs: Vec<u64> = (0..events).collect();
     for chunk in seqs.chunks(1_000) {

@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             report.all_delivered()
         );
         while let Some(r) = reports.next().await {
-            match r {
+            match r? {
                 Report::SlowRequest {
                     endpoint,
                     latency,

@@ -439,6 +439,14 @@ fn record_undelivered(
 ) -> std::io::Result<Option<BufWriter<File>>> {
     for report in reports {
         let Some(out) = sink.as_mut() else { continue };
+        let report = match report {
+            Ok(report) => report,
+            Err(lagged) => {
+                // Not expected (this thread reads nothing else), but said if it happens.
+                eprintln!("tether pipe: the undelivered file misses reports ({lagged})");
+                continue;
+            }
+        };
         match report {
             Report::HandedBack { events, .. } => {
                 for event in &events {

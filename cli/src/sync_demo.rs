@@ -191,7 +191,9 @@ pub fn demo(options: &SyncOptions) -> Result<bool, Box<dyn std::error::Error>> {
         drop(worker.close(Duration::from_secs(10)));
     }
     let closes: Vec<ThreadCloseReport> = syncs.iter().map(|t| t.close(Duration::ZERO)).collect();
-    let seen: Vec<ThreadReport> = std::iter::from_fn(|| reports.try_next()).collect();
+    let seen: Vec<ThreadReport> = std::iter::from_fn(|| reports.try_next())
+        .collect::<Result<_, _>>()
+        .map_err(|lagged| format!("the thread reports: {lagged}"))?;
     let stored = server.inspector().threads(SESSION);
     server.shutdown()?;
     let elapsed = started.elapsed();

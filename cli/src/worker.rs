@@ -376,12 +376,13 @@ pub enum Statuses {
 }
 
 impl Statuses {
-    /// The changes ready now, without waiting.
+    /// The changes ready now, without waiting. A status stream that lagged only skipped
+    /// changes older than the ones it still holds, so the lag marker is passed over.
     pub fn ready(&self) -> Vec<Status> {
         match self {
-            Statuses::Blocking(s) => s.try_iter().collect(),
-            Statuses::Smol(s) => std::iter::from_fn(|| s.try_next()).collect(),
-            Statuses::Tokio(s) => std::iter::from_fn(|| s.try_next()).collect(),
+            Statuses::Blocking(s) => s.try_iter().flatten().collect(),
+            Statuses::Smol(s) => std::iter::from_fn(|| s.try_next()).flatten().collect(),
+            Statuses::Tokio(s) => std::iter::from_fn(|| s.try_next()).flatten().collect(),
         }
     }
 }
@@ -389,12 +390,19 @@ impl Statuses {
 impl Iterator for Statuses {
     type Item = Status;
 
-    /// The next change, waiting for it; `None` once the session has ended.
+    /// The next change, waiting for it; `None` once the session has ended. Lag markers are
+    /// passed over, as in [`ready`](Statuses::ready).
     fn next(&mut self) -> Option<Status> {
-        match self {
-            Statuses::Blocking(s) => s.recv(),
-            Statuses::Smol(s) => smol::block_on(s.next()),
-            Statuses::Tokio(s) => tokio_runtime().block_on(s.next()),
+        loop {
+            let next = match self {
+                Statuses::Blocking(s) => s.recv(),
+                Statuses::Smol(s) => smol::block_on(s.next()),
+                Statuses::Tokio(s) => tokio_runtime().block_on(s.next()),
+            };
+            match next? {
+                Ok(status) => return Some(status),
+                Err(_lagged) => continue,
+            }
         }
     }
 }
@@ -409,7 +417,7 @@ pub enum Reports {
 }
 
 impl Iterator for Reports {
-    type Item = tether_blocking::Report;
+    type Item = Result<tether_blocking::Report, tether_blocking::Lagged>;
 
     /// The next report, waiting for it; `None` once the session has ended.
     fn next(&mut self) -> Option<Self::Item> {

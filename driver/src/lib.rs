@@ -109,4 +109,4 @@ pub use thread_handle::{
 };
 pub use threads::{THREAD_MAX_RESPONSE_BODY, ThreadStartError};
 pub use url::{SessionUrl, Token};
-pub use wait::{Pending, Subscription};
+pub use wait::{Lagged, Pending, SUBSCRIPTION_CAPACITY, Subscription};

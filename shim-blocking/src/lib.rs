@@ -36,7 +36,7 @@
 //! assert_eq!(report.status, Status::Closed);
 //! assert!(report.all_delivered());
 //! assert_eq!(report.counters.events.delivered, 100);
-//! assert_eq!(statuses.recv(), Some(Status::Connecting));
+//! assert_eq!(statuses.recv(), Some(Ok(Status::Connecting)));
 //!
 //! // The server's own record agrees.
 //! assert_eq!(server.inspector().events("doc-example").len(), 100);
@@ -59,10 +59,10 @@ pub use wait::{Reports, Statuses, Stream, Threads};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, MemoryStore, PatchError, Refused, Report, SendError, Settings,
-    SharedRetryBudget, Store, StoreError, SyncPolicy, Tap, ThreadCallError, ThreadCloseReport,
-    ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError, Token, USER_AGENT,
-    UndeliveredEvent, WireCounters,
+    HttpRequest, HttpResponse, Lagged, MemoryStore, PatchError, Refused, Report, SendError,
+    Settings, SharedRetryBudget, Store, StoreError, SyncPolicy, Tap, ThreadCallError,
+    ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError, Token,
+    USER_AGENT, UndeliveredEvent, WireCounters,
 };
 
 /// The core this crate drives, re-exported for its types.

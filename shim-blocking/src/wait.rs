@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tether_core::thread::StatusChange;
 use tether_driver::{
-    Subscription, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
+    Lagged, Subscription, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
 };
 
 use crate::run::now;
@@ -40,8 +40,9 @@ pub(crate) fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
     }
 }
 
-/// Items of a driver stream, read by blocking. Every item, in order; the stream ends once the
-/// session has ended and everything was read.
+/// Items of a driver stream, read by blocking. Every item, in order, or `Err(Lagged(n))` where
+/// the reader fell more than [`SUBSCRIPTION_CAPACITY`](tether_driver::SUBSCRIPTION_CAPACITY)
+/// items behind; the stream ends once the session has ended and everything was read.
 #[derive(Debug)]
 pub struct Stream<T> {
     subscription: Subscription<T>,
@@ -58,12 +59,12 @@ impl<T> Stream<T> {
     }
 
     /// The next item, waiting for it; `None` once the stream has ended.
-    pub fn recv(&self) -> Option<T> {
+    pub fn recv(&self) -> Option<Result<T, Lagged>> {
         block_on(std::future::poll_fn(|cx| self.subscription.poll_next(cx)))
     }
 
     /// The next item, waiting at most `timeout`; `None` on timeout or at the end.
-    pub fn recv_timeout(&self, timeout: Duration) -> Option<T> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<T, Lagged>> {
         let until = now().checked_add(timeout);
         let waker = Waker::from(Arc::new(Unpark(thread::current())));
         let mut cx = Context::from_waker(&waker);
@@ -85,12 +86,12 @@ impl<T> Stream<T> {
     }
 
     /// The items queued now, without waiting.
-    pub fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+    pub fn try_iter(&self) -> impl Iterator<Item = Result<T, Lagged>> + '_ {
         std::iter::from_fn(|| self.subscription.try_next())
     }
 
     /// Every item, waiting for each, until the stream ends.
-    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<T, Lagged>> + '_ {
         std::iter::from_fn(|| self.recv())
     }
 }

@@ -79,9 +79,10 @@ pub use tether_driver::{BoxFuture, Reports, Statuses, WORK_BUDGET};
 
 pub use tether_driver::{
     BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, PatchError, Refused, Report, SendError, SessionUrl, Settings,
-    SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle,
-    ThreadReport, ThreadStartError, Token, USER_AGENT, UndeliveredEvent, WireCounters,
+    HttpRequest, HttpResponse, Lagged, PatchError, Refused, Report, SendError, SessionUrl,
+    Settings, SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError,
+    ThreadHandle, ThreadReport, ThreadStartError, Token, USER_AGENT, UndeliveredEvent,
+    WireCounters,
 };
 
 /// Re-exported so callers need not depend on the core directly for the common types.

@@ -195,7 +195,7 @@ fn three_clients_converge_through_the_drivers_actions() {
     for close in &mut closes {
         assert!(close.try_take().unwrap().all_delivered());
     }
-    let changes: Vec<_> = std::iter::from_fn(|| statuses.try_next()).collect();
+    let changes: Vec<_> = std::iter::from_fn(|| statuses.try_next().map(Result::unwrap)).collect();
     assert!(changes.iter().all(|c| c.status == SyncStatus::Synced));
     assert!(statuses.is_finished());
     assert_eq!(
@@ -259,7 +259,7 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
     // Rolled back: the thread was new, so nothing is left to push.
     assert_eq!(flush.try_take(), Some(Ok(())));
     assert!(threads.thread("t1").is_none());
-    let rejected = std::iter::from_fn(|| reports.try_next())
+    let rejected = std::iter::from_fn(|| reports.try_next().map(Result::unwrap))
         .find_map(|r| match r {
             ThreadReport::Rejected(rejected) => Some(rejected),
             _ => None,

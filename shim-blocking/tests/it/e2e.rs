@@ -135,7 +135,7 @@ fn heavy_faults_deliver_every_event_once_in_order_and_converge_the_state() {
         let faults = inspector.stats("heavy").total_faults();
         assert!(faults > 5, "only {faults} faults");
         assert!(report.counters.session.failures.total() > 10);
-        let seen: Vec<Status> = statuses.try_iter().collect();
+        let seen: Vec<Status> = statuses.try_iter().map(Result::unwrap).collect();
         assert!(
             seen.iter().any(|s| matches!(s, Status::Retrying { .. })),
             "{seen:?}"
@@ -178,7 +178,11 @@ fn a_takeover_supersedes_the_first_worker_and_hands_back_its_events() {
             .config(fast_config())
             .start()
             .expect("starts");
-        let connected = second.statuses().iter().find(|s| *s != Status::Connecting);
+        let connected = second
+            .statuses()
+            .iter()
+            .map(Result::unwrap)
+            .find(|s| *s != Status::Connecting);
         assert_eq!(connected, Some(Status::Connected));
         assert!(second.epoch() > first.epoch(), "{second:?} vs {first:?}");
         let at_takeover = inspector.events("takeover").len();
@@ -200,6 +204,7 @@ fn a_takeover_supersedes_the_first_worker_and_hands_back_its_events() {
         }
         let superseded = statuses
             .iter()
+            .map(Result::unwrap)
             .find(|s| s.is_terminal())
             .expect("a terminal status");
         assert_eq!(superseded, Status::Superseded);

@@ -33,7 +33,10 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
     }
     drop(tether);
     let mut handed = Vec::new();
-    while let Some(report) = reports.recv_timeout(Duration::from_secs(10)) {
+    while let Some(report) = reports
+        .recv_timeout(Duration::from_secs(10))
+        .map(Result::unwrap)
+    {
         if let Report::HandedBack { reason, events } = report {
             for event in events {
                 handed.push((reason, event.payload().unwrap()["n"].as_u64().unwrap()));
@@ -66,8 +69,12 @@ fn a_panicking_observer_is_dropped_and_reported_and_the_session_goes_on() {
     }
     let report = tether.close(Duration::from_secs(5));
     assert!(report.all_delivered(), "{report:?}");
-    let panicked = std::iter::from_fn(|| reports.recv_timeout(Duration::from_secs(5)))
-        .any(|r| matches!(r, Report::CallbackPanicked { .. }));
+    let panicked = std::iter::from_fn(|| {
+        reports
+            .recv_timeout(Duration::from_secs(5))
+            .map(Result::unwrap)
+    })
+    .any(|r| matches!(r, Report::CallbackPanicked { .. }));
     assert!(panicked, "the panic was reported");
     assert_eq!(server.inspector().events("observer").len(), 3);
     server.shutdown().unwrap();

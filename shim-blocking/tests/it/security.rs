@@ -144,7 +144,11 @@ fn redirects_are_not_followed_and_the_core_treats_them_as_permanent() {
             .config(fast_config())
             .start()
             .expect("starts");
-        let terminal = tether.statuses().iter().find(Status::is_terminal);
+        let terminal = tether
+            .statuses()
+            .iter()
+            .map(Result::unwrap)
+            .find(Status::is_terminal);
         assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(302))));
         let report = tether.close(Duration::from_secs(1));
         assert_eq!(report.counters.session.failures.permanent, 1);
@@ -171,6 +175,7 @@ fn a_response_body_is_never_read_past_the_cap() {
         let retrying = tether
             .statuses()
             .iter()
+            .map(Result::unwrap)
             .find(|s| !matches!(s, Status::Connecting));
         assert!(
             matches!(retrying, Some(Status::Retrying { .. })),
@@ -198,7 +203,11 @@ fn the_protocol_headers_are_sent_and_the_token_only_on_the_wire() {
         assert!(!format!("{builder:?}").contains("hunter2"));
         let tether = builder.config(fast_config()).start().expect("starts");
         assert!(!format!("{tether:?}").contains("hunter2"));
-        let terminal = tether.statuses().iter().find(Status::is_terminal);
+        let terminal = tether
+            .statuses()
+            .iter()
+            .map(Result::unwrap)
+            .find(Status::is_terminal);
         assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(418))));
         let report = tether.close(Duration::ZERO);
         assert!(!format!("{report:?}").contains("hunter2"));

@@ -51,7 +51,7 @@ fn three_clients_converge_on_the_reference_server_through_an_offline_spell() {
                 t.flush(Duration::from_secs(20)).unwrap();
             }
         }
-        let seen: Vec<ThreadReport> = reports.try_iter().collect();
+        let seen: Vec<ThreadReport> = reports.try_iter().map(Result::unwrap).collect();
         assert!(seen.iter().any(|r| matches!(r, ThreadReport::Offline(_))));
         assert!(seen.iter().any(|r| matches!(r, ThreadReport::Online)));
         for t in &threads {

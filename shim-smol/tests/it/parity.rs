@@ -155,6 +155,18 @@ struct Run {
     wire: Vec<(Endpoint, String)>,
     /// The status stream as the caller read it: it must be the trace's statuses.
     statuses: Vec<String>,
+    /// What each `flush` call answered the caller, in order.
+    flushes: Vec<&'static str>,
+}
+
+/// A flush's answer, as every shim must give it for the same core trace.
+fn flush_answer(answer: &Result<(), tether_driver::FlushError>) -> &'static str {
+    match answer {
+        Ok(()) => "done",
+        Err(tether_driver::FlushError::TimedOut) => "timed out",
+        Err(tether_driver::FlushError::Ended(_)) => "ended",
+        Err(_) => "other",
+    }
 }
 
 trait Harness {
@@ -233,6 +245,7 @@ impl Harness for Reference {
     }
 
     fn run(&self, case: &Case) -> Run {
+        let mut flushes = Vec::new();
         let mut lp = Loop {
             session: Session::new(
                 case.config.clone(),
@@ -264,11 +277,23 @@ impl Harness for Reference {
                 Step::Patch(p) => lp.session.patch_state(now, p.clone()).is_err(),
                 Step::Flush => {
                     // After the end the core refuses a flush, and nothing is reported for it;
-                    // every shim answers the call at once with `Ended`, so its result is not
-                    // part of the trace.
-                    if lp.session.flush(now, now + FLUSH).is_ok() {
+                    // every shim answers the call at once with `Ended`.
+                    let answer = if lp.session.flush(now, now + FLUSH).is_ok() {
+                        let from = lp.trace.len();
                         lp.wait_for(|t| t.iter().any(|e| matches!(e, Entry::Flush(_))));
-                    }
+                        let done = lp.trace[from..].iter().find_map(|e| match e {
+                            Entry::Flush(done) => Some(*done),
+                            _ => None,
+                        });
+                        if done == Some(true) {
+                            "done"
+                        } else {
+                            "timed out"
+                        }
+                    } else {
+                        "ended"
+                    };
+                    flushes.push(answer);
                     false
                 }
                 Step::Close => {
@@ -303,6 +328,7 @@ impl Harness for Reference {
             trace,
             wire,
             statuses,
+            flushes,
         }
     }
 }
@@ -359,10 +385,11 @@ impl Harness for Smol {
         let executor = smol::Executor::new();
         executor.spawn(driver).detach();
         let mut statuses = tether.statuses();
+        let mut flushes = Vec::new();
         let caller = async {
             let mut seen = Vec::new();
             while !matches!(seen.last(), Some(Status::Connected)) {
-                seen.push(statuses.next().await.unwrap());
+                seen.push(statuses.next().await.map(Result::unwrap).unwrap());
             }
             for (n, step) in case.program.iter().enumerate() {
                 let t = Duration::from_secs(1);
@@ -375,9 +402,8 @@ impl Harness for Smol {
                         .is_err(),
                     Step::Patch(p) => tether.patch_state(p.clone()).is_err(),
                     Step::Flush => {
-                        // After the end it answers `Ended`, as every shim does; the trace has
-                        // the flush's outcome.
-                        let _ = tether.flush(FLUSH).await;
+                        // After the end it answers `Ended`, as every shim does.
+                        flushes.push(flush_answer(&tether.flush(FLUSH).await));
                         false
                     }
                     Step::Close => {
@@ -392,7 +418,7 @@ impl Harness for Smol {
                     futures_lite::future::yield_now().await;
                 }
             }
-            while let Some(s) = statuses.try_next() {
+            while let Some(s) = statuses.try_next().map(Result::unwrap) {
                 seen.push(s);
             }
             seen
@@ -408,6 +434,7 @@ impl Harness for Smol {
             trace,
             wire,
             statuses: seen.iter().map(normal_status).collect(),
+            flushes,
         }
     }
 }
@@ -444,11 +471,12 @@ impl Harness for Tokio {
             .build()
             .unwrap();
         let mut statuses = tether.statuses();
+        let mut flushes = Vec::new();
         let caller = async {
             tokio::spawn(driver);
             let mut seen = Vec::new();
             while !matches!(seen.last(), Some(Status::Connected)) {
-                seen.push(statuses.next().await.unwrap());
+                seen.push(statuses.next().await.map(Result::unwrap).unwrap());
             }
             for (n, step) in case.program.iter().enumerate() {
                 let t = Duration::from_secs(1);
@@ -461,7 +489,7 @@ impl Harness for Tokio {
                         .is_err(),
                     Step::Patch(p) => tether.patch_state(p.clone()).is_err(),
                     Step::Flush => {
-                        let _ = tether.flush(FLUSH).await;
+                        flushes.push(flush_answer(&tether.flush(FLUSH).await));
                         false
                     }
                     Step::Close => {
@@ -476,7 +504,7 @@ impl Harness for Tokio {
                     tokio::task::yield_now().await;
                 }
             }
-            while let Some(s) = statuses.try_next() {
+            while let Some(s) = statuses.try_next().map(Result::unwrap) {
                 seen.push(s);
             }
             seen
@@ -490,6 +518,7 @@ impl Harness for Tokio {
             trace,
             wire,
             statuses: seen.iter().map(normal_status).collect(),
+            flushes,
         }
     }
 }
@@ -654,29 +683,23 @@ impl Harness for Blocking {
         shared.lock().open = true;
         shared.changed.notify_all();
         Self::settle(&tether, &shared);
-        let mut tether = Some(tether);
+        let mut flushes = Vec::new();
         for (n, step) in case.program.iter().enumerate() {
             let t = Duration::from_secs(1);
-            // `close` takes the handle: a call after it cannot be made at all, which is this
-            // shim's way of refusing it.
-            let Some(live) = tether.as_ref() else {
-                if !matches!(step, Step::Flush | Step::Close) {
-                    shared.lock().trace.push(Entry::Refused(n));
-                }
-                continue;
-            };
+            let live = &tether;
             let refused = match step {
                 Step::Event(v) => live.send_event(v.clone(), t).is_err(),
                 Step::Internal(v) => live.send_internal_event(v.clone(), t).is_err(),
                 Step::Ack(id) => live.ack_delivery(id, DeliveryStatus::Processed, t).is_err(),
                 Step::Patch(p) => live.patch_state(p.clone()).is_err(),
                 Step::Flush => {
-                    // After the end it answers `Ended`; the trace has the flush's outcome.
-                    let _ = live.flush(FLUSH);
+                    // After the end it answers `Ended`.
+                    flushes.push(flush_answer(&live.flush(FLUSH)));
                     false
                 }
                 Step::Close => {
-                    let report = tether.take().unwrap().close(FLUSH);
+                    // The handle is kept, so later calls are answered as on every runtime.
+                    let report = live.close(FLUSH);
                     assert!(report.status.is_terminal());
                     false
                 }
@@ -684,14 +707,12 @@ impl Harness for Blocking {
             if refused {
                 shared.lock().trace.push(Entry::Refused(n));
             }
-            if let Some(live) = tether.as_ref() {
-                Self::settle(live, &shared);
-            }
+            Self::settle(&tether, &shared);
         }
         drop(tether);
         // The driver drops the status senders when it stops.
         let mut seen = Vec::new();
-        while let Some(s) = statuses.recv_timeout(STUCK) {
+        while let Some(s) = statuses.recv_timeout(STUCK).map(Result::unwrap) {
             seen.push(normal_status(&s));
         }
         let board = shared.lock();
@@ -699,6 +720,7 @@ impl Harness for Blocking {
             trace: board.trace.clone(),
             wire: board.wire.clone(),
             statuses: seen,
+            flushes,
         }
     }
 }
@@ -735,6 +757,11 @@ fn check(case: &Case) -> Run {
         assert_eq!(
             reference.statuses, run.statuses,
             "{}: {name}: status stream",
+            case.name
+        );
+        assert_eq!(
+            reference.flushes, run.flushes,
+            "{}: {name}: what each flush answered",
             case.name
         );
     }
@@ -793,9 +820,12 @@ fn both_shims_match_the_reference_loop_through_faults_and_close() {
             Step::Event(json!({"n": 4})),
             Step::Close,
             Step::Event(json!({"n": 5})), // after close: refused
+            Step::Flush,                  // after close: ended
         ],
     };
     let run = check(&case);
+    // Every flush was answered, as the core decided, on every runtime (checked in `check`).
+    assert_eq!(run.flushes, ["done", "done", "ended"]);
     // The script did what it was meant to: the trace can tell a split, a retry, a cancel, a
     // dead letter and a refused call apart.
     let has = |f: &dyn Fn(&Entry) -> bool| run.trace.iter().any(f);
@@ -842,6 +872,7 @@ fn both_shims_match_the_reference_loop_when_superseded() {
         ],
     };
     let run = check(&case);
+    assert_eq!(run.flushes, ["done", "ended"]);
     assert!(run
         .trace
         .iter()

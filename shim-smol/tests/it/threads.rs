@@ -47,7 +47,7 @@ fn three_clients_converge_on_the_reference_server() {
                     }
                 }
                 let views: Vec<_> = threads.iter().map(ThreadHandle::threads).collect();
-                let first = statuses.next().await.unwrap();
+                let first = statuses.next().await.map(Result::unwrap).unwrap();
                 assert_eq!(first.thread, "a");
                 for t in &threads {
                     assert!(t.sync_statuses().values().all(|s| *s == SyncStatus::Synced));

@@ -154,7 +154,7 @@ fn close_while_the_runtime_shuts_down_answers_every_waiter() {
     );
     // The same facts reached the report stream, live.
     let mut handed_back = 0;
-    while let Some(r) = reports.try_next() {
+    while let Some(r) = reports.try_next().map(Result::unwrap) {
         if let tether_tokio::Report::HandedBack { events, .. } = r {
             handed_back += events.len();
         }

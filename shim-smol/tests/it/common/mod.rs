@@ -120,11 +120,12 @@ pub async fn wait_status(
         if pred(&tether.status()) {
             return tether.status();
         }
-        let next = futures_lite::future::or(async { statuses.next().await }, async {
-            async_io::Timer::at(deadline).await;
-            None
-        })
-        .await;
+        let next =
+            futures_lite::future::or(async { statuses.next().await.map(Result::unwrap) }, async {
+                async_io::Timer::at(deadline).await;
+                None
+            })
+            .await;
         match next {
             Some(s) if pred(&s) => return s,
             Some(_) => {}

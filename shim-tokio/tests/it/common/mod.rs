@@ -22,7 +22,7 @@ pub async fn wait_status(
     let mut statuses = tether.statuses();
     bounded(within, async {
         loop {
-            match statuses.next().await {
+            match statuses.next().await.map(Result::unwrap) {
                 Some(s) if pred(&s) => return s,
                 Some(_) => {}
                 None => panic!("the status stream ended; last {}", tether.status()),
