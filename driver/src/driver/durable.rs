@@ -8,7 +8,8 @@ use serde_json::Value;
 use tether_core::batch::{EnqueueError, EventId};
 use tether_core::session::{SessionError, Stream};
 
-use super::{BulkReply, Driver, SendReply};
+use super::Driver;
+use super::waiter::{BulkReply, SendReply};
 use crate::error::{BulkSendError, FlushError, SendError};
 use crate::outbox::{Gate, Outbox, OutboxCounters, Replayed};
 use crate::report::Report;

@@ -1,0 +1,69 @@
+//! Thread sync hosted by the driver: installed once the caller asks, turned after every call,
+//! its requests carried out as the driver's actions.
+use std::time::Instant as StdInstant;
+
+use tether_core::Instant;
+
+use super::Driver;
+use crate::threads::{Io, ThreadPart, ThreadStartError};
+
+impl Driver {
+    /// Thread sync's turn: started once the epoch is known, drained into actions, ended with
+    /// the session.
+    pub(super) fn threads_turn(&mut self) {
+        let Some(threads) = self.threads.as_deref_mut() else {
+            return;
+        };
+        let before = threads.deadline();
+        let io = Io {
+            origin: self.origin,
+            target: &self.target,
+            actions: &mut self.actions,
+        };
+        let ended = self.session.status().is_terminal();
+        let queued = threads.turn(
+            self.origin.to_core(self.now),
+            self.session.epoch(),
+            ended,
+            io,
+        );
+        let after = threads.deadline();
+        if queued || after.is_some_and(|a| before.is_none_or(|b| a < b)) || threads.is_done() {
+            self.notify = true;
+        }
+    }
+
+    pub(crate) fn thread_seed(&self) -> u64 {
+        self.thread_seed
+    }
+
+    /// Installs thread sync, unless it runs already or the session is ending.
+    pub(crate) fn install_threads(
+        &mut self,
+        now: StdInstant,
+        part: ThreadPart,
+    ) -> Result<(), ThreadStartError> {
+        if self.threads.is_some() {
+            return Err(ThreadStartError::AlreadyStarted);
+        }
+        if self.closing || self.finished {
+            return Err(ThreadStartError::Ended);
+        }
+        self.now = now;
+        self.threads = Some(Box::new(part));
+        self.after_call();
+        Ok(())
+    }
+
+    /// Runs a thread-sync call at `now`, then the driver's turn.
+    pub(crate) fn with_threads<R>(
+        &mut self,
+        now: StdInstant,
+        f: impl FnOnce(Option<&mut ThreadPart>, Instant) -> R,
+    ) -> R {
+        self.now = now;
+        let result = f(self.threads.as_deref_mut(), self.origin.to_core(now));
+        self.after_call();
+        result
+    }
+}
