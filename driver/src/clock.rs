@@ -38,6 +38,13 @@ impl Origin {
     }
 }
 
+/// `timeout` after `now` in the core's time; `None` ("no limit") when it is past what the
+/// core can represent (e.g. `Duration::MAX`).
+pub(crate) fn deadline_after(now: Instant, timeout: std::time::Duration) -> Option<Instant> {
+    let at = now.saturating_add(timeout);
+    (at != Instant::MAX).then_some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+
+use tether_core::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -18,7 +20,7 @@ use crate::stats::DriverStats;
 use crate::wait::{Pending, Subscription};
 
 /// The shim's clock: its runtime's `now`.
-pub type ClockFn = Box<dyn Fn() -> StdInstant + Send + Sync>;
+pub type ClockFn = Box<dyn Fn() -> Instant + Send + Sync>;
 /// Wakes the shim's loop.
 pub type NotifyFn = Box<dyn Fn() + Send + Sync>;
 
@@ -41,13 +43,13 @@ impl Shared {
     }
 
     /// The shim's time now.
-    pub fn now(&self) -> StdInstant {
+    pub fn now(&self) -> Instant {
         (self.clock)()
     }
 
     /// Runs `f` on the driver at the shim's time, then wakes the shim's loop if `f` made work
     /// for it. The lock is never held across a wait: `f` cannot wait.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Driver, StdInstant) -> R) -> R {
+    pub fn with<R>(&self, f: impl FnOnce(&mut Driver, Instant) -> R) -> R {
         let now = self.now();
         let (result, wake) = {
             let mut driver = self.lock();
@@ -72,10 +74,7 @@ impl fmt::Debug for Shared {
     }
 }
 
-/// `now + timeout`, or `None` ("no limit") when it cannot be represented.
-fn until(now: StdInstant, timeout: Duration) -> Option<StdInstant> {
-    now.checked_add(timeout)
-}
+use crate::clock::deadline_after as until;
 
 /// The caller's handle to a running session, the same on every runtime. A shim wraps it,
 /// waiting on its [`Pending`] answers by parking a thread or awaiting.

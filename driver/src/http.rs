@@ -2,7 +2,9 @@
 //! every shim and transport.
 
 use std::fmt;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+
+use tether_core::Instant;
 
 use tether_core::session::{Endpoint, Method, Request, RequestId, Response};
 
@@ -35,11 +37,13 @@ pub struct HttpRequest {
     /// Read at most this much of the response body; report [`HttpResponse::truncated`] if
     /// there is more (and do not read on).
     pub max_response_body: usize,
-    /// The core's deadline for the exchange. The core fails the request there on its own.
-    pub deadline: StdInstant,
-    /// The transport's own backstop: the deadline plus [`BACKSTOP_GRACE`] (`None`: too far to
-    /// represent, no backstop).
-    pub backstop: Option<StdInstant>,
+    /// The core's deadline for the exchange, in the core's time. The core fails the request
+    /// there on its own.
+    pub deadline: Instant,
+    /// The transport's own backstop, counted from when it starts the exchange (at once, when
+    /// the driver asks): the time to the core's deadline plus [`BACKSTOP_GRACE`]. `None`: no
+    /// deadline, no backstop. A transport needs no clock to keep it.
+    pub backstop: Option<Duration>,
 }
 
 impl HttpRequest {
@@ -55,11 +59,6 @@ impl HttpRequest {
             Method::Put => "PUT",
             Method::Post => "POST",
         }
-    }
-
-    /// The time left before the backstop at `now`, `None` for no backstop.
-    pub fn backstop_in(&self, now: StdInstant) -> Option<Duration> {
-        self.backstop.map(|at| at.saturating_duration_since(now))
     }
 
     /// The headers to send besides `Host` and `Content-Length`: authorization (when there is a
@@ -100,8 +99,9 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The core's `request` as HTTP, its deadline `deadline` in the shim's time.
-    pub(crate) fn build(&self, request: Request, deadline: StdInstant) -> HttpRequest {
+    /// The core's `request` as HTTP, asked for at `now`.
+    pub(crate) fn build(&self, request: Request, now: Instant) -> HttpRequest {
+        let deadline = request.deadline;
         HttpRequest {
             id: request.id,
             endpoint: request.endpoint,
@@ -111,9 +111,19 @@ impl Target {
             user_agent: self.user_agent.clone(),
             max_response_body: self.max_response_body,
             deadline,
-            backstop: deadline.checked_add(BACKSTOP_GRACE),
+            backstop: backstop(now, deadline),
         }
     }
+}
+
+/// The transport's backstop for an exchange started at `now` that the core fails at
+/// `deadline`; `None` for a request without one.
+pub(crate) fn backstop(now: Instant, deadline: Instant) -> Option<Duration> {
+    (deadline != Instant::MAX).then(|| {
+        deadline
+            .saturating_duration_since(now)
+            .saturating_add(BACKSTOP_GRACE)
+    })
 }
 
 /// What a transport got back: the status, the two headers the core reads, and the body up to
@@ -195,16 +205,16 @@ mod tests {
             id: RequestId(3),
             endpoint: Endpoint::Events,
             body: b"{}".to_vec(),
-            deadline: tether_core::Instant::from_secs(10),
+            deadline: Instant::from_secs(10),
         };
-        let at = StdInstant::now();
-        let http = target(Some("s3cret")).build(request, at);
+        let http = target(Some("s3cret")).build(request, Instant::from_secs(4));
         assert_eq!(http.url, "http://127.0.0.1:9/v1/s/worker/events");
         assert_eq!(http.method_str(), "POST");
         let headers = http.headers();
         assert!(headers.contains(&("authorization", "Bearer s3cret".to_string())));
         assert!(headers.contains(&("content-type", "application/json".to_string())));
-        assert_eq!(http.backstop, Some(at + BACKSTOP_GRACE));
+        // Six seconds to the core's deadline, then the grace.
+        assert_eq!(http.backstop, Some(Duration::from_secs(6) + BACKSTOP_GRACE));
         assert!(!format!("{http:?}").contains("s3cret"));
     }
 

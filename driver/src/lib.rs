@@ -18,22 +18,28 @@
 //!   into a [`Store`] in one group commit per loop turn, requests held until what they carry is
 //!   written, sends answered once durable, the stored outbox replayed in chunks at start.
 //!
-//! It is sans-IO like the core: std, but it never reads a clock, sleeps, spawns or waits.
-//! Every call takes the shim's `now`.
+//! It is sans-IO like the core: std, but it never reads a clock, sleeps, spawns or waits, and it
+//! runs on the core's time. Every call takes `now` as a core [`Instant`](tether_core::Instant);
+//! a shim reads its runtime's clock and converts it at its edge, once, with the [`Origin`] it
+//! started the driver with.
 //!
 //! # The shim's loop
 //!
 //! ```
-//! use std::time::{Duration, Instant};
+//! use std::time::Duration;
 //! use serde_json::json;
+//! use tether_core::Instant;
 //! use tether_core::session::Endpoint;
-//! use tether_driver::{Action, Handle, HttpResponse, Settings, Shared};
+//! use tether_driver::{Action, Handle, HttpResponse, Origin, Settings, Shared};
 //!
 //! let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/doc");
 //! settings.epoch(1).seed(7);
-//! let driver = settings.start(Instant::now(), 0)?;
-//! // A real shim reads its runtime's clock and wakes its loop in `notify`.
-//! let shared = Shared::new(driver, Box::new(Instant::now), Box::new(|| {}));
+//! # #[allow(clippy::disallowed_methods)]
+//! let origin = Origin::new(std::time::Instant::now());
+//! let driver = settings.start(origin, 0)?;
+//! // A real shim reads its runtime's clock (`origin.to_core(now)`) and wakes its loop in
+//! // `notify`; this one stands still at the origin.
+//! let shared = Shared::new(driver, Box::new(|| Instant::ZERO), Box::new(|| {}));
 //! let handle = Handle::new(shared.clone());
 //!
 //! let mut sent = handle.send_event(json!({"n": 1}), Duration::from_secs(1));

@@ -9,7 +9,9 @@
 //! requests (info). Never the token (headers are not logged at all); payloads only at trace.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+
+use tether_core::Instant;
 
 use tether_core::batch::Reason;
 use tether_core::session::{Endpoint, RequestId, Status, Stream};
@@ -51,7 +53,7 @@ impl Latencies {
 
 struct InFlight {
     endpoint: Endpoint,
-    sent: StdInstant,
+    sent: Instant,
     #[cfg(feature = "tracing")]
     span: tracing::Span,
 }
@@ -77,7 +79,7 @@ impl Telemetry {
     }
 
     /// Request `id` left at `now`.
-    pub(crate) fn sent(&mut self, id: RequestId, endpoint: Endpoint, now: StdInstant, body: &[u8]) {
+    pub(crate) fn sent(&mut self, id: RequestId, endpoint: Endpoint, now: Instant, body: &[u8]) {
         #[cfg(not(feature = "tracing"))]
         let _ = body;
         #[cfg(feature = "tracing")]
@@ -111,7 +113,7 @@ impl Telemetry {
     pub(crate) fn answered(
         &mut self,
         id: RequestId,
-        now: StdInstant,
+        now: Instant,
         status: Option<u16>,
     ) -> Option<Report> {
         let request = self.in_flight.remove(&id)?;
@@ -220,7 +222,7 @@ mod tests {
     #[test]
     fn a_request_slower_than_the_recent_p95_is_reported_and_summarised() {
         let mut t = Telemetry::new("s");
-        let start = StdInstant::now();
+        let start = Instant::from_secs(3);
         let mut slow = Vec::new();
         for n in 0..40u64 {
             let id = RequestId(n);

@@ -5,7 +5,9 @@
 //! chunks at start.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+
+use tether_core::Instant;
 
 use serde_json::{Map, Value};
 use tether_core::batch::EventId;
@@ -54,7 +56,7 @@ pub(crate) struct Outbox {
     appended: u64,
     durable: u64,
     /// When the oldest entry not yet written was appended.
-    oldest: Option<StdInstant>,
+    oldest: Option<Instant>,
     keys: HashMap<(Stream, EventId), u64>,
     next_key: u64,
     /// Gates bound to a journal position, in order.
@@ -62,7 +64,7 @@ pub(crate) struct Outbox {
     /// Gates waiting for the end of the current drain to be bound.
     unbound: Vec<Gate>,
     failed: Option<StoreError>,
-    retry_at: Option<StdInstant>,
+    retry_at: Option<Instant>,
     /// Replay: the last key read, records read but not restored yet, and whether all were.
     replay_after: Option<u64>,
     replay: VecDeque<(u64, Vec<u8>)>,
@@ -137,7 +139,7 @@ impl Outbox {
     }
 
     /// Carries out an outbox output of the core; other outputs are not its business.
-    pub(crate) fn output(&mut self, now: StdInstant, output: &Output) {
+    pub(crate) fn output(&mut self, now: Instant, output: &Output) {
         match output {
             Output::Persist { stream, id, event } => {
                 let key = self.next_key;
@@ -162,7 +164,7 @@ impl Outbox {
         }
     }
 
-    fn appended(&mut self, now: StdInstant) {
+    fn appended(&mut self, now: Instant) {
         self.appended += 1;
         self.oldest.get_or_insert(now);
     }
@@ -221,7 +223,7 @@ impl Outbox {
     }
 
     /// When the next group commit is due, if anything waits for one.
-    pub(crate) fn due_at(&self, now: StdInstant) -> Option<StdInstant> {
+    pub(crate) fn due_at(&self, now: Instant) -> Option<Instant> {
         let waiting = !self.journal.is_empty() || !self.gates.is_empty();
         if !waiting {
             return None;
@@ -236,14 +238,14 @@ impl Outbox {
     }
 
     /// Writes the journal if a commit is due at `now`.
-    pub(crate) fn commit_if_due(&mut self, now: StdInstant) {
+    pub(crate) fn commit_if_due(&mut self, now: Instant) {
         if self.due_at(now).is_some_and(|at| at <= now) {
             self.commit(now);
         }
     }
 
     /// Writes the journal as one batch and answers the gates it covers.
-    pub(crate) fn commit(&mut self, now: StdInstant) {
+    pub(crate) fn commit(&mut self, now: Instant) {
         if !self.journal.is_empty() {
             self.journal.cancel_out();
             let written = self.journal.puts.len() as u64;
@@ -285,7 +287,7 @@ impl Outbox {
 
     /// The next stored event to restore, reading a chunk when needed. Unreadable records are
     /// dropped (deleted, and reported in [`take_dropped`](Self::take_dropped)).
-    pub(crate) fn next_replay(&mut self, now: StdInstant) -> Result<Replayed, StoreError> {
+    pub(crate) fn next_replay(&mut self, now: Instant) -> Result<Replayed, StoreError> {
         loop {
             if self.replay_done {
                 return Ok(Replayed::Done);
@@ -334,7 +336,7 @@ impl Outbox {
     }
 
     /// A replayed event the session can never take: it is deleted and reported.
-    pub(crate) fn drop_record(&mut self, now: StdInstant, key: u64, reason: String) {
+    pub(crate) fn drop_record(&mut self, now: Instant, key: u64, reason: String) {
         self.pending_drops.push(Dropped {
             key: Some(key),
             reason: format!("{reason}; the record was deleted"),

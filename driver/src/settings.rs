@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::Rng;
@@ -199,13 +199,16 @@ impl Settings {
         self
     }
 
-    /// Checks everything and starts the session's machine at `now`, seeded by the configured
-    /// seed or else `default_seed`.
+    /// Checks everything and starts the session's machine, seeded by the configured seed or
+    /// else `default_seed`. `origin` is the instant of the shim's clock that the driver's time
+    /// (the core's [`Instant`]) counts from: the shim reads its clock and converts with it,
+    /// once, at its edge; the driver itself only uses it to meet a shared retry budget on
+    /// common ground.
     ///
     /// # Errors
     /// [`BuildError::InvalidUrl`], [`BuildError::UnsupportedScheme`] or
     /// [`BuildError::Config`].
-    pub fn start(self, now: StdInstant, default_seed: u64) -> Result<Driver, BuildError> {
+    pub fn start(self, origin: Origin, default_seed: u64) -> Result<Driver, BuildError> {
         let url = SessionUrl::parse(&self.url)?;
         if url.last_segment().is_empty() {
             return Err(BuildError::InvalidUrl {
@@ -253,15 +256,14 @@ impl Settings {
                 Some(Outbox::open(store, setting.policy).map_err(BuildError::Outbox)?)
             }
         };
-        let origin = Origin::new(now);
         let mut seed = self.seed.unwrap_or(default_seed);
         if let Some((outbox, _)) = &outbox {
             // A restart on the same outbox with the same seed must not draw the same uuids
             // again: the server would take new events for duplicates of old ones.
             seed ^= outbox.next_key().wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
-        let mut session = Session::new(config, Rng::new(seed), origin.to_core(now))
-            .map_err(BuildError::Config)?;
+        let mut session =
+            Session::new(config, Rng::new(seed), Instant::ZERO).map_err(BuildError::Config)?;
         if let Some(budget) = &self.retry_budget {
             session.set_retry_gate(budget.gate(origin));
         }
@@ -275,8 +277,8 @@ impl Settings {
             .tap
             .and_then(|shared| shared.lock().unwrap_or_else(PoisonError::into_inner).take());
         let mut driver = Driver::new(
+            Instant::ZERO,
             session,
-            origin,
             target,
             observer,
             tap,
@@ -308,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_url_without_a_session_id_is_refused_and_errors_never_repeat_credentials() {
-        let now = StdInstant::now();
+        let now = Origin::new(std::time::Instant::now());
         for url in ["http://127.0.0.1:8787", "http://127.0.0.1:8787/"] {
             assert!(matches!(
                 Settings::new(url).start(now, 1),

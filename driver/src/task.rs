@@ -12,8 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant as StdInstant;
-
+use tether_core::Instant;
 use tether_core::session::{RequestId, TransportError};
 
 use crate::driver::Action;
@@ -57,9 +56,11 @@ impl<T: AsyncTransport + ?Sized> AsyncTransport for Box<T> {
 
 /// A runtime's timer, as the driver task needs it.
 pub trait AsyncTimer: Send + Unpin + 'static {
-    /// Polls the timer for `at`; `moved` says the deadline changed since the last poll (or
-    /// the timer fired since), so the timer must be set to `at` first.
-    fn poll_at(&mut self, at: StdInstant, moved: bool, cx: &mut Context<'_>) -> Poll<()>;
+    /// Polls the timer for `at`, in the driver's time (the shim converts it to its runtime's
+    /// clock with the [`Origin`](crate::Origin) its clock counts from); `moved` says the
+    /// deadline changed since the last poll (or the timer fired since), so the timer must be
+    /// set to `at` first.
+    fn poll_at(&mut self, at: Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()>;
 }
 
 /// Wakes the driver task: a call or an answer made work for it.
@@ -107,7 +108,7 @@ pub struct DriverTask<T> {
     transport: Arc<dyn AsyncTransport>,
     in_flight: Vec<InFlight>,
     timer: T,
-    armed: Option<StdInstant>,
+    armed: Option<Instant>,
     done: bool,
 }
 
@@ -148,7 +149,7 @@ impl<T: AsyncTimer> DriverTask<T> {
     }
 
     /// Moves the timer to `deadline` if it changed; whether it has fired.
-    fn poll_timer(&mut self, deadline: Option<StdInstant>, cx: &mut Context<'_>) -> bool {
+    fn poll_timer(&mut self, deadline: Option<Instant>, cx: &mut Context<'_>) -> bool {
         let Some(at) = deadline else { return false };
         let fired = self
             .timer

@@ -9,7 +9,7 @@
 //! a close drains it for the same timeout, any other end hands back what is unsynced at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use tether_core::session::{Endpoint, RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
@@ -20,9 +20,8 @@ use shared_threads::{
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
 
-use crate::clock::Origin;
 use crate::driver::Action;
-use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, Target};
+use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::thread_handle::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
@@ -74,7 +73,7 @@ impl HttpRequest {
 
 /// What the driver's hooks hand a turn: where requests go and where actions are queued.
 pub(crate) struct Io<'a> {
-    pub(crate) origin: Origin,
+    pub(crate) now: Instant,
     pub(crate) target: &'a Target,
     pub(crate) actions: &'a mut VecDeque<Action>,
 }
@@ -352,17 +351,13 @@ impl ThreadPart {
                     self.pulls_issued
                 });
                 self.in_flight.insert(id, pull);
-                let deadline = io
-                    .origin
-                    .to_std(request.deadline)
-                    .unwrap_or_else(|| far_future(io.origin));
                 let http = build(
                     io.target,
                     id,
                     request.endpoint,
                     &request.path,
                     request.body,
-                    deadline,
+                    (io.now, request.deadline),
                 );
                 io.actions.push_back(Action::Send(http));
             }
@@ -450,12 +445,6 @@ pub(crate) fn ended<T: Clone>() -> Subscription<T> {
     fanout.subscribe([])
 }
 
-/// About a century after the origin: "never" (as in the driver).
-fn far_future(origin: Origin) -> StdInstant {
-    let century = Duration::from_secs(100 * 365 * 24 * 3600);
-    origin.at().checked_add(century).unwrap_or(origin.at())
-}
-
 /// A thread-sync request as HTTP.
 fn build(
     target: &Target,
@@ -463,7 +452,7 @@ fn build(
     endpoint: ThreadEndpoint,
     path: &str,
     body: Vec<u8>,
-    deadline: StdInstant,
+    (now, deadline): (Instant, Instant),
 ) -> HttpRequest {
     HttpRequest {
         id,
@@ -477,7 +466,7 @@ fn build(
         user_agent: target.user_agent.clone(),
         max_response_body: target.max_response_body.max(THREAD_MAX_RESPONSE_BODY),
         deadline,
-        backstop: deadline.checked_add(BACKSTOP_GRACE),
+        backstop: crate::http::backstop(now, deadline),
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{BuildError, Handle, Settings, Shared, Token, random_seed};
+use tether_driver::{BuildError, Handle, Origin, Settings, Shared, Token, random_seed};
 
 use crate::handle::Tether;
 use crate::run::{Wakeup, now, run};
@@ -107,17 +107,19 @@ impl Builder {
     /// # Errors
     /// See [`BuildError`].
     pub fn start(self) -> Result<Tether, BuildError> {
-        let driver = self.settings.start(now(), random_seed())?;
+        let origin = Origin::new(now());
+        let driver = self.settings.start(origin, random_seed())?;
         let wakeup = Arc::new(Wakeup::default());
         let notify = Arc::clone(&wakeup);
-        let shared = Shared::new(driver, Box::new(now), Box::new(move || notify.wake()));
+        let clock = Box::new(move || origin.to_core(now()));
+        let shared = Shared::new(driver, clock, Box::new(move || notify.wake()));
         let transport = self
             .transport
             .unwrap_or_else(|| Arc::new(Ureq::new()) as Arc<dyn Transport>);
         let loop_shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("tether-driver".into())
-            .spawn(move || run(loop_shared, wakeup, transport))
+            .spawn(move || run(loop_shared, origin, wakeup, transport))
             .map_err(BuildError::Spawn)?;
         Ok(Tether::new(Handle::new(shared)))
     }

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use tether_driver::{Action, Shared};
+use tether_driver::{Action, Origin, Shared};
 
 use crate::transport::{Pool, Transport};
 
@@ -57,13 +57,19 @@ impl Wakeup {
     }
 }
 
-/// Runs the driver until the session has ended.
-pub(crate) fn run(shared: Arc<Shared>, wakeup: Arc<Wakeup>, transport: Arc<dyn Transport>) {
+/// Runs the driver until the session has ended; `origin` is where the driver's time starts on
+/// this shim's clock.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    origin: Origin,
+    wakeup: Arc<Wakeup>,
+    transport: Arc<dyn Transport>,
+) {
     let mut pool = Pool::new(transport, Arc::clone(&shared));
     loop {
         let (actions, deadline, finished) = {
             let mut driver = shared.lock();
-            driver.handle_timeout(now());
+            driver.handle_timeout(shared.now());
             let actions: Vec<Action> = std::iter::from_fn(|| driver.poll_action()).collect();
             driver.take_notify();
             (actions, driver.poll_timeout(), driver.is_finished())
@@ -78,6 +84,6 @@ pub(crate) fn run(shared: Arc<Shared>, wakeup: Arc<Wakeup>, transport: Arc<dyn T
         if finished {
             return;
         }
-        wakeup.wait(deadline);
+        wakeup.wait(deadline.and_then(|at| origin.to_std(at)));
     }
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
-use std::time::Instant;
 
 use tether_core::session::{Method, RequestId, TransportError};
 use tether_driver::{Action, HttpRequest, HttpResponse, Shared};
@@ -92,8 +91,7 @@ impl Ureq {
 impl Transport for Ureq {
     /// Performs one request and reads at most the cap (+1 byte, to know there was more).
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-        #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-        let timeout = request.backstop_in(Instant::now());
+        let timeout = request.backstop;
         let url = &request.url;
         let headers = request.headers();
         let result = match request.method() {

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use tether_driver::{AsyncTimer, DriverTask};
+use tether_driver::{AsyncTimer, DriverTask, Origin};
 
 /// The shim's clock.
 #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
@@ -13,20 +13,24 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-/// One `async_io::Timer`, moved (`set_at`) only when the deadline changes.
+/// One `async_io::Timer`, moved (`set_at`) only when the deadline changes; the driver's time
+/// is converted to the clock's with the session's origin.
 #[derive(Debug)]
-pub struct SmolTimer(Timer);
+pub struct SmolTimer(Timer, Origin);
 
 impl SmolTimer {
-    pub(crate) fn new() -> Self {
-        SmolTimer(Timer::never())
+    pub(crate) fn new(origin: Origin) -> Self {
+        SmolTimer(Timer::never(), origin)
     }
 }
 
 impl AsyncTimer for SmolTimer {
-    fn poll_at(&mut self, at: Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_at(&mut self, at: tether_core::Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
         if moved {
-            self.0.set_at(at);
+            match self.1.to_std(at) {
+                Some(at) => self.0.set_at(at),
+                None => self.0 = Timer::never(),
+            }
         }
         Pin::new(&mut self.0).poll(cx).map(drop)
     }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use tether_core::session::{Output, SessionConfig};
-use tether_driver::{BuildError, Handle, SessionUrl, Settings, Shared, Token, Wakeup, random_seed};
+use tether_driver::{
+    BuildError, Handle, Origin, SessionUrl, Settings, Shared, Token, Wakeup, random_seed,
+};
 
 use crate::http::HttpTransport;
 use crate::run::{DriverFuture, TokioTimer, now};
@@ -103,15 +105,17 @@ impl Builder {
     /// # Errors
     /// See [`BuildError`].
     pub fn into_parts(self) -> Result<(Tether, DriverFuture), BuildError> {
-        let driver = self.settings.start(now(), random_seed())?;
+        let origin = Origin::new(now());
+        let driver = self.settings.start(origin, random_seed())?;
         let transport: Arc<dyn Transport> = match self.transport {
             Some(transport) => transport,
             None => Arc::new(HttpTransport::for_url(&SessionUrl::parse(&self.url)?)?),
         };
         let wakeup = Arc::new(Wakeup::default());
         let notify = Arc::clone(&wakeup);
-        let shared = Shared::new(driver, Box::new(now), Box::new(move || notify.wake()));
-        let timer = TokioTimer::default();
+        let clock = Box::new(move || origin.to_core(now()));
+        let shared = Shared::new(driver, clock, Box::new(move || notify.wake()));
+        let timer = TokioTimer::new(origin);
         let future = DriverFuture::new(Arc::clone(&shared), Arc::clone(&wakeup), transport, timer);
         Ok((Tether::new(Handle::new(shared), wakeup), future))
     }

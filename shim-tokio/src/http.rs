@@ -146,7 +146,7 @@ impl Transport for HttpTransport {
         let client = self.client.clone();
         Box::pin(async move {
             let cap = request.max_response_body;
-            let backstop = request.backstop.map(tokio::time::Instant::from_std);
+            let backstop = request.backstop;
             let exchange = async {
                 let response = client
                     .request(to_hyper(request)?)
@@ -155,7 +155,7 @@ impl Transport for HttpTransport {
                 read_response(response, cap).await
             };
             match backstop {
-                Some(at) => tokio::time::timeout_at(at, exchange)
+                Some(after) => tokio::time::timeout(after, exchange)
                     .await
                     .unwrap_or_else(|_| Err(transport_error("http", "backstop timeout"))),
                 None => exchange.await,

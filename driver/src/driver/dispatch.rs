@@ -7,7 +7,7 @@ use tether_core::Poll;
 use tether_core::session::Output;
 
 use super::waiter::answer_ended;
-use super::{Action, Driver, far_future};
+use super::{Action, Driver};
 use crate::error::FlushError;
 use crate::report::{CloseReport, Report, UndeliveredEvent};
 
@@ -28,7 +28,7 @@ impl Driver {
             }
         }
         if self.tap.is_some() {
-            let at = self.session_now();
+            let at = self.now;
             let session = &self.session;
             if let Some(tap) = &mut self.tap {
                 if panic::catch_unwind(AssertUnwindSafe(|| tap.drained(at, session))).is_err() {
@@ -62,11 +62,7 @@ impl Driver {
                     .sent(request.id, request.endpoint, self.now, &request.body);
                 self.wire.requests += 1;
                 self.wire.body_bytes += request.body.len() as u64;
-                let deadline = self
-                    .origin
-                    .to_std(request.deadline)
-                    .unwrap_or_else(|| far_future(self.origin));
-                let http = self.target.build(request, deadline);
+                let http = self.target.build(request, self.now);
                 let http = match &mut self.outbox {
                     Some(outbox) => outbox.hold(http),
                     None => Some(http),

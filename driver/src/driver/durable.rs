@@ -2,9 +2,8 @@
 //! durable, refusing events while the store fails, replaying the stored outbox, and the
 //! caller's `sync`.
 
-use std::time::Instant as StdInstant;
-
 use serde_json::Value;
+use tether_core::Instant;
 use tether_core::batch::{EnqueueError, EventId};
 use tether_core::session::{SessionError, Stream};
 
@@ -52,7 +51,7 @@ impl Driver {
 
     /// Waits until everything accepted so far (events and state patches) is durable under the
     /// sync policy. Without an outbox it is ready at once.
-    pub fn sync(&mut self, now: StdInstant) -> Pending<Result<(), StoreError>> {
+    pub fn sync(&mut self, now: Instant) -> Pending<Result<(), StoreError>> {
         self.now = now;
         let Some(outbox) = &mut self.outbox else {
             return Pending::ready(Ok(()));
@@ -79,7 +78,7 @@ impl Driver {
     }
 
     /// The loop turn's group commit, if one is due; requests held for it go out after it.
-    pub(super) fn commit_outbox(&mut self, now: StdInstant) {
+    pub(super) fn commit_outbox(&mut self, now: Instant) {
         let Some(outbox) = &mut self.outbox else {
             return;
         };
@@ -163,19 +162,19 @@ impl Driver {
     /// its timeout.
     pub(super) fn defer_flush(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         timeout: std::time::Duration,
     ) -> Pending<Result<(), FlushError>> {
         let status = self.session.status();
         let (pending, reply) = Pending::new(move || Err(FlushError::Ended(status)));
         self.deferred_flushes
-            .push((now.checked_add(timeout), reply));
+            .push((crate::clock::deadline_after(now, timeout), reply));
         self.after_call();
         pending
     }
 
     /// Fails the deferred flushes whose deadline passed during replay.
-    pub(super) fn expire_deferred_flushes(&mut self, now: StdInstant) {
+    pub(super) fn expire_deferred_flushes(&mut self, now: Instant) {
         let (expired, kept) = std::mem::take(&mut self.deferred_flushes)
             .into_iter()
             .partition(|(until, _)| until.is_some_and(|u| u <= now));
@@ -199,7 +198,7 @@ impl Driver {
     /// Restores stored events while there is room; returns whether replay is over.
     pub(super) fn replay_outbox(&mut self) -> bool {
         let now = self.now;
-        let core_now = self.session_now();
+        let core_now = self.now;
         let Some(outbox) = &mut self.outbox else {
             return true;
         };

@@ -24,7 +24,7 @@ impl Driver {
 
     pub(super) fn observe(&mut self, output: &Output) {
         if self.tap.is_some() {
-            let at = self.session_now();
+            let at = self.now;
             self.tapped(|tap| tap.output(at, output));
         }
         let Some(observer) = &mut self.observer else {

@@ -1,6 +1,5 @@
 //! Thread sync hosted by the driver: installed once the caller asks, turned after every call,
 //! its requests carried out as the driver's actions.
-use std::time::Instant as StdInstant;
 
 use tether_core::Instant;
 
@@ -16,17 +15,12 @@ impl Driver {
         };
         let before = threads.deadline();
         let io = Io {
-            origin: self.origin,
+            now: self.now,
             target: &self.target,
             actions: &mut self.actions,
         };
         let ended = self.session.status().is_terminal();
-        let queued = threads.turn(
-            self.origin.to_core(self.now),
-            self.session.epoch(),
-            ended,
-            io,
-        );
+        let queued = threads.turn(self.now, self.session.epoch(), ended, io);
         let after = threads.deadline();
         if queued || after.is_some_and(|a| before.is_none_or(|b| a < b)) || threads.is_done() {
             self.notify = true;
@@ -40,7 +34,7 @@ impl Driver {
     /// Installs thread sync, unless it runs already or the session is ending.
     pub(crate) fn install_threads(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         part: ThreadPart,
     ) -> Result<(), ThreadStartError> {
         if self.threads.is_some() {
@@ -58,11 +52,11 @@ impl Driver {
     /// Runs a thread-sync call at `now`, then the driver's turn.
     pub(crate) fn with_threads<R>(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         f: impl FnOnce(Option<&mut ThreadPart>, Instant) -> R,
     ) -> R {
         self.now = now;
-        let result = f(self.threads.as_deref_mut(), self.origin.to_core(now));
+        let result = f(self.threads.as_deref_mut(), now);
         self.after_call();
         result
     }

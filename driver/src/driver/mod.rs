@@ -23,7 +23,7 @@
 //! and observer (`hooks`), thread sync hosted (`hosting`) and the durable outbox (`durable`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::batch::DeltaError;
@@ -34,7 +34,6 @@ use tether_core::session::{
 use tether_core::state::StateError;
 use tether_core::{FlushId, Instant, Wake};
 
-use crate::clock::Origin;
 use crate::error::{FlushError, PatchError};
 use crate::http::{HttpRequest, HttpResponse, Target};
 use crate::observe::Telemetry;
@@ -73,7 +72,6 @@ pub enum Action {
 /// The driver of one session: see the [crate docs](crate) for the shim's loop around it.
 pub struct Driver {
     session: Session,
-    origin: Origin,
     target: Target,
     observer: Option<Observer>,
     tap: Option<Box<dyn Tap>>,
@@ -98,7 +96,7 @@ pub struct Driver {
     /// The deadline `handle_timeout` was last called for.
     fired: Option<Instant>,
     /// The time of the last call.
-    now: StdInstant,
+    now: Instant,
     /// Something the shim must see happened since it last looked: new actions or an earlier
     /// deadline.
     notify: bool,
@@ -112,24 +110,22 @@ pub struct Driver {
     /// The durable outbox, when the session has one.
     outbox: Option<Outbox>,
     /// Flushes waiting for the outbox's replay to end, with their deadlines.
-    deferred_flushes: Vec<(Option<StdInstant>, FlushReply)>,
+    deferred_flushes: Vec<(Option<Instant>, FlushReply)>,
 }
 
 impl Driver {
     pub(crate) fn new(
+        now: Instant,
         session: Session,
-        origin: Origin,
         target: Target,
         observer: Option<Observer>,
         tap: Option<Box<dyn Tap>>,
         drop_close_timeout: Duration,
     ) -> Self {
-        let now = origin.at();
         let telemetry = Telemetry::new(target.url.last_segment());
         let mut driver = Driver {
             now,
             session,
-            origin,
             target,
             observer,
             tap,
@@ -173,14 +169,12 @@ impl Driver {
     /// The delta, handed back: not an object with text, or the session is closing or ended.
     pub fn send_delta(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         key: String,
         payload: Value,
     ) -> Result<(), DeltaError> {
         self.now = now;
-        let result = self
-            .session
-            .send_delta(self.origin.to_core(now), key, payload);
+        let result = self.session.send_delta(now, key, payload);
         self.after_call();
         result
     }
@@ -190,9 +184,9 @@ impl Driver {
     /// # Errors
     /// [`PatchError::Invalid`] for a bad patch, [`PatchError::Ended`] once the session is
     /// closing or has ended.
-    pub fn patch_state(&mut self, now: StdInstant, patch: Value) -> Result<u64, PatchError> {
+    pub fn patch_state(&mut self, now: Instant, patch: Value) -> Result<u64, PatchError> {
         self.now = now;
-        let result = self.session.patch_state(self.origin.to_core(now), patch);
+        let result = self.session.patch_state(now, patch);
         let status = self.session.status();
         let result = result.map_err(|e| match e {
             SessionError::State(StateError::Closed) | SessionError::Ended(_) => {
@@ -256,14 +250,14 @@ impl Driver {
     /// request the core already cancelled is dropped.
     pub fn handle_reply(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         id: RequestId,
         result: Result<HttpResponse, TransportError>,
     ) {
         self.now = now;
         if is_thread_request(id) {
             if let Some(threads) = self.threads.as_deref_mut() {
-                threads.handle_reply(self.origin.to_core(now), id, result);
+                threads.handle_reply(now, id, result);
             }
             self.after_call();
             return;
@@ -272,7 +266,7 @@ impl Driver {
             self.wire.late_dropped += 1;
             return;
         }
-        let core_now = self.origin.to_core(now);
+        let core_now = now;
         self.tapped(|tap| tap.answer(core_now, id, result.as_ref()));
         let endpoint = self.telemetry.endpoint(id);
         let status = result.as_ref().ok().map(|r| r.status);
@@ -298,10 +292,10 @@ impl Driver {
 
     /// Tells the driver the time: fires the core's timers once their deadline has come, and
     /// fails callers whose wait for room is over. Early or spurious calls do nothing.
-    pub fn handle_timeout(&mut self, now: StdInstant) {
+    pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         if let Some(wake) = self.wake {
-            let core_now = self.origin.to_core(now);
+            let core_now = now;
             let at = wake.at;
             if core_now >= at {
                 if self.fired == Some(at) {
@@ -327,7 +321,7 @@ impl Driver {
             }
         }
         if let Some(threads) = self.threads.as_deref_mut() {
-            threads.handle_timeout(self.origin.to_core(now));
+            threads.handle_timeout(now);
         }
         self.expire_deferred_flushes(now);
         self.after_call();
@@ -342,18 +336,16 @@ impl Driver {
     /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`: only when a call or
     /// an answer comes. A deadline already handled that the core names again is put off a
     /// little, so a shim cannot spin.
-    pub fn poll_timeout(&self) -> Option<StdInstant> {
-        let core = self.wake.map(|w| w.at).and_then(|at| {
-            let std = self.origin.to_std(at)?;
-            Some(if self.fired == Some(at) {
-                std + MIN_REPEAT_WAIT
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let core = self.wake.map(|w| w.at).map(|at| {
+            if self.fired == Some(at) {
+                at.saturating_add(MIN_REPEAT_WAIT)
             } else {
-                std
-            })
+                at
+            }
         });
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
         let threads = self.threads.as_deref().and_then(ThreadPart::deadline);
-        let threads = threads.and_then(|at| self.origin.to_std(at));
         let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
         let deferred = self.deferred_flushes.iter().filter_map(|f| f.0).min();
         [core, offers, threads, commit, deferred]
@@ -395,11 +387,6 @@ impl Driver {
         }
         self.threads_turn();
     }
-
-    /// The core's time as of the last call (the driver holds no clock).
-    fn session_now(&self) -> Instant {
-        self.origin.to_core(self.now)
-    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -422,10 +409,4 @@ impl Drop for Driver {
             self.shutdown(self.now);
         }
     }
-}
-
-/// About a century after the origin: "never", in a type that cannot say it.
-fn far_future(origin: Origin) -> StdInstant {
-    let century = Duration::from_secs(100 * 365 * 24 * 3600);
-    origin.at().checked_add(century).unwrap_or(origin.at())
 }

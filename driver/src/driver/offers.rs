@@ -2,7 +2,6 @@
 //! error, or waits for room (in order, behind earlier waiters) until its timeout. Waiting offers
 //! are resumed through `Session::resend`, so an event keeps its uuid and bytes.
 use std::collections::VecDeque;
-use std::time::Instant as StdInstant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,10 +18,10 @@ impl Driver {
     /// Offers `event` to `stream`, waiting for room until `until` (`None`: as long as it takes).
     pub fn send(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         stream: Stream,
         event: Event,
-        until: Option<StdInstant>,
+        until: Option<Instant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
         let stream = uploadable(stream);
@@ -35,7 +34,7 @@ impl Driver {
         let offered = if self.is_blocked(stream) {
             self.prepare(stream, event)
         } else {
-            let core_now = self.origin.to_core(now);
+            let core_now = now;
             let result = match stream {
                 Stream::InternalEvents => self.session.send_internal_event(core_now, event),
                 _ => self.session.send_event(core_now, event),
@@ -49,9 +48,9 @@ impl Driver {
     /// `/worker/events`.
     pub fn send_serialize<T: Serialize + ?Sized>(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         value: &T,
-        until: Option<StdInstant>,
+        until: Option<Instant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
         if let Some(message) = self.store_failure() {
@@ -75,7 +74,7 @@ impl Driver {
                 Err(error) => self.refused(error),
             }
         } else {
-            let core_now = self.origin.to_core(now);
+            let core_now = now;
             let result = self.session.send_event_serialize(core_now, value);
             self.offered(result)
         };
@@ -85,10 +84,10 @@ impl Driver {
     /// Queues a delivery acknowledgement, waiting for room until `until`.
     pub fn ack_delivery(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         event_id: &str,
         status: DeliveryStatus,
-        until: Option<StdInstant>,
+        until: Option<Instant>,
     ) -> Pending<Result<EventId, SendError>> {
         self.now = now;
         if let Some(message) = self.store_failure() {
@@ -100,7 +99,7 @@ impl Driver {
         let offered = if self.is_blocked(Stream::Delivery) {
             self.prepare(Stream::Delivery, Session::delivery_update(event_id, status))
         } else {
-            let core_now = self.origin.to_core(now);
+            let core_now = now;
             let result = self.session.ack_delivery(core_now, event_id, status);
             self.offered(result)
         };
@@ -111,10 +110,10 @@ impl Driver {
     /// `until`), and the rest follow them.
     pub fn send_many(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         stream: Stream,
         events: impl IntoIterator<Item = Event>,
-        until: Option<StdInstant>,
+        until: Option<Instant>,
     ) -> Pending<Result<Vec<EventId>, Box<BulkSendError>>> {
         self.now = now;
         let stream = uploadable(stream);
@@ -136,7 +135,7 @@ impl Driver {
             let offered = if blocked_already {
                 self.prepare(stream, event)
             } else {
-                let core_now = self.origin.to_core(now);
+                let core_now = now;
                 let result = match stream {
                     Stream::InternalEvents => self.session.send_internal_event(core_now, event),
                     _ => self.session.send_event(core_now, event),
@@ -218,10 +217,10 @@ impl Driver {
 
     pub(super) fn settle_offer(
         &mut self,
-        now: StdInstant,
+        now: Instant,
         stream: Stream,
         offered: Offered,
-        until: Option<StdInstant>,
+        until: Option<Instant>,
     ) -> Pending<Result<EventId, SendError>> {
         let pending = match offered {
             Offered::Queued(id) => {
@@ -267,7 +266,7 @@ impl Driver {
             if self.session.status().is_terminal() {
                 return; // `finish` answers them
             }
-            let core_now = self.session_now();
+            let core_now = self.now;
             let mut full: Vec<Stream> = Vec::new();
             let mut kept = VecDeque::with_capacity(self.blocked.len());
             while let Some(b) = self.blocked.pop_front() {

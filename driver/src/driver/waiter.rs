@@ -2,7 +2,7 @@
 //! time is up or the session has ended. A leaf: it knows nothing of the driver.
 
 use std::collections::VecDeque;
-use std::time::Instant as StdInstant;
+use tether_core::Instant;
 
 use tether_core::batch::{Event, EventId, PreparedEvent};
 use tether_core::session::{Status, Stream};
@@ -33,7 +33,7 @@ pub(super) struct Blocked {
     pub(super) stream: Stream,
     pub(super) waiting: Waiting,
     /// When to give up; `None`: never.
-    pub(super) until: Option<StdInstant>,
+    pub(super) until: Option<Instant>,
 }
 
 /// What became of one offer.

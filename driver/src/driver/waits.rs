@@ -1,7 +1,8 @@
 //! The calls that wait on the session as a whole: a flush (everything given before is
 //! delivered or handed back) and the close (drain until a deadline, then hand back the rest).
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
+use tether_core::Instant;
 
 use tether_core::session::Status;
 
@@ -14,7 +15,7 @@ use crate::wait::Pending;
 impl Driver {
     /// Waits until everything given before is delivered or handed back and every patch has
     /// landed, or `timeout` passes ([`Duration::MAX`]: no limit).
-    pub fn flush(&mut self, now: StdInstant, timeout: Duration) -> Pending<Result<(), FlushError>> {
+    pub fn flush(&mut self, now: Instant, timeout: Duration) -> Pending<Result<(), FlushError>> {
         self.now = now;
         if self.outbox.as_ref().is_some_and(|o| !o.replay_done()) {
             // The stored outbox was given before: the flush starts once it is all back in.
@@ -28,8 +29,8 @@ impl Driver {
     }
 
     /// Asks the core for a flush answered through `reply`.
-    pub(super) fn start_flush(&mut self, now: StdInstant, timeout: Duration, reply: FlushReply) {
-        let core_now = self.origin.to_core(now);
+    pub(super) fn start_flush(&mut self, now: Instant, timeout: Duration, reply: FlushReply) {
+        let core_now = now;
         match self
             .session
             .flush(core_now, core_now.saturating_add(timeout))
@@ -44,17 +45,17 @@ impl Driver {
     /// Stops intake, drains for at most `timeout`, hands back what is left and ends the
     /// session; the answer is the close report. Closing again, or after the end, answers with
     /// the report too.
-    pub fn close(&mut self, now: StdInstant, timeout: Duration) -> Pending<CloseReport> {
+    pub fn close(&mut self, now: Instant, timeout: Duration) -> Pending<CloseReport> {
         self.now = now;
         self.closing = true;
         if let Some(threads) = self.threads.as_deref_mut() {
-            threads.close(self.origin.to_core(now).saturating_add(timeout));
+            threads.close(now.saturating_add(timeout));
         }
         if self.session.status().is_terminal() {
             self.threads_turn();
             return Pending::ready(self.close_report());
         }
-        let core_now = self.origin.to_core(now);
+        let core_now = now;
         self.session
             .close(core_now, core_now.saturating_add(timeout));
         let pending = if self.session.status().is_terminal() {
@@ -79,7 +80,7 @@ impl Driver {
 
     /// What a handle dropped without `close` does: close with the drop timeout. Everything
     /// handed back reaches the report stream and the close report.
-    pub fn close_on_drop(&mut self, now: StdInstant) {
+    pub fn close_on_drop(&mut self, now: Instant) {
         if !self.closing {
             let timeout = self.drop_close_timeout;
             drop(self.close(now, timeout));
@@ -88,9 +89,9 @@ impl Driver {
 
     /// Ends the session now, handing back everything it held: what a shim does when its
     /// driver task is dropped or its runtime shuts down.
-    pub fn shutdown(&mut self, now: StdInstant) {
+    pub fn shutdown(&mut self, now: Instant) {
         drop(self.close(now, Duration::ZERO));
-        let core_now = self.origin.to_core(now);
+        let core_now = now;
         self.session.handle_timeout(core_now);
         self.drain();
         self.threads_turn();

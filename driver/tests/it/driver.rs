@@ -3,7 +3,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tether_core::Instant;
+use tether_driver::Origin;
 
 use serde_json::{Value, json};
 use tether_core::batch::{Config, Overflow, Reason};
@@ -43,12 +46,12 @@ impl Rig {
         server: Server,
         tweak: impl FnOnce(&mut Settings),
     ) -> (Rig, Handle) {
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
         settings.config(config).epoch(1).seed(5);
         tweak(&mut settings);
-        let driver = settings.start(start, 0).unwrap();
+        let driver = settings.start(origin(), 0).unwrap();
         let clock = Arc::clone(&now);
         let shared = Shared::new(
             driver,
@@ -279,7 +282,7 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_is_left() {
     drop(handle);
     rig.run_until(500, |r| r.shared.lock().is_finished());
     assert!(
-        rig.time() - start <= Duration::from_secs(4),
+        rig.time().saturating_duration_since(start) <= Duration::from_secs(4),
         "bounded by the drop timeout"
     );
     let handed: usize = std::iter::from_fn(|| reports.try_next().map(Result::unwrap))
@@ -366,10 +369,10 @@ fn every_timeout_accepts_duration_max() {
 #[test]
 fn a_driver_dropped_by_its_runtime_hands_back_and_answers_its_waiters() {
     // No shim at all: the driver alone, as a runtime that shut down would leave it.
-    let start = Instant::now();
+    let start = Instant::ZERO;
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
     settings.config(small_queue()).epoch(1).seed(5);
-    let mut driver = settings.start(start, 0).unwrap();
+    let mut driver = settings.start(origin(), 0).unwrap();
     let reports = driver.reports();
     let statuses = driver.statuses();
     let answers: Vec<_> = (0..5)
@@ -420,20 +423,20 @@ fn a_tap_sees_every_request_and_answer_with_its_time_and_a_panicking_one_is_drop
     }
     struct Recording(Arc<Mutex<Seen>>);
     impl tether_driver::Tap for Recording {
-        fn output(&mut self, _at: tether_core::Instant, output: &tether_core::session::Output) {
+        fn output(&mut self, _at: Instant, output: &tether_core::session::Output) {
             if let tether_core::session::Output::Send(r) = output {
                 self.0.lock().unwrap().sent.push(r.id);
             }
         }
         fn answer(
             &mut self,
-            _at: tether_core::Instant,
+            _at: Instant,
             id: tether_core::session::RequestId,
             _answer: Result<&HttpResponse, &tether_core::session::TransportError>,
         ) {
             self.0.lock().unwrap().answered.push(id);
         }
-        fn drained(&mut self, _at: tether_core::Instant, _s: &tether_core::session::Session) {
+        fn drained(&mut self, _at: Instant, _s: &tether_core::session::Session) {
             self.0.lock().unwrap().drains += 1;
         }
     }
@@ -455,7 +458,7 @@ fn a_tap_sees_every_request_and_answer_with_its_time_and_a_panicking_one_is_drop
     impl tether_driver::Tap for Panicking {
         fn answer(
             &mut self,
-            _at: tether_core::Instant,
+            _at: Instant,
             _id: tether_core::session::RequestId,
             _answer: Result<&HttpResponse, &tether_core::session::TransportError>,
         ) {
@@ -471,4 +474,14 @@ fn a_tap_sees_every_request_and_answer_with_its_time_and_a_panicking_one_is_drop
         std::iter::from_fn(|| reports.try_next().map(Result::unwrap))
             .any(|r| matches!(r, Report::CallbackPanicked { .. }))
     );
+}
+
+/// Where the driver's time starts on the (unread) real clock: these tests run on the core's
+/// time alone.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "an origin only, never read again"
+)]
+fn origin() -> Origin {
+    Origin::new(std::time::Instant::now())
 }

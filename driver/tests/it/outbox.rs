@@ -3,7 +3,10 @@
 //! events, a failing store refusing events, and replay in bounded memory.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tether_core::Instant;
+use tether_driver::Origin;
 
 use serde_json::{Value, json};
 use tether_core::session::{Endpoint, SessionConfig};
@@ -69,7 +72,7 @@ impl Rig {
         queue: usize,
         server: Arc<Mutex<Server>>,
     ) -> (Rig, Handle) {
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
         settings
@@ -77,7 +80,7 @@ impl Rig {
             .epoch(1)
             .seed(5)
             .outbox(store.clone(), policy);
-        let driver = settings.start(start, 0).unwrap();
+        let driver = settings.start(origin(), 0).unwrap();
         let clock = Arc::clone(&now);
         let shared = Shared::new(
             driver,
@@ -327,14 +330,13 @@ fn unreadable_records_are_dropped_and_reported_and_the_rest_replays() {
     };
     raw.write(&torn, true).unwrap();
     server.lock().unwrap().down = false;
-    let start = Instant::now();
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
     settings
         .config(config(100))
         .epoch(1)
         .seed(5)
         .outbox(store.clone(), SyncPolicy::EveryWrite);
-    let mut driver = settings.start(start, 0).unwrap();
+    let mut driver = settings.start(origin(), 0).unwrap();
     let reports = driver.reports();
     let counters = driver.outbox_counters().unwrap();
     assert_eq!(counters.restored, 3);
@@ -418,14 +420,13 @@ fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_r
     // This run's batches are smaller than the stored event.
     let mut small = config(100);
     small.events.max_batch_bytes = 4_096;
-    let start = Instant::now();
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
     settings
         .config(small)
         .epoch(1)
         .seed(5)
         .outbox(store.clone(), SyncPolicy::EveryWrite);
-    let driver = settings.start(start, 0).unwrap();
+    let driver = settings.start(origin(), 0).unwrap();
     let counters = driver.outbox_counters().unwrap();
     assert_eq!(
         (counters.restored, counters.dropped),
@@ -434,4 +435,14 @@ fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_r
     );
     let dropped = driver.outbox_dropped();
     assert!(dropped[0].reason.contains("refused"), "{dropped:?}");
+}
+
+/// Where the driver's time starts on the (unread) real clock: these tests run on the core's
+/// time alone.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "an origin only, never read again"
+)]
+fn origin() -> Origin {
+    Origin::new(std::time::Instant::now())
 }

@@ -3,7 +3,10 @@
 //! request carried through the driver's actions like the session's own.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tether_core::Instant;
+use tether_driver::Origin;
 
 use serde_json::json;
 use tether_core::session::Endpoint;
@@ -24,7 +27,6 @@ struct Client {
 
 /// Clients on one clock; `script` answers thread requests first (`None`: the model does).
 struct Rig {
-    start: Instant,
     now: Arc<Mutex<Instant>>,
     model: ServerModel,
     clients: Vec<Client>,
@@ -34,10 +36,9 @@ struct Rig {
 
 impl Rig {
     fn new(clients: usize, script: Script) -> Rig {
-        let start = Instant::now();
+        let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut rig = Rig {
-            start,
             now,
             model: ServerModel::new(ServerConfig::default()),
             clients: Vec::new(),
@@ -47,7 +48,7 @@ impl Rig {
         for i in 0..clients {
             let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
             settings.epoch(1).seed(i as u64);
-            let driver = settings.start(start, 0).unwrap();
+            let driver = settings.start(origin(), 0).unwrap();
             let clock = Arc::clone(&rig.now);
             let shared = Shared::new(
                 driver,
@@ -80,7 +81,7 @@ impl Rig {
             return answer;
         }
         let query = request.url.split_once('?').map_or("", |(_, q)| q);
-        let at = tether_core::Instant::from_duration(*self.now.lock().unwrap() - self.start);
+        let at = *self.now.lock().unwrap();
         self.model
             .handle_thread(at, endpoint, query, &request.body)
             .into()
@@ -304,8 +305,8 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
     ));
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/other");
     settings.epoch(1);
-    let driver = settings.start(Instant::now(), 0).unwrap();
-    let shared = Shared::new(driver, Box::new(Instant::now), Box::new(|| {}));
+    let driver = settings.start(origin(), 0).unwrap();
+    let shared = Shared::new(driver, Box::new(|| Instant::ZERO), Box::new(|| {}));
     let handle = Handle::new(shared);
     assert!(matches!(
         handle.start_threads(ThreadSyncConfig::new("")),
@@ -316,4 +317,14 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
         handle.start_threads(ThreadSyncConfig::new("late")),
         Err(tether_driver::ThreadStartError::Ended)
     ));
+}
+
+/// Where the driver's time starts on the (unread) real clock: these tests run on the core's
+/// time alone.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "an origin only, never read again"
+)]
+fn origin() -> Origin {
+    Origin::new(std::time::Instant::now())
 }

@@ -607,7 +607,7 @@ impl tether_blocking::Transport for BlockingScript {
         let result = match answer {
             Answer::Respond(r) => Ok(r.into()),
             Answer::Hang => {
-                let backstop = request.backstop_in(StdInstant::now()).unwrap_or(STUCK);
+                let backstop = request.backstop.unwrap_or(STUCK);
                 let start = StdInstant::now();
                 while !board.cancelled.contains(&id) && start.elapsed() < backstop {
                     board = self

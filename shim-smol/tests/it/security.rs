@@ -30,7 +30,7 @@ fn token_is_never_in_debug_or_display() {
         token: Some(token),
         user_agent: tether_smol::USER_AGENT.into(),
         max_response_body: 1024,
-        deadline: Instant::now(),
+        deadline: tether_core::Instant::ZERO,
         backstop: None,
     };
     assert!(!format!("{request:?}").contains(SECRET));
@@ -157,7 +157,7 @@ fn a_response_body_is_never_read_past_the_cap() {
                 token: None,
                 user_agent: tether_smol::USER_AGENT.into(),
                 max_response_body: CAP,
-                deadline: Instant::now() + Duration::from_secs(10),
+                deadline: tether_core::Instant::from_secs(10),
                 backstop: None,
             })
             .await
@@ -240,7 +240,7 @@ fn an_https_url_speaks_tls_first() {
                 token: Some(Token::new(SECRET)),
                 user_agent: tether_smol::USER_AGENT.into(),
                 max_response_body: 1024,
-                deadline: Instant::now() + Duration::from_secs(10),
+                deadline: tether_core::Instant::from_secs(10),
                 backstop: None,
             })
             .await
