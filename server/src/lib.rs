@@ -67,13 +67,15 @@ mod error;
 mod faults;
 mod http;
 mod inspect;
+mod journal;
+mod page;
 mod routes;
 mod server;
 mod shared;
 mod store;
 mod threads;
 
-pub use config::{DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
+pub use config::{ChangeLogFn, DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
 pub use error::ServerError;
 pub use faults::{
     Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,
