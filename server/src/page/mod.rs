@@ -345,6 +345,25 @@ mod tests {
     }
 
     #[test]
+    fn bound_elsewhere_the_page_is_off_without_a_token_and_on_with_one() {
+        let anywhere: std::net::SocketAddr = "0.0.0.0:8787".parse().unwrap();
+        let config = crate::ServerConfig::default().with_bind_addr(anywhere);
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("127.0.0.1:8787"));
+        let shared = Shared::new(config.clone());
+        let refusal = authorize(&shared, &headers, &Query::default()).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::FORBIDDEN);
+        let body = String::from_utf8_lossy(&refusal.body).into_owned();
+        assert!(body.contains("--inspect-token"), "{body}");
+
+        let shared = Shared::new(config.with_inspect_token("t0k"));
+        let query = Query::parse("token=t0k", &[]).unwrap();
+        assert!(authorize(&shared, &headers, &query).is_ok());
+        let refusal = authorize(&shared, &headers, &Query::default()).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
     fn page_paths() {
         assert!(is_page("/"));
         assert!(is_page("/inspect/api/state"));

@@ -6,4 +6,5 @@
 )]
 
 mod http;
+mod inspector;
 mod threads;
