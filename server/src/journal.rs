@@ -31,7 +31,7 @@ pub(crate) enum Asked {
     Other,
 }
 
-/// One request of the log, compact: about 40 bytes.
+/// One request of the log, compact: at most 64 bytes (so the full log is about 6 MiB).
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The session's index in [`Journal::names`].
@@ -285,6 +285,7 @@ mod tests {
         for i in 0..LOG_CAPACITY + 10 {
             j.record(if i % 2 == 0 { "a" } else { "b" }, entry());
         }
+        assert!(std::mem::size_of::<Entry>() <= 64);
         let (a, trimmed) = j.requests_of("a");
         assert_eq!(a.len(), LOG_CAPACITY / 2);
         assert!(trimmed);
