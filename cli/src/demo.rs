@@ -70,6 +70,10 @@ pub struct DemoArgs {
     /// server converge
     #[arg(long)]
     sync: bool,
+    /// keep the server and its inspector page up after the run (printing the page's URL at the
+    /// start, to watch the run live) until Ctrl-C
+    #[arg(long)]
+    serve: bool,
 }
 
 /// The demo's request deadline; the fault plan's hangs are made longer than it.
@@ -86,6 +90,7 @@ struct Options {
     svg: Option<String>,
     outbox: Option<String>,
     outbox_sync: tether_blocking::SyncPolicy,
+    serve: bool,
 }
 
 fn options(args: &DemoArgs) -> Result<Options, String> {
@@ -108,6 +113,7 @@ fn options(args: &DemoArgs) -> Result<Options, String> {
         svg: args.svg.clone(),
         outbox: args.outbox.clone(),
         outbox_sync: args.outbox_sync,
+        serve: args.serve,
     })
 }
 
@@ -116,6 +122,9 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_error("demo", e),
     };
+    if args.sync && args.serve {
+        return usage_error("demo", "--serve is not available with --sync yet");
+    }
     let result = if args.sync {
         crate::sync_demo::demo(&crate::sync_demo::SyncOptions {
             messages: args.events.unwrap_or(300),
@@ -196,8 +205,15 @@ fn patch(i: u64, last: bool) -> Value {
 
 fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
     let started = wall_clock::now();
-    let server = Server::start(ServerConfig::default().with_faults(options.faults.clone()))?;
+    let mut config = ServerConfig::default().with_faults(options.faults.clone());
+    if options.serve {
+        config = config.with_change_log(|change| eprintln!("inspector: {change}"));
+    }
+    let server = Server::start(config)?;
     let url = server.session_url(SESSION);
+    if options.serve {
+        eprintln!("tether demo: watch it live at {}", server.inspector_url());
+    }
     eprintln!(
         "tether demo: {} events against {} on {} (faults {:.0}%, seed {})",
         options.events,
@@ -275,6 +291,21 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         elapsed,
         options.json,
     );
+    if options.serve {
+        let line = format!(
+            "inspector: {} (the server stays up; Ctrl-C to stop)",
+            server.inspector_url()
+        );
+        // With --json, stdout holds one JSON object: the URL goes to stderr then.
+        if options.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+        loop {
+            thread::park();
+        }
+    }
     server.shutdown()?;
     Ok(ok)
 }

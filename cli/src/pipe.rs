@@ -159,7 +159,7 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     let (outcome, report) = thread::scope(|scope| {
         let progress = &progress;
         scope.spawn(move || {
-            for status in statuses {
+            for status in from_the_start(statuses) {
                 progress.println(&status_json(&status).to_string());
             }
         });
@@ -207,7 +207,7 @@ fn durable_run(
 ) -> ExitCode {
     let printer = thread::spawn(move || {
         let stderr = std::io::stderr();
-        for status in statuses {
+        for status in from_the_start(statuses) {
             let _ = writeln!(stderr.lock(), "{}", status_json(&status));
         }
     });
@@ -429,6 +429,17 @@ impl Outcome {
             _ => 0,
         }
     }
+}
+
+/// Every status of the session from its first. A session always starts `connecting`, but a
+/// subscription made just after the start begins with the status of that moment, which on a
+/// fast network may already be `connected`: the first is said here, and not twice.
+fn from_the_start(statuses: crate::worker::Statuses) -> impl Iterator<Item = Status> {
+    let mut statuses = statuses.peekable();
+    if statuses.peek() == Some(&Status::Connecting) {
+        statuses.next();
+    }
+    std::iter::once(Status::Connecting).chain(statuses)
 }
 
 /// Writes every hand-back as the session reports it, one JSON Lines record each, flushed at

@@ -13,7 +13,12 @@ use crate::args::help_template;
 #[derive(Debug, clap::Args)]
 #[command(
     help_template = help_template!("serve"),
-    after_help = "Logs one line per request to stderr (never headers, so never a token)."
+    after_help = "Logs one line per request to stderr (never headers, so never a token), and one \
+                  per change made from the inspector page.\n\n\
+                  The inspector page is at http://ADDR/. Bound to a loopback address it needs no \
+                  token; bound to any other address it is off unless a token is set with \
+                  --inspect-token or the TETHER_INSPECT_TOKEN environment variable (then open \
+                  http://ADDR/?token=TOKEN)."
 )]
 pub struct ServeArgs {
     /// where to listen
@@ -30,6 +35,39 @@ pub struct ServeArgs {
     /// interrupted (Ctrl-C)
     #[arg(long)]
     stdin_eof: bool,
+    /// the token the inspector page and its API require (default: the TETHER_INSPECT_TOKEN
+    /// environment variable); needed to turn the page on when ADDR is not a loopback address
+    #[arg(long, value_name = "TOKEN")]
+    inspect_token: Option<String>,
+}
+
+/// The environment variable that can hold the inspect token (kept out of `ps` listings).
+pub const INSPECT_TOKEN_ENV: &str = "TETHER_INSPECT_TOKEN";
+
+/// The inspect token: the flag, else the environment variable; an empty one is none.
+fn inspect_token(args: &ServeArgs) -> Option<String> {
+    args.inspect_token
+        .clone()
+        .or_else(|| std::env::var(INSPECT_TOKEN_ENV).ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// Prints where the inspector page is, or why it is off. Never prints the token.
+pub fn print_inspector(server: &Server, token: bool) {
+    if token {
+        println!(
+            "inspector: {}?token=<the inspect token>",
+            server.inspector_url()
+        );
+    } else if server.addr().ip().is_loopback() {
+        println!("inspector: {}", server.inspector_url());
+    } else {
+        println!(
+            "inspector: off (listening on {}, not a loopback address; set --inspect-token or \
+             {INSPECT_TOKEN_ENV} to turn it on)",
+            server.addr().ip()
+        );
+    }
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
@@ -37,10 +75,14 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     if let Some(seed) = args.seed {
         faults = faults.with_seed(seed);
     }
-    let config = ServerConfig::default()
+    let token = inspect_token(args);
+    let mut config = ServerConfig::default()
         .with_bind_addr(addr)
         .with_faults(faults)
         .log_to_stderr();
+    if let Some(token) = &token {
+        config = config.with_inspect_token(token.clone());
+    }
     let server = match Server::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -50,6 +92,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     };
     println!("listening on {}", server.base_url());
     println!("a session URL: {}", server.session_url("demo"));
+    print_inspector(&server, token.is_some());
     if args.stdin_eof {
         println!("stops at end of standard input");
         let mut sink = Vec::new();

@@ -1,5 +1,5 @@
 //! `tether demo --sync`: three clients in one process share the threads of one session of an
-//! in-process server (PROTOCOL.md §Thread sync), edit them concurrently — one of them offline
+//! in-process server (docs/PROTOCOL.md §Thread sync), edit them concurrently — one of them offline
 //! for the first half — and the run checks that they converge.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! How the client treats a response: PROTOCOL.md's table, as one table in code.
+//! How the client treats a response: docs/PROTOCOL.md's table, as one table in code.
 //!
 //! Every machine that talks to the server asks [`classify`]; none of them looks at a status code
 //! on its own, so the table below is the whole policy.
@@ -100,7 +100,7 @@ enum Class {
     Permanent,
 }
 
-/// PROTOCOL.md's response table. The first row whose range holds the status wins.
+/// docs/PROTOCOL.md's response table. The first row whose range holds the status wins.
 const TABLE: &[(u16, u16, Class)] = &[
     (200, 299, Class::Success),
     (409, 409, Class::Superseded),

@@ -2,7 +2,7 @@
 //!
 //! One mutation (an input or a timeout), then drain [`Machine::poll_output`] until it answers
 //! [`Poll::Timeout`]. Outputs always come before the timeout, so while output is queued a driver
-//! never sees a deadline to sleep on (DESIGN.md, convention 3).
+//! never sees a deadline to sleep on (docs/ARCHITECTURE.md, convention 3).
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -1,4 +1,4 @@
-//! The heartbeat machine (DESIGN.md §Heartbeat).
+//! The heartbeat machine (docs/ARCHITECTURE.md §Heartbeat).
 //!
 //! It beats every `interval` (± a jitter fraction) once started, never while a beat is in flight,
 //! and never in a burst: beats missed during a stall are skipped. It also tracks liveness: when

@@ -73,7 +73,7 @@
 //!
 //! - [`backoff`]: the delay curve with its jitter kinds and floor, `Retry-After` parsing, and the
 //!   give-up controller.
-//! - [`classify`]: PROTOCOL.md's response table, in one place.
+//! - [`classify`]: docs/PROTOCOL.md's response table, in one place.
 //! - [`heartbeat`]: periodic beats and liveness.
 //! - [`patch`]: RFC 7396 merge patches and the worker document's semantics.
 //!
@@ -86,7 +86,7 @@
 //! | [`Heartbeat`](heartbeat::Heartbeat) | [`heartbeat`] | a beat every interval once started, staleness after the TTL |
 //! | [`BatchDrainer`](batch::BatchDrainer) | [`batch`] | the event uploader: bounded queue, batches, one in flight, 413 splits, dead letters |
 //! | [`StateUploader`](state::StateUploader) | [`state`] | the worker document: one PUT in flight, lawful coalescing, rollback |
-//! | [`Session`](session::Session) | [`session`] | all of the above composed over PROTOCOL.md's endpoints |
+//! | [`Session`](session::Session) | [`session`] | all of the above composed over docs/PROTOCOL.md's endpoints |
 //! | [`ThreadSync`](thread::ThreadSync) | [`thread`] | two-way sync of shared threads: pushes, adaptive pulls, three-way merge, offline probe |
 //!
 //! One vocabulary runs through them: every constructor is `new(config, rng)` (the session also

@@ -98,7 +98,7 @@ pub(crate) fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Keeps time from running backwards inside a machine (DESIGN.md, convention 1).
+/// Keeps time from running backwards inside a machine (docs/ARCHITECTURE.md, convention 1).
 ///
 /// Every machine passes each `now` it is given through [`Clock::observe`]; an earlier `now` than
 /// one already seen is clamped to it.

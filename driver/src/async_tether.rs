@@ -154,7 +154,7 @@ impl AsyncTether {
         self.wakeup.polls()
     }
 
-    /// Starts thread sync on this session (PROTOCOL.md §Thread sync). The handle's answers
+    /// Starts thread sync on this session (docs/PROTOCOL.md §Thread sync). The handle's answers
     /// are futures and its streams have `next()`: await them here.
     pub fn start_threads(
         &self,

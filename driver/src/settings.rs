@@ -186,7 +186,7 @@ impl Settings {
         self
     }
 
-    /// Keeps a durable outbox in `store` (DESIGN.md §Durable outbox): every accepted event and
+    /// Keeps a durable outbox in `store` (docs/ARCHITECTURE.md §Durable outbox): every accepted event and
     /// the unacknowledged state are written there, in one group commit per loop turn, synced as
     /// `policy` says; a send is answered only once its event is durable. At start, what the
     /// store holds is given to the session again with its original uuids, before any new

@@ -1,4 +1,4 @@
-//! The durable outbox's store, as a trait the driver calls (DESIGN.md §Durable outbox).
+//! The durable outbox's store, as a trait the driver calls (docs/ARCHITECTURE.md §Durable outbox).
 //!
 //! The driver stays sans-IO: it never opens a file. A store is handed to it ready
 //! ([`Settings::outbox`](crate::Settings::outbox)); `tether-store` has the default, on an

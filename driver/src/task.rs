@@ -27,7 +27,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// An async HTTP client the driver task hands requests to.
 ///
-/// The contract keeps the shim thin (DESIGN.md, conventions 7 and 8): one exchange per call,
+/// The contract keeps the shim thin (docs/ARCHITECTURE.md, conventions 7 and 8): one exchange per call,
 /// no retries or classification (any status is an `Ok`), never follow a redirect, never read a
 /// body past [`HttpRequest::max_response_body`]. The task polls the returned future and drops
 /// it when the core cancels the request at its deadline.

@@ -136,7 +136,7 @@ impl ThreadCloseReport {
     }
 }
 
-/// The caller's handle to the thread sync of a running session (PROTOCOL.md §Thread sync),
+/// The caller's handle to the thread sync of a running session (docs/PROTOCOL.md §Thread sync),
 /// the same on every runtime: it drives a core `ThreadSync` over the session's transport and
 /// loop. Cheap to clone. Edits apply to the local view at once and are pushed in the
 /// background; a shim wraps the [`Pending`] answers (parking a thread or awaiting).

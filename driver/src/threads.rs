@@ -1,5 +1,5 @@
 //! Thread sync on the driver: a core [`ThreadSync`] driven by the same loop, transport and
-//! timer as the session (PROTOCOL.md §Thread sync).
+//! timer as the session (docs/PROTOCOL.md §Thread sync).
 //!
 //! The driver holds at most one [`ThreadPart`]. Its requests come out as the driver's
 //! [`Action`]s, with request ids in a space of their own (the top bit set, the endpoint in the

@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use crate::faults::{FaultKind, FaultPlan};
 
-/// The default body limit: 10 MiB of events plus a 64 KiB envelope (PROTOCOL.md, Limits), the
+/// The default body limit: 10 MiB of events plus a 64 KiB envelope (docs/PROTOCOL.md, Limits), the
 /// server model's.
 pub const DEFAULT_BODY_LIMIT: usize = tether_sim::server::DEFAULT_BODY_LIMIT;
 
 /// A callback that receives one [`RequestLog`] per request.
 pub type RequestLogFn = Arc<dyn Fn(&RequestLog) + Send + Sync>;
+
+/// A callback that receives one line per change made from the inspector page (a fault plan
+/// switched, a session partitioned).
+pub type ChangeLogFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One line of the request log. Headers are never included, so a token cannot leak through it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,8 +70,15 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Worker threads of the server's runtime. Default 2.
     pub worker_threads: usize,
-    /// Called once per request, after it is answered or its connection closed.
+    /// Called once per request to a session, after it is answered or its connection closed
+    /// (the inspector page's own requests are not logged).
     pub on_request: Option<RequestLogFn>,
+    /// Called once per change made from the inspector page or its API.
+    pub on_change: Option<ChangeLogFn>,
+    /// The token the inspector page and its API require (as `?token=` or an
+    /// `X-Tether-Token` header). Without one they are served only when the server is bound to
+    /// a loopback address, and only to a loopback `Host`. Never shown by `Debug`.
+    pub inspect_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +92,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(2),
             worker_threads: 2,
             on_request: None,
+            on_change: None,
+            inspect_token: None,
         }
     }
 }
@@ -121,10 +134,26 @@ impl ServerConfig {
         self
     }
 
-    /// This configuration printing one line per request to stderr (for `tether serve`).
+    /// This configuration calling `log` once per change made from the inspector page.
+    #[must_use]
+    pub fn with_change_log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Arc::new(log));
+        self
+    }
+
+    /// This configuration requiring `token` for the inspector page and its API.
+    #[must_use]
+    pub fn with_inspect_token(mut self, token: impl Into<String>) -> Self {
+        self.inspect_token = Some(token.into());
+        self
+    }
+
+    /// This configuration printing one line per request, and one per change made from the
+    /// inspector page, to stderr (for `tether serve`).
     #[must_use]
     pub fn log_to_stderr(self) -> Self {
         self.with_request_log(|line| eprintln!("{line}"))
+            .with_change_log(|change| eprintln!("inspector: {change}"))
     }
 }
 
@@ -139,6 +168,11 @@ impl fmt::Debug for ServerConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("worker_threads", &self.worker_threads)
             .field("on_request", &self.on_request.as_ref().map(|_| "Fn"))
+            .field("on_change", &self.on_change.as_ref().map(|_| "Fn"))
+            .field(
+                "inspect_token",
+                &self.inspect_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 use crate::config::RequestLog;
 use crate::date::{format_http_date, unix_seconds, wall_clock};
 use crate::faults::{Fault, FaultKind, RetryAfter};
-use crate::routes::{Matched, match_request};
+use crate::journal::{Asked, Entry};
+use crate::routes::{Matched, match_request, session_of};
 use crate::shared::{Mode, Shared, monotonic};
 
 /// The response type of the service.
@@ -39,27 +40,63 @@ impl fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-/// Serves one request and logs it.
+/// Serves one request and logs it: the inspector page's own routes apart, every request to a
+/// session goes to the request log callback and to the journal (for the page's timelines).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     mode: watch::Receiver<Mode>,
     req: Request<Incoming>,
 ) -> Result<Reply, Dropped> {
+    if crate::page::is_page(req.uri().path()) {
+        return Ok(crate::page::serve(&shared, req).await);
+    }
     let arrived = monotonic();
+    let at = shared.elapsed();
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let asked = asked(req.method(), &path);
+    let bytes = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let mut fault = None;
-    let result = dispatch(&shared, mode, req, &mut fault).await;
+    let mut partitioned = false;
+    let result = dispatch(&shared, mode, req, &mut fault, &mut partitioned).await;
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    let elapsed = monotonic().saturating_duration_since(arrived);
+    if let Some(session) = session_of(&path) {
+        let entry = Entry {
+            session: 0,
+            asked,
+            at,
+            took: elapsed,
+            status,
+            fault,
+            partitioned,
+            bytes,
+        };
+        shared.journal().record(session, entry);
+    }
     if let Some(log) = &shared.config.on_request {
         log(&RequestLog {
             method,
             path,
-            status: result.as_ref().ok().map(|r| r.status().as_u16()),
+            status,
             fault,
-            elapsed: monotonic().saturating_duration_since(arrived),
+            elapsed,
         });
     }
     result
+}
+
+/// What a request to a session asked for, for the journal.
+fn asked(method: &hyper::Method, path: &str) -> Asked {
+    match match_request(method, path) {
+        Matched::Route { route, .. } => Asked::Route(route),
+        _ if crate::threads::match_request(method, path).is_some() => Asked::Thread,
+        _ => Asked::Other,
+    }
 }
 
 async fn dispatch(
@@ -67,8 +104,19 @@ async fn dispatch(
     mut mode: watch::Receiver<Mode>,
     req: Request<Incoming>,
     fault_kind: &mut Option<FaultKind>,
+    partitioned: &mut bool,
 ) -> Result<Reply, Dropped> {
     let now = wall_clock();
+    // A session partitioned from the inspector page hears nothing: every request is dropped.
+    if let Some(session) = session_of(req.uri().path()) {
+        if shared
+            .journal()
+            .drop_if_partitioned(session, shared.elapsed())
+        {
+            *partitioned = true;
+            return Err(Dropped("partitioned from the inspector"));
+        }
+    }
     let (session, route) = match match_request(req.method(), req.uri().path()) {
         Matched::Route { session, route } => (session.to_owned(), route),
         Matched::WrongMethod { allow } => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tether_sim::{DeliveryUpdate, Stream};
 
+use crate::faults::FaultPlan;
 use crate::shared::Shared;
 use crate::store::{Duplicates, Session, Stats, instant};
 
@@ -109,7 +110,7 @@ impl Inspector {
         self.read(id, |s| s.model.epoch())
     }
 
-    /// The threads of session `id` (PROTOCOL.md §Thread sync), by thread id.
+    /// The threads of session `id` (docs/PROTOCOL.md §Thread sync), by thread id.
     pub fn threads(&self, id: &str) -> Vec<tether_core::thread::Thread> {
         self.read(id, |s| s.model.threads().threads().cloned().collect())
             .unwrap_or_default()
@@ -174,7 +175,44 @@ impl Inspector {
     /// Bumps the epoch of session `id` as if a newer worker had registered (creating the
     /// session if needed); returns the new epoch. The current worker's next write gets `409`.
     pub fn force_takeover(&self, id: &str) -> u64 {
-        self.shared.store().force_takeover(id)
+        let epoch = self.shared.store().force_takeover(id);
+        let mut journal = self.shared.journal();
+        journal.takeover(id, self.shared.elapsed(), epoch);
+        self.shared.announce(&journal);
+        epoch
+    }
+
+    /// The fault plan in force: the configured one, or the last one put in force by
+    /// [`Inspector::set_faults`] or the inspector page.
+    pub fn faults(&self) -> FaultPlan {
+        self.shared.journal().plan().clone()
+    }
+
+    /// Puts `plan` in force from the next request on (its random stream starts at its seed), as
+    /// the inspector page's fault switch does; the change is logged.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.shared.set_plan(plan);
+    }
+
+    /// Drops every request of session `id` without an answer for `length` from now, as the
+    /// inspector page's partition does (`Duration::ZERO` ends a partition in force); the change
+    /// is logged.
+    pub fn partition(&self, id: &str, length: Duration) {
+        let mut journal = self.shared.journal();
+        journal.partition(id, self.shared.elapsed(), length);
+        self.shared.announce(&journal);
+    }
+
+    /// Requests of session `id` dropped by a partition so far.
+    pub fn partitioned_requests(&self, id: &str) -> u64 {
+        self.shared.journal().notes(id).partitioned
+    }
+
+    /// The changes made from the inspector page (or by the calls above), oldest first: the
+    /// last 200 of them, each in words.
+    pub fn changes(&self) -> Vec<String> {
+        let journal = self.shared.journal();
+        journal.changes().map(|c| c.text.clone()).collect()
     }
 }
 

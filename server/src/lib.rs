@@ -1,4 +1,4 @@
-//! The reference server of tether's wire protocol (PROTOCOL.md), with seeded fault injection.
+//! The reference server of tether's wire protocol (docs/PROTOCOL.md), with seeded fault injection.
 //!
 //! It serves every session at `http://HOST:PORT/v1/code/sessions/{session_id}` over real
 //! HTTP/1.1, keeps their state in memory, and lets tests and the `tether demo` read it back
@@ -40,7 +40,7 @@
 //! ```
 //!
 //! - The protocol's semantics are not here: each session is a [`tether_sim::ServerModel`], the
-//!   simulator's model of PROTOCOL.md's server (epoch fencing, document patches through
+//!   simulator's model of docs/PROTOCOL.md's server (epoch fencing, document patches through
 //!   [`tether_core::patch::DocumentSchema`], event de-duplication by `payload.uuid`, heartbeats,
 //!   delivery updates, the body limit), so the simulator and this server can never disagree.
 //!   `store.rs` keeps one model per session id and counts requests and faults.
@@ -49,6 +49,31 @@
 //!   models' accessors directly.
 //! - `server.rs` owns the runtime thread; `stop_listener`/`restart_listener` simulate a server
 //!   going down and coming back with its data; `shutdown` (or drop) is graceful and bounded.
+//!
+//! # The inspector page
+//!
+//! The server shows every session on a live page at `/` ([`Server::inspector_url`]): plain
+//! HTML, CSS and a little JavaScript compiled in, polling a JSON API once a second. Its routes:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the page |
+//! | `GET /inspect/api/state?session=ID&events=N` | every session (at most 100), or one, with its last `N` (0–200, default 10) events |
+//! | `GET /inspect/timeline.svg?session=ID` | the session's timeline from the server's request log, drawn by [`tether_sim::render::render`] |
+//! | `POST /inspect/api/faults?plan=PLAN` | puts a [`FaultPlan`] in force (a preset keeps the seed and sizes in force); see [`Inspector::set_faults`] |
+//! | `POST /inspect/api/partition?session=ID&seconds=N` | drops every request of the session without an answer for `N` s (0–3600; 0 ends it); see [`Inspector::partition`] |
+//! | `GET /inspect/protocol`, `/inspect/app.js`, `/inspect/style.css` | the wire protocol as HTML, the page's assets |
+//!
+//! Safe by default: without [`ServerConfig::inspect_token`], the page and its API answer only
+//! when the server is bound to a loopback address, and only to a loopback `Host` header (so a
+//! web page elsewhere cannot reach them through DNS rebinding). With a token (`?token=` or an
+//! `X-Tether-Token` header) they answer on any address. A change also needs an
+//! `X-Tether-Inspector` header (which a cross-site form cannot send) and, if the browser sends an
+//! `Origin`, the page's own. An unknown, repeated or malformed query parameter is a `400` with
+//! the reason; an unknown session a `404`. No request header is ever kept, so no worker's bearer
+//! token can be shown; the page's own requests are not in the request log. Each change is
+//! logged ([`ServerConfig::with_change_log`], [`Inspector::changes`]). Memory stays bounded: the
+//! request log keeps the last 100 000 requests over all sessions.
 //!
 //! # Responses
 //!
@@ -67,6 +92,8 @@ mod error;
 mod faults;
 mod http;
 mod inspect;
+mod journal;
+mod page;
 mod resources;
 mod routes;
 mod server;
@@ -74,7 +101,7 @@ mod shared;
 mod store;
 mod threads;
 
-pub use config::{DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
+pub use config::{ChangeLogFn, DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
 pub use error::ServerError;
 pub use faults::{
     Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,

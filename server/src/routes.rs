@@ -8,7 +8,7 @@ use tether_core::session::Endpoint;
 /// Where every session lives: `{base}/v1/code/sessions/{session_id}`.
 pub const SESSIONS_PREFIX: &str = "/v1/code/sessions/";
 
-/// One endpoint of PROTOCOL.md, relative to a session URL.
+/// One endpoint of docs/PROTOCOL.md, relative to a session URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Route {
@@ -96,6 +96,13 @@ pub(crate) enum Matched<'a> {
     WrongMethod { allow: &'static str },
     /// Anything else.
     NotFound,
+}
+
+/// The session a path under [`SESSIONS_PREFIX`] names (`/v1/code/sessions/{id}/...`), if any.
+pub(crate) fn session_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(SESSIONS_PREFIX)?;
+    let session = &rest[..rest.find('/')?];
+    (!session.is_empty()).then_some(session)
 }
 
 /// Resolves `method` and `path` (without the query) to a route.

@@ -85,6 +85,11 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The inspector page: `http://HOST:PORT/` (see the crate docs, "The inspector page").
+    pub fn inspector_url(&self) -> String {
+        format!("{}/", self.base_url())
+    }
+
     /// The session URL of `session_id`: `http://HOST:PORT/v1/code/sessions/{session_id}`.
     pub fn session_url(&self, session_id: &str) -> String {
         format!("{}{SESSIONS_PREFIX}{session_id}", self.base_url())

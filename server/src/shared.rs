@@ -4,7 +4,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::ServerConfig;
-use crate::faults::FaultDecider;
+use crate::faults::{FaultDecider, FaultPlan};
+use crate::journal::Journal;
 use crate::store::Store;
 
 /// The life of one listener and its connections.
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     store: Mutex<Store>,
     decider: Mutex<FaultDecider>,
+    journal: Mutex<Journal>,
     started: Instant,
 }
 
@@ -31,6 +33,7 @@ impl Shared {
     pub fn new(config: ServerConfig) -> Self {
         Shared {
             decider: Mutex::new(config.faults.decider()),
+            journal: Mutex::new(Journal::new(config.faults.clone())),
             store: Mutex::new(Store::new(config.body_limit, config.heartbeat_ttl)),
             config,
             started: monotonic(),
@@ -45,6 +48,29 @@ impl Shared {
 
     pub fn decider(&self) -> MutexGuard<'_, FaultDecider> {
         self.decider.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks the journal (request log, partitions, changes); poisoning is ignored as for the
+    /// store.
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `plan` in force from the next request on (its random stream starts afresh), logs
+    /// the change and tells the change log callback.
+    pub fn set_plan(&self, plan: FaultPlan) {
+        let now = self.elapsed();
+        *self.decider() = plan.decider();
+        let mut journal = self.journal();
+        journal.set_plan(now, plan);
+        self.announce(&journal);
+    }
+
+    /// Hands the journal's last change to the configured change log, if any.
+    pub fn announce(&self, journal: &Journal) {
+        if let (Some(log), Some(change)) = (&self.config.on_change, journal.last_change()) {
+            log(&change.text);
+        }
     }
 
     /// Time since the server started: the clock of heartbeat times.

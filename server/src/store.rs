@@ -3,7 +3,7 @@
 //! What a request does to a session is decided by the simulator's server model
 //! ([`tether_sim::ServerModel`]): epoch fencing, the worker document, de-duplication of events by
 //! `payload.uuid`, heartbeats, delivery updates and the body limit. The reference server and the
-//! simulator therefore cannot disagree about PROTOCOL.md. This module only keeps one model per
+//! simulator therefore cannot disagree about docs/PROTOCOL.md. This module only keeps one model per
 //! session id, gives it the time, and counts requests and injected faults, which the model never
 //! sees. The HTTP layer decides faults and moves bytes.
 
@@ -148,7 +148,7 @@ impl Store {
             .handle(instant(now), route.endpoint(), body)
     }
 
-    /// Applies one thread-sync request (PROTOCOL.md §Thread sync) to session `id` at `now`;
+    /// Applies one thread-sync request (docs/PROTOCOL.md §Thread sync) to session `id` at `now`;
     /// `query` is the URL's query without `?`.
     pub fn handle_thread(
         &mut self,

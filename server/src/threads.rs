@@ -1,4 +1,4 @@
-//! Thread sync's three routes (PROTOCOL.md §Thread sync): `GET /threads?since&limit`,
+//! Thread sync's three routes (docs/PROTOCOL.md §Thread sync): `GET /threads?since&limit`,
 //! `POST /threads/sync`, `GET /ping`, served by the session's server model
 //! ([`tether_sim::ServerModel::handle_thread`]), so the server and the simulator agree.
 //!

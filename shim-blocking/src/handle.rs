@@ -146,7 +146,7 @@ impl Tether {
         self.handle.stats()
     }
 
-    /// Starts thread sync on this session (PROTOCOL.md §Thread sync).
+    /// Starts thread sync on this session (docs/PROTOCOL.md §Thread sync).
     pub fn start_threads(&self, config: ThreadSyncConfig) -> Result<Threads, ThreadStartError> {
         self.handle.start_threads(config).map(Threads)
     }

@@ -20,7 +20,7 @@ const MAX_WORKERS: usize = 12;
 /// A blocking HTTP client the worker threads hand requests to; set one with
 /// [`Builder::transport`](crate::Builder::transport). The default is ureq.
 ///
-/// The contract keeps the shim thin (DESIGN.md, conventions 7 and 8):
+/// The contract keeps the shim thin (docs/ARCHITECTURE.md, conventions 7 and 8):
 ///
 /// - **One exchange per call, no policy.** Any status is an `Ok`; a failure to get one
 ///   (connect, reset, TLS, I/O, a malformed response) is an `Err`. No retries, no

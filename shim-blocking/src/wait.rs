@@ -96,7 +96,7 @@ impl<T> Stream<T> {
     }
 }
 
-/// Thread sync of a session (PROTOCOL.md §Thread sync), from
+/// Thread sync of a session (docs/PROTOCOL.md §Thread sync), from
 /// [`Tether::start_threads`](crate::Tether::start_threads). Cheap to clone. Edits and reads
 /// are [`ThreadHandle`]'s, through `Deref`; the waits below block the calling thread.
 #[derive(Clone, Debug)]

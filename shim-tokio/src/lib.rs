@@ -2,7 +2,7 @@
 //!
 //! [`tether_core`] holds every rule of the protocol as a deterministic, sans-IO machine and
 //! `tether-driver` everything around it that is not waiting on I/O, so every call means the
-//! same here as on every other runtime (DESIGN.md, convention 8). This crate is the rest: a
+//! same here as on every other runtime (docs/ARCHITECTURE.md, convention 8). This crate is the rest: a
 //! timer, a way to wait, and a transport.
 //!
 //! ```text

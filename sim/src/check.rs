@@ -1,4 +1,4 @@
-//! Invariant checks over what a run recorded (DESIGN.md §Simulation).
+//! Invariant checks over what a run recorded (docs/ARCHITECTURE.md §Simulation).
 //!
 //! Each check is a pure function of plain records the runner fills in, and returns the first
 //! [`Violation`] it finds. Events are identified by their `seq` ([`super::workload::SEQ_FIELD`]),
@@ -447,7 +447,7 @@ impl fmt::Display for Terminal {
     }
 }
 
-/// The give-up rules of PROTOCOL.md, as a reference model.
+/// The give-up rules of docs/PROTOCOL.md, as a reference model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GiveUpRules {
     /// Auth failures in a row (across channels; only a success resets the count) that give up.

@@ -1,4 +1,4 @@
-//! tether's deterministic simulator (DESIGN.md §Simulation).
+//! tether's deterministic simulator (docs/ARCHITECTURE.md §Simulation).
 //!
 //! A run puts a [`tether_core`] session against a model of the server, through a faulty network,
 //! on a virtual clock. Everything here is seeded and reads no clock, so a failing seed replays to
@@ -16,7 +16,7 @@
 //!
 //! The pieces:
 //!
-//! - [`server`]: [`ServerModel`], PROTOCOL.md's server for one session (epochs and fencing, the
+//! - [`server`]: [`ServerModel`], docs/PROTOCOL.md's server for one session (epochs and fencing, the
 //!   worker document, de-duplicated event streams, heartbeats, limits), with accessors for what it
 //!   stored. The reference HTTP server (`tether-server`) serves every session with one of these.
 //! - [`faults`]: [`FaultPlan`], built from a seed and a [`FaultMix`]. Per request it decides a

@@ -1,4 +1,4 @@
-//! Crash and restart with a durable outbox (DESIGN.md §Durable outbox), in simulated time.
+//! Crash and restart with a durable outbox (docs/ARCHITECTURE.md §Durable outbox), in simulated time.
 //!
 //! [`run_crashes`] drives sessions with [`SessionConfig::outbox`] on against the
 //! [`ServerModel`] over a lossy network. A model driver carries out the outbox outputs into a

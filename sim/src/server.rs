@@ -1,4 +1,4 @@
-//! A pure model of the PROTOCOL.md server, for one session.
+//! A pure model of the docs/PROTOCOL.md server, for one session.
 //!
 //! [`ServerModel::handle`] answers one request the way the reference server must, and records
 //! what it stored so invariant checks can compare the client's view with the server's. It holds
@@ -195,7 +195,7 @@ struct EventLog {
     duplicates: Vec<String>,
 }
 
-/// The server of PROTOCOL.md for one session, as a pure function of the requests it is given.
+/// The server of docs/PROTOCOL.md for one session, as a pure function of the requests it is given.
 ///
 /// The session always exists; it starts with epoch 0 and an empty document. Stored payloads are
 /// parsed lazily (see [`StoredEvent`]), so the model is `Send` but not `Sync`.
@@ -211,7 +211,7 @@ pub struct ServerModel {
     puts: Vec<AppliedPut>,
     restarts: Vec<Instant>,
     requests: u64,
-    /// Thread sync's store (PROTOCOL.md §Thread sync), served by `handle_thread`.
+    /// Thread sync's store (docs/PROTOCOL.md §Thread sync), served by `handle_thread`.
     threads: crate::threads::ThreadStore,
     /// The `Date` header's day part (`Tue, 14 Nov 2023 `) for a day number, reused all day.
     date_day: Option<(u64, String)>,
@@ -425,7 +425,7 @@ impl ServerModel {
         Ok((body, epoch))
     }
 
-    /// Answers one thread-sync request (PROTOCOL.md §Thread sync) at `now`; `query` is the
+    /// Answers one thread-sync request (docs/PROTOCOL.md §Thread sync) at `now`; `query` is the
     /// URL's query without `?`. Pushes are fenced by the session's epoch like every body.
     pub fn handle_thread(
         &mut self,
@@ -457,7 +457,7 @@ impl ServerModel {
         }
     }
 
-    /// The threads stored (PROTOCOL.md §Thread sync).
+    /// The threads stored (docs/PROTOCOL.md §Thread sync).
     pub fn threads(&self) -> &crate::threads::ThreadStore {
         &self.threads
     }
@@ -564,7 +564,7 @@ impl ServerModel {
     }
 
     /// Whether a heartbeat arrived within the TTL before `now`: a worker with no heartbeat for
-    /// the whole TTL is gone (PROTOCOL.md).
+    /// the whole TTL is gone (docs/PROTOCOL.md).
     pub fn is_alive(&self, now: Instant) -> bool {
         self.heartbeats
             .last()
@@ -954,7 +954,7 @@ mod tests {
             409
         );
         assert!(server.events(Stream::Events).is_empty());
-        // PROTOCOL.md: a lower epoch gets 409, whatever else the body holds.
+        // docs/PROTOCOL.md: a lower epoch gets 409, whatever else the body holds.
         for (endpoint, body) in [
             (Endpoint::Events, json!({"worker_epoch": old, "events": 1})),
             (

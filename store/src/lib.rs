@@ -1,4 +1,4 @@
-//! The default store of tether's durable outbox (DESIGN.md §Durable outbox): SQLite, built in
+//! The default store of tether's durable outbox (docs/ARCHITECTURE.md §Durable outbox): SQLite, built in
 //! (rusqlite's bundled build), in write-ahead-log mode, behind
 //! [`tether_driver::Store`].
 //!

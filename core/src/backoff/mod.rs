@@ -1,4 +1,4 @@
-//! Backoff and give-up (DESIGN.md §Backoff).
+//! Backoff and give-up (docs/ARCHITECTURE.md §Backoff).
 //!
 //! - [`BackoffPolicy`]: the curve, its jitter, a floor, and the clamp for server hints.
 //! - [`Backoff`]: a policy plus the attempt counter, for a machine that retries one thing.

@@ -47,7 +47,7 @@ struct PendingFlush {
     deadline: Instant,
 }
 
-/// The event uploader: a bounded FIFO drained one batch at a time (DESIGN.md §Batch drainer).
+/// The event uploader: a bounded FIFO drained one batch at a time (docs/ARCHITECTURE.md §Batch drainer).
 ///
 /// Every mutating method takes `now`; drain [`poll_output`](Self::poll_output) after each.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! The batch drainer: a sans-IO event uploader (DESIGN.md §Batch drainer).
+//! The batch drainer: a sans-IO event uploader (docs/ARCHITECTURE.md §Batch drainer).
 //!
 //! Events go into a bounded FIFO and come out as batch bodies, one batch in flight at a time.
 //! The drainer knows nothing of HTTP: it asks for a body to be sent

@@ -1,4 +1,4 @@
-//! The worker document's patch semantics (PROTOCOL.md, `PUT /worker`).
+//! The worker document's patch semantics (docs/PROTOCOL.md, `PUT /worker`).
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -18,7 +18,7 @@ pub struct DocumentSchema {
 }
 
 impl DocumentSchema {
-    /// The keys PROTOCOL.md applies as RFC 7396 merge patches.
+    /// The keys docs/PROTOCOL.md applies as RFC 7396 merge patches.
     pub const DEFAULT_MERGE_KEYS: [&'static str; 2] = ["external_metadata", "internal_metadata"];
 
     /// A schema whose merge-patched keys are `merge_keys`.

@@ -1,4 +1,4 @@
-//! RFC 7396 merge patches and their lawful coalescing (DESIGN.md §State uploader).
+//! RFC 7396 merge patches and their lawful coalescing (docs/ARCHITECTURE.md §State uploader).
 //!
 //! - [`apply`]: RFC 7396 itself.
 //! - [`Coalesced`] / [`coalesce`]: a sequence of merge patches as at most two, with the same

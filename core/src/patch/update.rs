@@ -1,4 +1,4 @@
-//! Coalescing worker-document patches (PROTOCOL.md `PUT /worker`) under a [`DocumentSchema`].
+//! Coalescing worker-document patches (docs/PROTOCOL.md `PUT /worker`) under a [`DocumentSchema`].
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -1,4 +1,4 @@
-//! The session's configuration, its defaults (DESIGN.md) and its validation.
+//! The session's configuration, its defaults (docs/ARCHITECTURE.md) and its validation.
 
 use alloc::string::String;
 use core::fmt;

@@ -53,7 +53,7 @@ impl fmt::Display for Stream {
     }
 }
 
-/// The status of a delivery acknowledgement (PROTOCOL.md, `/worker/events/delivery`).
+/// The status of a delivery acknowledgement (docs/PROTOCOL.md, `/worker/events/delivery`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {
     /// The worker received the event.

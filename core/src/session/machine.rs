@@ -282,7 +282,7 @@ impl Session {
     }
 
     /// A patch to the worker document: top-level keys replace, the metadata keys merge
-    /// (PROTOCOL.md). Coalesced with whatever is pending; never blocks. Returns the patch's
+    /// (docs/PROTOCOL.md). Coalesced with whatever is pending; never blocks. Returns the patch's
     /// sequence number, which [`Output::StateRejected`] and [`Output::StateUnacknowledged`]
     /// quote.
     pub fn patch_state(&mut self, now: Instant, patch: Value) -> Result<u64, SessionError> {

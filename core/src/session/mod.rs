@@ -1,4 +1,4 @@
-//! The session machine: the client of PROTOCOL.md (DESIGN.md §Session).
+//! The session machine: the client of docs/PROTOCOL.md (docs/ARCHITECTURE.md §Session).
 //!
 //! A [`Session`] composes the connect sequence (`POST /worker/register` when it has no epoch,
 //! then `PUT /worker` with `worker_status: "idle"` and `GET /worker` for the base document), the

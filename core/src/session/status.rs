@@ -1,4 +1,4 @@
-//! The session's status stream (DESIGN.md §Session).
+//! The session's status stream (docs/ARCHITECTURE.md §Session).
 
 use core::fmt;
 

@@ -1,4 +1,4 @@
-//! What the session asks of the network, and what it is told back (PROTOCOL.md).
+//! What the session asks of the network, and what it is told back (docs/PROTOCOL.md).
 //!
 //! Requests are described, not performed: a method, a path relative to the session URL, the JSON
 //! body bytes and a deadline the core owns. Shims only move these bytes.

@@ -5,7 +5,7 @@ use core::time::Duration;
 use crate::backoff::BackoffPolicy;
 use crate::patch::DocumentSchema;
 
-/// The state uploader's settings. Every field has a default matching PROTOCOL.md and seed 001.
+/// The state uploader's settings. Every field has a default matching docs/PROTOCOL.md and seed 001.
 ///
 /// ```
 /// use core::time::Duration;
@@ -26,7 +26,7 @@ pub struct StateConfig {
     /// compact JSON. Default 1 MiB.
     pub max_patch_bytes: usize,
     /// How long a PUT may stay unanswered before the core cancels it and retries; `None` leaves
-    /// it to the driver. Default 10 s (PROTOCOL.md).
+    /// it to the driver. Default 10 s (docs/PROTOCOL.md).
     pub request_timeout: Option<Duration>,
 }
 

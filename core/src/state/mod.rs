@@ -1,4 +1,4 @@
-//! The state uploader: keeps the worker document in sync through `PUT /worker` (DESIGN.md
+//! The state uploader: keeps the worker document in sync through `PUT /worker` (docs/ARCHITECTURE.md
 //! §State uploader, seed 001).
 //!
 //! At most one PUT is in flight. Patches given meanwhile coalesce lawfully (see

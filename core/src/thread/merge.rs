@@ -1,4 +1,4 @@
-//! The three-way merge of a thread (PROTOCOL.md §Thread sync), with a pluggable policy.
+//! The three-way merge of a thread (docs/PROTOCOL.md §Thread sync), with a pluggable policy.
 //!
 //! `merge(base, local, remote)`:
 //!

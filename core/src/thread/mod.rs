@@ -1,4 +1,4 @@
-//! Two-way sync of shared threads (DESIGN.md §Thread sync, PROTOCOL.md §Thread sync, seed 002).
+//! Two-way sync of shared threads (docs/ARCHITECTURE.md §Thread sync, docs/PROTOCOL.md §Thread sync, seed 002).
 //!
 //! Several clients share the threads of a session. Local edits apply to the local view at once
 //! and are pushed in per-thread merged batches; remote changes are pulled by version on an

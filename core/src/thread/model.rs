@@ -1,4 +1,4 @@
-//! Threads and messages: PROTOCOL.md §Thread sync's data model, validated at the edge.
+//! Threads and messages: docs/PROTOCOL.md §Thread sync's data model, validated at the edge.
 
 use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
@@ -123,7 +123,7 @@ impl Thread {
         }
     }
 
-    /// Reads a thread from JSON, checking PROTOCOL.md's shape: an object with a non-empty
+    /// Reads a thread from JSON, checking docs/PROTOCOL.md's shape: an object with a non-empty
     /// string `id`, an optional integer `v`, an optional `messages` array of valid messages with
     /// unique ids.
     ///

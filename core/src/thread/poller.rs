@@ -4,7 +4,7 @@
 //! `queue_boost` whenever the push queue is deeper than `deep_queue`, and falls by one each
 //! second. The pull interval follows it linearly: `max_interval` at 0, `min_interval` at 100.
 //! (The seed scales by 0.8, so its busiest interval is 16 s, never its own 5 s baseline;
-//! here full activity reaches the 5 s that PROTOCOL.md asks for.)
+//! here full activity reaches the 5 s that docs/PROTOCOL.md asks for.)
 //!
 //! The poller asks for a pull ([`PollerOutput::Pull`]) every interval once started. A pull
 //! that becomes due sooner because activity rose is asked for sooner: the deadline is always

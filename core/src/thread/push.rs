@@ -39,7 +39,7 @@ use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
 
-/// The orchestrator's settings; the defaults are PROTOCOL.md's.
+/// The orchestrator's settings; the defaults are docs/PROTOCOL.md's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PushConfig {
     /// Edits within this window go in one batch. Default 100 ms.

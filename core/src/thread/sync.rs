@@ -28,7 +28,7 @@ use crate::time::{Clock, Instant};
 /// Everything [`ThreadSync`] is configured with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThreadSyncConfig {
-    /// The string this client puts in every push (PROTOCOL.md: picked once). Not empty.
+    /// The string this client puts in every push (docs/PROTOCOL.md: picked once). Not empty.
     pub client_id: String,
     /// Pushes: window, batch size, retry curve, timeout.
     pub push: PushConfig,

@@ -1,4 +1,4 @@
-//! PROTOCOL.md §Thread sync on the wire: the three endpoints, the push body, and the two
+//! docs/PROTOCOL.md §Thread sync on the wire: the three endpoints, the push body, and the two
 //! response bodies.
 
 use alloc::format;
@@ -147,7 +147,7 @@ impl ItemResult {
     }
 }
 
-/// A 2xx body that does not say what PROTOCOL.md says it must: treated as a bad body
+/// A 2xx body that does not say what docs/PROTOCOL.md says it must: treated as a bad body
 /// (transient), never a panic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

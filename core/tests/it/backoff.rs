@@ -1,4 +1,4 @@
-//! The backoff curve, the controller and their pinned sequences (DESIGN.md §Backoff).
+//! The backoff curve, the controller and their pinned sequences (docs/ARCHITECTURE.md §Backoff).
 
 use core::time::Duration;
 

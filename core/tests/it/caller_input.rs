@@ -1,4 +1,4 @@
-//! No panic on caller input (DESIGN.md, convention 6): a configuration out of bounds is a typed
+//! No panic on caller input (docs/ARCHITECTURE.md, convention 6): a configuration out of bounds is a typed
 //! error wherever it enters, and arithmetic on the durations a caller supplies saturates.
 //!
 //! Each test feeds the extremes a caller can write (`Duration::MAX` timeouts, linger, caps and

@@ -1,4 +1,4 @@
-//! The heartbeat machine in simulated time (DESIGN.md §Heartbeat).
+//! The heartbeat machine in simulated time (docs/ARCHITECTURE.md §Heartbeat).
 
 use core::time::Duration;
 

@@ -685,7 +685,7 @@ fn close_with_the_server_down_hands_everything_back_at_the_deadline() {
     );
 }
 
-/// The session's request channels (DESIGN.md §Session: at most one request in flight on each).
+/// The session's request channels (docs/ARCHITECTURE.md §Session: at most one request in flight on each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Channel {
     /// Register, the init `PUT` and the `GET`.

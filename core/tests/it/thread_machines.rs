@@ -1,4 +1,4 @@
-//! Thread sync's small machines in simulated time (DESIGN.md §Thread sync).
+//! Thread sync's small machines in simulated time (docs/ARCHITECTURE.md §Thread sync).
 
 use core::time::Duration;
 

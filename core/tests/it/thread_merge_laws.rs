@@ -1,4 +1,4 @@
-//! The three-way merge's laws (PROTOCOL.md §Thread sync), by proptest.
+//! The three-way merge's laws (docs/PROTOCOL.md §Thread sync), by proptest.
 
 use std::collections::BTreeMap;
 

@@ -10,7 +10,7 @@ use tether_core::thread::{
 };
 use tether_core::{Driven, Instant, Rng};
 
-/// Just enough of PROTOCOL.md's thread server to drive one client.
+/// Just enough of docs/PROTOCOL.md's thread server to drive one client.
 #[derive(Default)]
 struct Server {
     threads: BTreeMap<String, (Thread, u64)>,

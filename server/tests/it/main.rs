@@ -5,5 +5,7 @@
     reason = "tests are the I/O edge: they read clocks and sleep"
 )]
 
+mod browser;
 mod http;
+mod inspector;
 mod threads;

@@ -1,4 +1,4 @@
-//! Thread sync's routes over real HTTP on 127.0.0.1 (PROTOCOL.md §Thread sync).
+//! Thread sync's routes over real HTTP on 127.0.0.1 (docs/PROTOCOL.md §Thread sync).
 
 use std::time::Duration;
 

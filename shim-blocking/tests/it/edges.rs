@@ -1,4 +1,4 @@
-//! Nothing is lost at the edges (DESIGN.md, convention 9): a handle dropped without `close` and
+//! Nothing is lost at the edges (docs/ARCHITECTURE.md, convention 9): a handle dropped without `close` and
 //! a panicking observer. Every accepted event still reaches the report stream.
 
 use std::time::Duration;

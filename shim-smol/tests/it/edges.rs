@@ -1,4 +1,4 @@
-//! Nothing is lost at the edges (DESIGN.md, convention 9): a handle dropped without `close`, a
+//! Nothing is lost at the edges (docs/ARCHITECTURE.md, convention 9): a handle dropped without `close`, a
 //! driver future dropped by its executor, a panicking observer. Every accepted event still
 //! reaches the report stream.
 

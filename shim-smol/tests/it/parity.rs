@@ -1,6 +1,6 @@
 //! Parity: every shim's driver — smol's, tokio's and the blocking one's — fed the same scripted server,
 //! produce the same core trace as a plain synchronous loop driving
-//! `tether_core::session::Session` with the same responses in the same order (DESIGN.md,
+//! `tether_core::session::Session` with the same responses in the same order (docs/ARCHITECTURE.md,
 //! convention 8).
 //!
 //! A trace is the core's outputs in order — requests (endpoint and body bytes), cancels,

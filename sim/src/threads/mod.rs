@@ -1,4 +1,4 @@
-//! Thread sync in the simulator (DESIGN.md §Thread sync): the server's side of the protocol,
+//! Thread sync in the simulator (docs/ARCHITECTURE.md §Thread sync): the server's side of the protocol,
 //! and runs of several [`ThreadSync`](tether_core::thread::ThreadSync) clients editing the same
 //! threads through faults and partitions, with the invariants checked after quiescence.
 

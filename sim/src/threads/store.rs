@@ -1,4 +1,4 @@
-//! The server side of thread sync (PROTOCOL.md §Thread sync): versions, conflicts, per-item
+//! The server side of thread sync (docs/PROTOCOL.md §Thread sync): versions, conflicts, per-item
 //! results, `since` paging. [`ServerModel::handle_thread`](crate::ServerModel::handle_thread)
 //! serves the three endpoints with it, fencing by the session's epoch.
 

@@ -1,4 +1,4 @@
-//! The durable outbox (DESIGN.md §Durable outbox), as outputs: with
+//! The durable outbox (docs/ARCHITECTURE.md §Durable outbox), as outputs: with
 //! [`SessionConfig::outbox`](crate::session::SessionConfig::outbox) on, the session asks its
 //! driver to persist every event it accepts and the state patches not yet acknowledged, and to
 //! forget them once they are settled. The core stays pure: the driver carries these out.
