@@ -10,11 +10,13 @@ use tether_core::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
+use tether_core::Poll;
 use tether_core::batch::{Event, EventId};
-use tether_core::session::{DeliveryStatus, Status, Stream};
+use tether_core::session::{DeliveryStatus, RequestId, Status, Stream, TransportError};
 
-use crate::driver::Driver;
+use crate::driver::{Action, Driver};
 use crate::error::{BulkSendError, FlushError, PatchError, SendError};
+use crate::http::HttpResponse;
 use crate::report::{CloseReport, Counters, Report};
 use crate::stats::DriverStats;
 use crate::wait::{Pending, Subscription};
@@ -62,10 +64,60 @@ impl Shared {
         result
     }
 
-    /// The driver, locked, for the shim's loop (which clears the notify flag itself).
+    /// The driver, locked. The lock is never held across a wait.
     pub fn lock(&self) -> MutexGuard<'_, Driver> {
         self.driver.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// One turn of a shim's loop, the same for every shim: the time, then every action the
+    /// driver asks for (drained with [`Driver::poll`] until it names its next wake-up), all
+    /// under one lock. The shim carries out the actions, then waits until the deadline or a
+    /// notification, whichever comes first, and turns again, until the turn says `finished`.
+    pub fn turn(&self) -> Turn {
+        let now = self.now();
+        let mut driver = self.lock();
+        driver.handle_timeout(now);
+        let mut actions = Vec::new();
+        let wake = loop {
+            match driver.poll() {
+                Poll::Output(action) => actions.push(action),
+                Poll::Timeout(wake) => break wake,
+            }
+        };
+        // The shim is about to look: nothing it must be woken for is pending.
+        driver.take_notify();
+        Turn {
+            actions,
+            deadline: wake.map(|w| w.at),
+            finished: driver.is_finished(),
+        }
+    }
+
+    /// A transport's answer to request `id`, handed to the driver at the shim's time; returns
+    /// the actions it made (often the next batch), so a worker can carry them out itself.
+    pub fn answer(
+        &self,
+        id: RequestId,
+        result: Result<HttpResponse, TransportError>,
+    ) -> Vec<Action> {
+        self.with(|driver, now| {
+            driver.handle_reply(now, id, result);
+            std::iter::from_fn(|| driver.poll().output()).collect()
+        })
+    }
+}
+
+/// What one [`Shared::turn`] found.
+#[derive(Debug)]
+#[must_use = "the actions must be carried out"]
+pub struct Turn {
+    /// Carry these out, in order: each `Send`'s answer goes back through
+    /// [`Shared::answer`].
+    pub actions: Vec<Action>,
+    /// Turn again at this time at the latest (`None`: only when notified).
+    pub deadline: Option<Instant>,
+    /// The session has ended and every waiter was answered: the loop may stop.
+    pub finished: bool,
 }
 
 impl fmt::Debug for Shared {

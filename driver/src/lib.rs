@@ -45,28 +45,26 @@
 //! let mut sent = handle.send_event(json!({"n": 1}), Duration::from_secs(1));
 //! let mut closed = None;
 //! for _ in 0..100 {
-//!     // One turn of the loop: time, then the actions, each answered here at once by a
-//!     // server that accepts everything.
-//!     let actions: Vec<Action> = {
-//!         let mut driver = shared.lock();
-//!         driver.handle_timeout(shared.now());
-//!         std::iter::from_fn(|| driver.poll_action()).collect()
-//!     };
-//!     for action in actions {
+//!     // One turn of the loop, the same on every shim: the time, then the actions, each
+//!     // answered here at once by a server that accepts everything. A real shim would then
+//!     // wait until `turn.deadline` or a notification.
+//!     let turn = shared.turn();
+//!     if turn.finished {
+//!         break;
+//!     }
+//!     let mut todo = std::collections::VecDeque::from(turn.actions);
+//!     while let Some(action) = todo.pop_front() {
 //!         if let Action::Send(request) = action {
 //!             let body = match request.endpoint {
 //!                 Endpoint::GetWorker => r#"{"worker":{}}"#,
 //!                 _ => "{}",
 //!             };
-//!             let answer = Ok(HttpResponse::new(200, body));
-//!             shared.with(|d, now| d.handle_reply(now, request.id, answer));
+//!             // An answer may make more to do (the next batch): do that too.
+//!             todo.extend(shared.answer(request.id, Ok(HttpResponse::new(200, body))));
 //!         }
 //!     }
 //!     if sent.is_ready() && closed.is_none() {
 //!         closed = Some(handle.close(Duration::from_secs(1)));
-//!     }
-//!     if shared.lock().is_finished() {
-//!         break;
 //!     }
 //! }
 //! assert!(sent.try_take().unwrap().is_ok());
@@ -100,8 +98,9 @@ mod wait;
 pub use async_tether::{AsyncTether, Reports, Statuses};
 pub use budget::SharedRetryBudget;
 pub use clock::Origin;
-pub use driver::{Action, Driver};
+pub use driver::{Action, Driver, DriverTimer};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
+pub use handle::Turn;
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
 pub use outbox::{DROPPED_KEPT, OutboxCounters, REPLAY_CHUNK};

@@ -16,7 +16,7 @@ use tether_core::Instant;
 use tether_core::session::{RequestId, TransportError};
 
 use crate::driver::Action;
-use crate::handle::Shared;
+use crate::handle::{Shared, Turn};
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Turns of the loop per wake-up before the task yields to its executor.
@@ -139,6 +139,7 @@ impl<T: AsyncTimer> DriverTask<T> {
         while i < self.in_flight.len() {
             if let Poll::Ready(result) = self.in_flight[i].1.as_mut().poll(cx) {
                 let (id, _) = self.in_flight.remove(i);
+                // Its follow-on actions wait for this loop's next turn, a moment later.
                 self.shared.with(|d, now| d.handle_reply(now, id, result));
                 progressed = true;
             } else {
@@ -171,13 +172,11 @@ impl<T: AsyncTimer> Future for DriverTask<T> {
         for _ in 0..WORK_BUDGET {
             this.wakeup.woken.store(false, Ordering::Release);
             let progressed = this.poll_requests(cx);
-            let (actions, deadline, finished) = {
-                let mut driver = this.shared.lock();
-                driver.handle_timeout(this.shared.now());
-                let actions: Vec<Action> = std::iter::from_fn(|| driver.poll_action()).collect();
-                driver.take_notify();
-                (actions, driver.poll_timeout(), driver.is_finished())
-            };
+            let Turn {
+                actions,
+                deadline,
+                finished,
+            } = this.shared.turn();
             let busy = !actions.is_empty();
             for action in actions {
                 match action {

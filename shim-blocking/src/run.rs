@@ -11,7 +11,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use tether_driver::{Action, Origin, Shared};
+use tether_driver::{Action, Origin, Shared, Turn};
 
 use crate::transport::{Pool, Transport};
 
@@ -67,13 +67,11 @@ pub(crate) fn run(
 ) {
     let mut pool = Pool::new(transport, Arc::clone(&shared));
     loop {
-        let (actions, deadline, finished) = {
-            let mut driver = shared.lock();
-            driver.handle_timeout(shared.now());
-            let actions: Vec<Action> = std::iter::from_fn(|| driver.poll_action()).collect();
-            driver.take_notify();
-            (actions, driver.poll_timeout(), driver.is_finished())
-        };
+        let Turn {
+            actions,
+            deadline,
+            finished,
+        } = shared.turn();
         for action in actions {
             match action {
                 Action::Send(request) => pool.submit(request),

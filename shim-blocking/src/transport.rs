@@ -278,10 +278,7 @@ fn worker(
             }
             let id = job.request.id;
             let result = transport.send(job.request);
-            let actions: Vec<Action> = shared.with(|driver, now| {
-                driver.handle_reply(now, id, result);
-                std::iter::from_fn(|| driver.poll_action()).collect()
-            });
+            let actions = shared.answer(id, result);
             let Some(dispatch) = dispatch.upgrade() else {
                 return; // the session has ended: nothing more to hand out
             };

@@ -14,7 +14,7 @@ use crate::report::{CloseReport, Report, UndeliveredEvent};
 impl Driver {
     /// Drains the core's outputs until it names its next deadline.
     pub(super) fn drain(&mut self) {
-        let before = self.poll_timeout();
+        let before = self.deadline();
         loop {
             match self.session.poll_output() {
                 Poll::Output(output) => {
@@ -45,7 +45,7 @@ impl Driver {
         if let Some(outbox) = &mut self.outbox {
             outbox.bind();
         }
-        let after = self.poll_timeout();
+        let after = self.deadline();
         if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
             self.notify = true;
         }

@@ -32,7 +32,7 @@ use tether_core::session::{
     RequestId, Session, SessionError, Status, Stream, Timer, TransportError,
 };
 use tether_core::state::StateError;
-use tether_core::{FlushId, Instant, Wake};
+use tether_core::{FlushId, Instant, Poll, Wake};
 
 use crate::error::{FlushError, PatchError};
 use crate::http::{HttpRequest, HttpResponse, Target};
@@ -67,6 +67,23 @@ pub enum Action {
     Send(HttpRequest),
     /// The core failed this request at its deadline: stop it if you can; its answer is dropped.
     Cancel(RequestId),
+}
+
+/// Why the driver wants to be called back: each of its timers has a reason, so a trace says
+/// why it woke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverTimer {
+    /// One of the session's own timers (a heartbeat, a backoff, a request's deadline, ...).
+    Session(Timer),
+    /// A caller waiting for room in a queue reaches its timeout.
+    Offer,
+    /// Thread sync's next timer.
+    Threads,
+    /// The durable outbox's group commit is due.
+    Commit,
+    /// A flush waiting for the outbox's replay reaches its timeout.
+    DeferredFlush,
 }
 
 /// The driver of one session: see the [crate docs](crate) for the shim's loop around it.
@@ -328,36 +345,58 @@ impl Driver {
         self.commit_outbox(now);
     }
 
-    /// The next thing for the shim to do, if any.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+    /// What the shim must do next: an action to carry out now (poll again afterwards), or,
+    /// once none is left, when to call [`handle_timeout`](Self::handle_timeout) and why
+    /// (`None`: only when a call or an answer comes). A deadline already handled that the core
+    /// names again is put off a little, so a shim cannot spin. While an action is queued the
+    /// answer is that action: no shim can sleep on pending work.
+    ///
+    /// Call it after every call that changes the driver, until it answers `Timeout`; most
+    /// shims do that through [`Shared::turn`](crate::Shared::turn).
+    #[must_use = "an action the driver asks for must be carried out"]
+    pub fn poll(&mut self) -> Poll<Action, DriverTimer> {
+        match self.actions.pop_front() {
+            Some(action) => Poll::Output(action),
+            None => Poll::Timeout(self.next_wake()),
+        }
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`: only when a call or
-    /// an answer comes. A deadline already handled that the core names again is put off a
-    /// little, so a shim cannot spin.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let core = self.wake.map(|w| w.at).map(|at| {
-            if self.fired == Some(at) {
-                at.saturating_add(MIN_REPEAT_WAIT)
+    /// The earliest of the driver's timers, with its reason.
+    fn next_wake(&self) -> Option<Wake<DriverTimer>> {
+        let session = self.wake.map(|w| {
+            let at = if self.fired == Some(w.at) {
+                w.at.saturating_add(MIN_REPEAT_WAIT)
             } else {
-                at
-            }
+                w.at
+            };
+            Wake::new(at, DriverTimer::Session(w.reason))
         });
         let offers = self.blocked.iter().filter_map(|b| b.until).min();
         let threads = self.threads.as_deref().and_then(ThreadPart::deadline);
         let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
         let deferred = self.deferred_flushes.iter().filter_map(|f| f.0).min();
-        [core, offers, threads, commit, deferred]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            session,
+            offers.map(|at| Wake::new(at, DriverTimer::Offer)),
+            threads.map(|at| Wake::new(at, DriverTimer::Threads)),
+            commit.map(|at| Wake::new(at, DriverTimer::Commit)),
+            deferred.map(|at| Wake::new(at, DriverTimer::DeferredFlush)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|w| w.at)
+    }
+
+    /// When the driver next wants [`handle_timeout`](Self::handle_timeout), as
+    /// [`poll`](Self::poll) names it once no action is left; a query, with no effect.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.next_wake().map(|w| w.at)
     }
 
     /// Whether something happened that the shim's loop must look at (new actions, an earlier
     /// deadline) since the last call; clears the flag. A handle calls its shim's notifier when
     /// this is true.
-    pub fn take_notify(&mut self) -> bool {
+    pub(crate) fn take_notify(&mut self) -> bool {
         std::mem::take(&mut self.notify)
     }
 

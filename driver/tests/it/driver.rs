@@ -75,11 +75,7 @@ impl Rig {
 
     /// One turn: time, actions, answers. Returns whether anything happened.
     fn turn(&mut self) -> bool {
-        let actions: Vec<Action> = {
-            let mut driver = self.shared.lock();
-            driver.handle_timeout(self.time());
-            std::iter::from_fn(|| driver.poll_action()).collect()
-        };
+        let actions: Vec<Action> = self.shared.turn().actions;
         let busy = !actions.is_empty();
         for action in actions {
             match action {
@@ -108,7 +104,7 @@ impl Rig {
             if self.turn() {
                 continue;
             }
-            let next = self.shared.lock().poll_timeout();
+            let next = self.shared.lock().deadline();
             match next {
                 Some(at) => {
                     let mut now = self.now.lock().unwrap();

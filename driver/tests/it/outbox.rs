@@ -104,11 +104,7 @@ impl Rig {
 
     /// One loop turn: time (and the group commit), then the actions, answered at once.
     fn turn(&mut self) -> bool {
-        let actions: Vec<Action> = {
-            let mut driver = self.shared.lock();
-            driver.handle_timeout(self.time());
-            std::iter::from_fn(|| driver.poll_action()).collect()
-        };
+        let actions: Vec<Action> = self.shared.turn().actions;
         let busy = !actions.is_empty();
         for action in actions {
             if let Action::Send(request) = action {
@@ -130,7 +126,7 @@ impl Rig {
             if self.turn() {
                 continue;
             }
-            let next = self.shared.lock().poll_timeout();
+            let next = self.shared.lock().deadline();
             let mut now = self.now.lock().unwrap();
             *now = match next {
                 Some(at) => (*now).max(at),
@@ -216,7 +212,7 @@ fn replayed_events_keep_their_uuids_so_the_server_drops_the_duplicates() {
         // The server takes the batch but the answer is lost with the process.
         let actions: Vec<Action> = {
             let mut driver = rig.shared.lock();
-            std::iter::from_fn(|| driver.poll_action()).collect()
+            std::iter::from_fn(|| driver.poll().output()).collect()
         };
         let mut guard = server.lock().unwrap();
         for action in &actions {

@@ -92,11 +92,7 @@ impl Rig {
         let mut busy = false;
         for i in 0..self.clients.len() {
             let shared = Arc::clone(&self.clients[i].shared);
-            let actions: Vec<Action> = {
-                let mut driver = shared.lock();
-                driver.handle_timeout(*self.now.lock().unwrap());
-                std::iter::from_fn(|| driver.poll_action()).collect()
-            };
+            let actions: Vec<Action> = shared.turn().actions;
             for action in actions {
                 if let Action::Send(request) = action {
                     busy = true;
@@ -120,7 +116,7 @@ impl Rig {
             let next = self
                 .clients
                 .iter()
-                .filter_map(|c| c.shared.lock().poll_timeout())
+                .filter_map(|c| c.shared.lock().deadline())
                 .min();
             let Some(at) = next else { return };
             let mut now = self.now.lock().unwrap();
