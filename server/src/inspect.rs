@@ -176,6 +176,12 @@ impl Inspector {
     pub fn force_takeover(&self, id: &str) -> u64 {
         self.shared.store().force_takeover(id)
     }
+
+    /// Stores `value` as thread `thread`'s next version in session `id`, invalid as it may be,
+    /// and serves it until a push replaces it (to test that clients skip it); returns its `v`.
+    pub fn poison_thread(&self, id: &str, thread: &str, value: Value) -> u64 {
+        self.shared.store().poison_thread(id, thread, value)
+    }
 }
 
 impl std::fmt::Debug for Inspector {
