@@ -7,7 +7,7 @@
 //! - Tombstones (`deleted`): the union of both sides'. A tombstone one side dropped since the
 //!   base (a resurrection by a policy) stays dropped, so each id is merged three ways like a
 //!   flag. A delete against a concurrent edit of the same message is the policy's decision
-//!   (default: the edit wins, and the tombstone goes).
+//!   (default: the edit wins, and the tombstone goes), and is reported either way.
 //! - Messages, tombstoned ones left out: those in the common prefix of all three stay. After it
 //!   comes the union, by `id`, of both sides' remaining messages, ordered by
 //!   `(timestamp, id)`. A message on both sides keeps the side that changed it from the base;
@@ -83,12 +83,15 @@ pub trait MergePolicy: fmt::Debug {
         local.cloned()
     }
 
-    /// `deleted_by` deleted a message that the other side changed (`edited`, different from
-    /// `base`): `true` keeps the delete, `false` keeps the edit and drops the tombstone.
-    /// Default: the edit wins (PROTOCOL.md), so no one's writing vanishes unseen.
+    /// `deleted_by` deleted a message that the other side holds as `edited`, different from
+    /// `base` (or the base never had it): `true` keeps the delete, `false` keeps the message
+    /// and drops the tombstone. Default: an edit of a message the base had wins (PROTOCOL.md),
+    /// so no one's writing vanishes unseen; a message the base never had is the deleting
+    /// side's own, which the other side got through a push whose answer was lost, so the
+    /// delete wins.
     fn keep_delete(&self, deleted_by: Side, base: Option<&Message>, edited: &Message) -> bool {
-        let _ = (deleted_by, base, edited);
-        false
+        let _ = (deleted_by, edited);
+        base.is_none()
     }
 }
 

@@ -11,7 +11,8 @@
 //! queues the merge, reporting every change the merge policy overrode; **rejected** rolls the
 //! thread back to its last synced copy and hands the refused copy back in
 //! [`PushOutput::Rejected`]. A failed push as a whole retries on the backoff curve (413 halves
-//! the batch first); superseded or unknown session stops and hands every unsynced thread back.
+//! the batch first; a permanent status sends each thread alone, then rejects the one it
+//! repeats for); superseded or unknown session stops and hands every unsynced thread back.
 //!
 //! Failures are remembered per thread (seed 002's failure history). A failure the server's
 //! answer pins on a thread (a rejection, an unreadable result, or a 5xx, bad body or permanent
@@ -38,6 +39,7 @@ use core::time::Duration;
 use super::merge::{DefaultPolicy, MergePolicy, Override};
 use super::model::{Message, Thread, ThreadError};
 use super::queue::{PushQueue, pinned_on_the_push};
+pub use super::replica::RejectedThread;
 use super::replica::{Edit, Rebased, Replica};
 use super::status::{StatusChange, SyncStatus};
 use super::wire::{InvalidThread, ItemResult, SyncItem, WireError};
@@ -87,19 +89,6 @@ impl fmt::Display for PushId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "push#{}", self.0)
     }
-}
-
-/// A thread the server refused, rolled back and handed back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RejectedThread {
-    /// The thread.
-    pub id: String,
-    /// Why: the server's reason, or the status of a permanent failure.
-    pub reason: String,
-    /// The refused local copy, with every edit it held.
-    pub refused: Thread,
-    /// What the view holds now: the last synced copy, or `None` (the thread was new).
-    pub restored: Option<Thread>,
 }
 
 /// Why the orchestrator stopped.

@@ -77,6 +77,19 @@ pub struct RolledBack {
     pub restored: Option<Thread>,
 }
 
+/// A thread the server refused, rolled back and handed back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedThread {
+    /// The thread.
+    pub id: String,
+    /// Why: the server's reason, or the status of a permanent failure.
+    pub reason: String,
+    /// The refused local copy, with every edit it held.
+    pub refused: Thread,
+    /// What the view holds now: the last synced copy, or `None` (the thread was new).
+    pub restored: Option<Thread>,
+}
+
 /// The replica. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Replica<P: MergePolicy = DefaultPolicy> {

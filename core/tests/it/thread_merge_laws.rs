@@ -362,3 +362,23 @@ fn a_custom_policy_decides_both_sided_changes() {
     assert_eq!(default.messages[0].content, "remote");
     assert_eq!(default.fields["title"], json!("l"));
 }
+
+#[test]
+fn a_delete_of_a_message_the_base_never_had_wins_and_is_reported() {
+    // The local side pushed `b`, the answer was lost, then it deleted `b`: the server's copy
+    // holds `b` as it was, and the base (never synced) has nothing.
+    let base = Thread::new("t");
+    let mut local = base.clone();
+    local.messages.push(Message::new("a", "user", "hi", 1));
+    local.deleted.insert("b".into());
+    let mut remote = base.clone();
+    remote.v = 1;
+    remote.messages.push(Message::new("a", "user", "hi", 1));
+    remote.messages.push(Message::new("b", "user", "oops", 2));
+    let merged = ThreadMerge::default().merge_reported(&base, &local, &remote);
+    assert_eq!(ids(&merged.thread), ["a"]);
+    assert!(merged.thread.deleted.contains("b"));
+    assert_eq!(merged.overrides.len(), 1);
+    assert!(!merged.overrides[0].local_lost());
+    assert_eq!(merged.overrides[0].kept, None);
+}

@@ -1,7 +1,7 @@
 //! The server side of thread sync (PROTOCOL.md §Thread sync): versions, conflicts, per-item
-//! results, `since` paging, tombstones (stored like any field). [`ServerModel::handle_thread`]
-//! (crate::ServerModel::handle_thread) serves the three endpoints with it, fencing by the
-//! session's epoch. A thread can be poisoned (served as an invalid one) to test that clients
+//! results, `since` paging, tombstones (stored like any field).
+//! [`ServerModel::handle_thread`](crate::ServerModel::handle_thread) serves the three endpoints
+//! with it, fencing by the session's epoch. A thread can be poisoned (served as an invalid one) to test that clients
 //! skip it and go on.
 
 use std::collections::BTreeMap;
