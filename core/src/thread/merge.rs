@@ -273,30 +273,27 @@ impl<P: MergePolicy> ThreadMerge<P> {
         deleted: &BTreeSet<String>,
         overrides: &mut Vec<Override>,
     ) -> Vec<Message> {
-        let live = |t: &Thread| -> Vec<Message> {
-            t.messages
-                .iter()
-                .filter(|m| !deleted.contains(&m.id))
-                .cloned()
-                .collect()
-        };
-        let (base, local_messages, remote) = (live(base), live(local), live(remote));
+        let (base, local_messages, remote) = (
+            live(base, deleted),
+            live(local, deleted),
+            live(remote, deleted),
+        );
         let prefix = base
             .iter()
             .zip(&local_messages)
             .zip(&remote)
             .take_while(|((b, l), r)| b == l && l == r)
             .count();
-        let mut merged: Vec<Message> = base[..prefix].to_vec();
+        let mut merged: Vec<Message> = base[..prefix].iter().map(|m| (*m).clone()).collect();
         let base_by_id: BTreeMap<&str, &Message> =
-            base.iter().map(|m| (m.id.as_str(), m)).collect();
+            base.iter().map(|m| (m.id.as_str(), *m)).collect();
         let remote_by_id: BTreeMap<&str, &Message> = remote[prefix..]
             .iter()
-            .map(|m| (m.id.as_str(), m))
+            .map(|m| (m.id.as_str(), *m))
             .collect();
         let mut taken = BTreeSet::new();
         let mut tail: Vec<Message> = Vec::new();
-        for l in &local_messages[prefix..] {
+        for l in local_messages[prefix..].iter().copied() {
             taken.insert(l.id.as_str());
             let chosen = match remote_by_id.get(l.id.as_str()) {
                 None => l.clone(),
@@ -324,7 +321,7 @@ impl<P: MergePolicy> ThreadMerge<P> {
             remote[prefix..]
                 .iter()
                 .filter(|r| !taken.contains(r.id.as_str()))
-                .cloned(),
+                .map(|r| (*r).clone()),
         );
         tail.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         merged.extend(tail);
@@ -382,4 +379,12 @@ fn edited<'a>(
     before: Option<&Message>,
 ) -> Option<&'a Message> {
     side.message(id).filter(|m| !gone && Some(*m) != before)
+}
+
+/// A side's messages that are not deleted.
+fn live<'a>(t: &'a Thread, deleted: &BTreeSet<String>) -> Vec<&'a Message> {
+    t.messages
+        .iter()
+        .filter(|m| !deleted.contains(&m.id))
+        .collect()
 }
