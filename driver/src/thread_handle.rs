@@ -95,6 +95,17 @@ pub enum ThreadReport {
         /// What failed.
         outcome: Outcome,
     },
+    /// A merge dropped a change one side made (a local one if [`Override::local_lost`](shared_threads::Override::local_lost)).
+    Overridden(shared_threads::Override),
+    /// The server sent an invalid thread: skipped; the others went on.
+    InvalidThread(shared_threads::InvalidThread),
+    /// A failure was pinned on a thread: its pushes wait (60 s by default); the others go on.
+    Held {
+        /// The thread.
+        id: String,
+        /// Failures in a row pinned on it.
+        failures: u32,
+    },
     /// Offline: only the probe runs; edits queue.
     Offline(OfflineReason),
     /// Online again.

@@ -379,6 +379,11 @@ impl ThreadPart {
             } => self
                 .reports
                 .publish(ThreadReport::Retrying { attempt, outcome }),
+            ThreadOutput::Overridden(o) => self.reports.publish(ThreadReport::Overridden(o)),
+            ThreadOutput::InvalidThread(t) => self.reports.publish(ThreadReport::InvalidThread(t)),
+            ThreadOutput::Held { id, failures, .. } => {
+                self.reports.publish(ThreadReport::Held { id, failures })
+            }
             ThreadOutput::Offline(reason) => self.reports.publish(ThreadReport::Offline(reason)),
             ThreadOutput::Online => self.reports.publish(ThreadReport::Online),
             ThreadOutput::SlowSync(slow) => self.reports.publish(ThreadReport::SlowSync(slow)),

@@ -214,6 +214,12 @@ impl Inspector {
         let journal = self.shared.journal();
         journal.changes().map(|c| c.text.clone()).collect()
     }
+
+    /// Stores `value` as thread `thread`'s next version in session `id`, invalid as it may be,
+    /// and serves it until a push replaces it (to test that clients skip it); returns its `v`.
+    pub fn poison_thread(&self, id: &str, thread: &str, value: Value) -> u64 {
+        self.shared.store().poison_thread(id, thread, value)
+    }
 }
 
 impl std::fmt::Debug for Inspector {

@@ -148,6 +148,15 @@ impl Store {
             .handle(instant(now), route.endpoint(), body)
     }
 
+    /// Stores `value` as thread `thread`'s next version in session `id` as it is, valid or not
+    /// ([`tether_sim::threads::ThreadStore::poison`]); returns its `v`.
+    pub fn poison_thread(&mut self, id: &str, thread: &str, value: serde_json::Value) -> u64 {
+        self.session_mut(id)
+            .model
+            .threads_mut()
+            .poison(thread, value)
+    }
+
     /// Applies one thread-sync request (docs/PROTOCOL.md §Thread sync) to session `id` at `now`;
     /// `query` is the URL's query without `?`.
     pub fn handle_thread(

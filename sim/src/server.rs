@@ -462,6 +462,11 @@ impl ServerModel {
         &self.threads
     }
 
+    /// The threads stored, to steer (e.g. [`poison`](crate::threads::ThreadStore::poison)).
+    pub fn threads_mut(&mut self) -> &mut crate::threads::ThreadStore {
+        &mut self.threads
+    }
+
     /// Fences a body's `worker_epoch` (`None` if absent or not a `u64`).
     fn fence(&self, epoch: Option<u64>) -> Result<u64, Reject> {
         let epoch = epoch.ok_or((400, "worker_epoch must be a non-negative integer"))?;

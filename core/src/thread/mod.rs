@@ -3,19 +3,22 @@
 //! Several clients share the threads of a session. Local edits apply to the local view at once
 //! and are pushed in per-thread merged batches; remote changes are pulled by version on an
 //! adaptive schedule; a push against a stale version is a conflict, resolved by a three-way
-//! merge and pushed again. Offline, only a probe runs, and edits queue.
+//! merge and pushed again. Deletes are tombstones, so they stick; a change the merge drops is
+//! reported, never lost in silence; an invalid thread from the server is skipped and reported;
+//! a thread that keeps failing waits on its own. Offline, only a probe runs, and edits queue.
 //!
 //! Every piece is a machine of its own, usable alone and tested in simulated time:
 //!
 //! | piece | what it does |
 //! |---|---|
 //! | [`Thread`], [`Message`] | the data model, validated: bad input is a [`ThreadError`] |
-//! | [`ThreadMerge`] | the three-way merge, with a pluggable [`MergePolicy`] |
+//! | [`ThreadMerge`] | the three-way merge with tombstones, a pluggable [`MergePolicy`], and every [`Override`] reported |
+//! | [`Replica`] | the local copies: optimistic edits ([`Edit`]), rebases onto remote copies, rollbacks |
 //! | [`AdaptivePoller`] | the pull interval, 5 s to 60 s, from activity that decays each second |
 //! | [`Debounce`], [`Throttle`] | flow control for any value, leading and trailing edges |
 //! | [`NetworkState`] | online/offline from the caller and transport failures; the 30 s probe |
-//! | [`PushOrchestrator`] | the replica: optimistic edits, 100 ms windows, batches of 50, per-item results, retries, rollback |
-//! | [`StatusStream`], [`PerfMonitor`] | per-thread status changes; p95 latency, slow syncs, best batch size |
+//! | [`PushOrchestrator`] | pushes of the replica: 100 ms windows, batches of 50, per-item results, retries, rollback, per-thread failure history and 60 s holds |
+//! | [`StatusStream`], [`PerfMonitor`] | per-thread status changes; p95 latency, slow syncs, best batch size, conflict rate |
 //! | [`ThreadSync`] | all of them over `GET /threads`, `POST /threads/sync`, `GET /ping` |
 //!
 //! # Driving [`ThreadSync`]
@@ -75,28 +78,32 @@ pub mod flow;
 pub mod merge;
 pub mod model;
 pub mod network;
+pub mod output;
 pub mod poller;
 pub mod push;
+mod queue;
+pub mod replica;
 pub mod status;
 pub mod sync;
 pub mod wire;
 
 pub use flow::{Debounce, DebounceTimer, Throttle, ThrottleConfig, ThrottleTimer};
-pub use merge::{DefaultPolicy, MergePolicy, ThreadMerge};
+pub use merge::{Contested, DefaultPolicy, MergePolicy, Merged, Override, Side, ThreadMerge};
 pub use model::{Message, Thread, ThreadError};
 pub use network::{
     NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason, ProbeId,
     is_network_failure,
 };
+pub use output::{
+    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSyncConfig, ThreadTimer,
+};
 pub use poller::{AdaptivePoller, MAX_ACTIVITY, PollerConfig, PollerOutput, PollerTimer};
 pub use push::{
     PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
 };
+pub use replica::{Edit, Rebased, Replica, RolledBack};
 pub use status::{
     NoTimer, PerfConfig, PerfMonitor, SlowSync, StatusChange, StatusStream, SyncStatus,
 };
-pub use sync::{
-    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSync, ThreadSyncConfig,
-    ThreadTimer,
-};
-pub use wire::{ItemResult, PullPage, SyncItem, ThreadEndpoint, WireError};
+pub use sync::{ThreadCounts, ThreadSync};
+pub use wire::{InvalidThread, ItemResult, PullPage, SyncItem, ThreadEndpoint, WireError};

@@ -99,7 +99,8 @@ impl Message {
     }
 }
 
-/// A shared thread: an `id`, the server's version `v`, `messages`, and other top-level fields.
+/// A shared thread: an `id`, the server's version `v`, `messages`, the ids of deleted messages,
+/// and other top-level fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thread {
     /// The thread's id.
@@ -108,6 +109,9 @@ pub struct Thread {
     pub v: u64,
     /// The messages, in order; ids are unique.
     pub messages: Vec<Message>,
+    /// Tombstones (`"deleted"` on the wire): ids of messages deleted from the thread. None of
+    /// them is in `messages`; merges take the union of both sides', so a delete sticks.
+    pub deleted: BTreeSet<String>,
     /// Every other top-level key (e.g. `title`), each merged as one value.
     pub fields: Map<String, Value>,
 }
@@ -119,13 +123,14 @@ impl Thread {
             id: id.into(),
             v: 0,
             messages: Vec::new(),
+            deleted: BTreeSet::new(),
             fields: Map::new(),
         }
     }
 
     /// Reads a thread from JSON, checking docs/PROTOCOL.md's shape: an object with a non-empty
     /// string `id`, an optional integer `v`, an optional `messages` array of valid messages with
-    /// unique ids.
+    /// unique ids, an optional `deleted` array of message ids none of which is in `messages`.
     ///
     /// # Errors
     /// [`ThreadError`] naming what is wrong; never panics.
@@ -149,23 +154,35 @@ impl Thread {
                 .collect::<Result<Vec<_>, _>>()?,
             Some(_) => return Err(ThreadError::MessagesNotAnArray),
         };
+        let deleted = match map.get("deleted") {
+            None => BTreeSet::new(),
+            Some(Value::Array(ids)) => ids
+                .iter()
+                .map(|id| match id {
+                    Value::String(id) if !id.is_empty() => Ok(id.clone()),
+                    _ => Err(ThreadError::BadDeleted),
+                })
+                .collect::<Result<BTreeSet<_>, _>>()?,
+            Some(_) => return Err(ThreadError::BadDeleted),
+        };
         let fields = map
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "id" | "v" | "messages"))
+            .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let thread = Thread {
             id,
             v,
             messages,
+            deleted,
             fields,
         };
         thread.validate()?;
         Ok(thread)
     }
 
-    /// Checks what the types cannot: a non-empty id, message ids non-empty and unique, and no
-    /// field named like a reserved key.
+    /// Checks what the types cannot: a non-empty id, message ids non-empty, unique and not
+    /// deleted, and no field named like a reserved key.
     ///
     /// # Errors
     /// [`ThreadError`].
@@ -183,17 +200,23 @@ impl Thread {
                     id: message.id.clone(),
                 });
             }
+            if self.deleted.contains(&message.id) {
+                return Err(ThreadError::DeletedMessage {
+                    id: message.id.clone(),
+                });
+            }
         }
-        if let Some(key) = ["id", "v", "messages"]
-            .into_iter()
-            .find(|k| self.fields.contains_key(*k))
-        {
+        if self.deleted.iter().any(String::is_empty) {
+            return Err(ThreadError::BadDeleted);
+        }
+        if let Some(key) = RESERVED.into_iter().find(|k| self.fields.contains_key(*k)) {
             return Err(ThreadError::ReservedField { key });
         }
         Ok(())
     }
 
-    /// The thread as JSON: `{"id", "v", "messages", ...fields}`.
+    /// The thread as JSON: `{"id", "v", "messages", "deleted", ...fields}`; `deleted` only when
+    /// a message was deleted, so threads without deletions read as before.
     pub fn to_value(&self) -> Value {
         let mut map = self.fields.clone();
         map.insert("id".into(), Value::String(self.id.clone()));
@@ -202,6 +225,12 @@ impl Thread {
             "messages".into(),
             Value::Array(self.messages.iter().map(Message::to_value).collect()),
         );
+        if !self.deleted.is_empty() {
+            map.insert(
+                "deleted".into(),
+                Value::Array(self.deleted.iter().cloned().map(Value::String).collect()),
+            );
+        }
         Value::Object(map)
     }
 
@@ -212,9 +241,15 @@ impl Thread {
 
     /// Whether the two threads hold the same content, whatever their versions.
     pub fn same_content(&self, other: &Thread) -> bool {
-        self.id == other.id && self.messages == other.messages && self.fields == other.fields
+        self.id == other.id
+            && self.messages == other.messages
+            && self.deleted == other.deleted
+            && self.fields == other.fields
     }
 }
+
+/// The top-level keys a thread owns; no field may take their names.
+const RESERVED: [&str; 4] = ["id", "v", "messages", "deleted"];
 
 /// A thread or message that is not valid, or an edit that cannot be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,10 +280,23 @@ pub enum ThreadError {
         /// The id.
         id: String,
     },
-    /// A field is named like a key the thread owns (`id`, `v`, `messages`).
+    /// `deleted` is not an array of non-empty message ids.
+    BadDeleted,
+    /// A message id is both present and deleted: deleted ids never come back (unless the
+    /// merge policy resurrects them).
+    DeletedMessage {
+        /// The id.
+        id: String,
+    },
+    /// A field is named like a key the thread owns (`id`, `v`, `messages`, `deleted`).
     ReservedField {
         /// The key.
         key: &'static str,
+    },
+    /// A thread came back under another thread's id.
+    IdMismatch {
+        /// The id it should have had.
+        expected: String,
     },
     /// The edit names a thread this replica does not hold.
     UnknownThread {
@@ -284,7 +332,12 @@ impl fmt::Display for ThreadError {
                 write!(f, "message `{id}` has a bad `{field}`")
             }
             ThreadError::DuplicateMessage { id } => write!(f, "message id `{id}` is repeated"),
+            ThreadError::BadDeleted => {
+                f.write_str("`deleted` must be an array of non-empty message ids")
+            }
+            ThreadError::DeletedMessage { id } => write!(f, "message `{id}` was deleted"),
             ThreadError::ReservedField { key } => write!(f, "`{key}` cannot be set as a field"),
+            ThreadError::IdMismatch { expected } => write!(f, "the thread is not `{expected}`"),
             ThreadError::UnknownThread { id } => write!(f, "no thread `{id}` here"),
             ThreadError::UnknownMessage { id } => write!(f, "no message `{id}` in the thread"),
             ThreadError::Stopped => f.write_str("thread sync has stopped"),

@@ -1,38 +1,48 @@
-//! The push orchestrator: the local replica of the threads, and the pushes that sync it
-//! (seed 002's `BatchSyncOrchestrator` and `OptimisticSyncManager`).
+//! The push orchestrator (seed 002's `BatchSyncOrchestrator`): when and how the
+//! [`Replica`]'s local changes go to the server, and what each answer does to them.
 //!
-//! Edits apply to the local view at once and mark the thread dirty. The first dirty thread
-//! opens a window (100 ms); when it ends, up to 50 dirty threads go in one
-//! `POST /threads/sync`, each as its whole local copy with the version it descends from, so
-//! every edit made to a thread within the window is one item. One push is in flight at a time.
+//! Edits mark a thread dirty. The first dirty thread opens a window (100 ms); when it ends, up
+//! to 50 dirty threads go in one `POST /threads/sync`, each as its whole local copy with the
+//! version it descends from, so every edit made to a thread within the window is one item. One
+//! push is in flight at a time.
 //!
 //! Each item's result settles that thread: **applied** makes the pushed copy the synced one;
 //! **conflict** merges three ways (base = last synced copy, local, remote = the server's) and
-//! queues the merge; **rejected** rolls the thread back to its last synced copy and hands the
-//! refused copy back in [`PushOutput::Rejected`]. A failed push as a whole retries on the
-//! backoff curve (413 halves the batch first); a permanent failure rejects its items;
-//! superseded or unknown session stops and hands every unsynced thread back.
+//! queues the merge, reporting every change the merge policy overrode; **rejected** rolls the
+//! thread back to its last synced copy and hands the refused copy back in
+//! [`PushOutput::Rejected`]. A failed push as a whole retries on the backoff curve (413 halves
+//! the batch first; a permanent status sends each thread alone, then rejects the one it
+//! repeats for); superseded or unknown session stops and hands every unsynced thread back.
+//!
+//! Failures are remembered per thread (seed 002's failure history). A failure the server's
+//! answer pins on a thread (a rejection, an unreadable result, or a 5xx, bad body or permanent
+//! status for a push of that thread alone) holds that thread for
+//! [`PushConfig::thread_hold`] (60 s); the others go on. A push of several threads that fails
+//! that way marks them suspect, and suspects go alone, so one bad thread is found without
+//! holding the others back. Transport failures, timeouts and throttling are the network's, not
+//! a thread's: they only back the whole orchestrator off.
 //!
 //! ```text
 //!   edit ──▶ dirty ──window──▶ in flight ──applied──▶ synced
 //!              ▲                  │ conflict: merge, dirty again
-//!              └──────────────────┤ failure: backoff, dirty again
-//!                                 └ rejected: rolled back (Rejected output)
+//!              └──────────────────┤ failure: backoff (or hold that thread), dirty again
+//!                                 └ rejected: rolled back (Rejected output), held
 //! ```
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use serde_json::Value;
-
-use super::merge::{DefaultPolicy, MergePolicy, ThreadMerge};
+use super::merge::{DefaultPolicy, MergePolicy, Override};
 use super::model::{Message, Thread, ThreadError};
+use super::queue::{PushQueue, pinned_on_the_push};
+pub use super::replica::RejectedThread;
+use super::replica::{Edit, Rebased, Replica};
 use super::status::{StatusChange, SyncStatus};
-use super::wire::{ItemResult, SyncItem, WireError};
+use super::wire::{InvalidThread, ItemResult, SyncItem, WireError};
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::classify::{Outcome, TransientCause};
 use crate::drive::{Machine, Poll, Wake};
@@ -50,6 +60,8 @@ pub struct PushConfig {
     pub backoff: BackoffPolicy,
     /// A push unanswered for this long is cancelled and retried. Default 10 s.
     pub request_timeout: Duration,
+    /// How long a thread waits after a failure pinned on it (seed 002: 60 s); the others go on.
+    pub thread_hold: Duration,
 }
 
 impl PushConfig {
@@ -64,6 +76,7 @@ impl Default for PushConfig {
             max_batch: Self::MAX_ITEMS,
             backoff: BackoffPolicy::uploader(),
             request_timeout: Duration::from_secs(10),
+            thread_hold: Duration::from_secs(60),
         }
     }
 }
@@ -76,19 +89,6 @@ impl fmt::Display for PushId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "push#{}", self.0)
     }
-}
-
-/// A thread the server refused, rolled back and handed back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RejectedThread {
-    /// The thread.
-    pub id: String,
-    /// Why: the server's reason, or the status of a permanent failure.
-    pub reason: String,
-    /// The refused local copy, with every edit it held.
-    pub refused: Thread,
-    /// What the view holds now: the last synced copy, or `None` (the thread was new).
-    pub restored: Option<Thread>,
 }
 
 /// Why the orchestrator stopped.
@@ -134,12 +134,28 @@ pub enum PushOutput {
         /// The thread.
         id: String,
     },
+    /// The merge policy decided a change both sides made: one side's change was dropped.
+    Overridden(Override),
+    /// The server's copy of a thread (in a conflict) is not valid: the local changes wait,
+    /// held.
+    Invalid(InvalidThread),
+    /// A failure was pinned on this thread: it waits until `until`; the others go on.
+    Held {
+        /// The thread.
+        id: String,
+        /// Failures in a row pinned on it.
+        failures: u32,
+        /// When it may go again.
+        until: Instant,
+    },
     /// A push was answered item by item.
     Settled {
         /// The push.
         id: PushId,
         /// How many threads it carried.
         items: usize,
+        /// How many of them came back as conflicts.
+        conflicts: usize,
         /// From send to answer.
         elapsed: Duration,
     },
@@ -163,19 +179,8 @@ pub enum PushTimer {
     Backoff,
     /// The push in flight times out.
     RequestDeadline,
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    /// The last synced copy: what the server held when we last knew.
-    base: Option<Thread>,
-    /// The optimistic view; its `v` is the base's.
-    local: Thread,
-    /// Queued to push, with its place in the queue.
-    dirty: Option<u64>,
-    in_flight: bool,
-    /// The newest remote copy pulled while in flight, applied once the push settles.
-    stash: Option<Thread>,
+    /// A held thread may go again.
+    Hold,
 }
 
 #[derive(Clone, Debug)]
@@ -193,10 +198,8 @@ pub struct PushOrchestrator<P: MergePolicy = DefaultPolicy> {
     rng: Rng,
     clock: Clock,
     backoff: Backoff,
-    merge: ThreadMerge<P>,
-    entries: BTreeMap<String, Entry>,
-    queue: BTreeMap<u64, String>,
-    next_seq: u64,
+    replica: Replica<P>,
+    queue: PushQueue,
     window_at: Option<Instant>,
     retry_at: Option<Instant>,
     in_flight: Option<Flight>,
@@ -224,10 +227,8 @@ impl<P: MergePolicy> PushOrchestrator<P> {
             config,
             rng,
             clock: Clock::default(),
-            merge: ThreadMerge::new(policy),
-            entries: BTreeMap::new(),
-            queue: BTreeMap::new(),
-            next_seq: 0,
+            replica: Replica::new(policy),
+            queue: PushQueue::default(),
             window_at: None,
             retry_at: None,
             in_flight: None,
@@ -238,200 +239,72 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         }
     }
 
-    /// Appends a message to a thread, creating the thread if this replica does not hold it.
+    /// Applies a local edit to a thread's view at once (creating the thread for
+    /// [`Edit::Add`], [`Edit::Set`] and [`Edit::Put`]) and queues the thread to push.
     ///
     /// # Errors
-    /// [`ThreadError`] for an invalid message or one whose id the thread already holds, or
-    /// [`ThreadError::Stopped`]; nothing changes then.
+    /// The edit's [`ThreadError`], or [`ThreadError::Stopped`]; nothing changes then.
+    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), ThreadError> {
+        let now = self.clock.observe(now);
+        if self.stopped {
+            return Err(ThreadError::Stopped);
+        }
+        if self.replica.apply(thread, edit)? {
+            self.mark_dirty(thread);
+            self.set_status(thread, SyncStatus::Pending);
+            self.try_send(now);
+        }
+        Ok(())
+    }
+
+    /// [`edit`](Self::edit) with [`Edit::Add`]: appends a message.
+    ///
+    /// # Errors
+    /// As [`edit`](Self::edit).
     pub fn add_message(
         &mut self,
         now: Instant,
         thread: &str,
         message: Message,
     ) -> Result<(), ThreadError> {
-        self.edit(now, thread, true, |t| {
-            if t.message(&message.id).is_some() {
-                return Err(ThreadError::DuplicateMessage { id: message.id });
-            }
-            t.messages.push(message);
-            Ok(())
-        })
-    }
-
-    /// Replaces the message with the same id.
-    ///
-    /// # Errors
-    /// [`ThreadError::UnknownThread`], [`ThreadError::UnknownMessage`], an invalid message, or
-    /// [`ThreadError::Stopped`].
-    pub fn update_message(
-        &mut self,
-        now: Instant,
-        thread: &str,
-        message: Message,
-    ) -> Result<(), ThreadError> {
-        self.edit(now, thread, false, |t| {
-            let slot = t
-                .messages
-                .iter_mut()
-                .find(|m| m.id == message.id)
-                .ok_or_else(|| ThreadError::UnknownMessage {
-                    id: message.id.clone(),
-                })?;
-            *slot = message;
-            Ok(())
-        })
-    }
-
-    /// Sets (or with `None` removes) a top-level field such as `title`, creating the thread if
-    /// needed.
-    ///
-    /// # Errors
-    /// [`ThreadError::ReservedField`] for `id`, `v` or `messages`, or [`ThreadError::Stopped`].
-    pub fn set_field(
-        &mut self,
-        now: Instant,
-        thread: &str,
-        key: &str,
-        value: Option<Value>,
-    ) -> Result<(), ThreadError> {
-        self.edit(now, thread, true, |t| {
-            match value {
-                Some(value) => {
-                    t.fields.insert(key.into(), value);
-                }
-                None => {
-                    t.fields.remove(key);
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Replaces a thread's content with `thread` (its `v` is ignored), creating it if needed.
-    ///
-    /// # Errors
-    /// [`ThreadError`] if `thread` is not valid, or [`ThreadError::Stopped`].
-    pub fn put_thread(&mut self, now: Instant, thread: Thread) -> Result<(), ThreadError> {
-        let id = thread.id.clone();
-        self.edit(now, &id, true, |t| {
-            t.messages = thread.messages;
-            t.fields = thread.fields;
-            Ok(())
-        })
-    }
-
-    /// [`put_thread`](Self::put_thread) from JSON.
-    ///
-    /// # Errors
-    /// [`ThreadError`] if `value` is not a valid thread, or [`ThreadError::Stopped`].
-    pub fn put_value(&mut self, now: Instant, value: &Value) -> Result<(), ThreadError> {
-        self.put_thread(now, Thread::from_value(value)?)
-    }
-
-    fn edit(
-        &mut self,
-        now: Instant,
-        id: &str,
-        create: bool,
-        f: impl FnOnce(&mut Thread) -> Result<(), ThreadError>,
-    ) -> Result<(), ThreadError> {
-        let now = self.clock.observe(now);
-        if self.stopped {
-            return Err(ThreadError::Stopped);
-        }
-        let mut thread = match self.entries.get(id) {
-            Some(entry) => entry.local.clone(),
-            None if create && !id.is_empty() => Thread::new(id),
-            None if create => return Err(ThreadError::MissingId),
-            None => return Err(ThreadError::UnknownThread { id: id.into() }),
-        };
-        f(&mut thread)?;
-        thread.validate()?;
-        let entry = self.entries.entry(id.into()).or_insert_with(|| Entry {
-            base: None,
-            local: Thread::new(id),
-            dirty: None,
-            in_flight: false,
-            stash: None,
-        });
-        if entry.local == thread {
-            return Ok(());
-        }
-        entry.local = thread;
-        self.mark_dirty(id);
-        self.set_status(id, SyncStatus::Pending);
-        self.try_send(now);
-        Ok(())
+        self.edit(now, thread, Edit::Add(message))
     }
 
     /// A copy of a thread pulled from the server. Newer than the synced copy, it becomes the
-    /// synced copy, and the view becomes it (no local changes) or the three-way merge (local
-    /// changes, which stay queued). An older or equal version is ignored.
+    /// synced copy, and the view becomes the three-way merge of it and the local changes
+    /// (which stay queued). An older or equal version is ignored.
     pub fn apply_remote(&mut self, now: Instant, remote: Thread) {
         let now = self.clock.observe(now);
-        if self.stopped {
+        if self.stopped || !self.replica.is_newer(&remote) {
             return;
         }
         let id = remote.id.clone();
-        let Some(entry) = self.entries.get_mut(&id) else {
-            self.entries.insert(
-                id.clone(),
-                Entry {
-                    base: Some(remote.clone()),
-                    local: remote,
-                    dirty: None,
-                    in_flight: false,
-                    stash: None,
-                },
-            );
-            self.set_status(&id, SyncStatus::Synced);
-            self.outputs.push_back(PushOutput::Updated { id });
-            return;
-        };
-        if entry.base.as_ref().is_some_and(|b| b.v >= remote.v) {
+        if self.queue.is_in_flight(&id) {
+            self.queue.stash(remote);
             return;
         }
-        if entry.in_flight {
-            if entry.stash.as_ref().is_none_or(|s| s.v < remote.v) {
-                entry.stash = Some(remote);
-            }
-            return;
-        }
-        self.rebase(now, &id, remote);
+        let rebased = self.replica.take_remote(remote);
+        self.rebased(&id, rebased, SyncStatus::Pending);
+        self.try_send(now);
     }
 
-    /// Makes `remote` the synced copy of a thread that is not in flight, merging local changes.
-    fn rebase(&mut self, now: Instant, id: &str, remote: Thread) {
-        let Some(entry) = self.entries.get_mut(id) else {
-            return;
-        };
-        let changed = if entry.dirty.is_none() {
-            entry.local = remote.clone();
-            true
-        } else {
-            let base = entry.base.clone().unwrap_or_else(|| Thread::new(id));
-            let merged = self.merge.merge(&base, &entry.local, &remote);
-            let changed = merged != entry.local;
-            entry.local = Thread {
-                v: remote.v,
-                ..merged
-            };
-            changed
-        };
-        let synced = entry.local.same_content(&remote);
-        entry.local.v = remote.v;
-        entry.base = Some(remote);
-        if synced {
-            if let Some(seq) = entry.dirty.take() {
-                self.queue.remove(&seq);
-            }
-            self.set_status(id, SyncStatus::Synced);
+    /// Reports what a rebase did; `unsynced` is the status if local changes are left.
+    fn rebased(&mut self, id: &str, rebased: Rebased, unsynced: SyncStatus) {
+        for o in rebased.overrides {
+            self.outputs.push_back(PushOutput::Overridden(o));
         }
-        if changed {
+        if rebased.synced {
+            self.queue.unqueue(id);
+            self.set_status(id, SyncStatus::Synced);
+        } else if unsynced == SyncStatus::Conflict || !self.queue.is_dirty(id) {
+            // Local changes the server does not hold: queued again.
+            self.mark_dirty(id);
+            self.set_status(id, unsynced);
+        }
+        if rebased.changed {
             self.outputs
                 .push_back(PushOutput::Updated { id: id.into() });
         }
-        self.try_send(now);
     }
 
     /// Pauses pushes (offline) or resumes them. A push in flight still settles.
@@ -474,9 +347,14 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         };
         self.backoff.reset();
         self.batch_limit = self.config.max_batch;
+        let conflicts = results
+            .iter()
+            .filter(|r| matches!(r, ItemResult::Conflict { .. }))
+            .count();
         self.outputs.push_back(PushOutput::Settled {
             id,
             items: flight.items.len(),
+            conflicts,
             elapsed: now.saturating_duration_since(flight.sent_at),
         });
         for (item, result) in flight.items.into_iter().zip(results) {
@@ -488,16 +366,13 @@ impl<P: MergePolicy> PushOrchestrator<P> {
 
     fn settle_item(&mut self, now: Instant, item: SyncItem, result: ItemResult) {
         let id = item.id.clone();
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        entry.in_flight = false;
-        let stash = entry.stash.take();
+        self.queue.landed(&id);
+        let stash = self.queue.take_stash(&id);
         match result {
             ItemResult::Applied { v, .. } => {
-                entry.base = Some(Thread { v, ..item.thread });
-                entry.local.v = v;
-                let status = if entry.dirty.is_some() {
+                self.queue.succeeded(&id);
+                self.replica.applied(item.thread, v);
+                let status = if self.queue.is_dirty(&id) {
                     SyncStatus::Pending
                 } else {
                     SyncStatus::Synced
@@ -505,61 +380,56 @@ impl<P: MergePolicy> PushOrchestrator<P> {
                 self.set_status(&id, status);
             }
             ItemResult::Conflict { thread, .. } => {
-                let base = entry.base.clone().unwrap_or_else(|| Thread::new(&id));
-                let merged = self.merge.merge(&base, &entry.local, &thread);
-                let synced = merged.same_content(&thread);
-                let changed = !merged.same_content(&entry.local);
-                entry.local = Thread {
-                    v: thread.v,
-                    ..merged
-                };
-                entry.base = Some(thread);
-                if synced {
-                    if let Some(seq) = entry.dirty.take() {
-                        self.queue.remove(&seq);
-                    }
-                    self.set_status(&id, SyncStatus::Synced);
-                } else {
-                    self.mark_dirty(&id);
-                    self.set_status(&id, SyncStatus::Conflict);
-                }
-                if changed {
-                    self.outputs
-                        .push_back(PushOutput::Updated { id: id.clone() });
-                }
+                self.queue.succeeded(&id);
+                let rebased = self.replica.take_remote(thread);
+                self.rebased(&id, rebased, SyncStatus::Conflict);
             }
-            ItemResult::Rejected { error, .. } => self.reject(&id, error),
+            ItemResult::Rejected { error, .. } => {
+                self.reject(&id, error);
+                self.hold(now, &id);
+            }
+            ItemResult::Invalid { error, .. } => {
+                // The server's copy cannot be merged with: the local changes wait, held.
+                self.outputs.push_back(PushOutput::Invalid(InvalidThread {
+                    id: Some(id.clone()),
+                    error,
+                }));
+                self.mark_dirty(&id);
+                self.set_status(&id, SyncStatus::Error);
+                self.hold(now, &id);
+            }
         }
         if let Some(remote) = stash {
             self.apply_remote(now, remote);
         }
     }
 
+    /// Pins a failure on a thread: it waits [`PushConfig::thread_hold`].
+    fn hold(&mut self, now: Instant, id: &str) {
+        let until = now + self.config.thread_hold;
+        let failures = self.queue.hold(id, until);
+        self.outputs.push_back(PushOutput::Held {
+            id: id.into(),
+            failures,
+            until,
+        });
+    }
+
     /// Rolls a thread back to its last synced copy and hands the refused copy back.
     fn reject(&mut self, id: &str, reason: String) {
-        let Some(entry) = self.entries.get_mut(id) else {
+        self.queue.unqueue(id);
+        self.queue.landed(id);
+        let Some(rolled) = self.replica.roll_back(id) else {
             return;
         };
-        if let Some(seq) = entry.dirty.take() {
-            self.queue.remove(&seq);
-        }
-        entry.in_flight = false;
-        let refused = entry.local.clone();
-        let restored = entry.base.clone();
-        match &restored {
-            Some(base) => entry.local = base.clone(),
-            None => {
-                self.entries.remove(id);
-            }
-        }
         self.set_status(id, SyncStatus::Error);
         self.outputs
             .push_back(PushOutput::Updated { id: id.into() });
         self.outputs.push_back(PushOutput::Rejected(RejectedThread {
             id: id.into(),
             reason,
-            refused,
-            restored,
+            refused: rolled.refused,
+            restored: rolled.restored,
         }));
     }
 
@@ -579,16 +449,18 @@ impl<P: MergePolicy> PushOrchestrator<P> {
             return;
         };
         let ids: Vec<String> = flight.items.iter().map(|i| i.id.clone()).collect();
+        let pinned = pinned_on_the_push(outcome);
         match outcome {
-            Outcome::Permanent(status) => {
-                for id in &ids {
-                    self.reject(id, format!("the push failed with status {status}"));
-                }
+            Outcome::Permanent(status) if ids.len() == 1 => {
+                self.reject(&ids[0], format!("the push failed with status {status}"));
+                self.hold(now, &ids[0]);
                 self.release(now, &ids);
                 return;
             }
             Outcome::TooLarge if ids.len() == 1 => {
                 self.reject(&ids[0], "too large for the server (413)".into());
+                self.hold(now, &ids[0]);
+                self.release(now, &ids);
                 return;
             }
             Outcome::Superseded | Outcome::SessionUnknown => {
@@ -607,8 +479,15 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         for id in &ids {
             self.set_status(id, SyncStatus::Error);
         }
-        if outcome == Outcome::TooLarge {
-            // Halve and go again at once: the size, not the server, was the trouble.
+        if pinned {
+            match ids.as_slice() {
+                [id] => self.hold(now, id),
+                // One of them may be the cause: each goes alone next.
+                _ => ids.iter().for_each(|id| self.queue.suspect(id)),
+            }
+        }
+        if outcome == Outcome::TooLarge || matches!(outcome, Outcome::Permanent(_)) {
+            // Halve (or isolate) and go again at once: the batch, not the server, was the trouble.
             self.batch_limit = (ids.len() / 2).max(1);
             self.window_at = Some(now);
         } else {
@@ -632,9 +511,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
     /// The threads of a failed push go back in the queue, ahead of later edits.
     fn requeue(&mut self, ids: &[String]) {
         for id in ids {
-            if let Some(entry) = self.entries.get_mut(id) {
-                entry.in_flight = false;
-            }
+            self.queue.landed(id);
             self.mark_dirty(id);
         }
     }
@@ -642,7 +519,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
     /// Applies what was pulled while these threads were in flight.
     fn release(&mut self, now: Instant, ids: &[String]) {
         for id in ids {
-            let stash = self.entries.get_mut(id).and_then(|e| e.stash.take());
+            let stash = self.queue.take_stash(id);
             if let Some(remote) = stash {
                 self.apply_remote(now, remote);
             }
@@ -653,32 +530,18 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         self.stopped = true;
         self.window_at = None;
         self.retry_at = None;
-        self.queue.clear();
         let mut unsynced = Vec::new();
-        let ids: Vec<String> = self.entries.keys().cloned().collect();
-        for id in ids {
-            let Some(entry) = self.entries.get_mut(&id) else {
-                continue;
-            };
-            if entry.dirty.take().is_some() || entry.in_flight {
-                entry.in_flight = false;
-                unsynced.push(entry.local.clone());
-                self.set_status(&id, SyncStatus::Error);
-            }
+        for id in self.queue.clear() {
+            unsynced.extend(self.replica.thread(&id).cloned());
+            self.set_status(&id, SyncStatus::Error);
         }
         self.outputs
             .push_back(PushOutput::Stopped { reason, unsynced });
     }
 
     fn mark_dirty(&mut self, id: &str) {
-        let Some(entry) = self.entries.get_mut(id) else {
-            return;
-        };
-        if entry.dirty.is_none() {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            entry.dirty = Some(seq);
-            self.queue.insert(seq, id.into());
+        if self.replica.thread(id).is_some() {
+            self.queue.mark_dirty(id);
         }
     }
 
@@ -691,7 +554,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
 
     /// Opens the window, or sends a batch once it ended and nothing blocks.
     fn try_send(&mut self, now: Instant) {
-        if self.stopped || self.paused || self.queue.is_empty() {
+        if self.stopped || self.paused || !self.queue.any_ready(now) {
             return;
         }
         let window_at = *self.window_at.get_or_insert(now + self.config.window);
@@ -700,25 +563,11 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         }
         self.window_at = None;
         let mut items = Vec::new();
-        while items.len() < self.batch_limit {
-            let Some((_, id)) = self.queue.pop_first() else {
-                break;
-            };
-            let Some(entry) = self.entries.get_mut(&id) else {
-                continue;
-            };
-            entry.dirty = None;
-            entry.in_flight = true;
-            let base = entry.base.as_ref().map_or(0, |b| b.v);
-            items.push(SyncItem {
-                id: id.clone(),
-                base,
-                thread: Thread {
-                    v: base,
-                    ..entry.local.clone()
-                },
-            });
-            self.set_status(&id, SyncStatus::Syncing);
+        for id in self.queue.take_batch(now, self.batch_limit) {
+            if let Some(item) = self.replica.item(&id) {
+                items.push(item);
+                self.set_status(&id, SyncStatus::Syncing);
+            }
         }
         let id = PushId(self.next_id);
         self.next_id += 1;
@@ -731,8 +580,8 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         self.outputs.push_back(PushOutput::Send { id, items });
     }
 
-    /// Fails a push past its deadline, ends the window or the backoff wait. Early or spurious
-    /// calls do nothing.
+    /// Fails a push past its deadline, ends the window, the backoff wait or a thread's hold.
+    /// Early or spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.clock.observe(now);
         if let Some(flight) = &self.in_flight {
@@ -754,19 +603,24 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         if let Some(out) = self.outputs.pop_front() {
             return Poll::Output(out);
         }
+        let now = self.clock.now();
         let idle = self.stopped || self.paused;
         let deadline = self.in_flight.as_ref().map(|f| f.deadline);
-        let (retry, window) = if idle || self.in_flight.is_some() {
-            (None, None)
+        let ready = self.queue.any_ready(now);
+        let (retry, window, hold) = if idle || self.in_flight.is_some() {
+            (None, None, None)
         } else if self.retry_at.is_some() {
-            (self.retry_at, None)
+            (self.retry_at, None, None)
+        } else if ready {
+            (None, self.window_at, None)
         } else {
-            (None, self.window_at.filter(|_| !self.queue.is_empty()))
+            (None, None, self.queue.next_release(now))
         };
         let wake = [
             (deadline, PushTimer::RequestDeadline),
             (retry, PushTimer::Backoff),
             (window, PushTimer::Window),
+            (hold, PushTimer::Hold),
         ]
         .into_iter()
         .filter_map(|(at, reason)| at.map(|at| Wake::new(at, reason)))
@@ -774,32 +628,25 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         Poll::Timeout(wake)
     }
 
-    /// The view of a thread.
-    pub fn thread(&self, id: &str) -> Option<&Thread> {
-        self.entries.get(id).map(|e| &e.local)
-    }
-
-    /// The last synced copy of a thread.
-    pub fn synced(&self, id: &str) -> Option<&Thread> {
-        self.entries.get(id).and_then(|e| e.base.as_ref())
-    }
-
-    /// Every thread's view, by id.
-    pub fn threads(&self) -> impl Iterator<Item = &Thread> {
-        self.entries.values().map(|e| &e.local)
+    /// The replica: every thread's view and synced copy.
+    pub fn replica(&self) -> &Replica<P> {
+        &self.replica
     }
 
     /// Threads with changes the server does not hold yet (queued or in flight).
     pub fn pending(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| e.dirty.is_some() || e.in_flight)
-            .count()
+        self.queue.pending()
     }
 
     /// Threads queued to push (not in flight).
     pub fn queue_depth(&self) -> usize {
-        self.queue.len()
+        self.queue.depth()
+    }
+
+    /// Failures pinned on a thread in a row (0: none since its last success), and until when
+    /// it is held.
+    pub fn failures(&self, id: &str) -> (u32, Option<Instant>) {
+        self.queue.failures(id)
     }
 
     /// Whether nothing is queued or in flight.

@@ -156,7 +156,8 @@ pub struct SlowSync {
     pub batch_size: usize,
 }
 
-/// Sync latency statistics: the p95, slow-sync events, and the batch size that syncs fastest.
+/// Sync latency statistics: the p95, slow-sync events, the batch size that syncs fastest, and
+/// the conflict rate (seed 002's `SyncPerformanceMonitor`).
 ///
 /// ```
 /// use core::time::Duration;
@@ -170,12 +171,17 @@ pub struct SlowSync {
 /// assert_eq!(slow.len(), 1);
 /// assert_eq!(slow[0].duration, Duration::from_millis(50));
 /// assert_eq!(perf.p95(), Some(Duration::from_millis(50)));
+/// assert_eq!(perf.conflict_rate(), Some(0.0));
+/// perf.record_sync(Duration::from_millis(9), 4, 1);
+/// assert_eq!(perf.conflict_rate(), Some(1.0 / 84.0));
 /// ```
 #[derive(Clone, Debug)]
 pub struct PerfMonitor {
     config: PerfConfig,
-    samples: VecDeque<(Duration, usize)>,
+    /// Recent syncs: how long, how many threads, how many of them conflicted.
+    samples: VecDeque<(Duration, usize, usize)>,
     total: u64,
+    conflicts: u64,
 }
 
 impl PerfMonitor {
@@ -186,20 +192,34 @@ impl PerfMonitor {
             config,
             samples: VecDeque::new(),
             total: 0,
+            conflicts: 0,
         }
     }
 
-    /// A sync of `batch_size` threads took `duration`. Returns the slow-sync event if it was
-    /// slower than the p95 of the samples before it.
+    /// A sync of `batch_size` threads took `duration`, none in conflict. See
+    /// [`record_sync`](Self::record_sync).
     pub fn record(&mut self, duration: Duration, batch_size: usize) -> Option<SlowSync> {
+        self.record_sync(duration, batch_size, 0)
+    }
+
+    /// A sync of `batch_size` threads, `conflicts` of which came back in conflict, took
+    /// `duration`. Returns the slow-sync event if it was slower than the p95 of the samples
+    /// before it.
+    pub fn record_sync(
+        &mut self,
+        duration: Duration,
+        batch_size: usize,
+        conflicts: usize,
+    ) -> Option<SlowSync> {
         let before = (self.samples.len() >= self.config.min_samples)
             .then(|| self.p95())
             .flatten();
         if self.samples.len() == self.config.window {
             self.samples.pop_front();
         }
-        self.samples.push_back((duration, batch_size));
+        self.samples.push_back((duration, batch_size, conflicts));
         self.total += 1;
+        self.conflicts += conflicts as u64;
         before.filter(|p95| duration > *p95).map(|p95| SlowSync {
             duration,
             p95,
@@ -212,7 +232,7 @@ impl PerfMonitor {
         if self.samples.is_empty() {
             return None;
         }
-        let mut times: Vec<Duration> = self.samples.iter().map(|(d, _)| *d).collect();
+        let mut times: Vec<Duration> = self.samples.iter().map(|(d, ..)| *d).collect();
         times.sort_unstable();
         let index = (times.len() * 95 / 100).min(times.len() - 1);
         Some(times[index])
@@ -223,7 +243,7 @@ impl PerfMonitor {
     pub fn best_batch_size(&self) -> usize {
         let (lo, hi) = self.config.batch_bounds;
         let mut by_size: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
-        for (d, size) in &self.samples {
+        for (d, size, _) in &self.samples {
             let entry = by_size.entry(*size).or_default();
             entry.0 += duration_micros(*d);
             entry.1 += 1;
@@ -239,5 +259,21 @@ impl PerfMonitor {
     /// Syncs recorded in all.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The share of recently pushed threads that came back in conflict (seed 002's
+    /// `recordConflictRate`), from 0 to 1; `None` before any thread was pushed. A high rate
+    /// means clients keep editing the same threads at once.
+    pub fn conflict_rate(&self) -> Option<f64> {
+        let (items, conflicts) = self
+            .samples
+            .iter()
+            .fold((0usize, 0usize), |(i, c), (_, size, n)| (i + size, c + n));
+        (items > 0).then(|| conflicts as f64 / items as f64)
+    }
+
+    /// Threads pushed back in conflict, in all.
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts
     }
 }

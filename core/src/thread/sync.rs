@@ -3,21 +3,17 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::time::Duration;
 
 use serde_json::Value;
 
 use super::merge::{DefaultPolicy, MergePolicy};
 use super::model::{Message, Thread, ThreadError};
-use super::network::{
-    NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason, ProbeId,
-};
-use super::poller::{AdaptivePoller, PollerConfig, PollerOutput, PollerTimer};
-use super::push::{
-    PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
-};
-use super::status::{PerfConfig, PerfMonitor, SlowSync, StatusChange, StatusStream, SyncStatus};
+use super::network::{NetworkOutput, NetworkState, ProbeId};
+use super::poller::{AdaptivePoller, PollerOutput};
+use super::push::{PushId, PushOrchestrator, PushOutput};
+use super::replica::{Edit, Replica};
+use super::status::{PerfMonitor, StatusStream, SyncStatus};
 use super::wire::{ThreadEndpoint, parse_pull, parse_sync_results, pull_path, sync_body};
 use crate::classify::{Outcome, Reply, TransientCause, classify};
 use crate::drive::{Machine, Poll, Wake};
@@ -25,140 +21,9 @@ use crate::rng::Rng;
 use crate::session::{Response, TransportError};
 use crate::time::{Clock, Instant};
 
-/// Everything [`ThreadSync`] is configured with.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ThreadSyncConfig {
-    /// The string this client puts in every push (docs/PROTOCOL.md: picked once). Not empty.
-    pub client_id: String,
-    /// Pushes: window, batch size, retry curve, timeout.
-    pub push: PushConfig,
-    /// The adaptive pull schedule.
-    pub poller: PollerConfig,
-    /// Offline detection and the probe.
-    pub network: NetworkConfig,
-    /// The performance monitor.
-    pub perf: PerfConfig,
-    /// `limit` of each pull. Default 100; at least 1.
-    pub pull_limit: usize,
-    /// A pull unanswered for this long is cancelled. Default 10 s.
-    pub pull_timeout: Duration,
-}
-
-impl ThreadSyncConfig {
-    /// The defaults, for this client.
-    pub fn new(client_id: impl Into<String>) -> Self {
-        ThreadSyncConfig {
-            client_id: client_id.into(),
-            push: PushConfig::default(),
-            poller: PollerConfig::default(),
-            network: NetworkConfig::default(),
-            perf: PerfConfig::default(),
-            pull_limit: 100,
-            pull_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A configuration [`ThreadSync`] refuses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ThreadConfigError {
-    /// `client_id` is empty.
-    EmptyClientId,
-    /// `pull_limit` is 0.
-    ZeroPullLimit,
-}
-
-impl fmt::Display for ThreadConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ThreadConfigError::EmptyClientId => f.write_str("the client id must not be empty"),
-            ThreadConfigError::ZeroPullLimit => f.write_str("the pull limit must be at least 1"),
-        }
-    }
-}
-
-impl core::error::Error for ThreadConfigError {}
-
-/// Names one request of [`ThreadSync`], whatever its endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u64);
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t{}", self.0)
-    }
-}
-
-/// A request to carry out: method and path from `endpoint`, the query in `path`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ThreadRequest {
-    /// Quote it when reporting the answer.
-    pub id: RequestId,
-    /// Which endpoint.
-    pub endpoint: ThreadEndpoint,
-    /// The path relative to the session URL, with its query (`/threads?since=0&limit=100`).
-    pub path: String,
-    /// The JSON body; empty for the two `GET`s.
-    pub body: Vec<u8>,
-    /// The core fails the request at this instant (and emits [`ThreadOutput::Cancel`]).
-    pub deadline: Instant,
-}
-
-/// What [`ThreadSync`] asks for, or reports.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum ThreadOutput {
-    /// Send this request; report with [`ThreadSync::handle_response`] or
-    /// [`ThreadSync::handle_transport_error`].
-    Request(ThreadRequest),
-    /// The request's deadline passed: abandon it; a late answer is ignored.
-    Cancel(RequestId),
-    /// A thread's sync status changed.
-    Status(StatusChange),
-    /// A thread's view changed by a remote copy, a merge or a rollback (not by a local edit).
-    Updated {
-        /// The thread.
-        id: String,
-    },
-    /// The server refused a thread; it was rolled back, and the refused copy is handed back.
-    Rejected(RejectedThread),
-    /// A push failed as a whole and will be retried.
-    Retrying {
-        /// Retries since the last success, from 1.
-        attempt: u32,
-        /// When.
-        at: Instant,
-        /// What failed.
-        outcome: Outcome,
-    },
-    /// Offline: only the probe runs; edits queue.
-    Offline(OfflineReason),
-    /// Online again: pulls and pushes resume.
-    Online,
-    /// A push slower than the recent 95th percentile.
-    SlowSync(SlowSync),
-    /// Stopped for good (superseded, or the session is unknown); the unsynced threads.
-    Stopped {
-        /// Why.
-        reason: StopReason,
-        /// Local copies the server does not hold.
-        unsynced: Vec<Thread>,
-    },
-}
-
-/// Why [`ThreadSync`] wants to wake, by sub-machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ThreadTimer {
-    /// The push orchestrator's window, backoff or request deadline.
-    Push(PushTimer),
-    /// The pull schedule.
-    Poll(PollerTimer),
-    /// The probe or its deadline.
-    Network(NetworkTimer),
-    /// The pull in flight times out.
-    PullDeadline,
-}
+pub use super::output::{
+    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSyncConfig, ThreadTimer,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Flight {
@@ -183,7 +48,22 @@ pub struct ThreadSync<P: MergePolicy = DefaultPolicy> {
     pull_again: bool,
     stopped: bool,
     next_id: u64,
+    counts: ThreadCounts,
     outputs: VecDeque<ThreadOutput>,
+}
+
+/// What thread sync has seen go wrong or be decided, in all (see [`ThreadSync::counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThreadCounts {
+    /// Merge decisions that dropped a change ([`ThreadOutput::Overridden`]).
+    pub overridden: u64,
+    /// Of those, the ones that dropped a local change.
+    pub local_overridden: u64,
+    /// Invalid threads the server sent ([`ThreadOutput::InvalidThread`]).
+    pub invalid: u64,
+    /// Times a thread was held after a failure pinned on it ([`ThreadOutput::Held`]).
+    pub held: u64,
 }
 
 impl ThreadSync<DefaultPolicy> {
@@ -229,6 +109,7 @@ impl<P: MergePolicy> ThreadSync<P> {
             pull_again: false,
             stopped: false,
             next_id: 0,
+            counts: ThreadCounts::default(),
             outputs: VecDeque::new(),
         })
     }
@@ -246,40 +127,60 @@ impl<P: MergePolicy> ThreadSync<P> {
         self.pump(now);
     }
 
-    /// Appends a message to a thread (created if new). Applied to the view at once.
+    /// Applies a local edit to the view at once and queues the thread to push.
     ///
     /// # Errors
-    /// [`ThreadError`]: an invalid message, a repeated id, or stopped. Nothing changes then.
+    /// [`ThreadError`]: an invalid message, a repeated or deleted id, an unknown thread or
+    /// message, a reserved field, or stopped. Nothing changes then.
+    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), ThreadError> {
+        let now = self.clock.observe(now);
+        let result = self.push.edit(now, thread, edit);
+        self.edited(now, result)
+    }
+
+    /// Appends a message to a thread (created if new).
+    ///
+    /// # Errors
+    /// As [`edit`](Self::edit).
     pub fn add_message(
         &mut self,
         now: Instant,
         thread: &str,
         message: Message,
     ) -> Result<(), ThreadError> {
-        let now = self.clock.observe(now);
-        let result = self.push.add_message(now, thread, message);
-        self.edited(now, result)
+        self.edit(now, thread, Edit::Add(message))
     }
 
     /// Replaces a message of a thread, by id.
     ///
     /// # Errors
-    /// [`ThreadError`].
+    /// As [`edit`](Self::edit).
     pub fn update_message(
         &mut self,
         now: Instant,
         thread: &str,
         message: Message,
     ) -> Result<(), ThreadError> {
-        let now = self.clock.observe(now);
-        let result = self.push.update_message(now, thread, message);
-        self.edited(now, result)
+        self.edit(now, thread, Edit::Update(message))
+    }
+
+    /// Deletes a message of a thread; the delete sticks through merges (a tombstone).
+    ///
+    /// # Errors
+    /// As [`edit`](Self::edit).
+    pub fn delete_message(
+        &mut self,
+        now: Instant,
+        thread: &str,
+        id: &str,
+    ) -> Result<(), ThreadError> {
+        self.edit(now, thread, Edit::Delete(id.into()))
     }
 
     /// Sets or removes a top-level field (e.g. `title`).
     ///
     /// # Errors
-    /// [`ThreadError`].
+    /// As [`edit`](Self::edit).
     pub fn set_field(
         &mut self,
         now: Instant,
@@ -287,18 +188,18 @@ impl<P: MergePolicy> ThreadSync<P> {
         key: &str,
         value: Option<Value>,
     ) -> Result<(), ThreadError> {
-        let now = self.clock.observe(now);
-        let result = self.push.set_field(now, thread, key, value);
-        self.edited(now, result)
+        self.edit(now, thread, Edit::Set(key.into(), value))
     }
 
-    /// Replaces a thread's content from JSON (validated first).
+    /// Replaces a thread's content from JSON (validated first); messages it leaves out are
+    /// deleted.
     ///
     /// # Errors
-    /// [`ThreadError`] naming what is malformed.
+    /// [`ThreadError`] naming what is malformed, or as [`edit`](Self::edit).
     pub fn put_value(&mut self, now: Instant, thread: &Value) -> Result<(), ThreadError> {
+        let parsed = Thread::from_value(thread);
         let now = self.clock.observe(now);
-        let result = self.push.put_value(now, thread);
+        let result = parsed.and_then(|t| self.push.edit(now, &t.id.clone(), Edit::Put(t)));
         self.edited(now, result)
     }
 
@@ -368,8 +269,12 @@ impl<P: MergePolicy> ThreadSync<P> {
                     return;
                 }
                 match parse_pull(body) {
-                    Ok(page) => {
-                        let full = page.threads.len() >= self.config.pull_limit;
+                    Ok((page, invalid)) => {
+                        let full = page.threads.len() + invalid.len() >= self.config.pull_limit;
+                        for bad in invalid {
+                            self.counts.invalid += 1;
+                            self.outputs.push_back(ThreadOutput::InvalidThread(bad));
+                        }
                         for thread in page.threads {
                             self.push.apply_remote(now, thread);
                         }
@@ -575,8 +480,34 @@ impl<P: MergePolicy> ThreadSync<P> {
             }),
             PushOutput::Status(change) => self.statuses.set(&change.thread, change.status),
             PushOutput::Updated { id } => self.outputs.push_back(ThreadOutput::Updated { id }),
-            PushOutput::Settled { items, elapsed, .. } => {
-                if let Some(slow) = self.perf.record(elapsed, items) {
+            PushOutput::Overridden(o) => {
+                self.counts.overridden += 1;
+                self.counts.local_overridden += u64::from(o.local_lost());
+                self.outputs.push_back(ThreadOutput::Overridden(o));
+            }
+            PushOutput::Invalid(bad) => {
+                self.counts.invalid += 1;
+                self.outputs.push_back(ThreadOutput::InvalidThread(bad));
+            }
+            PushOutput::Held {
+                id,
+                failures,
+                until,
+            } => {
+                self.counts.held += 1;
+                self.outputs.push_back(ThreadOutput::Held {
+                    id,
+                    failures,
+                    until,
+                });
+            }
+            PushOutput::Settled {
+                items,
+                conflicts,
+                elapsed,
+                ..
+            } => {
+                if let Some(slow) = self.perf.record_sync(elapsed, items, conflicts) {
                     self.outputs.push_back(ThreadOutput::SlowSync(slow));
                 }
             }
@@ -652,12 +583,27 @@ impl<P: MergePolicy> ThreadSync<P> {
 
     /// A thread's view: the local copy with every local edit applied.
     pub fn thread(&self, id: &str) -> Option<&Thread> {
-        self.push.thread(id)
+        self.push.replica().thread(id)
     }
 
     /// Every thread's view.
     pub fn threads(&self) -> impl Iterator<Item = &Thread> {
-        self.push.threads()
+        self.push.replica().threads()
+    }
+
+    /// The replica: every thread's view and last synced copy.
+    pub fn replica(&self) -> &Replica<P> {
+        self.push.replica()
+    }
+
+    /// Failures pinned on a thread in a row, and until when its pushes are held.
+    pub fn failures(&self, id: &str) -> (u32, Option<Instant>) {
+        self.push.failures(id)
+    }
+
+    /// What was overridden, invalid or held, in all.
+    pub fn counts(&self) -> ThreadCounts {
+        self.counts
     }
 
     /// A thread's sync status.

@@ -8,7 +8,7 @@ use core::fmt;
 
 use serde_json::{Map, Value};
 
-use super::model::Thread;
+use super::model::{Thread, ThreadError};
 use crate::session::Method;
 
 /// The thread-sync endpoints, relative to the session URL.
@@ -89,8 +89,27 @@ pub fn sync_body(epoch: u64, client_id: &str, items: &[SyncItem]) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
+/// A thread from the server that is not valid: skipped and reported, never a reason to stop
+/// syncing the others (docs/PROTOCOL.md §Thread sync).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidThread {
+    /// Its id, if it has a readable one.
+    pub id: Option<String>,
+    /// What is wrong with it.
+    pub error: ThreadError,
+}
+
+impl InvalidThread {
+    /// Reads what can be read of a thread that failed validation.
+    fn new(value: &Value, error: ThreadError) -> Self {
+        let id = value.get("id").and_then(Value::as_str).map(String::from);
+        InvalidThread { id, error }
+    }
+}
+
 /// What the server did with one pushed item.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ItemResult {
     /// Stored with version `v`.
     Applied {
@@ -113,6 +132,16 @@ pub enum ItemResult {
         /// The server's reason.
         error: String,
     },
+    /// A conflict whose thread is not valid: nothing to merge with. That thread's push is
+    /// failed (and the thread held); the other items settle as usual.
+    Invalid {
+        /// The thread.
+        id: String,
+        /// The server's copy as it came.
+        thread: Value,
+        /// What is wrong with it.
+        error: ThreadError,
+    },
 }
 
 impl ItemResult {
@@ -121,7 +150,8 @@ impl ItemResult {
         match self {
             ItemResult::Applied { id, .. }
             | ItemResult::Conflict { id, .. }
-            | ItemResult::Rejected { id, .. } => id,
+            | ItemResult::Rejected { id, .. }
+            | ItemResult::Invalid { id, .. } => id,
         }
     }
 
@@ -137,6 +167,10 @@ impl ItemResult {
             ItemResult::Conflict { thread, .. } => {
                 map.insert("status".into(), "conflict".into());
                 map.insert("thread".into(), thread.to_value());
+            }
+            ItemResult::Invalid { thread, .. } => {
+                map.insert("status".into(), "conflict".into());
+                map.insert("thread".into(), thread.clone());
             }
             ItemResult::Rejected { error, .. } => {
                 map.insert("status".into(), "rejected".into());
@@ -169,7 +203,8 @@ impl fmt::Display for WireError {
 
 impl core::error::Error for WireError {}
 
-/// Reads `{"results": [...]}`.
+/// Reads `{"results": [...]}`. A conflict whose thread is not valid is an
+/// [`ItemResult::Invalid`], not a malformed body, so one bad thread fails only its own item.
 ///
 /// # Errors
 /// [`WireError::Malformed`].
@@ -196,13 +231,24 @@ fn parse_result(value: &Value) -> Result<ItemResult, WireError> {
                 .and_then(Value::as_u64)
                 .ok_or(WireError::Malformed("an applied result without `v`"))?,
         }),
-        Some("conflict") => Ok(ItemResult::Conflict {
-            id,
-            thread: value
-                .get("thread")
-                .and_then(|t| Thread::from_value(t).ok())
-                .ok_or(WireError::Malformed("a conflict without a valid thread"))?,
-        }),
+        Some("conflict") => {
+            let raw = value.get("thread").unwrap_or(&Value::Null);
+            Ok(match Thread::from_value(raw) {
+                Ok(thread) if thread.id == id => ItemResult::Conflict { id, thread },
+                Ok(_) => ItemResult::Invalid {
+                    thread: raw.clone(),
+                    error: ThreadError::IdMismatch {
+                        expected: id.clone(),
+                    },
+                    id,
+                },
+                Err(error) => ItemResult::Invalid {
+                    id,
+                    thread: raw.clone(),
+                    error,
+                },
+            })
+        }
         Some("rejected") => Ok(ItemResult::Rejected {
             id,
             error: value
@@ -237,23 +283,29 @@ impl PullPage {
     }
 }
 
-/// Reads `{"threads": [...], "version": W}`.
+/// Reads `{"threads": [...], "version": W}`: the page of valid threads, and each invalid one
+/// (its id if readable, and why), so that one bad thread never stalls the pull.
 ///
 /// # Errors
-/// [`WireError::Malformed`], also when a thread is not valid.
-pub fn parse_pull(body: &[u8]) -> Result<PullPage, WireError> {
+/// [`WireError::Malformed`] only when the page itself is: not JSON, no `threads` array, no
+/// integer `version`.
+pub fn parse_pull(body: &[u8]) -> Result<(PullPage, Vec<InvalidThread>), WireError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|_| WireError::Malformed("not JSON"))?;
-    let Some(Value::Array(threads)) = value.get("threads") else {
+    let Some(Value::Array(items)) = value.get("threads") else {
         return Err(WireError::Malformed("`threads` is not an array"));
     };
-    let threads = threads
-        .iter()
-        .map(|t| Thread::from_value(t).map_err(|_| WireError::Malformed("an invalid thread")))
-        .collect::<Result<Vec<_>, _>>()?;
     let version = value
         .get("version")
         .and_then(Value::as_u64)
         .ok_or(WireError::Malformed("`version` is not an integer"))?;
-    Ok(PullPage { threads, version })
+    let mut threads = Vec::new();
+    let mut invalid = Vec::new();
+    for item in items {
+        match Thread::from_value(item) {
+            Ok(thread) => threads.push(thread),
+            Err(error) => invalid.push(InvalidThread::new(item, error)),
+        }
+    }
+    Ok((PullPage { threads, version }, invalid))
 }

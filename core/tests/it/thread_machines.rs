@@ -4,10 +4,10 @@ use core::time::Duration;
 
 use serde_json::json;
 use tether_core::thread::{
-    AdaptivePoller, Debounce, ItemResult, Message, NetworkConfig, NetworkOutput, NetworkState,
-    OfflineReason, PerfConfig, PerfMonitor, PollerConfig, PollerOutput, PollerTimer, PushConfig,
-    PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread, ThreadError, Throttle,
-    ThrottleConfig,
+    AdaptivePoller, Debounce, Edit, ItemResult, Message, NetworkConfig, NetworkOutput,
+    NetworkState, OfflineReason, PerfConfig, PerfMonitor, PollerConfig, PollerOutput, PollerTimer,
+    PushConfig, PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread, ThreadError,
+    Throttle, ThrottleConfig,
 };
 use tether_core::{Driven, Instant, Outcome, Poll, Rng, TransientCause};
 
@@ -326,7 +326,7 @@ fn push_merges_edits_within_the_window_and_caps_batches_at_50() {
     let sent = sends(&outs);
     assert_eq!(sent[0].1.len(), 10);
     assert_eq!(p.machine().pending(), 10);
-    assert_eq!(p.machine().synced("t00").map(|t| t.v), Some(1));
+    assert_eq!(p.machine().replica().synced("t00").map(|t| t.v), Some(1));
 }
 
 #[test]
@@ -360,7 +360,7 @@ fn push_conflict_merges_three_ways_and_pushes_again() {
             status: SyncStatus::Conflict
         }))
     );
-    let view = p.machine().thread("t").unwrap();
+    let view = p.machine().replica().thread("t").unwrap();
     let ids: Vec<&str> = view.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["theirs", "mine"]);
     assert_eq!(view.fields["title"], json!("theirs"));
@@ -425,7 +425,7 @@ fn push_rejection_rolls_back_and_hands_the_thread_back() {
     assert_eq!(rejected.reason, "no");
     assert_eq!(rejected.refused.messages.len(), 2);
     assert_eq!(rejected.restored.as_ref(), Some(&remote));
-    assert_eq!(p.machine().thread("t"), Some(&remote));
+    assert_eq!(p.machine().replica().thread("t"), Some(&remote));
     assert!(p.machine().is_idle());
 }
 
@@ -545,7 +545,13 @@ fn bad_input_is_a_typed_error_never_a_panic() {
             {"id": "a", "role": "u", "content": "d", "timestamp": 2}]}),
     ];
     for value in bad {
-        let r = p.call(|p, now| p.put_value(now, &value)).unwrap().0;
+        let r = p
+            .call(|p, now| {
+                let thread = Thread::from_value(&value)?;
+                p.edit(now, "t", Edit::Put(thread))
+            })
+            .unwrap()
+            .0;
         assert!(r.is_err(), "{value}");
     }
     assert!(
@@ -555,17 +561,17 @@ fn bad_input_is_a_typed_error_never_a_panic() {
             .is_err()
     );
     assert_eq!(
-        p.call(|p, now| p.update_message(now, "nope", msg("a", 1)))
+        p.call(|p, now| p.edit(now, "nope", Edit::Update(msg("a", 1))))
             .unwrap()
             .0,
         Err(ThreadError::UnknownThread { id: "nope".into() })
     );
     assert_eq!(
-        p.call(|p, now| p.set_field(now, "t", "messages", Some(json!(1))))
+        p.call(|p, now| p.edit(now, "t", Edit::Set("messages".into(), Some(json!(1)))))
             .unwrap()
             .0,
         Err(ThreadError::ReservedField { key: "messages" })
     );
-    assert_eq!(p.machine().threads().count(), 0);
+    assert_eq!(p.machine().replica().threads().count(), 0);
     assert_eq!(p.next_wake(), None);
 }

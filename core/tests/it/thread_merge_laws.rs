@@ -1,10 +1,12 @@
 //! The three-way merge's laws (docs/PROTOCOL.md §Thread sync), by proptest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use serde_json::json;
-use tether_core::thread::{Message, Thread, ThreadMerge};
+use serde_json::{Value, json};
+use tether_core::thread::{
+    Contested, MergePolicy, Merged, Message, Override, Side, Thread, ThreadMerge,
+};
 
 fn message(id: String) -> impl Strategy<Value = Message> {
     (
@@ -41,6 +43,7 @@ fn thread(pool: &'static [&'static str], v: std::ops::Range<u64>) -> impl Strate
 enum Edit {
     Append(Message),
     Change(usize, &'static str),
+    Delete(usize),
     Title(Option<&'static str>),
 }
 
@@ -54,18 +57,27 @@ fn edit() -> impl Strategy<Value = Edit> {
             .prop_map(|(id, ts, c)| Edit::Append(Message::new(id, "user", c, ts))),
         (0usize..8, prop::sample::select(vec!["edited", "again"]))
             .prop_map(|(i, c)| Edit::Change(i, c)),
+        (0usize..8).prop_map(Edit::Delete),
         prop::option::of(prop::sample::select(vec!["x", "w"])).prop_map(Edit::Title),
     ]
 }
 
-/// `base` after edits that never delete a message (the protocol's threads are append-only).
+/// `base` after edits, as a replica makes them: a delete leaves a tombstone, and a deleted id
+/// is never added again.
 fn descend(base: &Thread, edits: &[Edit]) -> Thread {
     let mut t = base.clone();
     for e in edits {
         match e {
             Edit::Append(m) => {
-                if t.message(&m.id).is_none() {
+                if t.message(&m.id).is_none() && !t.deleted.contains(&m.id) {
                     t.messages.push(m.clone());
+                }
+            }
+            Edit::Delete(i) => {
+                if !t.messages.is_empty() {
+                    let n = t.messages.len();
+                    let gone = t.messages.remove(i % n);
+                    t.deleted.insert(gone.id);
                 }
             }
             Edit::Change(i, c) => {
@@ -97,7 +109,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn keeps_every_message_of_both_sides_exactly_once(
+    fn keeps_every_live_message_of_both_sides_exactly_once(
         base in thread(POOL, 0..5),
         le in prop::collection::vec(edit(), 0..6),
         re in prop::collection::vec(edit(), 0..6),
@@ -113,11 +125,103 @@ proptest! {
             *counts.entry(id).or_default() += 1;
         }
         prop_assert!(counts.values().all(|n| *n == 1), "{:?}", counts);
-        let expected: std::collections::BTreeSet<&str> =
-            ids(&local).into_iter().chain(ids(&remote)).collect();
-        let got: std::collections::BTreeSet<&str> = counts.keys().copied().collect();
+        // Every message of either side is there, unless it is deleted in the result...
+        let expected: BTreeSet<&str> = ids(&local)
+            .into_iter()
+            .chain(ids(&remote))
+            .filter(|id| !merged.deleted.contains(*id))
+            .collect();
+        let got: BTreeSet<&str> = counts.keys().copied().collect();
         prop_assert_eq!(got, expected);
+        // ...and only what one side deleted is.
+        let union: BTreeSet<&String> = local.deleted.iter().chain(&remote.deleted).collect();
+        prop_assert!(merged.deleted.iter().all(|id| union.contains(id)));
         prop_assert_eq!(merged.v, local.v.max(remote.v));
+    }
+
+    #[test]
+    fn a_delete_survives_concurrent_appends_and_edits_of_other_messages(
+        base in thread(POOL, 0..5),
+        le in prop::collection::vec(edit(), 0..6),
+        re in prop::collection::vec(edit(), 0..6),
+    ) {
+        let local = descend(&base, &le);
+        let remote = descend(&base, &re);
+        let merged = ThreadMerge::default().merge(&base, &local, &remote);
+        for (side, other) in [(&local, &remote), (&remote, &local)] {
+            for id in &side.deleted {
+                // The other side kept the message as the base had it (or deleted it too).
+                let untouched = other.message(id) == base.message(id) || other.deleted.contains(id);
+                if untouched {
+                    prop_assert!(merged.deleted.contains(id), "{} came back", id);
+                    prop_assert!(merged.message(id).is_none());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_delete_against_an_edit_keeps_the_edit_and_says_so(
+        base in thread(POOL, 1..5).prop_filter("a message", |t| !t.messages.is_empty()),
+        pick in 0usize..8,
+        local_deletes in any::<bool>(),
+        le in prop::collection::vec(edit(), 0..4),
+        re in prop::collection::vec(edit(), 0..4),
+    ) {
+        let target = base.messages[pick % base.messages.len()].id.clone();
+        let mut deleter = descend(&base, &le);
+        let mut editor = descend(&base, &re);
+        deleter.messages.retain(|m| m.id != target);
+        deleter.deleted.insert(target.clone());
+        editor.deleted.remove(&target);
+        let edited = Message::new(target.clone(), "user", "rewritten", 9);
+        match editor.messages.iter_mut().find(|m| m.id == target) {
+            Some(m) => *m = edited.clone(),
+            None => editor.messages.push(edited.clone()),
+        }
+        let (local, remote) = if local_deletes { (&deleter, &editor) } else { (&editor, &deleter) };
+        let merged = ThreadMerge::default().merge_reported(&base, local, remote);
+        prop_assert_eq!(merged.thread.message(&target), Some(&edited));
+        prop_assert!(!merged.thread.deleted.contains(&target));
+        let reported: Vec<&Override> = merged
+            .overrides
+            .iter()
+            .filter(|o| o.what == Contested::Message { id: target.clone() })
+            .collect();
+        prop_assert_eq!(reported.len(), 1);
+        let o = reported[0];
+        prop_assert_eq!(&o.kept, &Some(edited.to_value()));
+        prop_assert_eq!(o.local_lost(), local_deletes);
+        prop_assert_eq!(if local_deletes { &o.local } else { &o.remote }, &None);
+    }
+
+    #[test]
+    fn no_local_change_is_dropped_without_an_override(
+        base in thread(POOL, 0..5),
+        le in prop::collection::vec(edit(), 0..6),
+        re in prop::collection::vec(edit(), 0..6),
+    ) {
+        let local = descend(&base, &le);
+        let remote = descend(&base, &re);
+        check_overrides(&ThreadMerge::default().merge_reported(&base, &local, &remote), &base, &local)?;
+        // A policy that drops local changes wherever it may: remote fields, deletes win.
+        check_overrides(&ThreadMerge::new(RemoteWins).merge_reported(&base, &local, &remote), &base, &local)?;
+    }
+
+    #[test]
+    fn both_orders_agree_on_ids_and_tombstones(
+        base in thread(POOL, 0..5),
+        le in prop::collection::vec(edit(), 0..6),
+        re in prop::collection::vec(edit(), 0..6),
+    ) {
+        let local = descend(&base, &le);
+        let remote = descend(&base, &re);
+        let merge = ThreadMerge::default();
+        let a = merge.merge(&base, &local, &remote);
+        let b = merge.merge(&base, &remote, &local);
+        let set = |t: &Thread| ids(t).into_iter().map(String::from).collect::<BTreeSet<_>>();
+        prop_assert_eq!(set(&a), set(&b));
+        prop_assert_eq!(a.deleted, b.deleted);
     }
 
     #[test]
@@ -147,6 +251,64 @@ proptest! {
         local.v = local.v.max(base.v);
         prop_assert_eq!(ThreadMerge::default().merge(&base, &local, &base), local);
     }
+}
+
+/// Remote fields, remote messages, and a delete beats an edit.
+#[derive(Debug)]
+struct RemoteWins;
+
+impl MergePolicy for RemoteWins {
+    fn field(
+        &self,
+        _: &str,
+        _: Option<&Value>,
+        _: Option<&Value>,
+        r: Option<&Value>,
+    ) -> Option<Value> {
+        r.cloned()
+    }
+    fn keep_delete(&self, _: Side, _: Option<&Message>, _: &Message) -> bool {
+        true
+    }
+}
+
+/// Every local change the merge dropped has an override saying so, and every override names
+/// what the result holds.
+fn check_overrides(merged: &Merged, base: &Thread, local: &Thread) -> Result<(), TestCaseError> {
+    let version = |t: &Thread, id: &str| t.message(id).map(Message::to_value);
+    let reported = |what: Contested| {
+        merged
+            .overrides
+            .iter()
+            .any(|o| o.what == what && o.local_lost())
+    };
+    let every_id: BTreeSet<&str> = ids(local)
+        .into_iter()
+        .chain(local.deleted.iter().map(String::as_str))
+        .collect();
+    for id in every_id {
+        let mine = version(local, id);
+        if mine != version(base, id) && version(&merged.thread, id) != mine {
+            let what = Contested::Message { id: id.into() };
+            prop_assert!(reported(what), "{} dropped silently", id);
+        }
+    }
+    let title = |t: &Thread| t.fields.get("title").cloned();
+    if title(local) != title(base) && title(&merged.thread) != title(local) {
+        let field = Contested::Field {
+            key: "title".into(),
+        };
+        prop_assert!(reported(field), "the title was dropped silently");
+    }
+    for o in &merged.overrides {
+        let held: Option<Value> = match &o.what {
+            Contested::Message { id } => version(&merged.thread, id),
+            Contested::Field { key } => merged.thread.fields.get(key).cloned(),
+            _ => unreachable!(),
+        };
+        prop_assert_eq!(&held, &o.kept);
+    }
+    Ok(())
 }
 
 #[test]
@@ -199,4 +361,24 @@ fn a_custom_policy_decides_both_sided_changes() {
     let default = ThreadMerge::default().merge(&base, &local, &remote);
     assert_eq!(default.messages[0].content, "remote");
     assert_eq!(default.fields["title"], json!("l"));
+}
+
+#[test]
+fn a_delete_of_a_message_the_base_never_had_wins_and_is_reported() {
+    // The local side pushed `b`, the answer was lost, then it deleted `b`: the server's copy
+    // holds `b` as it was, and the base (never synced) has nothing.
+    let base = Thread::new("t");
+    let mut local = base.clone();
+    local.messages.push(Message::new("a", "user", "hi", 1));
+    local.deleted.insert("b".into());
+    let mut remote = base.clone();
+    remote.v = 1;
+    remote.messages.push(Message::new("a", "user", "hi", 1));
+    remote.messages.push(Message::new("b", "user", "oops", 2));
+    let merged = ThreadMerge::default().merge_reported(&base, &local, &remote);
+    assert_eq!(ids(&merged.thread), ["a"]);
+    assert!(merged.thread.deleted.contains("b"));
+    assert_eq!(merged.overrides.len(), 1);
+    assert!(!merged.overrides[0].local_lost());
+    assert_eq!(merged.overrides[0].kept, None);
 }

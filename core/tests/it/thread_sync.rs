@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use tether_core::session::{Response, TransportError};
 use tether_core::thread::{
-    ItemResult, Message, OfflineReason, PullPage, SyncStatus, Thread, ThreadEndpoint, ThreadOutput,
-    ThreadRequest, ThreadSync, ThreadSyncConfig, wire,
+    Contested, InvalidThread, ItemResult, Message, OfflineReason, PullPage, SyncStatus, Thread,
+    ThreadEndpoint, ThreadError, ThreadOutput, ThreadRequest, ThreadSync, ThreadSyncConfig, wire,
 };
 use tether_core::{Driven, Instant, Rng};
 
@@ -17,6 +17,12 @@ struct Server {
     version: u64,
     pushes: usize,
     answered: std::collections::BTreeSet<tether_core::thread::RequestId>,
+    /// Served in place of the stored thread: an invalid one.
+    poisoned: BTreeMap<String, Value>,
+    /// Any push carrying this thread gets a 500.
+    fails: Option<String>,
+    /// The threads of every push, in order.
+    log: Vec<Vec<String>>,
 }
 
 impl Server {
@@ -49,11 +55,27 @@ impl Server {
                     threads: changed.into_iter().map(|(t, _)| t.clone()).collect(),
                     version,
                 };
-                Response::new(200, serde_json::to_vec(&page.to_value()).unwrap())
+                let mut page = page.to_value();
+                for t in page["threads"].as_array_mut().unwrap() {
+                    if let Some(poison) = self.poisoned.get(t["id"].as_str().unwrap()) {
+                        *t = poison.clone();
+                    }
+                }
+                Response::new(200, serde_json::to_vec(&page).unwrap())
             }
             ThreadEndpoint::Sync => {
                 self.pushes += 1;
                 let body: Value = serde_json::from_slice(&request.body).unwrap();
+                let ids: Vec<String> = body["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_string())
+                    .collect();
+                self.log.push(ids.clone());
+                if self.fails.as_ref().is_some_and(|bad| ids.contains(bad)) {
+                    return Response::new(500, "{}");
+                }
                 let results: Vec<Value> = body["items"]
                     .as_array()
                     .unwrap()
@@ -63,6 +85,10 @@ impl Server {
                         let base = item["base"].as_u64().unwrap();
                         let thread = Thread::from_value(&item["thread"]).unwrap();
                         let current = self.threads.get(&id).map_or(0, |(t, _)| t.v);
+                        if let Some(poison) = self.poisoned.get(&id).filter(|_| base != current) {
+                            return json!({"id": id, "status": "conflict", "thread": poison});
+                        }
+                        self.poisoned.remove(&id);
                         let result = if base == current {
                             self.version += 1;
                             let stored = Thread {
@@ -90,15 +116,26 @@ impl Server {
 
     /// Another client's edit, straight into the store.
     fn remote_edit(&mut self, id: &str, message: Message) {
+        self.remote_change(id, |t| t.messages.push(message));
+    }
+
+    /// Another client's change of thread `id`, stored as its next version.
+    fn remote_change(&mut self, id: &str, f: impl FnOnce(&mut Thread)) {
         let (mut t, _) = self
             .threads
             .get(id)
             .cloned()
             .unwrap_or((Thread::new(id), 0));
-        t.messages.push(message);
+        f(&mut t);
         t.v += 1;
         self.version += 1;
         self.threads.insert(id.into(), (t, self.version));
+    }
+
+    /// Stores thread `id`'s next version as `value`, invalid as it is.
+    fn poison(&mut self, id: &str, value: Value) {
+        self.remote_change(id, |_| {});
+        self.poisoned.insert(id.into(), value);
     }
 }
 
@@ -366,4 +403,243 @@ fn a_late_answer_after_the_deadline_is_ignored() {
             .is_err()
     );
     assert!(wire::parse_sync_results(b"{\"results\": 3}").is_err());
+}
+
+fn edit(sync: &mut Driven<ThreadSync>, outs: &mut Vec<ThreadOutput>, thread: &str, m: Message) {
+    let (r, o) = sync.call(|s, now| s.add_message(now, thread, m)).unwrap();
+    r.unwrap();
+    outs.extend(o);
+}
+
+fn invalid(outs: &[ThreadOutput]) -> Vec<&InvalidThread> {
+    outs.iter()
+        .filter_map(|o| match o {
+            ThreadOutput::InvalidThread(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_invalid_thread_is_skipped_and_reported_and_sync_goes_on() {
+    let mut server = Server::default();
+    server.remote_edit("good", msg("g1", 1));
+    server.poison("bad", json!({"id": "bad", "messages": "oops"}));
+    server.remote_edit("good", msg("g2", 2));
+    let mut sync = client();
+    let mut outs = Vec::new();
+    outs.extend(sync.call(|s, now| s.start(now, 1)).unwrap().1);
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(1),
+        &mut outs,
+    );
+    // The valid thread is applied, the invalid one reported with its id and why, and `since`
+    // moves past the page: it is not pulled again and again.
+    assert_eq!(
+        invalid(&outs),
+        [&InvalidThread {
+            id: Some("bad".into()),
+            error: ThreadError::MessagesNotAnArray,
+        }]
+    );
+    assert_eq!(
+        sync.machine().thread("good"),
+        Some(&server.threads["good"].0)
+    );
+    assert_eq!(sync.machine().thread("bad"), None);
+    assert_eq!(sync.machine().since(), 3);
+    // Pushing to the poisoned thread meets its invalid copy in the conflict: that item fails
+    // (the thread is held, its edit kept), the other item of the same push lands.
+    edit(&mut sync, &mut outs, "bad", msg("b1", 3));
+    edit(&mut sync, &mut outs, "good", msg("g3", 3));
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(2),
+        &mut outs,
+    );
+    assert_eq!(server.log.last().unwrap(), &["bad", "good"]);
+    assert_eq!(server.threads["good"].0.messages.len(), 3);
+    assert_eq!(sync.machine().status("good"), SyncStatus::Synced);
+    assert_eq!(invalid(&outs).len(), 2);
+    assert_eq!(sync.machine().status("bad"), SyncStatus::Error);
+    assert_eq!(sync.machine().pending(), 1);
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, ThreadOutput::Held { id, .. } if id == "bad"))
+    );
+    // Later remote changes still arrive.
+    server.remote_edit("later", msg("l1", 1));
+    sync.set_time(Instant::from_secs(10));
+    outs.extend(sync.call(|s, now| s.pull_now(now)).unwrap().1);
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(50),
+        &mut outs,
+    );
+    assert_eq!(
+        sync.machine().thread("later"),
+        Some(&server.threads["later"].0)
+    );
+    assert_eq!(sync.machine().since(), server.version);
+    assert_eq!(invalid(&outs).len(), 2, "the bad page was pulled once");
+    // Once the server holds a valid copy, the held edit lands after its hold.
+    server.poisoned.clear();
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(130),
+        &mut outs,
+    );
+    assert_eq!(sync.machine().status("bad"), SyncStatus::Synced);
+    assert!(server.threads["bad"].0.message("b1").is_some());
+    assert_eq!(sync.machine().counts().invalid, 2);
+}
+
+#[test]
+fn deletes_stick_through_concurrent_changes_and_an_overridden_delete_is_reported() {
+    let mut server = Server::default();
+    for (i, id) in ["m1", "m2", "m3"].into_iter().enumerate() {
+        server.remote_edit("t", msg(id, i as u64 + 1));
+    }
+    let mut sync = client();
+    let mut outs = Vec::new();
+    outs.extend(sync.call(|s, now| s.start(now, 1)).unwrap().1);
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(1),
+        &mut outs,
+    );
+    for id in ["m1", "m2"] {
+        let (r, o) = sync.call(|s, now| s.delete_message(now, "t", id)).unwrap();
+        r.unwrap();
+        outs.extend(o);
+    }
+    // Meanwhile another client edits m2 and appends r1.
+    server.remote_change("t", |t| t.messages[1].content = "m2, rewritten".into());
+    server.remote_edit("t", msg("r1", 4));
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(2),
+        &mut outs,
+    );
+    let stored = &server.threads["t"].0;
+    let ids: Vec<&str> = stored.messages.iter().map(|m| m.id.as_str()).collect();
+    // m1 stays deleted; the delete of m2 lost to the concurrent edit, and said so.
+    assert_eq!(ids, ["m2", "m3", "r1"]);
+    assert_eq!(stored.message("m2").unwrap().content, "m2, rewritten");
+    assert_eq!(stored.deleted.iter().collect::<Vec<_>>(), ["m1"]);
+    assert_eq!(sync.machine().thread("t"), Some(stored));
+    let overrides: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            ThreadOutput::Overridden(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(overrides.len(), 1, "{overrides:?}");
+    assert_eq!(overrides[0].what, Contested::Message { id: "m2".into() });
+    assert_eq!(overrides[0].local, None);
+    assert_eq!(
+        overrides[0].kept,
+        Some(stored.message("m2").unwrap().to_value())
+    );
+    assert!(overrides[0].local_lost());
+    let counts = sync.machine().counts();
+    assert_eq!((counts.overridden, counts.local_overridden), (1, 1));
+    assert!(
+        sync.machine()
+            .perf()
+            .conflict_rate()
+            .is_some_and(|r| r > 0.0)
+    );
+    // A deleted id never comes back: adding it again is refused, and later pulls keep it out.
+    let again = sync
+        .call(|s, now| s.add_message(now, "t", msg("m1", 9)))
+        .unwrap()
+        .0;
+    assert_eq!(again, Err(ThreadError::DeletedMessage { id: "m1".into() }));
+    server.remote_edit("t", msg("r2", 5));
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(70),
+        &mut outs,
+    );
+    let view = sync.machine().thread("t").unwrap();
+    assert!(view.message("m1").is_none() && view.message("r2").is_some());
+}
+
+#[test]
+fn a_thread_that_keeps_failing_waits_on_its_own_and_the_others_go_on() {
+    let mut server = Server {
+        fails: Some("bad".into()),
+        ..Server::default()
+    };
+    let mut sync = client();
+    let mut outs = Vec::new();
+    outs.extend(sync.call(|s, now| s.start(now, 1)).unwrap().1);
+    edit(&mut sync, &mut outs, "bad", msg("b", 1));
+    edit(&mut sync, &mut outs, "good1", msg("g", 1));
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(5),
+        &mut outs,
+    );
+    // The push of both failed; each went alone next: good1 landed, bad was held for 60 s.
+    assert_eq!(
+        server.log,
+        [vec!["bad", "good1"], vec!["bad"], vec!["good1"]]
+    );
+    assert_eq!(sync.machine().status("good1"), SyncStatus::Synced);
+    assert_eq!(sync.machine().status("bad"), SyncStatus::Error);
+    let (failures, until) = sync.machine().failures("bad");
+    let until = until.expect("held");
+    assert!(failures >= 1 && until >= Instant::from_secs(60), "{until}");
+    // Another thread edited while bad is held goes at once.
+    edit(&mut sync, &mut outs, "good2", msg("g", 2));
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        Instant::from_secs(6),
+        &mut outs,
+    );
+    assert_eq!(sync.machine().status("good2"), SyncStatus::Synced);
+    // Nothing tries bad again before its hold ends...
+    run_until(&mut sync, &mut server, false, until, &mut outs);
+    let tries = |server: &Server| {
+        server
+            .log
+            .iter()
+            .filter(|p| p.contains(&"bad".to_string()))
+            .count()
+    };
+    assert_eq!(tries(&server), 2);
+    // ...and once the server takes it, it lands after the hold.
+    server.fails = None;
+    run_until(
+        &mut sync,
+        &mut server,
+        false,
+        until + core::time::Duration::from_secs(1),
+        &mut outs,
+    );
+    assert_eq!(tries(&server), 3);
+    assert_eq!(sync.machine().status("bad"), SyncStatus::Synced);
+    assert_eq!(sync.machine().failures("bad"), (0, None));
 }

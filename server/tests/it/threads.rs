@@ -77,3 +77,123 @@ fn sync_pull_and_ping_over_http() {
     assert_eq!(push(4, 1, json!([])).0, 409);
     server.shutdown().expect("a clean shutdown");
 }
+
+/// Drives a core `ThreadSync` against the server over HTTP, in real time, until `done` holds
+/// (at most 200 turns of at most 50 ms).
+fn drive(
+    sync: &mut tether_core::thread::ThreadSync,
+    url: &str,
+    origin: std::time::Instant,
+    outs: &mut Vec<tether_core::thread::ThreadOutput>,
+    done: impl Fn(&tether_core::thread::ThreadSync) -> bool,
+) {
+    use tether_core::session::Response;
+    use tether_core::thread::{ThreadEndpoint, ThreadOutput};
+    use tether_core::{Instant, Poll};
+    let agent = agent();
+    let now = || Instant::from_micros(origin.elapsed().as_micros() as u64);
+    for _ in 0..200 {
+        let wake = loop {
+            match sync.poll_output() {
+                Poll::Output(ThreadOutput::Request(request)) => {
+                    let target = format!("{url}{}", request.path);
+                    let result = match request.endpoint {
+                        ThreadEndpoint::Sync => agent.post(target).send(&request.body[..]),
+                        _ => agent.get(target).call(),
+                    };
+                    let mut resp = result.expect("a response");
+                    let status = resp.status().as_u16();
+                    let body = resp.body_mut().read_to_vec().expect("a body");
+                    sync.handle_response(now(), request.id, Response::new(status, body));
+                }
+                Poll::Output(other) => outs.push(other),
+                Poll::Timeout(wake) => break wake,
+            }
+        };
+        if done(sync) {
+            return;
+        }
+        let wait = wake.map_or(Duration::from_millis(50), |w| {
+            Duration::from_micros(w.at.as_micros().saturating_sub(now().as_micros()))
+                .min(Duration::from_millis(50))
+        });
+        std::thread::sleep(wait);
+        sync.handle_timeout(now());
+    }
+    panic!("not done within 200 turns: {outs:?}");
+}
+
+#[test]
+fn a_client_skips_a_poisoned_thread_and_goes_on() {
+    use tether_core::thread::{
+        InvalidThread, Message, SyncStatus, ThreadError, ThreadOutput, ThreadSync, ThreadSyncConfig,
+    };
+    use tether_core::{Instant, Rng};
+    let config = ServerConfig::default().with_bind_addr("127.0.0.1:0".parse().unwrap());
+    let server = Server::start(config).expect("the server starts");
+    let url = server.session_url("s1");
+    let agent = agent();
+    let store = |id: &str, base: u64| {
+        let body = json!({"worker_epoch": 0, "client_id": "other", "items": [{"id": id, "base": base,
+            "thread": {"id": id, "messages": [{"id": "m", "role": "user", "content": "hi", "timestamp": 1}]}}]});
+        read(
+            agent
+                .post(format!("{url}/threads/sync"))
+                .send(body.to_string()),
+        )
+    };
+    assert_eq!(store("good", 0).0, 200);
+    let inspector = server.inspector();
+    assert_eq!(
+        inspector.poison_thread("s1", "bad", json!({"id": "bad", "messages": "oops"})),
+        1
+    );
+    // The server serves it as stored.
+    let (_, page) = read(agent.get(format!("{url}/threads?since=0")).call());
+    assert_eq!(
+        page["threads"][1],
+        json!({"id": "bad", "v": 1, "messages": "oops"})
+    );
+
+    let origin = std::time::Instant::now();
+    let mut sync = ThreadSync::new(ThreadSyncConfig::new("c1"), Rng::new(3)).unwrap();
+    let mut outs = Vec::new();
+    sync.start(Instant::ZERO, 0);
+    drive(&mut sync, &url, origin, &mut outs, |s| s.since() == 2);
+    let invalid = |outs: &[ThreadOutput]| -> Vec<InvalidThread> {
+        outs.iter()
+            .filter_map(|o| match o {
+                ThreadOutput::InvalidThread(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        invalid(&outs),
+        [InvalidThread {
+            id: Some("bad".into()),
+            error: ThreadError::MessagesNotAnArray
+        }]
+    );
+    assert_eq!(sync.status("good"), SyncStatus::Synced);
+    // Later changes arrive; the poisoned page is not pulled again.
+    assert_eq!(store("later", 0).0, 200);
+    let now = Instant::from_micros(origin.elapsed().as_micros() as u64);
+    sync.pull_now(now);
+    drive(&mut sync, &url, origin, &mut outs, |s| {
+        s.thread("later").is_some()
+    });
+    assert_eq!(invalid(&outs).len(), 1);
+    // An edit of the poisoned thread fails on its own (held); one of a good thread lands.
+    let now = Instant::from_micros(origin.elapsed().as_micros() as u64);
+    let m = |id: &str| Message::new(id, "user", id, 2);
+    sync.add_message(now, "bad", m("b1")).unwrap();
+    sync.add_message(now, "good", m("g1")).unwrap();
+    drive(&mut sync, &url, origin, &mut outs, |s| {
+        s.status("good") == SyncStatus::Synced && s.counts().held == 1
+    });
+    assert_eq!(sync.status("bad"), SyncStatus::Error);
+    assert_eq!(invalid(&outs).len(), 2);
+    assert_eq!(sync.pending(), 1, "the edit of the poisoned thread is kept");
+    server.shutdown().expect("a clean shutdown");
+}

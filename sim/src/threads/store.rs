@@ -1,11 +1,13 @@
 //! The server side of thread sync (docs/PROTOCOL.md §Thread sync): versions, conflicts, per-item
-//! results, `since` paging. [`ServerModel::handle_thread`](crate::ServerModel::handle_thread)
-//! serves the three endpoints with it, fencing by the session's epoch.
+//! results, `since` paging, tombstones (stored like any field).
+//! [`ServerModel::handle_thread`](crate::ServerModel::handle_thread) serves the three endpoints
+//! with it, fencing by the session's epoch. A thread can be poisoned (served as an invalid one) to test that clients
+//! skip it and go on.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use tether_core::thread::{ItemResult, PullPage, Thread, ThreadEndpoint};
+use tether_core::thread::{ItemResult, PullPage, Thread, ThreadEndpoint, ThreadError};
 
 /// The most items one push may carry.
 pub const MAX_ITEMS: usize = 50;
@@ -22,6 +24,9 @@ struct Stored {
     thread: Thread,
     /// The session-wide version of its last change.
     changed: u64,
+    /// Served instead of `thread` while set: an invalid thread, as a misbehaving server or a
+    /// corrupted store would serve it. A push based on its version replaces it.
+    poison: Option<Value>,
 }
 
 /// Every thread of one session, with the session-wide change counter.
@@ -55,9 +60,46 @@ impl ThreadStore {
         (self.applied, self.conflicts, self.rejected)
     }
 
-    /// `GET /threads?since&limit`: threads changed after `since`, oldest change first, at
-    /// most `limit`; the version to ask next.
-    pub fn pull(&self, since: u64, limit: usize) -> PullPage {
+    /// Stores `value` as thread `id`'s next version as it is, valid or not (its `v`, if it is
+    /// an object, is set to that version), and serves it until a push replaces it. Returns the
+    /// version.
+    pub fn poison(&mut self, id: &str, mut value: Value) -> u64 {
+        let thread = self
+            .threads
+            .get(id)
+            .map_or_else(|| Thread::new(id), |s| s.thread.clone());
+        let v = thread.v + 1;
+        if let Value::Object(map) = &mut value {
+            map.insert("v".into(), json!(v));
+        }
+        self.version += 1;
+        self.threads.insert(
+            id.into(),
+            Stored {
+                thread: Thread { v, ..thread },
+                changed: self.version,
+                poison: Some(value),
+            },
+        );
+        v
+    }
+
+    /// `GET /threads?since&limit`'s body: threads changed after `since`, oldest change first,
+    /// at most `limit`, poisoned ones as they were stored; the version to ask next.
+    pub fn pull(&self, since: u64, limit: usize) -> Value {
+        let mut page = self.pull_page(since, limit);
+        if let Some(Value::Array(threads)) = page.get_mut("threads") {
+            for t in threads.iter_mut() {
+                let id = t.get("id").and_then(Value::as_str).unwrap_or_default();
+                if let Some(poison) = self.threads.get(id).and_then(|s| s.poison.clone()) {
+                    *t = poison;
+                }
+            }
+        }
+        page
+    }
+
+    fn pull_page(&self, since: u64, limit: usize) -> Value {
         let mut changed: Vec<&Stored> = self
             .threads
             .values()
@@ -74,6 +116,7 @@ impl ThreadStore {
             threads: changed.into_iter().map(|s| s.thread.clone()).collect(),
             version,
         }
+        .to_value()
     }
 
     /// `POST /threads/sync`'s items, one result each, in order.
@@ -88,9 +131,22 @@ impl ThreadStore {
             .unwrap_or_default()
             .to_owned();
         let result = self.check_item(&id, item).map(|(base, thread)| {
-            let current = self.threads.get(&id).map(|s| &s.thread);
+            let current = self.threads.get(&id);
             match current {
-                Some(current) if current.v != base => ItemResult::Conflict {
+                Some(Stored {
+                    thread: current,
+                    poison: Some(poison),
+                    ..
+                }) if current.v != base => ItemResult::Invalid {
+                    id: id.clone(),
+                    thread: poison.clone(),
+                    error: Thread::from_value(poison)
+                        .err()
+                        .unwrap_or(ThreadError::NotAnObject),
+                },
+                Some(Stored {
+                    thread: current, ..
+                }) if current.v != base => ItemResult::Conflict {
                     id: id.clone(),
                     thread: current.clone(),
                 },
@@ -106,6 +162,7 @@ impl ThreadStore {
                         Stored {
                             thread: Thread { v, ..thread },
                             changed: self.version,
+                            poison: None,
                         },
                     );
                     ItemResult::Applied { id: id.clone(), v }
@@ -115,8 +172,8 @@ impl ThreadStore {
         let result = result.unwrap_or_else(|error| ItemResult::Rejected { id, error });
         match result {
             ItemResult::Applied { .. } => self.applied += 1,
-            ItemResult::Conflict { .. } => self.conflicts += 1,
             ItemResult::Rejected { .. } => self.rejected += 1,
+            _ => self.conflicts += 1,
         }
         result
     }
@@ -159,7 +216,7 @@ pub(crate) fn dispatch(
         ThreadEndpoint::Ping => Ok(json!({})),
         ThreadEndpoint::Pull => {
             let (since, limit) = parse_query(query)?;
-            Ok(store.pull(since, limit).to_value())
+            Ok(store.pull(since, limit))
         }
         ThreadEndpoint::Sync => {
             let body: Map<String, Value> = match serde_json::from_slice(body) {
@@ -323,7 +380,7 @@ mod tests {
         let pull = |server: &mut ServerModel, q: &str| {
             let r = server.handle_thread(Instant::ZERO, ThreadEndpoint::Pull, q, b"");
             assert_eq!(r.status, 200);
-            tether_core::thread::wire::parse_pull(&r.body).unwrap()
+            tether_core::thread::wire::parse_pull(&r.body).unwrap().0
         };
         let page = pull(&mut server, "since=0&limit=2");
         let ids: Vec<&str> = page.threads.iter().map(|t| t.id.as_str()).collect();

@@ -60,7 +60,7 @@ fn sweep_seeds_across_fault_mixes() {
     );
 }
 
-/// `TETHER_SIM_TRACE=SEED cargo test -p tether-sim --test sim_sweep print_trace -- --nocapture`
+/// `TETHER_SIM_TRACE=SEED cargo test -p tether-sim --test it sim_sweep::print_trace -- --nocapture`
 #[test]
 fn print_trace() {
     let Some(seed) = std::env::var("TETHER_SIM_TRACE")
