@@ -6,15 +6,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tether_core::Instant;
-
 use serde::Serialize;
 use serde_json::Value;
-use tether_core::Poll;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{DeliveryStatus, RequestId, Status, Stream, TransportError};
+use tether_core::{Instant, Poll};
 
-use crate::driver::{Action, Driver};
+use crate::action::Action;
+use crate::driver::Driver;
 use crate::error::{BulkSendError, FlushError, PatchError, SendError};
 use crate::http::HttpResponse;
 use crate::report::{CloseReport, Counters, Report};

@@ -76,12 +76,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod action;
 mod async_tether;
 mod budget;
 mod clock;
 mod driver;
 mod error;
 mod handle;
+mod hook;
 mod http;
 pub mod observe;
 mod outbox;
@@ -91,27 +93,29 @@ mod stats;
 mod store;
 mod task;
 mod thread_handle;
+mod thread_report;
 mod threads;
 mod url;
 mod wait;
 
+pub use action::Action;
 pub use async_tether::{AsyncTether, Reports, Statuses};
 pub use budget::SharedRetryBudget;
 pub use clock::Origin;
-pub use driver::{Action, Driver, DriverTimer};
+pub use driver::{Driver, DriverTimer};
 pub use error::{BuildError, BulkSendError, FlushError, PatchError, Refused, SendError};
 pub use handle::Turn;
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
+pub use hook::{Observer, Tap};
 pub use http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
 pub use outbox::{DROPPED_KEPT, OutboxCounters, REPLAY_CHUNK};
 pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
-pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Observer, Settings, Tap, random_seed};
+pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Settings, random_seed};
 pub use stats::{DriverStats, Histogram};
 pub use store::{Dropped, MemoryStore, Store, StoreError, SyncPolicy, WriteBatch};
 pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, WORK_BUDGET, Wakeup};
-pub use thread_handle::{
-    ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
-};
+pub use thread_handle::ThreadHandle;
+pub use thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 pub use threads::{THREAD_MAX_RESPONSE_BODY, ThreadStartError};
 pub use url::{SessionUrl, Token};
 pub use wait::{Lagged, Pending, SUBSCRIPTION_CAPACITY, Subscription};

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::Rng;
-use tether_core::session::{Output, RequestId, Session, SessionConfig, TransportError};
+use tether_core::session::{Output, Session, SessionConfig};
 
 use crate::budget::SharedRetryBudget;
 use crate::clock::Origin;
 use crate::driver::Driver;
 use crate::error::BuildError;
-use crate::http::{HttpResponse, Target, USER_AGENT};
+use crate::hook::{Observer, Tap};
+use crate::http::{Target, USER_AGENT};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError, SyncPolicy};
 use crate::url::{SessionUrl, Token};
@@ -22,37 +23,6 @@ use crate::url::{SessionUrl, Token};
 /// How long a session whose handle was dropped without `close` keeps draining before it hands
 /// back what is left. The default of [`Settings::drop_close_timeout`].
 pub const DEFAULT_DROP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A hook that sees every output of the core, in order, before the driver acts on it. A panic
-/// in it is caught: the hook is dropped and a [`Report::CallbackPanicked`](crate::Report) is
-/// published; the session goes on.
-pub type Observer = Box<dyn FnMut(&Output) + Send + 'static>;
-
-/// A richer observer, with the time: every core output as it comes, every answer the
-/// transport brought, and the session after each drain (to sample what it holds). What a
-/// timeline of a real run is drawn from. Its methods run under the driver's lock: keep them
-/// short, and do not call the handle from them. A panic in one is caught like an observer's.
-pub trait Tap: Send + 'static {
-    /// An output of the core at `at` (the core's time), before the driver acts on it.
-    fn output(&mut self, at: Instant, output: &Output) {
-        let _ = (at, output);
-    }
-
-    /// The transport's answer to request `id` at `at`.
-    fn answer(
-        &mut self,
-        at: Instant,
-        id: RequestId,
-        answer: Result<&HttpResponse, &TransportError>,
-    ) {
-        let _ = (at, id, answer);
-    }
-
-    /// The session after a drain at `at`.
-    fn drained(&mut self, at: Instant, session: &Session) {
-        let _ = (at, session);
-    }
-}
 
 /// A tap held by settings that may be cloned: the first session started takes it.
 type SharedTap = Arc<Mutex<Option<Box<dyn Tap>>>>;

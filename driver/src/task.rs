@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use tether_core::Instant;
 use tether_core::session::{RequestId, TransportError};
 
-use crate::driver::Action;
+use crate::action::Action;
 use crate::handle::{Shared, Turn};
 use crate::http::{HttpRequest, HttpResponse};
 

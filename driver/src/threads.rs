@@ -20,9 +20,9 @@ use shared_threads::{
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
 
-use crate::driver::Action;
+use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Target};
-use crate::thread_handle::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
+use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
 /// Set in the id of every thread-sync request.

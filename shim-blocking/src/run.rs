@@ -4,8 +4,8 @@
 //!   Tether (any thread) ──call──▶ Shared (the driver, locked) ◀──answer── HTTP workers
 //!                                      │ notify                              ▲
 //!                                      ▼                                     │
-//!   driver thread: handle_timeout, take actions ──Send──▶ job queue ─────────┘
-//!                  wait on the condvar until notified or the driver's deadline
+//!   driver thread: shared.turn(), its actions ──Send──▶ job queue ───────────┘
+//!                  wait on the condvar until notified or the turn's deadline
 //! ```
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -6,8 +6,9 @@ use std::panic::{self, AssertUnwindSafe};
 use tether_core::Poll;
 use tether_core::session::Output;
 
+use super::Driver;
 use super::waiter::answer_ended;
-use super::{Action, Driver};
+use crate::action::Action;
 use crate::error::FlushError;
 use crate::report::{CloseReport, Report, UndeliveredEvent};
 

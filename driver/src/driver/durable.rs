@@ -86,7 +86,7 @@ impl Driver {
         let released = outbox.release();
         if !released.is_empty() {
             self.actions
-                .extend(released.into_iter().map(crate::driver::Action::Send));
+                .extend(released.into_iter().map(crate::action::Action::Send));
             self.notify = true;
         }
     }

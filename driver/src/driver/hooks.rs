@@ -5,8 +5,8 @@ use std::panic::{self, AssertUnwindSafe};
 use tether_core::session::Output;
 
 use super::Driver;
+use crate::hook::Tap;
 use crate::report::Report;
-use crate::settings::Tap;
 
 impl Driver {
     /// Runs `f` on the tap, dropping the tap (and reporting it) if it panics.

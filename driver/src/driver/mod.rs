@@ -3,17 +3,20 @@
 //! It turns the caller's calls into core inputs, holds the callers who wait (for room in a
 //! queue, for a flush, for the close), fans out statuses and reports, builds HTTP requests from
 //! the core's outputs and reads answers back, and says when it wants to be woken. It never
-//! reads a clock, sleeps, spawns or touches a socket: every call takes the shim's `now`.
+//! reads a clock, sleeps, spawns or touches a socket: every call takes `now` in the core's
+//! time, which the shim converts from its clock at its edge.
 //!
-//! The shim's loop:
+//! The drive contract is the core's: a mutator (a caller's call, [`Driver::handle_reply`],
+//! [`Driver::handle_timeout`]), then [`Driver::poll`] until it answers `Timeout`. Every shim
+//! runs the same loop through [`Shared::turn`](crate::Shared::turn):
 //!
 //! ```text
 //!   loop {
-//!       lock; driver.handle_timeout(now); take actions; deadline = driver.poll_timeout(); unlock
+//!       turn = shared.turn()          // lock; handle_timeout(now); poll() until Timeout; unlock
+//!       if turn.finished { break }
 //!       for each action: Send(request) → the transport, whose answer comes back through
-//!                        driver.handle_reply(now, id, result); Cancel(id) → drop it
-//!       if driver.is_finished() { break }
-//!       wait until a notification (a call or an answer made work) or the deadline
+//!                        shared.answer(id, result); Cancel(id) → drop it
+//!       wait until a notification (a call or an answer made work) or turn.deadline
 //!   }
 //! ```
 //!
@@ -34,12 +37,13 @@ use tether_core::session::{
 use tether_core::state::StateError;
 use tether_core::{FlushId, Instant, Poll, Wake};
 
+use crate::action::Action;
 use crate::error::{FlushError, PatchError};
-use crate::http::{HttpRequest, HttpResponse, Target};
+use crate::hook::{Observer, Tap};
+use crate::http::{HttpResponse, Target};
 use crate::observe::Telemetry;
 use crate::outbox::Outbox;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
-use crate::settings::{Observer, Tap};
 use crate::stats::DriverStats;
 use crate::threads::{ThreadPart, is_thread_request};
 use crate::wait::{Completer, Fanout, Subscription};
@@ -58,16 +62,6 @@ use waiter::{Blocked, FlushReply, answer_timeout};
 /// The shortest wait when the core asks again for a deadline that was already handled:
 /// guards against a busy loop (STYLE habit 11).
 const MIN_REPEAT_WAIT: Duration = Duration::from_millis(1);
-
-/// What the shim must do.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Action {
-    /// Perform this request once and answer with [`Driver::handle_reply`].
-    Send(HttpRequest),
-    /// The core failed this request at its deadline: stop it if you can; its answer is dropped.
-    Cancel(RequestId),
-}
 
 /// Why the driver wants to be called back: each of its timers has a reason, so a trace says
 /// why it woke.
