@@ -2,7 +2,7 @@
 //! the naive way: one POST per event with the same ureq agent configuration.
 //!
 //! ```sh
-//! cargo run --release -p tether-benches --example blocking_throughput [-- EVENTS NAIVE_EVENTS]
+//! cargo run --release -p tether-benches --features examples --example blocking_throughput [-- EVENTS NAIVE_EVENTS]
 //! ```
 #![allow(
     clippy::disallowed_methods,

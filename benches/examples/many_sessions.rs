@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! target/release/tether serve --addr 127.0.0.1:8787 2>/dev/null &   # prints its URL
-//! cargo run --release -p tether-benches --example many_sessions -- \
+//! cargo run --release -p tether-benches --features examples --example many_sessions -- \
 //!     --runtime tokio --sessions 10000 --seconds 60 --stream-seconds 20 --url http://127.0.0.1:8787
 //! ```
 //!

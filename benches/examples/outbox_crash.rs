@@ -4,7 +4,7 @@
 //! exactly once, in input order, and the document converged.
 //!
 //! ```text
-//! cargo build -p tether && cargo run -p tether-benches --example outbox_crash -- [KILLS] [SEEDS]
+//! cargo build -p tether && cargo run -p tether-benches --features examples --example outbox_crash -- [KILLS] [SEEDS]
 //! ```
 //! `TETHER_BIN` names the binary (default `target/debug/tether`).
 #![allow(

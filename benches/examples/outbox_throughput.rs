@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! cargo build -p tether
-//! cargo run --release -p tether-benches --example outbox_throughput   # [-- EVENTS REPLAY_EVENTS]
+//! cargo run --release -p tether-benches --features examples --example outbox_throughput   # [-- EVENTS REPLAY_EVENTS]
 //! ```
 #![allow(
     clippy::disallowed_methods,

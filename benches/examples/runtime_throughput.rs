@@ -3,7 +3,7 @@
 //! one POST per event through the same server in the same run.
 //!
 //! ```sh
-//! cargo run --release -p tether-benches --example runtime_throughput [-- EVENTS NAIVE_EVENTS]
+//! cargo run --release -p tether-benches --features examples --example runtime_throughput [-- EVENTS NAIVE_EVENTS]
 //! ```
 #![allow(
     clippy::disallowed_methods,

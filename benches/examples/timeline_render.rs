@@ -5,7 +5,7 @@
 //! synthetic timeline of 150 000 short requests, far denser than any run.
 //!
 //! ```sh
-//! cargo run --release -p tether-benches --example timeline_render
+//! cargo run --release -p tether-benches --features examples --example timeline_render
 //! ```
 
 use std::time::{Duration, Instant as Clock};

@@ -3,8 +3,8 @@
 //! slow requests from the report stream.
 //!
 //! ```text
-//! cargo run -p tether-benches --example tracing_session            # info and above
-//! TETHER_TRACE=debug cargo run -p tether-benches --example tracing_session   # + requests
+//! cargo run -p tether-benches --features examples --example tracing_session            # info and above
+//! TETHER_TRACE=debug cargo run -p tether-benches --features examples --example tracing_session   # + requests
 //! ```
 #![allow(clippy::disallowed_methods)]
 
