@@ -80,6 +80,34 @@ fn smol(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>>
     })
 }
 
+fn tokio(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>> {
+    let session = "tokio";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let tether = tether_tokio::Builder::new(server.session_url(session))
+            .epoch(1)
+            .seed(1)
+            .config(SessionConfig::new(session))
+            .start()?;
+        let started = Instant::now();
+        for seq in 0..events {
+            tether.send_event(event(seq), TIMEOUT).await?;
+        }
+        tether.flush(Duration::from_secs(120)).await?;
+        let time = started.elapsed();
+        let report = tether.close(Duration::from_secs(10)).await;
+        assert!(report.all_delivered(), "{report:?}");
+        Ok(Run {
+            runtime: "tether-tokio",
+            time,
+            batches: report.counters.events.batches_sent,
+        })
+    })
+}
+
 /// One POST per event, with a plain ureq agent: the way without tether.
 fn one_post_per_event(
     server: &Server,
@@ -114,7 +142,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = Server::start(ServerConfig::default())?;
     let inspector = server.inspector();
 
-    let runs = [blocking(&server, events)?, smol(&server, events)?];
+    let runs = [
+        blocking(&server, events)?,
+        smol(&server, events)?,
+        tokio(&server, events)?,
+    ];
     for run in &runs {
         let session = run.runtime.trim_start_matches("tether-");
         assert_eq!(inspector.events(session).len() as u64, events, "{session}");

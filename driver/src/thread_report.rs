@@ -122,8 +122,10 @@ pub struct ThreadCloseReport {
     pub threads: Vec<Thread>,
     /// Threads not synced at the end, handed back.
     pub unsynced: Vec<Thread>,
-    /// Every thread the server refused, with its reason.
-    pub rejected: Vec<RejectedThread>,
+    /// How many threads the server refused. Each was handed to the caller live, as a
+    /// [`ThreadReport::Rejected`] with the refused copy and the reason, and is not kept: a
+    /// session that runs for days holds no list of them.
+    pub rejected: u64,
     /// Set if thread sync stopped for good before.
     pub stopped: Option<StopReason>,
 }
@@ -131,6 +133,6 @@ pub struct ThreadCloseReport {
 impl ThreadCloseReport {
     /// Whether everything reached the server: nothing unsynced, rejected or stopped.
     pub fn all_synced(&self) -> bool {
-        self.unsynced.is_empty() && self.rejected.is_empty() && self.stopped.is_none()
+        self.unsynced.is_empty() && self.rejected == 0 && self.stopped.is_none()
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tether_core::session::{Endpoint, RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
-    RejectedThread, StatusChange, StopReason, SyncStatus, Thread, ThreadConfigError,
-    ThreadEndpoint, ThreadError, ThreadOutput, ThreadSync, ThreadSyncConfig, ThreadTimer,
+    StatusChange, StopReason, SyncStatus, Thread, ThreadConfigError, ThreadEndpoint, ThreadError,
+    ThreadOutput, ThreadSync, ThreadSyncConfig, ThreadTimer,
 };
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
@@ -119,7 +119,8 @@ pub(crate) struct ThreadPart {
     in_flight: HashMap<RequestId, Option<u64>>,
     statuses: Fanout<StatusChange>,
     reports: Fanout<ThreadReport>,
-    rejected: Vec<RejectedThread>,
+    /// Threads refused so far (each went to the caller live).
+    rejected: u64,
     stopped: Option<StopReason>,
     pulls_issued: u64,
     pulls_done: u64,
@@ -142,7 +143,7 @@ impl ThreadPart {
             in_flight: HashMap::new(),
             statuses: Fanout::new(),
             reports: Fanout::new(),
-            rejected: Vec::new(),
+            rejected: 0,
             stopped: None,
             pulls_issued: 0,
             pulls_done: 0,
@@ -371,7 +372,7 @@ impl ThreadPart {
             ThreadOutput::Status(change) => self.statuses.publish(change),
             ThreadOutput::Updated { id } => self.reports.publish(ThreadReport::Updated { id }),
             ThreadOutput::Rejected(rejected) => {
-                self.rejected.push(rejected.clone());
+                self.rejected += 1;
                 self.reports.publish(ThreadReport::Rejected(rejected));
             }
             ThreadOutput::Retrying {
@@ -420,7 +421,7 @@ impl ThreadPart {
         let report = ThreadCloseReport {
             threads: self.sync.threads().cloned().collect(),
             unsynced,
-            rejected: self.rejected.clone(),
+            rejected: self.rejected,
             stopped: self.stopped,
         };
         let error = self.ended_error();
