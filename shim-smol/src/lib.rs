@@ -7,7 +7,7 @@
 //!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
 //!                                         │ notify                              │
 //!                                         ▼                                     │
-//!   DriverFuture (one task): handle_timeout, actions ──▶ requests in flight ────┘
+//!   DriverFuture (one task): turn(), its actions ──▶ requests in flight ──────────┘
 //!                            one async_io::Timer at the driver's deadline
 //! ```
 //!

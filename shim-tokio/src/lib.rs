@@ -9,7 +9,7 @@
 //!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
 //!                                         │ notify                              │
 //!                                         ▼                                     │
-//!   DriverFuture (one task): handle_timeout, actions ──▶ requests in flight ────┘
+//!   DriverFuture (one task): turn(), its actions ──▶ requests in flight ──────────┘
 //!                            one tokio::time::Sleep at the driver's deadline
 //! ```
 //!
