@@ -54,7 +54,8 @@ impl Builder {
         config(config: SessionConfig);
         /// Send this bearer token (never printed).
         token(token: impl Into<Token>);
-        /// Put this session's retries under a budget shared with other sessions.
+        /// Put this session's retries under a budget shared with other sessions. It runs on the
+        /// sessions' own clock (tokio's, paused or not), so it takes none.
         retry_budget(budget: tether_driver::SharedRetryBudget);
         /// A hook that sees every core output in order (it must not call the handle).
         observer(observer: impl FnMut(&Output) + Send + 'static);
