@@ -54,8 +54,7 @@ impl Builder {
         config(config: SessionConfig);
         /// Send this bearer token (never printed).
         token(token: impl Into<Token>);
-        /// Put this session's retries under a budget shared with other sessions. It runs on the
-        /// sessions' own clock (tokio's, paused or not), so it takes none.
+        /// Share a retry budget with other sessions (it runs on their clock, paused or not).
         retry_budget(budget: tether_driver::SharedRetryBudget);
         /// A hook that sees every core output in order (it must not call the handle).
         observer(observer: impl FnMut(&Output) + Send + 'static);
