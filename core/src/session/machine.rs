@@ -102,6 +102,8 @@ impl Session {
         }
         let state = StateUploader::new(config.state.clone(), rng.fork());
         let connect = BackoffController::new(config.connect, rng.fork());
+        // Forked last, so that every earlier fork (and so every uuid) is what it was before.
+        let budget_rng = rng.fork();
         let gate = match config.retry_budget {
             Some(budget) => Some(Box::new(
                 RetryBudget::new(budget).map_err(ConfigError::RetryBudget)?,
@@ -136,7 +138,7 @@ impl Session {
             retrying: None,
             outputs: VecDeque::new(),
             counters: SessionCounters::default(),
-            budget: Budgeting::new(gate),
+            budget: Budgeting::new(gate, budget_rng),
             deltas,
             deltas_wake: None,
             state_kept: StateKept::default(),

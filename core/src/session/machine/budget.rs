@@ -2,6 +2,13 @@
 //! a retry, and goes only once the budget pays for it; until then it waits, parked, with a timer
 //! of its own reason ([`Timer::RetryBudget`](crate::session::Timer::RetryBudget)). Without a
 //! budget nothing here changes what the session does.
+//!
+//! A budget names the instant it will pay for a retry, and a budget shared by many sessions
+//! names the same instant to all of them: a fleet parked through an outage would wake at once.
+//! So each session asks again at that instant plus a jitter of its own, drawn from its seeded
+//! PRNG: uniform over as long again as the wait it was told (the wait is what the budget needs
+//! to pay for one retry, so the fleet spreads over about one retry's refill). The jitter only
+//! ever delays a retry, so the budget's bound on the retry rate holds as before.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -10,6 +17,7 @@ use super::Session;
 use super::flight::{Channel, Purpose};
 use crate::budget::{BudgetCounters, RetryCost, RetryGate};
 use crate::classify::{Outcome, TransientCause};
+use crate::rng::Rng;
 use crate::session::status::Status;
 use crate::time::Instant;
 
@@ -24,20 +32,36 @@ struct Parked {
 }
 
 /// The budget, what each channel's next request would cost, and the retries that wait.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Budgeting {
     gate: Option<Box<dyn RetryGate>>,
     /// Per channel slot: the next request is a retry of this kind.
     debt: [Option<RetryCost>; 6],
     parked: [Option<Parked>; 6],
+    /// The session's own jitter for the instants the budget names (see the module docs).
+    rng: Rng,
 }
 
 impl Budgeting {
-    pub(super) fn new(gate: Option<Box<dyn RetryGate>>) -> Self {
+    pub(super) fn new(gate: Option<Box<dyn RetryGate>>, rng: Rng) -> Self {
         Budgeting {
             gate,
-            ..Budgeting::default()
+            debt: Default::default(),
+            parked: Default::default(),
+            rng,
         }
+    }
+
+    /// When a retry the budget refused at `now` asks again: the budget's `at` (never at or
+    /// before `now`, so that a wrong answer cannot spin the driver) plus up to as long again.
+    fn retry_at(&mut self, now: Instant, at: Instant) -> Instant {
+        let at = if at > now {
+            at
+        } else {
+            now.saturating_add(core::time::Duration::from_millis(1))
+        };
+        let wait = at.saturating_duration_since(now);
+        at.saturating_add(self.rng.duration_between(core::time::Duration::ZERO, wait))
     }
 
     /// When the earliest waiting retry asks again.
@@ -120,7 +144,7 @@ impl Session {
                 Some(body)
             }
             Err(at) => {
-                let at = later(now, at);
+                let at = self.budget.retry_at(now, at);
                 self.counters.budget_waits += 1;
                 self.budget.parked[slot] = Some(Parked {
                     purpose,
@@ -140,28 +164,27 @@ impl Session {
             let Some(gate) = self.budget.gate.as_mut() else {
                 return;
             };
-            let Some(parked) = self.budget.parked[slot].as_mut().filter(|p| p.at <= now) else {
+            let Some(cost) = self.budget.parked[slot]
+                .as_ref()
+                .filter(|p| p.at <= now)
+                .map(|p| p.cost)
+            else {
                 continue;
             };
-            match gate.try_acquire(now, parked.cost) {
+            match gate.try_acquire(now, cost) {
                 Ok(()) => {
                     if let Some(p) = self.budget.parked[slot].take() {
                         self.counters.budget_granted += 1;
                         self.open_request(now, p.purpose, p.body);
                     }
                 }
-                Err(at) => parked.at = later(now, at),
+                Err(at) => {
+                    let at = self.budget.retry_at(now, at);
+                    if let Some(p) = self.budget.parked[slot].as_mut() {
+                        p.at = at;
+                    }
+                }
             }
         }
-    }
-}
-
-/// `at`, or a millisecond after `now` if a gate answered with a time already past (so that a
-/// wrong answer cannot spin the driver).
-fn later(now: Instant, at: Instant) -> Instant {
-    if at > now {
-        at
-    } else {
-        now.saturating_add(core::time::Duration::from_millis(1))
     }
 }
