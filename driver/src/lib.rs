@@ -104,10 +104,12 @@ pub use handle::Turn;
 pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
 pub use outbox::{DROPPED_KEPT, OutboxCounters, REPLAY_CHUNK};
-pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
+pub use report::{
+    CloseReport, Counters, EndpointLatency, KeptInOutbox, Report, UndeliveredEvent, WireCounters,
+};
 pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Observer, Settings, Tap, random_seed};
 pub use stats::{DriverStats, Histogram};
-pub use store::{Dropped, MemoryStore, Store, StoreError, SyncPolicy, WriteBatch};
+pub use store::{Dropped, MemoryStore, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
 pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, WORK_BUDGET, Wakeup};
 pub use thread_handle::{
     ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport,
