@@ -49,6 +49,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// send JSON Lines from stdin through a session
     Pipe(crate::pipe::PipeArgs),
+    /// show, export or discard what a durable outbox keeps
+    Outbox(crate::outbox::OutboxArgs),
     /// run the deterministic simulator over many seeds, or trace one
     Sim(crate::sim::SimArgs),
 }

@@ -1,10 +1,11 @@
-//! The `tether` command: `demo`, `serve`, `pipe` and `sim`.
+//! The `tether` command: `demo`, `serve`, `pipe`, `outbox` and `sim`.
 //!
 //! Each subcommand is one module with clap-derived arguments and a `run(args) -> ExitCode`;
 //! adding one is one module, one variant of [`args::Command`] and one match arm below.
 
 mod args;
 mod demo;
+mod outbox;
 mod pipe;
 mod progress;
 mod report;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Pipe(a) => pipe::run(&a),
+        Command::Outbox(a) => outbox::run(&a),
         Command::Sim(a) => sim::run_command(&a),
     }
 }

@@ -32,11 +32,20 @@ session closes.
 EXIT CODES (the first that applies, in this order):
     4   the session was superseded by a newer worker
     5   the session gave up
-    3   events or state were handed back (not delivered)
+    3   events or state were handed back: not delivered and yours again (with --outbox: dead
+        letters the server refused for good, and lines refused because the session had ended)
+    7   with --outbox: not everything was delivered, and the rest is kept in the outbox (none
+        of it handed back): the next run on the same outbox sends it first, with the same
+        uuids; `tether outbox DIR show` says what is kept
     6   bad input: at least one line was malformed or refused
     0   every line was valid and every event delivered
-    1   an internal error (e.g. the undelivered file cannot be written)
+    1   an internal error (e.g. the undelivered file cannot be written, the outbox cannot be
+        opened, is open in another process or belongs to another session)
     2   a usage error
+
+With --outbox, an acknowledged line leaves the outbox only once the server took it, or when
+you discard it (`tether outbox DIR discard`). A close that times out, a give-up or a
+supersede keep it for the next run; --undelivered then lists only what is yours again.
 ";
 
 /// `tether pipe` arguments.
@@ -81,6 +90,10 @@ pub struct PipeArgs {
     /// every-write | never | MILLISECONDS: sync each group commit, never, or at most this often
     #[arg(long, value_name = "S", default_value = "every-write", value_parser = sync_policy)]
     outbox_sync: tether_blocking::SyncPolicy,
+    /// let an outbox that belongs to another session move to this one: what it keeps is sent
+    /// to this session
+    #[arg(long)]
+    rebind_outbox: bool,
 }
 
 /// `--outbox-sync`: `every-write`, `never`, or a number of milliseconds.
@@ -104,6 +117,8 @@ pub const SUPERSEDED: u8 = 4;
 pub const GIVEN_UP: u8 = 5;
 /// See [`HANDED_BACK`].
 pub const BAD_INPUT: u8 = 6;
+/// See [`HANDED_BACK`].
+pub const KEPT_IN_OUTBOX: u8 = 7;
 
 pub fn run(args: &PipeArgs) -> ExitCode {
     let token = match &args.token_env {
@@ -126,7 +141,11 @@ pub fn run(args: &PipeArgs) -> ExitCode {
         if args.runtime != Runtime::Blocking {
             return usage_error("pipe", "--outbox needs --runtime blocking");
         }
-        match tether_store::SqliteStore::open(dir) {
+        let opened = tether_store::SqliteStore::open(dir).and_then(|mut store| {
+            store.bind_session(&url, args.rebind_outbox)?;
+            Ok(store)
+        });
+        match opened {
             Ok(store) => builder = builder.outbox(store, args.outbox_sync),
             Err(e) => {
                 eprintln!("tether pipe: {e}");
@@ -151,7 +170,8 @@ pub fn run(args: &PipeArgs) -> ExitCode {
         }
     };
     let reports = tether.reports();
-    let recorder = thread::spawn(move || record_undelivered(reports, sink));
+    let durable = args.outbox.is_some();
+    let recorder = thread::spawn(move || record_undelivered(reports, sink, durable));
     if let Some(blocking) = tether.blocking().filter(|_| args.outbox.is_some()) {
         return durable_run(&tether, blocking, args, statuses, recorder);
     }
@@ -237,6 +257,21 @@ fn durable_run(
         Err(_) => Err(std::io::Error::other("the report writer panicked")),
     };
     let code = outcome.exit_code(&report);
+    let kept = report.kept_for_next_run();
+    if kept > 0 {
+        let dir = args.outbox.as_deref().unwrap_or_default();
+        eprintln!("tether pipe: {kept} events kept in the outbox {dir} for the next run");
+    }
+    let handed_back = report.handed_back().count() + outcome.refused.len();
+    if handed_back > 0 {
+        eprintln!(
+            "tether pipe: {handed_back} events handed back{}",
+            match &args.undelivered {
+                Some(file) => format!(" (written to {file})"),
+                None => " (give --undelivered FILE to keep them)".into(),
+            }
+        );
+    }
     match written {
         Ok(()) => ExitCode::from(code),
         Err(e) => {
@@ -421,10 +456,16 @@ impl Outcome {
     }
 
     fn exit_code(&self, report: &CloseReport) -> u8 {
+        let state_kept = report.kept.is_some_and(|k| k.state);
+        let handed_back = report.handed_back().next().is_some()
+            || !report.state_rejected.is_empty()
+            || (report.state_unacknowledged.is_some() && !state_kept)
+            || !self.refused.is_empty();
         match report.status {
             Status::Superseded => SUPERSEDED,
             Status::GivenUp(_) => GIVEN_UP,
-            _ if !report.all_delivered() || !self.refused.is_empty() => HANDED_BACK,
+            _ if handed_back => HANDED_BACK,
+            _ if report.kept_for_next_run() > 0 || state_kept => KEPT_IN_OUTBOX,
             _ if self.bad_lines > 0 => BAD_INPUT,
             _ => 0,
         }
@@ -443,10 +484,13 @@ fn from_the_start(statuses: crate::worker::Statuses) -> impl Iterator<Item = Sta
 }
 
 /// Writes every hand-back as the session reports it, one JSON Lines record each, flushed at
-/// once; gives the writer back at the end of the session for the refused lines.
+/// once; gives the writer back at the end of the session for the refused lines. With an
+/// outbox (`durable`), what it keeps for the next run is not written: it is not the caller's
+/// to resend.
 fn record_undelivered(
     reports: Reports,
     mut sink: Option<BufWriter<File>>,
+    durable: bool,
 ) -> std::io::Result<Option<BufWriter<File>>> {
     for report in reports {
         let Some(out) = sink.as_mut() else { continue };
@@ -460,7 +504,7 @@ fn record_undelivered(
         };
         match report {
             Report::HandedBack { events, .. } => {
-                for event in &events {
+                for event in events.iter().filter(|e| !e.kept_for_next_run()) {
                     writeln!(out, "{}", undelivered_json(event))?;
                 }
             }
@@ -471,7 +515,9 @@ fn record_undelivered(
                 });
                 writeln!(out, "{record}")?;
             }
-            Report::StateUnacknowledged(unacknowledged) if !unacknowledged.update.is_empty() => {
+            Report::StateUnacknowledged(unacknowledged)
+                if !unacknowledged.update.is_empty() && !durable =>
+            {
                 let record = json!({"state": unacknowledged.update, "reason": "unacknowledged"});
                 writeln!(out, "{record}")?;
             }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use tether_core::batch::Reason;
-use tether_core::session::Status;
+use tether_core::session::{RecordFate, Status};
 
 pub use tether_blocking::{CloseReport, Counters, UndeliveredEvent};
 
@@ -49,6 +49,10 @@ pub fn undelivered_json(event: &UndeliveredEvent) -> Value {
         "reason": reason_name(&event.reason),
         "maybe_delivered": event.maybe_delivered,
     });
+    if event.outbox == Some(RecordFate::Dead) {
+        // Still in the outbox, marked dead, until `tether outbox DIR discard --dead`.
+        record["outbox"] = Value::from("dead");
+    }
     match event.payload() {
         Ok(payload) => record["payload"] = payload,
         Err(_) => {

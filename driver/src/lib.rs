@@ -109,10 +109,12 @@ pub use handle::{ClockFn, Handle, NotifyFn, Shared};
 pub use hook::{Observer, Tap};
 pub use http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
 pub use outbox::{DROPPED_KEPT, OutboxCounters, REPLAY_CHUNK};
-pub use report::{CloseReport, Counters, EndpointLatency, Report, UndeliveredEvent, WireCounters};
+pub use report::{
+    CloseReport, Counters, EndpointLatency, KeptInOutbox, Report, UndeliveredEvent, WireCounters,
+};
 pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Settings, random_seed};
 pub use stats::{DriverStats, Histogram};
-pub use store::{Dropped, MemoryStore, Store, StoreError, SyncPolicy, WriteBatch};
+pub use store::{Dropped, MemoryStore, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
 pub use task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, WORK_BUDGET, Wakeup};
 pub use thread_handle::ThreadHandle;
 pub use thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};

@@ -1,6 +1,6 @@
 //! The driver's half of the durable outbox: it carries out the core's
-//! [`Persist`](tether_core::session::Output::Persist), `Forget` and `PersistState` outputs into
-//! a journal, writes the journal to the [`Store`] in one group commit per loop turn (or per
+//! [`Persist`](tether_core::session::Output::Persist), `Forget`, `Dead` and `PersistState`
+//! outputs into a journal, writes the journal to the [`Store`] in one group commit per loop turn (or per
 //! interval), answers the senders waiting for durability, and replays a stored outbox in
 //! chunks at start.
 
@@ -14,8 +14,9 @@ use tether_core::batch::EventId;
 use tether_core::session::{Endpoint, Output, RequestId, Stream, decode_record, encode_record};
 
 use crate::http::HttpRequest;
+use crate::report::KeptInOutbox;
 
-use crate::store::{Dropped, Store, StoreError, SyncPolicy, WriteBatch};
+use crate::store::{Dropped, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
 
 /// How many stored records are read at a time during replay: replay memory is bounded by
 /// this plus the session's queues, not by the outbox's size.
@@ -42,6 +43,8 @@ pub struct OutboxCounters {
     pub records_written: u64,
     /// Records deleted.
     pub records_deleted: u64,
+    /// Records marked dead: the server refused them for good; they stay until discarded.
+    pub records_dead: u64,
     /// Stored events restored into the session at start.
     pub restored: u64,
     /// Stored records dropped at start as unreadable (see [`Report::OutboxDropped`](crate::Report)).
@@ -76,6 +79,10 @@ pub(crate) struct Outbox {
     /// in a record, and a later run never draws it again.
     held: Vec<HttpRequest>,
     dropped_kept: Vec<Dropped>,
+    /// Whether the last state record asked for holds patches.
+    state_kept: bool,
+    /// What the store held once the session ended.
+    kept_at_end: Option<StoreCount>,
 }
 
 /// What to do with one stored record during replay.
@@ -133,6 +140,8 @@ impl Outbox {
                 counters,
                 held: Vec::new(),
                 dropped_kept: Vec::new(),
+                state_kept: !state.is_empty(),
+                kept_at_end: None,
             },
             state,
         ))
@@ -156,7 +165,16 @@ impl Outbox {
                     }
                 }
             }
+            Output::Dead { stream, events } => {
+                for id in events {
+                    if let Some(key) = self.keys.remove(&(*stream, *id)) {
+                        self.journal.dead.push(key);
+                        self.appended(now);
+                    }
+                }
+            }
             Output::PersistState(patches) => {
+                self.state_kept = !patches.is_empty();
                 self.journal.state = Some(serde_json::to_vec(patches).unwrap_or_default());
                 self.appended(now);
             }
@@ -250,6 +268,7 @@ impl Outbox {
             self.journal.cancel_out();
             let written = self.journal.puts.len() as u64;
             let deleted = self.journal.deletes.len() as u64;
+            let dead = self.journal.dead.len() as u64;
             if let Err(error) = self.store.write(&self.journal, self.policy.syncs()) {
                 self.counters.failed_commits += 1;
                 self.retry_at = Some(now + RETRY_AFTER_FAILURE);
@@ -263,6 +282,7 @@ impl Outbox {
             self.counters.commits += 1;
             self.counters.records_written += written;
             self.counters.records_deleted += deleted;
+            self.counters.records_dead += dead;
             self.journal = WriteBatch::default();
         }
         self.failed = None;
@@ -335,15 +355,42 @@ impl Outbox {
         self.replay.push_front((key, encode_record(stream, event)));
     }
 
-    /// A replayed event the session can never take: it is deleted and reported.
+    /// A replayed event the session can never take: it is marked dead (kept until discarded,
+    /// never replayed again) and reported.
     pub(crate) fn drop_record(&mut self, now: Instant, key: u64, reason: String) {
         self.pending_drops.push(Dropped {
             key: Some(key),
-            reason: format!("{reason}; the record was deleted"),
+            reason: format!("{reason}; the record was kept, marked dead"),
         });
         self.counters.dropped += 1;
-        self.journal.deletes.push(key);
+        self.journal.dead.push(key);
         self.appended(now);
+    }
+
+    /// The session ended: counts what the store keeps for the next run, after the last
+    /// commit, for the close report. If the store cannot count, what this run knows is pending.
+    pub(crate) fn count_kept(&mut self) {
+        let count = self.store.count().unwrap_or_else(|_| self.known_pending());
+        self.kept_at_end = Some(count);
+    }
+
+    fn known_pending(&self) -> StoreCount {
+        let unread = if self.replay_done {
+            0
+        } else {
+            self.replay.len()
+        };
+        StoreCount::new((self.keys.len() + unread) as u64, 0)
+    }
+
+    /// What the outbox keeps for the next run: as counted at the end, or as this run knows.
+    pub(crate) fn kept(&self) -> KeptInOutbox {
+        let count = self.kept_at_end.unwrap_or_else(|| self.known_pending());
+        KeptInOutbox {
+            pending: count.pending,
+            dead: count.dead,
+            state: self.state_kept,
+        }
     }
 
     /// A replayed event the session refused for good (e.g. it has ended): it stays stored.

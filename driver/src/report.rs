@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tether_core::batch::{self, EventId, PreparedEvent, Reason, Undelivered};
 
-use tether_core::session::{Endpoint, SessionCounters, Status, Stream};
+use tether_core::session::{Endpoint, RecordFate, SessionCounters, Status, Stream};
 use tether_core::state::{self, Rejection, Unacknowledged};
 
 /// An event that will not be delivered, with why, handed back to the caller.
@@ -22,17 +22,32 @@ pub struct UndeliveredEvent {
     pub maybe_delivered: bool,
     /// The event as it was sent: its bytes, `uuid` included.
     pub event: PreparedEvent,
+    /// What the durable outbox did with its record (`None` without an outbox): kept for the
+    /// next run, kept marked dead, or forgotten.
+    pub outbox: Option<RecordFate>,
 }
 
 impl UndeliveredEvent {
-    pub(crate) fn new(stream: Stream, reason: Reason, undelivered: Undelivered) -> Self {
+    pub(crate) fn new(
+        stream: Stream,
+        reason: Reason,
+        undelivered: Undelivered,
+        outbox: bool,
+    ) -> Self {
         UndeliveredEvent {
             stream,
             reason,
             id: undelivered.id,
             maybe_delivered: undelivered.maybe_delivered,
             event: undelivered.event,
+            outbox: outbox.then(|| RecordFate::of(&reason)),
         }
+    }
+
+    /// Whether the durable outbox keeps it for the next run, which sends it again with its
+    /// uuid: it is not the caller's to resend.
+    pub fn kept_for_next_run(&self) -> bool {
+        self.outbox == Some(RecordFate::Kept)
     }
 
     /// The payload parsed, `uuid` included.
@@ -190,6 +205,20 @@ pub struct WireCounters {
     pub late_dropped: u64,
 }
 
+/// What a durable outbox keeps when its session ends: the next run on the same outbox starts
+/// with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeptInOutbox {
+    /// Events kept for the next run, this run's and earlier runs' not yet delivered: the next
+    /// session on the outbox sends them first, with their uuids.
+    pub pending: u64,
+    /// Dead letters (refused for good) kept, marked dead, until discarded; never sent again.
+    pub dead: u64,
+    /// Whether state patches not acknowledged are kept, to be given again by the next run.
+    pub state: bool,
+}
+
 /// The end of a session: its terminal status, everything that was not delivered, and the
 /// counters. The same facts the report stream gave live.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,9 +236,24 @@ pub struct CloseReport {
     pub state_unacknowledged: Option<Unacknowledged>,
     /// The counters at the end.
     pub counters: Counters,
+    /// With a durable outbox, what it keeps for the next run: undelivered events it keeps are
+    /// in [`undelivered`](Self::undelivered) too, but are not the caller's to resend.
+    pub kept: Option<KeptInOutbox>,
 }
 
 impl CloseReport {
+    /// Events the durable outbox keeps for the next run (0 without one).
+    pub fn kept_for_next_run(&self) -> u64 {
+        self.kept.map_or(0, |k| k.pending)
+    }
+
+    /// The undelivered events that are the caller's again: all of them without an outbox;
+    /// with one, those it does not keep for the next run (dead letters, and what the caller's
+    /// own policy let go).
+    pub fn handed_back(&self) -> impl Iterator<Item = &UndeliveredEvent> {
+        self.undelivered.iter().filter(|e| !e.kept_for_next_run())
+    }
+
     /// Whether every event and every patch reached the server.
     pub fn all_delivered(&self) -> bool {
         self.undelivered.is_empty()

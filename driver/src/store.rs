@@ -32,13 +32,16 @@ impl SyncPolicy {
     }
 }
 
-/// One group commit: records to put, keys to delete, and the state record if it changed. A
-/// store applies it whole or not at all.
+/// One group commit: records to put, keys to mark dead, keys to delete, and the state record
+/// if it changed, applied in that order. A store applies it whole or not at all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
     /// Event records by key (keys only grow).
     pub puts: Vec<(u64, Vec<u8>)>,
-    /// Keys of records to drop.
+    /// Keys of records the server refused for good: kept, but no longer pending, so
+    /// [`Store::read`] skips them; they stay until discarded ([`Store::read_dead`]).
+    pub dead: Vec<u64>,
+    /// Keys of records to drop (delivered, or let go on purpose).
     pub deletes: Vec<u64>,
     /// The new state record, if it changed.
     pub state: Option<Vec<u8>>,
@@ -47,7 +50,10 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty() && self.state.is_none()
+        self.puts.is_empty()
+            && self.dead.is_empty()
+            && self.deletes.is_empty()
+            && self.state.is_none()
     }
 
     /// Drops the puts that a delete in the same batch cancels (an event delivered before it
@@ -108,6 +114,22 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// Another process has the outbox open: two writers would interleave, so the second is
+    /// refused.
+    Locked {
+        /// Where.
+        path: String,
+    },
+    /// The outbox belongs to another session: its records would go to the wrong one. Opening
+    /// it for this session takes the caller saying so (a rebind).
+    OtherSession {
+        /// Where.
+        path: String,
+        /// The session the outbox belongs to.
+        stored: String,
+        /// The session it was opened for.
+        requested: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -119,16 +141,47 @@ impl fmt::Display for StoreError {
             StoreError::Write { message } => write!(f, "the outbox write failed: {message}"),
             StoreError::Read { message } => write!(f, "the outbox read failed: {message}"),
             StoreError::Corrupt { message } => write!(f, "the outbox is corrupt: {message}"),
+            StoreError::Locked { path } => {
+                write!(f, "the outbox at {path} is open in another process")
+            }
+            StoreError::OtherSession {
+                path,
+                stored,
+                requested,
+            } => write!(
+                f,
+                "the outbox at {path} belongs to session {stored}, not {requested} (rebind to \
+                 move it)"
+            ),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
-/// Durable storage for the outbox: event records by increasing key, and one state record.
+/// How many event records a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreCount {
+    /// Records still to be sent: the next run replays them.
+    pub pending: u64,
+    /// Records marked dead: refused for good, kept until discarded.
+    pub dead: u64,
+}
+
+impl StoreCount {
+    /// A count of `pending` and `dead` records.
+    pub fn new(pending: u64, dead: u64) -> Self {
+        StoreCount { pending, dead }
+    }
+}
+
+/// Durable storage for the outbox: event records by increasing key (pending, or marked dead),
+/// and one state record.
 ///
 /// A write either lands whole or fails whole. Reads happen at start, in chunks, so an outbox
-/// of any size replays in bounded memory.
+/// of any size replays in bounded memory. A store forgets a record only when a batch deletes
+/// it: what a session did not deliver stays for the next run.
 pub trait Store: Send {
     /// Applies `batch` as one write; synced before returning when `sync` is true.
     ///
@@ -136,12 +189,56 @@ pub trait Store: Send {
     /// [`StoreError::Write`]; then nothing of `batch` may be taken as durable.
     fn write(&mut self, batch: &WriteBatch, sync: bool) -> Result<(), StoreError>;
 
-    /// At most `limit` event records with a key above `after` (all with `None`), by key.
+    /// At most `limit` pending event records (not marked dead) with a key above `after` (all
+    /// with `None`), by key.
     ///
     /// # Errors
     /// [`StoreError::Read`] or [`StoreError::Corrupt`].
     fn read(&mut self, after: Option<u64>, limit: usize)
     -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// [`read`](Self::read) for the records marked dead. The default holds none: a store that
+    /// does not mark records dead keeps them pending, which loses nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] or [`StoreError::Corrupt`].
+    fn read_dead(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+
+    /// How many records are pending and dead. The default counts through
+    /// [`read`](Self::read) and [`read_dead`](Self::read_dead) a chunk at a time.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] or [`StoreError::Corrupt`].
+    fn count(&mut self) -> Result<StoreCount, StoreError> {
+        const CHUNK: usize = 1024;
+        let mut count = StoreCount::default();
+        for dead in [false, true] {
+            let mut after = None;
+            loop {
+                let chunk = if dead {
+                    self.read_dead(after, CHUNK)?
+                } else {
+                    self.read(after, CHUNK)?
+                };
+                let Some((last, _)) = chunk.last() else { break };
+                after = Some(*last);
+                let n = chunk.len() as u64;
+                if dead {
+                    count.dead += n;
+                } else {
+                    count.pending += n;
+                }
+            }
+        }
+        Ok(count)
+    }
 
     /// The state record, if one is stored.
     ///
@@ -172,6 +269,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct MemoryInner {
     records: BTreeMap<u64, Vec<u8>>,
+    dead: BTreeMap<u64, Vec<u8>>,
     state: Option<Vec<u8>>,
     last_key: Option<u64>,
     failing: Option<String>,
@@ -195,14 +293,24 @@ impl MemoryStore {
         self.inner().failing = message.map(str::to_owned);
     }
 
-    /// How many records are stored.
+    /// How many pending records are stored (not those marked dead).
     pub fn len(&self) -> usize {
         self.inner().records.len()
     }
 
-    /// Whether no record is stored.
+    /// Whether no pending record is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The keys of the records marked dead.
+    pub fn dead_keys(&self) -> Vec<u64> {
+        self.inner().dead.keys().copied().collect()
+    }
+
+    /// Drops every record marked dead (the caller's discard); how many there were.
+    pub fn discard_dead(&self) -> usize {
+        std::mem::take(&mut self.inner().dead).len()
     }
 
     /// How many writes succeeded.
@@ -223,8 +331,14 @@ impl Store for MemoryStore {
             inner.records.insert(*key, record.clone());
             inner.last_key = inner.last_key.max(Some(*key));
         }
+        for key in &batch.dead {
+            if let Some(record) = inner.records.remove(key) {
+                inner.dead.insert(*key, record);
+            }
+        }
         for key in &batch.deletes {
             inner.records.remove(key);
+            inner.dead.remove(key);
         }
         if let Some(state) = &batch.state {
             inner.state = Some(state.clone());
@@ -244,6 +358,27 @@ impl Store for MemoryStore {
             None => inner.records.range(..),
         };
         Ok(range.take(limit).map(|(k, v)| (*k, v.clone())).collect())
+    }
+
+    fn read_dead(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let inner = self.inner();
+        let range = match after {
+            Some(after) => inner.dead.range(after.saturating_add(1)..),
+            None => inner.dead.range(..),
+        };
+        Ok(range.take(limit).map(|(k, v)| (*k, v.clone())).collect())
+    }
+
+    fn count(&mut self) -> Result<StoreCount, StoreError> {
+        let inner = self.inner();
+        Ok(StoreCount::new(
+            inner.records.len() as u64,
+            inner.dead.len() as u64,
+        ))
     }
 
     fn read_state(&mut self) -> Result<Option<Vec<u8>>, StoreError> {

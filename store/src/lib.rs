@@ -27,12 +27,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tether_driver::{Dropped, Store, StoreError, WriteBatch};
+use tether_driver::{Dropped, Store, StoreCount, StoreError, WriteBatch};
+
+mod tool;
+
+use tool::Table;
+pub use tool::{Discard, OutboxStats};
 
 /// The database's file name inside the outbox directory.
 pub const FILE_NAME: &str = "outbox.sqlite";
 
-/// An outbox in a directory: one SQLite database in WAL mode.
+/// An outbox in a directory: one SQLite database in WAL mode, open in one process at a time.
+/// Pending records are replayed by the next run; records marked dead stay until
+/// [discarded](SqliteStore::discard).
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -65,7 +72,8 @@ impl SqliteStore {
     ///
     /// # Errors
     /// [`StoreError::Open`] when the directory cannot be created or written, or the file is
-    /// not a database; [`StoreError::Corrupt`] when SQLite's check of the file fails.
+    /// not a database; [`StoreError::Locked`] when another process has it open;
+    /// [`StoreError::Corrupt`] when SQLite's check of the file fails.
     pub fn open(dir: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let dir = dir.as_ref();
         let open_error = |message: String| StoreError::Open {
@@ -86,20 +94,47 @@ impl SqliteStore {
         }
         let conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
         let setup = || -> rusqlite::Result<()> {
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            // One process at a time: the first to open holds the file's lock until it closes
+            // (or dies), and a second opener is refused at once rather than interleave writes.
+            conn.busy_timeout(std::time::Duration::from_millis(200))?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
             let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(rusqlite::Error::InvalidQuery);
             }
             conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS events (k INTEGER PRIMARY KEY, v BLOB NOT NULL);
+                "CREATE TABLE IF NOT EXISTS events (k INTEGER PRIMARY KEY, v BLOB NOT NULL,
+                                                    at INTEGER);
+                 CREATE TABLE IF NOT EXISTS dead (k INTEGER PRIMARY KEY, v BLOB NOT NULL,
+                                                  at INTEGER);
                  CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, v BLOB NOT NULL);",
             )?;
+            // An outbox written before records carried their time: they get the column, empty.
+            let has_at: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'at'",
+                [],
+                |r| r.get(0),
+            )?;
+            if !has_at {
+                conn.execute_batch("ALTER TABLE events ADD COLUMN at INTEGER")?;
+            }
+            // A write takes the exclusive lock now, and exclusive mode keeps it.
+            conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")?;
             Ok(())
         };
-        setup().map_err(|e| match read_error(e) {
-            StoreError::Corrupt { message } => StoreError::Corrupt { message },
-            other => open_error(other.to_string()),
+        setup().map_err(|e| {
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) {
+                return StoreError::Locked {
+                    path: dir.display().to_string(),
+                };
+            }
+            match read_error(e) {
+                StoreError::Corrupt { message } => StoreError::Corrupt { message },
+                other => open_error(other.to_string()),
+            }
         })?;
         let check: String = conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -132,6 +167,15 @@ impl SqliteStore {
     }
 }
 
+/// The wall-clock time a record was written, in milliseconds since the Unix epoch: what
+/// `tether outbox show` says of the oldest. The store is the I/O edge; the driver never reads
+/// a clock.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// If the write-ahead log ends in a partial frame (a write torn by a crash), its length.
 fn torn_wal_tail(db: &Path) -> Option<u64> {
     let mut wal = db.as_os_str().to_owned();
@@ -155,22 +199,38 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(write_error)?;
         {
             let mut put = tx
-                .prepare_cached("INSERT OR REPLACE INTO events (k, v) VALUES (?1, ?2)")
+                .prepare_cached("INSERT OR REPLACE INTO events (k, v, at) VALUES (?1, ?2, ?3)")
                 .map_err(write_error)?;
             let mut last = None;
+            let at = unix_millis();
             for (key, record) in &batch.puts {
                 let key = i64::try_from(*key).map_err(|_| StoreError::Write {
                     message: format!("key {key} is out of range"),
                 })?;
-                put.execute(params![key, record]).map_err(write_error)?;
+                put.execute(params![key, record, at]).map_err(write_error)?;
                 last = last.max(Some(key));
             }
+            let mut bury = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dead (k, v, at) SELECT k, v, at FROM events WHERE k = ?1",
+                )
+                .map_err(write_error)?;
             let mut delete = tx
                 .prepare_cached("DELETE FROM events WHERE k = ?1")
+                .map_err(write_error)?;
+            for key in &batch.dead {
+                if let Ok(key) = i64::try_from(*key) {
+                    bury.execute([key]).map_err(write_error)?;
+                    delete.execute([key]).map_err(write_error)?;
+                }
+            }
+            let mut delete_dead = tx
+                .prepare_cached("DELETE FROM dead WHERE k = ?1")
                 .map_err(write_error)?;
             for key in &batch.deletes {
                 if let Ok(key) = i64::try_from(*key) {
                     delete.execute([key]).map_err(write_error)?;
+                    delete_dead.execute([key]).map_err(write_error)?;
                 }
             }
             let mut meta = tx
@@ -193,26 +253,20 @@ impl Store for SqliteStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let after = after.map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT k, v FROM events WHERE k > ?1 ORDER BY k LIMIT ?2")
-            .map_err(read_error)?;
-        let rows = stmt
-            .query_map(params![after, limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })
-            .map_err(read_error)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, record) = row.map_err(read_error)?;
-            let key = u64::try_from(key).map_err(|_| StoreError::Corrupt {
-                message: format!("a negative key {key}"),
-            })?;
-            out.push((key, record));
-        }
-        Ok(out)
+        self.read_table(Table::Events, after, limit)
+    }
+
+    fn read_dead(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read_table(Table::Dead, after, limit)
+    }
+
+    fn count(&mut self) -> Result<StoreCount, StoreError> {
+        let stats = self.stats()?;
+        Ok(StoreCount::new(stats.pending, stats.dead))
     }
 
     fn read_state(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -245,7 +299,11 @@ impl Store for SqliteStore {
         };
         let from_rows: Option<i64> = self
             .conn
-            .query_row("SELECT MAX(k) FROM events", [], |r| r.get(0))
+            .query_row(
+                "SELECT MAX(k) FROM (SELECT k FROM events UNION ALL SELECT k FROM dead)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(read_error)?;
         let from_rows = from_rows.and_then(|k| u64::try_from(k).ok());
         Ok(from_meta.max(from_rows))

@@ -6,6 +6,7 @@
 )]
 
 mod cli;
+mod outbox;
 mod outbox_crash;
 mod sim;
 mod support;

@@ -50,8 +50,11 @@ pub struct SessionConfig {
     pub deltas: DeltaConfig,
     /// Ask the driver to keep a durable outbox: [`Output::Persist`](super::Output::Persist)
     /// for every accepted event, [`Output::Forget`](super::Output::Forget) once it is
-    /// delivered or handed back, and [`Output::PersistState`](super::Output::PersistState) for
-    /// the unacknowledged state. Default `false`: none of these outputs.
+    /// delivered (or let go by the caller's own policy), [`Output::Dead`](super::Output::Dead)
+    /// once the server refused it for good, and
+    /// [`Output::PersistState`](super::Output::PersistState) for the unacknowledged state.
+    /// What a close, a give-up or a supersede hands back stays kept for the next run (see
+    /// [`RecordFate`](super::RecordFate)). Default `false`: none of these outputs.
     pub outbox: bool,
 }
 

@@ -131,16 +131,28 @@ pub enum Output {
         /// The event, uuid stamped, as it is sent.
         event: batch::PreparedEvent,
     },
-    /// With an outbox: these events were delivered or handed back (the output just before
+    /// With an outbox: these events were delivered, or handed back with a
+    /// [`RecordFate::Forgotten`](super::RecordFate::Forgotten) reason (the output just before
     /// said which); drop them from the outbox. An id that was never persisted is ignored.
+    /// Events handed back for any other reason are kept: see [`RecordFate`](super::RecordFate).
     Forget {
         /// Their stream.
         stream: Stream,
         /// Their ids.
         events: Vec<EventId>,
     },
+    /// With an outbox: the server refused these events for good (the
+    /// [`Output::HandedBack`] just before): keep their records but mark them dead, so that no
+    /// later run sends them again and they stay until the caller discards them.
+    Dead {
+        /// Their stream.
+        stream: Stream,
+        /// Their ids.
+        events: Vec<EventId>,
+    },
     /// With an outbox: the state patches not acknowledged yet, in order, replacing whatever was
-    /// kept before; empty once everything landed or was handed back. After a restart, give
+    /// kept before; empty once everything landed. Patches handed back when the session ended
+    /// stay kept for the next run. After a restart, give
     /// them again with [`Session::patch_state`](super::Session::patch_state).
     PersistState(Vec<Map<String, Value>>),
 }

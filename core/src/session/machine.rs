@@ -752,6 +752,7 @@ impl Session {
             state::Output::FlushDone(_) | state::Output::FlushTimedOut(_) => {}
             state::Output::Closed(unacknowledged) => {
                 self.state_closed = true;
+                self.keep_handed_back_state(&unacknowledged.update);
                 self.budget.drop_channel(Channel::State);
                 if !unacknowledged.update.is_empty() || unacknowledged.in_flight.is_some() {
                     self.outputs

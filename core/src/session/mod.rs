@@ -61,6 +61,6 @@ pub use config::{ConfigError, SessionConfig};
 pub use counters::{FailureCounts, SessionCounters};
 pub use io::{DeliveryStatus, Output, SessionError, Stream, Timer};
 pub use machine::Session;
-pub use record::{RecordError, decode_record, encode_record};
+pub use record::{RecordError, RecordFate, decode_record, encode_record};
 pub use status::{GiveUpReason, Status};
 pub use wire::{Endpoint, Method, Request, RequestId, Response, TransportError};

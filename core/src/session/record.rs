@@ -20,7 +20,7 @@ use core::fmt;
 use serde_json::Value;
 
 use super::io::Stream;
-use crate::batch::PreparedEvent;
+use crate::batch::{PreparedEvent, Reason};
 
 const VERSION: u8 = 1;
 const EPHEMERAL: u8 = 1;
@@ -94,6 +94,39 @@ pub fn decode_record(bytes: &[u8]) -> Result<(Stream, PreparedEvent), RecordErro
     let event = PreparedEvent::from_stored(stream == Stream::Delivery, item, ephemeral, key)
         .map_err(RecordError::Item)?;
     Ok((stream, event))
+}
+
+/// What an outbox does with the record of an event the session handed back: the rule of what
+/// a durable outbox keeps. A record leaves only when the server took the event or the caller
+/// let it go on purpose; anything else keeps it for the next run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RecordFate {
+    /// Kept pending: the next run on the outbox sends it again, first, with its uuid (a close
+    /// that timed out, a give-up, a supersede, a run of transient failures).
+    Kept,
+    /// Kept but marked dead: the server refused it for good, so it is not sent again; it stays
+    /// until the caller discards it, so a crash right after the hand-back loses nothing.
+    Dead,
+    /// Forgotten: the caller's own policy let it go (a newer event with its replace key took
+    /// its place, or the overflow policy dropped it).
+    Forgotten,
+}
+
+impl RecordFate {
+    /// The fate of an event handed back for `reason`.
+    pub fn of(reason: &Reason) -> RecordFate {
+        match reason {
+            Reason::TooLarge | Reason::Rejected { .. } => RecordFate::Dead,
+            Reason::Replaced { .. } | Reason::DroppedOldest | Reason::DroppedNewest => {
+                RecordFate::Forgotten
+            }
+            Reason::TooManyFailures { .. }
+            | Reason::Closed
+            | Reason::Superseded
+            | Reason::GivenUp => RecordFate::Kept,
+        }
+    }
 }
 
 /// A record [`decode_record`] refused: what a recovery reports when it drops it.

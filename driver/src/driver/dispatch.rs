@@ -100,9 +100,10 @@ impl Driver {
                 events,
             } => {
                 self.room = true;
+                let outbox = self.outbox.is_some();
                 let events: Vec<UndeliveredEvent> = events
                     .into_iter()
-                    .map(|e| UndeliveredEvent::new(stream, reason, e))
+                    .map(|e| UndeliveredEvent::new(stream, reason, e, outbox))
                     .collect();
                 self.undelivered.extend(events.iter().cloned());
                 self.telemetry.handed_back(stream, &reason, &events);
@@ -149,6 +150,7 @@ impl Driver {
             state_rejected: self.rejected.clone(),
             state_unacknowledged: self.unacknowledged.clone(),
             counters: self.counters(),
+            kept: self.outbox.as_ref().map(crate::outbox::Outbox::kept),
         }
     }
 
@@ -156,8 +158,10 @@ impl Driver {
     pub(super) fn finish(&mut self) {
         self.finished = true;
         if let Some(outbox) = &mut self.outbox {
-            // What the end settled (forgets, the state) is written before anyone is answered.
+            // What the end settled (forgets, the state) is written before anyone is answered;
+            // what is left is kept for the next run, and the close report counts it.
             outbox.commit(self.now);
+            outbox.count_kept();
         }
         let status = self.session.status();
         for b in std::mem::take(&mut self.blocked) {

@@ -70,6 +70,7 @@ impl Driver {
                 state_rejected: Vec::new(),
                 state_unacknowledged: None,
                 counters: Counters::default(),
+                kept: None,
             });
             self.closers.push(reply);
             pending

@@ -9,10 +9,12 @@ use tether_core::Instant;
 use tether_driver::Origin;
 
 use serde_json::{Value, json};
+use tether_core::batch::Reason;
+use tether_core::session::RecordFate;
 use tether_core::session::{Endpoint, SessionConfig};
 use tether_driver::{
-    Action, Handle, HttpRequest, HttpResponse, MemoryStore, REPLAY_CHUNK, SendError, Settings,
-    Shared, SyncPolicy,
+    Action, Handle, HttpRequest, HttpResponse, MemoryStore, REPLAY_CHUNK, Report, SendError,
+    Settings, Shared, Store, SyncPolicy,
 };
 
 /// What the toy server stored: event payloads in arrival order, by uuid once.
@@ -22,6 +24,10 @@ struct Server {
     duplicates: usize,
     /// Whether it answers at all.
     down: bool,
+    /// Whether it refuses for good (400) a batch holding an event with `"bad": true`.
+    refuses_bad: bool,
+    /// The bodies of the state PUTs it took.
+    puts: Vec<Value>,
 }
 
 impl Server {
@@ -31,9 +37,18 @@ impl Server {
         }
         Some(match request.endpoint {
             Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
+            Endpoint::PutWorker => {
+                self.puts
+                    .push(serde_json::from_slice(&request.body).unwrap_or(Value::Null));
+                HttpResponse::new(200, "{}")
+            }
             Endpoint::Events => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap();
-                for item in body["events"].as_array().unwrap() {
+                let items = body["events"].as_array().unwrap();
+                if self.refuses_bad && items.iter().any(|i| i["payload"]["bad"] == true) {
+                    return Some(HttpResponse::new(400, r#"{"error":"bad event"}"#));
+                }
+                for item in items {
                     let payload = &item["payload"];
                     if self.events.iter().any(|e| e["uuid"] == payload["uuid"]) {
                         self.duplicates += 1;
@@ -49,6 +64,13 @@ impl Server {
 
     fn seqs(&self) -> Vec<u64> {
         self.events.iter().filter_map(|e| e["n"].as_u64()).collect()
+    }
+
+    fn uuids(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| e["uuid"].as_str().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -301,7 +323,7 @@ fn a_large_outbox_replays_in_chunks_with_bounded_memory() {
 
 #[test]
 fn unreadable_records_are_dropped_and_reported_and_the_rest_replays() {
-    use tether_driver::{Report, Store, WriteBatch};
+    use tether_driver::WriteBatch;
     let store = MemoryStore::new();
     let server = Arc::new(Mutex::new(Server::default()));
     server.lock().unwrap().down = true;
@@ -431,6 +453,149 @@ fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_r
     );
     let dropped = driver.outbox_dropped();
     assert!(dropped[0].reason.contains("refused"), "{dropped:?}");
+}
+
+#[test]
+fn a_close_that_times_out_with_the_server_down_keeps_every_record_for_the_next_run() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    let uuids: Vec<String> = {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+        let mut sends: Vec<_> = (0..40)
+            .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+            .collect();
+        rig.turn();
+        assert!(sends.iter_mut().all(|s| s.try_take().unwrap().is_ok()));
+        let mut closed = handle.close(Duration::from_secs(2));
+        rig.run(10_000, |_| closed.is_ready());
+        let report = closed.try_take().unwrap();
+        assert_eq!(report.undelivered.len(), 40, "{report:?}");
+        assert!(
+            report
+                .undelivered
+                .iter()
+                .all(|e| e.reason == Reason::Closed && e.kept_for_next_run()),
+            "{:?}",
+            report.undelivered
+        );
+        let kept = report.kept.expect("an outbox");
+        assert_eq!((kept.pending, kept.dead), (40, 0), "{kept:?}");
+        assert_eq!(report.kept_for_next_run(), 40);
+        assert_eq!(report.handed_back().count(), 0, "kept is not handed back");
+        report
+            .undelivered
+            .iter()
+            .map(|e| e.uuid().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        store.len(),
+        40,
+        "a close that timed out forgot what it kept"
+    );
+    // The next run on the same outbox, with the server up: each lands once, first, in order,
+    // with the uuid it had.
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    let mut later = handle.send_event(json!({ "n": 40 }), Duration::from_secs(1));
+    rig.run(10_000, |_| {
+        later.is_ready() && store.is_empty() && server.lock().unwrap().events.len() == 41
+    });
+    assert!(later.try_take().unwrap().is_ok());
+    let mut closed = handle.close(Duration::from_secs(2));
+    rig.run(10_000, |_| closed.is_ready());
+    let report = closed.try_take().unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert_eq!(report.kept_for_next_run(), 0);
+    let server = server.lock().unwrap();
+    assert_eq!(server.seqs(), (0..41).collect::<Vec<_>>());
+    assert_eq!(server.uuids()[..40], uuids[..]);
+    assert_eq!(server.duplicates, 0);
+}
+
+#[test]
+fn a_dead_letter_is_handed_back_and_kept_marked_dead_and_never_replayed() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server {
+        refuses_bad: true,
+        ..Server::default()
+    }));
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+        let reports = handle.reports();
+        let mut bad = handle.send_event(json!({ "n": 0, "bad": true }), Duration::from_secs(1));
+        rig.run(1000, |_| bad.is_ready() && !store.dead_keys().is_empty());
+        assert!(bad.try_take().unwrap().is_ok(), "accepted, then refused");
+        assert_eq!(store.len(), 0, "a dead letter is not pending");
+        assert_eq!(store.dead_keys().len(), 1, "a dead letter is kept");
+        let mut handed_back = Vec::new();
+        while let Some(report) = reports.try_next().map(Result::unwrap) {
+            if let Report::HandedBack { events, .. } = report {
+                handed_back.extend(events);
+            }
+        }
+        assert_eq!(handed_back.len(), 1, "{handed_back:?}");
+        assert_eq!(handed_back[0].reason, Reason::Rejected { status: 400 });
+        assert_eq!(handed_back[0].outbox, Some(RecordFate::Dead));
+        let good = handle.send_event(json!({ "n": 1 }), Duration::from_secs(1));
+        rig.run(1000, |_| good.is_ready() && store.is_empty());
+        let mut closed = handle.close(Duration::from_secs(2));
+        rig.run(10_000, |_| closed.is_ready());
+        let report = closed.try_take().unwrap();
+        let kept = report.kept.expect("an outbox");
+        assert_eq!((kept.pending, kept.dead), (0, 1), "{kept:?}");
+        assert_eq!(
+            report.handed_back().count(),
+            1,
+            "a dead letter is the caller's"
+        );
+        assert_eq!(handle.outbox_counters().unwrap().records_dead, 1);
+    }
+    // The next run does not send it again; it stays until the caller discards it.
+    server.lock().unwrap().refuses_bad = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 1000, server.clone());
+    let later = handle.send_event(json!({ "n": 2 }), Duration::from_secs(1));
+    rig.run(1000, |_| later.is_ready() && store.is_empty());
+    let flushed = handle.flush(Duration::from_secs(10));
+    rig.run(1000, |_| flushed.is_ready());
+    assert_eq!(server.lock().unwrap().seqs(), [1, 2]);
+    assert_eq!(handle.outbox_counters().unwrap().restored, 0);
+    assert_eq!(store.dead_keys().len(), 1);
+    assert_eq!(store.clone().count().unwrap().dead, 1);
+    assert_eq!(store.discard_dead(), 1);
+    assert!(store.dead_keys().is_empty());
+}
+
+#[test]
+fn unacknowledged_state_is_kept_by_a_close_that_times_out_and_given_again_next_run() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        handle.patch_state(json!({ "k": 1 })).unwrap();
+        let sync = handle.sync();
+        rig.run(100, |_| sync.is_ready());
+        let mut closed = handle.close(Duration::from_secs(2));
+        rig.run(10_000, |_| closed.is_ready());
+        let report = closed.try_take().unwrap();
+        assert!(report.state_unacknowledged.is_some(), "{report:?}");
+        assert!(report.kept.expect("an outbox").state, "{report:?}");
+    }
+    let stored = store.clone().read_state().unwrap().unwrap_or_default();
+    let stored: Value = serde_json::from_slice(&stored).unwrap_or(Value::Null);
+    assert_eq!(stored, json!([{ "k": 1 }]), "a close kept no state");
+    server.lock().unwrap().down = false;
+    let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+    rig.run(1000, |_| {
+        server.lock().unwrap().puts.iter().any(|p| p["k"] == 1)
+    });
+    let mut closed = handle.close(Duration::from_secs(2));
+    rig.run(10_000, |_| closed.is_ready());
+    let report = closed.try_take().unwrap();
+    assert!(report.all_delivered(), "{report:?}");
+    assert!(!report.kept.expect("an outbox").state);
 }
 
 /// Where the driver's time starts on the (unread) real clock: these tests run on the core's

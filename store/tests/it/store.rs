@@ -3,8 +3,8 @@
 
 use std::fs;
 
-use tether_driver::{Store, StoreError, WriteBatch};
-use tether_store::{FILE_NAME, SqliteStore};
+use tether_driver::{Store, StoreCount, StoreError, WriteBatch};
+use tether_store::{Discard, FILE_NAME, SqliteStore};
 
 fn puts(keys: std::ops::Range<u64>) -> WriteBatch {
     WriteBatch {
@@ -151,4 +151,95 @@ fn a_torn_last_write_is_dropped_and_said_so_and_what_came_before_is_intact() {
         (0..50).collect::<Vec<_>>(),
         "the first write is intact, the torn one gone"
     );
+}
+
+#[test]
+fn a_dead_record_is_kept_not_replayed_survives_a_reopen_and_goes_only_when_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        // A put and its dead mark in one batch, as when a record is refused before a commit.
+        let mut batch = puts(0..5);
+        batch.dead = vec![4];
+        store.write(&batch, true).unwrap();
+        store
+            .write(
+                &WriteBatch {
+                    dead: vec![1],
+                    deletes: vec![0],
+                    ..WriteBatch::default()
+                },
+                true,
+            )
+            .unwrap();
+    }
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let pending: Vec<u64> = store.read(None, 100).unwrap().iter().map(|r| r.0).collect();
+    assert_eq!(pending, [2, 3], "dead records are not replayed");
+    let dead = store.read_dead(None, 100).unwrap();
+    assert_eq!(dead.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 4]);
+    assert_eq!(dead[0].1, b"record 1");
+    assert_eq!(store.count().unwrap(), StoreCount::new(2, 2));
+    assert_eq!(store.last_key().unwrap(), Some(4));
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (stats.pending, stats.dead, stats.oldest_key),
+        (2, 2, Some(2))
+    );
+    assert_eq!(stats.bytes, 4 * b"record 1".len() as u64);
+    assert!(stats.oldest_written.is_some());
+    // A delete drops a dead record too (the caller's discard of one).
+    store
+        .write(
+            &WriteBatch {
+                deletes: vec![4],
+                ..WriteBatch::default()
+            },
+            true,
+        )
+        .unwrap();
+    assert_eq!(store.discard(Discard::Dead).unwrap(), StoreCount::new(0, 1));
+    assert_eq!(store.count().unwrap(), StoreCount::new(2, 0));
+    assert_eq!(store.discard(Discard::All).unwrap(), StoreCount::new(2, 0));
+    assert_eq!(store.count().unwrap(), StoreCount::new(0, 0));
+    assert_eq!(store.last_key().unwrap(), Some(4), "keys never go back");
+}
+
+#[test]
+fn an_outbox_belongs_to_one_session_unless_rebound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.session().unwrap(), None);
+    store.bind_session("http://127.0.0.1:1/a", false).unwrap();
+    store.bind_session("http://127.0.0.1:1/a", false).unwrap();
+    match store.bind_session("http://127.0.0.1:1/b", false) {
+        Err(StoreError::OtherSession {
+            stored, requested, ..
+        }) => {
+            assert_eq!(stored, "http://127.0.0.1:1/a");
+            assert_eq!(requested, "http://127.0.0.1:1/b");
+        }
+        other => panic!("{other:?}"),
+    }
+    store.bind_session("http://127.0.0.1:1/b", true).unwrap();
+    drop(store);
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.session().unwrap().as_deref(),
+        Some("http://127.0.0.1:1/b")
+    );
+}
+
+#[test]
+fn a_second_opener_is_refused_while_the_first_holds_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = SqliteStore::open(dir.path()).unwrap();
+    first.write(&puts(0..3), true).unwrap();
+    match SqliteStore::open(dir.path()) {
+        Err(StoreError::Locked { path }) => assert!(!path.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    drop(first);
+    let mut again = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(again.read(None, 10).unwrap().len(), 3);
 }

@@ -3,10 +3,14 @@
 //! driver to persist every event it accepts and the state patches not yet acknowledged, and to
 //! forget them once they are settled. The core stays pure: the driver carries these out.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
+use serde_json::{Map, Value};
+
 use super::Session;
-use crate::batch::{self, EventId};
+use crate::batch::{self, EventId, Reason};
+use crate::session::RecordFate;
 use crate::session::io::{Output, SessionError, Stream};
 use crate::time::Instant;
 
@@ -21,11 +25,13 @@ pub(super) struct StateMark {
 }
 
 /// What the session last asked its driver to keep of the state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct StateKept {
     mark: StateMark,
     /// Whether something is kept (the last [`Output::PersistState`] was not empty).
     some: bool,
+    /// What the state uploader handed back when it closed, once, to be kept.
+    handed_back: Option<Vec<Map<String, Value>>>,
 }
 
 impl Session {
@@ -72,6 +78,39 @@ impl Session {
         }
     }
 
+    /// Tells the driver what becomes of the records of events handed back for `reason`: only
+    /// what the caller's own policy let go is forgotten; a dead letter is marked dead; anything
+    /// else stays kept for the next run, so a close that times out loses nothing.
+    pub(super) fn settle_handed_back(
+        &mut self,
+        stream: Stream,
+        reason: &Reason,
+        ids: Vec<EventId>,
+    ) {
+        if !self.config.outbox || ids.is_empty() {
+            return;
+        }
+        match RecordFate::of(reason) {
+            RecordFate::Forgotten => self.outputs.push_back(Output::Forget {
+                stream,
+                events: ids,
+            }),
+            RecordFate::Dead => self.outputs.push_back(Output::Dead {
+                stream,
+                events: ids,
+            }),
+            RecordFate::Kept => {}
+        }
+    }
+
+    /// The state uploader closed and handed `update` back: that, not nothing, is what stays
+    /// kept of the state (an end keeps what was not acknowledged, as for events).
+    pub(super) fn keep_handed_back_state(&mut self, update: &[Map<String, Value>]) {
+        if self.config.outbox {
+            self.state_kept.handed_back = Some(update.to_vec());
+        }
+    }
+
     /// Asks the driver to keep the unacknowledged state patches, if they may have changed.
     pub(super) fn persist_state(&mut self) {
         if !self.config.outbox {
@@ -84,14 +123,26 @@ impl Session {
             rejections: counters.rejections,
             closed: self.state.is_closed(),
         };
-        if mark == self.state_kept.mark {
+        if mark == self.state_kept.mark && self.state_kept.handed_back.is_none() {
             return;
         }
-        let update = self.state.unacknowledged_update();
+        // Closed, the uploader holds nothing: what it handed back is what is not acknowledged.
+        let update = match self.state_kept.handed_back.take() {
+            Some(handed_back) => handed_back,
+            None if mark.closed => {
+                self.state_kept.mark = mark;
+                return;
+            }
+            None => self.state.unacknowledged_update(),
+        };
         let some = !update.is_empty();
         if some || self.state_kept.some {
             self.outputs.push_back(Output::PersistState(update));
         }
-        self.state_kept = StateKept { mark, some };
+        self.state_kept = StateKept {
+            mark,
+            some,
+            handed_back: None,
+        };
     }
 }

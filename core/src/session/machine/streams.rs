@@ -98,7 +98,7 @@ impl Session {
                     reason,
                     events,
                 });
-                self.forget(stream, || ids.unwrap_or_default());
+                self.settle_handed_back(stream, &reason, ids.unwrap_or_default());
             }
             batch::Output::FlushDone(flush) => self.stream_flushed(stream, Some(flush)),
             // Sub-flushes are given no deadline of their own, so this cannot report a session

@@ -1,0 +1,215 @@
+//! What a durable outbox keeps, end to end: `tether pipe --outbox` with the server down closes
+//! on its timeout and says (exit 7) that the acknowledged lines are kept; `tether outbox` shows
+//! and exports them; the next run with the server up delivers each once, in order, with the
+//! uuid it had. A dead letter is handed back (exit 3), kept marked dead, and discarded only on
+//! `--yes`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+use tether_server::{Server, ServerConfig};
+
+/// Runs `tether` with `args` and `input` on stdin.
+fn tether(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tether");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let output = child.wait_with_output().expect("wait for tether");
+    let _ = writer.join();
+    output
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn lines(bytes: &[u8]) -> Vec<Value> {
+    text(bytes)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn pipe(url: &str, dir: &Path, undelivered: &Path, input: &str) -> Output {
+    tether(
+        &[
+            "pipe",
+            "--url",
+            url,
+            "--epoch",
+            "1",
+            "--close-timeout",
+            "2",
+            "--send-timeout",
+            "10",
+            "--outbox",
+            dir.to_str().unwrap(),
+            "--undelivered",
+            undelivered.to_str().unwrap(),
+        ],
+        input,
+    )
+}
+
+fn show(dir: &Path) -> Value {
+    let out = tether(&["outbox", dir.to_str().unwrap(), "show", "--json"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("show prints JSON")
+}
+
+#[test]
+fn a_close_with_the_server_down_keeps_every_acknowledged_line_for_the_next_run() {
+    let server = Server::start(ServerConfig::default()).expect("server");
+    let url = server.session_url("kept");
+    server.stop_listener().expect("server down");
+    let tmp = tempdir("kept");
+    let dir = tmp.join("outbox");
+    let undelivered = tmp.join("undelivered.jsonl");
+    let input: String = (0..100)
+        .map(|n| format!("{}\n", json!({ "event": { "n": n } })))
+        .collect();
+
+    let first = pipe(&url, &dir, &undelivered, &input);
+    let stderr = text(&first.stderr);
+    assert_eq!(first.status.code(), Some(7), "kept in the outbox: {stderr}");
+    let acks = lines(&first.stdout);
+    assert_eq!(acks.len(), 100, "{acks:?}");
+    assert!(stderr.contains("100 events kept in the outbox"), "{stderr}");
+    let written = std::fs::read_to_string(&undelivered).unwrap_or_default();
+    assert!(written.is_empty(), "kept is not handed back: {written}");
+
+    let shown = show(&dir);
+    assert_eq!(shown["pending"], 100, "{shown}");
+    assert_eq!(shown["dead"], 0, "{shown}");
+    assert_eq!(shown["session"], url.as_str(), "{shown}");
+    assert!(shown["bytes"].as_u64().unwrap() > 0, "{shown}");
+    assert_eq!(shown["oldest"]["key"], 0, "{shown}");
+    let export = tether(&["outbox", dir.to_str().unwrap(), "export"], "");
+    assert_eq!(export.status.code(), Some(0), "{}", text(&export.stderr));
+    let exported = lines(&export.stdout);
+    assert_eq!(exported.len(), 100);
+    assert!(exported.iter().all(|r| r["outbox"] == "pending"));
+    let uuids: Vec<Value> = exported
+        .iter()
+        .map(|r| r["payload"]["uuid"].clone())
+        .collect();
+    let ns: Vec<Value> = exported.iter().map(|r| r["payload"]["n"].clone()).collect();
+    assert_eq!(ns, (0..100).map(Value::from).collect::<Vec<_>>());
+
+    // Another session may not take this outbox's events without saying so.
+    let other = server.session_url("other");
+    let refused = pipe(&other, &dir, &undelivered, "");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("belongs to session"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    server.restart_listener().expect("server up");
+    let second = pipe(&url, &dir, &undelivered, "");
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let inspector = server.inspector();
+    let events = inspector.events("kept");
+    let seen: Vec<Value> = events.iter().map(|e| e["n"].clone()).collect();
+    assert_eq!(seen, ns, "every acknowledged line once, in order");
+    let seen_uuids: Vec<Value> = events.iter().map(|e| e["uuid"].clone()).collect();
+    assert_eq!(
+        seen_uuids, uuids,
+        "with the uuids they were acknowledged with"
+    );
+    assert_eq!(inspector.duplicates("kept").count, 0);
+    let shown = show(&dir);
+    assert_eq!(
+        (shown["pending"].clone(), shown["dead"].clone()),
+        (json!(0), json!(0))
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn a_dead_letter_is_handed_back_kept_marked_dead_and_discarded_only_on_yes() {
+    let server = Server::start(ServerConfig::default().with_body_limit(4096)).expect("server");
+    let url = server.session_url("dead");
+    let tmp = tempdir("dead");
+    let dir = tmp.join("outbox");
+    let undelivered = tmp.join("undelivered.jsonl");
+    let big = "x".repeat(8000);
+    let input = format!(
+        "{}\n{}\n",
+        json!({ "event": { "n": 0, "big": big } }),
+        json!({ "event": { "n": 1 } })
+    );
+    let run = pipe(&url, &dir, &undelivered, &input);
+    assert_eq!(run.status.code(), Some(3), "{}", text(&run.stderr));
+    let written = lines(&std::fs::read(&undelivered).unwrap_or_default());
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0]["reason"], "too-large");
+    assert_eq!(written[0]["outbox"], "dead");
+    let shown = show(&dir);
+    assert_eq!(
+        (shown["pending"].clone(), shown["dead"].clone()),
+        (json!(0), json!(1))
+    );
+    let export = lines(&tether(&["outbox", dir.to_str().unwrap(), "export"], "").stdout);
+    assert_eq!(export.len(), 1, "{export:?}");
+    assert_eq!(export[0]["outbox"], "dead");
+    assert_eq!(export[0]["payload"]["n"], 0);
+
+    // Not replayed by the next run.
+    let again = pipe(&url, &dir, &undelivered, "");
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    let seen: Vec<Value> = server
+        .inspector()
+        .events("dead")
+        .iter()
+        .map(|e| e["n"].clone())
+        .collect();
+    assert_eq!(seen, [json!(1)]);
+
+    let no = tether(&["outbox", dir.to_str().unwrap(), "discard", "--dead"], "");
+    assert_eq!(no.status.code(), Some(2), "{}", text(&no.stderr));
+    assert!(text(&no.stderr).contains("--yes"), "{}", text(&no.stderr));
+    assert_eq!(show(&dir)["dead"], 1, "nothing dropped without --yes");
+    let yes = tether(
+        &[
+            "outbox",
+            dir.to_str().unwrap(),
+            "discard",
+            "--dead",
+            "--yes",
+        ],
+        "",
+    );
+    assert_eq!(yes.status.code(), Some(0), "{}", text(&yes.stderr));
+    assert_eq!(lines(&yes.stdout)[0]["discarded"]["dead"], 1);
+    assert_eq!(show(&dir)["dead"], 0);
+
+    let missing = tether(&["outbox", tmp.join("none").to_str().unwrap(), "show"], "");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("no outbox"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A fresh directory of this test's own under the system's temporary directory.
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tether-outbox-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
