@@ -1,10 +1,14 @@
 //! A retry budget shared by many sessions: one [`RetryBudget`] behind a lock, handed to each
 //! session as a [`RetryGate`] that converts the session's times into the budget's own frame
 //! (every driver picks its own clock origin).
+//!
+//! The budget takes no clock: its frame is the first session's ([`Origin`]), fixed when that
+//! session starts. Every time it sees is then a time of the sessions' own runtime clock, so it
+//! cannot disagree with them — tokio's paused time included, whose instants are not
+//! `std::time::Instant::now()`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant as StdInstant;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tether_core::Instant;
 use tether_core::budget::{
@@ -14,49 +18,61 @@ use tether_core::budget::{
 use crate::clock::Origin;
 
 /// One retry budget for many sessions (see [`Settings::retry_budget`](crate::Settings)).
-/// Cloning shares it.
+/// Cloning shares it. Every session given a clone spends from and refunds to one balance, and
+/// a retry it cannot pay for waits (status `BudgetExhausted`) instead of going.
+///
+/// It reads no clock and takes none: it runs on the clock of the sessions that use it, from
+/// the first one's start (so give it only to sessions of one runtime clock).
 ///
 /// ```
-/// use std::time::Instant;
 /// use tether_core::budget::RetryBudgetConfig;
 /// use tether_driver::SharedRetryBudget;
 ///
-/// # #[allow(clippy::disallowed_methods)]
-/// let budget = SharedRetryBudget::new(RetryBudgetConfig::aws_standard(), Instant::now())?;
+/// let budget = SharedRetryBudget::new(RetryBudgetConfig::aws_standard())?;
 /// assert_eq!(budget.counters().balance, 500_000);
 /// # Ok::<(), tether_core::budget::RetryBudgetError>(())
 /// ```
 #[derive(Clone)]
 pub struct SharedRetryBudget {
-    inner: Arc<Mutex<RetryBudget>>,
-    origin: Origin,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    budget: Mutex<RetryBudget>,
+    /// The budget's zero: the origin of the first session given it.
+    origin: OnceLock<Origin>,
 }
 
 impl SharedRetryBudget {
-    /// A full budget, shared by every session given a clone of it; `now` is the shim's clock
-    /// (the driver reads none), the origin of the budget's own time.
+    /// A full budget, shared by every session given a clone of it.
     ///
     /// # Errors
     /// The budget's parameters (see [`RetryBudgetConfig::validate`]).
-    pub fn new(config: RetryBudgetConfig, now: StdInstant) -> Result<Self, RetryBudgetError> {
+    pub fn new(config: RetryBudgetConfig) -> Result<Self, RetryBudgetError> {
         Ok(SharedRetryBudget {
-            inner: Arc::new(Mutex::new(RetryBudget::new(config)?)),
-            origin: Origin::new(now),
+            inner: Arc::new(Inner {
+                budget: Mutex::new(RetryBudget::new(config)?),
+                origin: OnceLock::new(),
+            }),
         })
     }
 
-    /// What the budget has done and holds.
+    /// What the budget has done and holds (the balance as of its last use).
     pub fn counters(&self) -> BudgetCounters {
         self.inner
+            .budget
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .counters()
     }
 
-    /// The gate a session whose clock starts at `session` asks.
+    /// The gate a session whose clock starts at `session` asks; the first session's origin
+    /// becomes the budget's.
     pub(crate) fn gate(&self, session: Origin) -> Box<dyn RetryGate> {
+        let origin = *self.inner.origin.get_or_init(|| session);
         Box::new(Gate {
             budget: self.clone(),
+            origin,
             session,
         })
     }
@@ -74,6 +90,8 @@ impl fmt::Debug for SharedRetryBudget {
 #[derive(Debug)]
 struct Gate {
     budget: SharedRetryBudget,
+    /// The budget's origin.
+    origin: Origin,
     session: Origin,
 }
 
@@ -81,14 +99,14 @@ impl Gate {
     /// The session's `at` in the budget's frame.
     fn to_budget(&self, at: Instant) -> Instant {
         match self.session.to_std(at) {
-            Some(std) => self.budget.origin.to_core(std),
+            Some(std) => self.origin.to_core(std),
             None => Instant::MAX,
         }
     }
 
     /// The budget's `at` in the session's frame.
     fn to_session(&self, at: Instant) -> Instant {
-        match self.budget.origin.to_std(at) {
+        match self.origin.to_std(at) {
             Some(std) => self.session.to_core(std),
             None => Instant::MAX,
         }
@@ -101,6 +119,7 @@ impl RetryGate for Gate {
         let result = self
             .budget
             .inner
+            .budget
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .try_acquire(at, cost);
@@ -111,6 +130,7 @@ impl RetryGate for Gate {
         let at = self.to_budget(now);
         self.budget
             .inner
+            .budget
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .on_success(at);
@@ -118,5 +138,60 @@ impl RetryGate for Gate {
 
     fn counters(&self) -> BudgetCounters {
         self.budget.counters()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant as StdInstant};
+
+    use tether_core::budget::MILLI;
+
+    use super::*;
+
+    fn config() -> RetryBudgetConfig {
+        RetryBudgetConfig {
+            capacity: 10 * MILLI,
+            retry_cost: 5 * MILLI,
+            timeout_cost: 5 * MILLI,
+            success_refund: MILLI,
+            reserve: 0,
+            refill_per_sec: MILLI,
+        }
+    }
+
+    #[test]
+    fn sessions_with_their_own_origins_spend_one_balance_and_agree_when_it_refills() {
+        let budget = SharedRetryBudget::new(config()).unwrap();
+        let base = StdInstant::now();
+        // The second session started 3 s after the first: its zero is the first's 3 s.
+        let mut first = budget.gate(Origin::new(base));
+        let mut second = budget.gate(Origin::new(base + Duration::from_secs(3)));
+        // 10 tokens → 5; 3 s later (the second's zero) refilled to 8 → 3.
+        assert!(first.try_acquire(Instant::ZERO, RetryCost::Retry).is_ok());
+        assert!(second.try_acquire(Instant::ZERO, RetryCost::Retry).is_ok());
+        // Both are told the one instant the balance pays again (2 s at a token a second),
+        // each in its own frame.
+        assert_eq!(
+            first.try_acquire(Instant::from_secs(3), RetryCost::Retry),
+            Err(Instant::from_secs(5))
+        );
+        assert_eq!(
+            second.try_acquire(Instant::ZERO, RetryCost::Retry),
+            Err(Instant::from_secs(2))
+        );
+        // A success of the second refunds into the one balance: 3 + 1 refilled + 1 refunded.
+        second.on_success(Instant::from_secs(1));
+        let c = budget.counters();
+        assert_eq!(
+            (c.granted, c.waits, c.balance, c.refunded),
+            (2, 2, 5000, MILLI)
+        );
+        assert_eq!(first.counters(), c);
+        assert!(
+            first
+                .try_acquire(Instant::from_secs(4), RetryCost::Retry)
+                .is_ok()
+        );
     }
 }

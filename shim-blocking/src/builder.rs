@@ -69,7 +69,8 @@ impl Builder {
         self
     }
 
-    /// A retry budget shared with every session given a clone of it.
+    /// A retry budget shared with every session given a clone of it. It runs on the sessions'
+    /// own clock, so it takes none.
     #[must_use]
     pub fn retry_budget(mut self, budget: tether_driver::SharedRetryBudget) -> Self {
         self.settings.retry_budget(budget);

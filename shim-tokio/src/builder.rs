@@ -54,7 +54,7 @@ impl Builder {
         config(config: SessionConfig);
         /// Send this bearer token (never printed).
         token(token: impl Into<Token>);
-        /// Put this session's retries under a budget shared with other sessions.
+        /// Share a retry budget with other sessions (it runs on their clock, paused or not).
         retry_budget(budget: tether_driver::SharedRetryBudget);
         /// A hook that sees every core output in order (it must not call the handle).
         observer(observer: impl FnMut(&Output) + Send + 'static);
