@@ -6,7 +6,6 @@
 )]
 
 mod common;
-mod e2e;
 mod edges;
 mod security;
 mod threads;

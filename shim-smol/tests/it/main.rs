@@ -6,9 +6,9 @@
 )]
 
 mod common;
-mod e2e;
 mod edges;
 mod idle;
 mod parity;
+mod runtimes;
 mod security;
 mod threads;

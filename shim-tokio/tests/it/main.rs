@@ -5,6 +5,6 @@
     reason = "tests are the I/O edge: they read clocks and sleep"
 )]
 
+mod budget;
 mod common;
-mod e2e;
 mod runtime;
