@@ -288,11 +288,8 @@ pub fn a_patch_the_server_refuses_for_good_is_reported_and_rolled_back(rt: &dyn 
     session.flush(T).expect("flushed");
 
     let big = json!({"external_metadata": {"blob": "x".repeat(8000)}});
+    // Taken (the view shows it until the server refuses it: how long that is, is a race).
     session.patch_state(big.clone()).unwrap();
-    assert_eq!(
-        session.state()["external_metadata"]["blob"],
-        big["external_metadata"]["blob"]
-    );
     let reports = feed.read_until(T, &|r| matches!(r, Report::StateRejected(_)));
     let Some(Report::StateRejected(rejection)) = reports.last().cloned() else {
         unreachable!()
