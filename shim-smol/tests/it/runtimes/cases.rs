@@ -288,8 +288,7 @@ pub fn a_patch_the_server_refuses_for_good_is_reported_and_rolled_back(rt: &dyn 
     session.flush(T).expect("flushed");
 
     let big = json!({"external_metadata": {"blob": "x".repeat(8000)}});
-    // The view is optimistic until the answer comes; on a fast loopback the refusal may
-    // already be in by the next line, so only the rollback below is certain.
+    // Taken (the view shows it until the server refuses it: how long that is, is a race).
     session.patch_state(big.clone()).unwrap();
     let reports = feed.read_until(T, &|r| matches!(r, Report::StateRejected(_)));
     let Some(Report::StateRejected(rejection)) = reports.last().cloned() else {
