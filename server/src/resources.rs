@@ -50,4 +50,32 @@ impl Resources {
             thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Whether this reading (taken after a test's sessions) stayed within `slack` threads and
+    /// fds, and `rss_slack_kib` of memory, of `baseline`; `Err` says what grew and by how much.
+    pub fn within(
+        self,
+        baseline: Resources,
+        slack: usize,
+        rss_slack_kib: u64,
+    ) -> Result<(), String> {
+        let mut grew = Vec::new();
+        if self.threads > baseline.threads + slack {
+            grew.push(format!("threads {} -> {}", baseline.threads, self.threads));
+        }
+        if self.fds > baseline.fds + slack {
+            grew.push(format!("fds {} -> {}", baseline.fds, self.fds));
+        }
+        if self.rss_kib > baseline.rss_kib + rss_slack_kib {
+            grew.push(format!(
+                "RSS {} KiB -> {} KiB",
+                baseline.rss_kib, self.rss_kib
+            ));
+        }
+        if grew.is_empty() {
+            Ok(())
+        } else {
+            Err(grew.join(", "))
+        }
+    }
 }

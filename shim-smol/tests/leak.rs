@@ -66,23 +66,8 @@ async fn sessions() {
     // The dropped sessions close in the background; give them their close, boundedly.
     let after = Resources::settle(baseline, SLACK, Duration::from_secs(20)).unwrap();
     eprintln!("baseline {baseline:?}, after {SESSIONS} sessions {after:?}");
-    assert!(
-        after.threads <= baseline.threads + SLACK,
-        "threads {} -> {}",
-        baseline.threads,
-        after.threads
-    );
-    assert!(
-        after.fds <= baseline.fds + SLACK,
-        "fds {} -> {}",
-        baseline.fds,
-        after.fds
-    );
-    assert!(
-        after.rss_kib <= baseline.rss_kib + RSS_SLACK_KIB,
-        "RSS {} KiB -> {} KiB",
-        baseline.rss_kib,
-        after.rss_kib
-    );
+    if let Err(grew) = after.within(baseline, SLACK, RSS_SLACK_KIB) {
+        panic!("not flat after {SESSIONS} sessions: {grew}");
+    }
     server.shutdown().unwrap();
 }
