@@ -11,7 +11,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
-use tether_driver::{Action, Origin, Shared, Turn};
+use tether_driver::{Action, Origin, Shared};
 
 use crate::transport::{Pool, Transport};
 
@@ -67,21 +67,17 @@ pub(crate) fn run(
 ) {
     let mut pool = Pool::new(transport, Arc::clone(&shared));
     loop {
-        let Turn {
-            actions,
-            deadline,
-            finished,
-        } = shared.turn();
-        for action in actions {
+        let turn = shared.turn();
+        for action in turn.actions {
             match action {
                 Action::Send(request) => pool.submit(request),
                 Action::Cancel(id) => pool.cancel(id),
                 _ => {}
             }
         }
-        if finished {
+        if turn.finished {
             return;
         }
-        wakeup.wait(deadline.and_then(|at| origin.to_std(at)));
+        wakeup.wait(turn.deadline.and_then(|at| origin.to_std(at)));
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tether_core::thread::StatusChange;
 use tether_driver::{
@@ -24,19 +24,28 @@ impl Wake for Unpark {
 }
 
 /// Parks this thread until `future` is ready.
-pub(crate) fn block_on<F: Future + Unpin>(mut future: F) -> F::Output {
+pub(crate) fn block_on<F: Future + Unpin>(future: F) -> F::Output {
+    block_until(future, None).unwrap_or_else(|| unreachable!("no deadline"))
+}
+
+/// Parks this thread until `future` is ready or `until` passes (`None`: never).
+fn block_until<F: Future + Unpin>(mut future: F, until: Option<Instant>) -> Option<F::Output> {
     // Most answers are ready at once (an event queued with room): no waker to build then.
     if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop()))
     {
-        return value;
+        return Some(value);
     }
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut cx) {
-            return value;
+            return Some(value);
         }
-        thread::park();
+        match until.map(|at| at.saturating_duration_since(now())) {
+            None => thread::park(),
+            Some(left) if left.is_zero() => return None,
+            Some(left) => thread::park_timeout(left),
+        }
     }
 }
 
@@ -65,24 +74,8 @@ impl<T> Stream<T> {
 
     /// The next item, waiting at most `timeout`; `None` on timeout or at the end.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<T, Lagged>> {
-        let until = now().checked_add(timeout);
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        loop {
-            if let Poll::Ready(item) = self.subscription.poll_next(&mut cx) {
-                return item;
-            }
-            match until {
-                None => thread::park(),
-                Some(at) => {
-                    let left = at.saturating_duration_since(now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    thread::park_timeout(left);
-                }
-            }
-        }
+        let next = std::future::poll_fn(|cx| self.subscription.poll_next(cx));
+        block_until(next, now().checked_add(timeout)).flatten()
     }
 
     /// The items queued now, without waiting.
