@@ -14,7 +14,7 @@ use tether_store::{Discard, FILE_NAME, SqliteStore};
 
 use crate::args::usage_error;
 
-const AFTER_HELP: &str = "
+const AFTER_HELP: &str = "\
 An outbox keeps every line `tether pipe --outbox DIR` acknowledged until the server took it:
 pending records are sent first by the next run on the outbox, with their uuids; dead records
 (the server refused them for good) stay until discarded and are never sent again. The outbox

@@ -236,7 +236,8 @@ fn durable_run(
     let stdout = std::io::stdout();
     let fed = durable::feed(
         blocking,
-        stdin.lock(),
+        // Large, so one read takes what the producer wrote so far: one group commit for it.
+        std::io::BufReader::with_capacity(1 << 20, stdin.lock()),
         &mut stdout.lock(),
         &mut outcome,
         args.send_timeout,

@@ -1,13 +1,14 @@
 //! `tether pipe --outbox DIR`: lines are read only as fast as they become durable, and each is
 //! acknowledged on stdout with `{"ack": LINE}` once it is.
 //!
-//! Lines already waiting in the input buffer are taken together (up to [`CHUNK`]): their events
-//! go in as one bulk send per run of one stream, which the driver answers once they are written
-//! in one group commit; state patches wait for the next one ([`Tether::sync`]). Only then are
-//! the chunk's lines acknowledged, in order. A failing store refuses events: the pipe stops
+//! Lines already waiting in the input buffer are taken together (up to [`CHUNK`]; never waiting
+//! for more input, so a producer that waits for each ack before its next line is answered):
+//! their events go in as one bulk send per run of one stream, which the driver answers once
+//! they are written in one group commit; state patches wait for the next one
+//! ([`Tether::sync`]). Only then are the chunk's lines acknowledged, in order. A failing store refuses events: the pipe stops
 //! reading and tries again until the send timeout, and never acknowledges what is not safe.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,7 @@ impl std::fmt::Display for Stop {
 /// Feeds `input` durably; acknowledges each line on `out` once it is durable.
 pub fn feed(
     tether: &Tether,
-    mut input: impl BufRead,
+    mut input: BufReader<impl Read>,
     out: &mut impl Write,
     outcome: &mut Outcome,
     send_timeout: Duration,
@@ -82,7 +83,9 @@ pub fn feed(
                 }
             };
             chunk.push((number, parsed));
-            let more = input.fill_buf().is_ok_and(|b| b.contains(&b'\n'));
+            // Only what was already read: waiting here for a line the producer sends after
+            // this one's ack would never end.
+            let more = input.buffer().contains(&b'\n');
             if chunk.len() >= CHUNK || !more {
                 break;
             }

@@ -206,6 +206,56 @@ fn a_dead_letter_is_handed_back_kept_marked_dead_and_discarded_only_on_yes() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+#[test]
+fn a_second_process_is_refused_while_a_pipe_holds_the_outbox() {
+    let url = "http://127.0.0.1:1/v1/code/sessions/held";
+    let tmp = tempdir("held");
+    let dir = tmp.join("outbox");
+    // A pipe that waits on its input (kept open) holds the outbox.
+    let mut held = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["pipe", "--url", url, "--epoch", "1", "--outbox"])
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tether pipe");
+    let mut stdin = held.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", json!({ "event": { "n": 0 } })).expect("write a line");
+    // Its ack comes without more input; bounded, so a pipe that waits for more fails the test.
+    let stdout = held.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ack = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ack);
+        let _ = tx.send(ack);
+    });
+    let ack = rx.recv_timeout(std::time::Duration::from_secs(30));
+    if ack.is_err() {
+        let _ = held.kill();
+        let _ = held.wait();
+    }
+    let ack = ack.expect("the line is acknowledged without waiting for the next");
+    assert!(ack.contains("\"ack\""), "{ack}");
+    let second = tether(&["outbox", dir.to_str().unwrap(), "show"], "");
+    let third = pipe(url, &dir, &tmp.join("u.jsonl"), "");
+    // Of the process this test started, by its handle.
+    drop(stdin);
+    let _ = held.kill();
+    let _ = held.wait();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("open in another process"),
+        "{}",
+        text(&second.stderr)
+    );
+    assert_eq!(third.status.code(), Some(1));
+    assert!(text(&third.stderr).contains("open in another process"));
+    // Once it is gone, the outbox opens, and keeps the line it acknowledged.
+    assert_eq!(show(&dir)["pending"], 1);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 /// A fresh directory of this test's own under the system's temporary directory.
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tether-outbox-{name}-{}", std::process::id()));

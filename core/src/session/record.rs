@@ -275,6 +275,31 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_keeps_what_the_server_did_not_take_unless_the_caller_let_it_go() {
+        let kept = [
+            Reason::Closed,
+            Reason::Superseded,
+            Reason::GivenUp,
+            Reason::TooManyFailures { failures: 5 },
+        ];
+        assert!(kept.iter().all(|r| RecordFate::of(r) == RecordFate::Kept));
+        let dead = [Reason::TooLarge, Reason::Rejected { status: 400 }];
+        assert!(dead.iter().all(|r| RecordFate::of(r) == RecordFate::Dead));
+        let forgotten = [
+            Reason::Replaced {
+                by: crate::batch::EventId(1),
+            },
+            Reason::DroppedOldest,
+            Reason::DroppedNewest,
+        ];
+        assert!(
+            forgotten
+                .iter()
+                .all(|r| RecordFate::of(r) == RecordFate::Forgotten)
+        );
+    }
+
+    #[test]
     fn corrupt_records_say_what_is_wrong() {
         let event = prepared(Envelope::Events, Event::new(json!({"a": 1})));
         let record = encode_record(Stream::Events, &event);

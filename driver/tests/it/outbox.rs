@@ -28,6 +28,8 @@ struct Server {
     refuses_bad: bool,
     /// The bodies of the state PUTs it took.
     puts: Vec<Value>,
+    /// Whether a newer worker owns the session (409 on events).
+    superseded: bool,
 }
 
 impl Server {
@@ -42,6 +44,7 @@ impl Server {
                     .push(serde_json::from_slice(&request.body).unwrap_or(Value::Null));
                 HttpResponse::new(200, "{}")
             }
+            Endpoint::Events if self.superseded => HttpResponse::new(409, "{}"),
             Endpoint::Events => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap();
                 let items = body["events"].as_array().unwrap();
@@ -414,7 +417,7 @@ fn a_flush_during_replay_covers_the_stored_outbox() {
 }
 
 #[test]
-fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_replays() {
+fn a_stored_event_this_run_can_never_queue_is_kept_dead_and_said_so_and_the_rest_replays() {
     let store = MemoryStore::new();
     let server = Arc::new(Mutex::new(Server::default()));
     server.lock().unwrap().down = true;
@@ -444,7 +447,7 @@ fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_r
         .epoch(1)
         .seed(5)
         .outbox(store.clone(), SyncPolicy::EveryWrite);
-    let driver = settings.start(origin(), 0).unwrap();
+    let mut driver = settings.start(origin(), 0).unwrap();
     let counters = driver.outbox_counters().unwrap();
     assert_eq!(
         (counters.restored, counters.dropped),
@@ -453,6 +456,10 @@ fn a_stored_event_this_run_can_never_queue_is_dropped_and_said_so_and_the_rest_r
     );
     let dropped = driver.outbox_dropped();
     assert!(dropped[0].reason.contains("refused"), "{dropped:?}");
+    assert!(dropped[0].reason.contains("marked dead"), "{dropped:?}");
+    // The loop turn's commit: the record is kept, marked dead, not deleted.
+    driver.handle_timeout(Instant::ZERO);
+    assert_eq!(store.dead_keys(), [1]);
 }
 
 #[test]
@@ -512,6 +519,39 @@ fn a_close_that_times_out_with_the_server_down_keeps_every_record_for_the_next_r
     assert_eq!(server.seqs(), (0..41).collect::<Vec<_>>());
     assert_eq!(server.uuids()[..40], uuids[..]);
     assert_eq!(server.duplicates, 0);
+}
+
+#[test]
+fn a_supersede_keeps_what_it_handed_back_for_the_next_run() {
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server {
+        superseded: true,
+        ..Server::default()
+    }));
+    {
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        let _sends: Vec<_> = (0..10)
+            .map(|n| handle.send_event(json!({ "n": n }), Duration::from_secs(1)))
+            .collect();
+        rig.run(1000, |_| handle.status().is_terminal());
+        let mut closed = handle.close(Duration::from_secs(1));
+        rig.run(1000, |_| closed.is_ready());
+        let report = closed.try_take().unwrap();
+        assert_eq!(report.status, tether_core::session::Status::Superseded);
+        assert!(
+            report
+                .undelivered
+                .iter()
+                .all(|e| e.reason == Reason::Superseded && e.kept_for_next_run()),
+            "{report:?}"
+        );
+        assert_eq!(report.kept_for_next_run(), 10);
+    }
+    assert_eq!(store.len(), 10);
+    server.lock().unwrap().superseded = false;
+    let (mut rig, _handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+    rig.run(1000, |_| store.is_empty());
+    assert_eq!(server.lock().unwrap().seqs(), (0..10).collect::<Vec<_>>());
 }
 
 #[test]
