@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_blocking::{Tether, USER_AGENT};
+use tether_blocking::Tether;
+use tether_blocking::runtime::USER_AGENT;
 use tether_core::batch::Event;
 use tether_core::session::{SessionConfig, Status, Stream};
 use tether_server::{Server, ServerConfig};
@@ -51,7 +52,7 @@ fn run_shim(
     send: impl Fn(&Tether, std::ops::Range<u64>) -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<ShimRun, Box<dyn std::error::Error>> {
     let send: &Sender<'_> = &send;
-    let tether = Tether::builder(server.session_url(session))
+    let tether = tether_blocking::builder(server.session_url(session))
         .epoch(1)
         .seed(1)
         .config(config)
@@ -63,9 +64,9 @@ fn run_shim(
     let before = tether.counters().wire;
     let started = Instant::now();
     send(&tether, 0..events)?;
-    tether.flush(Duration::from_secs(120))?;
+    tether.flush(Duration::from_secs(120)).wait()?;
     let time = started.elapsed();
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10)).wait();
     assert!(report.all_delivered(), "{report:?}");
     assert_eq!(server.inspector().events(session).len() as u64, events);
     let wire = report.counters.wire;
@@ -93,7 +94,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         defaults.clone(),
         |tether, seqs| {
             for seq in seqs {
-                tether.send_event(event(seq), Duration::from_secs(60))?;
+                tether
+                    .send_event(event(seq), Duration::from_secs(60))
+                    .wait()?;
             }
             Ok(())
         },
@@ -102,7 +105,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seqs: Vec<u64> = seqs.collect();
         for chunk in seqs.chunks(1_000) {
             let chunk = chunk.iter().map(|&seq| Event::new(event(seq)));
-            tether.send_events(Stream::Events, chunk, Duration::from_secs(60))?;
+            tether
+                .send_events(Stream::Events, chunk, Duration::from_secs(60))
+                .wait()?;
         }
         Ok(())
     };

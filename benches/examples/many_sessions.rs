@@ -182,13 +182,13 @@ macro_rules! session_impl {
                 <$ty>::status(self)
             }
             fn stats(&self) -> DriverStats {
-                self.driver_stats()
+                self.stats()
             }
             fn counters(&self) -> Counters {
                 <$ty>::counters(self)
             }
             fn polls(&self) -> u64 {
-                self.driver_polls()
+                self.stats().wakeups
             }
             async fn send(&self, event: Value) -> bool {
                 self.send_event(event, SEND_TIMEOUT).await.is_ok()
@@ -391,12 +391,13 @@ fn run_tokio(args: &Args, prefix: &str) {
         let exec = TokioExec(handle.clone());
         phases(args, &exec, |i| {
             let id = format!("{prefix}-{i}");
-            tether_tokio::Builder::new(format!("{}/v1/code/sessions/{id}", args.base))
+            let url = format!("{}/v1/code/sessions/{id}", args.base);
+            tether_tokio::Builder::new(url, tether_tokio::Tokio::on(handle.clone()))
                 .epoch(1)
                 .seed(i as u64)
                 .config(config(&id))
                 .transport(transport.clone())
-                .start_on(&handle)
+                .start()
                 .expect("start")
         })
         .await;
@@ -417,11 +418,12 @@ fn run_smol(args: &Args, prefix: &str) {
         smol::block_on(ex.run(async {
             phases(args, &exec, |i| {
                 let id = format!("{prefix}-{i}");
-                tether_smol::Builder::new(format!("{}/v1/code/sessions/{id}", args.base))
+                let url = format!("{}/v1/code/sessions/{id}", args.base);
+                tether_smol::Builder::new(url, tether_smol::Smol::on(Arc::clone(&ex)))
                     .epoch(1)
                     .seed(i as u64)
                     .config(config(&id))
-                    .start_on(&ex)
+                    .start()
                     .expect("start")
             })
             .await;

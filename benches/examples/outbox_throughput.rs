@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_blocking::{SyncPolicy, Tether};
+use tether_blocking::SyncPolicy;
 use tether_core::Rng;
 use tether_core::batch::{BatchDrainer, Config, Event};
 use tether_core::session::{SessionConfig, Status, Stream, encode_record};
@@ -48,7 +48,7 @@ fn run(
 ) -> Result<(f64, f64, u64), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(dir.path())?;
-    let tether = Tether::builder(server.session_url(session))
+    let tether = tether_blocking::builder(server.session_url(session))
         .epoch(1)
         .config(config())
         .outbox(store, policy)
@@ -61,13 +61,15 @@ fn run(
     let seqs: Vec<u64> = (0..events).collect();
     for chunk in seqs.chunks(1_000) {
         let chunk = chunk.iter().map(|&seq| Event::new(event(seq)));
-        tether.send_events(Stream::Events, chunk, Duration::from_secs(60))?;
+        tether
+            .send_events(Stream::Events, chunk, Duration::from_secs(60))
+            .wait()?;
     }
     let durable = started.elapsed();
-    tether.flush(Duration::from_secs(120))?;
+    tether.flush(Duration::from_secs(120)).wait()?;
     let delivered = started.elapsed();
     let commits = tether.counters().wire.requests;
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10)).wait();
     assert!(report.all_delivered(), "{report:?}");
     assert_eq!(server.inspector().events(session).len() as u64, events);
     Ok((
@@ -146,16 +148,16 @@ fn replay(events: u64) -> Result<(), Box<dyn std::error::Error>> {
     let (mut server, url) = serve("replay")?;
     let started = Instant::now();
     let store = SqliteStore::open(dir.path())?;
-    let tether = Tether::builder(url)
+    let tether = tether_blocking::builder(url)
         .epoch(1)
         .config(config())
         .outbox(store, SyncPolicy::EveryWrite)
         .start()?;
-    tether.flush(Duration::from_secs(600))?;
+    tether.flush(Duration::from_secs(600)).wait()?;
     let time = started.elapsed();
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10)).wait();
     assert!(report.all_delivered(), "{report:?}");
     let _ = server.kill(); // the server this example started, by its handle
     let _ = server.wait();

@@ -36,18 +36,18 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn blocking(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>> {
     let session = "blocking";
-    let tether = tether_blocking::Tether::builder(server.session_url(session))
+    let tether = tether_blocking::builder(server.session_url(session))
         .epoch(1)
         .seed(1)
         .config(SessionConfig::new(session))
         .start()?;
     let started = Instant::now();
     for seq in 0..events {
-        tether.send_event(event(seq), TIMEOUT)?;
+        tether.send_event(event(seq), TIMEOUT).wait()?;
     }
-    tether.flush(Duration::from_secs(120))?;
+    tether.flush(Duration::from_secs(120)).wait()?;
     let time = started.elapsed();
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10)).wait();
     assert!(report.all_delivered(), "{report:?}");
     Ok(Run {
         runtime: "tether-blocking",
@@ -59,7 +59,7 @@ fn blocking(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Err
 fn smol(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>> {
     let session = "smol";
     smol::block_on(async {
-        let tether = tether_smol::Builder::new(server.session_url(session))
+        let tether = tether_smol::builder(server.session_url(session))
             .epoch(1)
             .seed(1)
             .config(SessionConfig::new(session))
@@ -87,7 +87,7 @@ fn tokio(server: &Server, events: u64) -> Result<Run, Box<dyn std::error::Error>
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let tether = tether_tokio::Builder::new(server.session_url(session))
+        let tether = tether_tokio::builder(server.session_url(session))
             .epoch(1)
             .seed(1)
             .config(SessionConfig::new(session))

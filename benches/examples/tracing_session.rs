@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether_server::{FaultPlan, Server, ServerConfig};
-use tether_tokio::{Builder, Report};
+use tether_tokio::Report;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let level = match std::env::var("TETHER_TRACE").as_deref() {
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let tether = Builder::new(&url).token("never-logged").start()?;
+        let tether = tether_smol::builder(&url).token("never-logged").start()?;
         let mut reports = tether.reports();
         for i in 0..2_000 {
             tether

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tether_blocking::{HttpResponse, Tap};
+use tether_blocking::Tap;
+use tether_blocking::runtime::HttpResponse;
 use tether_core::backoff::{BackoffPolicy, ControllerConfig, Jitter};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{Output, RequestId, Session, SessionConfig, Status, TransportError};
@@ -19,7 +20,8 @@ use tether_sim::timeline::Recorder;
 use crate::args::{Runtime, help_template, usage_error};
 use crate::progress::Progress;
 use crate::report::{CloseReport, Counters, status_json};
-use crate::worker::{Builder, Worker};
+use crate::session::Builder;
+use tether_blocking::Tether;
 
 const AFTER_HELP: &str = "\
 The server runs on 127.0.0.1 (a port the OS picks). Hangs last 1.5 s unless PLAN sets
@@ -262,7 +264,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
     let view = thread::scope(|scope| -> Result<Value, Box<dyn std::error::Error>> {
         scope.spawn(move || progress(tether_ref, options.events, done_ref));
         let sent = send_all(tether_ref, options.events, patches, given_ref);
-        let flushed = tether_ref.flush(Duration::from_secs(120));
+        let flushed = tether_ref.flush(Duration::from_secs(120)).wait();
         done_ref.store(true, Ordering::Release);
         sent?;
         if let Err(e) = flushed {
@@ -270,7 +272,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Ok(tether_ref.state())
     })?;
-    let report = tether.close(Duration::from_secs(10));
+    let report = tether.close(Duration::from_secs(10)).wait();
     let elapsed = started.elapsed();
     if let (Some(path), Some(recorder)) = (&options.svg, recorder) {
         let recorder = std::mem::replace(
@@ -280,7 +282,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
         let end = tether_core::Instant::from_duration(elapsed);
         std::fs::write(path, render(&recorder.finish(end)))?;
     }
-    let transitions: Vec<Status> = statuses.ready();
+    let transitions: Vec<Status> = statuses.try_iter().flatten().collect();
     let ok = check(
         &server.inspector(),
         &report,
@@ -355,14 +357,16 @@ impl Tap for TimelineTap {
 
 /// Streams the events, with a patch after every `events / patches` of them.
 fn send_all(
-    tether: &Worker,
+    tether: &Tether,
     events: u64,
     patches: u64,
     given: &mut Vec<Value>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let every = events / patches;
     for seq in 0..events {
-        tether.send_event(event(seq), Duration::from_secs(60))?;
+        tether
+            .send_event(event(seq), Duration::from_secs(60))
+            .wait()?;
         let n = given.len() as u64;
         if seq % every == every - 1 && n < patches {
             let p = patch(n, n == patches - 1);
@@ -374,7 +378,7 @@ fn send_all(
 }
 
 /// Shows progress until `done`: a bar on a terminal, a line per 10 % otherwise.
-fn progress(tether: &Worker, total: u64, done: &AtomicBool) {
+fn progress(tether: &Tether, total: u64, done: &AtomicBool) {
     let progress = Progress::new(Some(total), "delivered");
     while !done.load(Ordering::Acquire) {
         let counters = tether.counters();

@@ -10,9 +10,9 @@ mod pipe;
 mod progress;
 mod report;
 mod serve;
+mod session;
 mod sim;
 mod sync_demo;
-mod worker;
 
 use std::process::ExitCode;
 

@@ -14,8 +14,9 @@ mod durable;
 use crate::args::{Runtime, help_template, seconds, usage_error};
 use crate::progress::Progress;
 use crate::report::{CloseReport, status_json, undelivered_json};
-use crate::worker::{Builder, Reports, SendError, Worker};
-use tether_blocking::{FlushError, PatchError, Report};
+use crate::session::{Builder, SendError};
+use tether_blocking::Tether;
+use tether_blocking::{FlushError, PatchError, Report, Subscription};
 
 const AFTER_HELP: &str = "\
 Each input line is one of:
@@ -172,8 +173,8 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     let reports = tether.reports();
     let durable = args.outbox.is_some();
     let recorder = thread::spawn(move || record_undelivered(reports, sink, durable));
-    if let Some(blocking) = tether.blocking().filter(|_| args.outbox.is_some()) {
-        return durable_run(&tether, blocking, args, statuses, recorder);
+    if args.outbox.is_some() {
+        return durable_run(&tether, args, statuses, recorder);
     }
     let progress = Progress::new(None, "lines");
     let (outcome, report) = thread::scope(|scope| {
@@ -185,7 +186,7 @@ pub fn run(args: &PipeArgs) -> ExitCode {
         });
         let outcome = feed_all(&tether, args.send_timeout, progress);
         progress.finish();
-        (outcome, tether.close(args.close_timeout))
+        (outcome, tether.close(args.close_timeout).wait())
     });
     let written = match recorder.join() {
         Ok(Ok(Some(mut sink))) => write_refused(&mut sink, &outcome),
@@ -219,10 +220,9 @@ pub fn run(args: &PipeArgs) -> ExitCode {
 /// `pipe --outbox`: lines read only as fast as they become durable, each acknowledged on
 /// stdout; statuses as plain JSON Lines on stderr.
 fn durable_run(
-    tether: &Worker,
-    blocking: &tether_blocking::Tether,
+    tether: &Tether,
     args: &PipeArgs,
-    statuses: crate::worker::Statuses,
+    statuses: Subscription<Status>,
     recorder: thread::JoinHandle<std::io::Result<Option<BufWriter<File>>>>,
 ) -> ExitCode {
     let printer = thread::spawn(move || {
@@ -235,7 +235,7 @@ fn durable_run(
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let fed = durable::feed(
-        blocking,
+        tether,
         // Large, so one read takes what the producer wrote so far: one group commit for it.
         std::io::BufReader::with_capacity(1 << 20, stdin.lock()),
         &mut stdout.lock(),
@@ -244,12 +244,12 @@ fn durable_run(
     );
     if let Err(stop) = fed {
         eprintln!("tether pipe: stopped: {stop}; lines after the last ack are not safe");
-        let _ = wait_close(tether, args.close_timeout);
+        let _ = tether.close(args.close_timeout).wait();
         let _ = printer.join();
         let _ = recorder.join();
         return ExitCode::from(1);
     }
-    let report = wait_close(tether, args.close_timeout);
+    let report = tether.close(args.close_timeout).wait();
     let _ = printer.join();
     let written = match recorder.join() {
         Ok(Ok(Some(mut sink))) => write_refused(&mut sink, &outcome),
@@ -282,13 +282,8 @@ fn durable_run(
     }
 }
 
-/// Closes a worker held by reference (the outbox path keeps using the handle).
-fn wait_close(tether: &Worker, timeout: Duration) -> CloseReport {
-    tether.close_ref(timeout)
-}
-
 /// Feeds stdin's lines to the session, showing progress.
-fn feed_all(tether: &Worker, send_timeout: Duration, progress: &Progress) -> Outcome {
+fn feed_all(tether: &Tether, send_timeout: Duration, progress: &Progress) -> Outcome {
     let mut outcome = Outcome::default();
     let stdin = std::io::stdin();
     for (index, line) in stdin.lock().lines().enumerate() {
@@ -332,7 +327,7 @@ impl Outcome {
     /// Feeds a `{"delta": {...}, "key": "..."}` line.
     fn feed_delta(
         &mut self,
-        tether: &Worker,
+        tether: &Tether,
         mut map: serde_json::Map<String, Value>,
     ) -> Result<(), String> {
         let (Some(Value::String(key)), Some(delta)) = (map.remove("key"), map.remove("delta"))
@@ -355,7 +350,7 @@ impl Outcome {
     }
 
     /// Feeds one line; `Err` describes why the line is malformed.
-    fn feed(&mut self, tether: &Worker, line: &str, send_timeout: Duration) -> Result<(), String> {
+    fn feed(&mut self, tether: &Tether, line: &str, send_timeout: Duration) -> Result<(), String> {
         let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
         let Value::Object(mut map) = value else {
             return Err("expected a JSON object".into());
@@ -379,14 +374,14 @@ impl Outcome {
                     return Err(format!("`{key}` must be a JSON object"));
                 }
                 if key == "event" {
-                    tether.send_event(body, send_timeout)
+                    tether.send_event(body, send_timeout).wait()
                 } else {
-                    tether.send_internal_event(body, send_timeout)
+                    tether.send_internal_event(body, send_timeout).wait()
                 }
             }
             "state" => {
                 return match tether.patch_state(body) {
-                    Ok(()) => Ok(()),
+                    Ok(_) => Ok(()),
                     Err(PatchError::Invalid(e)) => Err(e.to_string()),
                     // The session ended: the close report says so.
                     Err(_) => Ok(()),
@@ -396,7 +391,7 @@ impl Outcome {
                 if body != Value::Bool(true) {
                     return Err("`flush` must be true".into());
                 }
-                if let Err(FlushError::TimedOut) = tether.flush(send_timeout) {
+                if let Err(FlushError::TimedOut) = tether.flush(send_timeout).wait() {
                     eprintln!("tether pipe: flush timed out; going on");
                 }
                 return Ok(());
@@ -408,8 +403,8 @@ impl Outcome {
         } else {
             "internal-events"
         };
-        match sent {
-            Ok(()) => Ok(()),
+        match sent.map_err(SendError::from) {
+            Ok(_) => Ok(()),
             Err(SendError::Ended { payload, status }) => {
                 let reason = match status {
                     Status::Superseded => "superseded",
@@ -476,8 +471,11 @@ impl Outcome {
 /// Every status of the session from its first. A session always starts `connecting`, but a
 /// subscription made just after the start begins with the status of that moment, which on a
 /// fast network may already be `connected`: the first is said here, and not twice.
-fn from_the_start(statuses: crate::worker::Statuses) -> impl Iterator<Item = Status> {
-    let mut statuses = statuses.peekable();
+fn from_the_start(statuses: Subscription<Status>) -> impl Iterator<Item = Status> {
+    // A status stream that lagged skipped only changes older than the ones it still holds.
+    let mut statuses = std::iter::from_fn(move || statuses.recv())
+        .flatten()
+        .peekable();
     if statuses.peek() == Some(&Status::Connecting) {
         statuses.next();
     }
@@ -489,11 +487,11 @@ fn from_the_start(statuses: crate::worker::Statuses) -> impl Iterator<Item = Sta
 /// outbox (`durable`), what it keeps for the next run is not written: it is not the caller's
 /// to resend.
 fn record_undelivered(
-    reports: Reports,
+    reports: Subscription<Report>,
     mut sink: Option<BufWriter<File>>,
     durable: bool,
 ) -> std::io::Result<Option<BufWriter<File>>> {
-    for report in reports {
+    for report in reports.iter() {
         let Some(out) = sink.as_mut() else { continue };
         let report = match report {
             Ok(report) => report,

@@ -7,14 +7,12 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use tether_blocking::{
-    ThreadCloseReport, ThreadFlushError, ThreadHandle, ThreadReport, ThreadStartError,
-};
+use tether_blocking::{ThreadCloseReport, ThreadHandle, ThreadReport};
 use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
 use tether_server::{Server, ServerConfig};
 
 use crate::args::Runtime;
-use crate::worker::{Builder, Worker};
+use crate::session::Builder;
 
 const SESSION: &str = "demo-sync";
 const CLIENTS: usize = 3;
@@ -29,48 +27,6 @@ pub struct SyncOptions {
     pub faults: tether_server::FaultPlan,
     pub seed: u64,
     pub runtime: Runtime,
-}
-
-/// Thread sync of a [`Worker`], on its runtime.
-enum Threads {
-    Blocking(tether_blocking::Threads),
-    /// smol and tokio: the driver's handle, whose answers are runtime-neutral futures.
-    Async(tether_smol::ThreadHandle),
-}
-
-impl Worker {
-    /// Starts thread sync on this session.
-    fn start_threads(&self, config: ThreadSyncConfig) -> Result<Threads, ThreadStartError> {
-        match self {
-            Worker::Blocking(t) => t.start_threads(config).map(Threads::Blocking),
-            Worker::Smol(t) => t.start_threads(config).map(Threads::Async),
-            Worker::Tokio(t) => t.start_threads(config).map(Threads::Async),
-        }
-    }
-}
-
-impl Threads {
-    /// The calls that answer at once, the same on every runtime.
-    fn handle(&self) -> &ThreadHandle {
-        match self {
-            Threads::Blocking(t) => t,
-            Threads::Async(t) => t,
-        }
-    }
-
-    fn flush(&self, timeout: Duration) -> Result<(), ThreadFlushError> {
-        match self {
-            Threads::Blocking(t) => t.flush(timeout),
-            Threads::Async(t) => smol::block_on(t.flush(timeout)),
-        }
-    }
-
-    fn close(&self, timeout: Duration) -> ThreadCloseReport {
-        match self {
-            Threads::Blocking(t) => t.close(timeout),
-            Threads::Async(t) => smol::block_on(t.close(timeout)),
-        }
-    }
 }
 
 /// What one client did.
@@ -154,17 +110,17 @@ pub fn demo(options: &SyncOptions) -> Result<bool, Box<dyn std::error::Error>> {
             .seed(options.seed.wrapping_add(client as u64))
             .config(crate::demo::session_config_for(SESSION))
             .start()?;
-        let threads = worker.start_threads(ThreadSyncConfig::new(format!("client-{client}")))?;
+        let threads = worker.threads(ThreadSyncConfig::new(format!("client-{client}")))?;
         workers.push(worker);
         syncs.push(threads);
     }
-    let reports = syncs[OFFLINE].handle().reports();
-    syncs[OFFLINE].handle().set_online(false);
+    let reports = syncs[OFFLINE].reports();
+    syncs[OFFLINE].set_online(false);
     let edits = thread::scope(|scope| {
         let handles: Vec<_> = syncs
             .iter()
             .enumerate()
-            .map(|(i, t)| scope.spawn(move || edit(i, t.handle(), options.messages)))
+            .map(|(i, t)| scope.spawn(move || edit(i, t, options.messages)))
             .collect();
         handles
             .into_iter()
@@ -178,19 +134,22 @@ pub fn demo(options: &SyncOptions) -> Result<bool, Box<dyn std::error::Error>> {
     let mut flushed = true;
     for _ in 0..2 {
         for (i, t) in syncs.iter().enumerate() {
-            if let Err(e) = t.flush(FLUSH_TIMEOUT) {
+            if let Err(e) = t.flush(FLUSH_TIMEOUT).wait() {
                 eprintln!("tether demo --sync: client {i}: flush: {e}");
                 flushed = false;
             }
         }
     }
-    let views: Vec<Vec<Thread>> = syncs.iter().map(|t| t.handle().threads()).collect();
+    let views: Vec<Vec<Thread>> = syncs.iter().map(|t| t.threads()).collect();
     let statuses: Vec<BTreeMap<String, SyncStatus>> =
-        syncs.iter().map(|t| t.handle().sync_statuses()).collect();
+        syncs.iter().map(|t| t.sync_statuses()).collect();
     for worker in workers {
-        drop(worker.close(Duration::from_secs(10)));
+        drop(worker.close(Duration::from_secs(10)).wait());
     }
-    let closes: Vec<ThreadCloseReport> = syncs.iter().map(|t| t.close(Duration::ZERO)).collect();
+    let closes: Vec<ThreadCloseReport> = syncs
+        .iter()
+        .map(|t| t.close(Duration::ZERO).wait())
+        .collect();
     let seen: Vec<ThreadReport> = std::iter::from_fn(|| reports.try_next())
         .collect::<Result<_, _>>()
         .map_err(|lagged| format!("the thread reports: {lagged}"))?;

@@ -152,6 +152,9 @@ pub struct DriverStats {
     /// Deadlines the core named again after they were handled, waited for 1 ms instead of
     /// spinning.
     pub clamped_waits: u64,
+    /// Times the shim's loop woke up (a call, an answer, a timer): what an idle session costs
+    /// is how often this grows.
+    pub wakeups: u64,
 }
 
 #[cfg(test)]

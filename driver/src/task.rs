@@ -9,15 +9,15 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use tether_core::Instant;
 use tether_core::session::{RequestId, TransportError};
 
 use crate::action::Action;
-use crate::handle::{Shared, Turn};
 use crate::http::{HttpRequest, HttpResponse};
+use crate::shared::{Shared, Turn};
 
 /// Turns of the loop per wake-up before the task yields to its executor.
 pub const WORK_BUDGET: usize = 64;
@@ -57,7 +57,7 @@ impl<T: AsyncTransport + ?Sized> AsyncTransport for Box<T> {
 /// A runtime's timer, as the driver task needs it.
 pub trait AsyncTimer: Send + Unpin + 'static {
     /// Polls the timer for `at`, in the driver's time (the shim converts it to its runtime's
-    /// clock with the [`Origin`](crate::Origin) its clock counts from); `moved` says the
+    /// clock with the [`Origin`](crate::runtime::Origin) its clock counts from); `moved` says the
     /// deadline changed since the last poll (or the timer fired since), so the timer must be
     /// set to `at` first.
     fn poll_at(&mut self, at: Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()>;
@@ -68,7 +68,6 @@ pub trait AsyncTimer: Send + Unpin + 'static {
 pub struct Wakeup {
     woken: AtomicBool,
     waker: Mutex<Option<Waker>>,
-    polls: AtomicU64,
 }
 
 impl Wakeup {
@@ -83,11 +82,6 @@ impl Wakeup {
         if let Some(waker) = waker {
             waker.wake();
         }
-    }
-
-    /// Times the task was polled: its idle cost.
-    pub fn polls(&self) -> u64 {
-        self.polls.load(Ordering::Relaxed)
     }
 
     fn register(&self, waker: &Waker) {
@@ -167,7 +161,7 @@ impl<T: AsyncTimer> Future for DriverTask<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        this.wakeup.polls.fetch_add(1, Ordering::Relaxed);
+        this.shared.note_wakeup();
         this.wakeup.register(cx.waker());
         for _ in 0..WORK_BUDGET {
             this.wakeup.woken.store(false, Ordering::Release);

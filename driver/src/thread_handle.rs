@@ -13,7 +13,7 @@ use shared_threads::{
 use tether_core::Instant;
 use tether_core::thread as shared_threads;
 
-use crate::handle::{Handle, Shared};
+use crate::shared::Shared;
 use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::threads::{ThreadPart, ThreadStartError};
 use crate::wait::{Pending, Subscription};
@@ -29,19 +29,6 @@ use crate::wait::{Pending, Subscription};
 #[derive(Clone)]
 pub struct ThreadHandle {
     shared: Arc<Shared>,
-}
-
-impl Handle {
-    /// Starts thread sync on this session.
-    ///
-    /// # Errors
-    /// See [`ThreadStartError`].
-    pub fn start_threads(
-        &self,
-        config: ThreadSyncConfig,
-    ) -> Result<ThreadHandle, ThreadStartError> {
-        ThreadHandle::start(self.shared(), config)
-    }
 }
 
 impl ThreadHandle {

@@ -1,83 +1,101 @@
-//! The driver thread and the HTTP workers: a timer, a way to wait, and a transport.
+//! The runtime: std's clock, a thread per session that parks until its driver task is woken or
+//! its timer is due, and [`Pooled`] ureq for HTTP.
 //!
 //! ```text
 //!   Tether (any thread) ──call──▶ Shared (the driver, locked) ◀──answer── HTTP workers
-//!                                      │ notify                              ▲
-//!                                      ▼                                     │
-//!   driver thread: shared.turn(), its actions ──Send──▶ job queue ───────────┘
-//!                  wait on the condvar until notified or the turn's deadline
+//!                                      │ wake (unpark)                      ▲
+//!                                      ▼                                    │
+//!   driver thread: polls the one DriverTask ──requests──▶ Pooled job queue ─┘
+//!                  parks until woken or the timer's deadline
 //! ```
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
 use std::time::Instant;
 
-use tether_driver::{Action, Origin, Shared};
+use tether_driver::runtime::{
+    AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+};
 
-use crate::transport::{Pool, Transport};
+use crate::transport::{Pooled, Ureq};
 
-/// The shim's clock.
-#[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-pub(crate) fn now() -> Instant {
-    Instant::now()
-}
+/// Threads: each session's driver task runs on a thread of its own, HTTP on a small pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Blocking;
 
-/// Wakes the driver thread: set by a call or an answer that made work for it.
-#[derive(Default)]
-pub(crate) struct Wakeup {
-    woken: Mutex<bool>,
-    cv: Condvar,
-}
+impl Runtime for Blocking {
+    type Timer = ParkTimer;
 
-impl Wakeup {
-    pub(crate) fn wake(&self) {
-        *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.cv.notify_one();
+    #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
+    fn now() -> Instant {
+        Instant::now()
     }
 
-    /// Waits until woken or `until` (forever with `None`).
-    fn wait(&self, until: Option<Instant>) {
-        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*woken {
-            match until {
-                None => woken = self.cv.wait(woken).unwrap_or_else(PoisonError::into_inner),
-                Some(at) => {
-                    let left = at.saturating_duration_since(now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    woken = self
-                        .cv
-                        .wait_timeout(woken, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-        *woken = false;
+    fn timer(&self, origin: Origin) -> ParkTimer {
+        ParkTimer(origin)
+    }
+
+    fn spawn(&self, task: DriverTask<ParkTimer>) -> std::io::Result<()> {
+        thread::Builder::new()
+            .name("tether-driver".into())
+            .spawn(move || run(task))
+            .map(drop)
+    }
+
+    fn transport(&self, _url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
+        Ok(Arc::new(Pooled::new(Ureq::new())))
     }
 }
 
-/// Runs the driver until the session has ended; `origin` is where the driver's time starts on
-/// this shim's clock.
-pub(crate) fn run(
-    shared: Arc<Shared>,
-    origin: Origin,
-    wakeup: Arc<Wakeup>,
-    transport: Arc<dyn Transport>,
-) {
-    let mut pool = Pool::new(transport, Arc::clone(&shared));
-    loop {
-        let turn = shared.turn();
-        for action in turn.actions {
-            match action {
-                Action::Send(request) => pool.submit(request),
-                Action::Cancel(id) => pool.cancel(id),
-                _ => {}
-            }
+thread_local! {
+    /// When the driver thread must look again, whoever woke it: the timer's deadline.
+    static DUE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The driver task's timer on its thread: it names its deadline to the thread's park, which
+/// wakes for it. It works only on a thread [`run`] drives (where [`Blocking::spawn`] puts it).
+#[derive(Debug)]
+pub struct ParkTimer(Origin);
+
+impl AsyncTimer for ParkTimer {
+    fn poll_at(
+        &mut self,
+        at: tether_core::Instant,
+        _moved: bool,
+        _cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let Some(at) = self.0.to_std(at) else {
+            return Poll::Pending; // never
+        };
+        if Blocking::now() >= at {
+            return Poll::Ready(());
         }
-        if turn.finished {
-            return;
+        DUE.set(Some(at));
+        Poll::Pending
+    }
+}
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives `task` on this thread until the session has ended: poll, then park until woken (a
+/// call, an answer) or the timer is due.
+pub fn run(task: DriverTask<ParkTimer>) {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut task = std::pin::pin!(task);
+    while task.as_mut().poll(&mut cx).is_pending() {
+        match DUE.take() {
+            None => thread::park(),
+            Some(at) => thread::park_timeout(at.saturating_duration_since(Blocking::now())),
         }
-        wakeup.wait(turn.deadline.and_then(|at| origin.to_std(at)));
     }
 }

@@ -1,24 +1,22 @@
-//! HTTP: a bounded pool of worker threads, the [`Transport`] seam they call, and the default
-//! transport, ureq.
+//! HTTP: the blocking [`Transport`] seam, the default transport (ureq), and [`Pooled`], the
+//! bounded pool of worker threads that makes a blocking transport the driver's async one.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
-use tether_core::session::{Method, RequestId, TransportError};
-use tether_driver::{Action, HttpRequest, HttpResponse, Shared};
+use tether_core::session::{Method, TransportError};
+use tether_driver::Pending;
+use tether_driver::runtime::{AsyncTransport, BoxFuture, Completer, HttpRequest, HttpResponse};
 
-/// Worker threads started at once; one per channel of the core.
-const MIN_WORKERS: usize = 6;
 /// Most worker threads: one per channel, plus room for cancelled requests still on the wire
 /// until their backstop frees them.
 const MAX_WORKERS: usize = 12;
 
-/// A blocking HTTP client the worker threads hand requests to; set one with
-/// [`Builder::transport`](crate::Builder::transport). The default is ureq.
+/// A blocking HTTP client the worker threads hand requests to; give one to a session with
+/// `builder(url).transport(Pooled::new(client))`. The default is ureq.
 ///
 /// The contract keeps the shim thin (docs/ARCHITECTURE.md, conventions 7 and 8):
 ///
@@ -34,7 +32,7 @@ const MAX_WORKERS: usize = 12;
 /// ```
 /// use tether_blocking::Transport;
 /// use tether_core::session::{Endpoint, TransportError};
-/// use tether_driver::{HttpRequest, HttpResponse};
+/// use tether_driver::runtime::{HttpRequest, HttpResponse};
 ///
 /// /// Answers `200` to everything, as a scripted test server would.
 /// struct AlwaysOk;
@@ -73,12 +71,20 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 }
 
 /// The built-in transport: one `ureq::Agent` (HTTP/1.1 keep-alive, https through rustls).
-pub(crate) struct Ureq {
+#[derive(Debug)]
+pub struct Ureq {
     agent: ureq::Agent,
 }
 
+impl Default for Ureq {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Ureq {
-    pub(crate) fn new() -> Self {
+    /// An agent that never follows a redirect and returns every status as an answer.
+    pub fn new() -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -153,151 +159,98 @@ impl Transport for Ureq {
     }
 }
 
+type Answer = Result<HttpResponse, TransportError>;
+
 struct Job {
     request: HttpRequest,
-    /// Set when the core cancels the request; a worker skips it if not started.
-    cancelled: Arc<AtomicBool>,
+    answer: Completer<Answer>,
 }
 
-/// What the driver thread and the workers share to hand out requests and cancel them.
-struct Dispatch {
-    jobs: Sender<Job>,
-    cancels: Mutex<HashMap<RequestId, Arc<AtomicBool>>>,
-}
-
-impl Dispatch {
-    fn job(&self, request: HttpRequest) -> Job {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let mut cancels = self.cancels.lock().unwrap_or_else(PoisonError::into_inner);
-        cancels.retain(|_, c| Arc::strong_count(c) > 1);
-        cancels.insert(request.id, Arc::clone(&cancelled));
-        Job { request, cancelled }
-    }
-
-    fn cancel(&self, id: RequestId) {
-        let flag = self
-            .cancels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        if let Some(flag) = flag {
-            flag.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// A bounded pool of worker threads fed from one queue. A worker hands its answer straight to
-/// the driver and takes what that made to do (the next batch, usually) itself: no handoff
-/// through the driver thread per exchange.
+/// A blocking [`Transport`] as the driver's [`AsyncTransport`]: each request goes to a bounded
+/// pool of worker threads, and its answer comes back as a future the driver's loop is woken
+/// by. Workers are started when none is idle, up to one per channel of the core plus room for
+/// cancelled requests still on the wire until their backstop frees them.
 ///
-/// The pool holds the only strong reference to the job sender; workers reach it through a
-/// `Weak` only while they hand out follow-on work. So when the driver thread ends and drops
-/// the pool, the queue closes, every idle worker's `recv` returns, and the workers, the
-/// transport's connections and the driver they hold all end with the session.
-pub(crate) struct Pool {
-    dispatch: Arc<Dispatch>,
+/// Nothing outlives it: it holds the only sender of the job queue, so once the sessions using
+/// it have ended and dropped it, every idle worker's `recv` returns and each busy one ends
+/// after its exchange (bounded by the request's backstop).
+pub struct Pooled {
+    jobs: Sender<Job>,
     queue: Arc<Mutex<Receiver<Job>>>,
-    idle: Arc<AtomicUsize>,
-    workers: usize,
+    /// Jobs sent and not yet answered (or skipped).
+    busy: Arc<AtomicUsize>,
+    workers: AtomicUsize,
     transport: Arc<dyn Transport>,
-    shared: Arc<Shared>,
 }
 
-impl Pool {
-    pub(crate) fn new(transport: Arc<dyn Transport>, shared: Arc<Shared>) -> Self {
+impl Pooled {
+    /// A pool of worker threads calling `transport`.
+    pub fn new(transport: impl Transport) -> Self {
         let (jobs, queue) = mpsc::channel();
-        let mut pool = Pool {
-            dispatch: Arc::new(Dispatch {
-                jobs,
-                cancels: Mutex::new(HashMap::new()),
-            }),
+        Pooled {
+            jobs,
             queue: Arc::new(Mutex::new(queue)),
-            idle: Arc::new(AtomicUsize::new(0)),
-            workers: 0,
-            transport,
-            shared,
-        };
-        for _ in 0..MIN_WORKERS {
-            pool.spawn_worker();
+            busy: Arc::new(AtomicUsize::new(0)),
+            workers: AtomicUsize::new(0),
+            transport: Arc::new(transport),
         }
-        pool
     }
 
-    pub(crate) fn submit(&mut self, request: HttpRequest) {
-        let job = self.dispatch.job(request);
-        if self.idle.load(Ordering::Acquire) == 0 && self.workers < MAX_WORKERS {
-            self.spawn_worker();
-        }
-        // The receiver lives as long as the pool (the queue is in an Arc the pool holds).
-        let _ = self.dispatch.jobs.send(job);
-    }
-
-    pub(crate) fn cancel(&mut self, id: RequestId) {
-        self.dispatch.cancel(id);
-    }
-
-    fn spawn_worker(&mut self) {
+    fn spawn_worker(&self) {
         let queue = Arc::clone(&self.queue);
-        let idle = Arc::clone(&self.idle);
+        let busy = Arc::clone(&self.busy);
         let transport = Arc::clone(&self.transport);
-        let shared = Arc::clone(&self.shared);
-        let dispatch = Arc::downgrade(&self.dispatch);
-        idle.fetch_add(1, Ordering::AcqRel);
         let spawned = thread::Builder::new()
             .name("tether-http".into())
-            .spawn(move || worker(&queue, &idle, &*transport, &shared, &dispatch));
-        match spawned {
-            Ok(_) => self.workers += 1,
-            // No thread: the job waits for an existing worker; the core's deadline bounds it.
-            Err(_) => {
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-            }
+            .spawn(move || worker(&queue, &busy, &*transport));
+        // No thread: the job waits for an existing worker; the core's deadline bounds it.
+        if spawned.is_ok() {
+            self.workers.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
 
-fn worker(
-    queue: &Mutex<Receiver<Job>>,
-    idle: &AtomicUsize,
-    transport: &dyn Transport,
-    shared: &Shared,
-    dispatch: &Weak<Dispatch>,
-) {
+impl AsyncTransport for Pooled {
+    fn send(&self, request: HttpRequest) -> BoxFuture<Answer> {
+        let (answer, completer) = Pending::new(|| {
+            Err(TransportError {
+                message: "no HTTP worker could be started".into(),
+            })
+        });
+        // Every worker busy: start another, up to the bound.
+        let busy = self.busy.fetch_add(1, Ordering::AcqRel) + 1;
+        let workers = self.workers.load(Ordering::Acquire);
+        if busy > workers && workers < MAX_WORKERS {
+            self.spawn_worker();
+        }
+        // The receiver lives as long as the pool: sending cannot fail.
+        let _ = self.jobs.send(Job {
+            request,
+            answer: completer,
+        });
+        Box::pin(answer)
+    }
+}
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pooled")
+            .field("workers", &self.workers.load(Ordering::Relaxed))
+            .field("busy", &self.busy.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn worker(queue: &Mutex<Receiver<Job>>, busy: &AtomicUsize, transport: &dyn Transport) {
     loop {
-        let job = {
-            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.recv()
-        };
-        let Ok(mut job) = job else {
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(Job { request, answer }) = job else {
             return; // the pool is gone
         };
-        idle.fetch_sub(1, Ordering::AcqRel);
-        loop {
-            if job.cancelled.load(Ordering::Acquire) {
-                break;
-            }
-            let id = job.request.id;
-            let result = transport.send(job.request);
-            let actions = shared.answer(id, result);
-            let Some(dispatch) = dispatch.upgrade() else {
-                return; // the session has ended: nothing more to hand out
-            };
-            let mut next = None;
-            for action in actions {
-                match action {
-                    Action::Send(request) if next.is_none() => next = Some(dispatch.job(request)),
-                    Action::Send(request) => {
-                        let _ = dispatch.jobs.send(dispatch.job(request));
-                    }
-                    Action::Cancel(id) => dispatch.cancel(id),
-                    _ => {}
-                }
-            }
-            match next {
-                Some(more) => job = more,
-                None => break,
-            }
+        // Cancelled (the driver dropped its future) before it started: skip it.
+        if !answer.is_abandoned() {
+            answer.complete(transport.send(request));
         }
-        idle.fetch_add(1, Ordering::AcqRel);
+        busy.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_blocking::Tether;
 use tether_core::session::{SessionConfig, Status};
 use tether_server::{Resources, Server, ServerConfig};
 
@@ -23,7 +22,7 @@ const SLACK: usize = 4;
 const RSS_SLACK_KIB: u64 = 24 * 1024;
 
 fn one_session(url: &str, n: usize) {
-    let tether = Tether::builder(url)
+    let tether = tether_blocking::builder(url)
         .config(SessionConfig::new(format!("leak-{n}")))
         .epoch(1)
         .start()
@@ -31,14 +30,15 @@ fn one_session(url: &str, n: usize) {
     for i in 0..3 {
         tether
             .send_event(json!({"session": n, "i": i}), Duration::from_secs(5))
+            .wait()
             .unwrap();
     }
     if n % 5 == 4 {
         drop(tether); // closes on its own, in the background
         return;
     }
-    tether.flush(Duration::from_secs(10)).unwrap();
-    let report = tether.close(Duration::from_secs(10));
+    tether.flush(Duration::from_secs(10)).wait().unwrap();
+    let report = tether.close(Duration::from_secs(10)).wait();
     assert_eq!(report.status, Status::Closed);
     assert!(report.all_delivered(), "{report:?}");
 }

@@ -17,14 +17,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use tether_core::session::{Method, TransportError};
-use tether_driver::{BuildError, HttpRequest, HttpResponse, SessionUrl};
+use tether_driver::runtime::{HttpRequest, HttpResponse};
+use tether_driver::{BuildError, SessionUrl};
 use ureq_proto::BodyMode;
 use ureq_proto::client::state::{RecvBody, RecvResponse};
 use ureq_proto::client::{Call, RecvBodyResult, RecvResponseResult, SendRequestResult};
 use ureq_proto::http::{self, header};
 
 use crate::http_conn::Conn;
-use crate::{BoxFuture, Transport};
+use tether_driver::runtime::{AsyncTransport, BoxFuture};
 
 /// Idle connections kept per transport: one per channel of a session.
 const MAX_IDLE: usize = 6;
@@ -33,7 +34,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Socket reads go through a buffer of this size.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// The built-in [`Transport`]: HTTP/1.1 with ureq-proto on async-io, one persistent connection
+/// The built-in [`AsyncTransport`]: HTTP/1.1 with ureq-proto on async-io, one persistent connection
 /// per channel. See the [module docs](self).
 #[derive(Clone)]
 pub struct HttpTransport {
@@ -142,7 +143,7 @@ fn server_name(
     })
 }
 
-impl Transport for HttpTransport {
+impl AsyncTransport for HttpTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.exchange(request).await })

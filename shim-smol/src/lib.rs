@@ -1,17 +1,18 @@
 //! Drives a tether session on smol and async-io.
 //!
-//! Every call's behaviour is `tether-driver`'s (and every protocol rule `tether-core`'s), the
-//! same on every runtime; this crate is the rest: a timer, a way to wait, and a transport.
+//! The handle is `tether-driver`'s [`Tether`], the same type on every runtime: `.await` what a
+//! call returns. Every call's behaviour is the driver's (and every protocol rule the core's);
+//! this crate is the rest, the runtime [`Smol`]: a clock, a timer, spawning, and a transport.
 //!
 //! ```text
 //!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
 //!                                         │ notify                              │
 //!                                         ▼                                     │
-//!   DriverFuture (one task): turn(), its actions ──▶ requests in flight ──────────┘
+//!   DriverTask (one task): turn(), its actions ──▶ requests in flight ──────────┘
 //!                            one async_io::Timer at the driver's deadline
 //! ```
 //!
-//! - **One task drives the session.** The [`DriverFuture`] takes the driver's actions, polls
+//! - **One task drives the session.** The [`DriverTask`](runtime::DriverTask) takes the driver's actions, polls
 //!   the requests in flight in place, on a work budget per wake-up. Its one
 //!   [`async_io::Timer`] is moved (`set_at`) only when the deadline changes. Dropping it ends
 //!   the session at once and hands back what it held.
@@ -20,7 +21,7 @@
 //!   `async_io::Async<TcpStream>`, keeping one persistent connection per channel. It never
 //!   follows a redirect and never reads a response body past
 //!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
-//!   Bring your own client by implementing [`Transport`].
+//!   Bring your own client by implementing [`AsyncTransport`](runtime::AsyncTransport).
 //! - **TLS** (`https`): futures-rustls with ring and the webpki roots, behind the default
 //!   feature `tls`. The token is never in `Debug`, `Display` or logs.
 //!
@@ -37,7 +38,7 @@
 //! let url = server.session_url("doc-1");
 //!
 //! smol::block_on(async {
-//!     let tether = tether_smol::Builder::new(&url)
+//!     let tether = tether_smol::builder(&url)
 //!         .epoch(1)
 //!         .token("secret-token")
 //!         .seed(7)
@@ -63,29 +64,23 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod builder;
 pub mod http1;
 mod http_conn;
 mod run;
 
-pub use builder::Builder;
 pub use http1::HttpTransport;
-pub use run::{DriverFuture, SmolTimer};
-/// The caller's handle: the driver's, the same on every async runtime.
-pub use tether_driver::AsyncTether as Tether;
-/// The HTTP seam: the driver's, the same on every async runtime.
-pub use tether_driver::AsyncTransport as Transport;
-pub use tether_driver::{BoxFuture, Reports, Statuses, WORK_BUDGET};
+pub use run::{Smol, SmolTimer};
 
-pub use tether_driver::{
-    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, Lagged, PatchError, Refused, Report, SendError, SessionUrl,
-    Settings, SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError,
-    ThreadHandle, ThreadReport, ThreadStartError, Token, USER_AGENT, UndeliveredEvent,
-    WireCounters,
-};
+pub use tether_driver::*;
 
-/// Re-exported so callers need not depend on the core directly for the common types.
-pub use tether_core::batch::{Event, EventId};
-pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
-pub use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
+/// Starts building a session at `url`, driven by a task on smol's global executor (see
+/// [`Smol::on`] for another, or [`Builder::into_parts`] to run the task yourself).
+pub fn builder(url: impl Into<String>) -> Builder<Smol> {
+    Builder::new(url, Smol::global())
+}
+
+/// What a caller needs, in one import.
+pub mod prelude {
+    pub use crate::builder;
+    pub use tether_driver::prelude::*;
+}

@@ -5,13 +5,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use tether_driver::{AsyncTimer, DriverTask, Origin};
+use std::sync::Arc;
 
-/// The shim's clock.
-#[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-pub(crate) fn now() -> Instant {
-    Instant::now()
-}
+use tether_driver::runtime::{
+    AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+};
+
+use crate::http1::HttpTransport;
 
 /// One `async_io::Timer`, moved (`set_at`) only when the deadline changes; the driver's time
 /// is converted to the clock's with the session's origin.
@@ -36,7 +36,48 @@ impl AsyncTimer for SmolTimer {
     }
 }
 
-/// Runs a session on an executor that runs async-io's reactor (smol's does): spawn it or await
-/// it. Dropping it before the session ended ends the session at once and hands back what it
-/// held.
-pub type DriverFuture = DriverTask<SmolTimer>;
+/// smol: the driver's task on smol's global executor (or one given), an [`async_io::Timer`],
+/// and [`HttpTransport`] (ureq-proto over async-io) for HTTP.
+#[derive(Clone, Debug, Default)]
+pub struct Smol {
+    executor: Option<Arc<smol::Executor<'static>>>,
+}
+
+impl Smol {
+    /// smol's global executor.
+    pub fn global() -> Self {
+        Smol { executor: None }
+    }
+
+    /// This executor: whoever runs it drives the sessions started on it.
+    pub fn on(executor: Arc<smol::Executor<'static>>) -> Self {
+        Smol {
+            executor: Some(executor),
+        }
+    }
+}
+
+impl Runtime for Smol {
+    type Timer = SmolTimer;
+
+    #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn timer(&self, origin: Origin) -> SmolTimer {
+        SmolTimer::new(origin)
+    }
+
+    fn spawn(&self, task: DriverTask<SmolTimer>) -> std::io::Result<()> {
+        match &self.executor {
+            Some(executor) => executor.spawn(task).detach(),
+            None => smol::spawn(task).detach(),
+        }
+        Ok(())
+    }
+
+    fn transport(&self, url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
+        Ok(Arc::new(HttpTransport::for_url(url.clone())?))
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::bounded;
 use serde_json::json;
 use tether_server::{Server, ServerConfig};
-use tether_smol::{Builder, SessionConfig, Status};
+use tether_smol::{SessionConfig, Status};
 
 const SECRET: &str = "tok-LOGS-0123456789abcdef";
 
@@ -61,7 +61,7 @@ fn the_token_is_never_logged() {
     let server = Server::start(ServerConfig::default()).unwrap();
     let url = server.session_url("logs");
     bounded(Duration::from_secs(20), async {
-        let tether = Builder::new(&url)
+        let tether = tether_smol::builder(&url)
             .token(SECRET)
             .config(SessionConfig::new("logs"))
             .start()

@@ -4,7 +4,7 @@
 //! hyper is the HTTP implementation the tokio ecosystem is built on (reqwest sits on it), and
 //! it is already in the workspace through `tether-server`; its low-level client does exactly
 //! one exchange per call, never follows a redirect and never retries, which is the
-//! [`Transport`] contract, where reqwest would have to be configured out of its redirects,
+//! [`AsyncTransport`] contract, where reqwest would have to be configured out of its redirects,
 //! timeouts and decompression.
 //!
 //! The pool keeps idle keep-alive connections (at most [`MAX_IDLE`] per origin): one
@@ -28,9 +28,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tether_core::session::{Method, TransportError};
-use tether_driver::{BuildError, HttpRequest, HttpResponse, SessionUrl};
+use tether_driver::runtime::{HttpRequest, HttpResponse};
+use tether_driver::{BuildError, SessionUrl};
 
-use crate::{BoxFuture, Transport};
+use tether_driver::runtime::{AsyncTransport, BoxFuture};
 
 /// Idle connections kept per origin: one per channel of a session.
 pub const MAX_IDLE: usize = 6;
@@ -42,7 +43,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 #[cfg(not(feature = "tls"))]
 type Connector = HttpConnector;
 
-/// The built-in [`Transport`]: HTTP/1.1 with hyper's pooling client. Cheap to clone; clones
+/// The built-in [`AsyncTransport`]: HTTP/1.1 with hyper's pooling client. Cheap to clone; clones
 /// share the pool. See the [module docs](self).
 #[derive(Clone)]
 pub struct HttpTransport {
@@ -141,7 +142,7 @@ fn transport_error(context: &str, e: impl std::fmt::Display) -> TransportError {
     }
 }
 
-impl Transport for HttpTransport {
+impl AsyncTransport for HttpTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let client = self.client.clone();
         Box::pin(async move {

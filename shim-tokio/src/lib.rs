@@ -1,19 +1,20 @@
 //! Drives a tether session on tokio.
 //!
 //! [`tether_core`] holds every rule of the protocol as a deterministic, sans-IO machine and
-//! `tether-driver` everything around it that is not waiting on I/O, so every call means the
-//! same here as on every other runtime (docs/ARCHITECTURE.md, convention 8). This crate is the rest: a
-//! timer, a way to wait, and a transport.
+//! `tether-driver` everything around it that is not waiting on I/O, including the one handle,
+//! [`Tether`], so every call means the same here as on every other runtime
+//! (docs/ARCHITECTURE.md, convention 8). This crate is the rest, the runtime [`Tokio`]: a
+//! clock, a timer, spawning, and a transport.
 //!
 //! ```text
 //!   Tether (handle, Clone) ──call──▶ Shared (tether-driver, locked) ◀──answers──┐
 //!                                         │ notify                              │
 //!                                         ▼                                     │
-//!   DriverFuture (one task): turn(), its actions ──▶ requests in flight ──────────┘
+//!   DriverTask (one task): turn(), its actions ──▶ requests in flight ──────────┘
 //!                            one tokio::time::Sleep at the driver's deadline
 //! ```
 //!
-//! - **One task drives the session.** The [`DriverFuture`] polls the requests in flight in
+//! - **One task drives the session.** The [`DriverTask`](runtime::DriverTask) polls the requests in flight in
 //!   place, on a work budget per wake-up; its one [`tokio::time::Sleep`] is reset only when the
 //!   deadline changes. Dropping it (an aborted task, a runtime shutting down) ends the session at
 //!   once and hands back what it held. The clock is `tokio::time::Instant`: paused time works.
@@ -22,7 +23,7 @@
 //! - **HTTP** goes through hyper 1's client ([`HttpTransport`]): one exchange per call, no
 //!   redirect followed, no body read past
 //!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
-//!   Bring your own client by implementing [`Transport`].
+//!   Bring your own client by implementing [`AsyncTransport`](runtime::AsyncTransport).
 //! - **TLS** (`https`): hyper-rustls with ring and the webpki roots, default feature `tls`.
 //! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
 //!
@@ -40,7 +41,7 @@
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! runtime.block_on(async {
-//!     let tether = tether_tokio::Builder::new(&url)
+//!     let tether = tether_tokio::builder(&url)
 //!         .epoch(1)
 //!         .token("secret-token")
 //!         .seed(7)
@@ -66,27 +67,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod builder;
 pub mod http;
 mod run;
 
-pub use builder::Builder;
 pub use http::HttpTransport;
-pub use run::{DriverFuture, TokioTimer};
-/// The caller's handle: the driver's, the same on every async runtime.
-pub use tether_driver::AsyncTether as Tether;
-/// The HTTP seam: the driver's, the same on every async runtime.
-pub use tether_driver::AsyncTransport as Transport;
-pub use tether_driver::{BoxFuture, Reports, Statuses, WORK_BUDGET};
+pub use run::{Tokio, TokioTimer};
 
-pub use tether_driver::{
-    BuildError, BulkSendError, CloseReport, Counters, DriverStats, FlushError, Histogram,
-    HttpRequest, HttpResponse, Lagged, PatchError, Refused, Report, SendError, SessionUrl,
-    Settings, SharedRetryBudget, Tap, ThreadCallError, ThreadCloseReport, ThreadFlushError,
-    ThreadHandle, ThreadReport, ThreadStartError, Token, USER_AGENT, UndeliveredEvent,
-    WireCounters,
-};
+pub use tether_driver::*;
 
-/// Re-exported so callers need not depend on the core directly for the common types.
-pub use tether_core::batch::{Event, EventId};
-pub use tether_core::session::{DeliveryStatus, SessionConfig, Status};
+/// Starts building a session at `url`, its driver task spawned on the tokio runtime current
+/// when [`start`](Builder::start) is called (see [`Tokio::on`] for another one).
+pub fn builder(url: impl Into<String>) -> Builder<Tokio> {
+    Builder::new(url, Tokio::current())
+}
+
+/// What a caller needs, in one import.
+pub mod prelude {
+    pub use crate::builder;
+    pub use tether_driver::prelude::*;
+}

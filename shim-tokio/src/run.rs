@@ -5,13 +5,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tether_driver::{AsyncTimer, DriverTask, Origin};
+use std::sync::Arc;
+
+use tether_driver::runtime::{
+    AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+};
 use tokio::time::Sleep;
 
-/// The shim's clock: tokio's, so that a runtime with paused time runs the session virtually.
-pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
+use crate::http::HttpTransport;
 
 /// One `tokio::time::Sleep`, created at the first deadline and reset only when it changes; the
 /// driver's time is converted to tokio's with the session's origin.
@@ -28,7 +29,7 @@ impl AsyncTimer for TokioTimer {
     fn poll_at(&mut self, at: tether_core::Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
         // "Never" is a century away: a sleep that does not fire.
         let century = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-        let at = self.1.to_std(at).unwrap_or_else(|| now() + century);
+        let at = self.1.to_std(at).unwrap_or_else(|| Tokio::now() + century);
         let at = tokio::time::Instant::from_std(at);
         let sleep = match &mut self.0 {
             Some(sleep) => {
@@ -43,7 +44,49 @@ impl AsyncTimer for TokioTimer {
     }
 }
 
-/// Runs a session: spawn it on a tokio runtime, or await it. Dropping it before the session
-/// ended (an aborted task, a runtime shutting down) ends the session at once: what it held is
-/// handed back and every waiter is answered.
-pub type DriverFuture = DriverTask<TokioTimer>;
+/// tokio: the driver's task on a tokio runtime, a [`tokio::time::Sleep`] on its clock (paused
+/// time works), and [`HttpTransport`] (hyper) for HTTP.
+#[derive(Clone, Debug, Default)]
+pub struct Tokio {
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl Tokio {
+    /// The runtime current when a session starts.
+    pub fn current() -> Self {
+        Tokio { handle: None }
+    }
+
+    /// The runtime of `handle`: start sessions from any thread, in or outside it.
+    pub fn on(handle: tokio::runtime::Handle) -> Self {
+        Tokio {
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Runtime for Tokio {
+    type Timer = TokioTimer;
+
+    /// tokio's clock, so a runtime with paused time runs the session virtually.
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn timer(&self, origin: Origin) -> TokioTimer {
+        TokioTimer::new(origin)
+    }
+
+    fn spawn(&self, task: DriverTask<TokioTimer>) -> std::io::Result<()> {
+        let handle = match &self.handle {
+            Some(handle) => handle.clone(),
+            None => tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?,
+        };
+        handle.spawn(task);
+        Ok(())
+    }
+
+    fn transport(&self, url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
+        Ok(Arc::new(HttpTransport::for_url(url)?))
+    }
+}

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::json;
 use tether_core::session::{SessionConfig, Status};
 use tether_server::{Resources, Server, ServerConfig};
-use tether_tokio::Builder;
 
 const SESSIONS: usize = 500;
 /// Sessions run before the baseline is read, so the server's own pools and the allocator's
@@ -23,7 +22,7 @@ const SLACK: usize = 4;
 const RSS_SLACK_KIB: u64 = 24 * 1024;
 
 async fn one_session(url: &str, n: usize) {
-    let tether = Builder::new(url)
+    let tether = tether_tokio::builder(url)
         .config(SessionConfig::new(format!("leak-{n}")))
         .epoch(1)
         .start()

@@ -18,7 +18,7 @@ use tether_core::batch::Event;
 use tether_core::session::{Status, Stream};
 
 use super::Outcome;
-use crate::worker::payload_of;
+use crate::session::payload_of;
 
 /// The most lines taken together.
 pub const CHUNK: usize = 4096;
@@ -94,7 +94,10 @@ pub fn feed(
             return Ok(());
         }
         run_chunk(tether, &mut chunk, outcome, send_timeout)?;
-        tether.sync().map_err(|e| Stop::NotDurable(e.to_string()))?;
+        tether
+            .sync()
+            .wait()
+            .map_err(|e| Stop::NotDurable(e.to_string()))?;
         for (line, parsed) in &chunk {
             let ack = match parsed {
                 Some(_) => json!({ "ack": line }),
@@ -167,7 +170,7 @@ fn run_chunk(
             }
             Line::Flush => {
                 send_run(tether, run_stream, &mut run, outcome, send_timeout)?;
-                if tether.flush(send_timeout).is_err() {
+                if tether.flush(send_timeout).wait().is_err() {
                     eprintln!("tether pipe: flush timed out; going on");
                 }
             }
@@ -193,7 +196,7 @@ fn send_run(
         .collect();
     while !pending.is_empty() {
         let events = pending.iter().map(|(_, e)| e.clone());
-        let error = match tether.send_events(stream, events, send_timeout) {
+        let error = match tether.send_events(stream, events, send_timeout).wait() {
             Ok(_) => return Ok(()),
             Err(error) => error,
         };

@@ -8,7 +8,7 @@
 //!
 //! The drive contract is the core's: a mutator (a caller's call, [`Driver::handle_reply`],
 //! [`Driver::handle_timeout`]), then [`Driver::poll`] until it answers `Timeout`. Every shim
-//! runs the same loop through [`Shared::turn`](crate::Shared::turn):
+//! runs the same loop through [`Shared::turn`](crate::runtime::Shared::turn):
 //!
 //! ```text
 //!   loop {
@@ -346,7 +346,7 @@ impl Driver {
     /// answer is that action: no shim can sleep on pending work.
     ///
     /// Call it after every call that changes the driver, until it answers `Timeout`; most
-    /// shims do that through [`Shared::turn`](crate::Shared::turn).
+    /// shims do that through [`Shared::turn`](crate::runtime::Shared::turn).
     #[must_use = "an action the driver asks for must be carried out"]
     pub fn poll(&mut self) -> Poll<Action, DriverTimer> {
         match self.actions.pop_front() {

@@ -6,15 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::Instant;
-use tether_driver::Origin;
+use tether_driver::runtime::Origin;
 
 use serde_json::{Value, json};
 use tether_core::batch::{Config, Overflow, Reason};
 use tether_core::session::{Endpoint, SessionConfig, Status, Stream};
-use tether_driver::{
-    Action, FlushError, Handle, HttpRequest, HttpResponse, Refused, Report, SendError, Settings,
-    Shared,
-};
+use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Shared};
+use tether_driver::{FlushError, Refused, Report, SendError, Settings, Tether};
 
 type Server = Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse> + Send>;
 
@@ -37,7 +35,7 @@ fn ok(request: &HttpRequest) -> Option<HttpResponse> {
 }
 
 impl Rig {
-    fn new(config: SessionConfig, server: Server) -> (Rig, Handle) {
+    fn new(config: SessionConfig, server: Server) -> (Rig, Tether) {
         Rig::with(config, server, |_| {})
     }
 
@@ -45,7 +43,7 @@ impl Rig {
         config: SessionConfig,
         server: Server,
         tweak: impl FnOnce(&mut Settings),
-    ) -> (Rig, Handle) {
+    ) -> (Rig, Tether) {
         let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
@@ -58,7 +56,7 @@ impl Rig {
             Box::new(move || *clock.lock().unwrap()),
             Box::new(|| {}),
         );
-        let handle = Handle::new(Arc::clone(&shared));
+        let handle = Tether::new(Arc::clone(&shared));
         let rig = Rig {
             shared,
             now,

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::Instant;
-use tether_driver::Origin;
+use tether_driver::runtime::Origin;
 
 use serde_json::{Value, json};
 use tether_core::batch::Reason;
 use tether_core::session::RecordFate;
 use tether_core::session::{Endpoint, SessionConfig};
+use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Shared};
 use tether_driver::{
-    Action, Handle, HttpRequest, HttpResponse, MemoryStore, REPLAY_CHUNK, Report, SendError,
-    Settings, Shared, Store, SyncPolicy,
+    MemoryStore, REPLAY_CHUNK, Report, SendError, Settings, Store, SyncPolicy, Tether,
 };
 
 /// What the toy server stored: event payloads in arrival order, by uuid once.
@@ -96,7 +96,7 @@ impl Rig {
         policy: SyncPolicy,
         queue: usize,
         server: Arc<Mutex<Server>>,
-    ) -> (Rig, Handle) {
+    ) -> (Rig, Tether) {
         let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
@@ -112,7 +112,7 @@ impl Rig {
             Box::new(move || *clock.lock().unwrap()),
             Box::new(|| {}),
         );
-        let handle = Handle::new(Arc::clone(&shared));
+        let handle = Tether::new(Arc::clone(&shared));
         (
             Rig {
                 shared,
@@ -220,7 +220,7 @@ fn a_restart_replays_the_outbox_with_its_uuids_before_new_events() {
         store.is_empty() && server.lock().unwrap().events.len() == 31
     });
     assert_eq!(server.lock().unwrap().seqs(), (0..31).collect::<Vec<_>>());
-    assert_eq!(handle.outbox_counters().unwrap().restored, 30);
+    assert_eq!(handle.outbox().unwrap().restored, 30);
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn a_failing_store_answers_not_durable_and_refuses_new_events_until_it_recovers(
     let mut again = handle.send_event(json!({ "n": 2 }), Duration::from_secs(1));
     rig.run(100, |_| again.is_ready());
     assert!(again.try_take().unwrap().is_ok());
-    assert!(handle.outbox_counters().unwrap().failed_commits >= 1);
+    assert!(handle.outbox().unwrap().failed_commits >= 1);
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn a_large_outbox_replays_in_chunks_with_bounded_memory() {
     let total = 5 * REPLAY_CHUNK + 17;
     {
         let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, total, server.clone());
-        let pending = handle.send_many(
+        let pending = handle.send_events(
             tether_core::session::Stream::Events,
             (0..total).map(|n| tether_core::batch::Event::new(json!({ "n": n }))),
             Duration::from_secs(1),
@@ -320,7 +320,7 @@ fn a_large_outbox_replays_in_chunks_with_bounded_memory() {
         server.lock().unwrap().seqs(),
         (0..total as u64).collect::<Vec<_>>()
     );
-    assert_eq!(handle.outbox_counters().unwrap().restored, total as u64);
+    assert_eq!(handle.outbox().unwrap().restored, total as u64);
     drop(handle);
 }
 
@@ -398,7 +398,7 @@ fn a_flush_during_replay_covers_the_stored_outbox() {
     let total = 2 * REPLAY_CHUNK + 5;
     {
         let (mut rig, handle) = Rig::start(&store, SyncPolicy::Never, total, server.clone());
-        let _pending = handle.send_many(
+        let _pending = handle.send_events(
             tether_core::session::Stream::Events,
             (0..total).map(|n| tether_core::batch::Event::new(json!({ "n": n }))),
             Duration::from_secs(1),
@@ -590,7 +590,7 @@ fn a_dead_letter_is_handed_back_and_kept_marked_dead_and_never_replayed() {
             1,
             "a dead letter is the caller's"
         );
-        assert_eq!(handle.outbox_counters().unwrap().records_dead, 1);
+        assert_eq!(handle.outbox().unwrap().records_dead, 1);
     }
     // The next run does not send it again; it stays until the caller discards it.
     server.lock().unwrap().refuses_bad = false;
@@ -600,7 +600,7 @@ fn a_dead_letter_is_handed_back_and_kept_marked_dead_and_never_replayed() {
     let flushed = handle.flush(Duration::from_secs(10));
     rig.run(1000, |_| flushed.is_ready());
     assert_eq!(server.lock().unwrap().seqs(), [1, 2]);
-    assert_eq!(handle.outbox_counters().unwrap().restored, 0);
+    assert_eq!(handle.outbox().unwrap().restored, 0);
     assert_eq!(store.dead_keys().len(), 1);
     assert_eq!(store.clone().count().unwrap().dead, 1);
     assert_eq!(store.discard_dead(), 1);

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::Instant;
-use tether_driver::Origin;
+use tether_driver::runtime::Origin;
 
 use serde_json::json;
 use tether_core::session::Endpoint;
 use tether_core::thread::{Message, SyncStatus, ThreadEndpoint, ThreadError, ThreadSyncConfig};
+use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Shared};
 use tether_driver::{
-    Action, Handle, HttpRequest, HttpResponse, Settings, Shared, ThreadCallError, ThreadFlushError,
-    ThreadHandle, ThreadReport,
+    Settings, Tether, ThreadCallError, ThreadFlushError, ThreadHandle, ThreadReport,
 };
 use tether_sim::{ServerConfig, ServerModel};
 
@@ -21,7 +21,7 @@ type Script = Box<dyn FnMut(&HttpRequest) -> Option<HttpResponse>>;
 
 struct Client {
     shared: Arc<Shared>,
-    handle: Handle,
+    handle: Tether,
     threads: ThreadHandle,
 }
 
@@ -55,9 +55,9 @@ impl Rig {
                 Box::new(move || *clock.lock().unwrap()),
                 Box::new(|| {}),
             );
-            let handle = Handle::new(Arc::clone(&shared));
+            let handle = Tether::new(Arc::clone(&shared));
             let threads = handle
-                .start_threads(ThreadSyncConfig::new(format!("client-{i}")))
+                .threads(ThreadSyncConfig::new(format!("client-{i}")))
                 .unwrap();
             rig.clients.push(Client {
                 shared,
@@ -297,21 +297,21 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
     let rig = Rig::new(1, Box::new(|_| None));
     let client = &rig.clients[0];
     assert!(matches!(
-        client.handle.start_threads(ThreadSyncConfig::new("again")),
+        client.handle.threads(ThreadSyncConfig::new("again")),
         Err(tether_driver::ThreadStartError::AlreadyStarted)
     ));
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/other");
     settings.epoch(1);
     let driver = settings.start(origin(), 0).unwrap();
     let shared = Shared::new(driver, Box::new(|| Instant::ZERO), Box::new(|| {}));
-    let handle = Handle::new(shared);
+    let handle = Tether::new(shared);
     assert!(matches!(
-        handle.start_threads(ThreadSyncConfig::new("")),
+        handle.threads(ThreadSyncConfig::new("")),
         Err(tether_driver::ThreadStartError::Config(_))
     ));
     drop(handle.close(Duration::ZERO));
     assert!(matches!(
-        handle.start_threads(ThreadSyncConfig::new("late")),
+        handle.threads(ThreadSyncConfig::new("late")),
         Err(tether_driver::ThreadStartError::Ended)
     ));
 }

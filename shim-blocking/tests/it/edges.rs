@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tether_blocking::{Report, Tether};
+use tether_blocking::Report;
 use tether_core::batch::Reason;
 use tether_core::session::SessionConfig;
 
@@ -19,7 +19,7 @@ fn config(session: &str) -> SessionConfig {
 
 #[test]
 fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
-    let tether = Tether::builder(NOWHERE)
+    let tether = tether_blocking::builder(NOWHERE)
         .epoch(1)
         .config(config("edges"))
         .settings(|s| {
@@ -29,7 +29,10 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
         .unwrap();
     let reports = tether.reports();
     for n in 0..5 {
-        tether.send_event(json!({"n": n}), Duration::ZERO).unwrap();
+        tether
+            .send_event(json!({"n": n}), Duration::ZERO)
+            .wait()
+            .unwrap();
     }
     drop(tether);
     let mut handed = Vec::new();
@@ -52,7 +55,7 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
 #[test]
 fn a_panicking_observer_is_dropped_and_reported_and_the_session_goes_on() {
     let server = tether_server::Server::start(tether_server::ServerConfig::default()).unwrap();
-    let tether = Tether::builder(server.session_url("observer"))
+    let tether = tether_blocking::builder(server.session_url("observer"))
         .epoch(1)
         .config(config("observer"))
         .observer(|output| {
@@ -64,10 +67,13 @@ fn a_panicking_observer_is_dropped_and_reported_and_the_session_goes_on() {
         .unwrap();
     let reports = tether.reports();
     for n in 0..3 {
-        tether.send_event(json!({"n": n}), Duration::ZERO).unwrap();
-        tether.flush(Duration::from_secs(5)).unwrap();
+        tether
+            .send_event(json!({"n": n}), Duration::ZERO)
+            .wait()
+            .unwrap();
+        tether.flush(Duration::from_secs(5)).wait().unwrap();
     }
-    let report = tether.close(Duration::from_secs(5));
+    let report = tether.close(Duration::from_secs(5)).wait();
     assert!(report.all_delivered(), "{report:?}");
     let panicked = std::iter::from_fn(|| {
         reports

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tether_blocking::{BuildError, Tether, USER_AGENT};
+use tether_blocking::BuildError;
+use tether_blocking::runtime::USER_AGENT;
 use tether_core::session::{GiveUpReason, Status};
 
 use common::{fast_config, within};
@@ -139,7 +140,7 @@ fn redirects_are_not_followed_and_the_core_treats_them_as_permanent() {
                 0,
             )
         });
-        let tether = Tether::builder(raw.url("r"))
+        let tether = tether_blocking::builder(raw.url("r"))
             .epoch(1)
             .config(fast_config())
             .start()
@@ -150,7 +151,7 @@ fn redirects_are_not_followed_and_the_core_treats_them_as_permanent() {
             .map(Result::unwrap)
             .find(Status::is_terminal);
         assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(302))));
-        let report = tether.close(Duration::from_secs(1));
+        let report = tether.close(Duration::from_secs(1)).wait();
         assert_eq!(report.counters.session.failures.permanent, 1);
         let heads = raw.heads();
         assert_eq!(heads.len(), 1, "{heads:?}");
@@ -166,7 +167,7 @@ fn a_response_body_is_never_read_past_the_cap() {
         let raw = Raw::start(|_| ("HTTP/1.1 200 OK\r\n".to_owned(), HUGE));
         let mut config = fast_config();
         config.max_response_body = 1024;
-        let tether = Tether::builder(raw.url("cap"))
+        let tether = tether_blocking::builder(raw.url("cap"))
             .epoch(1)
             .config(config)
             .start()
@@ -181,7 +182,7 @@ fn a_response_body_is_never_read_past_the_cap() {
             matches!(retrying, Some(Status::Retrying { .. })),
             "{retrying:?}"
         );
-        let report = tether.close(Duration::ZERO);
+        let report = tether.close(Duration::ZERO).wait();
         assert!(report.counters.session.failures.bad_body >= 1, "{report:?}");
         assert_eq!(report.counters.session.failures.transport, 0, "{report:?}");
         // The server could push only what the socket buffers held before the client hung up.
@@ -197,7 +198,7 @@ fn the_protocol_headers_are_sent_and_the_token_only_on_the_wire() {
     within(Duration::from_secs(20), || {
         // Every request is refused for good, so the connect sequence gives up at once.
         let raw = Raw::start(|_| ("HTTP/1.1 418 I'm a teapot\r\n".to_owned(), 0));
-        let builder = Tether::builder(raw.url("h"))
+        let builder = tether_blocking::builder(raw.url("h"))
             .epoch(1)
             .token("hunter2-secret");
         assert!(!format!("{builder:?}").contains("hunter2"));
@@ -209,7 +210,7 @@ fn the_protocol_headers_are_sent_and_the_token_only_on_the_wire() {
             .map(Result::unwrap)
             .find(Status::is_terminal);
         assert_eq!(terminal, Some(Status::GivenUp(GiveUpReason::Rejected(418))));
-        let report = tether.close(Duration::ZERO);
+        let report = tether.close(Duration::ZERO).wait();
         assert!(!format!("{report:?}").contains("hunter2"));
         let heads = raw.heads();
         let head = heads[0].to_ascii_lowercase();
@@ -238,21 +239,21 @@ fn only_http_and_https_urls_start_a_session() {
         "ftp://127.0.0.1/v1/code/sessions/s",
         "file:///v1/code/sessions/s",
     ] {
-        match Tether::builder(url).start() {
+        match tether_blocking::builder(url).start() {
             Err(BuildError::UnsupportedScheme { .. }) => {}
             other => panic!("{url}: {other:?}"),
         }
     }
-    match Tether::builder("127.0.0.1:1/v1/code/sessions/s").start() {
+    match tether_blocking::builder("127.0.0.1:1/v1/code/sessions/s").start() {
         Err(BuildError::InvalidUrl { .. }) => {}
         other => panic!("{other:?}"),
     }
     // An https URL is accepted (nothing listens there; the session just starts connecting).
-    let tether = Tether::builder("https://127.0.0.1:9/v1/code/sessions/s")
+    let tether = tether_blocking::builder("https://127.0.0.1:9/v1/code/sessions/s")
         .epoch(1)
         .config(fast_config())
         .start()
         .expect("https is accepted");
-    let report = tether.close(Duration::ZERO);
+    let report = tether.close(Duration::ZERO).wait();
     assert_eq!(report.status, Status::Closed);
 }

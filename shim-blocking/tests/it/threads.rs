@@ -19,12 +19,18 @@ fn three_clients_converge_on_the_reference_server_through_an_offline_spell() {
     let url = server.session_url("threads");
     let views = within(Duration::from_secs(60), move || {
         let clients: Vec<Tether> = (0..3)
-            .map(|i| Tether::builder(&url).epoch(1).seed(i).start().unwrap())
+            .map(|i| {
+                tether_blocking::builder(&url)
+                    .epoch(1)
+                    .seed(i)
+                    .start()
+                    .unwrap()
+            })
             .collect();
         let threads: Vec<_> = clients
             .iter()
             .enumerate()
-            .map(|(i, c)| c.start_threads(ThreadSyncConfig::new(format!("blocking-{i}"))))
+            .map(|(i, c)| c.threads(ThreadSyncConfig::new(format!("blocking-{i}"))))
             .collect::<Result<_, _>>()
             .unwrap();
         let reports = threads[2].reports();
@@ -43,12 +49,12 @@ fn three_clients_converge_on_the_reference_server_through_an_offline_spell() {
             thread::sleep(Duration::from_millis(30));
         }
         // Offline, edits queue and a flush cannot complete.
-        assert!(threads[2].flush(Duration::from_millis(200)).is_err());
+        assert!(threads[2].flush(Duration::from_millis(200)).wait().is_err());
         assert_eq!(threads[2].pending(), 3);
         threads[2].set_online(true);
         for _ in 0..2 {
             for t in &threads {
-                t.flush(Duration::from_secs(20)).unwrap();
+                t.flush(Duration::from_secs(20)).wait().unwrap();
             }
         }
         let seen: Vec<ThreadReport> = reports.try_iter().map(Result::unwrap).collect();
@@ -60,9 +66,9 @@ fn three_clients_converge_on_the_reference_server_through_an_offline_spell() {
         let views: Vec<_> = threads.iter().map(|t| t.threads()).collect();
         // Closing a session closes its thread sync too.
         for client in &clients {
-            assert!(client.close(Duration::from_secs(5)).all_delivered());
+            assert!(client.close(Duration::from_secs(5)).wait().all_delivered());
         }
-        assert!(threads[0].close(Duration::ZERO).all_synced());
+        assert!(threads[0].close(Duration::ZERO).wait().all_synced());
         views
     });
     let stored = server.inspector().threads("threads");

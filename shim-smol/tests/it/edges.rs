@@ -9,13 +9,15 @@ use std::time::Duration;
 use common::{bounded, fast_config};
 use serde_json::json;
 use tether_core::batch::Reason;
-use tether_smol::{Builder, Report, Status};
+use tether_smol::{Report, Status};
 
 /// Nothing listens here: every request fails, so events stay queued.
 const NOWHERE: &str = "http://127.0.0.1:9/v1/code/sessions/edges";
 
 /// Every event handed back by the reports, until the stream ends.
-async fn handed_back(mut reports: tether_smol::Reports) -> Vec<(Reason, u64)> {
+async fn handed_back(
+    mut reports: tether_driver::Subscription<tether_driver::Report>,
+) -> Vec<(Reason, u64)> {
     let mut handed = Vec::new();
     while let Some(report) = reports.next().await.map(Result::unwrap) {
         if let Report::HandedBack { reason, events } = report {
@@ -30,7 +32,7 @@ async fn handed_back(mut reports: tether_smol::Reports) -> Vec<(Reason, u64)> {
 #[test]
 fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
     let handed = bounded(Duration::from_secs(20), async {
-        let tether = Builder::new(NOWHERE)
+        let tether = tether_smol::builder(NOWHERE)
             .epoch(1)
             .config(fast_config("edges"))
             .settings(|s| {
@@ -57,7 +59,7 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_it_held() {
 #[test]
 fn a_dropped_driver_future_hands_back_what_it_held_and_answers_its_waiters() {
     let (handed, flushed) = bounded(Duration::from_secs(20), async {
-        let (tether, driver) = Builder::new(NOWHERE)
+        let (tether, driver) = tether_smol::builder(NOWHERE)
             .epoch(1)
             .config(fast_config("edges"))
             .into_parts()
@@ -97,7 +99,7 @@ fn a_panicking_observer_is_dropped_and_reported_and_the_session_goes_on() {
     let server = tether_server::Server::start(tether_server::ServerConfig::default()).unwrap();
     let url = server.session_url("observer");
     let (report, panicked) = bounded(Duration::from_secs(20), async {
-        let tether = Builder::new(&url)
+        let tether = tether_smol::builder(&url)
             .epoch(1)
             .config(fast_config("observer"))
             .observer(|output| {

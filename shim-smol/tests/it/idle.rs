@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{bounded, wait_status};
 use tether_core::heartbeat::HeartbeatConfig;
 use tether_server::{Server, ServerConfig};
-use tether_smol::{Builder, SessionConfig, Status};
+use tether_smol::{SessionConfig, Status};
 
 /// Wake-ups one heartbeat may cost: the timer, then the answer becoming readable (and one
 /// spare for a write or read the kernel splits).
@@ -25,24 +25,28 @@ fn an_idle_session_wakes_only_for_its_heartbeats() {
         ..HeartbeatConfig::default()
     };
     bounded(Duration::from_secs(30), async {
-        let tether = Builder::new(&url).config(config).epoch(1).start().unwrap();
+        let tether = tether_smol::builder(&url)
+            .config(config)
+            .epoch(1)
+            .start()
+            .unwrap();
         wait_status(&tether, Duration::from_secs(5), |s| *s == Status::Connected).await;
         async_io::Timer::after(Duration::from_millis(500)).await;
 
         let inspector = server.inspector();
         let beats_before = inspector.heartbeats("idle").len();
-        let wakeups_before = tether.driver_polls();
+        let wakeups_before = tether.stats().wakeups;
         let window = Instant::now();
         // Three short real intervals, reading the counter after each.
         let mut per_interval = Vec::new();
         for _ in 0..3 {
-            let before = tether.driver_polls();
+            let before = tether.stats().wakeups;
             async_io::Timer::after(Duration::from_millis(3_500)).await;
-            per_interval.push(tether.driver_polls() - before);
+            per_interval.push(tether.stats().wakeups - before);
         }
         let elapsed = window.elapsed();
         let beats = (inspector.heartbeats("idle").len() - beats_before) as u64;
-        let wakeups = tether.driver_polls() - wakeups_before;
+        let wakeups = tether.stats().wakeups - wakeups_before;
         eprintln!("idle: {beats} beats, {wakeups} wake-ups in {elapsed:?} {per_interval:?}");
         assert!(
             (2..=3).contains(&beats),

@@ -31,7 +31,7 @@ use tether_core::session::{
     DeliveryStatus, Endpoint, Output, RequestId, Response, Session, SessionConfig, Status,
     TransportError,
 };
-use tether_smol::{BoxFuture, Builder, HttpRequest, HttpResponse, Transport};
+use tether_smol::runtime::{AsyncTransport, BoxFuture, HttpRequest, HttpResponse};
 
 // ----- the case: a script of answers and a program of calls -----
 
@@ -342,7 +342,7 @@ struct ScriptedTransport {
     wire: Arc<Mutex<Vec<(Endpoint, String)>>>,
 }
 
-impl Transport for ScriptedTransport {
+impl AsyncTransport for ScriptedTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         self.wire.lock().unwrap().push((
             request.endpoint,
@@ -372,7 +372,7 @@ impl Harness for Smol {
             wire: Arc::new(Mutex::new(Vec::new())),
         };
         let observed = Arc::clone(&trace);
-        let (tether, driver) = Builder::new("http://127.0.0.1:9/v1/code/sessions/parity")
+        let (tether, driver) = tether_smol::builder("http://127.0.0.1:9/v1/code/sessions/parity")
             .config(case.config.clone())
             .seed(case.seed)
             .transport(transport.clone())
@@ -456,14 +456,13 @@ impl Harness for Tokio {
             wire: Arc::new(Mutex::new(Vec::new())),
         };
         let observed = Arc::clone(&trace);
-        let (tether, driver) =
-            tether_tokio::Builder::new("http://127.0.0.1:9/v1/code/sessions/parity")
-                .config(case.config.clone())
-                .seed(case.seed)
-                .transport(transport.clone())
-                .observer(move |o| observed.lock().unwrap().push(entry(o)))
-                .into_parts()
-                .unwrap();
+        let (tether, driver) = tether_tokio::builder("http://127.0.0.1:9/v1/code/sessions/parity")
+            .config(case.config.clone())
+            .seed(case.seed)
+            .transport(transport.clone())
+            .observer(move |o| observed.lock().unwrap().push(entry(o)))
+            .into_parts()
+            .unwrap();
         // As for smol: one thread runs the driver task and the caller, which yields after each
         // call so that the driver settles before the next one.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -538,6 +537,8 @@ struct Board {
     served: HashSet<RequestId>,
     /// Calls of the transport that have returned (answers, and hangs let go).
     returned: u64,
+    /// Of those, hangs the core had cancelled: their answers go nowhere.
+    abandoned: u64,
     script: Script,
     trace: Vec<Entry>,
     wire: Vec<(Endpoint, String)>,
@@ -587,8 +588,8 @@ struct BlockingScript(Arc<Shared>);
 impl tether_blocking::Transport for BlockingScript {
     fn send(
         &self,
-        request: tether_blocking::HttpRequest,
-    ) -> Result<tether_blocking::HttpResponse, TransportError> {
+        request: tether_blocking::runtime::HttpRequest,
+    ) -> Result<tether_blocking::runtime::HttpResponse, TransportError> {
         let id = request.id;
         let mut board = self.0.wait_until("a request's turn", |b| {
             b.open
@@ -617,6 +618,11 @@ impl tether_blocking::Transport for BlockingScript {
                         .unwrap()
                         .0;
                 }
+                // A cancelled request's answer never reaches the driver: it dropped the
+                // request's future, as on every runtime.
+                if board.cancelled.contains(&id) {
+                    board.abandoned += 1;
+                }
                 Err(TransportError {
                     message: "scripted hang".into(),
                 })
@@ -642,7 +648,9 @@ impl Blocking {
             let handled = wire.responses + wire.transport_errors + wire.late_dropped;
             {
                 let board = shared.lock();
-                if board.returned == handled && board.sent.iter().all(|id| board.resolved(id)) {
+                if board.returned - board.abandoned == handled
+                    && board.sent.iter().all(|id| board.resolved(id))
+                {
                     return;
                 }
             }
@@ -661,10 +669,12 @@ impl Harness for Blocking {
         let shared = Arc::new(Shared::default());
         shared.lock().script = case.script.clone();
         let observed = Arc::clone(&shared);
-        let tether = tether_blocking::Tether::builder("http://127.0.0.1:9/v1/code/sessions/parity")
+        let tether = tether_blocking::builder("http://127.0.0.1:9/v1/code/sessions/parity")
             .config(case.config.clone())
             .seed(case.seed)
-            .transport(BlockingScript(Arc::clone(&shared)))
+            .transport(tether_blocking::Pooled::new(BlockingScript(Arc::clone(
+                &shared,
+            ))))
             .observer(move |o| {
                 let mut board = observed.lock();
                 match o {
@@ -688,18 +698,21 @@ impl Harness for Blocking {
             let t = Duration::from_secs(1);
             let live = &tether;
             let refused = match step {
-                Step::Event(v) => live.send_event(v.clone(), t).is_err(),
-                Step::Internal(v) => live.send_internal_event(v.clone(), t).is_err(),
-                Step::Ack(id) => live.ack_delivery(id, DeliveryStatus::Processed, t).is_err(),
+                Step::Event(v) => live.send_event(v.clone(), t).wait().is_err(),
+                Step::Internal(v) => live.send_internal_event(v.clone(), t).wait().is_err(),
+                Step::Ack(id) => live
+                    .ack_delivery(id, DeliveryStatus::Processed, t)
+                    .wait()
+                    .is_err(),
                 Step::Patch(p) => live.patch_state(p.clone()).is_err(),
                 Step::Flush => {
                     // After the end it answers `Ended`.
-                    flushes.push(flush_answer(&live.flush(FLUSH)));
+                    flushes.push(flush_answer(&live.flush(FLUSH).wait()));
                     false
                 }
                 Step::Close => {
                     // The handle is kept, so later calls are answered as on every runtime.
-                    let report = live.close(FLUSH);
+                    let report = live.close(FLUSH).wait();
                     assert!(report.status.is_terminal());
                     false
                 }

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use common::{RawServer, bounded, wait_status, write_counted};
 use serde_json::json;
 use tether_core::session::{Endpoint, GiveUpReason, RequestId, SessionConfig, Status};
-use tether_smol::{BuildError, Builder, HttpRequest, HttpTransport, SendError, Token, Transport};
+use tether_smol::runtime::{AsyncTransport, HttpRequest};
+use tether_smol::{BuildError, HttpTransport, SendError, Token};
 
 const SECRET: &str = "tok-9f8e7d6c5b4a-SECRET";
 
 #[test]
 fn token_is_never_in_debug_or_display() {
-    let builder = Builder::new("http://127.0.0.1:9/v1/code/sessions/s")
+    let builder = tether_smol::builder("http://127.0.0.1:9/v1/code/sessions/s")
         .token(SECRET)
         .epoch(1);
     assert!(!format!("{builder:?}").contains(SECRET));
@@ -28,7 +29,7 @@ fn token_is_never_in_debug_or_display() {
         url: "http://127.0.0.1:9/x".into(),
         body: b"{}".to_vec(),
         token: Some(token),
-        user_agent: tether_smol::USER_AGENT.into(),
+        user_agent: tether_smol::runtime::USER_AGENT.into(),
         max_response_body: 1024,
         deadline: tether_core::Instant::ZERO,
         backstop: None,
@@ -62,7 +63,7 @@ fn only_http_and_https_urls_are_accepted() {
         "127.0.0.1:8787/s",
         "http://user:pass@127.0.0.1/s",
     ] {
-        let err = Builder::new(url).epoch(1).into_parts().unwrap_err();
+        let err = tether_smol::builder(url).epoch(1).into_parts().unwrap_err();
         assert!(
             matches!(
                 err,
@@ -73,24 +74,24 @@ fn only_http_and_https_urls_are_accepted() {
         assert!(HttpTransport::new(url).is_err(), "{url}");
     }
     assert!(matches!(
-        Builder::new("ftp://127.0.0.1/s").into_parts().unwrap_err(),
+        tether_smol::builder("ftp://127.0.0.1/s").into_parts().unwrap_err(),
         BuildError::UnsupportedScheme { scheme } if scheme == "ftp"
     ));
     assert!(
-        Builder::new("http://127.0.0.1:9/s")
+        tether_smol::builder("http://127.0.0.1:9/s")
             .epoch(1)
             .into_parts()
             .is_ok()
     );
     assert!(
-        Builder::new("https://127.0.0.1:9/s")
+        tether_smol::builder("https://127.0.0.1:9/s")
             .epoch(1)
             .into_parts()
             .is_ok()
     );
     // A token that could smuggle a header is refused.
     assert!(matches!(
-        Builder::new("http://127.0.0.1:9/s")
+        tether_smol::builder("http://127.0.0.1:9/s")
             .token("a\r\nx-evil: 1")
             .into_parts()
             .unwrap_err(),
@@ -111,7 +112,7 @@ fn redirects_are_not_followed() {
     });
     let url = server.url("s");
     bounded(Duration::from_secs(10), async {
-        let tether = Builder::new(&url).epoch(1).start().unwrap();
+        let tether = tether_smol::builder(&url).epoch(1).start().unwrap();
         // 302 is a permanent refusal of the init PUT by the response table.
         let status = wait_status(&tether, Duration::from_secs(5), Status::is_terminal).await;
         assert_eq!(status, Status::GivenUp(GiveUpReason::Rejected(302)));
@@ -155,7 +156,7 @@ fn a_response_body_is_never_read_past_the_cap() {
                 url: format!("{url}/worker"),
                 body: Vec::new(),
                 token: None,
-                user_agent: tether_smol::USER_AGENT.into(),
+                user_agent: tether_smol::runtime::USER_AGENT.into(),
                 max_response_body: CAP,
                 deadline: tether_core::Instant::from_secs(10),
                 backstop: None,
@@ -197,7 +198,7 @@ fn the_core_sees_an_oversized_body_as_a_bad_body() {
     });
     let url = server.url("s");
     bounded(Duration::from_secs(10), async {
-        let tether = Builder::new(&url)
+        let tether = tether_smol::builder(&url)
             .epoch(1)
             .config(SessionConfig::new("s"))
             .start()
@@ -238,7 +239,7 @@ fn an_https_url_speaks_tls_first() {
                 url: format!("{url}/worker/heartbeat"),
                 body: b"{}".to_vec(),
                 token: Some(Token::new(SECRET)),
-                user_agent: tether_smol::USER_AGENT.into(),
+                user_agent: tether_smol::runtime::USER_AGENT.into(),
                 max_response_body: 1024,
                 deadline: tether_core::Instant::from_secs(10),
                 backstop: None,

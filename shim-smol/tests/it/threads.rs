@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether_server::{Server, ServerConfig};
-use tether_smol::{Builder, Message, SyncStatus, ThreadCallError, ThreadHandle, ThreadSyncConfig};
+use tether_smol::{Message, SyncStatus, ThreadCallError, ThreadHandle, ThreadSyncConfig};
 
 #[test]
 fn three_clients_converge_on_the_reference_server() {
@@ -17,9 +17,9 @@ fn three_clients_converge_on_the_reference_server() {
                 let mut clients = Vec::new();
                 let mut threads: Vec<ThreadHandle> = Vec::new();
                 for i in 0..3u64 {
-                    let tether = Builder::new(&url).epoch(1).seed(i).start().unwrap();
+                    let tether = tether_smol::builder(&url).epoch(1).seed(i).start().unwrap();
                     let config = ThreadSyncConfig::new(format!("smol-{i}"));
-                    threads.push(tether.start_threads(config).unwrap());
+                    threads.push(tether.threads(config).unwrap());
                     clients.push(tether);
                 }
                 let mut statuses = threads[0].statuses();

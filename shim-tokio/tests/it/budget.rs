@@ -10,9 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use tether_core::budget::{MILLI, RetryBudgetConfig};
 use tether_core::session::{Endpoint, TransportError};
-use tether_tokio::{
-    BoxFuture, Builder, HttpRequest, HttpResponse, SharedRetryBudget, Status, Transport,
-};
+use tether_tokio::runtime::{AsyncTransport, BoxFuture, HttpRequest, HttpResponse};
+use tether_tokio::{SharedRetryBudget, Status};
 use tokio::time::Instant;
 
 use crate::common::{fast_config, wait_status};
@@ -26,7 +25,7 @@ struct Outage {
     tries_while_down: Arc<AtomicU64>,
 }
 
-impl Transport for Outage {
+impl AsyncTransport for Outage {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let now = Instant::now();
         let down = now >= self.down_from && now < self.up_from;
@@ -66,7 +65,7 @@ async fn a_shared_budget_refills_on_paused_time() {
     let sessions: Vec<_> = (0..4)
         .map(|n| {
             let id = format!("paused-budget-{n}");
-            Builder::new(format!("http://127.0.0.1:9/v1/code/sessions/{id}"))
+            tether_tokio::builder(format!("http://127.0.0.1:9/v1/code/sessions/{id}"))
                 .config(fast_config(&id))
                 .epoch(1)
                 .seed(n + 1)

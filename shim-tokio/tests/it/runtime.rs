@@ -13,9 +13,8 @@ use serde_json::json;
 use tether_core::batch::Reason;
 use tether_core::session::{Endpoint, TransportError};
 use tether_server::{Server, ServerConfig};
-use tether_tokio::{
-    BoxFuture, Builder, FlushError, HttpRequest, HttpResponse, Status, Tether, Transport,
-};
+use tether_tokio::runtime::{AsyncTransport, BoxFuture, HttpRequest, HttpResponse};
+use tether_tokio::{Builder, FlushError, Status, Tether};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const T: Duration = Duration::from_secs(5);
@@ -23,7 +22,7 @@ const T: Duration = Duration::from_secs(5);
 /// Sends, patches, flushes and closes one session against `server`, all awaited in the task
 /// that calls it.
 async fn round_trip(server: &Server, id: &str, events: usize) {
-    let tether = Builder::new(server.session_url(id))
+    let tether = tether_tokio::builder(server.session_url(id))
         .config(fast_config(id))
         .epoch(1)
         .seed(1)
@@ -84,16 +83,16 @@ async fn a_runtime_with_one_worker_thread_is_enough() {
 /// A black hole: every request hangs until the core's deadline cancels it.
 struct Hang(Arc<AtomicU64>);
 
-impl Transport for Hang {
+impl AsyncTransport for Hang {
     fn send(&self, _: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(std::future::pending())
     }
 }
 
-fn hanging(id: &str) -> (Builder, Arc<AtomicU64>) {
+fn hanging(id: &str) -> (Builder<tether_tokio::Tokio>, Arc<AtomicU64>) {
     let sent = Arc::new(AtomicU64::new(0));
-    let builder = Builder::new(format!("http://127.0.0.1:9/v1/code/sessions/{id}"))
+    let builder = tether_tokio::builder(format!("http://127.0.0.1:9/v1/code/sessions/{id}"))
         .config(fast_config(id))
         .epoch(1)
         .transport(Hang(Arc::clone(&sent)));
@@ -181,7 +180,7 @@ async fn an_aborted_driver_task_hands_back_what_it_held() {
 /// Answers every request at once with `200`, counting heartbeats.
 struct Instant200(Arc<AtomicU64>);
 
-impl Transport for Instant200 {
+impl AsyncTransport for Instant200 {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         if request.endpoint == Endpoint::Heartbeat {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -199,7 +198,7 @@ async fn paused_time_runs_the_session_in_virtual_time() {
     let beats = Arc::new(AtomicU64::new(0));
     let mut config = fast_config("paused");
     config.heartbeat.interval = Duration::from_secs(5);
-    let tether = Builder::new("http://127.0.0.1:9/v1/code/sessions/paused")
+    let tether = tether_tokio::builder("http://127.0.0.1:9/v1/code/sessions/paused")
         .config(config)
         .epoch(1)
         .transport(Instant200(Arc::clone(&beats)))
@@ -215,7 +214,7 @@ async fn paused_time_runs_the_session_in_virtual_time() {
         (115..=121).contains(&n),
         "{n} heartbeats in 600 virtual seconds"
     );
-    let lateness = tether.driver_stats().heartbeat_lateness;
+    let lateness = tether.stats().heartbeat_lateness;
     assert_eq!(lateness.count(), n);
     assert!(lateness.max() <= Duration::from_millis(2), "{lateness:?}");
     let report = tether.close(T).await;

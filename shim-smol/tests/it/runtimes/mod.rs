@@ -5,11 +5,10 @@
 //! shared by many sessions ([`budget`]). `on_every_runtime!` makes one `#[test]` per case and
 //! runtime, e.g. `runtimes::cases::on_smol::a_full_queue_...`, so a failure names its runtime.
 //!
-//! The cases call a [`Session`]: the one set of calls every shim has, blocking here. The
-//! blocking shim's calls block already; an async shim's futures are awaited with
-//! `futures_lite::future::block_on` on the test's thread while the session's driver task runs
-//! on the runtime (smol's global executor; a `current_thread` tokio runtime on a thread of its
-//! own) — the futures need no runtime of their own, only the driver does.
+//! The cases call a [`Session`]: the one handle, `Tether`, whose answers the test's thread
+//! `.wait()`s for while the session's driver runs on the runtime (the blocking shim's thread,
+//! smol's global executor, a `current_thread` tokio runtime on a thread of its own) — the
+//! answers need no runtime of their own, only the driver does.
 //!
 //! The suite lives here because this crate's tests already depend on all three shims (for
 //! parity.rs); tokio's paused time and its kinds of runtime stay in tether-tokio's own tests.
@@ -24,7 +23,7 @@ use tether_core::batch::{Event, EventId};
 use tether_core::session::{SessionConfig, Status, Stream};
 use tether_driver::{
     BulkSendError, CloseReport, Counters, FlushError, Lagged, PatchError, Report, SendError,
-    SharedRetryBudget,
+    SharedRetryBudget, Subscription, Tether,
 };
 
 mod budget;
@@ -133,88 +132,37 @@ pub trait Feed<T>: Send {
     }
 }
 
-// ----- the blocking shim -----
+// ----- one handle on every runtime -----
 
-pub struct Blocking;
-
-impl Runtime for Blocking {
-    fn start(&self, o: Opts) -> Box<dyn Session> {
-        let mut b = tether_blocking::Tether::builder(o.url)
-            .config(o.config)
-            .seed(o.seed);
-        b = match o.epoch {
-            Some(epoch) => b.epoch(epoch),
-            None => b.register(),
-        };
-        if let Some(budget) = o.budget {
-            b = b.retry_budget(budget);
-        }
-        Box::new(b.start().expect("the blocking session starts"))
+/// Starts a session with `o`'s options on the runtime `builder` names: the same calls on each.
+fn start<R: tether_driver::runtime::Runtime>(
+    mut b: tether_driver::Builder<R>,
+    o: Opts,
+    runtime: Option<Arc<TokioThread>>,
+) -> Box<dyn Session> {
+    b = b.config(o.config).seed(o.seed);
+    b = match o.epoch {
+        Some(epoch) => b.epoch(epoch),
+        None => b.register(),
+    };
+    if let Some(budget) = o.budget {
+        b = b.retry_budget(budget);
     }
+    Box::new(Started {
+        tether: b.start().expect("the session starts"),
+        _runtime: runtime,
+    })
 }
 
-impl Session for tether_blocking::Tether {
-    fn send(&self, stream: Stream, event: Event, timeout: Duration) -> Result<EventId, SendError> {
-        tether_blocking::Tether::send(self, stream, event, timeout)
-    }
-    fn send_events(
-        &self,
-        stream: Stream,
-        events: Vec<Event>,
-        timeout: Duration,
-    ) -> Result<Vec<EventId>, Box<BulkSendError>> {
-        tether_blocking::Tether::send_events(self, stream, events, timeout)
-    }
-    fn patch_state(&self, patch: Value) -> Result<u64, PatchError> {
-        tether_blocking::Tether::patch_state(self, patch)
-    }
-    fn state(&self) -> Value {
-        tether_blocking::Tether::state(self)
-    }
-    fn status(&self) -> Status {
-        tether_blocking::Tether::status(self)
-    }
-    fn counters(&self) -> Counters {
-        tether_blocking::Tether::counters(self)
-    }
-    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        tether_blocking::Tether::flush(self, timeout)
-    }
-    fn close(&self, timeout: Duration) -> CloseReport {
-        tether_blocking::Tether::close(self, timeout)
-    }
-    fn reports(&self) -> Box<dyn Feed<Report>> {
-        Box::new(tether_blocking::Tether::reports(self))
-    }
-    fn statuses(&self) -> Box<dyn Feed<Status>> {
-        Box::new(tether_blocking::Tether::statuses(self))
-    }
-}
-
-impl<T: Send> Feed<T> for tether_blocking::Stream<T> {
-    fn next_within(&mut self, within: Duration) -> Option<Result<T, Lagged>> {
-        if within.is_zero() {
-            return self.try_iter().next();
-        }
-        self.recv_timeout(within)
-    }
-}
-
-// ----- the async shims: one handle type, awaited from the test's thread -----
-
-/// An async shim's session, and what must live as long as it (tokio's runtime thread).
-struct Async {
-    tether: tether_smol::Tether,
+/// A session, and what must live as long as it (tokio's runtime thread).
+struct Started {
+    tether: Tether,
     _runtime: Option<Arc<TokioThread>>,
 }
 
-fn wait<F: std::future::Future>(future: F) -> F::Output {
-    futures_lite::future::block_on(future)
-}
-
-impl Session for Async {
+impl Session for Started {
     fn send(&self, stream: Stream, event: Event, timeout: Duration) -> Result<EventId, SendError> {
-        wait(self.tether.send(stream, event, timeout))
+        self.tether.send(stream, event, timeout).wait()
     }
     fn send_events(
         &self,
@@ -222,7 +170,7 @@ impl Session for Async {
         events: Vec<Event>,
         timeout: Duration,
     ) -> Result<Vec<EventId>, Box<BulkSendError>> {
-        wait(self.tether.send_events(stream, events, timeout))
+        self.tether.send_events(stream, events, timeout).wait()
     }
     fn patch_state(&self, patch: Value) -> Result<u64, PatchError> {
         self.tether.patch_state(patch)
@@ -237,10 +185,10 @@ impl Session for Async {
         self.tether.counters()
     }
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        wait(self.tether.flush(timeout))
+        self.tether.flush(timeout).wait()
     }
     fn close(&self, timeout: Duration) -> CloseReport {
-        wait(self.tether.close(timeout))
+        self.tether.close(timeout).wait()
     }
     fn reports(&self) -> Box<dyn Feed<Report>> {
         Box::new(self.tether.reports())
@@ -250,15 +198,20 @@ impl Session for Async {
     }
 }
 
-impl<T: Send> Feed<T> for tether_driver::Subscription<T> {
+impl<T: Send> Feed<T> for Subscription<T> {
     fn next_within(&mut self, within: Duration) -> Option<Result<T, Lagged>> {
         if within.is_zero() {
             return self.try_next();
         }
-        wait(futures_lite::future::or(self.next(), async {
-            async_io::Timer::after(within).await;
-            None
-        }))
+        self.recv_timeout(within)
+    }
+}
+
+pub struct Blocking;
+
+impl Runtime for Blocking {
+    fn start(&self, o: Opts) -> Box<dyn Session> {
+        start(tether_blocking::builder(&o.url), o, None)
     }
 }
 
@@ -266,21 +219,7 @@ pub struct Smol;
 
 impl Runtime for Smol {
     fn start(&self, o: Opts) -> Box<dyn Session> {
-        let mut b = tether_smol::Builder::new(o.url)
-            .config(o.config)
-            .seed(o.seed);
-        b = match o.epoch {
-            Some(epoch) => b.epoch(epoch),
-            None => b.register(),
-        };
-        if let Some(budget) = o.budget {
-            b = b.retry_budget(budget);
-        }
-        let tether = b.start().expect("the smol session starts");
-        Box::new(Async {
-            tether,
-            _runtime: None,
-        })
+        start(tether_smol::builder(&o.url), o, None)
     }
 }
 
@@ -326,23 +265,9 @@ impl Tokio {
 
 impl Runtime for Tokio {
     fn start(&self, o: Opts) -> Box<dyn Session> {
-        let mut b = tether_tokio::Builder::new(o.url)
-            .config(o.config)
-            .seed(o.seed);
-        b = match o.epoch {
-            Some(epoch) => b.epoch(epoch),
-            None => b.register(),
-        };
-        if let Some(budget) = o.budget {
-            b = b.retry_budget(budget);
-        }
-        let tether = b
-            .start_on(&self.0.handle)
-            .expect("the tokio session starts");
-        Box::new(Async {
-            tether,
-            _runtime: Some(Arc::clone(&self.0)),
-        })
+        let runtime = tether_tokio::Tokio::on(self.0.handle.clone());
+        let builder = tether_driver::Builder::new(&o.url, runtime);
+        start(builder, o, Some(Arc::clone(&self.0)))
     }
 }
 

@@ -1,6 +1,4 @@
-//! Answers that come later, and streams of facts, without any runtime: a [`Pending`] is a
-//! future the driver completes, a [`Subscription`] a queue it feeds. Neither waits: a shim
-//! awaits them on its executor, or parks a thread on them (see `tether-blocking`).
+//! [`Subscription`]: a bounded stream of facts for one reader, and the driver's [`Fanout`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -8,156 +6,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use super::block;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-struct Slot<T> {
-    value: Option<T>,
-    waker: Option<Waker>,
-    /// The completer is gone without an answer.
-    dropped: bool,
-}
-
-/// The driver's side of a [`Pending`].
-pub(crate) struct Completer<T> {
-    slot: Option<Arc<Mutex<Slot<T>>>>,
-}
-
-impl<T> Completer<T> {
-    /// Answers the waiter; a waiter that went away is no error.
-    pub(crate) fn complete(mut self, value: T) {
-        if let Some(slot) = self.slot.take() {
-            let waker = {
-                let mut slot = lock(&slot);
-                slot.value = Some(value);
-                slot.waker.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
-
-impl<T> Drop for Completer<T> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let waker = {
-                let mut slot = lock(&slot);
-                slot.dropped = true;
-                slot.waker.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
-
-/// An answer the driver gives later: a future, or something to poll with
-/// [`try_take`](Pending::try_take).
-///
-/// If the driver is gone without answering (the runtime that ran it shut down), the pending
-/// resolves with the fallback it was made with, e.g. "the session has ended".
-#[must_use = "a pending answer says whether the call succeeded"]
-pub struct Pending<T> {
-    inner: PendingInner<T>,
-}
-
-enum PendingInner<T> {
-    Ready(Option<T>),
-    Waiting {
-        slot: Arc<Mutex<Slot<T>>>,
-        fallback: Option<Box<dyn FnOnce() -> T + Send>>,
-    },
-}
-
-impl<T> Pending<T> {
-    /// An answer that is already known.
-    pub fn ready(value: T) -> Self {
-        Pending {
-            inner: PendingInner::Ready(Some(value)),
-        }
-    }
-
-    /// A pending answer, its completer, and what it resolves to if the completer is dropped.
-    pub(crate) fn new(fallback: impl FnOnce() -> T + Send + 'static) -> (Self, Completer<T>) {
-        let slot = Arc::new(Mutex::new(Slot {
-            value: None,
-            waker: None,
-            dropped: false,
-        }));
-        let pending = Pending {
-            inner: PendingInner::Waiting {
-                slot: Arc::clone(&slot),
-                fallback: Some(Box::new(fallback)),
-            },
-        };
-        (pending, Completer { slot: Some(slot) })
-    }
-
-    /// The answer, if it has come; `None` means "not yet" (it never comes twice).
-    pub fn try_take(&mut self) -> Option<T> {
-        match &mut self.inner {
-            PendingInner::Ready(value) => value.take(),
-            PendingInner::Waiting { slot, fallback } => {
-                let mut slot = lock(slot);
-                if let Some(value) = slot.value.take() {
-                    return Some(value);
-                }
-                if slot.dropped {
-                    return fallback.take().map(|f| f());
-                }
-                None
-            }
-        }
-    }
-
-    /// Whether the answer has come (or the completer is gone).
-    pub fn is_ready(&self) -> bool {
-        match &self.inner {
-            PendingInner::Ready(value) => value.is_some(),
-            PendingInner::Waiting { slot, .. } => {
-                let slot = lock(slot);
-                slot.value.is_some() || slot.dropped
-            }
-        }
-    }
-}
-
-impl<T> Future for Pending<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let this = self.get_mut();
-        if let Some(value) = this.try_take() {
-            return Poll::Ready(value);
-        }
-        if let PendingInner::Waiting { slot, .. } = &this.inner {
-            let mut guard = lock(slot);
-            if guard.value.is_none() && !guard.dropped {
-                guard.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-        }
-        // Answered between the two looks.
-        match this.try_take() {
-            Some(value) => Poll::Ready(value),
-            None => Poll::Pending,
-        }
-    }
-}
-
-impl<T> Unpin for Pending<T> {}
-
-impl<T> fmt::Debug for Pending<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pending")
-            .field("ready", &self.is_ready())
-            .finish()
-    }
 }
 
 /// Items a subscriber may have waiting before the oldest are skipped for it (tokio
@@ -238,6 +92,28 @@ impl<T> Subscription<T> {
     )]
     pub fn next(&mut self) -> impl Future<Output = Option<Result<T, Lagged>>> + '_ {
         std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    /// The next item, blocking the calling thread until one comes; `None` once the stream has
+    /// ended. For callers outside any async runtime (inside one, use [`next`](Self::next)).
+    pub fn recv(&self) -> Option<Result<T, Lagged>> {
+        block::block_on(std::future::poll_fn(|cx| self.poll_next(cx)))
+    }
+
+    /// The next item, blocking at most `timeout`; `None` on timeout or at the end (tell them
+    /// apart with [`is_finished`](Self::is_finished)).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<T, Lagged>> {
+        block::block_until(std::future::poll_fn(|cx| self.poll_next(cx)), timeout).flatten()
+    }
+
+    /// Every item, blocking for each, until the stream ends.
+    pub fn iter(&self) -> impl Iterator<Item = Result<T, Lagged>> + '_ {
+        std::iter::from_fn(|| self.recv())
+    }
+
+    /// The items queued now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = Result<T, Lagged>> + '_ {
+        std::iter::from_fn(|| self.try_next())
     }
 
     /// Polls for the next item: `Ready(None)` once the stream has ended.
@@ -353,33 +229,7 @@ impl<T: Clone> Fanout<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::task::Wake;
-
     use super::*;
-
-    struct Flag(Mutex<bool>);
-
-    impl Wake for Flag {
-        fn wake(self: Arc<Self>) {
-            *lock(&self.0) = true;
-        }
-    }
-
-    #[test]
-    fn a_pending_answer_wakes_its_waiter_and_falls_back_when_abandoned() {
-        let flag = Arc::new(Flag(Mutex::new(false)));
-        let waker = Waker::from(Arc::clone(&flag));
-        let mut cx = Context::from_waker(&waker);
-        let (mut pending, completer) = Pending::new(|| 0);
-        assert_eq!(Pin::new(&mut pending).poll(&mut cx), Poll::Pending);
-        completer.complete(7);
-        assert!(*lock(&flag.0));
-        assert_eq!(Pin::new(&mut pending).poll(&mut cx), Poll::Ready(7));
-
-        let (mut abandoned, completer) = Pending::new(|| -1);
-        drop(completer);
-        assert_eq!(abandoned.try_take(), Some(-1));
-    }
 
     #[test]
     fn every_subscriber_sees_every_item_in_order_then_the_end() {
