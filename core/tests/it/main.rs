@@ -18,6 +18,7 @@ mod state_lost_response;
 mod state_model;
 mod state_trace;
 mod state_uploader;
+mod thread_control;
 mod thread_machines;
 mod thread_merge_laws;
 mod thread_sync;
