@@ -2,7 +2,7 @@
 //!
 //! The caller's controls beyond edits ([`pause`](ThreadSync::pause),
 //! [`resume`](ThreadSync::resume), [`sync_now`](ThreadSync::sync_now)) and the pending-threads
-//! stream are in [`control`](self::control)'s file.
+//! stream are in `sync/control.rs`; the accessors in `sync/view.rs`.
 
 mod control;
 mod view;
