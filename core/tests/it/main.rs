@@ -14,6 +14,7 @@ mod maybe_delivered;
 mod retry_budget;
 mod session;
 mod session_deltas;
+mod session_hold;
 mod state_lost_response;
 mod state_model;
 mod state_trace;
