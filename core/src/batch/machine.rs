@@ -113,6 +113,28 @@ impl BatchDrainer {
         self.step(now);
     }
 
+    /// Stops sending until [`set_epoch`](Self::set_epoch) is called again, keeping everything:
+    /// for a session that gave up and holds its queues until the caller reconnects. A batch
+    /// in flight goes back to the front of the queue, in order and with its uuids, marked
+    /// maybe delivered (its answer will never be known); no failure is counted and the
+    /// backoff starts afresh. Intake, flushes and close go on as before.
+    pub fn suspend(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
+        self.epoch = None;
+        self.retry_at = None;
+        self.failures = 0;
+        self.backoff.reset();
+        if let Some(flight) = self.in_flight.take() {
+            let mut events = flight.events;
+            for q in &mut events {
+                q.maybe_delivered = true;
+            }
+            self.next_cap = Some(events.len());
+            self.queue.put_back(events);
+        }
+        self.step(now);
+    }
+
     /// Serialises, stamps and queues `event`; returns its id.
     ///
     /// Fails, handing the event back, if it is not an object, is larger than a batch, the

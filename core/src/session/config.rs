@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub max_auth_failures: u32,
     /// Treat 404 as transient instead of giving up at once. Default `false`.
     pub session_unknown_is_transient: bool,
+    /// What giving up does: end the session, handing everything back (the default), or hold
+    /// everything until the caller reconnects or closes (see [`OnGiveUp`]).
+    pub on_give_up: OnGiveUp,
     /// The most response body the driver may read and the core will parse. Default 64 KiB.
     pub max_response_body: usize,
     /// A retry budget of the session's own, shared by its channels: a request that follows a
@@ -83,6 +86,7 @@ impl SessionConfig {
             heartbeat_timeout: Duration::from_secs(5),
             max_auth_failures: 10,
             session_unknown_is_transient: false,
+            on_give_up: OnGiveUp::End,
             max_response_body: 64 * 1024,
             retry_budget: None,
             deltas: DeltaConfig::default(),
@@ -99,6 +103,12 @@ impl SessionConfig {
     /// The same configuration with the durable outbox on or off (see [`outbox`](Self::outbox)).
     pub fn with_outbox(mut self, outbox: bool) -> Self {
         self.outbox = outbox;
+        self
+    }
+
+    /// The same configuration with this give-up behaviour (see [`on_give_up`](Self::on_give_up)).
+    pub fn with_on_give_up(mut self, on_give_up: OnGiveUp) -> Self {
+        self.on_give_up = on_give_up;
         self
     }
 
@@ -143,6 +153,25 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// What a session does when it gives up by the rules (the connect sequence's retries
+/// exhausted or refused, [`max_auth_failures`](SessionConfig::max_auth_failures) in a row, an
+/// unknown session). A supersede (409) always ends the session, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnGiveUp {
+    /// End at once: every undelivered event and the unacknowledged state are handed back,
+    /// then [`Status::GivenUp`](super::Status::GivenUp), terminal.
+    #[default]
+    End,
+    /// Hold: stop sending but keep every queue, the pending state patches and the event
+    /// uuids, in [`Status::Holding`](super::Status::Holding), until the caller calls
+    /// [`Session::reconnect`](super::Session::reconnect) (the give-up counters reset and the
+    /// session connects again, re-sending what it holds) or
+    /// [`Session::close`](super::Session::close) (which hands everything back as
+    /// [`End`](Self::End) would have, and ends with `GivenUp`). A session already closing when
+    /// it gives up ends as with `End`.
+    Hold,
 }
 
 /// A configuration the session refuses.

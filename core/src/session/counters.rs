@@ -83,4 +83,8 @@ pub struct SessionCounters {
     pub budget_granted: u64,
     /// Times a retry found the retry budget empty and waited.
     pub budget_waits: u64,
+    /// Times the session gave up and held ([`OnGiveUp::Hold`](super::OnGiveUp::Hold)).
+    pub holds: u64,
+    /// Times the caller reconnected a holding session.
+    pub reconnects: u64,
 }

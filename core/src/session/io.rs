@@ -212,3 +212,33 @@ impl fmt::Display for SessionError {
 }
 
 impl core::error::Error for SessionError {}
+
+/// Why [`Session::reconnect`](super::Session::reconnect) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReconnectError {
+    /// The session ended: superseded, closed, or given up without
+    /// [`OnGiveUp::Hold`](super::OnGiveUp::Hold). Terminal; nothing can follow.
+    Ended(Status),
+    /// The session has not given up (it is connecting, connected or retrying): there is
+    /// nothing to reconnect.
+    NotHolding(Status),
+}
+
+impl fmt::Display for ReconnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReconnectError::Ended(status) => {
+                write!(f, "the session has ended and cannot reconnect: {status}")
+            }
+            ReconnectError::NotHolding(status) => {
+                write!(
+                    f,
+                    "the session has not given up, nothing to reconnect: {status}"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for ReconnectError {}

@@ -3,13 +3,14 @@
 //!
 //! One file per concern: [`connect`] (the connect sequence), [`flight`] (requests in flight),
 //! [`respond`] (the response table and where each outcome goes), [`streams`] (one struct per
-//! event stream), [`flush`] (flush and close). This file holds the caller's API, the drain of
+//! event stream), [`flush`] (flush and close), [`hold`] (giving up, holding, reconnecting). This file holds the caller's API, the drain of
 //! the sub-machines and the next wake-up.
 
 mod budget;
 mod connect;
 mod flight;
 mod flush;
+mod hold;
 mod outbox;
 mod respond;
 mod streams;

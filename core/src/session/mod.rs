@@ -14,7 +14,9 @@
 //! - 409 ends the session as [`Status::Superseded`]; ten auth failures in a row, a 404 (unless
 //!   configured transient) or a failed connect sequence end it as [`Status::GivenUp`]. Either
 //!   way every undelivered event comes back in [`Output::HandedBack`] first, and nothing follows
-//!   the terminal status.
+//!   the terminal status. Configured with [`OnGiveUp::Hold`], giving up holds everything in
+//!   [`Status::Holding`] instead, until [`Session::reconnect`] connects again (same queues,
+//!   same uuids) or [`Session::close`] hands it all back.
 //! - [`Session::close`] drains until its deadline, then hands back what is left per stream and
 //!   ends with [`Status::Closed`].
 //!
@@ -57,9 +59,9 @@ mod record;
 mod status;
 pub mod wire;
 
-pub use config::{ConfigError, SessionConfig};
+pub use config::{ConfigError, OnGiveUp, SessionConfig};
 pub use counters::{FailureCounts, SessionCounters};
-pub use io::{DeliveryStatus, Output, SessionError, Stream, Timer};
+pub use io::{DeliveryStatus, Output, ReconnectError, SessionError, Stream, Timer};
 pub use machine::Session;
 pub use record::{RecordError, RecordFate, decode_record, encode_record};
 pub use status::{GiveUpReason, Status};

@@ -15,6 +15,10 @@ use crate::time::Instant;
 ///  Retrying ──...        Stale ──┘
 ///
 ///  any ──▶ GivenUp(reason) | Superseded | Closed      (terminal: nothing follows)
+///
+///  with OnGiveUp::Hold, giving up holds instead of ending:
+///  any ──give up──▶ Holding(reason) ──reconnect──▶ Connecting ──▶ ...
+///                          └──────────close──────▶ GivenUp(reason)  (everything handed back)
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,6 +45,11 @@ pub enum Status {
     },
     /// The session stopped by the rules. Terminal.
     GivenUp(GiveUpReason),
+    /// The session gave up by the rules but holds everything (configured with
+    /// [`OnGiveUp::Hold`](super::OnGiveUp::Hold)): nothing is sent, events and patches are
+    /// still taken and kept, until [`Session::reconnect`](super::Session::reconnect) or
+    /// [`Session::close`](super::Session::close). Not terminal.
+    Holding(GiveUpReason),
     /// A newer worker took the session over (409). Terminal.
     Superseded,
     /// Closed by the caller. Terminal.
@@ -66,6 +75,7 @@ impl fmt::Display for Status {
             Status::Stale => f.write_str("stale"),
             Status::BudgetExhausted { at } => write!(f, "budget-exhausted until={at}"),
             Status::GivenUp(reason) => write!(f, "given-up ({reason})"),
+            Status::Holding(reason) => write!(f, "given-up ({reason}), holding"),
             Status::Superseded => f.write_str("superseded"),
             Status::Closed => f.write_str("closed"),
         }

@@ -217,6 +217,26 @@ impl StateUploader {
         self.try_send(now);
     }
 
+    /// Stops sending until [`set_epoch`](Self::set_epoch) is called again, keeping every
+    /// unacknowledged patch: for a session that gave up and holds its state until the caller
+    /// reconnects. A PUT in flight is abandoned (its answer will never be known, so the server
+    /// may hold it: the next PUT re-sends it, with what came meanwhile); the backoff starts
+    /// afresh. Patches and flushes are taken as before.
+    pub fn suspend(&mut self, now: Instant) {
+        self.clock.observe(now);
+        if self.closed {
+            return;
+        }
+        self.epoch = None;
+        self.retry_at = None;
+        self.backoff.reset();
+        if self.in_flight.take().is_some() {
+            self.server_known = false;
+            self.retrying = true;
+            self.absorb_pending();
+        }
+    }
+
     /// Takes `document` (e.g. `GET /worker`'s `worker`) as the server's state and re-applies
     /// everything unacknowledged on top of it for the view. Its `worker_epoch` is dropped.
     ///
@@ -487,9 +507,8 @@ impl StateUploader {
         }
     }
 
-    fn on_failure(&mut self, now: Instant, hint: Option<core::time::Duration>) {
-        self.server_known = false;
-        // Patches given during the flight join the retry.
+    /// Patches given during a flight that will not land join the update to re-send.
+    fn absorb_pending(&mut self) {
         if let Some(later) = self.pending.take() {
             match &mut self.current {
                 Some(batch) => {
@@ -499,6 +518,11 @@ impl StateUploader {
                 None => self.current = Some(later),
             }
         }
+    }
+
+    fn on_failure(&mut self, now: Instant, hint: Option<core::time::Duration>) {
+        self.server_known = false;
+        self.absorb_pending();
         let delay = self.backoff.next_delay(hint, &mut self.rng);
         let at = now + delay;
         self.retry_at = Some(at);

@@ -14,12 +14,16 @@
 //! | [`Thread`], [`Message`] | the data model, validated: bad input is a [`ThreadError`] |
 //! | [`ThreadMerge`] | the three-way merge with tombstones, a pluggable [`MergePolicy`], and every [`Override`] reported |
 //! | [`Replica`] | the local copies: optimistic edits ([`Edit`]), rebases onto remote copies, rollbacks |
-//! | [`AdaptivePoller`] | the pull interval, 5 s to 60 s, from activity that decays each second |
-//! | [`Debounce`], [`Throttle`] | flow control for any value, leading and trailing edges |
+//! | [`AdaptivePoller`] | the pull interval, 5 s to 60 s, from local and remote activity that decays each second |
 //! | [`NetworkState`] | online/offline from the caller and transport failures; the 30 s probe |
 //! | [`PushOrchestrator`] | pushes of the replica: 100 ms windows, batches of 50, per-item results, retries, rollback, per-thread failure history and 60 s holds |
 //! | [`StatusStream`], [`PerfMonitor`] | per-thread status changes; p95 latency, slow syncs, best batch size, conflict rate |
 //! | [`ThreadSync`] | all of them over `GET /threads`, `POST /threads/sync`, `GET /ping` |
+//!
+//! Beyond edits the caller can [`sync_now`](ThreadSync::sync_now) one thread (no window),
+//! [`pause`](ThreadSync::pause) and [`resume`](ThreadSync::resume) syncing, and follow the
+//! set of pending threads in [`ThreadOutput::Pending`]; the performance monitor's best batch
+//! size is the push batch size ([`ThreadSync::batch_size`]).
 //!
 //! # Driving [`ThreadSync`]
 //!
@@ -74,7 +78,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod flow;
 pub mod merge;
 pub mod model;
 pub mod network;
@@ -87,7 +90,6 @@ pub mod status;
 pub mod sync;
 pub mod wire;
 
-pub use flow::{Debounce, DebounceTimer, Throttle, ThrottleConfig, ThrottleTimer};
 pub use merge::{Contested, DefaultPolicy, MergePolicy, Merged, Override, Side, ThreadMerge};
 pub use model::{Message, Thread, ThreadError};
 pub use network::{

@@ -103,6 +103,8 @@ pub struct NetworkState {
     failures: u32,
     next_probe: Option<Instant>,
     in_flight: Option<(ProbeId, Instant)>,
+    /// The caller paused syncing: no probe goes.
+    paused: bool,
     next_id: u64,
     outputs: VecDeque<NetworkOutput>,
 }
@@ -118,6 +120,7 @@ impl NetworkState {
             failures: 0,
             next_probe: None,
             in_flight: None,
+            paused: false,
             next_id: 0,
             outputs: VecDeque::new(),
         }
@@ -136,6 +139,14 @@ impl NetworkState {
     /// The probe in flight.
     pub fn probe_in_flight(&self) -> Option<ProbeId> {
         self.in_flight.map(|(id, _)| id)
+    }
+
+    /// Stops probing while the caller paused syncing, or starts again: a probe that fell due
+    /// meanwhile goes at the next [`handle_timeout`](Self::handle_timeout). A probe in flight
+    /// still settles.
+    pub fn set_paused(&mut self, now: Instant, paused: bool) {
+        self.clock.observe(now);
+        self.paused = paused;
     }
 
     /// The caller's word: the device went online or offline. Going online resumes at once.
@@ -204,7 +215,7 @@ impl NetworkState {
                 self.outputs.push_back(NetworkOutput::CancelProbe(id));
             }
         }
-        if self.online || self.in_flight.is_some() {
+        if self.online || self.paused || self.in_flight.is_some() {
             return;
         }
         if self.next_probe.is_some_and(|at| at <= now) {
@@ -227,7 +238,7 @@ impl NetworkState {
             .map(|(_, at)| Wake::new(at, NetworkTimer::RequestDeadline));
         let probe = self
             .next_probe
-            .filter(|_| !self.online && self.in_flight.is_none())
+            .filter(|_| !self.online && !self.paused && self.in_flight.is_none())
             .map(|at| Wake::new(at, NetworkTimer::Probe));
         Poll::Timeout(deadline.or(probe))
     }

@@ -144,6 +144,15 @@ pub enum ThreadOutput {
     Online,
     /// A push slower than the recent 95th percentile.
     SlowSync(SlowSync),
+    /// The threads with changes the server does not hold yet (queued or in flight), by id,
+    /// whenever that set changed (seed 002's `observePendingItems`): a stream a driver can fan
+    /// out as it is. Empty once everything is synced. Never repeated without a change.
+    Pending(Vec<String>),
+    /// The caller paused syncing ([`ThreadSync::pause`](super::ThreadSync::pause)): no
+    /// request goes; edits queue.
+    Paused,
+    /// The caller resumed syncing ([`ThreadSync::resume`](super::ThreadSync::resume)).
+    Resumed,
     /// Stopped for good (superseded, or the session is unknown); the unsynced threads.
     Stopped {
         /// Why.

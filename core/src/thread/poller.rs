@@ -1,8 +1,12 @@
 //! The adaptive pull schedule (seed 002's `AdaptivePoller`).
 //!
-//! An activity level in `0..=100` rises by `edit_boost` on each local edit and by
-//! `queue_boost` whenever the push queue is deeper than `deep_queue`, and falls by one each
-//! second. The pull interval follows it linearly: `max_interval` at 0, `min_interval` at 100.
+//! An activity level in `0..=100` rises by `edit_boost` on each local edit, by `remote_boost`
+//! on each remote change a pull brings (the seed watches the thread's version change,
+//! whoever changed it), and by `queue_boost` whenever the push queue is deeper than
+//! `deep_queue`; it falls by one each second. The pull interval follows it linearly:
+//! `max_interval` at 0, `min_interval` at 100. So an idle client (nothing edited, nothing
+//! changing remotely) slows down to `max_interval`, and speeds up again as soon as something
+//! changes on either side; a boost of [`MAX_ACTIVITY`] snaps straight back to `min_interval`.
 //! (The seed scales by 0.8, so its busiest interval is 16 s, never its own 5 s baseline;
 //! here full activity reaches the 5 s that docs/PROTOCOL.md asks for.)
 //!
@@ -45,6 +49,10 @@ pub struct PollerConfig {
     pub max_interval: Duration,
     /// Activity added by a local edit. Default 10.
     pub edit_boost: u8,
+    /// Activity added by a remote change a pull brought. Default 10 (the seed counts every
+    /// version change of a thread as activity); [`MAX_ACTIVITY`] snaps the interval back to
+    /// `min_interval`.
+    pub remote_boost: u8,
     /// A push queue deeper than this raises activity. Default 10.
     pub deep_queue: usize,
     /// Activity added when the queue is deep. Default 10.
@@ -62,6 +70,7 @@ impl Default for PollerConfig {
             min_interval: Duration::from_secs(5),
             max_interval: Duration::from_secs(60),
             edit_boost: 10,
+            remote_boost: 10,
             deep_queue: 10,
             queue_boost: 10,
             decay_every: Duration::from_secs(1),
@@ -153,6 +162,12 @@ impl AdaptivePoller {
     pub fn record_activity(&mut self, now: Instant) {
         self.observe(now);
         self.raise(self.config.edit_boost);
+    }
+
+    /// A pull brought a change another client made.
+    pub fn record_remote_change(&mut self, now: Instant) {
+        self.observe(now);
+        self.raise(self.config.remote_boost);
     }
 
     /// The push queue's depth changed to `depth`.

@@ -29,159 +29,26 @@
 //!                                 └ rejected: rolled back (Rejected output), held
 //! ```
 
+mod io;
+
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
-use core::time::Duration;
 
-use super::merge::{DefaultPolicy, MergePolicy, Override};
+pub use self::io::{PushConfig, PushId, PushOutput, PushTimer, StopReason};
+use super::merge::{DefaultPolicy, MergePolicy};
 use super::model::{Message, Thread, ThreadError};
 use super::queue::{PushQueue, pinned_on_the_push};
 pub use super::replica::RejectedThread;
 use super::replica::{Edit, Rebased, Replica};
 use super::status::{StatusChange, SyncStatus};
 use super::wire::{InvalidThread, ItemResult, SyncItem, WireError};
-use crate::backoff::{Backoff, BackoffPolicy};
+use crate::backoff::Backoff;
 use crate::classify::{Outcome, TransientCause};
 use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::time::{Clock, Instant};
-
-/// The orchestrator's settings; the defaults are docs/PROTOCOL.md's.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PushConfig {
-    /// Edits within this window go in one batch. Default 100 ms.
-    pub window: Duration,
-    /// The most threads in one push. Default 50 (the server's limit); 1..=50.
-    pub max_batch: usize,
-    /// The retry curve for failed pushes: the uploaders' (500 ms doubling to 30 s + jitter).
-    pub backoff: BackoffPolicy,
-    /// A push unanswered for this long is cancelled and retried. Default 10 s.
-    pub request_timeout: Duration,
-    /// How long a thread waits after a failure pinned on it (seed 002: 60 s); the others go on.
-    pub thread_hold: Duration,
-}
-
-impl PushConfig {
-    /// The server's limit on items per push.
-    pub const MAX_ITEMS: usize = 50;
-}
-
-impl Default for PushConfig {
-    fn default() -> Self {
-        PushConfig {
-            window: Duration::from_millis(100),
-            max_batch: Self::MAX_ITEMS,
-            backoff: BackoffPolicy::uploader(),
-            request_timeout: Duration::from_secs(10),
-            thread_hold: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Names one push.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PushId(pub u64);
-
-impl fmt::Display for PushId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "push#{}", self.0)
-    }
-}
-
-/// Why the orchestrator stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// 409: a newer worker owns the session.
-    Superseded,
-    /// 404: the session is unknown.
-    SessionUnknown,
-}
-
-/// What the orchestrator asks for, or reports.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum PushOutput {
-    /// Send `POST /threads/sync` with these items (see
-    /// [`sync_body`](super::wire::sync_body)) and report with
-    /// [`handle_results`](PushOrchestrator::handle_results) or
-    /// [`handle_failure`](PushOrchestrator::handle_failure).
-    Send {
-        /// The push.
-        id: PushId,
-        /// Its items, at most [`PushConfig::max_batch`].
-        items: Vec<SyncItem>,
-    },
-    /// The push's deadline passed: abandon it; its late answer is ignored.
-    Cancel(PushId),
-    /// The push failed as a whole; its threads go again at `at`.
-    Retrying {
-        /// Retries since the last success, from 1.
-        attempt: u32,
-        /// The wait.
-        delay: Duration,
-        /// When the retry goes.
-        at: Instant,
-        /// What failed.
-        outcome: Outcome,
-    },
-    /// A thread's status changed.
-    Status(StatusChange),
-    /// A thread's view changed other than by a local edit: a remote copy, a merge, a rollback.
-    Updated {
-        /// The thread.
-        id: String,
-    },
-    /// The merge policy decided a change both sides made: one side's change was dropped.
-    Overridden(Override),
-    /// The server's copy of a thread (in a conflict) is not valid: the local changes wait,
-    /// held.
-    Invalid(InvalidThread),
-    /// A failure was pinned on this thread: it waits until `until`; the others go on.
-    Held {
-        /// The thread.
-        id: String,
-        /// Failures in a row pinned on it.
-        failures: u32,
-        /// When it may go again.
-        until: Instant,
-    },
-    /// A push was answered item by item.
-    Settled {
-        /// The push.
-        id: PushId,
-        /// How many threads it carried.
-        items: usize,
-        /// How many of them came back as conflicts.
-        conflicts: usize,
-        /// From send to answer.
-        elapsed: Duration,
-    },
-    /// The server refused a thread; it was rolled back.
-    Rejected(RejectedThread),
-    /// Stopped for good; every thread not synced is handed back.
-    Stopped {
-        /// Why.
-        reason: StopReason,
-        /// The local copies that the server does not hold.
-        unsynced: Vec<Thread>,
-    },
-}
-
-/// Why the orchestrator wakes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PushTimer {
-    /// The batch window ends.
-    Window,
-    /// The backoff wait ends.
-    Backoff,
-    /// The push in flight times out.
-    RequestDeadline,
-    /// A held thread may go again.
-    Hold,
-}
 
 #[derive(Clone, Debug)]
 struct Flight {
@@ -203,6 +70,11 @@ pub struct PushOrchestrator<P: MergePolicy = DefaultPolicy> {
     window_at: Option<Instant>,
     retry_at: Option<Instant>,
     in_flight: Option<Flight>,
+    /// The most threads in a push when all goes well: `max_batch`, or what
+    /// [`set_batch_size`](PushOrchestrator::set_batch_size) chose.
+    batch_size: usize,
+    /// The most threads in the next push: `batch_size`, or less while a 413 or a permanent
+    /// failure narrows it down.
     batch_limit: usize,
     paused: bool,
     stopped: bool,
@@ -223,6 +95,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         config.max_batch = config.max_batch.clamp(1, PushConfig::MAX_ITEMS);
         PushOrchestrator {
             backoff: Backoff::new(config.backoff),
+            batch_size: config.max_batch,
             batch_limit: config.max_batch,
             config,
             rng,
@@ -307,6 +180,45 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         }
     }
 
+    /// Pushes a thread's queued changes now: it goes first in the next push, without waiting
+    /// for the window, and a hold after a failure pinned on it is lifted (seed 002's
+    /// `syncImmediately`). The orchestrator's own backoff after a failed push, a push in
+    /// flight, a pause and being offline still come first: the thread goes as soon as they
+    /// allow, ahead of the others. Returns whether the thread had changes waiting (`false`:
+    /// it is synced, or everything it has is in the push in flight).
+    ///
+    /// # Errors
+    /// [`ThreadError::UnknownThread`], or [`ThreadError::Stopped`].
+    pub fn sync_now(&mut self, now: Instant, thread: &str) -> Result<bool, ThreadError> {
+        let now = self.clock.observe(now);
+        if self.stopped {
+            return Err(ThreadError::Stopped);
+        }
+        if self.replica.thread(thread).is_none() {
+            return Err(ThreadError::UnknownThread { id: thread.into() });
+        }
+        let urged = self.queue.urge(thread);
+        self.try_send(now);
+        Ok(urged)
+    }
+
+    /// Sets the most threads in a push when all goes well, e.g. to the performance monitor's
+    /// [`best_batch_size`](super::PerfMonitor::best_batch_size); clamped to
+    /// `1..=max_batch`. A push narrowed down after a 413 or a permanent failure stays narrow
+    /// until the next success.
+    pub fn set_batch_size(&mut self, size: usize) {
+        let size = size.clamp(1, self.config.max_batch);
+        if self.batch_limit == self.batch_size {
+            self.batch_limit = size;
+        }
+        self.batch_size = size;
+    }
+
+    /// The most threads in a push when all goes well.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// Pauses pushes (offline) or resumes them. A push in flight still settles.
     pub fn set_paused(&mut self, now: Instant, paused: bool) {
         let now = self.clock.observe(now);
@@ -346,7 +258,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
             return Ok(());
         };
         self.backoff.reset();
-        self.batch_limit = self.config.max_batch;
+        self.batch_limit = self.batch_size;
         let conflicts = results
             .iter()
             .filter(|r| matches!(r, ItemResult::Conflict { .. }))
@@ -557,6 +469,10 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         if self.stopped || self.paused || !self.queue.any_ready(now) {
             return;
         }
+        if self.queue.any_urgent() {
+            // Asked to sync now: the window ends at once.
+            self.window_at = Some(self.window_at.map_or(now, |at| at.min(now)));
+        }
         let window_at = *self.window_at.get_or_insert(now + self.config.window);
         if self.in_flight.is_some() || self.retry_at.is_some() || window_at > now {
             return;
@@ -636,6 +552,11 @@ impl<P: MergePolicy> PushOrchestrator<P> {
     /// Threads with changes the server does not hold yet (queued or in flight).
     pub fn pending(&self) -> usize {
         self.queue.pending()
+    }
+
+    /// The threads with changes the server does not hold yet (queued or in flight), by id.
+    pub fn pending_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.queue.pending_ids().map(String::as_str)
     }
 
     /// Threads queued to push (not in flight).

@@ -4,6 +4,8 @@
 //! Threads leave in the order they were queued, except that a held thread waits until its
 //! hold ends and a suspect (a thread whose last push failed in a batch of several) goes in a
 //! push of its own, so a thread that keeps failing is found without holding the others back.
+//! A thread the caller asked to sync now (seed 002's `syncImmediately`) goes ahead of the
+//! others, and its hold is lifted.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -25,6 +27,9 @@ struct Slot {
     failures: u32,
     /// Held after its last failure until then.
     held_until: Option<Instant>,
+    /// The caller asked for it to go now: first in the next push, without waiting for the
+    /// window. Cleared when it leaves the queue.
+    urgent: bool,
 }
 
 /// The queue. See the [module docs](self).
@@ -49,9 +54,33 @@ impl PushQueue {
 
     /// Takes a thread out of the queue.
     pub(crate) fn unqueue(&mut self, id: &str) {
-        if let Some(seq) = self.slots.get_mut(id).and_then(|s| s.dirty.take()) {
-            self.order.remove(&seq);
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.urgent = false;
+            if let Some(seq) = slot.dirty.take() {
+                self.order.remove(&seq);
+            }
         }
+    }
+
+    /// The caller asked for a queued thread to go now: it goes first in the next push, its
+    /// hold lifted. Returns whether it was queued (a thread with nothing queued, or whose
+    /// changes are all in the push in flight, has nothing to hurry).
+    pub(crate) fn urge(&mut self, id: &str) -> bool {
+        match self.slots.get_mut(id) {
+            Some(slot) if slot.dirty.is_some() => {
+                slot.urgent = true;
+                slot.held_until = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a queued thread was asked to go now.
+    pub(crate) fn any_urgent(&self) -> bool {
+        self.order
+            .values()
+            .any(|id| self.slots.get(id).is_some_and(|s| s.urgent))
     }
 
     pub(crate) fn is_dirty(&self, id: &str) -> bool {
@@ -131,11 +160,17 @@ impl PushQueue {
             .min()
     }
 
-    /// Takes the next push's threads, marked in flight: ready ones in queue order, at most
-    /// `limit`; a suspect only alone.
+    /// Takes the next push's threads, marked in flight: ready ones in queue order, urgent
+    /// ones first, at most `limit`; a suspect only alone.
     pub(crate) fn take_batch(&mut self, now: Instant, limit: usize) -> Vec<String> {
+        let urgent = |id: &String| self.slots.get(id).is_some_and(|s| s.urgent);
+        let candidates = self
+            .order
+            .iter()
+            .filter(|(_, id)| urgent(id))
+            .chain(self.order.iter().filter(|(_, id)| !urgent(id)));
         let mut picked = Vec::new();
-        for (seq, id) in &self.order {
+        for (seq, id) in candidates {
             if picked.len() >= limit || !self.ready(id, now) {
                 continue;
             }
@@ -153,6 +188,7 @@ impl PushQueue {
             if let Some(id) = self.order.remove(&seq) {
                 let slot = self.slots.entry(id.clone()).or_default();
                 slot.dirty = None;
+                slot.urgent = false;
                 slot.in_flight = true;
                 ids.push(id);
             }
@@ -165,6 +201,7 @@ impl PushQueue {
         self.order.clear();
         let mut unsynced = Vec::new();
         for (id, slot) in &mut self.slots {
+            slot.urgent = false;
             let dirty = slot.dirty.take().is_some();
             if core::mem::take(&mut slot.in_flight) || dirty {
                 unsynced.push(id.clone());
@@ -179,6 +216,14 @@ impl PushQueue {
             .values()
             .filter(|s| s.dirty.is_some() || s.in_flight)
             .count()
+    }
+
+    /// The threads queued or in flight, by id.
+    pub(crate) fn pending_ids(&self) -> impl Iterator<Item = &String> + '_ {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.dirty.is_some() || s.in_flight)
+            .map(|(id, _)| id)
     }
 
     /// Threads queued (not in flight).

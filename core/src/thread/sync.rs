@@ -1,9 +1,15 @@
 //! [`ThreadSync`]: the machines of [`thread`](super) composed over the three endpoints.
+//!
+//! The caller's controls beyond edits ([`pause`](ThreadSync::pause),
+//! [`resume`](ThreadSync::resume), [`sync_now`](ThreadSync::sync_now)) and the pending-threads
+//! stream are in `sync/control.rs`; the accessors in `sync/view.rs`.
+
+mod control;
+mod view;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 use serde_json::Value;
 
@@ -12,7 +18,7 @@ use super::model::{Message, Thread, ThreadError};
 use super::network::{NetworkOutput, NetworkState, ProbeId};
 use super::poller::{AdaptivePoller, PollerOutput};
 use super::push::{PushId, PushOrchestrator, PushOutput};
-use super::replica::{Edit, Replica};
+use super::replica::Edit;
 use super::status::{PerfMonitor, StatusStream, SyncStatus};
 use super::wire::{ThreadEndpoint, parse_pull, parse_sync_results, pull_path, sync_body};
 use crate::classify::{Outcome, Reply, TransientCause, classify};
@@ -47,6 +53,10 @@ pub struct ThreadSync<P: MergePolicy = DefaultPolicy> {
     flights: BTreeMap<RequestId, Flight>,
     pull_again: bool,
     stopped: bool,
+    /// The caller paused syncing: no request goes until [`resume`](ThreadSync::resume).
+    paused: bool,
+    /// The pending threads last reported in [`ThreadOutput::Pending`].
+    pending: Vec<String>,
     next_id: u64,
     counts: ThreadCounts,
     outputs: VecDeque<ThreadOutput>,
@@ -108,6 +118,8 @@ impl<P: MergePolicy> ThreadSync<P> {
             flights: BTreeMap::new(),
             pull_again: false,
             stopped: false,
+            paused: false,
+            pending: Vec::new(),
             next_id: 0,
             counts: ThreadCounts::default(),
             outputs: VecDeque::new(),
@@ -120,9 +132,9 @@ impl<P: MergePolicy> ThreadSync<P> {
         let now = self.clock.observe(now);
         let first = self.epoch.is_none();
         self.epoch = Some(epoch);
-        if first && !self.stopped {
+        if first && !self.stopped && !self.paused {
             self.poller.start(now);
-            self.resume(now);
+            self.run(now);
         }
         self.pump(now);
     }
@@ -276,6 +288,9 @@ impl<P: MergePolicy> ThreadSync<P> {
                             self.outputs.push_back(ThreadOutput::InvalidThread(bad));
                         }
                         for thread in page.threads {
+                            if self.push.replica().is_newer(&thread) {
+                                self.poller.record_remote_change(now);
+                            }
                             self.push.apply_remote(now, thread);
                         }
                         self.since = self.since.max(page.version);
@@ -310,7 +325,7 @@ impl<P: MergePolicy> ThreadSync<P> {
     }
 
     fn start_pull(&mut self, now: Instant) {
-        if self.stopped || self.epoch.is_none() || !self.network.is_online() {
+        if self.stopped || self.paused || self.epoch.is_none() || !self.network.is_online() {
             return;
         }
         if self
@@ -341,7 +356,8 @@ impl<P: MergePolicy> ThreadSync<P> {
         id
     }
 
-    fn resume(&mut self, now: Instant) {
+    /// Pushes what waits and pulls at once: on start, back online, or resumed.
+    fn run(&mut self, now: Instant) {
         self.push.set_paused(now, false);
         self.start_pull(now);
     }
@@ -395,6 +411,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                     .any(|f| matches!(f, Flight::Pull { .. }))
                 && self.network.is_online()
                 && !self.stopped
+                && !self.paused
             {
                 busy = true;
                 self.start_pull(now);
@@ -403,6 +420,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                 break;
             }
         }
+        self.report_pending();
     }
 
     fn on_network(&mut self, now: Instant, out: NetworkOutput) {
@@ -428,9 +446,9 @@ impl<P: MergePolicy> ThreadSync<P> {
             }
             NetworkOutput::Online => {
                 self.outputs.push_back(ThreadOutput::Online);
-                if self.epoch.is_some() && !self.stopped {
+                if self.epoch.is_some() && !self.stopped && !self.paused {
                     self.poller.start(now);
-                    self.resume(now);
+                    self.run(now);
                 }
             }
         }
@@ -478,7 +496,13 @@ impl<P: MergePolicy> ThreadSync<P> {
                 at,
                 outcome,
             }),
-            PushOutput::Status(change) => self.statuses.set(&change.thread, change.status),
+            PushOutput::Status(change) => {
+                if change.status == SyncStatus::Conflict {
+                    // Another client changed the thread meanwhile: pull sooner.
+                    self.poller.record_remote_change(now);
+                }
+                self.statuses.set(&change.thread, change.status);
+            }
             PushOutput::Updated { id } => self.outputs.push_back(ThreadOutput::Updated { id }),
             PushOutput::Overridden(o) => {
                 self.counts.overridden += 1;
@@ -510,12 +534,16 @@ impl<P: MergePolicy> ThreadSync<P> {
                 if let Some(slow) = self.perf.record_sync(elapsed, items, conflicts) {
                     self.outputs.push_back(ThreadOutput::SlowSync(slow));
                 }
+                // The size that synced fastest lately is the next pushes' size.
+                self.push.set_batch_size(self.perf.best_batch_size());
             }
             PushOutput::Rejected(rejected) => {
                 self.outputs.push_back(ThreadOutput::Rejected(rejected));
             }
             PushOutput::Stopped { reason, unsynced } => {
                 self.stopped = true;
+                // The queue is empty now: said before the stop, which is the last word.
+                self.report_pending();
                 self.poller.stop(now);
                 self.outputs
                     .push_back(ThreadOutput::Stopped { reason, unsynced });
@@ -579,81 +607,6 @@ impl<P: MergePolicy> ThreadSync<P> {
                 .min_by_key(|w| w.at);
             return Poll::Timeout(wake);
         }
-    }
-
-    /// A thread's view: the local copy with every local edit applied.
-    pub fn thread(&self, id: &str) -> Option<&Thread> {
-        self.push.replica().thread(id)
-    }
-
-    /// Every thread's view.
-    pub fn threads(&self) -> impl Iterator<Item = &Thread> {
-        self.push.replica().threads()
-    }
-
-    /// The replica: every thread's view and last synced copy.
-    pub fn replica(&self) -> &Replica<P> {
-        self.push.replica()
-    }
-
-    /// Failures pinned on a thread in a row, and until when its pushes are held.
-    pub fn failures(&self, id: &str) -> (u32, Option<Instant>) {
-        self.push.failures(id)
-    }
-
-    /// What was overridden, invalid or held, in all.
-    pub fn counts(&self) -> ThreadCounts {
-        self.counts
-    }
-
-    /// A thread's sync status.
-    pub fn status(&self, id: &str) -> SyncStatus {
-        self.statuses.get(id)
-    }
-
-    /// Every thread's sync status, by id.
-    pub fn statuses(&self) -> &BTreeMap<String, SyncStatus> {
-        self.statuses.all()
-    }
-
-    /// Threads with changes the server does not hold yet.
-    pub fn pending(&self) -> usize {
-        self.push.pending()
-    }
-
-    /// Whether requests other than the probe may go.
-    pub fn is_online(&self) -> bool {
-        self.network.is_online()
-    }
-
-    /// Whether nothing is queued and no request is in flight.
-    pub fn is_idle(&self) -> bool {
-        self.push.is_idle() && self.flights.is_empty()
-    }
-
-    /// Whether it stopped for good.
-    pub fn is_stopped(&self) -> bool {
-        self.stopped
-    }
-
-    /// The session-wide version the next pull asks `since`.
-    pub fn since(&self) -> u64 {
-        self.since
-    }
-
-    /// The current pull interval.
-    pub fn poll_interval(&self) -> Duration {
-        self.poller.interval()
-    }
-
-    /// The performance monitor.
-    pub fn perf(&self) -> &PerfMonitor {
-        &self.perf
-    }
-
-    /// The settings in force.
-    pub fn config(&self) -> &ThreadSyncConfig {
-        &self.config
     }
 }
 

@@ -4,10 +4,9 @@ use core::time::Duration;
 
 use serde_json::json;
 use tether_core::thread::{
-    AdaptivePoller, Debounce, Edit, ItemResult, Message, NetworkConfig, NetworkOutput,
-    NetworkState, OfflineReason, PerfConfig, PerfMonitor, PollerConfig, PollerOutput, PollerTimer,
-    PushConfig, PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread, ThreadError,
-    Throttle, ThrottleConfig,
+    AdaptivePoller, Edit, ItemResult, Message, NetworkConfig, NetworkOutput, NetworkState,
+    OfflineReason, PerfConfig, PerfMonitor, PollerConfig, PollerOutput, PollerTimer, PushConfig,
+    PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread, ThreadError,
 };
 use tether_core::{Driven, Instant, Outcome, Poll, Rng, TransientCause};
 
@@ -97,61 +96,6 @@ fn poller_jitter_stays_in_bounds_and_replays() {
         assert!((48.0..=72.0).contains(&gap), "{gap}");
         last = at;
     }
-}
-
-#[test]
-fn debounce_emits_the_last_value_after_quiet() {
-    let mut d = Driven::new(Debounce::new(Duration::from_millis(300)), Instant::ZERO);
-    for (t, v) in [(0, 1), (100, 2), (250, 3)] {
-        d.set_time(MS(t));
-        assert!(d.call(|d, now| d.push(now, v)).unwrap().1.is_empty());
-    }
-    assert_eq!(d.advance().unwrap(), Some(vec![3]));
-    assert_eq!(d.now(), MS(550));
-    assert_eq!(d.advance().unwrap(), None);
-    // Early and spurious timeouts do nothing; finish flushes; cancel hands back.
-    d.call(|d, now| d.push(now, 4)).unwrap();
-    assert!(d.advance_to(MS(600)).unwrap().is_empty());
-    assert_eq!(d.call(|d, now| d.finish(now)).unwrap().1, [4]);
-    d.call(|d, now| d.push(now, 5)).unwrap();
-    assert_eq!(d.call(|d, now| d.cancel(now)).unwrap().0, Some(5));
-    assert_eq!(d.next_wake(), None);
-}
-
-#[test]
-fn throttle_edges() {
-    let run = |leading, trailing, pushes: &[(u64, u32)]| {
-        let config = ThrottleConfig {
-            window: Duration::from_millis(100),
-            leading,
-            trailing,
-        };
-        let mut t = Driven::new(Throttle::new(config), Instant::ZERO);
-        let mut emitted = Vec::new();
-        for &(at, v) in pushes {
-            while t.next_wake().is_some_and(|w| w.at <= MS(at)) {
-                for v in t.advance().unwrap().unwrap() {
-                    emitted.push((t.now().as_micros() / 1000, v));
-                }
-            }
-            t.set_time(MS(at));
-            for v in t.call(|t, now| t.push(now, v)).unwrap().1 {
-                emitted.push((t.now().as_micros() / 1000, v));
-            }
-        }
-        while let Some(outs) = t.advance().unwrap() {
-            for v in outs {
-                emitted.push((t.now().as_micros() / 1000, v));
-            }
-        }
-        emitted
-    };
-    let burst = [(0, 1), (10, 2), (50, 3), (250, 4)];
-    assert_eq!(run(true, true, &burst), [(0, 1), (100, 3), (250, 4)]);
-    assert_eq!(run(true, false, &burst), [(0, 1), (250, 4)]);
-    assert_eq!(run(false, true, &burst), [(100, 3), (350, 4)]);
-    // Neither edge would lose every value: it is the trailing edge.
-    assert_eq!(run(false, false, &burst), [(100, 3), (350, 4)]);
 }
 
 #[test]

@@ -12,21 +12,21 @@ use tether_core::{Driven, Instant, Rng};
 
 /// Just enough of docs/PROTOCOL.md's thread server to drive one client.
 #[derive(Default)]
-struct Server {
-    threads: BTreeMap<String, (Thread, u64)>,
+pub(crate) struct Server {
+    pub(crate) threads: BTreeMap<String, (Thread, u64)>,
     version: u64,
-    pushes: usize,
-    answered: std::collections::BTreeSet<tether_core::thread::RequestId>,
+    pub(crate) pushes: usize,
+    pub(crate) answered: std::collections::BTreeSet<tether_core::thread::RequestId>,
     /// Served in place of the stored thread: an invalid one.
     poisoned: BTreeMap<String, Value>,
     /// Any push carrying this thread gets a 500.
     fails: Option<String>,
     /// The threads of every push, in order.
-    log: Vec<Vec<String>>,
+    pub(crate) log: Vec<Vec<String>>,
 }
 
 impl Server {
-    fn answer(&mut self, request: &ThreadRequest) -> Response {
+    pub(crate) fn answer(&mut self, request: &ThreadRequest) -> Response {
         match request.endpoint {
             ThreadEndpoint::Ping => Response::new(200, "{}"),
             ThreadEndpoint::Pull => {
@@ -115,7 +115,7 @@ impl Server {
     }
 
     /// Another client's edit, straight into the store.
-    fn remote_edit(&mut self, id: &str, message: Message) {
+    pub(crate) fn remote_edit(&mut self, id: &str, message: Message) {
         self.remote_change(id, |t| t.messages.push(message));
     }
 
@@ -140,7 +140,7 @@ impl Server {
 }
 
 /// Answers every request at once (or fails it when `down`), until the machine is idle.
-fn run_until(
+pub(crate) fn run_until(
     sync: &mut Driven<ThreadSync>,
     server: &mut Server,
     down: bool,
@@ -189,12 +189,12 @@ fn run_until(
     sync.set_time(until);
 }
 
-fn client() -> Driven<ThreadSync> {
+pub(crate) fn client() -> Driven<ThreadSync> {
     let sync = ThreadSync::new(ThreadSyncConfig::new("c1"), Rng::new(9)).unwrap();
     Driven::new(sync, Instant::ZERO)
 }
 
-fn msg(id: &str, ts: u64) -> Message {
+pub(crate) fn msg(id: &str, ts: u64) -> Message {
     Message::new(id, "user", id, ts)
 }
 

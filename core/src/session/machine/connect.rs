@@ -22,6 +22,9 @@ pub(super) enum Phase {
     Fetch,
     /// Everything runs.
     Connected,
+    /// Gave up with [`OnGiveUp::Hold`](crate::session::OnGiveUp::Hold): nothing is sent, and
+    /// everything is kept until the caller reconnects or closes.
+    Held,
     /// A terminal status was emitted; nothing more happens.
     Ended,
 }
@@ -53,10 +56,10 @@ impl Session {
             Outcome::Success => return self.advance_connect(now, phase, body),
             Outcome::Throttled(hint) => Failure::Throttled(hint),
             Outcome::TooLarge => {
-                return self.end(now, Status::GivenUp(GiveUpReason::Rejected(413)));
+                return self.give_up(now, GiveUpReason::Rejected(413));
             }
             Outcome::Permanent(status) => {
-                return self.end(now, Status::GivenUp(GiveUpReason::Rejected(status)));
+                return self.give_up(now, GiveUpReason::Rejected(status));
             }
             Outcome::Transient(_)
             | Outcome::AuthFailure
@@ -68,7 +71,7 @@ impl Session {
                 self.connect_retry_at = Some(at);
                 self.emit_status(Status::Retrying { attempt, at });
             }
-            Decision::GiveUp(reason) => self.end(now, Status::GivenUp(reason)),
+            Decision::GiveUp(reason) => self.give_up(now, reason),
         }
     }
 
@@ -84,7 +87,7 @@ impl Session {
                 self.send_connect_step(now);
             }
             Phase::Fetch => self.connected(now, body.unwrap_or(Value::Null)),
-            Phase::Connected | Phase::Ended => {}
+            Phase::Connected | Phase::Held | Phase::Ended => {}
         }
     }
 

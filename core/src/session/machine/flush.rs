@@ -127,6 +127,11 @@ impl Session {
         if self.is_ended() {
             return;
         }
+        if let Status::Holding(reason) = self.status {
+            // Nothing can be delivered while holding: everything goes back at once, as giving
+            // up without holding would have done.
+            return self.end(now, Status::GivenUp(reason));
+        }
         self.release_deltas(now);
         let deadline = self.close_deadline.map_or(deadline, |d| d.min(deadline));
         self.close_deadline = Some(deadline);

@@ -65,11 +65,11 @@ impl Session {
                 self.auth_failures += 1;
                 if self.auth_failures >= self.config.max_auth_failures {
                     let n = self.auth_failures;
-                    return self.end(now, Status::GivenUp(GiveUpReason::AuthFailures(n)));
+                    return self.give_up(now, GiveUpReason::AuthFailures(n));
                 }
             }
             Outcome::SessionUnknown if !self.config.session_unknown_is_transient => {
-                return self.end(now, Status::GivenUp(GiveUpReason::SessionUnknown));
+                return self.give_up(now, GiveUpReason::SessionUnknown);
             }
             _ => {}
         }
