@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_core::session::Status;
+use tether_core::session::{OnGiveUp, SessionConfig, Status};
 
 mod durable;
 
@@ -95,6 +95,11 @@ pub struct PipeArgs {
     /// to this session
     #[arg(long)]
     rebind_outbox: bool,
+    /// when the session gives up by its retry rules, hold what it was given instead of handing
+    /// it back, and reconnect after SECS (again each time it gives up); end of input still
+    /// closes
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    reconnect_after: Option<Duration>,
 }
 
 /// `--outbox-sync`: `every-write`, `never`, or a number of milliseconds.
@@ -138,6 +143,10 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     let mut builder = Builder::new(args.runtime, &url)
         .epoch(args.epoch)
         .token(token);
+    if args.reconnect_after.is_some() {
+        // An empty session id is the URL's.
+        builder = builder.config(SessionConfig::new("").with_on_give_up(OnGiveUp::Hold));
+    }
     if let Some(dir) = &args.outbox {
         if args.runtime != Runtime::Blocking {
             return usage_error("pipe", "--outbox needs --runtime blocking");
@@ -179,8 +188,9 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     let progress = Progress::new(None, "lines");
     let (outcome, report) = thread::scope(|scope| {
         let progress = &progress;
+        let watched = &tether;
         scope.spawn(move || {
-            for status in from_the_start(statuses) {
+            for status in from_the_start(statuses, watched, args.reconnect_after) {
                 progress.println(&status_json(&status).to_string());
             }
         });
@@ -225,9 +235,10 @@ fn durable_run(
     statuses: Subscription<Status>,
     recorder: thread::JoinHandle<std::io::Result<Option<BufWriter<File>>>>,
 ) -> ExitCode {
+    let (watched, reconnect_after) = (tether.clone(), args.reconnect_after);
     let printer = thread::spawn(move || {
         let stderr = std::io::stderr();
-        for status in from_the_start(statuses) {
+        for status in from_the_start(statuses, &watched, reconnect_after) {
             let _ = writeln!(stderr.lock(), "{}", status_json(&status));
         }
     });
@@ -470,12 +481,36 @@ impl Outcome {
 
 /// Every status of the session from its first. A session always starts `connecting`, but a
 /// subscription made just after the start begins with the status of that moment, which on a
-/// fast network may already be `connected`: the first is said here, and not twice.
-fn from_the_start(statuses: Subscription<Status>) -> impl Iterator<Item = Status> {
-    // A status stream that lagged skipped only changes older than the ones it still holds.
-    let mut statuses = std::iter::from_fn(move || statuses.recv())
-        .flatten()
-        .peekable();
+/// fast network may already be `connected`: the first is said here, and not twice. With
+/// `reconnect_after`, a session that holds after giving up is reconnected once it has held
+/// that long (each time), unless it ended first.
+fn from_the_start<'a>(
+    statuses: Subscription<Status>,
+    tether: &'a Tether,
+    reconnect_after: Option<Duration>,
+) -> impl Iterator<Item = Status> + 'a {
+    let mut held = false;
+    let next = move || {
+        loop {
+            let item = match reconnect_after.filter(|_| held) {
+                Some(after) => match statuses.recv_timeout(after) {
+                    None if !statuses.is_finished() => {
+                        // Still held: a reconnect refused here means it ended meanwhile.
+                        let _ = tether.reconnect();
+                        continue;
+                    }
+                    item => item,
+                },
+                None => statuses.recv(),
+            };
+            // A status stream that lagged skipped only changes older than the ones it holds.
+            if let Ok(status) = item? {
+                held = matches!(status, Status::Holding(_));
+                return Some(status);
+            }
+        }
+    };
+    let mut statuses = std::iter::from_fn(next).peekable();
     if statuses.peek() == Some(&Status::Connecting) {
         statuses.next();
     }

@@ -19,6 +19,7 @@ pub fn status_json(status: &Status) -> Value {
         }),
         Status::Stale => json!({"status": "stale"}),
         Status::GivenUp(reason) => json!({"status": "given-up", "reason": reason.to_string()}),
+        Status::Holding(reason) => json!({"status": "holding", "reason": reason.to_string()}),
         Status::Superseded => json!({"status": "superseded"}),
         Status::Closed => json!({"status": "closed"}),
         other => json!({"status": other.to_string()}),

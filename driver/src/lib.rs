@@ -127,7 +127,9 @@ pub use wait::{Lagged, Pending, SUBSCRIPTION_CAPACITY, Subscription};
 /// The core this crate drives, for the rest of its types.
 pub use tether_core as core;
 pub use tether_core::batch::{Event, EventId};
-pub use tether_core::session::{DeliveryStatus, SessionConfig, Status, Stream};
+pub use tether_core::session::{
+    DeliveryStatus, OnGiveUp, ReconnectError, SessionConfig, Status, Stream,
+};
 pub use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
 
 /// What a caller needs, in one import: `use tether_blocking::prelude::*;` (each shim's prelude

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 use tether_core::batch::{DeltaError, Event, EventId};
-use tether_core::session::{DeliveryStatus, Status, Stream};
+use tether_core::session::{DeliveryStatus, ReconnectError, Status, Stream};
 use tether_core::thread::ThreadSyncConfig;
 
 use crate::clock::deadline_after as until;
@@ -227,6 +227,19 @@ impl Tether {
     /// The store's error: what was accepted is not safe across a crash.
     pub fn sync(&self) -> Pending<Result<(), StoreError>> {
         self.shared().with(|d, now| d.sync(now))
+    }
+
+    /// Starts a session that gave up and holds again (configured with
+    /// [`OnGiveUp::Hold`](tether_core::session::OnGiveUp::Hold), its status
+    /// [`Status::Holding`]): the give-up counters reset and it connects again, on this handle,
+    /// with everything it held; nothing needs re-sending. A held session waits for this or for
+    /// [`close`](Self::close), which hands back as always.
+    ///
+    /// # Errors
+    /// [`ReconnectError::Ended`] once the session ended (superseded stays terminal),
+    /// [`ReconnectError::NotHolding`] while it has not given up.
+    pub fn reconnect(&self) -> Result<(), ReconnectError> {
+        self.shared().with(|d, now| d.reconnect(now))
     }
 
     /// Stops intake, drains for at most `timeout`, hands back what is left (or keeps it in the

@@ -79,6 +79,19 @@ impl Driver {
         pending
     }
 
+    /// Starts a held session again (configured with
+    /// [`OnGiveUp::Hold`](tether_core::session::OnGiveUp::Hold)): the give-up counters reset and
+    /// it connects again with the same queues and state; nothing is re-sent by hand.
+    ///
+    /// # Errors
+    /// See [`ReconnectError`](tether_core::session::ReconnectError).
+    pub fn reconnect(&mut self, now: Instant) -> Result<(), tether_core::session::ReconnectError> {
+        self.now = now;
+        let result = self.session.reconnect(now);
+        self.after_call();
+        result
+    }
+
     /// What a handle dropped without `close` does: close with the drop timeout. Everything
     /// handed back reaches the report stream and the close report.
     pub fn close_on_drop(&mut self, now: Instant) {

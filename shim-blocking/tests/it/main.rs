@@ -7,5 +7,6 @@
 
 mod common;
 mod edges;
+mod reconnect;
 mod security;
 mod threads;
