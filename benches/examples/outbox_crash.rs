@@ -31,7 +31,7 @@ fn main() {
     let mut failed = false;
     for seed in 0..seeds {
         let started = std::time::Instant::now();
-        let report = crash::run(&bin, seed, 400_000, kills, 80);
+        let report = crash::run(&bin, "blocking", seed, 400_000, kills, 80);
         println!(
             "seed {seed}: {} kills, {} lines acknowledged before kills, {} duplicates dropped, \
              {} violations, {:.1} s",

@@ -59,7 +59,7 @@ pub struct DemoArgs {
     /// draw the run's timeline (requests, statuses, queue depth) as an SVG into FILE
     #[arg(long, value_name = "FILE")]
     svg: Option<String>,
-    /// keep a durable outbox in DIR (blocking runtime only; DIR must hold no events from an
+    /// keep a durable outbox in DIR (on every runtime; DIR must hold no events from an
     /// earlier run): each send waits until its event is durable
     #[arg(long, value_name = "DIR")]
     outbox: Option<String>,

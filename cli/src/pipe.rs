@@ -84,7 +84,7 @@ pub struct PipeArgs {
     #[arg(long)]
     json: bool,
     /// keep accepted events and unacknowledged state in a durable outbox in DIR (created if
-    /// needed; blocking runtime only): lines are read only as fast as they become durable,
+    /// needed; on every runtime): lines are read only as fast as they become durable,
     /// and each is acknowledged on stdout with {"ack": LINE} once it is
     #[arg(long, value_name = "DIR")]
     outbox: Option<String>,
@@ -148,9 +148,6 @@ pub fn run(args: &PipeArgs) -> ExitCode {
         builder = builder.config(SessionConfig::new("").with_on_give_up(OnGiveUp::Hold));
     }
     if let Some(dir) = &args.outbox {
-        if args.runtime != Runtime::Blocking {
-            return usage_error("pipe", "--outbox needs --runtime blocking");
-        }
         let opened = tether_store::SqliteStore::open(dir).and_then(|mut store| {
             store.bind_session(&url, args.rebind_outbox)?;
             Ok(store)

@@ -87,7 +87,7 @@ impl Builder {
         self
     }
 
-    /// Keep a durable outbox in `store` (the blocking runtime only, for now).
+    /// Keep a durable outbox in `store`.
     #[must_use]
     pub fn outbox(
         mut self,
@@ -104,13 +104,6 @@ impl Builder {
     pub fn start(self) -> Result<Tether, BuildError> {
         match self.runtime {
             Runtime::Blocking => self.on(tether_blocking::Blocking),
-            Runtime::Smol | Runtime::Tokio if self.outbox.is_some() => {
-                Err(BuildError::Outbox(tether_blocking::StoreError::Open {
-                    path: String::new(),
-                    message: "the outbox needs --runtime blocking (no async shim has one yet)"
-                        .into(),
-                }))
-            }
             Runtime::Smol => self.on(tether_smol::Smol::global()),
             Runtime::Tokio => self.on(tether_tokio::Tokio::on(tokio_runtime().handle().clone())),
         }

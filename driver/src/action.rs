@@ -4,6 +4,7 @@
 use tether_core::session::RequestId;
 
 use crate::http::HttpRequest;
+use crate::store_job::StoreJob;
 
 /// What the shim must do.
 #[derive(Debug)]
@@ -13,4 +14,8 @@ pub enum Action {
     Send(HttpRequest),
     /// The core failed this request at its deadline: stop it if you can; its answer is dropped.
     Cancel(RequestId),
+    /// Run this store job where blocking is allowed (never on an executor thread, never under
+    /// the driver's lock), then hand its result to
+    /// [`Shared::store_done`](crate::runtime::Shared::store_done).
+    Store(StoreJob),
 }

@@ -144,7 +144,7 @@ impl<R: Runtime> Builder<R> {
         let clock = Box::new(move || origin.to_core(R::now()));
         let shared = Shared::new(driver, clock, Box::new(move || notify.wake()));
         let timer = self.runtime.timer(origin);
-        let task = DriverTask::new(Arc::clone(&shared), wakeup, transport, timer);
+        let task = DriverTask::new(Arc::clone(&shared), wakeup, transport, R::run_store, timer);
         Ok((Tether::new(shared), task, self.runtime))
     }
 }

@@ -97,6 +97,7 @@ mod settings;
 mod shared;
 mod stats;
 mod store;
+mod store_job;
 mod task;
 mod tether;
 mod thread_handle;
@@ -117,6 +118,7 @@ pub use report::{
 pub use settings::{DEFAULT_DROP_CLOSE_TIMEOUT, Settings, random_seed};
 pub use stats::{DriverStats, Histogram};
 pub use store::{Dropped, MemoryStore, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
+pub use store_job::{StoreDone, StoreJob, StoreJobKind};
 pub use tether::Tether;
 pub use thread_handle::ThreadHandle;
 pub use thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};

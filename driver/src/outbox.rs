@@ -5,6 +5,7 @@
 //! chunks at start.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::Instant;
@@ -17,6 +18,7 @@ use crate::http::HttpRequest;
 use crate::report::KeptInOutbox;
 
 use crate::store::{Dropped, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
+use crate::store_job::{Op, Outcome, SharedStore, StoreDone, StoreJob, StoreJobKind};
 
 /// How many stored records are read at a time during replay: replay memory is bounded by
 /// this plus the session's queues, not by the outbox's size.
@@ -51,8 +53,27 @@ pub struct OutboxCounters {
     pub dropped: u64,
 }
 
+/// The store job in flight: one at a time, so writes, reads and the final count are ordered.
+enum Busy {
+    /// Writing the journal up to `position`; the batch stays here until it is written.
+    Write {
+        position: u64,
+        batch: Arc<WriteBatch>,
+    },
+    Read,
+    Count,
+}
+
 pub(crate) struct Outbox {
-    store: Box<dyn Store>,
+    store: SharedStore,
+    busy: Option<Busy>,
+    /// Replay needs the next chunk read.
+    want_read: bool,
+    read_error: Option<StoreError>,
+    /// The session ended: write what the end settled, then count what is kept.
+    ending: bool,
+    /// A write failed while ending: what is kept is counted without it.
+    end_write_failed: bool,
     policy: SyncPolicy,
     journal: WriteBatch,
     /// Journal entries appended, ever, and how many of them are durable.
@@ -72,6 +93,8 @@ pub(crate) struct Outbox {
     replay_after: Option<u64>,
     replay: VecDeque<(u64, Vec<u8>)>,
     replay_done: bool,
+    /// Whether the driver was told replay is over.
+    replay_announced: bool,
     pending_drops: Vec<Dropped>,
     counters: OutboxCounters,
     /// Requests carrying events or state, held until what they carry is written: nothing
@@ -89,13 +112,16 @@ pub(crate) struct Outbox {
 pub(crate) enum Replayed {
     /// Restore this event; tell [`Outbox::restored`] its id, or put it back.
     Event(u64, Stream, tether_core::batch::PreparedEvent),
+    /// The next chunk is being read: come back once it is ([`Outbox::done`]).
+    Waiting,
     /// Nothing left.
     Done,
 }
 
 impl Outbox {
     /// Opens the outbox on `store`: the stored state patches to give again, and replay ready
-    /// to start.
+    /// to start. These first reads run on the caller's thread, when the session is built;
+    /// every later store call is a [`StoreJob`].
     pub(crate) fn open(
         mut store: Box<dyn Store>,
         policy: SyncPolicy,
@@ -119,9 +145,18 @@ impl Outbox {
             dropped: dropped.len() as u64,
             ..OutboxCounters::default()
         };
+        // The first chunk too, so an empty outbox (the common case) is replayed at once.
+        let first = store.read(None, REPLAY_CHUNK)?;
+        let replay_after = first.last().map(|(k, _)| *k);
+        let replay_done = first.is_empty();
         Ok((
             Outbox {
-                store,
+                store: Arc::new(Mutex::new(store)),
+                busy: None,
+                want_read: false,
+                read_error: None,
+                ending: false,
+                end_write_failed: false,
                 policy,
                 journal: WriteBatch::default(),
                 appended: 0,
@@ -133,9 +168,10 @@ impl Outbox {
                 unbound: Vec::new(),
                 failed: None,
                 retry_at: None,
-                replay_after: None,
-                replay: VecDeque::new(),
-                replay_done: false,
+                replay_after,
+                replay: first.into(),
+                replay_done,
+                replay_announced: false,
                 pending_drops: dropped,
                 counters,
                 held: Vec::new(),
@@ -240,8 +276,12 @@ impl Outbox {
         self.failed.as_ref()
     }
 
-    /// When the next group commit is due, if anything waits for one.
+    /// When the next group commit is due, if anything waits for one (`None` while a store
+    /// job is in flight: its answer wakes the driver).
     pub(crate) fn due_at(&self, now: Instant) -> Option<Instant> {
+        if self.busy.is_some() {
+            return None;
+        }
         let waiting = !self.journal.is_empty() || !self.gates.is_empty();
         if !waiting {
             return None;
@@ -250,45 +290,108 @@ impl Outbox {
             return Some(at);
         }
         match self.policy {
+            _ if self.ending => Some(now),
             SyncPolicy::Interval(every) => Some(self.oldest.map_or(now, |oldest| oldest + every)),
             _ => Some(now),
         }
     }
 
-    /// Writes the journal if a commit is due at `now`.
-    pub(crate) fn commit_if_due(&mut self, now: Instant) {
-        if self.due_at(now).is_some_and(|at| at <= now) {
-            self.commit(now);
+    /// The store work due at `now`, if any and none is in flight: the group commit first,
+    /// then replay's next chunk, then (once the session ended) counting what is kept.
+    pub(crate) fn next_job(&mut self, now: Instant) -> Option<StoreJob> {
+        if self.busy.is_some() {
+            return None;
         }
+        let end_settled = self.ending && self.end_write_failed;
+        if !end_settled && self.due_at(now).is_some_and(|at| at <= now) {
+            let mut batch = std::mem::take(&mut self.journal);
+            batch.cancel_out();
+            if batch.is_empty() {
+                // Nothing to write (or it cancelled out): what was appended is as durable
+                // as it needs to be.
+                self.written(now, self.appended, &batch);
+            } else {
+                let batch = Arc::new(batch);
+                self.busy = Some(Busy::Write {
+                    position: self.appended,
+                    batch: Arc::clone(&batch),
+                });
+                let sync = self.policy.syncs();
+                return Some(StoreJob::new(
+                    Arc::clone(&self.store),
+                    Op::Write { batch, sync },
+                ));
+            }
+        }
+        if self.want_read && !self.replay_done && !self.ending {
+            self.want_read = false;
+            self.busy = Some(Busy::Read);
+            let (after, limit) = (self.replay_after, REPLAY_CHUNK);
+            return Some(StoreJob::new(
+                Arc::clone(&self.store),
+                Op::Read { after, limit },
+            ));
+        }
+        let settled = self.journal.is_empty() || self.end_write_failed;
+        if self.ending && self.kept_at_end.is_none() && settled {
+            self.busy = Some(Busy::Count);
+            return Some(StoreJob::new(Arc::clone(&self.store), Op::Count));
+        }
+        None
     }
 
-    /// Writes the journal as one batch and answers the gates it covers.
-    pub(crate) fn commit(&mut self, now: Instant) {
-        if !self.journal.is_empty() {
-            self.journal.cancel_out();
-            let written = self.journal.puts.len() as u64;
-            let deleted = self.journal.deletes.len() as u64;
-            let dead = self.journal.dead.len() as u64;
-            if let Err(error) = self.store.write(&self.journal, self.policy.syncs()) {
+    /// A store job's answer.
+    pub(crate) fn done(&mut self, now: Instant, done: StoreDone) {
+        match (self.busy.take(), done.0) {
+            (Some(Busy::Write { position, batch }), Outcome::Written(Ok(()))) => {
+                self.written(now, position, &batch);
+            }
+            (Some(Busy::Write { batch, .. }), Outcome::Written(Err(error))) => {
                 self.counters.failed_commits += 1;
                 self.retry_at = Some(now + RETRY_AFTER_FAILURE);
                 self.failed = Some(error.clone());
-                // The journal is kept for the next attempt; nobody waiting is told it is safe.
+                // Nobody waiting is told it is safe; the batch is written again, before
+                // what was appended since.
                 while let Some((_, gate)) = self.gates.pop_front() {
                     gate(Err(error.clone()));
                 }
-                return;
+                let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                let newer = std::mem::replace(&mut self.journal, batch);
+                self.journal.append(newer);
+                if self.ending {
+                    self.end_write_failed = true;
+                }
             }
+            (Some(Busy::Read), Outcome::Read(Ok(chunk))) => {
+                if chunk.is_empty() {
+                    self.replay_done = true;
+                } else {
+                    self.replay_after = chunk.last().map(|(k, _)| *k);
+                    self.replay.extend(chunk);
+                }
+            }
+            (Some(Busy::Read), Outcome::Read(Err(error))) => self.read_error = Some(error),
+            (Some(Busy::Count), Outcome::Counted(count)) => {
+                let count = count.unwrap_or_else(|_| self.known_pending());
+                self.kept_at_end = Some(count);
+            }
+            // An answer to a job this outbox did not ask for: nothing to do.
+            (busy, _) => self.busy = busy,
+        }
+    }
+
+    /// The journal up to `position` is written (`batch`): the gates it covers are answered.
+    fn written(&mut self, now: Instant, position: u64, batch: &WriteBatch) {
+        if !batch.is_empty() {
             self.counters.commits += 1;
-            self.counters.records_written += written;
-            self.counters.records_deleted += deleted;
-            self.counters.records_dead += dead;
-            self.journal = WriteBatch::default();
+            self.counters.records_written += batch.puts.len() as u64;
+            self.counters.records_deleted += batch.deletes.len() as u64;
+            self.counters.records_dead += batch.dead.len() as u64;
         }
         self.failed = None;
         self.retry_at = None;
-        self.oldest = None;
-        self.durable = self.appended;
+        self.oldest = (!self.journal.is_empty()).then_some(now);
+        self.durable = position;
         while self
             .gates
             .front()
@@ -300,29 +403,64 @@ impl Outbox {
         }
     }
 
+    /// The session ended: write what the end settled, then count what the store keeps for
+    /// the close report ([`next_job`](Self::next_job) asks for both).
+    pub(crate) fn begin_end(&mut self) {
+        self.ending = true;
+        self.replay.clear();
+    }
+
+    /// Whether the end's store work is done: the close report may be given.
+    pub(crate) fn end_done(&self) -> bool {
+        self.kept_at_end.is_some()
+    }
+
+    /// Without a runtime to run store jobs (its task was dropped): the end's work runs here,
+    /// at once. A job still in flight on the lost runtime is answered as failed.
+    pub(crate) fn end_now(&mut self, now: Instant) {
+        self.begin_end();
+        let lost = self.busy.as_ref().map(|busy| match busy {
+            Busy::Write { .. } => StoreJobKind::WRITE,
+            Busy::Read => StoreJobKind::READ,
+            Busy::Count => StoreJobKind::COUNT,
+        });
+        if let Some(kind) = lost {
+            self.done(
+                now,
+                StoreDone::failed(kind, "the job was lost with its runtime"),
+            );
+        }
+        for _ in 0..4 {
+            let Some(job) = self.next_job(now) else { break };
+            let done = job.run();
+            self.done(now, done);
+        }
+        if self.kept_at_end.is_none() {
+            self.kept_at_end = Some(self.known_pending());
+        }
+    }
+
     /// Whether replay is over: new events may follow.
     pub(crate) fn replay_done(&self) -> bool {
         self.replay_done
     }
 
-    /// The next stored event to restore, reading a chunk when needed. Unreadable records are
-    /// dropped (deleted, and reported in [`take_dropped`](Self::take_dropped)).
+    /// The next stored event to restore; [`Replayed::Waiting`] while the next chunk is read.
+    /// Unreadable records are dropped (deleted, and reported in
+    /// [`take_dropped`](Self::take_dropped)).
     pub(crate) fn next_replay(&mut self, now: Instant) -> Result<Replayed, StoreError> {
         loop {
             if self.replay_done {
                 return Ok(Replayed::Done);
             }
-            if self.replay.is_empty() {
-                let chunk = self.store.read(self.replay_after, REPLAY_CHUNK)?;
-                if chunk.is_empty() {
-                    self.replay_done = true;
-                    return Ok(Replayed::Done);
-                }
-                self.replay_after = chunk.last().map(|(k, _)| *k);
-                self.replay.extend(chunk);
+            if let Some(error) = self.read_error.take() {
+                return Err(error);
             }
             let Some((key, record)) = self.replay.pop_front() else {
-                continue;
+                if !matches!(self.busy, Some(Busy::Read)) {
+                    self.want_read = true;
+                }
+                return Ok(Replayed::Waiting);
             };
             match decode_record(&record) {
                 Ok((stream, event)) => return Ok(Replayed::Event(key, stream, event)),
@@ -337,6 +475,18 @@ impl Outbox {
                 }
             }
         }
+    }
+
+    /// Whether replay is over and the driver has not been told yet (true once).
+    pub(crate) fn announce_replay_done(&mut self) -> bool {
+        let first = self.replay_done && !self.replay_announced;
+        self.replay_announced |= first;
+        first
+    }
+
+    /// Whether replay waits for a chunk to be read.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.want_read
     }
 
     /// A replayed event was restored with `id`.
@@ -365,13 +515,6 @@ impl Outbox {
         self.counters.dropped += 1;
         self.journal.dead.push(key);
         self.appended(now);
-    }
-
-    /// The session ended: counts what the store keeps for the next run, after the last
-    /// commit, for the close report. If the store cannot count, what this run knows is pending.
-    pub(crate) fn count_kept(&mut self) {
-        let count = self.store.count().unwrap_or_else(|_| self.known_pending());
-        self.kept_at_end = Some(count);
     }
 
     fn known_pending(&self) -> StoreCount {

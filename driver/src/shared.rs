@@ -116,6 +116,17 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// A store job's result, handed to the driver at the shim's time; returns the actions it
+    /// made (held requests released by a commit, the next job).
+    pub fn store_done(&self, done: crate::store_job::StoreDone) -> Vec<Action> {
+        self.with(|driver, now| {
+            driver.handle_store(now, done);
+            std::iter::from_fn(|| driver.poll().output()).collect()
+        })
+    }
+}
+
 /// What one [`Shared::turn`] found.
 #[derive(Debug)]
 #[must_use = "the actions must be carried out"]

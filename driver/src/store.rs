@@ -48,6 +48,17 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Appends `later` after this batch (keys only grow, so the order stays the order of
+    /// keys): a failed write is tried again together with what came after it.
+    pub fn append(&mut self, later: WriteBatch) {
+        self.puts.extend(later.puts);
+        self.dead.extend(later.dead);
+        self.deletes.extend(later.deletes);
+        if later.state.is_some() {
+            self.state = later.state;
+        }
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty()

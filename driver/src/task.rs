@@ -18,6 +18,7 @@ use tether_core::session::{RequestId, TransportError};
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::shared::{Shared, Turn};
+use crate::store_job::{StoreDone, StoreJob};
 
 /// Turns of the loop per wake-up before the task yields to its executor.
 pub const WORK_BUDGET: usize = 64;
@@ -91,6 +92,10 @@ impl Wakeup {
 
 type InFlight = (RequestId, BoxFuture<Result<HttpResponse, TransportError>>);
 
+/// How a runtime runs a [`StoreJob`] where blocking is allowed (see
+/// [`Runtime::run_store`](crate::runtime::Runtime::run_store)).
+pub type RunStore = fn(StoreJob) -> BoxFuture<StoreDone>;
+
 /// Runs a session: spawn it on the runtime its timer belongs to, or await it. It ends once the
 /// session has. Dropping it before then (an aborted task, a runtime shutting down) ends the
 /// session at once: what it held is handed back (report stream, close report) and every waiter
@@ -101,17 +106,22 @@ pub struct DriverTask<T> {
     wakeup: Arc<Wakeup>,
     transport: Arc<dyn AsyncTransport>,
     in_flight: Vec<InFlight>,
+    run_store: RunStore,
+    /// Store jobs running (the outbox runs one at a time).
+    store_jobs: Vec<BoxFuture<StoreDone>>,
     timer: T,
     armed: Option<Instant>,
     done: bool,
 }
 
 impl<T: AsyncTimer> DriverTask<T> {
-    /// The task driving `shared`, woken through `wakeup` (the notifier `shared` was made with).
+    /// The task driving `shared`, woken through `wakeup` (the notifier `shared` was made with);
+    /// its requests go to `transport`, its store jobs to `run_store`.
     pub fn new(
         shared: Arc<Shared>,
         wakeup: Arc<Wakeup>,
         transport: Arc<dyn AsyncTransport>,
+        run_store: RunStore,
         timer: T,
     ) -> Self {
         DriverTask {
@@ -119,6 +129,8 @@ impl<T: AsyncTimer> DriverTask<T> {
             wakeup,
             transport,
             in_flight: Vec::new(),
+            run_store,
+            store_jobs: Vec::new(),
             timer,
             armed: None,
             done: false,
@@ -135,6 +147,17 @@ impl<T: AsyncTimer> DriverTask<T> {
                 let (id, _) = self.in_flight.remove(i);
                 // Its follow-on actions wait for this loop's next turn, a moment later.
                 self.shared.with(|d, now| d.handle_reply(now, id, result));
+                progressed = true;
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.store_jobs.len() {
+            if let Poll::Ready(done) = self.store_jobs[i].as_mut().poll(cx) {
+                drop(self.store_jobs.remove(i));
+                // Its follow-on actions wait for this loop's next turn, as a reply's do.
+                self.shared.with(|d, now| d.handle_store(now, done));
                 progressed = true;
             } else {
                 i += 1;
@@ -180,6 +203,9 @@ impl<T: AsyncTimer> Future for DriverTask<T> {
                     }
                     // Dropping the future abandons the exchange (its connection is not reused).
                     Action::Cancel(id) => this.in_flight.retain(|(i, _)| *i != id),
+                    // Off the executor (or inline, where the loop's thread may block); polled
+                    // with the requests.
+                    Action::Store(job) => this.store_jobs.push((this.run_store)(job)),
                 }
             }
             if finished {

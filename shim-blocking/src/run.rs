@@ -45,6 +45,9 @@ impl Runtime for Blocking {
             .map(drop)
     }
 
+    // Store jobs run inline (the trait's default): on this session's own driver thread, outside
+    // the driver's lock.
+
     fn transport(&self, _url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
         Ok(Arc::new(Pooled::new(Ureq::new())))
     }

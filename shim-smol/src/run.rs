@@ -8,7 +8,8 @@ use async_io::Timer;
 use std::sync::Arc;
 
 use tether_driver::runtime::{
-    AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+    AsyncTimer, AsyncTransport, BoxFuture, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+    StoreDone, StoreJob,
 };
 
 use crate::http1::HttpTransport;
@@ -75,6 +76,11 @@ impl Runtime for Smol {
             None => smol::spawn(task).detach(),
         }
         Ok(())
+    }
+
+    /// On smol's blocking pool (`unblock`), never on the executor.
+    fn run_store(job: StoreJob) -> BoxFuture<StoreDone> {
+        Box::pin(smol::unblock(move || job.run()))
     }
 
     fn transport(&self, url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {

@@ -8,7 +8,8 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use tether_driver::runtime::{
-    AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+    AsyncTimer, AsyncTransport, BoxFuture, BuildError, DriverTask, Origin, Runtime, SessionUrl,
+    StoreDone, StoreJob,
 };
 use tokio::time::Sleep;
 
@@ -84,6 +85,17 @@ impl Runtime for Tokio {
         };
         handle.spawn(task);
         Ok(())
+    }
+
+    /// On tokio's blocking pool (`spawn_blocking`), never on a runtime worker.
+    fn run_store(job: StoreJob) -> BoxFuture<StoreDone> {
+        let kind = job.kind();
+        let running = tokio::task::spawn_blocking(move || job.run());
+        Box::pin(async move {
+            running
+                .await
+                .unwrap_or_else(|e| StoreDone::failed(kind, e.to_string()))
+        })
     }
 
     fn transport(&self, url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {

@@ -42,9 +42,15 @@ fn lines(bytes: &[u8]) -> Vec<Value> {
 }
 
 fn pipe(url: &str, dir: &Path, undelivered: &Path, input: &str) -> Output {
+    pipe_on("blocking", url, dir, undelivered, input)
+}
+
+fn pipe_on(runtime: &str, url: &str, dir: &Path, undelivered: &Path, input: &str) -> Output {
     tether(
         &[
             "pipe",
+            "--runtime",
+            runtime,
             "--url",
             url,
             "--epoch",
@@ -68,12 +74,33 @@ fn show(dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).expect("show prints JSON")
 }
 
-#[test]
-fn a_close_with_the_server_down_keeps_every_acknowledged_line_for_the_next_run() {
+/// The outbox on every runtime: the store's work runs off the executor (smol's `unblock`,
+/// tokio's `spawn_blocking`, the blocking shim's own driver thread).
+mod a_close_with_the_server_down_keeps_every_acknowledged_line_for_the_next_run {
+    #[test]
+    fn blocking() {
+        super::kept_for_the_next_run("blocking");
+    }
+
+    #[test]
+    fn smol() {
+        super::kept_for_the_next_run("smol");
+    }
+
+    #[test]
+    fn tokio() {
+        super::kept_for_the_next_run("tokio");
+    }
+}
+
+fn kept_for_the_next_run(runtime: &str) {
+    let pipe = |url: &str, dir: &Path, undelivered: &Path, input: &str| {
+        pipe_on(runtime, url, dir, undelivered, input)
+    };
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("kept");
     server.stop_listener().expect("server down");
-    let tmp = tempdir("kept");
+    let tmp = tempdir(&format!("kept-{runtime}"));
     let dir = tmp.join("outbox");
     let undelivered = tmp.join("undelivered.jsonl");
     let input: String = (0..100)

@@ -156,13 +156,20 @@ impl Driver {
 
     /// The session has ended: answer every waiter and end the streams.
     pub(super) fn finish(&mut self) {
-        self.finished = true;
         if let Some(outbox) = &mut self.outbox {
             // What the end settled (forgets, the state) is written before anyone is answered;
-            // what is left is kept for the next run, and the close report counts it.
-            outbox.commit(self.now);
-            outbox.count_kept();
+            // what is left is kept for the next run, and the close report counts it. Both are
+            // store jobs: the end waits for them (`handle_store` comes back here).
+            if !outbox.end_done() {
+                if !self.finishing {
+                    self.finishing = true;
+                    outbox.begin_end();
+                    self.commit_outbox(self.now);
+                }
+                return;
+            }
         }
+        self.finished = true;
         let status = self.session.status();
         for b in std::mem::take(&mut self.blocked) {
             answer_ended(b.waiting, status);

@@ -77,18 +77,33 @@ impl Driver {
         self.outbox.as_ref().map_or(0, Outbox::replay_buffered)
     }
 
-    /// The loop turn's group commit, if one is due; requests held for it go out after it.
+    /// The store work due now (the group commit, replay's next chunk, the end's count), as a
+    /// store action; requests held for a commit go out once it is written.
     pub(super) fn commit_outbox(&mut self, now: Instant) {
         let Some(outbox) = &mut self.outbox else {
             return;
         };
-        outbox.commit_if_due(now);
+        if let Some(job) = outbox.next_job(now) {
+            self.actions.push_back(crate::action::Action::Store(job));
+            self.notify = true;
+        }
         let released = outbox.release();
         if !released.is_empty() {
             self.actions
                 .extend(released.into_iter().map(crate::action::Action::Send));
             self.notify = true;
         }
+    }
+
+    /// A store job's result, from the runtime that ran it.
+    pub fn handle_store(&mut self, now: Instant, done: crate::store_job::StoreDone) {
+        self.now = now;
+        let Some(outbox) = &mut self.outbox else {
+            return;
+        };
+        outbox.done(now, done);
+        self.after_call();
+        self.commit_outbox(now);
     }
 
     /// Why new events are refused, if the store is failing.
@@ -203,6 +218,10 @@ impl Driver {
             return true;
         };
         if outbox.replay_done() {
+            // Its last (empty) chunk may have come from a store job: say so once.
+            if outbox.announce_replay_done() {
+                self.replay_over();
+            }
             return true;
         }
         let mut restored_any = false;
@@ -219,7 +238,7 @@ impl Driver {
                 }
             };
             let Replayed::Event(key, stream, event) = next else {
-                break;
+                break; // done, or waiting for the next chunk
             };
             match self.session.restore(core_now, stream, event) {
                 Ok(id) => {
@@ -259,14 +278,23 @@ impl Driver {
             });
         }
         let done = outbox.replay_done();
+        let announce = outbox.announce_replay_done();
+        if outbox.wants_read() {
+            self.commit_outbox(now);
+        }
         if restored_any || done {
             self.drain();
         }
-        if done {
-            self.room = true;
-            self.start_deferred_flushes();
-            self.drain();
+        if announce {
+            self.replay_over();
         }
         done
+    }
+
+    /// Replay is over: new events may come in, and the deferred flushes start.
+    fn replay_over(&mut self) {
+        self.room = true;
+        self.start_deferred_flushes();
+        self.drain();
     }
 }

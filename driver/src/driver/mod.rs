@@ -112,6 +112,8 @@ pub struct Driver {
     /// deadline.
     notify: bool,
     finished: bool,
+    /// The session ended; the outbox's end work (last write, count) is under way.
+    finishing: bool,
     wire: WireCounters,
     /// Thread sync, once started (see `threads.rs`).
     pub(crate) threads: Option<Box<ThreadPart>>,
@@ -159,6 +161,7 @@ impl Driver {
             fired: None,
             notify: false,
             finished: false,
+            finishing: false,
             wire: WireCounters::default(),
             threads: None,
             thread_seed: 0,

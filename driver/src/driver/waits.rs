@@ -51,31 +51,25 @@ impl Driver {
         if let Some(threads) = self.threads.as_deref_mut() {
             threads.close(now.saturating_add(timeout));
         }
-        if self.session.status().is_terminal() {
-            self.threads_turn();
+        if !self.session.status().is_terminal() {
+            self.session.close(now, now.saturating_add(timeout));
+        }
+        // If that ended the session (nothing left to drain), this finishes it, unless the
+        // outbox's end (a last write, a count) is still to run.
+        self.after_call();
+        if self.finished {
             return Pending::ready(self.close_report());
         }
-        let core_now = now;
-        self.session
-            .close(core_now, core_now.saturating_add(timeout));
-        let pending = if self.session.status().is_terminal() {
-            // Nothing was left to drain: the close ended the session at once.
-            self.after_call();
-            return Pending::ready(self.close_report());
-        } else {
-            let (pending, reply) = Pending::new(|| CloseReport {
-                status: Status::Closed,
-                epoch: None,
-                undelivered: Vec::new(),
-                state_rejected: Vec::new(),
-                state_unacknowledged: None,
-                counters: Counters::default(),
-                kept: None,
-            });
-            self.closers.push(reply);
-            pending
-        };
-        self.after_call();
+        let (pending, reply) = Pending::new(|| CloseReport {
+            status: Status::Closed,
+            epoch: None,
+            undelivered: Vec::new(),
+            state_rejected: Vec::new(),
+            state_unacknowledged: None,
+            counters: Counters::default(),
+            kept: None,
+        });
+        self.closers.push(reply);
         pending
     }
 
@@ -108,6 +102,13 @@ impl Driver {
         let core_now = now;
         self.session.handle_timeout(core_now);
         self.drain();
+        // No runtime is left to run store jobs: the end's store work runs here, once.
+        if let Some(outbox) = &mut self.outbox {
+            outbox.end_now(now);
+            self.actions
+                .retain(|a| !matches!(a, crate::action::Action::Store(_)));
+        }
+        self.after_call();
         self.threads_turn();
     }
 }

@@ -14,7 +14,10 @@ pub use crate::clock::Origin;
 pub use crate::error::BuildError;
 pub use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
 pub use crate::shared::{ClockFn, NotifyFn, Shared, Turn};
-pub use crate::task::{AsyncTimer, AsyncTransport, BoxFuture, DriverTask, WORK_BUDGET, Wakeup};
+pub use crate::store_job::{StoreDone, StoreJob, StoreJobKind};
+pub use crate::task::{
+    AsyncTimer, AsyncTransport, BoxFuture, DriverTask, RunStore, WORK_BUDGET, Wakeup,
+};
 pub use crate::url::SessionUrl;
 pub use crate::wait::Completer;
 
@@ -36,6 +39,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// # Errors
     /// The runtime could not start it.
     fn spawn(&self, task: DriverTask<Self::Timer>) -> std::io::Result<()>;
+
+    /// Runs a store job of the durable outbox where blocking is allowed, never on an executor
+    /// thread: a blocking pool (`spawn_blocking`, `unblock`). The default runs it inline,
+    /// which suits a runtime whose driver loop has a thread of its own.
+    fn run_store(job: StoreJob) -> BoxFuture<StoreDone> {
+        Box::pin(std::future::ready(job.run()))
+    }
 
     /// The transport a session uses unless the builder is given one.
     ///

@@ -63,6 +63,7 @@ pub fn input(lines: usize) -> Vec<String> {
 /// lets it finish). Returns the line numbers (1-based within the slice) it acknowledged.
 fn pipe_once(
     bin: &Path,
+    runtime: &str,
     url: &str,
     dir: &Path,
     lines: &[String],
@@ -72,6 +73,8 @@ fn pipe_once(
     let mut child = Command::new(bin)
         .args([
             "pipe",
+            "--runtime",
+            runtime,
             "--url",
             url,
             "--epoch",
@@ -127,7 +130,14 @@ fn pipe_once(
 }
 
 /// The whole run: `kills` random kills over `lines` lines, then a run to the end.
-pub fn run(bin: &Path, seed: u64, lines: usize, kills: u32, max_delay_ms: u64) -> CrashRun {
+pub fn run(
+    bin: &Path,
+    runtime: &str,
+    seed: u64,
+    lines: usize,
+    kills: u32,
+    max_delay_ms: u64,
+) -> CrashRun {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("crash");
     let dir =
@@ -145,6 +155,7 @@ pub fn run(bin: &Path, seed: u64, lines: usize, kills: u32, max_delay_ms: u64) -
         let end = (next + 100 + rng.below(1400) as usize).min(input.len());
         let (acked, killed) = pipe_once(
             bin,
+            runtime,
             &url,
             &dir,
             &input[next..end],
@@ -167,6 +178,7 @@ pub fn run(bin: &Path, seed: u64, lines: usize, kills: u32, max_delay_ms: u64) -
     }
     let (acked, killed) = pipe_once(
         bin,
+        runtime,
         &url,
         &dir,
         &input[next..],
