@@ -36,11 +36,11 @@
 //!        │                                                 accept loop ─▶ connection tasks
 //!        └──Inspector──┐                                   │  route ─▶ fault ─▶ body ─▶ store
 //!                      └────────── Shared { Store, FaultDecider } ◀┘
-//!                                  Store: session id ─▶ ServerModel (tether-sim) + counts
+//!                                  Store: session id ─▶ ServerModel (tether-model) + counts
 //! ```
 //!
-//! - The protocol's semantics are not here: each session is a [`tether_sim::ServerModel`], the
-//!   simulator's model of docs/PROTOCOL.md's server (epoch fencing, document patches through
+//! - The protocol's semantics are not here: each session is a [`tether_model::ServerModel`], the
+//!   model of docs/PROTOCOL.md's server that the simulator runs too (epoch fencing, document patches through
 //!   [`tether_core::patch::DocumentSchema`], event de-duplication by `payload.uuid`, heartbeats,
 //!   delivery updates, the body limit), so the simulator and this server can never disagree.
 //!   `store.rs` keeps one model per session id and counts requests and faults.
@@ -59,7 +59,7 @@
 //! |---|---|
 //! | `GET /` | the page |
 //! | `GET /inspect/api/state?session=ID&events=N` | every session (at most 100), or one, with its last `N` (0–200, default 10) events |
-//! | `GET /inspect/timeline.svg?session=ID` | the session's timeline from the server's request log, drawn by [`tether_sim::render::render`] |
+//! | `GET /inspect/timeline.svg?session=ID` | the session's timeline from the server's request log, drawn by [`tether_model::render::render`] |
 //! | `POST /inspect/api/faults?plan=PLAN` | puts a [`FaultPlan`] in force (a preset keeps the seed and sizes in force); see [`Inspector::set_faults`] |
 //! | `POST /inspect/api/partition?session=ID&seconds=N` | drops every request of the session without an answer for `N` s (0–3600; 0 ends it); see [`Inspector::partition`] |
 //! | `GET /inspect/protocol`, `/inspect/app.js`, `/inspect/style.css` | the wire protocol as HTML, the page's assets |
@@ -112,7 +112,7 @@ pub use routes::{Route, SESSIONS_PREFIX};
 pub use server::Server;
 pub use store::{Duplicates, Stats};
 pub use tether_core::session::DeliveryStatus;
-pub use tether_sim::DeliveryUpdate;
+pub use tether_model::DeliveryUpdate;
 
 #[cfg(test)]
 mod tests {

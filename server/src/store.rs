@@ -1,10 +1,10 @@
 //! Every session's state: one [`ServerModel`] per session id, and what the server counts.
 //!
-//! What a request does to a session is decided by the simulator's server model
-//! ([`tether_sim::ServerModel`]): epoch fencing, the worker document, de-duplication of events by
-//! `payload.uuid`, heartbeats, delivery updates and the body limit. The reference server and the
-//! simulator therefore cannot disagree about docs/PROTOCOL.md. This module only keeps one model per
-//! session id, gives it the time, and counts requests and injected faults, which the model never
+//! What a request does to a session is decided by the protocol's server model
+//! ([`tether_model::ServerModel`], which the simulator runs too): epoch fencing, the worker
+//! document, de-duplication of events by `payload.uuid`, heartbeats, delivery updates and the body
+//! limit. The reference server and the simulator therefore cannot disagree about
+//! docs/PROTOCOL.md. This module only keeps one model per session id, gives it the time, and counts requests and injected faults, which the model never
 //! sees. The HTTP layer decides faults and moves bytes.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::session::Response;
-use tether_sim::{ServerConfig as ModelConfig, ServerModel};
+use tether_model::{ServerConfig as ModelConfig, ServerModel};
 
 use crate::faults::FaultKind;
 use crate::routes::Route;
@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Stores `value` as thread `thread`'s next version in session `id` as it is, valid or not
-    /// ([`tether_sim::threads::ThreadStore::poison`]); returns its `v`.
+    /// ([`tether_model::threads::ThreadStore::poison`]); returns its `v`.
     pub fn poison_thread(&mut self, id: &str, thread: &str, value: serde_json::Value) -> u64 {
         self.session_mut(id)
             .model
@@ -177,7 +177,8 @@ impl Store {
 mod tests {
     use serde_json::{Value, json};
     use tether_core::session::DeliveryStatus;
-    use tether_sim::{DeliveryUpdate, Stream};
+    use tether_core::session::Stream;
+    use tether_model::DeliveryUpdate;
 
     use super::*;
 
@@ -271,8 +272,8 @@ mod tests {
                 uuids: vec!["b".into(), "a".into()]
             }
         );
-        assert_eq!(s.events(Stream::Internal).len(), 1);
-        assert_eq!(s.duplicates(Stream::Internal), 0);
+        assert_eq!(s.events(Stream::InternalEvents).len(), 1);
+        assert_eq!(s.duplicates(Stream::InternalEvents), 0);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::server::{ServerModel, Stream};
 use tether_core::rng::Rng;
 use tether_core::session::{Endpoint, Response, TransportError};
 use tether_core::time::Instant;
+use tether_model::ServerModel;
+pub use tether_model::fault::{Delivery, Span, TimeEvent};
 
 /// What `Retry-After` a throttling response carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,91 +311,6 @@ impl fmt::Display for FaultMixError {
 
 impl std::error::Error for FaultMixError {}
 
-/// A time interval `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Span {
-    /// The first instant inside.
-    pub start: Instant,
-    /// The first instant after.
-    pub end: Instant,
-}
-
-impl Span {
-    /// Whether `t` lies inside.
-    pub fn contains(&self, t: Instant) -> bool {
-        self.start <= t && t < self.end
-    }
-
-    /// How long it lasts.
-    pub fn len(&self) -> Duration {
-        self.end.saturating_duration_since(self.start)
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-}
-
-/// A planned event of the run, for the runner to act on at its time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimeEvent {
-    /// Every request is lost until `until` ([`FaultPlan::decide`] does this by itself).
-    PartitionStart {
-        /// When the partition heals.
-        until: Instant,
-    },
-    /// The partition heals.
-    PartitionEnd,
-    /// Call [`ServerModel::restart`]. Responses in flight across it are lost
-    /// ([`FaultPlan::apply`] does this by itself).
-    Restart,
-    /// Call [`ServerModel::force_takeover`]: a newer worker registered.
-    Takeover,
-}
-
-impl fmt::Display for TimeEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TimeEvent::PartitionStart { until } => write!(f, "partition until {until}"),
-            TimeEvent::PartitionEnd => f.write_str("partition healed"),
-            TimeEvent::Restart => f.write_str("server restart"),
-            TimeEvent::Takeover => f.write_str("takeover by a newer epoch"),
-        }
-    }
-}
-
-/// What the client observes of one request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// A response arrives at `at`.
-    Respond {
-        /// When the response arrives.
-        at: Instant,
-        /// The response.
-        response: Response,
-    },
-    /// The request fails with a transport error at `at`.
-    TransportError {
-        /// When the client sees the error.
-        at: Instant,
-        /// The error.
-        error: TransportError,
-    },
-    /// Nothing ever arrives; the client's deadline must fire.
-    Hang,
-}
-
-impl Delivery {
-    /// When something arrives, unless nothing ever does.
-    pub fn at(&self) -> Option<Instant> {
-        match self {
-            Delivery::Respond { at, .. } | Delivery::TransportError { at, .. } => Some(*at),
-            Delivery::Hang => None,
-        }
-    }
-}
-
 /// A fault decided and carried out: what [`FaultPlan::exchange`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
@@ -542,7 +458,9 @@ impl FaultPlan {
             Some(5) => Fault::Throttled(RetryAfter::Date {
                 delay_secs: retry_after(rng),
             }),
-            Some(6) if Stream::of(endpoint).is_some() => Fault::TooLarge,
+            Some(6) if matches!(endpoint, Endpoint::Events | Endpoint::InternalEvents) => {
+                Fault::TooLarge
+            }
             Some(7) => Fault::Hang,
             _ => Fault::None,
         }
@@ -653,6 +571,7 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
     use tether_core::backoff::retry_after;
+    use tether_core::session::Stream;
 
     const RUN: Duration = Duration::from_secs(600);
 

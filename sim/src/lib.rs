@@ -16,9 +16,10 @@
 //!
 //! The pieces:
 //!
-//! - [`server`]: [`ServerModel`], docs/PROTOCOL.md's server for one session (epochs and fencing, the
-//!   worker document, de-duplicated event streams, heartbeats, limits), with accessors for what it
-//!   stored. The reference HTTP server (`tether-server`) serves every session with one of these.
+//! - The server is [`tether_model`]'s [`ServerModel`], docs/PROTOCOL.md's server for one session
+//!   (epochs and fencing, the worker document, de-duplicated event streams, heartbeats, limits,
+//!   thread sync), the same model the reference HTTP server (`tether-server`) runs per session.
+//!   It is re-exported here, with [`timeline`] and [`render`], for the simulator's users.
 //! - [`faults`]: [`FaultPlan`], built from a seed and a [`FaultMix`]. Per request it decides a
 //!   [`Fault`] and carries it out against the server as a [`Delivery`]; up front it plans
 //!   partitions, restarts and at most one takeover as a timeline.
@@ -73,11 +74,8 @@ pub mod check;
 pub mod faults;
 pub mod fleet;
 pub mod outbox;
-pub mod render;
 mod run;
-pub mod server;
 pub mod threads;
-pub mod timeline;
 pub mod trace;
 pub mod workload;
 
@@ -87,7 +85,7 @@ pub use faults::{
 };
 pub use outbox::{CrashConfig, CrashReport, run_crashes};
 pub use run::{RunConfig, RunError, RunReport, RunStats, run};
-pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
-pub use timeline::{Recorder, Timeline};
+pub use tether_model::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent};
+pub use tether_model::{Recorder, Timeline, render, timeline};
 pub use trace::Trace;
 pub use workload::{Action, SEQ_FIELD, WorkloadConfig, generate, seq_of};

@@ -13,9 +13,7 @@ use super::check::{
     self, GiveUpRules, OutcomeRecord, OutputRecord, PatchFate, PatchRecord, StateRecord,
     StreamRecord, Terminal,
 };
-use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
-use super::server::{self, ServerConfig, ServerModel};
-use super::timeline::{Recorder, Timeline};
+use super::faults::{FaultMix, FaultMixError, FaultPlan};
 use super::trace::Trace;
 use super::workload::{Action, PlannedEvent, Step, WorkloadConfig, steps};
 use tether_core::batch::EventId;
@@ -27,6 +25,9 @@ use tether_core::session::{
     SessionError, Status, Stream,
 };
 use tether_core::time::Instant;
+use tether_model::fault::{Delivery, Span, TimeEvent};
+use tether_model::timeline::{Recorder, Timeline};
+use tether_model::{ServerConfig, ServerModel};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -684,7 +685,7 @@ impl Runner<'_> {
                 violations.push(v);
             }
         };
-        for (i, stream) in [server::Stream::Events, server::Stream::Internal]
+        for (i, stream) in [Stream::Events, Stream::InternalEvents]
             .into_iter()
             .enumerate()
         {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use tether_sim::Stream;
+use tether_core::session::Stream;
 
 use super::query::shown;
 use super::{Answer, Query};
@@ -106,7 +106,7 @@ fn session_json(
     let last_beat = beats.last().map(|b| b.since_origin());
     let alive = model.is_alive(instant(now));
     let events = model.events(Stream::Events);
-    let internal = model.events(Stream::Internal);
+    let internal = model.events(Stream::InternalEvents);
     let last_events: Vec<Value> = events
         .iter()
         .rev()
@@ -193,7 +193,7 @@ fn session_json(
         },
         "internal_events": {
             "stored": internal.len(),
-            "duplicates": model.duplicates(Stream::Internal),
+            "duplicates": model.duplicates(Stream::InternalEvents),
         },
         "delivery_updates": model.delivery_updates().len(),
         "document": document,
@@ -285,7 +285,7 @@ pub(super) fn timeline_svg(shared: &Shared, query: &Query) -> Answer {
     };
     Answer::text(
         "image/svg+xml; charset=utf-8",
-        tether_sim::render::render(&timeline),
+        tether_model::render::render(&timeline),
     )
 }
 

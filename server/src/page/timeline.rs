@@ -1,5 +1,5 @@
 //! A session's timeline as the server saw it, from its own request log, for the same renderer
-//! as `tether demo --svg` ([`tether_sim::render::render`]).
+//! as `tether demo --svg` ([`tether_model::render::render`]).
 //!
 //! Each request is a bar from its arrival to its answer (or the close of its connection),
 //! coloured by how the response table classifies its status; injected faults are shaded under
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::classify::{Reply, classify};
-use tether_sim::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
+use tether_model::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
 
 use crate::faults::FaultKind;
 use crate::journal::{Asked, Entry, SessionNotes};
@@ -234,7 +234,7 @@ mod tests {
         );
         // The partition still on is drawn up to now.
         assert_eq!(t.spans[2].end, Instant::from_secs(4));
-        let svg = tether_sim::render::render(&t);
+        let svg = tether_model::render::render(&t);
         assert!(svg.starts_with("<svg") && svg.contains("session s as the server saw it"));
     }
 }
