@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tether_core::Rng;
 
-use crate::routes::Route;
+use tether_core::session::Endpoint;
 
 /// The probability of each fault kind per request; their sum is the faulted share (≤ 1).
 ///
@@ -356,7 +356,7 @@ pub struct FaultDecider {
 
 impl FaultDecider {
     /// The fault of the next request, which is for `route`.
-    pub fn decide(&mut self, route: Route) -> Fault {
+    pub fn decide(&mut self, route: Endpoint) -> Fault {
         let roll = self.rng.unit();
         let param = self.rng.next_u64();
         let mut edge = 0.0;
@@ -383,9 +383,13 @@ impl FaultDecider {
             Some(FaultKind::ResetBeforeApply) => Fault::ResetBeforeApply,
             Some(FaultKind::ResetAfterApply) => Fault::ResetAfterApply,
             Some(FaultKind::Hang) => Fault::Hang(plan.hang_for),
-            Some(FaultKind::Garbage) if route.has_response_body() => Fault::Garbage {
-                truncated_json: param & 1 == 0,
-            },
+            Some(FaultKind::Garbage)
+                if matches!(route, Endpoint::Register | Endpoint::GetWorker) =>
+            {
+                Fault::Garbage {
+                    truncated_json: param & 1 == 0,
+                }
+            }
             Some(FaultKind::Garbage) => Fault::None,
             Some(FaultKind::Delay) => {
                 let micros = u64::try_from(plan.delay_max.as_micros()).unwrap_or(u64::MAX);
@@ -402,7 +406,7 @@ mod tests {
     fn sequence(plan: &FaultPlan, n: usize) -> Vec<Fault> {
         let mut d = plan.decider();
         (0..n)
-            .map(|i| d.decide(Route::ALL[i % Route::ALL.len()]))
+            .map(|i| d.decide(Endpoint::ALL[i % Endpoint::ALL.len()]))
             .collect()
     }
 
@@ -432,7 +436,7 @@ mod tests {
         // Register and GET are the only routes where garbage counts, so use them to see it all.
         let mut d = FaultPlan::heavy().with_seed(1).decider();
         let n = 100_000;
-        let faults: Vec<Fault> = (0..n).map(|_| d.decide(Route::Register)).collect();
+        let faults: Vec<Fault> = (0..n).map(|_| d.decide(Endpoint::Register)).collect();
         let share =
             |k: FaultKind| faults.iter().filter(|f| f.kind() == Some(k)).count() as f64 / n as f64;
         let total = faults.iter().filter(|f| **f != Fault::None).count() as f64 / n as f64;
@@ -459,10 +463,16 @@ mod tests {
             ..FaultRates::NONE
         });
         let mut d = plan.decider();
-        assert!(matches!(d.decide(Route::GetWorker), Fault::Garbage { .. }));
-        assert!(matches!(d.decide(Route::Register), Fault::Garbage { .. }));
-        assert_eq!(d.decide(Route::Events), Fault::None);
-        assert_eq!(d.decide(Route::PutWorker), Fault::None);
+        assert!(matches!(
+            d.decide(Endpoint::GetWorker),
+            Fault::Garbage { .. }
+        ));
+        assert!(matches!(
+            d.decide(Endpoint::Register),
+            Fault::Garbage { .. }
+        ));
+        assert_eq!(d.decide(Endpoint::Events), Fault::None);
+        assert_eq!(d.decide(Endpoint::PutWorker), Fault::None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::faults::{FaultKind, FaultPlan};
-use crate::routes::Route;
+use tether_core::session::Endpoint;
 
 /// Requests kept in the log, over every session.
 pub(crate) const LOG_CAPACITY: usize = 100_000;
@@ -24,7 +24,7 @@ const PARTITIONS_KEPT: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Asked {
     /// One of the seven worker routes.
-    Route(Route),
+    Route(Endpoint),
     /// A thread-sync route.
     Thread,
     /// A path under the session that is no route (404, 405).
@@ -269,7 +269,7 @@ mod tests {
     fn entry() -> Entry {
         Entry {
             session: 0,
-            asked: Asked::Route(Route::Events),
+            asked: Asked::Route(Endpoint::Events),
             at: Duration::ZERO,
             took: Duration::ZERO,
             status: Some(200),

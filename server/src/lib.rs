@@ -108,7 +108,7 @@ pub use faults::{
 };
 pub use inspect::{Inspector, SessionView};
 pub use resources::Resources;
-pub use routes::{Route, SESSIONS_PREFIX};
+pub use routes::SESSIONS_PREFIX;
 pub use server::Server;
 pub use store::{Duplicates, Stats};
 pub use tether_core::session::DeliveryStatus;

@@ -11,9 +11,9 @@ use super::query::shown;
 use super::{Answer, Query};
 use crate::faults::FaultPlan;
 use crate::journal::{describe_plan, preset_name};
-use crate::routes::Route;
 use crate::shared::Shared;
 use crate::store::{Session, instant};
+use tether_core::session::Endpoint;
 
 /// Sessions shown in full at most; the rest are counted.
 const SESSIONS_SHOWN: usize = 100;
@@ -133,7 +133,7 @@ fn session_json(
     if document_bytes > DOCUMENT_PREVIEW {
         document = preview(&document, DOCUMENT_PREVIEW);
     }
-    let requests: Vec<Value> = Route::ALL
+    let requests: Vec<Value> = Endpoint::ALL
         .iter()
         .map(|route| {
             json!({

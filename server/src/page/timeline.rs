@@ -16,7 +16,7 @@ use tether_model::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
 
 use crate::faults::FaultKind;
 use crate::journal::{Asked, Entry, SessionNotes};
-use crate::routes::Route;
+use tether_core::session::Endpoint;
 
 /// The timeline of session `id` from its logged requests (`trimmed`: older ones were dropped
 /// from the log) and its notes, up to `now` (since the server started).
@@ -48,12 +48,12 @@ pub(crate) fn build(
     let mut connected = trimmed;
     for entry in entries {
         let lane = match entry.asked {
-            Asked::Route(route) => Lane::of(route.endpoint(), connected),
+            Asked::Route(route) => Lane::of(route, connected),
             Asked::Thread => Lane::Threads,
             Asked::Other => continue,
         };
         let ok = entry.status.is_some_and(|s| (200..300).contains(&s));
-        if entry.asked == Asked::Route(Route::GetWorker) && ok {
+        if entry.asked == Asked::Route(Endpoint::GetWorker) && ok {
             connected = true;
         }
         let class = match entry.status {
@@ -165,22 +165,22 @@ mod tests {
     #[test]
     fn bars_lanes_classes_and_spans() {
         let entries = [
-            entry(Asked::Route(Route::Register), 1_000, Some(200), None),
-            entry(Asked::Route(Route::PutWorker), 1_010, Some(200), None),
-            entry(Asked::Route(Route::GetWorker), 1_020, Some(200), None),
+            entry(Asked::Route(Endpoint::Register), 1_000, Some(200), None),
+            entry(Asked::Route(Endpoint::PutWorker), 1_010, Some(200), None),
+            entry(Asked::Route(Endpoint::GetWorker), 1_020, Some(200), None),
             entry(
-                Asked::Route(Route::PutWorker),
+                Asked::Route(Endpoint::PutWorker),
                 1_030,
                 Some(429),
                 Some(FaultKind::Throttle),
             ),
             entry(
-                Asked::Route(Route::Events),
+                Asked::Route(Endpoint::Events),
                 1_040,
                 None,
                 Some(FaultKind::Hang),
             ),
-            entry(Asked::Route(Route::Events), 1_050, Some(409), None),
+            entry(Asked::Route(Endpoint::Events), 1_050, Some(409), None),
             entry(Asked::Thread, 1_060, Some(200), None),
             entry(Asked::Other, 1_070, Some(404), None),
         ];

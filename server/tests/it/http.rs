@@ -5,10 +5,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
+use tether_core::session::Endpoint;
 use tether_server::date::parse_http_date;
-use tether_server::{
-    DEFAULT_BODY_LIMIT, FaultKind, FaultPlan, FaultRates, Route, Server, ServerConfig,
-};
+use tether_server::{DEFAULT_BODY_LIMIT, FaultKind, FaultPlan, FaultRates, Server, ServerConfig};
 
 struct Reply {
     status: u16,
@@ -192,7 +191,7 @@ fn events_are_deduplicated_and_kept_in_first_arrival_order() {
     assert_eq!(uuids(&view.internal_events), ["a"]);
     assert_eq!(view.internal_duplicates.uuids, ["a"]);
     assert_eq!(view.delivery_updates.len(), 1);
-    assert_eq!(view.stats.requests[&Route::Events], 3);
+    assert_eq!(view.stats.requests[&Endpoint::Events], 3);
 
     let no_uuid =
         json!({"worker_epoch": 0, "events": [{"payload": {"uuid": "e"}}, {"payload": {}}]});
