@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::faults::{FaultKind, FaultPlan};
+use tether_model::fault::{FaultKind, FaultPlan};
 
 /// The default body limit: 10 MiB of events plus a 64 KiB envelope (docs/PROTOCOL.md, Limits), the
 /// server model's.

@@ -10,9 +10,9 @@ use serde_json::Value;
 use tether_core::session::Stream;
 use tether_model::DeliveryUpdate;
 
-use crate::faults::FaultPlan;
 use crate::shared::Shared;
 use crate::store::{Duplicates, Session, Stats, instant};
+use tether_model::fault::FaultPlan;
 
 /// A snapshot of one session.
 #[derive(Clone, Debug, PartialEq)]

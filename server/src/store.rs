@@ -4,8 +4,9 @@
 //! ([`tether_model::ServerModel`], which the simulator runs too): epoch fencing, the worker
 //! document, de-duplication of events by `payload.uuid`, heartbeats, delivery updates and the body
 //! limit. The reference server and the simulator therefore cannot disagree about
-//! docs/PROTOCOL.md. This module only keeps one model per session id, gives it the time, and counts requests and injected faults, which the model never
-//! sees. The HTTP layer decides faults and moves bytes.
+//! docs/PROTOCOL.md. This module only keeps one model per session id, gives it the time, and
+//! counts requests and injected faults, which the model never sees. The HTTP layer decides faults
+//! and moves bytes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use tether_core::Instant;
 use tether_core::session::Response;
 use tether_model::{ServerConfig as ModelConfig, ServerModel};
 
-use crate::faults::FaultKind;
 use tether_core::session::Endpoint;
+use tether_model::fault::FaultKind;
 
 /// The duplicates a stream filtered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

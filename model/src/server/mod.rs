@@ -8,7 +8,7 @@
 //! By concern: [`config`](ServerConfig) (limits, the wall clock's base), `events` (what the event
 //! routes store and how their bodies are read), `scan` (the fast path that reads the session's
 //! own batch layout without building a `Value`), `date` (the `Date` header), and the thread
-//! routes, whose store is [`ThreadStore`](ThreadStore).
+//! routes, whose store is [`ThreadStore`].
 
 mod config;
 mod date;

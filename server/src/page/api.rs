@@ -9,11 +9,11 @@ use tether_core::session::Stream;
 
 use super::query::shown;
 use super::{Answer, Query};
-use crate::faults::FaultPlan;
 use crate::journal::{describe_plan, preset_name};
 use crate::shared::Shared;
 use crate::store::{Session, instant};
 use tether_core::session::Endpoint;
+use tether_model::fault::FaultPlan;
 
 /// Sessions shown in full at most; the rest are counted.
 const SESSIONS_SHOWN: usize = 100;
@@ -79,7 +79,7 @@ pub(super) fn state(shared: &Shared, query: &Query) -> Answer {
         "faults": {
             "preset": preset_name(&plan),
             "description": describe_plan(&plan),
-            "rate": plan.rates.total(),
+            "rate": plan.mix.total(),
             "seed": plan.seed,
         },
         "totals": {
@@ -307,11 +307,11 @@ pub(super) fn set_faults(shared: &Shared, query: &Query) -> Answer {
     if !text.contains("hang-ms=") {
         plan.hang_for = current.hang_for;
     }
-    if !text.contains("delay-max-ms=") {
-        plan.delay_max = current.delay_max;
+    if !text.contains("delay-max-ms=") && !text.contains("latency-max-ms=") {
+        plan.mix.latency_max = current.mix.latency_max;
     }
     if !text.contains("retry-after-s=") {
-        plan.retry_after_secs = current.retry_after_secs;
+        plan.mix.retry_after_max_secs = current.mix.retry_after_max_secs;
     }
     let description = describe_plan(&plan);
     shared.set_plan(plan);

@@ -14,9 +14,9 @@ use tether_core::Instant;
 use tether_core::classify::{Reply, classify};
 use tether_model::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
 
-use crate::faults::FaultKind;
 use crate::journal::{Asked, Entry, SessionNotes};
 use tether_core::session::Endpoint;
+use tether_model::fault::FaultKind;
 
 /// The timeline of session `id` from its logged requests (`trimmed`: older ones were dropped
 /// from the log) and its notes, up to `now` (since the server started).
@@ -59,7 +59,7 @@ pub(crate) fn build(
         let class = match entry.status {
             Some(status) => Class::of(classify(Reply::Status {
                 status,
-                retry_after: (entry.fault == Some(FaultKind::Throttle)).then_some("1"),
+                retry_after: (entry.fault == Some(FaultKind::Throttled)).then_some("1"),
                 date: None,
             })),
             None if entry.fault == Some(FaultKind::Hang) => Class::TimedOut,
@@ -172,7 +172,7 @@ mod tests {
                 Asked::Route(Endpoint::PutWorker),
                 1_030,
                 Some(429),
-                Some(FaultKind::Throttle),
+                Some(FaultKind::Throttled),
             ),
             entry(
                 Asked::Route(Endpoint::Events),
