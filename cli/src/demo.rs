@@ -225,7 +225,7 @@ fn demo(options: &Options) -> Result<bool, Box<dyn std::error::Error>> {
             Runtime::Smol => "tether-smol",
             Runtime::Tokio => "tether-tokio",
         },
-        options.faults.rates.total() * 100.0,
+        options.faults.mix.total() * 100.0,
         options.seed
     );
     let recorder = options.svg.as_ref().map(|_| {

@@ -99,7 +99,7 @@ pub fn demo(options: &SyncOptions) -> Result<bool, Box<dyn std::error::Error>> {
         "tether demo --sync: {CLIENTS} clients x {} messages over {THREADS} threads against {url} \
          on {runtime} (session faults {:.0}%, seed {})",
         options.messages,
-        options.faults.rates.total() * 100.0,
+        options.faults.mix.total() * 100.0,
         options.seed
     );
     let mut workers = Vec::new();

@@ -5,11 +5,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::faults::{FaultKind, FaultPlan};
+use tether_model::fault::{FaultKind, FaultPlan};
 
 /// The default body limit: 10 MiB of events plus a 64 KiB envelope (docs/PROTOCOL.md, Limits), the
 /// server model's.
-pub const DEFAULT_BODY_LIMIT: usize = tether_sim::server::DEFAULT_BODY_LIMIT;
+pub const DEFAULT_BODY_LIMIT: usize = tether_model::DEFAULT_BODY_LIMIT;
 
 /// A callback that receives one [`RequestLog`] per request.
 pub type RequestLogFn = Arc<dyn Fn(&RequestLog) + Send + Sync>;
@@ -87,7 +87,7 @@ impl Default for ServerConfig {
             bind_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             body_limit: DEFAULT_BODY_LIMIT,
             oversize_drain: 16 * 1024 * 1024,
-            heartbeat_ttl: tether_sim::ServerConfig::default().heartbeat_ttl,
+            heartbeat_ttl: tether_model::ServerConfig::default().heartbeat_ttl,
             faults: FaultPlan::none(),
             shutdown_grace: Duration::from_secs(2),
             worker_threads: 2,

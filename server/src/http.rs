@@ -19,10 +19,10 @@ use tokio::sync::watch;
 
 use crate::config::RequestLog;
 use crate::date::{format_http_date, unix_seconds, wall_clock};
-use crate::faults::{Fault, FaultKind, RetryAfter};
 use crate::journal::{Asked, Entry};
 use crate::routes::{Matched, match_request, session_of};
 use crate::shared::{Mode, Shared, monotonic};
+use tether_model::fault::{Fault, FaultKind, RetryAfter, garbage_body};
 
 /// The response type of the service.
 pub(crate) type Reply = Response<Full<Bytes>>;
@@ -139,21 +139,23 @@ async fn dispatch(
     *fault_kind = fault.kind();
     shared.store().record_request(&session, route, fault.kind());
 
+    // Faults that answer before the request is read, and so are never applied.
     match fault {
         // A delay cut short by shutdown is served at once: the request is in flight.
-        Fault::Delay(delay) => {
+        Fault::Latency(delay) => {
             sleep_unless_stopped(&mut mode, delay).await;
         }
-        Fault::Hang(duration) => {
-            sleep_unless_stopped(&mut mode, duration).await;
-            return Err(Dropped("injected hang"));
+        Fault::LostRequest { error_after } => {
+            let wait = error_after.unwrap_or(shared.journal().plan().hang_for);
+            sleep_unless_stopped(&mut mode, wait).await;
+            return Err(Dropped("injected lost request"));
         }
-        Fault::ResetBeforeApply => return Err(Dropped("injected reset before apply")),
-        Fault::ServerError(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(error(status, "injected server error", now));
-        }
-        Fault::Throttle(retry_after) => return Ok(throttled(retry_after, now)),
+        Fault::ServerError {
+            status,
+            applied: false,
+        } => return Ok(injected(status, now)),
+        Fault::Throttled(retry_after) => return Ok(throttled(retry_after, now)),
+        Fault::TooLarge => return Ok(injected(413, now)),
         _ => {}
     }
 
@@ -173,19 +175,31 @@ async fn dispatch(
     let response = shared.store().handle(&session, route, &body, elapsed);
     // The model answers every request with a JSON body: `{"error": ..}` unless it succeeded.
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_REQUEST);
+    // Faults that come after the request was applied.
     match fault {
-        _ if !status.is_success() => Ok(reply(status, Bytes::from(response.body), now)),
-        Fault::ResetAfterApply => Err(Dropped("injected reset after apply")),
-        Fault::Garbage { truncated_json } => {
-            let garbage: &'static [u8] = if truncated_json {
-                b"{\"worker\": {\"worker_epo"
-            } else {
-                b"<html><body><h1>200 OK</h1>not json</body></html>"
-            };
-            Ok(reply(StatusCode::OK, Bytes::from_static(garbage), now))
+        Fault::ServerError { status, .. } => Ok(injected(status, now)),
+        Fault::LostResponse { error_after } => {
+            sleep_unless_stopped(&mut mode, error_after).await;
+            Err(Dropped("injected lost response"))
         }
+        Fault::Hang => {
+            let hang_for = shared.journal().plan().hang_for;
+            sleep_unless_stopped(&mut mode, hang_for).await;
+            Err(Dropped("injected hang"))
+        }
+        Fault::Garbage { truncated_json } if status.is_success() => Ok(reply(
+            StatusCode::OK,
+            Bytes::from_static(garbage_body(truncated_json)),
+            now,
+        )),
         _ => Ok(reply(status, Bytes::from(response.body), now)),
     }
+}
+
+/// An injected error status, not applied (a 5xx, or a 413 the body limit did not cause).
+fn injected(status: u16, now: SystemTime) -> Reply {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, "injected fault", now)
 }
 
 /// Sleeps for `duration`, or less if the listener starts stopping first.
@@ -258,7 +272,7 @@ fn throttled(retry_after: RetryAfter, now: SystemTime) -> Reply {
     let value = match retry_after {
         RetryAfter::Seconds(secs) => secs.to_string(),
         // Whole seconds after this response's own Date header, which has the same origin.
-        RetryAfter::HttpDate(secs) => {
+        RetryAfter::Date { delay_secs: secs } => {
             let date = SystemTime::UNIX_EPOCH + Duration::from_secs(unix_seconds(now) + secs);
             format_http_date(date)
         }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_sim::{DeliveryUpdate, Stream};
+use tether_core::session::Stream;
+use tether_model::DeliveryUpdate;
 
-use crate::faults::FaultPlan;
 use crate::shared::Shared;
 use crate::store::{Duplicates, Session, Stats, instant};
+use tether_model::fault::FaultPlan;
 
 /// A snapshot of one session.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,9 +49,9 @@ impl SessionView {
             epoch: session.model.epoch(),
             document: session.model.worker(),
             events: payloads(session, Stream::Events),
-            internal_events: payloads(session, Stream::Internal),
+            internal_events: payloads(session, Stream::InternalEvents),
             duplicates: duplicates(session, Stream::Events),
-            internal_duplicates: duplicates(session, Stream::Internal),
+            internal_duplicates: duplicates(session, Stream::InternalEvents),
             delivery_updates: session.model.delivery_updates().to_vec(),
             heartbeats: heartbeats(session),
             alive: session.model.is_alive(instant(now)),
@@ -124,7 +125,7 @@ impl Inspector {
 
     /// Internal-event payloads in delivery order.
     pub fn internal_events(&self, id: &str) -> Vec<Value> {
-        self.read(id, |s| payloads(s, Stream::Internal))
+        self.read(id, |s| payloads(s, Stream::InternalEvents))
             .unwrap_or_default()
     }
 
@@ -136,7 +137,7 @@ impl Inspector {
 
     /// Duplicates filtered from the internal events.
     pub fn internal_duplicates(&self, id: &str) -> Duplicates {
-        self.read(id, |s| duplicates(s, Stream::Internal))
+        self.read(id, |s| duplicates(s, Stream::InternalEvents))
             .unwrap_or_default()
     }
 

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::faults::{FaultKind, FaultPlan};
-use crate::routes::Route;
+use tether_core::session::Endpoint;
+use tether_model::fault::{FaultKind, FaultPlan};
 
 /// Requests kept in the log, over every session.
 pub(crate) const LOG_CAPACITY: usize = 100_000;
@@ -24,7 +24,7 @@ const PARTITIONS_KEPT: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Asked {
     /// One of the seven worker routes.
-    Route(Route),
+    Route(Endpoint),
     /// A thread-sync route.
     Thread,
     /// A path under the session that is no route (404, 405).
@@ -237,12 +237,12 @@ impl Journal {
 
 /// The name of `plan`'s preset (`none`, `light`, `heavy`) or `custom`.
 pub(crate) fn preset_name(plan: &FaultPlan) -> &'static str {
-    use crate::faults::FaultRates;
+    use tether_model::fault::FaultMix;
     if plan.is_none() {
         "none"
-    } else if plan.rates == FaultRates::LIGHT {
+    } else if plan.mix == FaultMix::light() {
         "light"
-    } else if plan.rates == FaultRates::HEAVY {
+    } else if plan.mix == FaultMix::heavy() {
         "heavy"
     } else {
         "custom"
@@ -257,7 +257,7 @@ pub(crate) fn describe_plan(plan: &FaultPlan) -> String {
     format!(
         "{} ({:.1} % of requests, seed {})",
         preset_name(plan),
-        plan.rates.total() * 100.0,
+        plan.mix.total() * 100.0,
         plan.seed
     )
 }
@@ -269,7 +269,7 @@ mod tests {
     fn entry() -> Entry {
         Entry {
             session: 0,
-            asked: Asked::Route(Route::Events),
+            asked: Asked::Route(Endpoint::Events),
             at: Duration::ZERO,
             took: Duration::ZERO,
             status: Some(200),

@@ -3,8 +3,10 @@
 //! It serves every session at `http://HOST:PORT/v1/code/sessions/{session_id}` over real
 //! HTTP/1.1, keeps their state in memory, and lets tests and the `tether demo` read it back
 //! in-process through an [`Inspector`]. A [`FaultPlan`] makes it misbehave the way networks and
-//! servers do (5xx, 429 with `Retry-After`, delays, hangs, resets before and after applying,
-//! garbage bodies), reproducibly from a seed.
+//! servers do (latency, requests and responses lost, 5xx, 429 with `Retry-After`, 413, hangs,
+//! garbage bodies), reproducibly from a seed. The plan and what a fault is are
+//! [`tether_model::fault`]'s, the same vocabulary the simulator draws from; this crate applies
+//! them to real HTTP responses.
 //!
 //! ```
 //! use tether_server::{FaultPlan, Server, ServerConfig};
@@ -36,16 +38,18 @@
 //!        │                                                 accept loop ─▶ connection tasks
 //!        └──Inspector──┐                                   │  route ─▶ fault ─▶ body ─▶ store
 //!                      └────────── Shared { Store, FaultDecider } ◀┘
-//!                                  Store: session id ─▶ ServerModel (tether-sim) + counts
+//!                                  Store: session id ─▶ ServerModel (tether-model) + counts
 //! ```
 //!
-//! - The protocol's semantics are not here: each session is a [`tether_sim::ServerModel`], the
-//!   simulator's model of docs/PROTOCOL.md's server (epoch fencing, document patches through
+//! - The protocol's semantics are not here: each session is a [`tether_model::ServerModel`], the
+//!   model of docs/PROTOCOL.md's server that the simulator runs too (epoch fencing, document patches through
 //!   [`tether_core::patch::DocumentSchema`], event de-duplication by `payload.uuid`, heartbeats,
 //!   delivery updates, the body limit), so the simulator and this server can never disagree.
 //!   `store.rs` keeps one model per session id and counts requests and faults.
-//! - `faults.rs` decides one fault per request to a protocol route from [`tether_core::Rng`]
-//!   (404s and 405s are never faulted); faults never touch the inspection API, which reads the
+//! - `http.rs` asks the plan's [`FaultDecider`] for one fault per request to a protocol route, in
+//!   arrival order (404s and 405s are never faulted), and carries it out on the connection: a
+//!   delay, a close without a response (before or after applying; after `hang_for` for a hang),
+//!   an injected status, a garbage body. Faults never touch the inspection API, which reads the
 //!   models' accessors directly.
 //! - `server.rs` owns the runtime thread; `stop_listener`/`restart_listener` simulate a server
 //!   going down and coming back with its data; `shutdown` (or drop) is graceful and bounded.
@@ -59,7 +63,7 @@
 //! |---|---|
 //! | `GET /` | the page |
 //! | `GET /inspect/api/state?session=ID&events=N` | every session (at most 100), or one, with its last `N` (0–200, default 10) events |
-//! | `GET /inspect/timeline.svg?session=ID` | the session's timeline from the server's request log, drawn by [`tether_sim::render::render`] |
+//! | `GET /inspect/timeline.svg?session=ID` | the session's timeline from the server's request log, drawn by [`tether_model::render::render`] |
 //! | `POST /inspect/api/faults?plan=PLAN` | puts a [`FaultPlan`] in force (a preset keeps the seed and sizes in force); see [`Inspector::set_faults`] |
 //! | `POST /inspect/api/partition?session=ID&seconds=N` | drops every request of the session without an answer for `N` s (0–3600; 0 ends it); see [`Inspector::partition`] |
 //! | `GET /inspect/protocol`, `/inspect/app.js`, `/inspect/style.css` | the wire protocol as HTML, the page's assets |
@@ -89,7 +93,6 @@
 mod config;
 pub mod date;
 mod error;
-mod faults;
 mod http;
 mod inspect;
 mod journal;
@@ -103,16 +106,16 @@ mod threads;
 
 pub use config::{ChangeLogFn, DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
 pub use error::ServerError;
-pub use faults::{
-    Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,
-};
 pub use inspect::{Inspector, SessionView};
 pub use resources::Resources;
-pub use routes::{Route, SESSIONS_PREFIX};
+pub use routes::SESSIONS_PREFIX;
 pub use server::Server;
 pub use store::{Duplicates, Stats};
 pub use tether_core::session::DeliveryStatus;
-pub use tether_sim::DeliveryUpdate;
+pub use tether_model::DeliveryUpdate;
+pub use tether_model::fault::{
+    Fault, FaultDecider, FaultKind, FaultMix, FaultPlan, ParseFaultPlanError, RetryAfter,
+};
 
 #[cfg(test)]
 mod tests {

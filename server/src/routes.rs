@@ -1,6 +1,6 @@
-//! The seven protocol routes and the matching of a request line against them.
-
-use std::fmt;
+//! The matching of a request line against the seven protocol routes, which are the core's
+//! [`Endpoint`]s: the server names a route by the endpoint a client sends to, so the two cannot
+//! drift apart.
 
 use hyper::Method;
 use tether_core::session::Endpoint;
@@ -8,90 +8,11 @@ use tether_core::session::Endpoint;
 /// Where every session lives: `{base}/v1/code/sessions/{session_id}`.
 pub const SESSIONS_PREFIX: &str = "/v1/code/sessions/";
 
-/// One endpoint of docs/PROTOCOL.md, relative to a session URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Route {
-    /// `POST /worker/register`
-    Register,
-    /// `PUT /worker`
-    PutWorker,
-    /// `GET /worker`
-    GetWorker,
-    /// `POST /worker/heartbeat`
-    Heartbeat,
-    /// `POST /worker/events`
-    Events,
-    /// `POST /worker/internal-events`
-    InternalEvents,
-    /// `POST /worker/events/delivery`
-    Delivery,
-}
-
-impl Route {
-    /// Every route, in declaration order.
-    pub const ALL: [Route; 7] = [
-        Route::Register,
-        Route::PutWorker,
-        Route::GetWorker,
-        Route::Heartbeat,
-        Route::Events,
-        Route::InternalEvents,
-        Route::Delivery,
-    ];
-
-    /// The HTTP method of this route.
-    pub fn method(self) -> &'static str {
-        match self {
-            Route::PutWorker => "PUT",
-            Route::GetWorker => "GET",
-            _ => "POST",
-        }
-    }
-
-    /// The path of this route relative to the session URL.
-    pub fn path(self) -> &'static str {
-        match self {
-            Route::Register => "/worker/register",
-            Route::PutWorker | Route::GetWorker => "/worker",
-            Route::Heartbeat => "/worker/heartbeat",
-            Route::Events => "/worker/events",
-            Route::InternalEvents => "/worker/internal-events",
-            Route::Delivery => "/worker/events/delivery",
-        }
-    }
-
-    /// Whether the client parses this route's response body (so a garbage body is a fault it
-    /// can notice rather than one it ignores).
-    pub fn has_response_body(self) -> bool {
-        matches!(self, Route::Register | Route::GetWorker)
-    }
-
-    /// The endpoint of the core (and of the server model) this route serves.
-    pub(crate) fn endpoint(self) -> Endpoint {
-        match self {
-            Route::Register => Endpoint::Register,
-            Route::PutWorker => Endpoint::PutWorker,
-            Route::GetWorker => Endpoint::GetWorker,
-            Route::Heartbeat => Endpoint::Heartbeat,
-            Route::Events => Endpoint::Events,
-            Route::InternalEvents => Endpoint::InternalEvents,
-            Route::Delivery => Endpoint::Delivery,
-        }
-    }
-}
-
-impl fmt::Display for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method(), self.path())
-    }
-}
-
 /// What a request line resolves to.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Matched<'a> {
     /// A protocol route of session `session`.
-    Route { session: &'a str, route: Route },
+    Route { session: &'a str, route: Endpoint },
     /// A known path asked with the wrong method; `allow` is the `Allow` header value.
     WrongMethod { allow: &'static str },
     /// Anything else.
@@ -117,16 +38,19 @@ pub(crate) fn match_request<'a>(method: &Method, path: &'a str) -> Matched<'a> {
     if session.is_empty() {
         return Matched::NotFound;
     }
-    let candidates: &[Route] = match tail {
-        "/worker" => &[Route::PutWorker, Route::GetWorker],
-        "/worker/register" => &[Route::Register],
-        "/worker/heartbeat" => &[Route::Heartbeat],
-        "/worker/events" => &[Route::Events],
-        "/worker/internal-events" => &[Route::InternalEvents],
-        "/worker/events/delivery" => &[Route::Delivery],
+    let candidates: &[Endpoint] = match tail {
+        "/worker" => &[Endpoint::PutWorker, Endpoint::GetWorker],
+        "/worker/register" => &[Endpoint::Register],
+        "/worker/heartbeat" => &[Endpoint::Heartbeat],
+        "/worker/events" => &[Endpoint::Events],
+        "/worker/internal-events" => &[Endpoint::InternalEvents],
+        "/worker/events/delivery" => &[Endpoint::Delivery],
         _ => return Matched::NotFound,
     };
-    match candidates.iter().find(|r| r.method() == method.as_str()) {
+    match candidates
+        .iter()
+        .find(|r| r.method().as_str() == method.as_str())
+    {
         Some(&route) => Matched::Route { session, route },
         None if candidates.len() == 2 => Matched::WrongMethod { allow: "GET, PUT" },
         None => Matched::WrongMethod { allow: "POST" },
@@ -138,26 +62,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_matches_its_own_method_and_path() {
-        for route in Route::ALL {
+    fn every_endpoint_matches_its_own_method_and_path() {
+        for route in Endpoint::ALL {
             let path = format!("{SESSIONS_PREFIX}abc{}", route.path());
-            let method = Method::from_bytes(route.method().as_bytes()).unwrap();
+            let method = Method::from_bytes(route.method().as_str().as_bytes()).unwrap();
             assert_eq!(
                 match_request(&method, &path),
                 Matched::Route {
                     session: "abc",
                     route
                 }
-            );
-        }
-    }
-
-    #[test]
-    fn every_route_serves_the_endpoint_of_its_method_and_path() {
-        for route in Route::ALL {
-            assert_eq!(
-                route.endpoint().to_string(),
-                format!("{} {}", route.method(), route.path())
             );
         }
     }

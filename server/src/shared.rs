@@ -4,9 +4,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::ServerConfig;
-use crate::faults::{FaultDecider, FaultPlan};
 use crate::journal::Journal;
 use crate::store::Store;
+use tether_model::fault::{FaultDecider, FaultPlan};
 
 /// The life of one listener and its connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,21 +1,22 @@
 //! Every session's state: one [`ServerModel`] per session id, and what the server counts.
 //!
-//! What a request does to a session is decided by the simulator's server model
-//! ([`tether_sim::ServerModel`]): epoch fencing, the worker document, de-duplication of events by
-//! `payload.uuid`, heartbeats, delivery updates and the body limit. The reference server and the
-//! simulator therefore cannot disagree about docs/PROTOCOL.md. This module only keeps one model per
-//! session id, gives it the time, and counts requests and injected faults, which the model never
-//! sees. The HTTP layer decides faults and moves bytes.
+//! What a request does to a session is decided by the protocol's server model
+//! ([`tether_model::ServerModel`], which the simulator runs too): epoch fencing, the worker
+//! document, de-duplication of events by `payload.uuid`, heartbeats, delivery updates and the body
+//! limit. The reference server and the simulator therefore cannot disagree about
+//! docs/PROTOCOL.md. This module only keeps one model per session id, gives it the time, and
+//! counts requests and injected faults, which the model never sees. The HTTP layer decides faults
+//! and moves bytes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::session::Response;
-use tether_sim::{ServerConfig as ModelConfig, ServerModel};
+use tether_model::{ServerConfig as ModelConfig, ServerModel};
 
-use crate::faults::FaultKind;
-use crate::routes::Route;
+use tether_core::session::Endpoint;
+use tether_model::fault::FaultKind;
 
 /// The duplicates a stream filtered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,13 +41,13 @@ impl Duplicates {
 #[non_exhaustive]
 pub struct Stats {
     /// Requests that reached each route (faulted or not).
-    pub requests: BTreeMap<Route, u64>,
+    pub requests: BTreeMap<Endpoint, u64>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<FaultKind, u64>,
 }
 
 impl Stats {
-    fn record(&mut self, route: Route, fault: Option<FaultKind>) {
+    fn record(&mut self, route: Endpoint, fault: Option<FaultKind>) {
         *self.requests.entry(route).or_default() += 1;
         if let Some(kind) = fault {
             *self.faults.entry(kind).or_default() += 1;
@@ -129,7 +130,7 @@ impl Store {
     }
 
     /// Counts a request to `route` of session `id` (creating the session) and its fault.
-    pub fn record_request(&mut self, id: &str, route: Route, fault: Option<FaultKind>) {
+    pub fn record_request(&mut self, id: &str, route: Endpoint, fault: Option<FaultKind>) {
         self.totals.record(route, fault);
         self.session_mut(id).stats.record(route, fault);
     }
@@ -142,14 +143,12 @@ impl Store {
     /// Applies one request to session `id` at `now` (since server start) and answers it: a
     /// status and a JSON body (`{"error": ..}` unless a 2xx). The response's `Date` is the
     /// model's; the HTTP layer writes its own from the wall clock.
-    pub fn handle(&mut self, id: &str, route: Route, body: &[u8], now: Duration) -> Response {
-        self.session_mut(id)
-            .model
-            .handle(instant(now), route.endpoint(), body)
+    pub fn handle(&mut self, id: &str, route: Endpoint, body: &[u8], now: Duration) -> Response {
+        self.session_mut(id).model.handle(instant(now), route, body)
     }
 
     /// Stores `value` as thread `thread`'s next version in session `id` as it is, valid or not
-    /// ([`tether_sim::threads::ThreadStore::poison`]); returns its `v`.
+    /// ([`tether_model::threads::ThreadStore::poison`]); returns its `v`.
     pub fn poison_thread(&mut self, id: &str, thread: &str, value: serde_json::Value) -> u64 {
         self.session_mut(id)
             .model
@@ -177,7 +176,8 @@ impl Store {
 mod tests {
     use serde_json::{Value, json};
     use tether_core::session::DeliveryStatus;
-    use tether_sim::{DeliveryUpdate, Stream};
+    use tether_core::session::Stream;
+    use tether_model::DeliveryUpdate;
 
     use super::*;
 
@@ -193,11 +193,11 @@ mod tests {
         (response.status, body)
     }
 
-    fn send(store: &mut Store, route: Route, body: Value) -> (u16, Value) {
+    fn send(store: &mut Store, route: Endpoint, body: Value) -> (u16, Value) {
         answer(store.handle("s", route, body.to_string().as_bytes(), T))
     }
 
-    fn status(store: &mut Store, route: Route, body: Value) -> u16 {
+    fn status(store: &mut Store, route: Endpoint, body: Value) -> u16 {
         send(store, route, body).0
     }
 
@@ -217,18 +217,18 @@ mod tests {
     fn register_bumps_the_epoch_every_time() {
         let mut store = store();
         assert_eq!(
-            answer(store.handle("s", Route::Register, b"", T)),
+            answer(store.handle("s", Endpoint::Register, b"", T)),
             (200, json!({"worker_epoch": 1}))
         );
         assert_eq!(
-            send(&mut store, Route::Register, json!({})),
+            send(&mut store, Endpoint::Register, json!({})),
             (200, json!({"worker_epoch": 2}))
         );
         assert_eq!(
-            answer(store.handle("t", Route::Register, b"{}", T)),
+            answer(store.handle("t", Endpoint::Register, b"{}", T)),
             (200, json!({"worker_epoch": 1}))
         );
-        assert_eq!(store.handle("s", Route::Register, b"[", T).status, 400);
+        assert_eq!(store.handle("s", Endpoint::Register, b"[", T).status, 400);
         assert_eq!(model(&store, "s").epoch(), 2);
     }
 
@@ -237,11 +237,14 @@ mod tests {
         let mut store = store();
         let first = json!({"worker_epoch": 0, "worker_status": "idle",
             "external_metadata": {"a": 1, "b": {"c": 1}}, "tags": {"x": 1}});
-        assert_eq!(send(&mut store, Route::PutWorker, first), (200, json!({})));
+        assert_eq!(
+            send(&mut store, Endpoint::PutWorker, first),
+            (200, json!({}))
+        );
         let second = json!({"worker_epoch": 0, "worker_status": "busy",
             "external_metadata": {"a": null, "b": {"d": 2}}, "tags": {"y": 2}});
-        assert_eq!(status(&mut store, Route::PutWorker, second), 200);
-        let got = answer(store.handle("s", Route::GetWorker, b"", T));
+        assert_eq!(status(&mut store, Endpoint::PutWorker, second), 200);
+        let got = answer(store.handle("s", Endpoint::GetWorker, b"", T));
         assert_eq!(
             got,
             (
@@ -255,9 +258,9 @@ mod tests {
     #[test]
     fn events_are_deduplicated_per_stream_in_first_arrival_order() {
         let mut store = store();
-        status(&mut store, Route::Events, events(0, &["a", "b"]));
-        status(&mut store, Route::Events, events(0, &["b", "c", "a"]));
-        status(&mut store, Route::InternalEvents, events(0, &["a"]));
+        status(&mut store, Endpoint::Events, events(0, &["a", "b"]));
+        status(&mut store, Endpoint::Events, events(0, &["b", "c", "a"]));
+        status(&mut store, Endpoint::InternalEvents, events(0, &["a"]));
         let s = model(&store, "s");
         let uuids: Vec<&str> = s
             .payloads(Stream::Events)
@@ -271,8 +274,8 @@ mod tests {
                 uuids: vec!["b".into(), "a".into()]
             }
         );
-        assert_eq!(s.events(Stream::Internal).len(), 1);
-        assert_eq!(s.duplicates(Stream::Internal), 0);
+        assert_eq!(s.events(Stream::InternalEvents).len(), 1);
+        assert_eq!(s.duplicates(Stream::InternalEvents), 0);
     }
 
     #[test]
@@ -280,14 +283,14 @@ mod tests {
         let mut store = store();
         let body = json!({"worker_epoch": 0, "events": [
             {"payload": {"uuid": "a"}}, {"payload": {"uuid": 7}}]});
-        assert_eq!(status(&mut store, Route::Events, body), 400);
+        assert_eq!(status(&mut store, Endpoint::Events, body), 400);
         let body =
             json!({"worker_epoch": 0, "events": [{"payload": {"uuid": "a"}, "ephemeral": 1}]});
-        assert_eq!(status(&mut store, Route::Events, body), 400);
+        assert_eq!(status(&mut store, Endpoint::Events, body), 400);
         assert!(model(&store, "s").events(Stream::Events).is_empty());
         let body =
             json!({"worker_epoch": 0, "events": [{"payload": {"uuid": "a"}, "ephemeral": true}]});
-        assert_eq!(status(&mut store, Route::Events, body), 200);
+        assert_eq!(status(&mut store, Endpoint::Events, body), 200);
         let stored: Vec<&Value> = model(&store, "s").payloads(Stream::Events).collect();
         assert_eq!(stored, [&json!({"uuid": "a"})]);
     }
@@ -295,24 +298,24 @@ mod tests {
     #[test]
     fn lower_epoch_is_fenced_and_higher_takes_over() {
         let mut store = store();
-        status(&mut store, Route::Register, json!({}));
-        status(&mut store, Route::Register, json!({}));
-        let (code, body) = send(&mut store, Route::Events, events(1, &["a"]));
+        status(&mut store, Endpoint::Register, json!({}));
+        status(&mut store, Endpoint::Register, json!({}));
+        let (code, body) = send(&mut store, Endpoint::Events, events(1, &["a"]));
         assert_eq!(code, 409);
         assert!(body["error"].is_string());
         assert!(model(&store, "s").events(Stream::Events).is_empty());
-        status(&mut store, Route::PutWorker, json!({"worker_epoch": 5}));
+        status(&mut store, Endpoint::PutWorker, json!({"worker_epoch": 5}));
         assert_eq!(model(&store, "s").epoch(), 5);
         assert_eq!(store.force_takeover("s"), 6);
         let body = json!({"worker_epoch": 5, "session_id": "s"});
-        assert_eq!(status(&mut store, Route::Heartbeat, body), 409);
+        assert_eq!(status(&mut store, Endpoint::Heartbeat, body), 409);
         assert_eq!(
-            send(&mut store, Route::Register, json!({})),
+            send(&mut store, Endpoint::Register, json!({})),
             (200, json!({"worker_epoch": 7}))
         );
         // A stale epoch is superseded even when the rest of the body is malformed.
         let body = json!({"worker_epoch": 6, "events": "not an array"});
-        assert_eq!(status(&mut store, Route::Events, body), 409);
+        assert_eq!(status(&mut store, Endpoint::Events, body), 409);
     }
 
     #[test]
@@ -326,17 +329,20 @@ mod tests {
             json!([1]),
         ] {
             for route in [
-                Route::PutWorker,
-                Route::Heartbeat,
-                Route::Events,
-                Route::Delivery,
+                Endpoint::PutWorker,
+                Endpoint::Heartbeat,
+                Endpoint::Events,
+                Endpoint::Delivery,
             ] {
                 let (code, answer) = send(&mut store, route, body.clone());
                 assert_eq!(code, 400, "{route} {body}");
                 assert!(answer["error"].is_string());
             }
         }
-        assert_eq!(store.handle("s", Route::PutWorker, b"{nope", T).status, 400);
+        assert_eq!(
+            store.handle("s", Endpoint::PutWorker, b"{nope", T).status,
+            400
+        );
     }
 
     #[test]
@@ -346,7 +352,7 @@ mod tests {
             let body = json!({"worker_epoch": 0, "session_id": id}).to_string();
             let at = Duration::from_secs(at);
             store
-                .handle("s", Route::Heartbeat, body.as_bytes(), at)
+                .handle("s", Endpoint::Heartbeat, body.as_bytes(), at)
                 .status
         };
         assert_eq!(beat(&mut store, "s", 10), 200);
@@ -370,9 +376,9 @@ mod tests {
         let mut store = store();
         let body = json!({"worker_epoch": 0, "updates": [
             {"event_id": "e1", "status": "received"}, {"event_id": "e1", "status": "processed"}]});
-        assert_eq!(status(&mut store, Route::Delivery, body), 200);
+        assert_eq!(status(&mut store, Endpoint::Delivery, body), 200);
         let body = json!({"worker_epoch": 0, "updates": [{"event_id": "e2", "status": "lost"}]});
-        assert_eq!(status(&mut store, Route::Delivery, body), 400);
+        assert_eq!(status(&mut store, Endpoint::Delivery, body), 400);
         let update = |status| DeliveryUpdate {
             event_id: "e1".into(),
             status,
@@ -390,11 +396,11 @@ mod tests {
     #[test]
     fn each_session_has_its_own_model_with_the_server_limits() {
         let mut store = Store::new(100, Duration::from_secs(60));
-        status(&mut store, Route::Events, events(0, &["a"]));
+        status(&mut store, Endpoint::Events, events(0, &["a"]));
         let big = events(0, &[&"x".repeat(200)]);
-        assert_eq!(status(&mut store, Route::Events, big), 413);
+        assert_eq!(status(&mut store, Endpoint::Events, big), 413);
         assert_eq!(
-            store.handle("t", Route::Events, b"{}", T).status,
+            store.handle("t", Endpoint::Events, b"{}", T).status,
             400,
             "t is a session of its own"
         );
@@ -406,11 +412,11 @@ mod tests {
     #[test]
     fn requests_and_faults_are_counted_per_session_and_in_total() {
         let mut store = store();
-        store.record_request("a", Route::Events, None);
-        store.record_request("a", Route::Events, Some(FaultKind::Hang));
-        store.record_request("b", Route::Register, Some(FaultKind::Hang));
+        store.record_request("a", Endpoint::Events, None);
+        store.record_request("a", Endpoint::Events, Some(FaultKind::Hang));
+        store.record_request("b", Endpoint::Register, Some(FaultKind::Hang));
         let a = &store.session("a").unwrap().stats;
-        assert_eq!(a.requests[&Route::Events], 2);
+        assert_eq!(a.requests[&Endpoint::Events], 2);
         assert_eq!(a.faults[&FaultKind::Hang], 1);
         assert_eq!(store.totals().total_requests(), 3);
         assert_eq!(store.totals().faults[&FaultKind::Hang], 2);

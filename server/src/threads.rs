@@ -1,6 +1,6 @@
 //! Thread sync's three routes (docs/PROTOCOL.md §Thread sync): `GET /threads?since&limit`,
 //! `POST /threads/sync`, `GET /ping`, served by the session's server model
-//! ([`tether_sim::ServerModel::handle_thread`]), so the server and the simulator agree.
+//! ([`tether_model::ServerModel::handle_thread`]), so the server and the simulator agree.
 //!
 //! The fault plan is keyed by the seven worker routes and does not touch these; faults for
 //! thread sync are the simulator's.

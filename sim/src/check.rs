@@ -1,7 +1,7 @@
 //! Invariant checks over what a run recorded (docs/ARCHITECTURE.md §Simulation).
 //!
 //! Each check is a pure function of plain records the runner fills in, and returns the first
-//! [`Violation`] it finds. Events are identified by their `seq` ([`super::workload::SEQ_FIELD`]),
+//! [`Violation`] it finds. Events are identified by their `seq` ([`SEQ_FIELD`](tether_model::SEQ_FIELD)),
 //! which the workload numbers in enqueue order.
 
 use std::borrow::Cow;
@@ -15,7 +15,7 @@ use tether_core::classify::Outcome;
 use tether_core::patch::DocumentSchema;
 use tether_core::time::Instant;
 
-pub use super::faults::Span;
+pub use tether_model::fault::Span;
 
 /// A broken invariant, said so a person can act on it.
 #[derive(Clone, Debug, PartialEq)]

@@ -34,8 +34,9 @@ use tether_core::budget::{BudgetCounters, RetryBudget, RetryBudgetConfig, RetryC
 use tether_core::session::{Endpoint, Output, RequestId, Response, Session, SessionConfig};
 use tether_core::{Instant, Poll, Rng};
 
-use crate::faults::Span;
-use crate::server::{ServerModel, Stream};
+use tether_core::session::Stream;
+use tether_model::ServerModel;
+use tether_model::fault::Span;
 
 /// What to simulate.
 #[derive(Clone, Debug)]

@@ -16,12 +16,15 @@
 //!
 //! The pieces:
 //!
-//! - [`server`]: [`ServerModel`], docs/PROTOCOL.md's server for one session (epochs and fencing, the
-//!   worker document, de-duplicated event streams, heartbeats, limits), with accessors for what it
-//!   stored. The reference HTTP server (`tether-server`) serves every session with one of these.
-//! - [`faults`]: [`FaultPlan`], built from a seed and a [`FaultMix`]. Per request it decides a
-//!   [`Fault`] and carries it out against the server as a [`Delivery`]; up front it plans
-//!   partitions, restarts and at most one takeover as a timeline.
+//! - The server is [`tether_model`]'s [`ServerModel`], docs/PROTOCOL.md's server for one session
+//!   (epochs and fencing, the worker document, de-duplicated event streams, heartbeats, limits,
+//!   thread sync), the same model the reference HTTP server (`tether-server`) runs per session.
+//!   It is re-exported here, with [`timeline`] and [`render`], for the simulator's users.
+//! - Faults are [`tether_model::fault`]'s vocabulary, shared with the reference server: a
+//!   [`FaultMix`] says how often each [`Fault`] happens.
+//! - [`network`]: [`Network`], built from a seed and a [`FaultMix`]. Per request it decides a
+//!   [`Fault`] and carries it out against the server in virtual time as a [`Delivery`]; up
+//!   front it plans partitions, restarts and at most one takeover as a timeline.
 //! - [`workload`]: [`generate`] turns a seed into the application's actions: events with a `seq`,
 //!   internal events, acks, patches (including the reset-then-object pairs that break naive
 //!   coalescing), flushes, and a final close.
@@ -33,30 +36,30 @@
 //!
 //! # Composing a run
 //!
-//! A runner owns the session, a [`ServerModel`], a [`FaultPlan`] and a [`Trace`], and a queue of
-//! timed happenings: the workload's actions, the plan's [`timeline`](FaultPlan::timeline)
+//! A runner owns the session, a [`ServerModel`], a [`Network`] and a [`Trace`], and a queue of
+//! timed happenings: the workload's actions, the network's [`timeline`](Network::timeline)
 //! (restart → [`ServerModel::restart`], takeover → [`ServerModel::force_takeover`]; partitions
 //! need nothing), deliveries due, and the session's own wake-ups. It repeatedly takes the earliest
 //! and feeds it in. For each request the session emits it calls
-//! [`FaultPlan::exchange`], which returns when and what the session hears back
+//! [`Network::exchange`], which returns when and what the session hears back
 //! ([`Delivery::Hang`]: nothing, the session's deadline must fire). At the end it fills the
 //! [`check`] records from the session's outputs and the server's accessors.
 //!
-//! Derive every seed from one: e.g. the plan from `seed`, the workload from `seed ^ 1`, the
+//! Derive every seed from one: e.g. the network from `seed`, the workload from `seed ^ 1`, the
 //! session's [`Rng`](tether_core::Rng) from `seed ^ 2`.
 //!
 //! ```
 //! use std::time::Duration;
 //! use tether_core::session::Endpoint;
 //! use tether_core::Instant;
-//! use tether_sim::{Delivery, FaultMix, FaultPlan, ServerModel, Trace};
+//! use tether_sim::{Delivery, FaultMix, Network, ServerModel, Trace};
 //!
 //! let mut server = ServerModel::default();
-//! let mut plan = FaultPlan::new(7, FaultMix::flaky(), Duration::from_secs(600))?;
+//! let mut network = Network::new(7, FaultMix::flaky(), Duration::from_secs(600))?;
 //! let mut trace = Trace::new();
 //!
 //! let now = Instant::from_secs(1);
-//! let exchange = plan.exchange(now, &mut server, Endpoint::Register, b"{}");
+//! let exchange = network.exchange(now, &mut server, Endpoint::Register, b"{}");
 //! trace.line(now, format_args!("-> r1 {} ({})", Endpoint::Register, exchange.fault));
 //! match exchange.delivery {
 //!     Delivery::Respond { at, response } => trace.line(at, format_args!("<- r1 {}", response.status)),
@@ -70,24 +73,22 @@
 #![deny(missing_docs)]
 
 pub mod check;
-pub mod faults;
 pub mod fleet;
+pub mod network;
 pub mod outbox;
-pub mod render;
 mod run;
-pub mod server;
 pub mod threads;
-pub mod timeline;
 pub mod trace;
 pub mod workload;
 
 pub use check::Violation;
-pub use faults::{
-    Delivery, Exchange, Fault, FaultMix, FaultMixError, FaultPlan, RetryAfter, Span, TimeEvent,
-};
+pub use network::{Exchange, Network};
 pub use outbox::{CrashConfig, CrashReport, run_crashes};
 pub use run::{RunConfig, RunError, RunReport, RunStats, run};
-pub use server::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent, Stream};
-pub use timeline::{Recorder, Timeline};
+pub use tether_model::fault::{
+    Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,
+};
+pub use tether_model::{AppliedPut, DeliveryUpdate, ServerConfig, ServerModel, StoredEvent};
+pub use tether_model::{Recorder, Timeline, render, timeline};
 pub use trace::Trace;
 pub use workload::{Action, SEQ_FIELD, WorkloadConfig, generate, seq_of};

@@ -15,13 +15,12 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tether_core::batch::{EnqueueError, Event, EventId, PreparedEvent};
 use tether_core::session::{
-    Output, Request, Session, SessionConfig, SessionError, Stream as CoreStream, TransportError,
-    decode_record, encode_record,
+    Output, Request, Session, SessionConfig, SessionError, Stream, TransportError, decode_record,
+    encode_record,
 };
 use tether_core::{Instant, Poll, Rng};
 
-use crate::server::{ServerConfig, ServerModel, Stream};
-use crate::workload::{SEQ_FIELD, seq_of};
+use tether_model::{SEQ_FIELD, ServerConfig, ServerModel, seq_of};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -111,7 +110,7 @@ impl Disk {
 struct Life {
     session: Session,
     in_flight: VecDeque<Request>,
-    keys: HashMap<(CoreStream, EventId), u64>,
+    keys: HashMap<(Stream, EventId), u64>,
     /// Stored records still to restore, in order.
     replay: VecDeque<(u64, Vec<u8>)>,
 }
@@ -215,7 +214,7 @@ pub fn run_crashes(config: &CrashConfig) -> CrashReport {
             acked_patches.append(&mut pending_patches);
         }
         let idle = life.session.state_unacknowledged() == 0
-            && CoreStream::ALL
+            && Stream::ALL
                 .iter()
                 .all(|s| life.session.uploader_depth(*s).events == 0);
         if !work_left && life.replay.is_empty() && idle && report.crashes >= config.crashes {
@@ -289,7 +288,7 @@ fn start(
 /// Restores stored events in order while there is room.
 fn replay(life: &mut Life, now: Instant, report: &mut CrashReport) {
     while let Some((key, record)) = life.replay.pop_front() {
-        let (stream, event): (CoreStream, PreparedEvent) = match decode_record(&record) {
+        let (stream, event): (Stream, PreparedEvent) = match decode_record(&record) {
             Ok(decoded) => decoded,
             Err(e) => {
                 report.violations.push(format!("record {key}: {e}"));

@@ -1,4 +1,4 @@
-//! One simulated run: a session against the server model, through the fault plan, on a virtual
+//! One simulated run: a session against the server model, through the faulty network, on a virtual
 //! clock, with every invariant checked at the end.
 //!
 //! The runner owns everything and moves time itself: it always jumps to the earliest of the
@@ -13,9 +13,7 @@ use super::check::{
     self, GiveUpRules, OutcomeRecord, OutputRecord, PatchFate, PatchRecord, StateRecord,
     StreamRecord, Terminal,
 };
-use super::faults::{Delivery, FaultMix, FaultMixError, FaultPlan, Span, TimeEvent};
-use super::server::{self, ServerConfig, ServerModel};
-use super::timeline::{Recorder, Timeline};
+use super::network::Network;
 use super::trace::Trace;
 use super::workload::{Action, PlannedEvent, Step, WorkloadConfig, steps};
 use tether_core::batch::EventId;
@@ -27,6 +25,10 @@ use tether_core::session::{
     SessionError, Status, Stream,
 };
 use tether_core::time::Instant;
+use tether_model::fault::{Delivery, Span, TimeEvent};
+use tether_model::fault::{FaultMix, FaultMixError};
+use tether_model::timeline::{Recorder, Timeline};
+use tether_model::{ServerConfig, ServerModel};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -170,7 +172,7 @@ struct Runner<'a> {
     now: Instant,
     session: Session,
     server: ServerModel,
-    plan: FaultPlan,
+    network: Network,
     trace: Option<Trace>,
     recorder: Option<Recorder>,
     deliveries: BTreeMap<(Instant, u64), (RequestId, Delivery)>,
@@ -215,7 +217,7 @@ struct Runner<'a> {
 /// ```
 pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let length = config.workload.duration + config.workload.close_timeout;
-    let plan = FaultPlan::new(config.seed, config.mix.clone(), length).map_err(RunError::Mix)?;
+    let network = Network::new(config.seed, config.mix.clone(), length).map_err(RunError::Mix)?;
     let session = Session::new(
         config.session.clone(),
         tether_core::Rng::new(config.seed ^ 2),
@@ -231,7 +233,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         now: Instant::ZERO,
         session,
         server,
-        plan,
+        network,
         trace: config.trace.then(Trace::new),
         recorder: config
             .timeline
@@ -267,7 +269,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         stats: RunStats::default(),
     };
     let actions = steps(config.seed ^ 1, &config.workload);
-    let timeline = runner.plan.timeline();
+    let timeline = runner.network.timeline();
     runner.drive(actions, &timeline);
     Ok(runner.finish())
 }
@@ -534,7 +536,7 @@ impl Runner<'_> {
                 if request.endpoint == Endpoint::PutWorker && !self.connected {
                     self.init_put.get_or_insert(PatchFate::Unknown);
                 }
-                let delivery = if self.plan.partitioned(now) {
+                let delivery = if self.network.partitioned(now) {
                     self.stats.faults += 1;
                     self.line(format_args!("   {} lost in a partition", request.id));
                     if let Some(r) = &mut self.recorder {
@@ -542,9 +544,12 @@ impl Runner<'_> {
                     }
                     Delivery::Hang
                 } else {
-                    let exchange =
-                        self.plan
-                            .exchange(now, &mut self.server, request.endpoint, &request.body);
+                    let exchange = self.network.exchange(
+                        now,
+                        &mut self.server,
+                        request.endpoint,
+                        &request.body,
+                    );
                     if exchange.fault != super::Fault::None {
                         self.stats.faults += 1;
                         self.line(format_args!("   {} fault: {}", request.id, exchange.fault));
@@ -684,7 +689,7 @@ impl Runner<'_> {
                 violations.push(v);
             }
         };
-        for (i, stream) in [server::Stream::Events, server::Stream::Internal]
+        for (i, stream) in [Stream::Events, Stream::InternalEvents]
             .into_iter()
             .enumerate()
         {

@@ -9,9 +9,9 @@ use std::fmt::{self, Write};
 
 use serde_json::Value;
 
-use super::faults::Delivery;
 use tether_core::session::{Endpoint, Request, RequestId, Response};
 use tether_core::time::Instant;
+use tether_model::fault::Delivery;
 
 /// Width of the time column's whole seconds.
 const SECONDS_WIDTH: usize = 6;

@@ -14,14 +14,7 @@ use serde_json::{Map, Value, json};
 
 use tether_core::rng::Rng;
 use tether_core::time::Instant;
-
-/// The payload field holding an event's sequence number.
-pub const SEQ_FIELD: &str = "seq";
-
-/// An event payload's sequence number.
-pub fn seq_of(payload: &Value) -> Option<u64> {
-    payload.get(SEQ_FIELD)?.as_u64()
-}
+pub use tether_model::{SEQ_FIELD, seq_of};
 
 /// One thing the application does to the session.
 #[derive(Clone, Debug, PartialEq)]

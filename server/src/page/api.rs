@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
-use tether_sim::Stream;
+use tether_core::session::Stream;
 
 use super::query::shown;
 use super::{Answer, Query};
-use crate::faults::FaultPlan;
 use crate::journal::{describe_plan, preset_name};
-use crate::routes::Route;
 use crate::shared::Shared;
 use crate::store::{Session, instant};
+use tether_core::session::Endpoint;
+use tether_model::fault::FaultPlan;
 
 /// Sessions shown in full at most; the rest are counted.
 const SESSIONS_SHOWN: usize = 100;
@@ -79,7 +79,7 @@ pub(super) fn state(shared: &Shared, query: &Query) -> Answer {
         "faults": {
             "preset": preset_name(&plan),
             "description": describe_plan(&plan),
-            "rate": plan.rates.total(),
+            "rate": plan.mix.total(),
             "seed": plan.seed,
         },
         "totals": {
@@ -106,7 +106,7 @@ fn session_json(
     let last_beat = beats.last().map(|b| b.since_origin());
     let alive = model.is_alive(instant(now));
     let events = model.events(Stream::Events);
-    let internal = model.events(Stream::Internal);
+    let internal = model.events(Stream::InternalEvents);
     let last_events: Vec<Value> = events
         .iter()
         .rev()
@@ -133,7 +133,7 @@ fn session_json(
     if document_bytes > DOCUMENT_PREVIEW {
         document = preview(&document, DOCUMENT_PREVIEW);
     }
-    let requests: Vec<Value> = Route::ALL
+    let requests: Vec<Value> = Endpoint::ALL
         .iter()
         .map(|route| {
             json!({
@@ -193,7 +193,7 @@ fn session_json(
         },
         "internal_events": {
             "stored": internal.len(),
-            "duplicates": model.duplicates(Stream::Internal),
+            "duplicates": model.duplicates(Stream::InternalEvents),
         },
         "delivery_updates": model.delivery_updates().len(),
         "document": document,
@@ -285,7 +285,7 @@ pub(super) fn timeline_svg(shared: &Shared, query: &Query) -> Answer {
     };
     Answer::text(
         "image/svg+xml; charset=utf-8",
-        tether_sim::render::render(&timeline),
+        tether_model::render::render(&timeline),
     )
 }
 
@@ -307,11 +307,11 @@ pub(super) fn set_faults(shared: &Shared, query: &Query) -> Answer {
     if !text.contains("hang-ms=") {
         plan.hang_for = current.hang_for;
     }
-    if !text.contains("delay-max-ms=") {
-        plan.delay_max = current.delay_max;
+    if !text.contains("delay-max-ms=") && !text.contains("latency-max-ms=") {
+        plan.mix.latency_max = current.mix.latency_max;
     }
     if !text.contains("retry-after-s=") {
-        plan.retry_after_secs = current.retry_after_secs;
+        plan.mix.retry_after_max_secs = current.mix.retry_after_max_secs;
     }
     let description = describe_plan(&plan);
     shared.set_plan(plan);

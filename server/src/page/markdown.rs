@@ -297,7 +297,7 @@ mod tests {
     #[test]
     fn the_protocol_document_has_an_anchor_per_route() {
         let out = page("p", super::super::PROTOCOL_MD);
-        for route in crate::Route::ALL {
+        for route in tether_core::session::Endpoint::ALL {
             let id = format!("id=\"{}\"", slug(&route.to_string()));
             assert!(out.contains(&id), "{route}: {id}");
         }

@@ -1,5 +1,5 @@
 //! A session's timeline as the server saw it, from its own request log, for the same renderer
-//! as `tether demo --svg` ([`tether_sim::render::render`]).
+//! as `tether demo --svg` ([`tether_model::render::render`]).
 //!
 //! Each request is a bar from its arrival to its answer (or the close of its connection),
 //! coloured by how the response table classifies its status; injected faults are shaded under
@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::classify::{Reply, classify};
-use tether_sim::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
+use tether_model::timeline::{Bar, Class, Lane, Span, SpanKind, Timeline};
 
-use crate::faults::FaultKind;
 use crate::journal::{Asked, Entry, SessionNotes};
-use crate::routes::Route;
+use tether_core::session::Endpoint;
+use tether_model::fault::FaultKind;
 
 /// The timeline of session `id` from its logged requests (`trimmed`: older ones were dropped
 /// from the log) and its notes, up to `now` (since the server started).
@@ -48,18 +48,18 @@ pub(crate) fn build(
     let mut connected = trimmed;
     for entry in entries {
         let lane = match entry.asked {
-            Asked::Route(route) => Lane::of(route.endpoint(), connected),
+            Asked::Route(route) => Lane::of(route, connected),
             Asked::Thread => Lane::Threads,
             Asked::Other => continue,
         };
         let ok = entry.status.is_some_and(|s| (200..300).contains(&s));
-        if entry.asked == Asked::Route(Route::GetWorker) && ok {
+        if entry.asked == Asked::Route(Endpoint::GetWorker) && ok {
             connected = true;
         }
         let class = match entry.status {
             Some(status) => Class::of(classify(Reply::Status {
                 status,
-                retry_after: (entry.fault == Some(FaultKind::Throttle)).then_some("1"),
+                retry_after: (entry.fault == Some(FaultKind::Throttled)).then_some("1"),
                 date: None,
             })),
             None if entry.fault == Some(FaultKind::Hang) => Class::TimedOut,
@@ -165,22 +165,22 @@ mod tests {
     #[test]
     fn bars_lanes_classes_and_spans() {
         let entries = [
-            entry(Asked::Route(Route::Register), 1_000, Some(200), None),
-            entry(Asked::Route(Route::PutWorker), 1_010, Some(200), None),
-            entry(Asked::Route(Route::GetWorker), 1_020, Some(200), None),
+            entry(Asked::Route(Endpoint::Register), 1_000, Some(200), None),
+            entry(Asked::Route(Endpoint::PutWorker), 1_010, Some(200), None),
+            entry(Asked::Route(Endpoint::GetWorker), 1_020, Some(200), None),
             entry(
-                Asked::Route(Route::PutWorker),
+                Asked::Route(Endpoint::PutWorker),
                 1_030,
                 Some(429),
-                Some(FaultKind::Throttle),
+                Some(FaultKind::Throttled),
             ),
             entry(
-                Asked::Route(Route::Events),
+                Asked::Route(Endpoint::Events),
                 1_040,
                 None,
                 Some(FaultKind::Hang),
             ),
-            entry(Asked::Route(Route::Events), 1_050, Some(409), None),
+            entry(Asked::Route(Endpoint::Events), 1_050, Some(409), None),
             entry(Asked::Thread, 1_060, Some(200), None),
             entry(Asked::Other, 1_070, Some(404), None),
         ];
@@ -234,7 +234,7 @@ mod tests {
         );
         // The partition still on is drawn up to now.
         assert_eq!(t.spans[2].end, Instant::from_secs(4));
-        let svg = tether_sim::render::render(&t);
+        let svg = tether_model::render::render(&t);
         assert!(svg.starts_with("<svg") && svg.contains("session s as the server saw it"));
     }
 }

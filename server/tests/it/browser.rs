@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_server::{FaultPlan, FaultRates, Server, ServerConfig};
+use tether_server::{FaultMix, FaultPlan, Server, ServerConfig};
 
 /// The whole test's budget; each wait below is a slice of it.
 const WAIT: Duration = Duration::from_secs(20);
@@ -102,7 +102,7 @@ fn the_inspector_page_in_headless_chromium() {
     assert_eq!(server.inspector().totals().total_faults(), 0);
     page.click("#plan button[data-plan=\"heavy\"]");
     wait_for("the server to switch to heavy", || {
-        (server.inspector().faults().rates == FaultRates::HEAVY).then_some(())
+        (server.inspector().faults().mix == FaultMix::heavy()).then_some(())
     });
     let faults = wait_for("faults injected in the stream", || {
         Some(server.inspector().stats(SESSION).total_faults()).filter(|&n| n >= 3)

@@ -5,10 +5,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
+use tether_core::session::Endpoint;
 use tether_server::date::parse_http_date;
-use tether_server::{
-    DEFAULT_BODY_LIMIT, FaultKind, FaultPlan, FaultRates, Route, Server, ServerConfig,
-};
+use tether_server::{DEFAULT_BODY_LIMIT, FaultKind, FaultMix, FaultPlan, Server, ServerConfig};
 
 struct Reply {
     status: u16,
@@ -105,8 +104,8 @@ fn start(config: ServerConfig) -> Server {
     Server::start(config).expect("server starts")
 }
 
-fn with_rates(rates: FaultRates) -> ServerConfig {
-    ServerConfig::default().with_faults(FaultPlan::new(rates).with_seed(11))
+fn with_mix(mix: FaultMix) -> ServerConfig {
+    ServerConfig::default().with_faults(FaultPlan::new(mix).with_seed(11))
 }
 
 #[test]
@@ -192,7 +191,7 @@ fn events_are_deduplicated_and_kept_in_first_arrival_order() {
     assert_eq!(uuids(&view.internal_events), ["a"]);
     assert_eq!(view.internal_duplicates.uuids, ["a"]);
     assert_eq!(view.delivery_updates.len(), 1);
-    assert_eq!(view.stats.requests[&Route::Events], 3);
+    assert_eq!(view.stats.requests[&Endpoint::Events], 3);
 
     let no_uuid =
         json!({"worker_epoch": 0, "events": [{"payload": {"uuid": "e"}}, {"payload": {}}]});
@@ -303,9 +302,10 @@ fn malformed_requests_get_400_404_405() {
 
 #[test]
 fn a_429_carries_a_retry_after_consistent_with_its_date() {
-    let server = start(with_rates(FaultRates {
-        throttle: 1.0,
-        ..FaultRates::NONE
+    let server = start(with_mix(FaultMix {
+        throttle_seconds: 0.5,
+        throttle_date: 0.5,
+        ..FaultMix::none()
     }));
     let (a, s) = (agent(), server.session_url("s"));
     let (mut seconds, mut dates) = (0, 0);
@@ -336,37 +336,40 @@ fn a_429_carries_a_retry_after_consistent_with_its_date() {
         server.inspector().events("s").is_empty(),
         "a throttled request is not applied"
     );
-    assert_eq!(server.inspector().totals().faults[&FaultKind::Throttle], 40);
+    assert_eq!(
+        server.inspector().totals().faults[&FaultKind::Throttled],
+        40
+    );
 }
 
 #[test]
-fn resets_close_without_a_response_before_or_after_applying() {
-    let before = start(with_rates(FaultRates {
-        reset_before: 1.0,
-        ..FaultRates::NONE
+fn lost_requests_and_responses_close_without_a_response_before_or_after_applying() {
+    let before = start(with_mix(FaultMix {
+        lost_request: 1.0,
+        ..FaultMix::none()
     }));
     let url = format!("{}/worker/events", before.session_url("s"));
     assert!(post(&agent(), &url, &events(0, &["a"])).is_err());
     assert!(before.inspector().events("s").is_empty());
 
-    let after = start(with_rates(FaultRates {
-        reset_after: 1.0,
-        ..FaultRates::NONE
+    let after = start(with_mix(FaultMix {
+        lost_response: 1.0,
+        ..FaultMix::none()
     }));
     let url = format!("{}/worker/events", after.session_url("s"));
     assert!(post(&agent(), &url, &events(0, &["a"])).is_err());
     assert_eq!(uuids(&after.inspector().events("s")), ["a"]);
     assert_eq!(
-        after.inspector().stats("s").faults[&FaultKind::ResetAfterApply],
+        after.inspector().stats("s").faults[&FaultKind::LostResponse],
         1
     );
 }
 
 #[test]
 fn garbage_bodies_are_200_and_not_json() {
-    let server = start(with_rates(FaultRates {
+    let server = start(with_mix(FaultMix {
         garbage: 1.0,
-        ..FaultRates::NONE
+        ..FaultMix::none()
     }));
     let (a, s) = (agent(), server.session_url("s"));
     for _ in 0..4 {
@@ -389,34 +392,46 @@ fn garbage_bodies_are_200_and_not_json() {
 }
 
 #[test]
-fn a_hang_ends_with_a_closed_connection_after_hang_for() {
-    let plan = FaultPlan::new(FaultRates {
-        hang: 1.0,
-        ..FaultRates::NONE
-    })
-    .with_hang_for(Duration::from_millis(300));
-    let server = start(ServerConfig::default().with_faults(plan));
-    let url = format!("{}/worker/register", server.session_url("s"));
-    let t = Instant::now();
-    assert!(post(&agent(), &url, &json!({})).is_err());
-    assert!(
-        t.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        t.elapsed()
-    );
-    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
-    assert_eq!(
-        server.inspector().epoch("s"),
-        Some(0),
-        "a hung request is not applied"
-    );
+fn a_hang_or_a_silent_loss_ends_with_a_closed_connection_after_hang_for() {
+    // A hang is applied and never answered; a silent lost request never reaches the server.
+    // Both hold the connection for `hang_for`, then close it.
+    for (mix, applied) in [
+        (
+            FaultMix {
+                hang: 1.0,
+                ..FaultMix::none()
+            },
+            1,
+        ),
+        (
+            FaultMix {
+                lost_request: 1.0,
+                lost_request_silent: 1.0,
+                ..FaultMix::none()
+            },
+            0,
+        ),
+    ] {
+        let plan = FaultPlan::new(mix).with_hang_for(Duration::from_millis(300));
+        let server = start(ServerConfig::default().with_faults(plan));
+        let url = format!("{}/worker/register", server.session_url("s"));
+        let t = Instant::now();
+        assert!(post(&agent(), &url, &json!({})).is_err());
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        assert_eq!(server.inspector().epoch("s"), Some(applied));
+    }
 }
 
 #[test]
 fn shutdown_is_quick_with_idle_connections_and_hangs_in_flight() {
-    let plan = FaultPlan::new(FaultRates {
+    let plan = FaultPlan::new(FaultMix {
         hang: 1.0,
-        ..FaultRates::NONE
+        ..FaultMix::none()
     })
     .with_hang_for(Duration::from_secs(30));
     let server = start(ServerConfig::default().with_faults(plan));
@@ -528,7 +543,7 @@ fn the_same_seed_replays_the_same_faults_over_http() {
         let plan = FaultPlan::heavy()
             .with_seed(seed)
             .with_hang_for(Duration::from_millis(20))
-            .with_delay_max(Duration::from_millis(5));
+            .with_latency_max(Duration::from_millis(5));
         let server = start(ServerConfig::default().with_faults(plan));
         let (a, s) = (agent(), server.session_url("s"));
         let outcomes: Vec<Option<u16>> = (0..60)

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tether_server::{FaultPlan, FaultRates, Server, ServerConfig};
+use tether_server::{FaultMix, FaultPlan, Server, ServerConfig};
 
 struct Reply {
     status: u16,
@@ -305,7 +305,7 @@ fn the_fault_switch_changes_what_the_server_does_and_is_logged() {
     let reply = change(&server, "/inspect/api/faults?plan=heavy");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let plan = server.inspector().faults();
-    assert_eq!(plan.rates, FaultRates::HEAVY);
+    assert_eq!(plan.mix, FaultMix::heavy());
     assert_eq!(
         (plan.seed, plan.hang_for),
         (5, Duration::from_millis(50)),

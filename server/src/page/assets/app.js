@@ -267,7 +267,7 @@ function updateCard(c, s) {
       el("td", {}, el("a", { href: "/inspect/protocol#" + r.anchor, target: "_blank", rel: "noopener" },
         el("code", { text: r.route }))),
       el("td", { class: "n", text: String(r.count) }))));
-  const kinds = ["5xx", "429", "reset-before", "reset-after", "hang", "garbage", "delay", "partition"];
+  const kinds = ["5xx", "429", "413", "lost-request", "lost-response", "hang", "garbage", "latency", "partition"];
   fillTable(c.faults, kinds.map((k) => [k, s.faults[k] || 0]));
 
   if (s.threads.length) {

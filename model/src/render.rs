@@ -19,7 +19,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::timeline::{Bar, Class, Mark, Sample, Span, SpanKind, StatusKind, Timeline};
+use crate::timeline::{Bar, Class, Mark, Sample, Span, SpanKind, StatusKind, Timeline};
 use tether_core::time::Instant;
 
 /// The picture's width in pixels.
@@ -52,8 +52,8 @@ text{fill:#222}.lab{text-anchor:end}.ax{fill:#555;text-anchor:middle}\
 ///
 /// ```
 /// use tether_core::Instant;
-/// use tether_sim::render::render;
-/// use tether_sim::timeline::Recorder;
+/// use tether_model::render::render;
+/// use tether_model::timeline::Recorder;
 ///
 /// let svg = render(&Recorder::new("nothing happened").finish(Instant::from_secs(10)));
 /// assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));

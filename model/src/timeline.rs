@@ -4,9 +4,10 @@
 //! A [`Timeline`] is plain data; [`render`](crate::render::render) draws it as an SVG. It is
 //! filled by a [`Recorder`] from timestamped facts: a request was sent, it was answered (or
 //! failed, timed out, was cancelled), the status changed, the network was partitioned, the
-//! queues held so much. The simulator's runner feeds one when a [`RunConfig`](crate::RunConfig)
-//! asks for it ([`RunConfig::with_timeline`](crate::RunConfig::with_timeline)); a driver of a
-//! real session can feed one the same way from its own clock, turned into an [`Instant`].
+//! queues held so much. The simulator's runner feeds one when a run asks for it (`tether-sim`'s
+//! `RunConfig::with_timeline`); a driver of a real session can feed one the same way from its own
+//! clock, turned into an [`Instant`]. The reference server builds one from its request log for
+//! its inspector page.
 //!
 //! Nothing secret goes in: a bar's details name the request, its endpoint, its body's size and
 //! how it ended, never a body or a token.
@@ -14,7 +15,7 @@
 //! ```
 //! use tether_core::session::{Endpoint, Request, RequestId, Status};
 //! use tether_core::Instant;
-//! use tether_sim::timeline::{Class, Lane, Recorder};
+//! use tether_model::timeline::{Class, Lane, Recorder};
 //!
 //! let mut recorder = Recorder::new("one heartbeat");
 //! recorder.status(Instant::ZERO, Status::Connected);
@@ -34,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use super::faults::{Delivery, TimeEvent};
+use crate::fault::{Delivery, TimeEvent};
 use tether_core::classify::{Outcome, Reply, TransientCause, classify};
 use tether_core::session::{Endpoint, Request, RequestId, Session, Status, Stream};
 use tether_core::time::Instant;
