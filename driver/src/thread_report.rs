@@ -100,6 +100,11 @@ pub enum ThreadReport {
     Online,
     /// A push slower than the recent 95th percentile.
     SlowSync(SlowSync),
+    /// The caller paused syncing ([`ThreadHandle::pause`](crate::ThreadHandle::pause)): no
+    /// request goes; edits queue.
+    Paused,
+    /// The caller resumed syncing ([`ThreadHandle::resume`](crate::ThreadHandle::resume)).
+    Resumed,
     /// Stopped for good; the threads the server does not hold, handed back.
     Stopped {
         /// Why.
