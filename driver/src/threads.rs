@@ -14,14 +14,15 @@ use std::time::Duration;
 use tether_core::session::{Endpoint, RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
-    StatusChange, StopReason, SyncStatus, Thread, ThreadConfigError, ThreadEndpoint, ThreadError,
-    ThreadOutput, ThreadSync, ThreadSyncConfig, ThreadTimer,
+    StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadError, ThreadOutput,
+    ThreadSync, ThreadSyncConfig, ThreadTimer,
 };
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Target};
+pub use crate::thread_report::ThreadStartError;
 use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
@@ -84,30 +85,6 @@ struct FlushWait {
     until: Option<Instant>,
     reply: Completer<Result<(), ThreadFlushError>>,
 }
-
-/// Why thread sync could not be started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ThreadStartError {
-    /// The configuration is refused.
-    Config(ThreadConfigError),
-    /// Thread sync already runs on this session; use its handle (it is `Clone`).
-    AlreadyStarted,
-    /// The session has ended (or is closing).
-    Ended,
-}
-
-impl std::fmt::Display for ThreadStartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ThreadStartError::Config(e) => write!(f, "invalid thread sync configuration: {e}"),
-            ThreadStartError::AlreadyStarted => f.write_str("thread sync already runs"),
-            ThreadStartError::Ended => f.write_str("the session has ended"),
-        }
-    }
-}
-
-impl std::error::Error for ThreadStartError {}
 
 /// Thread sync inside the driver. See the [module docs](self).
 pub(crate) struct ThreadPart {
