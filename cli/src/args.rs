@@ -49,6 +49,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// send JSON Lines from stdin through a session
     Pipe(crate::pipe::PipeArgs),
+    /// bridge thread sync to JSON Lines: edits on stdin, remote changes and statuses on stdout
+    Threads(crate::threads::ThreadsArgs),
     /// show, export or discard what a durable outbox keeps
     Outbox(crate::outbox::OutboxArgs),
     /// run the deterministic simulator over many seeds, or trace one
@@ -164,6 +166,8 @@ mod tests {
     fn errors_name_the_flag() {
         assert_eq!(err(&["serve", "--nope"]), "unknown flag `--nope`");
         assert_eq!(err(&["pipe"]), "--url is required");
+        assert_eq!(err(&["threads"]), "--url is required");
+        assert!(err(&["threads", "--url", "x", "--runtime", "x"]).contains("`tokio`"));
         assert_eq!(err(&["nope"]), "unknown command `nope`");
         assert!(err(&["demo", "--events", "many"]).contains("--events"));
         assert!(

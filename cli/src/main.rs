@@ -1,4 +1,4 @@
-//! The `tether` command: `demo`, `serve`, `pipe`, `outbox` and `sim`.
+//! The `tether` command: `demo`, `serve`, `pipe`, `threads`, `outbox` and `sim`.
 //!
 //! Each subcommand is one module with clap-derived arguments and a `run(args) -> ExitCode`;
 //! adding one is one module, one variant of [`args::Command`] and one match arm below.
@@ -13,6 +13,7 @@ mod serve;
 mod session;
 mod sim;
 mod sync_demo;
+mod threads;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Pipe(a) => pipe::run(&a),
+        Command::Threads(a) => threads::run(&a),
         Command::Outbox(a) => outbox::run(&a),
         Command::Sim(a) => sim::run_command(&a),
     }

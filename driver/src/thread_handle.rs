@@ -49,10 +49,10 @@ impl ThreadHandle {
         })
     }
 
-    fn edit(
+    fn edit<R>(
         &self,
-        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<(), ThreadError>,
-    ) -> Result<(), ThreadCallError> {
+        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<R, ThreadError>,
+    ) -> Result<R, ThreadCallError> {
         self.shared.with(|d, now| {
             d.with_threads(now, |part, now| match part {
                 Some(part) => part.edit(now, f),
@@ -91,6 +91,16 @@ impl ThreadHandle {
         self.edit(|s, now| s.update_message(now, thread, message))
     }
 
+    /// Deletes a message of `thread`, by id. The delete sticks through merges (a tombstone:
+    /// `"deleted": [id, ...]` on the wire), so a concurrent append or edit of another message
+    /// does not bring it back.
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`], e.g. for an unknown thread or message.
+    pub fn delete_message(&self, thread: &str, message: &str) -> Result<(), ThreadCallError> {
+        self.edit(|s, now| s.delete_message(now, thread, message))
+    }
+
     /// Sets (`Some`) or removes (`None`) a top-level field of `thread`, e.g. `title`.
     ///
     /// # Errors
@@ -121,6 +131,48 @@ impl ThreadHandle {
                 }
             });
         });
+    }
+
+    /// Pushes `thread`'s queued edits now, skipping the push window (at once unless a push is
+    /// in flight or backing off; while paused or offline, first once syncing runs again). A
+    /// hold after failures pinned on the thread is lifted. Whether the thread had edits
+    /// waiting (`false`: synced, or all it has is in the push in flight).
+    ///
+    /// # Errors
+    /// [`ThreadCallError::Invalid`] for a thread this replica does not hold;
+    /// [`ThreadCallError::Closed`] or [`ThreadCallError::Stopped`].
+    pub fn sync_now(&self, thread: &str) -> Result<bool, ThreadCallError> {
+        self.edit(|s, now| s.sync_now(now, thread))
+    }
+
+    /// Pauses syncing: no request goes (push, pull or probe) until [`resume`](Self::resume);
+    /// edits still apply and queue, and a request in flight still settles. Reported as
+    /// [`ThreadReport::Paused`]. A close still drains: it resumes first.
+    pub fn pause(&self) {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| {
+                if let Some(sync) = part.and_then(ThreadPart::sync_mut) {
+                    sync.pause(now);
+                }
+            });
+        });
+    }
+
+    /// Resumes after [`pause`](Self::pause): pulls at once and pushes what queued meanwhile.
+    /// Reported as [`ThreadReport::Resumed`].
+    pub fn resume(&self) {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| {
+                if let Some(sync) = part.and_then(ThreadPart::sync_mut) {
+                    sync.resume(now);
+                }
+            });
+        });
+    }
+
+    /// Whether the caller paused syncing.
+    pub fn is_paused(&self) -> bool {
+        self.read(ThreadSync::is_paused).unwrap_or(false)
     }
 
     /// Pulls as soon as possible.
@@ -171,6 +223,18 @@ impl ThreadHandle {
         self.shared.with(|d, now| {
             d.with_threads(now, |part, _| match part {
                 Some(part) => part.statuses(),
+                None => crate::threads::ended(),
+            })
+        })
+    }
+
+    /// The threads with changes the server does not hold yet (queued or in flight), by id:
+    /// the current set first, then the set whenever it changes (empty once everything is
+    /// synced); it ends once thread sync has ended.
+    pub fn pending_threads(&self) -> Subscription<Vec<String>> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, _| match part {
+                Some(part) => part.pending_threads(),
                 None => crate::threads::ended(),
             })
         })

@@ -1,5 +1,5 @@
-//! What thread sync answers its caller: refused edits, flush errors, live reports and the close
-//! report. A leaf: thread sync makes them, the handle returns them.
+//! What thread sync answers its caller: a refused start, refused edits, flush errors, live
+//! reports and the close report. A leaf: thread sync makes them, the handle returns them.
 
 use std::fmt;
 
@@ -7,6 +7,30 @@ use tether_core::classify::Outcome;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{OfflineReason, RejectedThread, SlowSync, StopReason, Thread, ThreadError};
 use tether_core::thread as shared_threads;
+
+/// Why thread sync could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThreadStartError {
+    /// The configuration is refused.
+    Config(shared_threads::ThreadConfigError),
+    /// Thread sync already runs on this session; use its handle (it is `Clone`).
+    AlreadyStarted,
+    /// The session has ended (or is closing).
+    Ended,
+}
+
+impl std::fmt::Display for ThreadStartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ThreadStartError::Config(e) => write!(f, "invalid thread sync configuration: {e}"),
+            ThreadStartError::AlreadyStarted => f.write_str("thread sync already runs"),
+            ThreadStartError::Ended => f.write_str("the session has ended"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadStartError {}
 
 /// Why an edit was refused. Nothing changed then.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +124,11 @@ pub enum ThreadReport {
     Online,
     /// A push slower than the recent 95th percentile.
     SlowSync(SlowSync),
+    /// The caller paused syncing ([`ThreadHandle::pause`](crate::ThreadHandle::pause)): no
+    /// request goes; edits queue.
+    Paused,
+    /// The caller resumed syncing ([`ThreadHandle::resume`](crate::ThreadHandle::resume)).
+    Resumed,
     /// Stopped for good; the threads the server does not hold, handed back.
     Stopped {
         /// Why.

@@ -14,14 +14,15 @@ use std::time::Duration;
 use tether_core::session::{Endpoint, RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
-    StatusChange, StopReason, SyncStatus, Thread, ThreadConfigError, ThreadEndpoint, ThreadError,
-    ThreadOutput, ThreadSync, ThreadSyncConfig, ThreadTimer,
+    StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadError, ThreadOutput,
+    ThreadSync, ThreadSyncConfig, ThreadTimer,
 };
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Target};
+pub use crate::thread_report::ThreadStartError;
 use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
 
@@ -85,30 +86,6 @@ struct FlushWait {
     reply: Completer<Result<(), ThreadFlushError>>,
 }
 
-/// Why thread sync could not be started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ThreadStartError {
-    /// The configuration is refused.
-    Config(ThreadConfigError),
-    /// Thread sync already runs on this session; use its handle (it is `Clone`).
-    AlreadyStarted,
-    /// The session has ended (or is closing).
-    Ended,
-}
-
-impl std::fmt::Display for ThreadStartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ThreadStartError::Config(e) => write!(f, "invalid thread sync configuration: {e}"),
-            ThreadStartError::AlreadyStarted => f.write_str("thread sync already runs"),
-            ThreadStartError::Ended => f.write_str("the session has ended"),
-        }
-    }
-}
-
-impl std::error::Error for ThreadStartError {}
-
 /// Thread sync inside the driver. See the [module docs](self).
 pub(crate) struct ThreadPart {
     sync: ThreadSync,
@@ -119,6 +96,8 @@ pub(crate) struct ThreadPart {
     in_flight: HashMap<RequestId, Option<u64>>,
     statuses: Fanout<StatusChange>,
     reports: Fanout<ThreadReport>,
+    /// The set of threads the server does not hold yet, whenever it changes.
+    pending: Fanout<Vec<String>>,
     /// Threads refused so far (each went to the caller live).
     rejected: u64,
     stopped: Option<StopReason>,
@@ -143,6 +122,7 @@ impl ThreadPart {
             in_flight: HashMap::new(),
             statuses: Fanout::new(),
             reports: Fanout::new(),
+            pending: Fanout::new(),
             rejected: 0,
             stopped: None,
             pulls_issued: 0,
@@ -156,12 +136,12 @@ impl ThreadPart {
 
     // ----- the caller's calls -----
 
-    /// Runs an edit, unless closing or ended.
-    pub(crate) fn edit(
+    /// Runs an edit (or another call that may be refused), unless closing or ended.
+    pub(crate) fn edit<R>(
         &mut self,
         now: Instant,
-        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<(), ThreadError>,
-    ) -> Result<(), ThreadCallError> {
+        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<R, ThreadError>,
+    ) -> Result<R, ThreadCallError> {
         if self.closing.is_some() || self.report.is_some() {
             return Err(ThreadCallError::Closed);
         }
@@ -195,6 +175,12 @@ impl ThreadPart {
         self.reports.subscribe([])
     }
 
+    /// The pending set from now on, starting with the current one.
+    pub(crate) fn pending_threads(&mut self) -> Subscription<Vec<String>> {
+        let current: Vec<String> = self.sync.pending_threads().map(String::from).collect();
+        self.pending.subscribe([current])
+    }
+
     /// Every local edit pushed and a pull made after this call answered, or `timeout`.
     pub(crate) fn flush(
         &mut self,
@@ -215,7 +201,8 @@ impl ThreadPart {
         pending
     }
 
-    /// Stops intake; drains until `until` (or an earlier close's deadline), then ends.
+    /// Stops intake; drains until `until` (or an earlier close's deadline), then ends. A
+    /// paused machine is resumed for the drain (at its next turn).
     pub(crate) fn close(&mut self, until: Instant) {
         if self.report.is_none() {
             self.closing = Some(self.closing.map_or(until, |c| c.min(until)));
@@ -305,6 +292,10 @@ impl ThreadPart {
                 self.sync.start(now, epoch);
             }
         }
+        if self.closing.is_some() && self.sync.is_paused() {
+            // A close drains: a paused machine would only wait out its timeout.
+            self.sync.resume(now);
+        }
         self.drain(&mut io);
         let pending = self.sync.pending();
         let done = self.pulls_done;
@@ -388,6 +379,9 @@ impl ThreadPart {
             ThreadOutput::Offline(reason) => self.reports.publish(ThreadReport::Offline(reason)),
             ThreadOutput::Online => self.reports.publish(ThreadReport::Online),
             ThreadOutput::SlowSync(slow) => self.reports.publish(ThreadReport::SlowSync(slow)),
+            ThreadOutput::Pending(ids) => self.pending.publish(ids),
+            ThreadOutput::Paused => self.reports.publish(ThreadReport::Paused),
+            ThreadOutput::Resumed => self.reports.publish(ThreadReport::Resumed),
             ThreadOutput::Stopped { reason, unsynced } => {
                 self.stopped = Some(reason);
                 self.reports
@@ -434,6 +428,7 @@ impl ThreadPart {
         self.report = Some(report);
         self.statuses.close();
         self.reports.close();
+        self.pending.close();
     }
 
     fn ended_error(&self) -> ThreadFlushError {

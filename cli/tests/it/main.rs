@@ -11,3 +11,4 @@ mod outbox_crash;
 mod sim;
 mod support;
 mod sync;
+mod threads;

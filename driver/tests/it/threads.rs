@@ -316,6 +316,106 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
     ));
 }
 
+#[test]
+fn a_delete_sticks_through_sync_and_reaches_every_client() {
+    let mut rig = Rig::new(2, Box::new(|_| None));
+    let (a, b) = (
+        rig.clients[0].threads.clone(),
+        rig.clients[1].threads.clone(),
+    );
+    a.add_message("t1", message("m1", 1)).unwrap();
+    a.add_message("t1", message("m2", 2)).unwrap();
+    let flush_both = |rig: &mut Rig| {
+        for _ in 0..2 {
+            let mut flushes = [
+                a.flush(Duration::from_secs(60)),
+                b.flush(Duration::from_secs(60)),
+            ];
+            rig.run_until(10_000, |_| flushes.iter().all(|f| f.is_ready()));
+            for flush in &mut flushes {
+                assert_eq!(flush.try_take(), Some(Ok(())));
+            }
+        }
+    };
+    flush_both(&mut rig);
+    assert_eq!(b.thread("t1").unwrap().messages.len(), 2);
+    assert!(matches!(
+        b.delete_message("t1", "nope"),
+        Err(ThreadCallError::Invalid(_))
+    ));
+    b.delete_message("t1", "m1").unwrap();
+    // A concurrent append on the other side does not bring the deleted message back.
+    a.add_message("t1", message("m3", 3)).unwrap();
+    flush_both(&mut rig);
+    let server: Vec<_> = rig.model.threads().threads().cloned().collect();
+    let ids: Vec<_> = server[0].messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m2", "m3"]);
+    assert_eq!(a.threads(), server);
+    assert_eq!(b.threads(), server);
+    assert_eq!(server[0].to_value()["deleted"], json!(["m1"]));
+}
+
+#[test]
+fn pause_holds_every_request_sync_now_pushes_and_the_pending_set_is_streamed() {
+    let mut rig = Rig::new(1, Box::new(|_| None));
+    let threads = rig.clients[0].threads.clone();
+    let reports = threads.reports();
+    let pending = threads.pending_threads();
+    assert_eq!(
+        pending.try_next(),
+        Some(Ok(Vec::new())),
+        "the current set first"
+    );
+    rig.run_until(100, |r| r.seen.contains(&ThreadEndpoint::Pull));
+    threads.pause();
+    assert!(threads.is_paused());
+    let seen = rig.seen.len();
+    threads.add_message("t1", message("m1", 1)).unwrap();
+    assert_eq!(pending.try_next(), Some(Ok(vec!["t1".to_owned()])));
+    let until = *rig.now.lock().unwrap() + Duration::from_secs(90);
+    rig.run_until(10_000, |r| *r.now.lock().unwrap() >= until);
+    assert_eq!(rig.seen.len(), seen, "no request while paused");
+    assert_eq!(threads.sync_now("t1"), Ok(true));
+    assert!(matches!(
+        threads.sync_now("nope"),
+        Err(ThreadCallError::Invalid(ThreadError::UnknownThread { .. }))
+    ));
+    rig.turn();
+    assert_eq!(rig.seen.len(), seen, "sync_now waits for resume");
+    threads.resume();
+    rig.turn();
+    assert!(
+        rig.seen[seen..].contains(&ThreadEndpoint::Sync),
+        "pushed at once"
+    );
+    let mut flush = threads.flush(Duration::from_secs(10));
+    rig.run_until(1_000, |_| flush.is_ready());
+    assert_eq!(flush.try_take(), Some(Ok(())));
+    assert_eq!(
+        pending.try_next(),
+        Some(Ok(Vec::new())),
+        "empty once synced"
+    );
+    assert_eq!(threads.sync_now("t1"), Ok(false));
+    let said: Vec<_> = std::iter::from_fn(|| reports.try_next().map(Result::unwrap)).collect();
+    let paused = said.iter().position(|r| *r == ThreadReport::Paused);
+    let resumed = said.iter().position(|r| *r == ThreadReport::Resumed);
+    assert!(paused.is_some() && paused < resumed, "{said:?}");
+
+    // A close drains even a paused machine.
+    threads.pause();
+    threads.add_message("t1", message("m2", 2)).unwrap();
+    let mut report = threads.close(Duration::from_secs(5));
+    rig.run_until(1_000, |_| report.is_ready());
+    assert!(report.try_take().unwrap().all_synced());
+    assert_eq!(
+        rig.model.threads().threads().next().unwrap().messages.len(),
+        2
+    );
+    assert_eq!(pending.iter().last(), Some(Ok(Vec::new())));
+    assert!(pending.is_finished());
+}
+
 /// Where the driver's time starts on the (unread) real clock: these tests run on the core's
 /// time alone.
 #[allow(

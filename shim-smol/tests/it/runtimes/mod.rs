@@ -1,8 +1,8 @@
 //! One end-to-end suite, run on every runtime: the blocking shim's threads, smol, and tokio.
 //!
 //! Each case is a plain function of a [`Runtime`], written once, against `tether_server` on
-//! 127.0.0.1, and asserts what a user relies on: the reports ([`cases`]) and the retry budget
-//! shared by many sessions ([`budget`]). `on_every_runtime!` makes one `#[test]` per case and
+//! 127.0.0.1, and asserts what a user relies on: the reports ([`cases`]), the retry budget
+//! shared by many sessions ([`budget`]) and thread sync ([`threads`]). `on_every_runtime!` makes one `#[test]` per case and
 //! runtime, e.g. `runtimes::cases::on_smol::a_full_queue_...`, so a failure names its runtime.
 //!
 //! The cases call a [`Session`]: the one handle, `Tether`, whose answers the test's thread
@@ -21,13 +21,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{SessionConfig, Status, Stream};
+use tether_core::thread::ThreadSyncConfig;
 use tether_driver::{
     BulkSendError, CloseReport, Counters, FlushError, Lagged, PatchError, Report, SendError,
-    SharedRetryBudget, Subscription, Tether,
+    SharedRetryBudget, Subscription, Tether, ThreadHandle,
 };
 
 mod budget;
 mod cases;
+mod threads;
 
 /// How a session is started: the same options on every runtime.
 #[derive(Clone)]
@@ -89,6 +91,9 @@ pub trait Session: Send + Sync {
     fn close(&self, timeout: Duration) -> CloseReport;
     fn reports(&self) -> Box<dyn Feed<Report>>;
     fn statuses(&self) -> Box<dyn Feed<Status>>;
+    /// Starts thread sync on the session as client `client`: the handle is the same type on
+    /// every runtime, and its answers are `.wait()`ed for like the session's.
+    fn threads(&self, client: &str) -> ThreadHandle;
 
     fn send_event(&self, payload: Value, timeout: Duration) -> Result<EventId, SendError> {
         self.send(Stream::Events, Event::new(payload), timeout)
@@ -195,6 +200,11 @@ impl Session for Started {
     }
     fn statuses(&self) -> Box<dyn Feed<Status>> {
         Box::new(self.tether.statuses())
+    }
+    fn threads(&self, client: &str) -> ThreadHandle {
+        self.tether
+            .threads(ThreadSyncConfig::new(client))
+            .expect("thread sync starts")
     }
 }
 
