@@ -7,6 +7,7 @@ use std::time::Duration;
 use tether_core::Instant;
 
 use tether_core::session::{Endpoint, Method, Request, RequestId, Response};
+use tether_core::thread::ThreadEndpoint;
 
 use crate::url::{SessionUrl, Token};
 
@@ -17,15 +18,62 @@ pub const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
 /// the request at its deadline already; this only bounds the transport's resources.
 pub const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
+/// Which protocol route a request is for: one of the session's worker routes, or one of the
+/// thread routes of the thread sync it hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Route {
+    /// A worker route (`PUT /worker`, `POST /worker/events`, ...).
+    Worker(Endpoint),
+    /// A thread route (`GET /threads`, `POST /threads/sync`, `GET /ping`).
+    Thread(ThreadEndpoint),
+}
+
+impl Route {
+    /// The HTTP method.
+    pub fn method(self) -> Method {
+        match self {
+            Route::Worker(endpoint) => endpoint.method(),
+            Route::Thread(endpoint) => endpoint.method(),
+        }
+    }
+
+    /// The worker endpoint, if it is one.
+    pub fn worker(self) -> Option<Endpoint> {
+        match self {
+            Route::Worker(endpoint) => Some(endpoint),
+            Route::Thread(_) => None,
+        }
+    }
+
+    /// The thread endpoint, if it is one.
+    pub fn thread(self) -> Option<ThreadEndpoint> {
+        match self {
+            Route::Thread(endpoint) => Some(endpoint),
+            Route::Worker(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Worker(endpoint) => write!(f, "{endpoint}"),
+            Route::Thread(endpoint) => write!(f, "{endpoint}"),
+        }
+    }
+}
+
 /// One HTTP exchange the session asks for, ready for a transport.
 ///
 /// Its `Debug` shows the endpoint, URL and body length, never the token.
 #[derive(Clone)]
 pub struct HttpRequest {
-    /// The core's name for the request: quote it in the answer.
+    /// The session's name for the request, unique among all its requests (thread sync's
+    /// too): quote it in the answer.
     pub id: RequestId,
-    /// Which protocol endpoint.
-    pub endpoint: Endpoint,
+    /// Which protocol route.
+    pub route: Route,
     /// The full URL: the session URL plus the endpoint's path.
     pub url: String,
     /// The JSON body; empty for `GET`.
@@ -49,7 +97,7 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The HTTP method.
     pub fn method(&self) -> Method {
-        self.endpoint.method()
+        self.route.method()
     }
 
     /// The method's name, e.g. `"POST"`.
@@ -80,7 +128,7 @@ impl fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRequest")
             .field("id", &self.id)
-            .field("endpoint", &self.endpoint)
+            .field("route", &self.route)
             .field("url", &self.url)
             .field("body_len", &self.body.len())
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
@@ -104,7 +152,7 @@ impl Target {
         let deadline = request.deadline;
         HttpRequest {
             id: request.id,
-            endpoint: request.endpoint,
+            route: Route::Worker(request.endpoint),
             url: self.url.join(request.path()),
             body: request.body,
             token: self.token.clone(),

@@ -34,7 +34,7 @@
 //! use serde_json::json;
 //! use tether_core::Instant;
 //! use tether_core::session::Endpoint;
-//! use tether_driver::runtime::{Action, HttpResponse, Origin, Shared};
+//! use tether_driver::runtime::{Action, HttpResponse, Origin, Route, Shared};
 //! use tether_driver::{Settings, Tether};
 //!
 //! let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/doc");
@@ -60,8 +60,8 @@
 //!     let mut todo = std::collections::VecDeque::from(turn.actions);
 //!     while let Some(action) = todo.pop_front() {
 //!         if let Action::Send(request) = action {
-//!             let body = match request.endpoint {
-//!                 Endpoint::GetWorker => r#"{"worker":{}}"#,
+//!             let body = match request.route {
+//!                 Route::Worker(Endpoint::GetWorker) => r#"{"worker":{}}"#,
 //!                 _ => "{}",
 //!             };
 //!             // An answer may make more to do (the next batch): do that too.

@@ -1,17 +1,19 @@
 //! Thread sync on the driver: a core [`ThreadSync`] driven by the same loop, transport and
 //! timer as the session (docs/PROTOCOL.md §Thread sync).
 //!
-//! The driver holds at most one [`ThreadPart`]. Its requests come out as the driver's
-//! [`Action`]s, with request ids in a space of their own (the top bit set, the endpoint in the
-//! next two), so a shim sends, cancels and answers them exactly like the session's; its
-//! deadline is folded into [`Driver::poll_timeout`](crate::Driver::poll_timeout). It starts
+//! The driver holds at most one [`ThreadPart`]: a channel of the session. Its requests come out
+//! as the driver's [`Action`]s with ids the session reserves for it
+//! ([`Session::reserve_request_id`](tether_core::session::Session::reserve_request_id)), so
+//! every request of a session has an id of its own and a shim sends, cancels and answers them
+//! all the same way; each names its [`Route`] (a thread route, not a worker one). Its deadline
+//! is folded into the driver's ([`Driver::poll`](crate::Driver::poll)). It starts
 //! once the session knows its worker epoch (every push carries it), and ends with the session:
 //! a close drains it for the same timeout, any other end hands back what is unsynced at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tether_core::session::{Endpoint, RequestId, TransportError};
+use tether_core::session::{RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
     StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadError, ThreadOutput,
@@ -21,17 +23,10 @@ use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
 
 use crate::action::Action;
-use crate::http::{HttpRequest, HttpResponse, Target};
+use crate::http::{HttpRequest, HttpResponse, Route, Target};
 pub use crate::thread_report::ThreadStartError;
 use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
-
-/// Set in the id of every thread-sync request.
-const TAG: u64 = 1 << 63;
-/// The endpoint's index in [`ThreadEndpoint::ALL`] sits here.
-const ENDPOINT_SHIFT: u32 = 61;
-/// The core's request id sits below.
-const ID_MASK: u64 = (1 << ENDPOINT_SHIFT) - 1;
 
 /// The most of a thread-sync answer a transport reads: pull pages carry whole threads, so this
 /// is far above the session's cap. A longer answer is truncated, which the core treats as a
@@ -41,42 +36,13 @@ pub const THREAD_MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 /// The shortest wait when a deadline already handled is named again (as in the driver).
 const MIN_REPEAT_WAIT: Duration = Duration::from_millis(1);
 
-/// Whether `id` names a thread-sync request.
-pub(crate) fn is_thread_request(id: RequestId) -> bool {
-    id.0 & TAG != 0
-}
-
-fn tag(id: shared_threads::RequestId, endpoint: ThreadEndpoint) -> RequestId {
-    let index = ThreadEndpoint::ALL
-        .iter()
-        .position(|e| *e == endpoint)
-        .unwrap_or(0) as u64;
-    RequestId(TAG | (index << ENDPOINT_SHIFT) | (id.0 & ID_MASK))
-}
-
-fn untag(id: RequestId) -> shared_threads::RequestId {
-    shared_threads::RequestId(id.0 & ID_MASK)
-}
-
-impl HttpRequest {
-    /// The thread-sync endpoint of a request made for thread sync, `None` for the session's
-    /// own. Such a request's [`endpoint`](HttpRequest::endpoint) is a session endpoint with
-    /// the same method (`GET /worker` for the two `GET`s, `POST /worker/events` for the push),
-    /// so a transport needs nothing new; its `url` is the thread route's.
-    pub fn thread_endpoint(&self) -> Option<ThreadEndpoint> {
-        if !is_thread_request(self.id) {
-            return None;
-        }
-        let index = ((self.id.0 & !TAG) >> ENDPOINT_SHIFT) as usize;
-        ThreadEndpoint::ALL.get(index).copied()
-    }
-}
-
-/// What the driver's hooks hand a turn: where requests go and where actions are queued.
+/// What the driver's hooks hand a turn: where requests go, where actions are queued, and the
+/// session's request ids (one space for every channel of the session).
 pub(crate) struct Io<'a> {
     pub(crate) now: Instant,
     pub(crate) target: &'a Target,
     pub(crate) actions: &'a mut VecDeque<Action>,
+    pub(crate) ids: &'a mut dyn FnMut() -> RequestId,
 }
 
 struct FlushWait {
@@ -92,8 +58,9 @@ pub(crate) struct ThreadPart {
     started: bool,
     wake: Option<Wake<ThreadTimer>>,
     fired: Option<Instant>,
-    /// Requests in flight: their pull number, for pulls.
-    in_flight: HashMap<RequestId, Option<u64>>,
+    /// Requests in flight, by the session's id: thread sync's own id, and the pull number for
+    /// pulls.
+    in_flight: HashMap<RequestId, (shared_threads::RequestId, Option<u64>)>,
     statuses: Fanout<StatusChange>,
     reports: Fanout<ThreadReport>,
     /// The set of threads the server does not hold yet, whenever it changes.
@@ -221,6 +188,11 @@ impl ThreadPart {
 
     // ----- the driver's hooks -----
 
+    /// Whether request `id` is one of thread sync's, in flight.
+    pub(crate) fn owns(&self, id: RequestId) -> bool {
+        self.in_flight.contains_key(&id)
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.report.is_some()
     }
@@ -231,7 +203,7 @@ impl ThreadPart {
         id: RequestId,
         result: Result<HttpResponse, TransportError>,
     ) {
-        let Some(pull) = self.in_flight.remove(&id) else {
+        let Some((own, pull)) = self.in_flight.remove(&id) else {
             return;
         };
         match result {
@@ -239,9 +211,9 @@ impl ThreadPart {
                 if let (Some(seq), 200..=299) = (pull, response.status) {
                     self.pulls_done = self.pulls_done.max(seq);
                 }
-                self.sync.handle_response(now, untag(id), response.into());
+                self.sync.handle_response(now, own, response.into());
             }
-            Err(error) => self.sync.handle_transport_error(now, untag(id), &error),
+            Err(error) => self.sync.handle_transport_error(now, own, &error),
         }
     }
 
@@ -337,12 +309,12 @@ impl ThreadPart {
     fn output(&mut self, output: ThreadOutput, io: &mut Io<'_>) {
         match output {
             ThreadOutput::Request(request) => {
-                let id = tag(request.id, request.endpoint);
+                let id = (io.ids)();
                 let pull = (request.endpoint == ThreadEndpoint::Pull).then(|| {
                     self.pulls_issued += 1;
                     self.pulls_issued
                 });
-                self.in_flight.insert(id, pull);
+                self.in_flight.insert(id, (request.id, pull));
                 let http = build(
                     io.target,
                     id,
@@ -354,7 +326,11 @@ impl ThreadPart {
                 io.actions.push_back(Action::Send(http));
             }
             ThreadOutput::Cancel(id) => {
-                let id = self.in_flight.keys().find(|k| untag(**k) == id).copied();
+                let id = self
+                    .in_flight
+                    .iter()
+                    .find(|(_, (own, _))| *own == id)
+                    .map(|(k, _)| *k);
                 if let Some(id) = id {
                     self.in_flight.remove(&id);
                     io.actions.push_back(Action::Cancel(id));
@@ -457,10 +433,7 @@ fn build(
 ) -> HttpRequest {
     HttpRequest {
         id,
-        endpoint: match endpoint {
-            ThreadEndpoint::Sync => Endpoint::Events,
-            _ => Endpoint::GetWorker,
-        },
+        route: Route::Thread(endpoint),
         url: target.url.join(path),
         body,
         token: target.token.clone(),
@@ -468,22 +441,5 @@ fn build(
         max_response_body: target.max_response_body.max(THREAD_MAX_RESPONSE_BODY),
         deadline,
         backstop: crate::http::backstop(now, deadline),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thread_ids_carry_their_endpoint_and_never_meet_the_sessions() {
-        for endpoint in ThreadEndpoint::ALL {
-            let id = tag(shared_threads::RequestId(41), endpoint);
-            assert!(is_thread_request(id));
-            assert_eq!(untag(id), shared_threads::RequestId(41));
-            let index = ((id.0 & !TAG) >> ENDPOINT_SHIFT) as usize;
-            assert_eq!(ThreadEndpoint::ALL[index], endpoint);
-        }
-        assert!(!is_thread_request(RequestId(41)));
     }
 }

@@ -32,16 +32,18 @@ const MAX_WORKERS: usize = 12;
 /// ```
 /// use tether_blocking::Transport;
 /// use tether_core::session::{Endpoint, TransportError};
-/// use tether_driver::runtime::{HttpRequest, HttpResponse};
+/// use tether_driver::runtime::{HttpRequest, HttpResponse, Route};
 ///
 /// /// Answers `200` to everything, as a scripted test server would.
 /// struct AlwaysOk;
 ///
 /// impl Transport for AlwaysOk {
 ///     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
-///         Ok(match request.endpoint {
-///             Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
-///             Endpoint::Register => HttpResponse::new(200, r#"{"worker_epoch":1}"#),
+///         Ok(match request.route {
+///             Route::Worker(Endpoint::GetWorker) => HttpResponse::new(200, r#"{"worker":{}}"#),
+///             Route::Worker(Endpoint::Register) => {
+///                 HttpResponse::new(200, r#"{"worker_epoch":1}"#)
+///             }
 ///             _ => HttpResponse::new(200, "{}"),
 ///         })
 ///     }

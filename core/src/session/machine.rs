@@ -465,6 +465,14 @@ impl Session {
     }
 
     /// Requests in flight now, at most one per channel.
+    /// A request id for a channel that rides on this session without being one of its own
+    /// (thread sync): taken from the session's counter, so no two requests of the session, of
+    /// any channel, ever share an id.
+    pub fn reserve_request_id(&mut self) -> RequestId {
+        self.flights.reserve()
+    }
+
+    /// The requests in flight, with their endpoints.
     pub fn in_flight(&self) -> impl Iterator<Item = (RequestId, Endpoint)> + '_ {
         self.flights.iter().map(|f| (f.id, f.purpose.endpoint()))
     }

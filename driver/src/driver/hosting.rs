@@ -14,13 +14,16 @@ impl Driver {
             return;
         };
         let before = threads.deadline();
+        let ended = self.session.status().is_terminal();
+        let epoch = self.session.epoch();
+        let session = &mut self.session;
         let io = Io {
             now: self.now,
             target: &self.target,
             actions: &mut self.actions,
+            ids: &mut || session.reserve_request_id(),
         };
-        let ended = self.session.status().is_terminal();
-        let queued = threads.turn(self.now, self.session.epoch(), ended, io);
+        let queued = threads.turn(self.now, epoch, ended, io);
         let after = threads.deadline();
         if queued || after.is_some_and(|a| before.is_none_or(|b| a < b)) || threads.is_done() {
             self.notify = true;

@@ -45,7 +45,7 @@ use crate::observe::Telemetry;
 use crate::outbox::Outbox;
 use crate::report::{CloseReport, Counters, Report, UndeliveredEvent, WireCounters};
 use crate::stats::DriverStats;
-use crate::threads::{ThreadPart, is_thread_request};
+use crate::threads::ThreadPart;
 use crate::wait::{Completer, Fanout, Subscription};
 
 mod dispatch;
@@ -269,10 +269,8 @@ impl Driver {
         result: Result<HttpResponse, TransportError>,
     ) {
         self.now = now;
-        if is_thread_request(id) {
-            if let Some(threads) = self.threads.as_deref_mut() {
-                threads.handle_reply(now, id, result);
-            }
+        if let Some(threads) = self.threads.as_deref_mut().filter(|t| t.owns(id)) {
+            threads.handle_reply(now, id, result);
             self.after_call();
             return;
         }

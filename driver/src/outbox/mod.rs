@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use tether_core::batch::EventId;
 use tether_core::session::{Endpoint, Output, RequestId, Stream, encode_record};
 
-use crate::http::HttpRequest;
+use crate::http::{HttpRequest, Route};
 use crate::report::KeptInOutbox;
 
 use crate::store::{Dropped, Store, StoreCount, StoreError, SyncPolicy, WriteBatch};
@@ -236,8 +236,13 @@ impl Outbox {
     /// gives it back if it may go now.
     pub(crate) fn hold(&mut self, request: HttpRequest) -> Option<HttpRequest> {
         let carries = matches!(
-            request.endpoint,
-            Endpoint::Events | Endpoint::InternalEvents | Endpoint::Delivery | Endpoint::PutWorker
+            request.route,
+            Route::Worker(
+                Endpoint::Events
+                    | Endpoint::InternalEvents
+                    | Endpoint::Delivery
+                    | Endpoint::PutWorker
+            )
         );
         if carries && (self.appended > self.durable || !self.held.is_empty()) {
             self.held.push(request);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub use crate::action::Action;
 pub use crate::clock::Origin;
 pub use crate::error::BuildError;
-pub use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, USER_AGENT};
+pub use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, Route, USER_AGENT};
 pub use crate::shared::{ClockFn, NotifyFn, Shared, Turn};
 pub use crate::store_job::{StoreDone, StoreJob, StoreJobKind};
 pub use crate::task::{

@@ -27,7 +27,7 @@ struct Rig {
 }
 
 fn ok(request: &HttpRequest) -> Option<HttpResponse> {
-    Some(match request.endpoint {
+    Some(match request.route.worker().unwrap() {
         Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
         Endpoint::Register => HttpResponse::new(200, r#"{"worker_epoch":3}"#),
         _ => HttpResponse::new(200, "{}"),
@@ -78,7 +78,7 @@ impl Rig {
         for action in actions {
             match action {
                 Action::Send(request) => {
-                    self.requests.push(request.endpoint);
+                    self.requests.push(request.route.worker().unwrap());
                     match (self.server)(&request) {
                         Some(answer) => self
                             .shared
@@ -131,7 +131,11 @@ fn a_send_waits_for_room_and_keeps_its_uuid_then_a_full_wait_times_out() {
     // The server never answers event batches: the queue stays full.
     let (mut rig, handle) = Rig::new(
         small_queue(),
-        Box::new(|r| (r.endpoint != Endpoint::Events).then(|| ok(r)).flatten()),
+        Box::new(|r| {
+            (r.route.worker().unwrap() != Endpoint::Events)
+                .then(|| ok(r))
+                .flatten()
+        }),
     );
     rig.run_until(50, |r| r.shared.lock().status() == Status::Connected);
     // Fill the queue: sends answer at once until one has to wait.
@@ -225,7 +229,7 @@ fn every_subscriber_sees_every_status_in_order() {
 fn a_takeover_hands_back_live_and_says_what_may_have_landed() {
     // Event batches time out (no answer) once, then the server says 409.
     let mut hung = false;
-    let server: Server = Box::new(move |r| match r.endpoint {
+    let server: Server = Box::new(move |r| match r.route.worker().unwrap() {
         Endpoint::Events if !hung => {
             hung = true;
             None
@@ -259,7 +263,11 @@ fn a_dropped_handle_closes_with_a_bounded_default_and_reports_what_is_left() {
     // Events are never answered: whatever is queued must be handed back at the drop's deadline.
     let (mut rig, handle) = Rig::with(
         SessionConfig::new("rig"),
-        Box::new(|r| (r.endpoint != Endpoint::Events).then(|| ok(r)).flatten()),
+        Box::new(|r| {
+            (r.route.worker().unwrap() != Endpoint::Events)
+                .then(|| ok(r))
+                .flatten()
+        }),
         |s| {
             s.drop_close_timeout(Duration::from_secs(3));
         },
@@ -320,7 +328,7 @@ fn a_panicking_observer_is_dropped_and_the_session_goes_on() {
 fn a_payload_serde_json_cannot_read_back_comes_back_as_its_bytes() {
     let (mut rig, handle) = Rig::new(
         SessionConfig::new("rig"),
-        Box::new(|r| match r.endpoint {
+        Box::new(|r| match r.route.worker().unwrap() {
             Endpoint::Events => Some(HttpResponse::new(400, "{}")),
             _ => ok(r),
         }),

@@ -37,7 +37,7 @@ impl Server {
         if self.down {
             return None;
         }
-        Some(match request.endpoint {
+        Some(match request.route.worker().unwrap() {
             Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
             Endpoint::PutWorker => {
                 self.puts

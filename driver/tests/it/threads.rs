@@ -32,6 +32,8 @@ struct Rig {
     clients: Vec<Client>,
     script: Script,
     seen: Vec<ThreadEndpoint>,
+    /// Every request id each client sent, worker and thread routes alike.
+    ids: Vec<Vec<tether_core::session::RequestId>>,
 }
 
 impl Rig {
@@ -44,6 +46,7 @@ impl Rig {
             clients: Vec::new(),
             script,
             seen: Vec::new(),
+            ids: vec![Vec::new(); clients],
         };
         for i in 0..clients {
             let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
@@ -69,8 +72,8 @@ impl Rig {
     }
 
     fn answer(&mut self, request: &HttpRequest) -> HttpResponse {
-        let Some(endpoint) = request.thread_endpoint() else {
-            return match request.endpoint {
+        let Some(endpoint) = request.route.thread() else {
+            return match request.route.worker().unwrap() {
                 Endpoint::GetWorker => HttpResponse::new(200, r#"{"worker":{}}"#),
                 _ => HttpResponse::new(200, "{}"),
             };
@@ -96,6 +99,7 @@ impl Rig {
             for action in actions {
                 if let Action::Send(request) = action {
                     busy = true;
+                    self.ids[i].push(request.id);
                     let answer = self.answer(&request);
                     shared.with(|d, now| d.handle_reply(now, request.id, Ok(answer)));
                 }
@@ -178,6 +182,13 @@ fn three_clients_converge_through_the_drivers_actions() {
     }
     assert!(rig.seen.contains(&ThreadEndpoint::Pull));
     assert!(rig.seen.contains(&ThreadEndpoint::Sync));
+    // Thread sync is a channel of the session: its requests take ids from the session's one
+    // space, so no two requests of a client, of any route, share an id.
+    for ids in &rig.ids {
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        assert!(ids.iter().all(|id| id.0 < 1 << 32), "no tagged ids: {ids:?}");
+    }
 
     // Closing the session closes thread sync; the loop ends only once both have.
     let statuses = rig.clients[0].threads.statuses();
@@ -212,7 +223,7 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
     let mut rig = Rig::new(
         1,
         Box::new(|r| {
-            (r.thread_endpoint() == Some(ThreadEndpoint::Sync)).then(|| {
+            (r.route.thread() == Some(ThreadEndpoint::Sync)).then(|| {
                 HttpResponse::new(
                     200,
                     r#"{"results":[{"id":"t1","status":"rejected","error":"too spicy"}]}"#,

@@ -345,10 +345,15 @@ struct ScriptedTransport {
 impl AsyncTransport for ScriptedTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         self.wire.lock().unwrap().push((
-            request.endpoint,
+            request.route.worker().unwrap(),
             String::from_utf8_lossy(&request.body).into(),
         ));
-        match self.script.lock().unwrap().next(request.endpoint) {
+        match self
+            .script
+            .lock()
+            .unwrap()
+            .next(request.route.worker().unwrap())
+        {
             Answer::Respond(r) => Box::pin(async move { Ok(r.into()) }),
             Answer::Hang => Box::pin(futures_lite::future::pending()),
         }
@@ -599,10 +604,10 @@ impl tether_blocking::Transport for BlockingScript {
                     .all(|s| b.resolved(s))
         });
         board.wire.push((
-            request.endpoint,
+            request.route.worker().unwrap(),
             String::from_utf8_lossy(&request.body).into(),
         ));
-        let answer = board.script.next(request.endpoint);
+        let answer = board.script.next(request.route.worker().unwrap());
         board.served.insert(id);
         self.0.changed.notify_all();
         let result = match answer {

@@ -25,7 +25,7 @@ fn token_is_never_in_debug_or_display() {
     assert!(!format!("{token:?} {token}").contains(SECRET));
     let request = HttpRequest {
         id: RequestId(1),
-        endpoint: Endpoint::Heartbeat,
+        route: tether_driver::runtime::Route::Worker(Endpoint::Heartbeat),
         url: "http://127.0.0.1:9/x".into(),
         body: b"{}".to_vec(),
         token: Some(token),
@@ -152,7 +152,7 @@ fn a_response_body_is_never_read_past_the_cap() {
         transport
             .send(HttpRequest {
                 id: RequestId(0),
-                endpoint: Endpoint::GetWorker,
+                route: tether_driver::runtime::Route::Worker(Endpoint::GetWorker),
                 url: format!("{url}/worker"),
                 body: Vec::new(),
                 token: None,
@@ -235,7 +235,7 @@ fn an_https_url_speaks_tls_first() {
         transport
             .send(HttpRequest {
                 id: RequestId(0),
-                endpoint: Endpoint::Heartbeat,
+                route: tether_driver::runtime::Route::Worker(Endpoint::Heartbeat),
                 url: format!("{url}/worker/heartbeat"),
                 body: b"{}".to_vec(),
                 token: Some(Token::new(SECRET)),

@@ -29,10 +29,10 @@ impl AsyncTransport for Outage {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let now = Instant::now();
         let down = now >= self.down_from && now < self.up_from;
-        if down && request.endpoint == Endpoint::Events {
+        if down && request.route.worker().unwrap() == Endpoint::Events {
             self.tries_while_down.fetch_add(1, Ordering::SeqCst);
         }
-        let response = match (down, request.endpoint) {
+        let response = match (down, request.route.worker().unwrap()) {
             (true, _) => HttpResponse::new(503, ""),
             (false, Endpoint::GetWorker) => HttpResponse::new(200, r#"{"worker":{}}"#),
             (false, _) => HttpResponse::new(200, "{}"),

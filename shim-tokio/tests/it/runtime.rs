@@ -182,10 +182,10 @@ struct Instant200(Arc<AtomicU64>);
 
 impl AsyncTransport for Instant200 {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
-        if request.endpoint == Endpoint::Heartbeat {
+        if request.route.worker().unwrap() == Endpoint::Heartbeat {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
-        let body = match request.endpoint {
+        let body = match request.route.worker().unwrap() {
             Endpoint::GetWorker => r#"{"worker":{}}"#,
             _ => "{}",
         };

@@ -89,6 +89,14 @@ pub(super) struct Flights {
 }
 
 impl Flights {
+    /// A request id no request of this session has or will have: for a channel the session
+    /// hosts beside its own (thread sync), so the session's requests share one id space.
+    pub(super) fn reserve(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
     /// Records a new request for `purpose` and describes it. The channel must be free: every
     /// sub-machine keeps at most one request of its own in flight.
     pub(super) fn open(&mut self, purpose: Purpose, body: Vec<u8>, deadline: Instant) -> Request {
