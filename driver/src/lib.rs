@@ -100,6 +100,7 @@ mod store;
 mod store_job;
 mod task;
 mod tether;
+mod thread_budget;
 mod thread_handle;
 mod thread_report;
 mod threads;

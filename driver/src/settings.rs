@@ -255,6 +255,8 @@ impl Settings {
             self.drop_close_timeout,
         );
         driver.thread_seed = seed ^ 0x7468_7265_6164_7321; // "threads!"
+        // Thread sync's retries spend from the same shared budget.
+        driver.thread_gate = self.retry_budget.as_ref().map(|b| b.gate(origin));
         Ok(match outbox {
             Some((outbox, state)) => driver.with_outbox(outbox, state),
             None => driver,

@@ -24,6 +24,7 @@ use tether_core::{Instant, Poll, Rng, Wake};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Route, Target};
+use crate::thread_budget::ThreadBudget;
 pub use crate::thread_report::ThreadStartError;
 use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
 use crate::wait::{Completer, Fanout, Pending, Subscription};
@@ -58,6 +59,8 @@ pub(crate) struct ThreadPart {
     started: bool,
     wake: Option<Wake<ThreadTimer>>,
     fired: Option<Instant>,
+    /// The shared retry budget its retries spend from, if the session has one.
+    budget: Option<ThreadBudget>,
     /// Requests in flight, by the session's id: thread sync's own id, and the pull number for
     /// pulls.
     in_flight: HashMap<RequestId, (shared_threads::RequestId, Option<u64>)>,
@@ -79,6 +82,11 @@ pub(crate) struct ThreadPart {
 }
 
 impl ThreadPart {
+    /// Thread sync's retries spend from `gate` (the session's shared retry budget).
+    pub(crate) fn spend_from(&mut self, gate: Box<dyn tether_core::budget::RetryGate>) {
+        self.budget = Some(ThreadBudget::new(gate));
+    }
+
     pub(crate) fn new(config: ThreadSyncConfig, seed: u64) -> Result<Self, ThreadStartError> {
         let sync = ThreadSync::new(config, Rng::new(seed)).map_err(ThreadStartError::Config)?;
         Ok(ThreadPart {
@@ -98,6 +106,7 @@ impl ThreadPart {
             closing: None,
             closers: Vec::new(),
             report: None,
+            budget: None,
         })
     }
 
@@ -206,6 +215,12 @@ impl ThreadPart {
         let Some((own, pull)) = self.in_flight.remove(&id) else {
             return;
         };
+        if let Some(budget) = &mut self.budget {
+            let ok = result
+                .as_ref()
+                .is_ok_and(|r| (200..300).contains(&r.status));
+            budget.answered(now, ok, false);
+        }
         match result {
             Ok(response) => {
                 if let (Some(seq), 200..=299) = (pull, response.status) {
@@ -242,7 +257,11 @@ impl ThreadPart {
             }
         });
         let flushes = self.flushes.iter().filter_map(|f| f.until).min();
-        [core, flushes, self.closing].into_iter().flatten().min()
+        let budget = self.budget.as_ref().and_then(ThreadBudget::deadline);
+        [core, flushes, self.closing, budget]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Starts once the epoch is known, drains the core into actions, answers the waiters,
@@ -267,6 +286,11 @@ impl ThreadPart {
         if self.closing.is_some() && self.sync.is_paused() {
             // A close drains: a paused machine would only wait out its timeout.
             self.sync.resume(now);
+        }
+        if let Some(budget) = &mut self.budget {
+            // Retries the budget now pays for.
+            io.actions
+                .extend(budget.release(now).into_iter().map(Action::Send));
         }
         self.drain(&mut io);
         let pending = self.sync.pending();
@@ -323,7 +347,11 @@ impl ThreadPart {
                     request.body,
                     (io.now, request.deadline),
                 );
-                io.actions.push_back(Action::Send(http));
+                let go = match &mut self.budget {
+                    Some(budget) => budget.admit(io.now, http),
+                    None => vec![http],
+                };
+                io.actions.extend(go.into_iter().map(Action::Send));
             }
             ThreadOutput::Cancel(id) => {
                 let id = self
@@ -333,7 +361,14 @@ impl ThreadPart {
                     .map(|(k, _)| *k);
                 if let Some(id) = id {
                     self.in_flight.remove(&id);
-                    io.actions.push_back(Action::Cancel(id));
+                    let held = self.budget.as_mut().is_some_and(|b| b.cancel(id));
+                    if !held {
+                        // It was on the wire until its deadline: its retry costs a timeout's.
+                        if let Some(budget) = &mut self.budget {
+                            budget.answered(io.now, false, true);
+                        }
+                        io.actions.push_back(Action::Cancel(id));
+                    }
                 }
             }
             ThreadOutput::Status(change) => self.statuses.publish(change),

@@ -47,6 +47,10 @@ impl Driver {
             return Err(ThreadStartError::Ended);
         }
         self.now = now;
+        let mut part = part;
+        if let Some(gate) = self.thread_gate.take() {
+            part.spend_from(gate);
+        }
         self.threads = Some(Box::new(part));
         self.after_call();
         Ok(())

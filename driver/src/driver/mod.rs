@@ -119,6 +119,8 @@ pub struct Driver {
     pub(crate) threads: Option<Box<ThreadPart>>,
     /// The seed of thread sync's random choices.
     pub(crate) thread_seed: u64,
+    /// The shared retry budget's gate for thread sync, until it starts.
+    pub(crate) thread_gate: Option<Box<dyn tether_core::budget::RetryGate>>,
     telemetry: Telemetry,
     /// The durable outbox, when the session has one.
     outbox: Option<Outbox>,
@@ -165,6 +167,7 @@ impl Driver {
             wire: WireCounters::default(),
             threads: None,
             thread_seed: 0,
+            thread_gate: None,
             telemetry,
             outbox: None,
             deferred_flushes: Vec::new(),

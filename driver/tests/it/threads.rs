@@ -38,6 +38,15 @@ struct Rig {
 
 impl Rig {
     fn new(clients: usize, script: Script) -> Rig {
+        Rig::with_budget(clients, script, None)
+    }
+
+    /// Clients whose sessions share `budget`.
+    fn with_budget(
+        clients: usize,
+        script: Script,
+        budget: Option<tether_driver::SharedRetryBudget>,
+    ) -> Rig {
         let start = Instant::ZERO;
         let now = Arc::new(Mutex::new(start));
         let mut rig = Rig {
@@ -51,6 +60,9 @@ impl Rig {
         for i in 0..clients {
             let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
             settings.epoch(1).seed(i as u64);
+            if let Some(budget) = &budget {
+                settings.retry_budget(budget.clone());
+            }
             let driver = settings.start(origin(), 0).unwrap();
             let clock = Arc::clone(&rig.now);
             let shared = Shared::new(
@@ -187,7 +199,10 @@ fn three_clients_converge_through_the_drivers_actions() {
     for ids in &rig.ids {
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "{ids:?}");
-        assert!(ids.iter().all(|id| id.0 < 1 << 32), "no tagged ids: {ids:?}");
+        assert!(
+            ids.iter().all(|id| id.0 < 1 << 32),
+            "no tagged ids: {ids:?}"
+        );
     }
 
     // Closing the session closes thread sync; the loop ends only once both have.
@@ -435,4 +450,49 @@ fn pause_holds_every_request_sync_now_pushes_and_the_pending_set_is_streamed() {
 )]
 fn origin() -> Origin {
     Origin::new(std::time::Instant::now())
+}
+
+#[test]
+fn thread_retries_spend_from_the_shared_retry_budget_and_wait_when_it_is_empty() {
+    use tether_core::budget::{MILLI, RetryBudgetConfig};
+    // Room for two retries, refilled at a token per 1 000 s: a server that keeps failing
+    // pushes for ten minutes gets two.
+    let budget = tether_driver::SharedRetryBudget::new(RetryBudgetConfig {
+        capacity: 2 * MILLI,
+        retry_cost: MILLI,
+        timeout_cost: MILLI,
+        success_refund: 0,
+        reserve: 0,
+        refill_per_sec: 1,
+    })
+    .unwrap();
+    let failing: Script = Box::new(|r| {
+        (r.route.thread() == Some(ThreadEndpoint::Sync)).then(|| HttpResponse::new(503, "{}"))
+    });
+    let mut rig = Rig::with_budget(1, failing, Some(budget.clone()));
+    rig.clients[0]
+        .threads
+        .add_message("t1", message("m1", 1))
+        .unwrap();
+    let pushes = |rig: &Rig| {
+        rig.seen
+            .iter()
+            .filter(|e| **e == ThreadEndpoint::Sync)
+            .count()
+    };
+    // Ten simulated minutes of a failing server, bounded in steps.
+    let until = Instant::from_secs(600);
+    rig.run_until(20_000, |rig| *rig.now.lock().unwrap() >= until);
+    let c = budget.counters();
+    assert_eq!(c.granted, 2, "{c:?}");
+    assert!(c.waits >= 1, "the third retry waited: {c:?}");
+    assert_eq!(
+        pushes(&rig),
+        3,
+        "the first push and the two retries it paid for"
+    );
+    assert!(
+        rig.clients[0].threads.pending() > 0,
+        "nothing is lost: still queued"
+    );
 }
