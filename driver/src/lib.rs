@@ -102,6 +102,7 @@ mod task;
 mod tether;
 mod thread_budget;
 mod thread_handle;
+mod thread_journal;
 mod thread_report;
 mod threads;
 mod url;

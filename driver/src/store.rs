@@ -45,6 +45,8 @@ pub struct WriteBatch {
     pub deletes: Vec<u64>,
     /// The new state record, if it changed.
     pub state: Option<Vec<u8>>,
+    /// The new thread record (thread edits not yet synced), if it changed.
+    pub threads: Option<Vec<u8>>,
 }
 
 impl WriteBatch {
@@ -57,6 +59,9 @@ impl WriteBatch {
         if later.state.is_some() {
             self.state = later.state;
         }
+        if later.threads.is_some() {
+            self.threads = later.threads;
+        }
     }
 
     /// Whether there is nothing to write.
@@ -65,6 +70,7 @@ impl WriteBatch {
             && self.dead.is_empty()
             && self.deletes.is_empty()
             && self.state.is_none()
+            && self.threads.is_none()
     }
 
     /// Drops the puts that a delete in the same batch cancels (an event delivered before it
@@ -257,6 +263,15 @@ pub trait Store: Send {
     /// [`StoreError::Read`] or [`StoreError::Corrupt`].
     fn read_state(&mut self) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The thread record (thread edits not yet synced), if one is stored. The default holds
+    /// none: a store that ignores [`WriteBatch::threads`] keeps no thread edits across runs.
+    ///
+    /// # Errors
+    /// [`StoreError::Read`] or [`StoreError::Corrupt`].
+    fn read_threads(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
     /// The highest key ever stored, if any: new records get higher keys.
     ///
     /// # Errors
@@ -282,6 +297,7 @@ struct MemoryInner {
     records: BTreeMap<u64, Vec<u8>>,
     dead: BTreeMap<u64, Vec<u8>>,
     state: Option<Vec<u8>>,
+    threads: Option<Vec<u8>>,
     last_key: Option<u64>,
     failing: Option<String>,
     writes: u64,
@@ -351,6 +367,9 @@ impl Store for MemoryStore {
             inner.records.remove(key);
             inner.dead.remove(key);
         }
+        if let Some(threads) = &batch.threads {
+            inner.threads = Some(threads.clone());
+        }
         if let Some(state) = &batch.state {
             inner.state = Some(state.clone());
         }
@@ -390,6 +409,10 @@ impl Store for MemoryStore {
             inner.records.len() as u64,
             inner.dead.len() as u64,
         ))
+    }
+
+    fn read_threads(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner().threads.clone())
     }
 
     fn read_state(&mut self) -> Result<Option<Vec<u8>>, StoreError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
-    Message, StatusChange, SyncStatus, Thread, ThreadError, ThreadSync, ThreadSyncConfig,
+    Edit, Message, StatusChange, SyncStatus, Thread, ThreadError, ThreadSync, ThreadSyncConfig,
 };
 use tether_core::Instant;
 use tether_core::thread as shared_threads;
@@ -61,6 +61,16 @@ impl ThreadHandle {
         })
     }
 
+    /// A local edit: applied, queued to push, and journaled when the session keeps an outbox.
+    fn apply(&self, thread: &str, edit: Edit) -> Result<(), ThreadCallError> {
+        self.shared.with(|d, now| {
+            d.with_threads(now, |part, now| match part {
+                Some(part) => part.apply(now, thread, edit),
+                None => Err(ThreadCallError::Closed),
+            })
+        })
+    }
+
     fn read<R>(&self, f: impl FnOnce(&ThreadSync) -> R) -> Option<R> {
         let driver = self.shared.lock();
         driver.threads.as_deref().map(|t| f(t.sync()))
@@ -71,7 +81,7 @@ impl ThreadHandle {
     /// # Errors
     /// [`ThreadCallError::Invalid`] for a malformed message or a repeated id.
     pub fn add_message(&self, thread: &str, message: Message) -> Result<(), ThreadCallError> {
-        self.edit(|s, now| s.add_message(now, thread, message))
+        self.apply(thread, Edit::Add(message))
     }
 
     /// Appends a message given as JSON (`{"id", "role", "content", "timestamp"}`).
@@ -88,7 +98,7 @@ impl ThreadHandle {
     /// # Errors
     /// [`ThreadCallError::Invalid`], e.g. for an unknown thread or message.
     pub fn update_message(&self, thread: &str, message: Message) -> Result<(), ThreadCallError> {
-        self.edit(|s, now| s.update_message(now, thread, message))
+        self.apply(thread, Edit::Update(message))
     }
 
     /// Deletes a message of `thread`, by id. The delete sticks through merges (a tombstone:
@@ -98,7 +108,7 @@ impl ThreadHandle {
     /// # Errors
     /// [`ThreadCallError::Invalid`], e.g. for an unknown thread or message.
     pub fn delete_message(&self, thread: &str, message: &str) -> Result<(), ThreadCallError> {
-        self.edit(|s, now| s.delete_message(now, thread, message))
+        self.apply(thread, Edit::Delete(message.into()))
     }
 
     /// Sets (`Some`) or removes (`None`) a top-level field of `thread`, e.g. `title`.
@@ -111,7 +121,7 @@ impl ThreadHandle {
         key: &str,
         value: Option<Value>,
     ) -> Result<(), ThreadCallError> {
-        self.edit(|s, now| s.set_field(now, thread, key, value))
+        self.apply(thread, Edit::Set(key.into(), value))
     }
 
     /// Replaces a thread's content from JSON (validated first).
@@ -119,7 +129,9 @@ impl ThreadHandle {
     /// # Errors
     /// [`ThreadCallError::Invalid`] naming what is malformed.
     pub fn put_thread(&self, thread: &Value) -> Result<(), ThreadCallError> {
-        self.edit(|s, now| s.put_value(now, thread))
+        let parsed = Thread::from_value(thread).map_err(ThreadCallError::Invalid)?;
+        let id = parsed.id.clone();
+        self.apply(&id, Edit::Put(parsed))
     }
 
     /// The caller's word on connectivity: offline, only the probe runs and edits queue.

@@ -244,6 +244,10 @@ impl Store for SqliteStore {
             if let Some(state) = &batch.state {
                 meta.execute(params!["state", state]).map_err(write_error)?;
             }
+            if let Some(threads) = &batch.threads {
+                meta.execute(params!["threads", threads])
+                    .map_err(write_error)?;
+            }
         }
         tx.commit().map_err(write_error)
     }
@@ -272,6 +276,15 @@ impl Store for SqliteStore {
     fn read_state(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .query_row("SELECT v FROM meta WHERE name = 'state'", [], |r| r.get(0))
+            .optional()
+            .map_err(read_error)
+    }
+
+    fn read_threads(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT v FROM meta WHERE name = 'threads'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(read_error)
     }

@@ -53,7 +53,7 @@ pub struct OutboxStats {
 pub enum Discard {
     /// The records marked dead.
     Dead,
-    /// Everything: pending and dead records and the kept state.
+    /// Everything: pending and dead records, the kept state and the kept thread edits.
     All,
 }
 
@@ -144,7 +144,7 @@ impl SqliteStore {
         let pending = match what {
             Discard::Dead => 0,
             Discard::All => {
-                tx.execute("DELETE FROM meta WHERE name = 'state'", [])
+                tx.execute("DELETE FROM meta WHERE name IN ('state', 'threads')", [])
                     .map_err(write_error)?;
                 tx.execute("DELETE FROM events", []).map_err(write_error)?
             }

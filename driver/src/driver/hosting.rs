@@ -24,6 +24,10 @@ impl Driver {
             ids: &mut || session.reserve_request_id(),
         };
         let queued = threads.turn(self.now, epoch, ended, io);
+        if let (Some(record), Some(outbox)) = (threads.take_journal_record(), &mut self.outbox) {
+            outbox.record_threads(self.now, record);
+            self.notify = true;
+        }
         let after = threads.deadline();
         if queued || after.is_some_and(|a| before.is_none_or(|b| a < b)) || threads.is_done() {
             self.notify = true;
@@ -50,6 +54,18 @@ impl Driver {
         let mut part = part;
         if let Some(gate) = self.thread_gate.take() {
             part.spend_from(gate);
+        }
+        if let Some(outbox) = &mut self.outbox {
+            // Edits kept by an earlier run go first, and every edit from now on is kept.
+            let stored = outbox.take_stored_threads();
+            for reason in part.keep_journal(now, stored.as_deref()) {
+                outbox.note_reported(crate::store::Dropped {
+                    key: None,
+                    reason: reason.clone(),
+                });
+                self.reports
+                    .publish(crate::report::Report::OutboxDropped { key: None, reason });
+            }
         }
         self.threads = Some(Box::new(part));
         self.after_call();

@@ -98,6 +98,8 @@ pub(crate) struct Outbox {
     replay_done: bool,
     /// Whether the driver was told replay is over.
     replay_announced: bool,
+    /// The thread record found at start, until thread sync takes it.
+    stored_threads: Option<Vec<u8>>,
     pending_drops: Vec<Dropped>,
     counters: OutboxCounters,
     /// Requests carrying events or state, held until what they carry is written: nothing
@@ -148,6 +150,7 @@ impl Outbox {
             dropped: dropped.len() as u64,
             ..OutboxCounters::default()
         };
+        let threads = store.read_threads()?;
         // The first chunk too, so an empty outbox (the common case) is replayed at once.
         let first = store.read(None, REPLAY_CHUNK)?;
         let replay_after = first.last().map(|(k, _)| *k);
@@ -175,6 +178,7 @@ impl Outbox {
                 replay: first.into(),
                 replay_done,
                 replay_announced: false,
+                stored_threads: threads,
                 pending_drops: dropped,
                 counters,
                 held: Vec::new(),
@@ -267,6 +271,17 @@ impl Outbox {
         std::mem::take(&mut self.held)
     }
 
+    /// The thread record found at start (thread edits not yet synced), once.
+    pub(crate) fn take_stored_threads(&mut self) -> Option<Vec<u8>> {
+        self.stored_threads.take()
+    }
+
+    /// Thread sync's journal changed: the new thread record goes with the next commit.
+    pub(crate) fn record_threads(&mut self, now: Instant, record: Vec<u8>) {
+        self.journal.threads = Some(record);
+        self.appended(now);
+    }
+
     /// Answers `gate` once everything appended by the end of the current drain is durable.
     pub(crate) fn gate(&mut self, gate: Gate) {
         self.unbound.push(gate);
@@ -316,6 +331,14 @@ impl Outbox {
     /// counters).
     pub(crate) fn dropped(&self) -> &[Dropped] {
         &self.dropped_kept
+    }
+
+    /// Records a drop the driver has reported itself (a stored thread edit refused).
+    pub(crate) fn note_reported(&mut self, dropped: Dropped) {
+        self.counters.dropped += 1;
+        if self.dropped_kept.len() < DROPPED_KEPT {
+            self.dropped_kept.push(dropped);
+        }
     }
 
     /// Records a drop the driver made (a stored state patch the session refused).

@@ -7,4 +7,5 @@
 
 mod driver;
 mod outbox;
+mod thread_outbox;
 mod threads;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tether_core::session::{RequestId, TransportError};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{
-    StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadError, ThreadOutput,
-    ThreadSync, ThreadSyncConfig, ThreadTimer,
+    StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadOutput, ThreadSync,
+    ThreadSyncConfig, ThreadTimer,
 };
 use tether_core::thread as shared_threads;
 use tether_core::{Instant, Poll, Rng, Wake};
@@ -25,9 +25,12 @@ use tether_core::{Instant, Poll, Rng, Wake};
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Route, Target};
 use crate::thread_budget::ThreadBudget;
+use crate::thread_journal::ThreadJournal;
 pub use crate::thread_report::ThreadStartError;
-use crate::thread_report::{ThreadCallError, ThreadCloseReport, ThreadFlushError, ThreadReport};
-use crate::wait::{Completer, Fanout, Pending, Subscription};
+use crate::thread_report::{ThreadCloseReport, ThreadFlushError, ThreadReport};
+use crate::wait::{Completer, Fanout, Subscription};
+
+mod calls;
 
 /// The most of a thread-sync answer a transport reads: pull pages carry whole threads, so this
 /// is far above the session's cap. A longer answer is truncated, which the core treats as a
@@ -61,6 +64,8 @@ pub(crate) struct ThreadPart {
     fired: Option<Instant>,
     /// The shared retry budget its retries spend from, if the session has one.
     budget: Option<ThreadBudget>,
+    /// With a durable outbox: the edits not yet synced, to store.
+    journal: Option<ThreadJournal>,
     /// Requests in flight, by the session's id: thread sync's own id, and the pull number for
     /// pulls.
     in_flight: HashMap<RequestId, (shared_threads::RequestId, Option<u64>)>,
@@ -107,92 +112,8 @@ impl ThreadPart {
             closers: Vec::new(),
             report: None,
             budget: None,
+            journal: None,
         })
-    }
-
-    // ----- the caller's calls -----
-
-    /// Runs an edit (or another call that may be refused), unless closing or ended.
-    pub(crate) fn edit<R>(
-        &mut self,
-        now: Instant,
-        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<R, ThreadError>,
-    ) -> Result<R, ThreadCallError> {
-        if self.closing.is_some() || self.report.is_some() {
-            return Err(ThreadCallError::Closed);
-        }
-        f(&mut self.sync, now).map_err(|e| match e {
-            ThreadError::Stopped => ThreadCallError::Stopped(self.stopped),
-            other => ThreadCallError::Invalid(other),
-        })
-    }
-
-    pub(crate) fn sync(&self) -> &ThreadSync {
-        &self.sync
-    }
-
-    pub(crate) fn sync_mut(&mut self) -> Option<&mut ThreadSync> {
-        self.report.is_none().then_some(&mut self.sync)
-    }
-
-    pub(crate) fn statuses(&mut self) -> Subscription<StatusChange> {
-        let current = self
-            .sync
-            .statuses()
-            .iter()
-            .map(|(id, status)| StatusChange {
-                thread: id.clone(),
-                status: *status,
-            });
-        self.statuses.subscribe(current.collect::<Vec<_>>())
-    }
-
-    pub(crate) fn reports(&mut self) -> Subscription<ThreadReport> {
-        self.reports.subscribe([])
-    }
-
-    /// The pending set from now on, starting with the current one.
-    pub(crate) fn pending_threads(&mut self) -> Subscription<Vec<String>> {
-        let current: Vec<String> = self.sync.pending_threads().map(String::from).collect();
-        self.pending.subscribe([current])
-    }
-
-    /// Every local edit pushed and a pull made after this call answered, or `timeout`.
-    pub(crate) fn flush(
-        &mut self,
-        now: Instant,
-        timeout: Duration,
-    ) -> Pending<Result<(), ThreadFlushError>> {
-        if self.report.is_some() || self.closing.is_some() {
-            return Pending::ready(Err(self.ended_error()));
-        }
-        let pull = self.pulls_issued + 1;
-        self.sync.pull_now(now);
-        let (pending, reply) = Pending::new(|| Err(ThreadFlushError::Closed));
-        self.flushes.push(FlushWait {
-            pull,
-            until: Some(now.saturating_add(timeout)),
-            reply,
-        });
-        pending
-    }
-
-    /// Stops intake; drains until `until` (or an earlier close's deadline), then ends. A
-    /// paused machine is resumed for the drain (at its next turn).
-    pub(crate) fn close(&mut self, until: Instant) {
-        if self.report.is_none() {
-            self.closing = Some(self.closing.map_or(until, |c| c.min(until)));
-        }
-    }
-
-    /// A pending close report, answered when the part ends.
-    pub(crate) fn await_close(&mut self) -> Pending<ThreadCloseReport> {
-        if let Some(report) = &self.report {
-            return Pending::ready(report.clone());
-        }
-        let (pending, reply) = Pending::new(ThreadCloseReport::default);
-        self.closers.push(reply);
-        pending
     }
 
     // ----- the driver's hooks -----
@@ -371,7 +292,14 @@ impl ThreadPart {
                     }
                 }
             }
-            ThreadOutput::Status(change) => self.statuses.publish(change),
+            ThreadOutput::Status(change) => {
+                if change.status == SyncStatus::Synced {
+                    if let Some(journal) = &mut self.journal {
+                        journal.synced(&change.thread);
+                    }
+                }
+                self.statuses.publish(change);
+            }
             ThreadOutput::Updated { id } => self.reports.publish(ThreadReport::Updated { id }),
             ThreadOutput::Rejected(rejected) => {
                 self.rejected += 1;
