@@ -22,6 +22,8 @@ use crate::date::{format_http_date, unix_seconds, wall_clock};
 use crate::journal::{Asked, Entry};
 use crate::routes::{Matched, match_request, session_of};
 use crate::shared::{Mode, Shared, monotonic};
+use crate::threads::Found;
+use tether_core::thread::ThreadEndpoint;
 use tether_model::fault::{Fault, FaultKind, RetryAfter, garbage_body};
 
 /// The response type of the service.
@@ -117,27 +119,32 @@ async fn dispatch(
             return Err(Dropped("partitioned from the inspector"));
         }
     }
-    let (session, route) = match match_request(req.method(), req.uri().path()) {
-        Matched::Route { session, route } => (session.to_owned(), route),
-        Matched::WrongMethod { allow } => {
-            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", now);
-            reply
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            return Ok(reply);
-        }
-        Matched::NotFound => {
-            if let Some(found) = crate::threads::match_request(req.method(), req.uri().path()) {
-                return Ok(crate::threads::serve(shared, req, found, now).await);
+    let (session, target) = match match_request(req.method(), req.uri().path()) {
+        Matched::Route { session, route } => (session.to_owned(), Target::Worker(route)),
+        Matched::WrongMethod { allow } => return Ok(method_not_allowed(allow, now)),
+        Matched::NotFound => match crate::threads::match_request(req.method(), req.uri().path()) {
+            Some(Found::Route { session, endpoint }) => {
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                (session, Target::Thread(endpoint, query))
             }
-            return Ok(error(StatusCode::NOT_FOUND, "no such route", now));
-        }
+            Some(Found::WrongMethod(allow)) => return Ok(method_not_allowed(allow, now)),
+            None => return Ok(error(StatusCode::NOT_FOUND, "no such route", now)),
+        },
     };
 
-    // Decide and count under the locks, in arrival order, so a seed replays.
-    let fault = shared.decider().decide(route);
+    // Decide and count under the locks, in arrival order, so a seed replays. The plan covers
+    // the thread routes as it covers the worker routes.
+    let fault = match &target {
+        Target::Worker(route) => {
+            let fault = shared.decider().decide(*route);
+            shared
+                .store()
+                .record_request(&session, *route, fault.kind());
+            fault
+        }
+        Target::Thread(endpoint, _) => shared.decider().decide_thread(*endpoint),
+    };
     *fault_kind = fault.kind();
-    shared.store().record_request(&session, route, fault.kind());
 
     // Faults that answer before the request is read, and so are never applied.
     match fault {
@@ -172,7 +179,12 @@ async fn dispatch(
     };
 
     let elapsed = shared.elapsed();
-    let response = shared.store().handle(&session, route, &body, elapsed);
+    let response = match &target {
+        Target::Worker(route) => shared.store().handle(&session, *route, &body, elapsed),
+        Target::Thread(endpoint, query) => shared
+            .store()
+            .handle_thread(&session, *endpoint, query, &body, elapsed),
+    };
     // The model answers every request with a JSON body: `{"error": ..}` unless it succeeded.
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_REQUEST);
     // Faults that come after the request was applied.
@@ -194,6 +206,21 @@ async fn dispatch(
         )),
         _ => Ok(reply(status, Bytes::from(response.body), now)),
     }
+}
+
+/// Which route a request is for: a worker route, or a thread route with its query.
+enum Target {
+    Worker(tether_core::session::Endpoint),
+    Thread(ThreadEndpoint, String),
+}
+
+/// `405` with the `Allow` header.
+fn method_not_allowed(allow: &'static str, now: SystemTime) -> Reply {
+    let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", now);
+    reply
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    reply
 }
 
 /// An injected error status, not applied (a 5xx, or a 413 the body limit did not cause).

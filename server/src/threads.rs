@@ -2,19 +2,12 @@
 //! `POST /threads/sync`, `GET /ping`, served by the session's server model
 //! ([`tether_model::ServerModel::handle_thread`]), so the server and the simulator agree.
 //!
-//! The fault plan is keyed by the seven worker routes and does not touch these; faults for
-//! thread sync are the simulator's.
+//! The fault plan applies to them per request, as to the worker routes (`http.rs`).
 
-use std::time::SystemTime;
-
-use hyper::body::Incoming;
-use hyper::header::{ALLOW, HeaderValue};
-use hyper::{Method, Request, StatusCode};
+use hyper::Method;
 use tether_core::thread::ThreadEndpoint;
 
-use crate::http::{BodyError, Reply, error, read_body, reply};
 use crate::routes::SESSIONS_PREFIX;
-use crate::shared::Shared;
 
 /// What a request line resolves to among the thread routes.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,41 +36,6 @@ pub(crate) fn match_request(method: &Method, path: &str) -> Option<Found> {
         session: session.to_owned(),
         endpoint,
     })
-}
-
-/// Serves one thread route.
-pub(crate) async fn serve(
-    shared: &Shared,
-    req: Request<Incoming>,
-    found: Found,
-    now: SystemTime,
-) -> Reply {
-    let (session, endpoint) = match found {
-        Found::Route { session, endpoint } => (session, endpoint),
-        Found::WrongMethod(allow) => {
-            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", now);
-            reply
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
-            return reply;
-        }
-    };
-    let query = req.uri().query().unwrap_or_default().to_owned();
-    let body = match read_body(req, shared.config.body_limit, shared.config.oversize_drain).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "body over the limit", now);
-        }
-        Err(BodyError::Transport) => {
-            return error(StatusCode::BAD_REQUEST, "request body not received", now);
-        }
-    };
-    let elapsed = shared.elapsed();
-    let response = shared
-        .store()
-        .handle_thread(&session, endpoint, &query, &body, elapsed);
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_REQUEST);
-    reply(status, response.body.into(), now)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tether_core::rng::Rng;
 use tether_core::session::Endpoint;
+use tether_core::thread::ThreadEndpoint;
 use tether_core::time::Instant;
 
 use super::{Fault, FaultMix, RetryAfter, Span, TimeEvent};
@@ -153,6 +154,24 @@ impl FaultDecider {
     /// drawn after it. A 413 is only decided for event batches and a garbage body only where
     /// the client reads the body; drawn elsewhere, they are no fault.
     pub fn decide(&mut self, endpoint: Endpoint) -> Fault {
+        self.decide_where(
+            matches!(endpoint, Endpoint::Events | Endpoint::InternalEvents),
+            matches!(endpoint, Endpoint::Register | Endpoint::GetWorker),
+        )
+    }
+
+    /// The fault of the next request, which is for a thread route: as
+    /// [`decide`](Self::decide), with a 413 only for a push (`POST /threads/sync`) and a
+    /// garbage body only where the client reads one (a pull, a push's results).
+    pub fn decide_thread(&mut self, endpoint: ThreadEndpoint) -> Fault {
+        self.decide_where(
+            endpoint == ThreadEndpoint::Sync,
+            matches!(endpoint, ThreadEndpoint::Pull | ThreadEndpoint::Sync),
+        )
+    }
+
+    /// One draw, where a 413 (`too_large`) and a garbage body (`garbage`) may be decided.
+    fn decide_where(&mut self, too_large: bool, garbage: bool) -> Fault {
         let mut u = self.rng.unit();
         let mut pick = None;
         for (i, (_, p)) in self.mix.per_request().into_iter().enumerate() {
@@ -188,15 +207,11 @@ impl FaultDecider {
             Some(5) => Fault::Throttled(RetryAfter::Date {
                 delay_secs: retry_after(rng),
             }),
-            Some(6) if matches!(endpoint, Endpoint::Events | Endpoint::InternalEvents) => {
-                Fault::TooLarge
-            }
+            Some(6) if too_large => Fault::TooLarge,
             Some(7) => Fault::Hang,
-            Some(8) if matches!(endpoint, Endpoint::Register | Endpoint::GetWorker) => {
-                Fault::Garbage {
-                    truncated_json: rng.below(2) == 0,
-                }
-            }
+            Some(8) if garbage => Fault::Garbage {
+                truncated_json: rng.below(2) == 0,
+            },
             _ => Fault::None,
         }
     }

@@ -197,3 +197,47 @@ fn a_client_skips_a_poisoned_thread_and_goes_on() {
     assert_eq!(sync.pending(), 1, "the edit of the poisoned thread is kept");
     server.shutdown().expect("a clean shutdown");
 }
+
+#[test]
+fn the_fault_plan_covers_the_thread_routes() {
+    use tether_server::{FaultMix, FaultPlan};
+    // Every request a 5xx that is not applied, or a 429: a push never lands.
+    let mix = FaultMix {
+        server_error: 0.5,
+        server_error_applied: 0.0,
+        throttle_seconds: 0.5,
+        ..FaultMix::none()
+    };
+    let config = ServerConfig::default()
+        .with_bind_addr("127.0.0.1:0".parse().unwrap())
+        .with_faults(FaultPlan::new(mix).with_seed(3));
+    let server = Server::start(config).expect("the server starts");
+    let url = server.session_url("faulted");
+    let agent = agent();
+    let body = json!({"worker_epoch": 0, "client_id": "c1", "items": [
+        {"id": "t", "base": 0, "thread": {"id": "t", "messages": []}}
+    ]});
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let (status, _) = read(
+            agent
+                .post(format!("{url}/threads/sync"))
+                .send(body.to_string()),
+        );
+        statuses.push(status);
+        let (status, _) = read(agent.get(format!("{url}/threads?since=0")).call());
+        statuses.push(status);
+        let (status, _) = read(agent.get(format!("{url}/ping")).call());
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 429 || *s >= 500),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429) && statuses.iter().any(|s| *s >= 500));
+    assert!(
+        server.inspector().threads("faulted").is_empty(),
+        "nothing applied"
+    );
+    server.shutdown().expect("shutdown");
+}
