@@ -38,8 +38,17 @@ fn tether(args: &[&str], limit: Duration) -> (i32, String) {
     )
 }
 
-fn demo_sync_converges_and_exits_0(runtime: &str) {
-    let args = ["demo", "--sync", "--runtime", runtime, "--events", "120"];
+fn demo_sync_converges_and_exits_0(runtime: &str, faults: &str) {
+    let args = [
+        "demo",
+        "--sync",
+        "--runtime",
+        runtime,
+        "--events",
+        "120",
+        "--faults",
+        faults,
+    ];
     let (code, stdout) = tether(&args, Duration::from_secs(60));
     assert_eq!(code, 0, "{stdout}");
     for line in [
@@ -56,12 +65,18 @@ fn demo_sync_converges_and_exits_0(runtime: &str) {
 
 #[test]
 fn demo_sync_on_blocking() {
-    demo_sync_converges_and_exits_0("blocking");
+    demo_sync_converges_and_exits_0("blocking", "light");
 }
 
 #[test]
 fn demo_sync_on_smol() {
-    demo_sync_converges_and_exits_0("smol");
+    demo_sync_converges_and_exits_0("smol", "heavy");
+}
+
+/// Heavy faults on every route, the thread routes included.
+#[test]
+fn demo_sync_through_heavy_faults_on_tokio() {
+    demo_sync_converges_and_exits_0("tokio", "heavy");
 }
 
 #[test]
