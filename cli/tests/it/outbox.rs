@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tether_server::{Server, ServerConfig};
 
 /// Runs `tether` with `args` and `input` on stdin.
-fn tether(args: &[&str], input: &str) -> Output {
+pub(crate) fn tether(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(args)
         .stdin(Stdio::piped())
@@ -30,11 +30,11 @@ fn tether(args: &[&str], input: &str) -> Output {
     output
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn lines(bytes: &[u8]) -> Vec<Value> {
+pub(crate) fn lines(bytes: &[u8]) -> Vec<Value> {
     text(bytes)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -329,7 +329,7 @@ fn refused_while_held(runtime: &str) {
 }
 
 /// A fresh directory of this test's own under the system's temporary directory.
-fn tempdir(name: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tether-outbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary directory");
