@@ -131,7 +131,7 @@ fn corrupt(runtime: &str) {
     assert!(len > 8192, "{len}");
 
     type Damage = fn(&Path, u64);
-    let damages: [(&str, Damage, &[&str]); 3] = [
+    let damages: [(&str, Damage, &[&str]); 4] = [
         (
             "garbage over the header",
             |file, _| {
@@ -144,6 +144,11 @@ fn corrupt(runtime: &str) {
         (
             "truncated to half",
             |file, len| truncate(file, len / 2),
+            &["the outbox is corrupt"],
+        ),
+        (
+            "truncated to nothing",
+            |file, _| truncate(file, 0),
             &["the outbox is corrupt"],
         ),
         (
