@@ -267,6 +267,9 @@ fn replay(
     })
 }
 
+/// Which rate of a [`Rates`].
+type Field = fn(&Rates) -> f64;
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -319,8 +322,8 @@ fn main() -> Result<(), Error> {
     );
     println!("|---|---|---|---|---|---|");
     for (r, runtime) in RUNTIMES.iter().enumerate() {
-        let med = |m: usize, f: fn(&Rates) -> f64| median(rates[r][m].iter().map(f).collect());
-        let ratio = |f: fn(&Rates) -> f64| {
+        let med = |m: usize, f: Field| median(rates[r][m].iter().map(f).collect());
+        let ratio = |f: Field| {
             median(
                 rates[r][0]
                     .iter()
@@ -329,7 +332,8 @@ fn main() -> Result<(), Error> {
                     .collect(),
             )
         };
-        let (acc, del): (fn(&Rates) -> f64, fn(&Rates) -> f64) = (|x| x.accepted, |x| x.delivered);
+        let acc: Field = |x| x.accepted;
+        let del: Field = |x| x.delivered;
         println!(
             "| {runtime} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.2}× | {:.2}× |",
             med(0, acc),
