@@ -1,7 +1,8 @@
 //! The outbox crash test of `cli/tests/it/outbox_crash.rs`, longer: more kills, more lines, several
-//! seeds. `tether pipe --outbox` streams to an in-process reference server and is killed with
-//! SIGKILL at random points; at the end every acknowledged line's event is on the server
-//! exactly once, in input order, and the document converged.
+//! seeds, on every runtime. `tether pipe --outbox` streams to an in-process reference server
+//! (down for stretches of runs) and is killed with SIGKILL at random points during intake,
+//! replay and delivery; at the end every acknowledged line's event is on the server exactly
+//! once, in input order, and the document converged.
 //!
 //! ```text
 //! cargo build -p tether && cargo run -p tether-benches --features examples --example outbox_crash -- [KILLS] [SEEDS]
@@ -29,21 +30,24 @@ fn main() {
         "build the CLI first: cargo build -p tether ({bin:?})"
     );
     let mut failed = false;
-    for seed in 0..seeds {
-        let started = std::time::Instant::now();
-        let report = crash::run(&bin, "blocking", seed, 400_000, kills, 80);
-        println!(
-            "seed {seed}: {} kills, {} lines acknowledged before kills, {} duplicates dropped, \
-             {} violations, {:.1} s",
-            report.kills,
-            report.acked_before_kills,
-            report.duplicates,
-            report.violations.len(),
-            started.elapsed().as_secs_f64()
-        );
-        for v in &report.violations {
-            println!("  {v}");
-            failed = true;
+    for runtime in ["blocking", "smol", "tokio"] {
+        for seed in 0..seeds {
+            let started = std::time::Instant::now();
+            let report = crash::run(&bin, runtime, seed, 400_000, kills, 80);
+            println!(
+                "{runtime} seed {seed}: {} kills ({:?}), {} lines acknowledged before kills, {} \
+                 duplicates dropped, {} violations, {:.1} s",
+                report.kills,
+                report.phases,
+                report.acked_before_kills,
+                report.duplicates,
+                report.violations.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for v in &report.violations {
+                println!("  {v}");
+                failed = true;
+            }
         }
     }
     if failed {

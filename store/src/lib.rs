@@ -92,6 +92,21 @@ impl SqliteStore {
                 ),
             });
         }
+        match fs::metadata(&path) {
+            // An outbox file is never empty once created (see `create`): an empty one was
+            // truncated, and starting over in it would lose what it held without a word.
+            Ok(meta) if meta.len() == 0 => {
+                return Err(StoreError::Corrupt {
+                    message: format!(
+                        "{} is empty: it was truncated, and what it held is lost; move it away \
+                         to start a new outbox",
+                        path.display()
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => create(&path).map_err(|e| open_error(e.to_string()))?,
+        }
         let conn = Connection::open(&path).map_err(|e| open_error(e.to_string()))?;
         let setup = || -> rusqlite::Result<()> {
             // One process at a time: the first to open holds the file's lock until it closes
@@ -174,6 +189,38 @@ fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Creates an empty outbox database at `path` whole: set up under another name, then linked
+/// into place (never over an existing file, so a racing opener keeps its own), so that an
+/// outbox file is never seen empty.
+fn create(path: &Path) -> std::io::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".new-{}", std::process::id()));
+    let fresh = PathBuf::from(name);
+    let _ = fs::remove_file(&fresh);
+    {
+        let conn = Connection::open(&fresh).map_err(std::io::Error::other)?;
+        conn.execute_batch("PRAGMA user_version = 1;")
+            .map_err(std::io::Error::other)?;
+    }
+    fs::File::open(&fresh)?.sync_all()?;
+    let linked = fs::hard_link(&fresh, path);
+    if linked.is_ok() || path.exists() {
+        let _ = fs::remove_file(&fresh);
+    }
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // A file system without hard links: a rename, unless another opener got there first.
+        Err(_) if !path.exists() => fs::rename(&fresh, path)?,
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        // The new name itself durable.
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
 }
 
 /// If the write-ahead log ends in a partial frame (a write torn by a crash), its length.

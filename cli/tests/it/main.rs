@@ -8,6 +8,7 @@
 mod cli;
 mod outbox;
 mod outbox_crash;
+mod outbox_disk;
 mod sim;
 mod support;
 mod sync;

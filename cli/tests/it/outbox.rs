@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tether_server::{Server, ServerConfig};
 
 /// Runs `tether` with `args` and `input` on stdin.
-fn tether(args: &[&str], input: &str) -> Output {
+pub(crate) fn tether(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
         .args(args)
         .stdin(Stdio::piped())
@@ -30,11 +30,11 @@ fn tether(args: &[&str], input: &str) -> Output {
     output
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn lines(bytes: &[u8]) -> Vec<Value> {
+pub(crate) fn lines(bytes: &[u8]) -> Vec<Value> {
     text(bytes)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -103,15 +103,27 @@ fn kept_for_the_next_run(runtime: &str) {
     let tmp = tempdir(&format!("kept-{runtime}"));
     let dir = tmp.join("outbox");
     let undelivered = tmp.join("undelivered.jsonl");
+    // 100 events, and a state patch after every 20th: the document must converge too.
     let input: String = (0..100)
-        .map(|n| format!("{}\n", json!({ "event": { "n": n } })))
+        .map(|n| {
+            let mut line = format!("{}\n", json!({ "event": { "n": n } }));
+            if n % 20 == 19 {
+                let patch = json!({ "state": { format!("k{}", n % 3): n, "last": n } });
+                line.push_str(&format!("{patch}\n"));
+            }
+            line
+        })
         .collect();
 
     let first = pipe(&url, &dir, &undelivered, &input);
     let stderr = text(&first.stderr);
     assert_eq!(first.status.code(), Some(7), "kept in the outbox: {stderr}");
     let acks = lines(&first.stdout);
-    assert_eq!(acks.len(), 100, "{acks:?}");
+    assert_eq!(acks.len(), 105, "{acks:?}");
+    assert!(
+        acks.iter().enumerate().all(|(i, a)| a["ack"] == i + 1),
+        "every line acknowledged, in order: {acks:?}"
+    );
     assert!(stderr.contains("100 events kept in the outbox"), "{stderr}");
     let written = std::fs::read_to_string(&undelivered).unwrap_or_default();
     assert!(written.is_empty(), "kept is not handed back: {written}");
@@ -125,8 +137,12 @@ fn kept_for_the_next_run(runtime: &str) {
     let export = tether(&["outbox", dir.to_str().unwrap(), "export"], "");
     assert_eq!(export.status.code(), Some(0), "{}", text(&export.stderr));
     let exported = lines(&export.stdout);
-    assert_eq!(exported.len(), 100);
     assert!(exported.iter().all(|r| r["outbox"] == "pending"));
+    // The kept state, as the patches not acknowledged yet.
+    let (state, exported): (Vec<Value>, Vec<Value>) =
+        exported.into_iter().partition(|r| r.get("state").is_some());
+    assert_eq!(state.len(), 1, "{state:?}");
+    assert_eq!(exported.len(), 100);
     let uuids: Vec<Value> = exported
         .iter()
         .map(|r| r["payload"]["uuid"].clone())
@@ -144,6 +160,11 @@ fn kept_for_the_next_run(runtime: &str) {
         text(&refused.stderr)
     );
 
+    let before = server.inspector().document("kept").unwrap_or(Value::Null);
+    assert!(
+        before.get("last").is_none(),
+        "nothing reached the server: {before}"
+    );
     server.restart_listener().expect("server up");
     let second = pipe(&url, &dir, &undelivered, "");
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
@@ -157,6 +178,11 @@ fn kept_for_the_next_run(runtime: &str) {
         "with the uuids they were acknowledged with"
     );
     assert_eq!(inspector.duplicates("kept").count, 0);
+    // The document converged on the patches acknowledged while the server was down.
+    let document = inspector.document("kept").unwrap_or(Value::Null);
+    for (key, value) in [("k0", 99), ("k1", 79), ("k2", 59), ("last", 99)] {
+        assert_eq!(document[key], value, "{key} in {document}");
+    }
     let shown = show(&dir);
     assert_eq!(
         (shown["pending"].clone(), shown["dead"].clone()),
@@ -233,14 +259,33 @@ fn a_dead_letter_is_handed_back_kept_marked_dead_and_discarded_only_on_yes() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-#[test]
-fn a_second_process_is_refused_while_a_pipe_holds_the_outbox() {
+/// Per runtime: the lock is the store's, but the pipe holding it runs its store work on each
+/// runtime's own path.
+mod a_second_process_is_refused_while_a_pipe_holds_the_outbox {
+    #[test]
+    fn blocking() {
+        super::refused_while_held("blocking");
+    }
+
+    #[test]
+    fn smol() {
+        super::refused_while_held("smol");
+    }
+
+    #[test]
+    fn tokio() {
+        super::refused_while_held("tokio");
+    }
+}
+
+fn refused_while_held(runtime: &str) {
     let url = "http://127.0.0.1:1/v1/code/sessions/held";
-    let tmp = tempdir("held");
+    let tmp = tempdir(&format!("held-{runtime}"));
     let dir = tmp.join("outbox");
     // A pipe that waits on its input (kept open) holds the outbox.
     let mut held = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .args(["pipe", "--url", url, "--epoch", "1", "--outbox"])
+        .args(["pipe", "--runtime", runtime, "--url", url, "--epoch", "1"])
+        .arg("--outbox")
         .arg(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -265,7 +310,7 @@ fn a_second_process_is_refused_while_a_pipe_holds_the_outbox() {
     let ack = ack.expect("the line is acknowledged without waiting for the next");
     assert!(ack.contains("\"ack\""), "{ack}");
     let second = tether(&["outbox", dir.to_str().unwrap(), "show"], "");
-    let third = pipe(url, &dir, &tmp.join("u.jsonl"), "");
+    let third = pipe_on(runtime, url, &dir, &tmp.join("u.jsonl"), "");
     // Of the process this test started, by its handle.
     drop(stdin);
     let _ = held.kill();
@@ -284,7 +329,7 @@ fn a_second_process_is_refused_while_a_pipe_holds_the_outbox() {
 }
 
 /// A fresh directory of this test's own under the system's temporary directory.
-fn tempdir(name: &str) -> std::path::PathBuf {
+pub(crate) fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tether-outbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary directory");

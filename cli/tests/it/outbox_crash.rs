@@ -1,6 +1,8 @@
-//! `tether pipe --outbox` killed with SIGKILL at 50 random points and started again on the
-//! same outbox each time: the server ends with every acknowledged line's event exactly once,
-//! in input order, and the document converged. Bounded: 50 kills, about ten seconds.
+//! `tether pipe --outbox` killed with SIGKILL at 50 random points on each runtime and started
+//! again on the same outbox each time, with the server down for stretches of runs: kills land
+//! during intake, during replay of a stored backlog and during delivery (at least 5 each), and
+//! the server ends with every acknowledged line's event exactly once, in input order, and the
+//! document converged. Bounded: at most 200 runs per runtime, a few seconds each runtime.
 //! `benches/examples/outbox_crash.rs` runs it longer.
 
 use crate::support;
@@ -11,11 +13,27 @@ use std::path::Path;
 fn sigkill_at_random_points_loses_and_duplicates_no_acknowledged_line() {
     for runtime in ["blocking", "smol", "tokio"] {
         let bin = Path::new(env!("CARGO_BIN_EXE_tether"));
+        let started = std::time::Instant::now();
         let report = support::crash::run(bin, runtime, 13, 100_000, 50, 60);
-        eprintln!("{runtime}: {report:?}");
+        eprintln!(
+            "{runtime}: {} kills in {:.1} s: {:?}, {} lines acknowledged before kills, {} \
+             duplicates dropped",
+            report.kills,
+            started.elapsed().as_secs_f64(),
+            report.phases,
+            report.acked_before_kills,
+            report.duplicates
+        );
         assert!(report.violations.is_empty(), "{runtime}: {report:#?}");
         assert!(report.kills >= 50, "{runtime}: {report:#?}");
         assert!(report.acked_before_kills > 0, "{runtime}: {report:#?}");
+        let phases = report.phases;
+        let least = phases
+            .intake
+            .min(phases.replay)
+            .min(phases.delivery)
+            .min(phases.server_down);
+        assert!(least >= 5, "{runtime}: kills in every phase: {phases:?}");
     }
 }
 

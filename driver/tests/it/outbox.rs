@@ -649,3 +649,166 @@ fn unacknowledged_state_is_kept_by_a_close_that_times_out_and_given_again_next_r
 fn origin() -> Origin {
     Origin::new(std::time::Instant::now())
 }
+
+/// A store on a disk with room for `room` bytes of records: a commit whose records do not fit
+/// fails whole, as SQLite rolls back a commit that meets a full disk, until `grow` makes room.
+#[derive(Clone)]
+struct SmallDisk {
+    inner: MemoryStore,
+    room: Arc<Mutex<(usize, usize)>>,
+}
+
+impl SmallDisk {
+    fn new(room: usize) -> Self {
+        SmallDisk {
+            inner: MemoryStore::new(),
+            room: Arc::new(Mutex::new((0, room))),
+        }
+    }
+
+    fn grow(&self, room: usize) {
+        self.room.lock().unwrap().1 = room;
+    }
+}
+
+impl Store for SmallDisk {
+    fn write(
+        &mut self,
+        batch: &tether_driver::WriteBatch,
+        sync: bool,
+    ) -> Result<(), tether_driver::StoreError> {
+        let need: usize = batch.puts.iter().map(|(_, r)| r.len()).sum();
+        let mut room = self.room.lock().unwrap();
+        if room.0 + need > room.1 {
+            return Err(tether_driver::StoreError::Write {
+                message: "database or disk is full".into(),
+            });
+        }
+        self.inner.write(batch, sync)?;
+        room.0 += need;
+        Ok(())
+    }
+
+    fn read(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, tether_driver::StoreError> {
+        self.inner.read(after, limit)
+    }
+
+    fn read_dead(
+        &mut self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, tether_driver::StoreError> {
+        self.inner.read_dead(after, limit)
+    }
+
+    fn read_state(&mut self) -> Result<Option<Vec<u8>>, tether_driver::StoreError> {
+        self.inner.read_state()
+    }
+
+    fn last_key(&mut self) -> Result<Option<u64>, tether_driver::StoreError> {
+        self.inner.last_key()
+    }
+}
+
+#[test]
+fn a_disk_that_fills_mid_run_answers_not_durable_refuses_the_rest_and_loses_nothing_acknowledged() {
+    let disk = SmallDisk::new(3_000);
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    let mut acknowledged = Vec::new();
+    let (mut not_durable, mut refused) = (0, 0);
+    {
+        let start = Instant::ZERO;
+        let now = Arc::new(Mutex::new(start));
+        let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+        settings
+            .config(config(1000))
+            .epoch(1)
+            .seed(5)
+            .outbox(disk.clone(), SyncPolicy::EveryWrite);
+        let driver = settings.start(origin(), 0).unwrap();
+        let clock = Arc::clone(&now);
+        let shared = Shared::new(
+            driver,
+            Box::new(move || *clock.lock().unwrap()),
+            Box::new(|| {}),
+        );
+        let handle = Tether::new(Arc::clone(&shared));
+        let mut rig = Rig {
+            shared,
+            now,
+            server: server.clone(),
+        };
+        // Groups of 8 events, one commit each, until the disk is full and past it.
+        for group in 0..12u64 {
+            let mut sends: Vec<_> = (0..8)
+                .map(|i| {
+                    let n = group * 8 + i;
+                    (
+                        n,
+                        handle.send_event(json!({ "n": n }), Duration::from_secs(1)),
+                    )
+                })
+                .collect();
+            rig.turn();
+            for (n, send) in &mut sends {
+                match send.try_take() {
+                    Some(Ok(_)) => acknowledged.push(*n),
+                    Some(Err(SendError::NotDurable { .. })) => not_durable += 1,
+                    Some(Err(SendError::StoreFailed { .. })) => refused += 1,
+                    other => panic!("event {n}: {other:?}"),
+                }
+            }
+            *rig.now.lock().unwrap() += Duration::from_millis(50);
+        }
+        assert!(!acknowledged.is_empty() && acknowledged.len() < 96);
+        assert_eq!(not_durable, 8, "the group that met the full disk");
+        assert!(refused > 0, "new events refused while the disk is full");
+        assert!(handle.outbox().unwrap().failed_commits >= 1);
+        assert_eq!(
+            acknowledged,
+            (0..acknowledged.len() as u64).collect::<Vec<_>>(),
+            "acknowledged in order, nothing after the first failure"
+        );
+        assert_eq!(
+            disk.inner.len(),
+            acknowledged.len(),
+            "all acknowledged kept"
+        );
+        // A crash while the disk is full.
+        std::mem::forget(handle);
+        std::mem::forget(rig);
+    }
+    // Room again, the server up: the next run delivers what was acknowledged, once, in order,
+    // and nothing that was not.
+    disk.grow(1 << 20);
+    server.lock().unwrap().down = false;
+    let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/rig");
+    settings
+        .config(config(1000))
+        .epoch(1)
+        .seed(5)
+        .outbox(disk.clone(), SyncPolicy::EveryWrite);
+    let driver = settings.start(origin(), 0).unwrap();
+    let now = Arc::new(Mutex::new(Instant::ZERO));
+    let clock = Arc::clone(&now);
+    let shared = Shared::new(
+        driver,
+        Box::new(move || *clock.lock().unwrap()),
+        Box::new(|| {}),
+    );
+    let _handle = Tether::new(Arc::clone(&shared));
+    let mut rig = Rig {
+        shared,
+        now,
+        server: server.clone(),
+    };
+    rig.run(10_000, |_| disk.inner.is_empty());
+    let server = server.lock().unwrap();
+    assert_eq!(server.seqs(), acknowledged);
+    assert_eq!(server.duplicates, 0);
+}

@@ -243,3 +243,38 @@ fn a_second_opener_is_refused_while_the_first_holds_the_outbox() {
     let mut again = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(again.read(None, 10).unwrap().len(), 3);
 }
+
+#[test]
+fn an_outbox_file_truncated_to_nothing_is_corrupt_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        store.write(&puts(0..100), true).unwrap();
+    }
+    // A new outbox is never an empty file, even before its first write.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(fresh.path()).unwrap());
+    assert!(fs::metadata(fresh.path().join(FILE_NAME)).unwrap().len() > 0);
+    assert_eq!(
+        fs::read_dir(fresh.path()).unwrap().count(),
+        1,
+        "no temporary file left"
+    );
+    // Opened empty, it would start over and lose the 100 records without a word.
+    let path = dir.path().join(FILE_NAME);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    match SqliteStore::open(dir.path()) {
+        Err(StoreError::Corrupt { message }) => assert!(message.contains("empty"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        0,
+        "left as it was found"
+    );
+}

@@ -1,9 +1,15 @@
-//! The outbox crash test, shared by `cli/tests/outbox_crash.rs` (bounded) and
+//! The outbox crash test, shared by `cli/tests/it/outbox_crash.rs` (bounded) and
 //! `benches/examples/outbox_crash.rs` (longer): `tether pipe --outbox` streams to an in-process
 //! reference server and is killed with SIGKILL at random points, then started again on the same
 //! outbox with the input from the line after the last one it acknowledged. At the end the
 //! server must hold every line's event exactly once, in input order, and the document must have
 //! converged.
+//!
+//! The input is written a few lines at a time, as a producer streams it, so kills land while
+//! lines are taken in. The server is down for stretches of one to three runs: those runs
+//! acknowledge lines they cannot deliver, so the next run with the server up starts on a stored
+//! backlog, and kills land while it is replayed. Each kill is classed by what the server held
+//! and what was acknowledged at that moment ([`Phases`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -12,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_server::{Server, ServerConfig};
+use tether_server::{FaultMix, FaultPlan, Server, ServerConfig};
 
 /// What a crash run did.
 #[derive(Debug, Default)]
@@ -23,8 +29,29 @@ pub struct CrashRun {
     pub acked_before_kills: usize,
     /// Duplicates the server dropped (resends after restarts).
     pub duplicates: u64,
+    /// Where the kills landed.
+    pub phases: Phases,
     /// Every broken expectation.
     pub violations: Vec<String>,
+}
+
+/// Where kills landed, as observed at each kill. Intake overlaps with delivery and replay (a
+/// pipe takes lines in while it delivers), so a kill may count in more than one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    /// Intake: the run had acknowledged some of its lines, not all.
+    pub intake: u32,
+    /// Replay: the run started with events an earlier run acknowledged still only in the
+    /// outbox (the server up), and was killed before the server held them all.
+    pub replay: u32,
+    /// Delivery: the stored backlog was delivered, the server held some of this run's new
+    /// events and not all of its input yet (the server up).
+    pub delivery: u32,
+    /// The server was down: what was acknowledged could only be kept.
+    pub server_down: u32,
+    /// Killed before it acknowledged a line or delivered an event (opening the outbox,
+    /// connecting, the first group commit). Not one of the phases asked for; said apart.
+    pub startup: u32,
 }
 
 /// A tiny deterministic generator, so a failing seed replays.
@@ -61,14 +88,28 @@ pub fn input(lines: usize) -> Vec<String> {
 
 /// Runs `tether pipe --outbox dir` on `lines[from..]`; kills it after `kill_after` (`None`:
 /// lets it finish). Returns the line numbers (1-based within the slice) it acknowledged.
+/// When a run is killed.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// This long after it started.
+    After(Duration),
+    /// Never: it runs to the end of its input.
+    Never,
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one run's whole setting, spelled out"
+)]
 fn pipe_once(
     bin: &Path,
     runtime: &str,
     url: &str,
     dir: &Path,
     lines: &[String],
-    kill_after: Option<Duration>,
+    kill: Kill,
     limit: Duration,
+    writes: u64,
 ) -> (Vec<usize>, bool) {
     let mut child = Command::new(bin)
         .args([
@@ -90,10 +131,28 @@ fn pipe_once(
         .spawn()
         .expect("spawn tether pipe");
     let mut stdin = child.stdin.take().expect("stdin");
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let keep_open = kill_after.is_some();
+    let lines: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+    let keep_open = !matches!(kill, Kill::Never);
     let writer = thread::spawn(move || {
-        let _ = stdin.write_all(text.as_bytes());
+        // A few lines at a time, as a producer streams them (`writes`: the generator's seed;
+        // 0 writes everything at once).
+        let mut rng = Lcg::new(writes);
+        let mut rest = &lines[..];
+        while !rest.is_empty() {
+            let take = if writes == 0 {
+                rest.len()
+            } else {
+                (1 + rng.below(64) as usize).min(rest.len())
+            };
+            let piece: String = rest[..take].concat();
+            rest = &rest[take..];
+            if stdin.write_all(piece.as_bytes()).is_err() {
+                break;
+            }
+            if writes != 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
         // A run to be killed never sees the end of its input: it cannot finish first.
         keep_open.then_some(stdin)
     });
@@ -116,20 +175,44 @@ fn pipe_once(
         if let Some(_status) = child.try_wait().expect("wait") {
             break;
         }
-        if kill_after.is_some_and(|k| started.elapsed() >= k) || started.elapsed() > limit {
+        let due = match kill {
+            Kill::After(after) => started.elapsed() >= after,
+            Kill::Never => false,
+        };
+        if due || started.elapsed() > limit {
             // SIGKILL, of the process this test started, by its id.
             let _ = child.kill();
             let _ = child.wait();
             killed = true;
             break;
         }
-        thread::sleep(Duration::from_millis(2));
+        thread::sleep(Duration::from_millis(1));
     }
     let _ = writer.join();
     (reader.join().unwrap_or_default(), killed)
 }
 
-/// The whole run: `kills` random kills over `lines` lines, then a run to the end.
+/// A server that answers every request after up to 20 ms, and never fails one.
+fn slow_server() -> FaultPlan {
+    FaultPlan::new(FaultMix {
+        latency: 1.0,
+        latency_max: Duration::from_millis(20),
+        ..FaultMix::none()
+    })
+}
+
+/// How many of the lines before `end` are events (every 25th line is a state patch).
+fn events_before(end: usize) -> usize {
+    end - end / 25
+}
+
+/// How many of the `acked` lines are events (every 25th line is a state patch).
+fn events_in(acked: &[usize]) -> usize {
+    acked.iter().filter(|i| *i % 25 != 24).count()
+}
+
+/// The whole run: `kills` random kills over `lines` lines (more runs until every phase saw at
+/// least `kills / 10`, within `kills * 4` runs), then a run to the end.
 pub fn run(
     bin: &Path,
     runtime: &str,
@@ -140,27 +223,62 @@ pub fn run(
 ) -> CrashRun {
     let server = Server::start(ServerConfig::default()).expect("server");
     let url = server.session_url("crash");
-    let dir =
-        std::env::temp_dir().join(format!("tether-outbox-crash-{}-{seed}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tether-outbox-crash-{runtime}-{}-{seed}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let input = input(lines);
+    let inspector = server.inspector();
+    let held = || inspector.events("crash").len();
     let mut rng = Lcg::new(seed);
     let mut report = CrashRun::default();
     let mut next = 0usize; // the first line not acknowledged yet
     let mut acked_lines: Vec<usize> = Vec::new();
     let mut runs = 0;
-    while report.kills < kills && next < input.len() && runs < kills * 4 {
+    let mut down_for = 0; // runs left with the server down
+    let least = kills / 10;
+    let short = |p: &Phases| p.intake.min(p.replay).min(p.delivery).min(p.server_down) < least;
+    while (report.kills < kills || short(&report.phases)) && next < input.len() && runs < kills * 4
+    {
         runs += 1;
-        let delay = Duration::from_millis(3 + rng.below(max_delay_ms));
+        let held_before = held();
+        let backlog = events_in(&acked_lines).saturating_sub(held_before);
+        if down_for == 0 && backlog == 0 && rng.below(3) == 0 {
+            down_for = 1 + rng.below(3);
+        }
+        let down = down_for > 0;
+        if down {
+            down_for -= 1;
+            server.stop_listener().expect("server down");
+        } else {
+            server.restart_listener().expect("server up");
+        }
         let end = (next + 100 + rng.below(1400) as usize).min(input.len());
+        // Replay comes first: kill early. Otherwise, half the time, the server answers each
+        // request after up to 20 ms, so that delivery lags the acknowledgements.
+        let replay = backlog > 0 && !down;
+        let slow = !replay && !down && rng.below(2) == 0;
+        inspector.set_faults(if slow {
+            slow_server()
+        } else {
+            FaultPlan::none()
+        });
+        let kill = if replay {
+            Kill::After(Duration::from_millis(10 + rng.below(max_delay_ms / 2)))
+        } else {
+            Kill::After(Duration::from_millis(5 + rng.below(max_delay_ms)))
+        };
+        let writes = 1 + rng.below(u64::MAX - 1);
         let (acked, killed) = pipe_once(
             bin,
             runtime,
             &url,
             &dir,
             &input[next..end],
-            Some(delay),
-            Duration::from_secs(30),
+            kill,
+            Duration::from_secs(10),
+            writes,
         );
         report.kills += u32::from(killed);
         // Acks come in order, one per line, starting with the first line fed.
@@ -175,15 +293,37 @@ pub fn run(
         acked_lines.extend(acked.iter().map(|n| next + n - 1));
         report.acked_before_kills += acked.len();
         next += acked.len();
+        if killed {
+            // What was under way when the kill landed.
+            let held_after = held();
+            let this_run = held_after.saturating_sub(held_before + backlog);
+            let phases = &mut report.phases;
+            if !acked.is_empty() && next < end {
+                phases.intake += 1;
+            }
+            if down {
+                phases.server_down += 1;
+            } else if held_after < held_before + backlog {
+                phases.replay += 1;
+            } else if this_run > 0 && held_after < events_before(end) {
+                phases.delivery += 1;
+            }
+            if acked.is_empty() && this_run == 0 && (down || backlog == 0) {
+                phases.startup += 1;
+            }
+        }
     }
+    server.restart_listener().expect("server up");
+    inspector.set_faults(FaultPlan::none());
     let (acked, killed) = pipe_once(
         bin,
         runtime,
         &url,
         &dir,
         &input[next..],
-        None,
+        Kill::Never,
         Duration::from_secs(120),
+        0,
     );
     if killed {
         report.violations.push("the last run did not finish".into());
@@ -195,7 +335,6 @@ pub fn run(
             .violations
             .push(format!("{} of {} lines acknowledged", next, input.len()));
     }
-    let inspector = server.inspector();
     let events = inspector.events("crash");
     let seen: Vec<u64> = events.iter().filter_map(|e| e["n"].as_u64()).collect();
     let expected: Vec<u64> = acked_lines
