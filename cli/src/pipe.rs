@@ -178,7 +178,13 @@ pub fn run(args: &PipeArgs) -> ExitCode {
     };
     let reports = tether.reports();
     let durable = args.outbox.is_some();
-    let recorder = thread::spawn(move || record_undelivered(reports, sink, durable));
+    // What the outbox dropped before anyone could subscribe (unreadable records at open).
+    let dropped_at_start = tether.shared().lock().outbox_dropped();
+    for dropped in &dropped_at_start {
+        say_dropped(dropped.key, &dropped.reason);
+    }
+    let recorder =
+        thread::spawn(move || record_undelivered(reports, sink, durable, dropped_at_start));
     if args.outbox.is_some() {
         return durable_run(&tether, args, statuses, recorder);
     }
@@ -514,6 +520,15 @@ fn from_the_start<'a>(
     std::iter::once(Status::Connecting).chain(statuses)
 }
 
+/// Says on stderr, as a JSON line, that the outbox dropped a record (unreadable: torn or
+/// corrupt) or a stored state patch or thread edit.
+fn say_dropped(key: Option<u64>, reason: &str) {
+    eprintln!(
+        "{}",
+        json!({"outbox_dropped": {"key": key, "reason": reason}})
+    );
+}
+
 /// Writes every hand-back as the session reports it, one JSON Lines record each, flushed at
 /// once; gives the writer back at the end of the session for the refused lines. With an
 /// outbox (`durable`), what it keeps for the next run is not written: it is not the caller's
@@ -522,8 +537,20 @@ fn record_undelivered(
     reports: Subscription<Report>,
     mut sink: Option<BufWriter<File>>,
     durable: bool,
+    said: Vec<tether_blocking::Dropped>,
 ) -> std::io::Result<Option<BufWriter<File>>> {
     for report in reports.iter() {
+        // A record the outbox could not read is never silent, with or without the file.
+        if let Ok(Report::OutboxDropped { key, reason }) = &report {
+            let dropped = tether_blocking::Dropped {
+                key: *key,
+                reason: reason.clone(),
+            };
+            if !said.contains(&dropped) {
+                say_dropped(*key, reason);
+            }
+            continue;
+        }
         let Some(out) = sink.as_mut() else { continue };
         let report = match report {
             Ok(report) => report,

@@ -335,3 +335,31 @@ pub(crate) fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temporary directory");
     dir
 }
+
+#[test]
+fn a_record_the_outbox_cannot_read_is_said_on_stderr_and_the_rest_is_sent() {
+    use tether_blocking::{Store, WriteBatch};
+    let server = Server::start(ServerConfig::default()).expect("server");
+    let url = server.session_url("unreadable");
+    let tmp = tempdir("unreadable");
+    let dir = tmp.join("outbox");
+    let undelivered = tmp.join("undelivered.jsonl");
+    {
+        let mut store = tether_store::SqliteStore::open(&dir).expect("open");
+        store.bind_session(&url, false).expect("bind");
+        let batch = WriteBatch {
+            puts: vec![(0, b"not a record".to_vec())],
+            ..WriteBatch::default()
+        };
+        store.write(&batch, true).expect("write");
+    }
+    let run = pipe(&url, &dir, &undelivered, "{\"event\": {\"n\": 1}}\n");
+    let stderr = text(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("\"outbox_dropped\"") && stderr.contains("\"key\":0"),
+        "the drop is said: {stderr}"
+    );
+    assert_eq!(server.inspector().events("unreadable").len(), 1);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
