@@ -3,7 +3,8 @@
 //!
 //! 1. **Durable rate**, side by side on blocking, smol and tokio: EVENTS events of about 200
 //!    bytes in `send_events` chunks of 1 000, each answered only once its events are written
-//!    (one group commit per chunk, the default policy syncs each one). "Accepted" is the rate
+//!    (the default policy syncs each group commit), with up to 8 chunks waiting for their
+//!    answer at once, so the next chunk is accepted while the previous one is written. "Accepted" is the rate
 //!    until the last chunk was answered, "delivered" until a flush confirmed every event. Beside
 //!    it, in the same run, the same runtime without an outbox (non-durable) and with an outbox
 //!    that never syncs; the ratios are taken within one run.
@@ -101,11 +102,22 @@ struct Rates {
 async fn stream(tether: &Tether, events: u64) -> Result<Rates, Error> {
     let started = Instant::now();
     let seqs: Vec<u64> = (0..events).collect();
+    // Up to WINDOW chunks wait for their commit at once: the next chunk is accepted while the
+    // previous one is written and synced (group commit), as a producer that does not wait for
+    // each answer before it goes on would do.
+    const WINDOW: usize = 8;
+    let mut waiting = std::collections::VecDeque::with_capacity(WINDOW);
     for chunk in seqs.chunks(1_000) {
         let chunk = chunk.iter().map(|&seq| Event::new(event(seq)));
-        tether
-            .send_events(Stream::Events, chunk, Duration::from_secs(60))
-            .await?;
+        waiting.push_back(tether.send_events(Stream::Events, chunk, Duration::from_secs(60)));
+        if waiting.len() >= WINDOW {
+            if let Some(oldest) = waiting.pop_front() {
+                oldest.await?;
+            }
+        }
+    }
+    for pending in waiting {
+        pending.await?;
     }
     let accepted = started.elapsed();
     tether.flush(Duration::from_secs(120)).await?;
