@@ -2,17 +2,24 @@
 //!
 //! Each iteration is one whole run: a session registers, streams events, patches its state,
 //! flushes and closes against the server model through the `flaky` fault plan, and every
-//! invariant is checked at the end. Throughput is reported in runs per second.
+//! invariant is checked at the end. Throughput is reported in runs per second. The `world_`
+//! benchmarks run the same sessions through the simulator's world, on the real driver with
+//! its caller on the `Tether` handle; the others run the core session alone.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tether_sim::{FaultMix, RunConfig, WorkloadConfig, run};
+use tether_sim::{FaultMix, RunConfig, WorkloadConfig, run, run_session};
 
 fn sessions(c: &mut Criterion) {
     let mut group = c.benchmark_group("sim");
     group.throughput(Throughput::Elements(1));
     for (name, mix, workload) in [
+        (
+            "world_ten_minutes_flaky_sweep_workload",
+            FaultMix::flaky(),
+            WorkloadConfig::sweep(),
+        ),
         (
             "ten_minutes_flaky_sweep_workload",
             FaultMix::flaky(),
@@ -35,7 +42,12 @@ fn sessions(c: &mut Criterion) {
                 seed += 1;
                 let mut config = RunConfig::new(seed, mix.clone());
                 config.workload = workload.clone();
-                let report = run(&config).expect("valid configuration");
+                let report = if name.starts_with("world_") {
+                    run_session(&config)
+                } else {
+                    run(&config)
+                };
+                let report = report.expect("valid configuration");
                 assert!(report.passed(), "seed {seed}: {:?}", report.violations);
                 black_box(report.stats)
             })

@@ -6,15 +6,18 @@ use std::thread;
 use std::time::Instant;
 
 use tether_sim::render::render;
-use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
+use tether_sim::{Callers, FaultMix, RunConfig, RunReport, WorkloadConfig, run, run_session};
 
 use crate::args::help_template;
 
 const AFTER_HELP: &str = "\
-Each run is a ten-minute session against the server model through a seeded fault plan, with
-every invariant checked at the end: no event lost, none reordered or duplicated, the state
-converged, heartbeat gaps within bounds, give-up exactly by the rules, and nothing after a
-terminal status. A failing seed replays to the same trace with --trace.
+Each run is a ten-minute worker session in the simulator's world: the real driver around a real
+session, its caller on the Tether handle (waiting when a queue is full; by seed, dropping its
+handle instead of closing, or giving an observer that panics), against the server model through
+a seeded fault plan, with every invariant checked at the end: no event lost, none reordered or
+duplicated, the state converged, heartbeat gaps within bounds, give-up exactly by the rules,
+nothing after a terminal status, and every waiting caller answered. --core runs the core
+session alone, without the driver. A failing seed replays to the same trace with --trace.
 
 EXIT STATUS:
     0  every seed passed
@@ -27,8 +30,8 @@ EXIT STATUS:
 #[command(
     help_template = help_template!("sim"),
     after_help = AFTER_HELP,
-    override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N]\n    \
-                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE]"
+    override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N] [--core]\n    \
+                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE] [--core]"
 )]
 pub struct SimArgs {
     /// the seeds to run, B excluded
@@ -52,6 +55,10 @@ pub struct SimArgs {
     /// faults, partitions, statuses, queue depth)
     #[arg(long, value_name = "FILE", requires = "trace")]
     svg: Option<String>,
+    /// run the core session alone (no driver, no caller misbehaviour), as the simulator did
+    /// before the world
+    #[arg(long)]
+    core: bool,
 }
 
 /// Which fault mix a seed runs under.
@@ -108,6 +115,7 @@ struct Options {
     threads: u64,
     trace: Option<u64>,
     svg: Option<String>,
+    core: bool,
 }
 
 fn options(args: &SimArgs) -> Options {
@@ -123,6 +131,7 @@ fn options(args: &SimArgs) -> Options {
         workload_name: args.workload.clone(),
         threads: args.threads,
         trace: args.trace,
+        core: args.core,
     }
 }
 
@@ -132,8 +141,14 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
     config.workload = options.workload.clone();
     config.trace = traced;
     config.timeline = traced && options.svg.is_some();
+    let report = if options.core {
+        run(&config)
+    } else {
+        config.callers = Callers::for_seed(seed);
+        run_session(&config)
+    };
     // The mixes and the workloads above are valid by construction.
-    let report = run(&config).expect("the built-in simulator configuration is valid");
+    let report = report.expect("the built-in simulator configuration is valid");
     (name, report)
 }
 
@@ -152,8 +167,9 @@ fn trace(seed: u64, options: &Options) -> ExitCode {
     }
     if let (Some(path), Some(mut timeline)) = (&options.svg, report.timeline.clone()) {
         timeline.title = format!(
-            "tether sim --trace {seed} --faults {name} --workload {}",
-            options.workload_name
+            "tether sim --trace {seed} --faults {name} --workload {}{}",
+            options.workload_name,
+            if options.core { " --core" } else { "" }
         );
         if let Err(e) = std::fs::write(path, render(&timeline)) {
             eprintln!("tether sim: cannot write {path}: {e}");
@@ -226,7 +242,8 @@ fn sweep(options: &Options) -> ExitCode {
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("replay one with: tether sim --trace SEED");
+        let core = if options.core { " --core" } else { "" };
+        println!("replay one with: tether sim --trace SEED{core}");
         ExitCode::from(1)
     }
 }

@@ -93,6 +93,13 @@ pub enum Violation {
         /// What the session did.
         actual: Option<(Instant, Terminal)>,
     },
+    /// A caller the driver held was never answered, though the session ended.
+    Unanswered {
+        /// Who waited, and for what.
+        what: String,
+        /// When the run ended.
+        at: Instant,
+    },
     /// The session produced output after a terminal status.
     OutputAfterTerminal {
         /// The terminal output.
@@ -172,6 +179,12 @@ impl fmt::Display for Violation {
                     "the rules say {}, the session did {}",
                     show(expected),
                     show(actual)
+                )
+            }
+            Violation::Unanswered { what, at } => {
+                write!(
+                    f,
+                    "the session ended but was still unanswered at {at}: {what}"
                 )
             }
             Violation::OutputAfterTerminal {

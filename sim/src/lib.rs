@@ -1,14 +1,18 @@
 //! tether's deterministic simulator (docs/ARCHITECTURE.md §Simulation).
 //!
-//! A run puts a [`tether_core`] session against a model of the server, through a faulty network,
-//! on a virtual clock. Everything here is seeded and reads no clock, so a failing seed replays to
-//! the same trace. The crate uses std but no async runtime and no threads.
+//! The [`world`]: a virtual clock, a faulty network, the server model, and clients that are
+//! each a real [`tether_driver`] driver around a real [`tether_core`] session, driven the way
+//! every shim drives one, with their callers on the `Tether` handle. A [`scenario`] is a
+//! workload plus its invariant checks in that world. Everything here is seeded and reads no
+//! clock, so a failing seed replays to the same trace. The crate uses std but no async runtime
+//! and no threads.
 //!
 //! ```
-//! use tether_sim::{run, FaultMix, RunConfig};
+//! use tether_sim::{run_session, FaultMix, RunConfig};
 //!
-//! // Ten simulated minutes of a session on a bad day, every invariant checked at the end.
-//! let report = run(&RunConfig::new(7, FaultMix::flaky()))?;
+//! // Ten simulated minutes of a worker session on a bad day, through the real driver, every
+//! // invariant checked at the end.
+//! let report = run_session(&RunConfig::new(7, FaultMix::flaky()))?;
 //! assert!(report.passed(), "{:?}", report.violations);
 //! assert!(report.stats.faults > 0 && report.stats.delivered > 0);
 //! # Ok::<(), tether_sim::RunError>(())
@@ -30,11 +34,17 @@
 //!   coalescing), flushes, and a final close.
 //! - [`check`]: the invariants, as pure functions of plain records.
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
-//! - [`run`]: the runner that composes all of the above and checks every invariant.
+//! - [`world`]: [`World`](world::World), the one world every scenario runs in, and its
+//!   [`Scenario`](world::Scenario) trait.
+//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world.
+//! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
+//!   and as the baseline the world's cost is measured against (benches/README.md). The thread
+//!   sync, crash and fleet runners ([`threads`], [`outbox`], [`fleet`]) still drive the core
+//!   directly: they are the next scenarios to move into the world.
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
-//! # Composing a run
+//! # Composing a core-only run
 //!
 //! A runner owns the session, a [`ServerModel`], a [`Network`] and a [`Trace`], and a queue of
 //! timed happenings: the workload's actions, the network's [`timeline`](Network::timeline)
@@ -76,15 +86,20 @@ pub mod check;
 pub mod fleet;
 pub mod network;
 pub mod outbox;
+mod report;
 mod run;
+pub mod scenario;
 pub mod threads;
 pub mod trace;
 pub mod workload;
+pub mod world;
 
 pub use check::Violation;
 pub use network::{Exchange, Network};
 pub use outbox::{CrashConfig, CrashReport, run_crashes};
-pub use run::{RunConfig, RunError, RunReport, RunStats, run};
+pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
+pub use run::run;
+pub use scenario::session::run_session;
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,
 };

@@ -14,135 +14,21 @@ use super::check::{
     StreamRecord, Terminal,
 };
 use super::network::Network;
+use super::report::{RunConfig, RunError, RunReport, RunStats};
 use super::trace::Trace;
-use super::workload::{Action, PlannedEvent, Step, WorkloadConfig, steps};
+use super::workload::{Action, PlannedEvent, Step, steps};
 use tether_core::batch::EventId;
 use tether_core::classify::{Outcome, Reply, TransientCause, classify};
 use tether_core::drive::{DrainBound, Poll};
 use tether_core::patch::DocumentSchema;
 use tether_core::session::{
-    ConfigError, DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session, SessionConfig,
-    SessionError, Status, Stream,
+    DeliveryStatus, Endpoint, GiveUpReason, Output, RequestId, Session, SessionError, Status,
+    Stream,
 };
 use tether_core::time::Instant;
 use tether_model::fault::{Delivery, Span, TimeEvent};
-use tether_model::fault::{FaultMix, FaultMixError};
-use tether_model::timeline::{Recorder, Timeline};
+use tether_model::timeline::Recorder;
 use tether_model::{ServerConfig, ServerModel};
-
-/// What to simulate.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// The one seed every random choice of the run derives from.
-    pub seed: u64,
-    /// How hostile the network and server are.
-    pub mix: FaultMix,
-    /// What the application does.
-    pub workload: WorkloadConfig,
-    /// The session under test. Its id is also the server's session id.
-    pub session: SessionConfig,
-    /// Whether to record the trace (sweeps leave it off for speed).
-    pub trace: bool,
-    /// Whether to record a [`Timeline`] to draw (see [`render`](crate::render::render)).
-    pub timeline: bool,
-    /// A bound on loop iterations, so a livelock fails the run instead of hanging it.
-    pub max_steps: u64,
-}
-
-impl RunConfig {
-    /// A ten-minute run of the default workload with a registering session.
-    pub fn new(seed: u64, mix: FaultMix) -> Self {
-        RunConfig {
-            seed,
-            mix,
-            workload: WorkloadConfig::default(),
-            session: SessionConfig::new("sim"),
-            trace: false,
-            timeline: false,
-            max_steps: 10_000_000,
-        }
-    }
-
-    /// The same run with its trace recorded.
-    pub fn traced(mut self) -> Self {
-        self.trace = true;
-        self
-    }
-
-    /// The same run with its [`Timeline`] recorded.
-    pub fn with_timeline(mut self) -> Self {
-        self.timeline = true;
-        self
-    }
-}
-
-/// A configuration the runner cannot use.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum RunError {
-    /// The fault mix is out of bounds.
-    Mix(FaultMixError),
-    /// The session refused its configuration.
-    Session(ConfigError),
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunError::Mix(e) => write!(f, "fault mix: {e}"),
-            RunError::Session(e) => write!(f, "session: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
-
-/// Counts of one run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunStats {
-    /// Events the workload enqueued, all streams.
-    pub events: u64,
-    /// Events the server holds, all streams.
-    pub delivered: u64,
-    /// Events handed back to the caller.
-    pub handed_back: u64,
-    /// Duplicates the server filtered.
-    pub duplicates: u64,
-    /// Requests the session sent.
-    pub requests: u64,
-    /// Requests that met a fault (partitions included).
-    pub faults: u64,
-    /// Patches the workload gave.
-    pub patches: u64,
-    /// Simulated time at the end.
-    pub end: Instant,
-    /// Loop iterations.
-    pub steps: u64,
-}
-
-/// How a run went.
-#[derive(Clone, Debug)]
-pub struct RunReport {
-    /// The run's seed: replaying it reproduces the run exactly.
-    pub seed: u64,
-    /// The session's last status.
-    pub status: Status,
-    /// Every invariant the run broke; empty for a good run.
-    pub violations: Vec<Violation>,
-    /// The trace, if it was recorded.
-    pub trace: Option<Trace>,
-    /// The timeline, if it was recorded.
-    pub timeline: Option<Timeline>,
-    /// Counts.
-    pub stats: RunStats,
-}
-
-impl RunReport {
-    /// Whether every invariant held.
-    pub fn passed(&self) -> bool {
-        self.violations.is_empty()
-    }
-}
 
 /// What the runner does next, in tie-break order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -146,7 +146,7 @@ impl Serialize for PlannedEvent {
 
 impl PlannedEvent {
     /// The payload as a `Value`, as [`generate`] gives it.
-    fn into_value(self) -> Value {
+    pub(crate) fn into_value(self) -> Value {
         let mut payload = Map::new();
         payload.insert(SEQ_FIELD.to_string(), json!(self.seq));
         payload.insert("stream".to_string(), json!(self.stream));

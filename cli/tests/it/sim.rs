@@ -18,6 +18,10 @@ fn a_sweep_reports_every_seed_passing() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("30 runs in"), "{out}");
     assert!(out.contains("30 passed, 0 failed"), "{out}");
+    // The core session alone, as before the world: the same seeds pass.
+    let (code, out) = tether(&["sim", "--seeds", "0..30", "--core"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("30 passed, 0 failed"), "{out}");
 }
 
 #[test]

@@ -7,3 +7,4 @@ mod sim_scenarios;
 mod sim_sweep;
 mod sim_timeline;
 mod threads;
+mod world_scenarios;

@@ -1,6 +1,7 @@
-//! The simulator: a sweep of seeds across fault mixes, replay, and the named scenarios.
+//! The simulator: a sweep of seeds across fault mixes through the world (the real driver, its
+//! callers misbehaving by seed), and replay.
 
-use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
+use tether_sim::{Callers, FaultMix, RunConfig, RunReport, WorkloadConfig, run_session};
 
 fn mixes() -> [(&'static str, FaultMix); 3] {
     [
@@ -10,10 +11,15 @@ fn mixes() -> [(&'static str, FaultMix); 3] {
     ]
 }
 
-fn run_seed(seed: u64, mix: &FaultMix) -> RunReport {
+fn config(seed: u64, mix: &FaultMix) -> RunConfig {
     let mut config = RunConfig::new(seed, mix.clone());
     config.workload = WorkloadConfig::sweep();
-    run(&config).expect("valid configuration")
+    config.callers = Callers::for_seed(seed);
+    config
+}
+
+fn run_seed(seed: u64, mix: &FaultMix) -> RunReport {
+    run_session(&config(seed, mix)).expect("valid configuration")
 }
 
 #[test]
@@ -70,9 +76,7 @@ fn print_trace() {
         return;
     };
     let (_, mix) = &mixes()[(seed % 3) as usize];
-    let mut config = RunConfig::new(seed, mix.clone()).traced();
-    config.workload = WorkloadConfig::sweep();
-    let report = run(&config).unwrap();
+    let report = run_session(&config(seed, mix).traced()).unwrap();
     println!("{}", report.trace.unwrap().as_str());
     println!("{:?}", report.violations);
 }
