@@ -12,6 +12,7 @@ mod report;
 mod serve;
 mod session;
 mod sim;
+mod sim_sync;
 mod sync_demo;
 mod threads;
 

@@ -31,7 +31,8 @@ EXIT STATUS:
     help_template = help_template!("sim"),
     after_help = AFTER_HELP,
     override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N] [--core]\n    \
-                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE] [--core]"
+                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE] [--core]\n    \
+                      tether sim --sync [--seeds A..B] [--threads N] | --sync --trace SEED"
 )]
 pub struct SimArgs {
     /// the seeds to run, B excluded
@@ -59,6 +60,11 @@ pub struct SimArgs {
     /// before the world
     #[arg(long)]
     core: bool,
+    /// thread sync instead: 2 to 5 clients edit 1 to 4 shared threads through partitions and
+    /// the thread routes' heavy faults (5xx, 429, lost requests and responses, hangs, garbage
+    /// bodies); every run checks that all converge with every edit once
+    #[arg(long, conflicts_with_all = ["core", "svg", "workload"])]
+    sync: bool,
 }
 
 /// Which fault mix a seed runs under.
@@ -153,6 +159,12 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
 }
 
 pub fn run_command(args: &SimArgs) -> ExitCode {
+    if args.sync {
+        return match args.trace {
+            Some(seed) => crate::sim_sync::trace(seed),
+            None => crate::sim_sync::sweep(args.seeds.clone(), args.threads),
+        };
+    }
     let options = options(args);
     match options.trace {
         Some(seed) => trace(seed, &options),

@@ -26,6 +26,8 @@ pub struct ThreadFaults {
     pub throttled: f64,
     /// No answer at all: the client's deadline must fire.
     pub hang: f64,
+    /// The server applies it and answers `200` with a body that is not the protocol's.
+    pub garbage: f64,
     /// One-way latency, uniform in this range.
     pub latency: (Duration, Duration),
 }
@@ -39,6 +41,7 @@ impl ThreadFaults {
             server_error: 0.0,
             throttled: 0.0,
             hang: 0.0,
+            garbage: 0.0,
             latency: (Duration::from_millis(5), Duration::from_millis(40)),
         }
     }
@@ -51,7 +54,22 @@ impl ThreadFaults {
             server_error: 0.03,
             throttled: 0.02,
             hang: 0.01,
+            garbage: 0.0,
             latency: (Duration::from_millis(5), Duration::from_millis(300)),
+        }
+    }
+
+    /// The reference server's heavy day on the thread routes: every fault it injects there,
+    /// garbage bodies included, several times as often as [`flaky`](Self::flaky).
+    pub const fn heavy() -> Self {
+        ThreadFaults {
+            lost_request: 0.06,
+            lost_response: 0.06,
+            server_error: 0.08,
+            throttled: 0.05,
+            hang: 0.02,
+            garbage: 0.04,
+            latency: (Duration::from_millis(5), Duration::from_millis(400)),
         }
     }
 }
@@ -559,6 +577,12 @@ impl Runner {
         if self.faulty() && self.roll(f.lost_response) {
             self.stats.faults += 1;
             self.at(answer_at, Event::Answer(i, id, None));
+            return;
+        }
+        if self.faulty() && self.roll(f.garbage) {
+            self.stats.faults += 1;
+            let garbage = Response::new(200, "<html>Bad Gateway</html>");
+            self.at(answer_at, Event::Answer(i, id, Some(garbage)));
             return;
         }
         self.at(answer_at, Event::Answer(i, id, Some(response)));

@@ -44,11 +44,12 @@ fn a_thousand_seeds_converge_through_faults_and_partitions() {
     let mut failed = Vec::new();
     let mut totals = (0, 0, 0, 0);
     for seed in 0..1_000u64 {
-        let faults = if seed % 2 == 0 {
-            ThreadFaults::flaky()
-        } else {
-            ThreadFaults::none()
-        };
+        // The thread routes' faults as the reference server injects them, garbage included.
+        let faults = [
+            ThreadFaults::none(),
+            ThreadFaults::flaky(),
+            ThreadFaults::heavy(),
+        ][(seed % 3) as usize];
         let report = run_threads(&ThreadRunConfig::random(seed, faults));
         totals.0 += report.stats.messages;
         totals.1 += report.stats.conflicts;
