@@ -1,10 +1,11 @@
 //! The reference server of tether's wire protocol (docs/PROTOCOL.md), with seeded fault injection.
 //!
 //! It serves every session at `http://HOST:PORT/v1/code/sessions/{session_id}` over real
-//! HTTP/1.1, keeps their state in memory, and lets tests and the `tether demo` read it back
-//! in-process through an [`Inspector`]. A [`FaultPlan`] makes it misbehave the way networks and
-//! servers do (5xx, 429 with `Retry-After`, delays, hangs, resets before and after applying,
-//! garbage bodies), reproducibly from a seed.
+//! HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port, keeps their state in memory,
+//! and lets tests and the `tether demo` read it back in-process through an [`Inspector`]. A
+//! [`FaultPlan`] makes it misbehave the way networks and servers do (5xx, 429 with
+//! `Retry-After`, delays, hangs, resets before and after applying, garbage bodies), reproducibly
+//! from a seed.
 //!
 //! ```
 //! use tether_server::{FaultPlan, Server, ServerConfig};
@@ -23,11 +24,15 @@
 //!
 //! # Why hyper
 //!
-//! The server is built on hyper 1.x (`server` + `http1`) with hyper-util's tokio adapter:
-//! hyper is the most used and best maintained HTTP implementation in Rust, it does HTTP/1.1
-//! keep-alive right, and it gives precise control over each connection — which fault injection
-//! needs (a reset is an error returned from the service, after which hyper drops the connection
-//! without a response). Seven routes need no framework on top.
+//! The server is built on hyper 1.x (`server`, `http1`, `http2`) with hyper-util's tokio adapter
+//! and its auto builder, which tells HTTP/1.1 from an h2c preface on each connection: hyper is
+//! the most used and best maintained HTTP implementation in Rust, it does HTTP/1.1 keep-alive
+//! and HTTP/2 right, and it gives precise control over each request — which fault injection
+//! needs (a reset is an error returned from the service, after which hyper drops an HTTP/1.1
+//! connection without a response, or resets the request's HTTP/2 stream and keeps the
+//! connection the other sessions share). Seven routes need no framework on top.
+//! [`Inspector::connections`] counts the connections, so a test can check that a fleet shared
+//! one.
 //!
 //! # Shape
 //!
@@ -106,7 +111,7 @@ pub use error::ServerError;
 pub use faults::{
     Fault, FaultDecider, FaultKind, FaultPlan, FaultRates, ParseFaultPlanError, RetryAfter,
 };
-pub use inspect::{Inspector, SessionView};
+pub use inspect::{Connections, Inspector, SessionView};
 pub use resources::Resources;
 pub use routes::{Route, SESSIONS_PREFIX};
 pub use server::Server;
