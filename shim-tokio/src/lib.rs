@@ -24,6 +24,9 @@
 //!   redirect followed, no body read past
 //!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
 //!   Bring your own client by implementing [`AsyncTransport`](runtime::AsyncTransport).
+//! - **A fleet** of sessions shares one transport: clone one [`HttpTransport`] into each
+//!   session's builder. Over HTTP/2 (ALPN `h2` on `https`, or [`HttpTransport::h2c`] on plain
+//!   `http`) they share one connection per host; over HTTP/1.1 one pool (see [`http`]).
 //! - **TLS** (`https`): hyper-rustls with ring and the webpki roots, default feature `tls`.
 //! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
 //!
