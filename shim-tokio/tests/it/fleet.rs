@@ -214,3 +214,56 @@ async fn sessions_outlive_a_server_restart_on_one_h2c_connection() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_fleet_keeps_its_pooled_connections() {
+    const SESSIONS: usize = 200;
+    let server = Server::start(ServerConfig::default()).unwrap();
+    let transport = HttpTransport::new();
+    let sessions: Vec<Tether> = (0..SESSIONS)
+        .map(|i| start(&server, &transport, &format!("h1-pool-{i}"), i as u64))
+        .collect();
+    let round = |k: u64| {
+        let sessions = sessions.clone();
+        bounded(LIMIT, async move {
+            let tasks: Vec<_> = sessions
+                .into_iter()
+                .map(|tether| {
+                    tokio::spawn(async move {
+                        for n in 0..5 {
+                            tether.send_event(json!({"k": k, "n": n}), T).await.unwrap();
+                        }
+                        tether.flush(T).await.unwrap();
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        })
+    };
+    round(0).await;
+    let first = server.inspector().connections().accepted;
+    round(1).await;
+    round(2).await;
+    let after = server.inspector().connections().accepted;
+    // A connection per request in flight at the peak, kept between rounds (no open-use-close).
+    assert!(
+        first <= 3 * SESSIONS as u64,
+        "{first} connections for the first round"
+    );
+    assert!(
+        after - first <= SESSIONS as u64 / 4,
+        "{} more connections for two more rounds",
+        after - first
+    );
+    for tether in &sessions {
+        assert!(bounded(LIMIT, tether.close(T)).await.all_delivered());
+    }
+    for i in 0..SESSIONS {
+        assert_eq!(server.inspector().events(&format!("h1-pool-{i}")).len(), 15);
+    }
+    tokio::task::spawn_blocking(move || server.shutdown().unwrap())
+        .await
+        .unwrap();
+}
