@@ -247,13 +247,14 @@ async fn an_http1_fleet_keeps_its_pooled_connections() {
     round(1).await;
     round(2).await;
     let after = server.inspector().connections().accepted;
-    // A connection per request in flight at the peak, kept between rounds (no open-use-close).
+    // A connection per request in flight at the peak, kept between rounds: a later round with a
+    // higher peak opens a few more, an open-use-close pool one per request (~2 per session).
     assert!(
         first <= 3 * SESSIONS as u64,
         "{first} connections for the first round"
     );
     assert!(
-        after - first <= SESSIONS as u64 / 4,
+        after - first <= SESSIONS as u64,
         "{} more connections for two more rounds",
         after - first
     );
