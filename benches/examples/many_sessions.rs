@@ -16,8 +16,8 @@
 //! of the beats of that phase alone; then all sessions close at once.
 //!
 //! tokio: all sessions share one cloned `tether_tokio::HttpTransport`, so one hyper client
-//! pools connections across sessions. smol: each session has its own transport and keeps one
-//! connection per channel it uses.
+//! pools connections across sessions (`--http h2c`: one HTTP/2 connection for all of them).
+//! smol: each session has its own transport and keeps one connection per channel it uses.
 //!
 //! The program raises its open-file soft limit to the hard limit, and stops with a message
 //! saying how to raise it (`ulimit -n`) if that is still below what N sessions may need.
@@ -37,10 +37,11 @@ use tether_core::session::{SessionConfig, Status};
 use tether_tokio::{CloseReport, Counters, DriverStats, Histogram};
 
 const USAGE: &str = "usage: many_sessions --url URL [--runtime tokio|smol] [--sessions N] \
-[--seconds S] [--stream-seconds T] [--threads K]
+[--seconds S] [--stream-seconds T] [--threads K] [--http http1|h2c]
 
 URL is the server's base URL (what `tether serve` prints after `listening on`) or any session
-URL of it. Defaults: tokio, 1000 sessions, 60 s idle, 20 s streaming, 2 threads.";
+URL of it. Defaults: tokio, 1000 sessions, 60 s idle, 20 s streaming, 2 threads, http1 (h2c is
+for tokio only).";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Runtime {
@@ -55,6 +56,8 @@ struct Args {
     seconds: u64,
     stream_seconds: u64,
     threads: usize,
+    /// tokio's shared transport speaks h2c (one connection) instead of HTTP/1.1.
+    h2c: bool,
     /// The server's base URL, without a trailing slash.
     base: String,
 }
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 60,
         stream_seconds: 20,
         threads: 2,
+        h2c: false,
         base: String::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -91,6 +95,13 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = number()?,
             "--stream-seconds" => args.stream_seconds = number()?,
             "--threads" => args.threads = (number()? as usize).max(1),
+            "--http" => {
+                args.h2c = match value.as_str() {
+                    "h2c" => true,
+                    "http1" => false,
+                    other => return Err(format!("--http is http1 or h2c, not `{other}`")),
+                }
+            }
             "--url" => {
                 let base = match value.find("/v1/code/sessions/") {
                     Some(at) => &value[..at],
@@ -387,7 +398,11 @@ fn run_tokio(args: &Args, prefix: &str) {
     let handle = runtime.handle().clone();
     runtime.block_on(async {
         // One hyper client (and connection pool) for every session.
-        let transport = tether_tokio::HttpTransport::new();
+        let transport = if args.h2c {
+            tether_tokio::HttpTransport::h2c()
+        } else {
+            tether_tokio::HttpTransport::new()
+        };
         let exec = TokioExec(handle.clone());
         phases(args, &exec, |i| {
             let id = format!("{prefix}-{i}");
@@ -445,9 +460,8 @@ fn main() -> ExitCode {
     };
     let n = args.sessions as u64;
     // Idle, a smol session holds one connection (its heartbeat's); streaming, one per channel in
-    // use (events and heartbeat). The shared tokio pool keeps six idle connections, opens one
-    // per request in flight beyond those and closes it afterwards: measured up to 3.3 fds per
-    // session while all stream.
+    // use (events and heartbeat). The shared tokio HTTP/1.1 pool keeps a connection per request
+    // in flight at the peak (up to one per channel per session); over h2c it needs one.
     let (idle_needed, streaming_needed) = (n + 256, 4 * n + 256);
     let limit = raise_open_files_limit().unwrap_or(u64::MAX);
     if limit < idle_needed {
@@ -470,8 +484,9 @@ fn main() -> ExitCode {
         Runtime::Tokio => "tokio",
         Runtime::Smol => "smol",
     };
+    let http = if args.h2c { "h2c" } else { "http1" };
     println!(
-        "{runtime}: {n} sessions, {} thread(s), {} s idle, {} s streaming, server {} \
+        "{runtime}: {n} sessions, {} thread(s), {} s idle, {} s streaming, {http}, server {} \
          (open-file limit {limit})",
         args.threads, args.seconds, args.stream_seconds, args.base
     );

@@ -1,7 +1,9 @@
 //! One request through hyper: route, fault, body, the session's server model, response.
 //!
-//! A "reset" is an error returned to hyper, which then drops the connection without writing a
-//! response: exactly what a client sees when a server or proxy dies mid-request.
+//! A "reset" is an error returned to hyper, which then drops an HTTP/1.1 connection without
+//! writing a response: exactly what a client sees when a server or proxy dies mid-request. On
+//! HTTP/2 hyper resets the request's stream instead (`INTERNAL_ERROR`), and the connection, shared
+//! by other sessions, goes on: the fault applies to the one request on both.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,8 +31,8 @@ use tether_model::fault::{Fault, FaultKind, RetryAfter, garbage_body};
 /// The response type of the service.
 pub(crate) type Reply = Response<Full<Bytes>>;
 
-/// The connection is dropped without a response (an injected reset, a hang's end, or a client
-/// that went away mid-body).
+/// The request gets no response: its HTTP/1.1 connection is dropped or its HTTP/2 stream reset
+/// (an injected reset, a hang's end, or a client that went away mid-body).
 #[derive(Debug)]
 pub(crate) struct Dropped(&'static str);
 

@@ -4,6 +4,7 @@
 //! plan never touches it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -71,6 +72,18 @@ fn duplicates(session: &Session, stream: Stream) -> Duplicates {
 fn heartbeats(session: &Session) -> Vec<Duration> {
     let beats = session.model.heartbeats();
     beats.iter().map(|at| at.since_origin()).collect()
+}
+
+/// The server's connections so far (over every listener, across stops and restarts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Connections {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Requests that came over HTTP/2 (h2c), page requests included.
+    pub http2_requests: u64,
 }
 
 /// Reads and steers a running server's sessions from any thread. Cheap to clone.
@@ -166,6 +179,17 @@ impl Inspector {
     /// Requests by route and faults by kind over every session.
     pub fn totals(&self) -> Stats {
         self.shared.store().totals().clone()
+    }
+
+    /// Connections accepted and open, and requests over HTTP/2: a fleet sharing one HTTP/2
+    /// connection shows `accepted == 1`.
+    pub fn connections(&self) -> Connections {
+        let counters = &self.shared.connections;
+        Connections {
+            accepted: counters.accepted.load(Ordering::Relaxed),
+            open: counters.open.load(Ordering::Relaxed),
+            http2_requests: counters.http2_requests.load(Ordering::Relaxed),
+        }
     }
 
     /// Time since the server started: the clock of [`Inspector::heartbeats`].

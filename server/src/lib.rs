@@ -1,12 +1,12 @@
 //! The reference server of tether's wire protocol (docs/PROTOCOL.md), with seeded fault injection.
 //!
 //! It serves every session at `http://HOST:PORT/v1/code/sessions/{session_id}` over real
-//! HTTP/1.1, keeps their state in memory, and lets tests and the `tether demo` read it back
-//! in-process through an [`Inspector`]. A [`FaultPlan`] makes it misbehave the way networks and
-//! servers do (latency, requests and responses lost, 5xx, 429 with `Retry-After`, 413, hangs,
-//! garbage bodies), reproducibly from a seed. The plan and what a fault is are
-//! [`tether_model::fault`]'s, the same vocabulary the simulator draws from; this crate applies
-//! them to real HTTP responses.
+//! HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port, keeps their state in memory,
+//! and lets tests and the `tether demo` read it back in-process through an [`Inspector`]. A
+//! [`FaultPlan`] makes it misbehave the way networks and servers do (latency, requests and
+//! responses lost, 5xx, 429 with `Retry-After`, 413, hangs, garbage bodies), reproducibly from
+//! a seed. The plan and what a fault is are [`tether_model::fault`]'s, the same vocabulary the
+//! simulator draws from; this crate applies them to real HTTP responses.
 //!
 //! ```
 //! use tether_server::{FaultPlan, Server, ServerConfig};
@@ -25,11 +25,15 @@
 //!
 //! # Why hyper
 //!
-//! The server is built on hyper 1.x (`server` + `http1`) with hyper-util's tokio adapter:
-//! hyper is the most used and best maintained HTTP implementation in Rust, it does HTTP/1.1
-//! keep-alive right, and it gives precise control over each connection — which fault injection
-//! needs (a reset is an error returned from the service, after which hyper drops the connection
-//! without a response). Seven routes need no framework on top.
+//! The server is built on hyper 1.x (`server`, `http1`, `http2`) with hyper-util's tokio adapter
+//! and its auto builder, which tells HTTP/1.1 from an h2c preface on each connection: hyper is
+//! the most used and best maintained HTTP implementation in Rust, it does HTTP/1.1 keep-alive
+//! and HTTP/2 right, and it gives precise control over each request — which fault injection
+//! needs (a reset is an error returned from the service, after which hyper drops an HTTP/1.1
+//! connection without a response, or resets the request's HTTP/2 stream and keeps the
+//! connection the other sessions share). Seven routes need no framework on top.
+//! [`Inspector::connections`] counts the connections, so a test can check that a fleet shared
+//! one.
 //!
 //! # Shape
 //!
@@ -106,7 +110,7 @@ mod threads;
 
 pub use config::{ChangeLogFn, DEFAULT_BODY_LIMIT, RequestLog, RequestLogFn, ServerConfig};
 pub use error::ServerError;
-pub use inspect::{Inspector, SessionView};
+pub use inspect::{Connections, Inspector, SessionView};
 pub use resources::Resources;
 pub use routes::SESSIONS_PREFIX;
 pub use server::Server;

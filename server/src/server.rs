@@ -1,13 +1,19 @@
 //! The blocking handle: a tokio runtime on its own thread, a listener that can go down and come
 //! back, and a bounded graceful shutdown.
+//!
+//! Each connection speaks HTTP/1.1 or HTTP/2 with prior knowledge (h2c), whichever its first
+//! bytes say (hyper-util's auto builder), on the same port. Every request goes through the same
+//! service, so the fault plan applies per request on both: on HTTP/2 a "reset" resets the
+//! request's stream, not the connection the other sessions share.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc as std_mpsc};
 use std::thread;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -265,13 +271,63 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut mode: watch
     connections.shutdown().await;
 }
 
-/// One keep-alive HTTP/1.1 connection.
+/// HTTP/2 streams one connection may carry at once: a fleet of sessions shares one connection,
+/// so this is sized for thousands of them (hyper's default is 200).
+pub(crate) const H2_MAX_STREAMS: u32 = 16_384;
+/// The HTTP/2 receive window of one stream: a full event batch arrives without a window update.
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+/// The HTTP/2 receive window of a connection, shared by every session's uploads.
+const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Streams a client may reset before the server has accepted them (h2's guard against rapid
+/// resets, default 20). A fleet whose requests time out together resets many at once.
+const H2_MAX_PENDING_RESETS: usize = 4096;
+
+/// Connections accepted and open, for the inspector.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCounters {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub http2_requests: AtomicU64,
+}
+
+/// Counts a connection open while it lives.
+struct OpenConnection<'a>(&'a ConnectionCounters);
+
+impl<'a> OpenConnection<'a> {
+    fn new(counters: &'a ConnectionCounters) -> Self {
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(counters)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One keep-alive connection: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut mode: watch::Receiver<Mode>) {
     let _ = stream.set_nodelay(true);
+    let counted = Arc::clone(&shared);
+    let _open = OpenConnection::new(&counted.connections);
     let service_mode = mode.clone();
-    let service =
-        service_fn(move |req| http::handle(Arc::clone(&shared), service_mode.clone(), req));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        if req.version() == hyper::Version::HTTP_2 {
+            let counters = &shared.connections;
+            counters.http2_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        http::handle(Arc::clone(&shared), service_mode.clone(), req)
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     loop {
         tokio::select! {

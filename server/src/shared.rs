@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     decider: Mutex<FaultDecider>,
     journal: Mutex<Journal>,
     started: Instant,
+    /// Connections accepted and open (server.rs), for the inspector.
+    pub connections: crate::server::ConnectionCounters,
 }
 
 impl Shared {
@@ -37,6 +39,7 @@ impl Shared {
             store: Mutex::new(Store::new(config.body_limit, config.heartbeat_ttl)),
             config,
             started: monotonic(),
+            connections: Default::default(),
         }
     }
 

@@ -3,6 +3,14 @@
 //!
 //! A small pool keeps idle keep-alive connections (at most one per channel, six per session);
 //! a request takes one (checking first that the peer has not closed it) or opens a new one.
+//!
+//! A fleet of sessions to one origin can share one transport: clone it into each session's
+//! builder (`builder(url).transport(transport.clone())`). The pool is then sized to the sessions
+//! that share it (six idle connections per live clone), so each keeps its connections instead of
+//! opening and closing one per request, and at most [`MAX_CONNECTING`] connects run at once (the
+//! rest wait their turn), so a fleet that starts together does not overflow the server's listen
+//! backlog. The transport connects to the origin it was made for: every session that shares it
+//! must have that origin.
 //! A connection is pooled again only after a complete exchange the server did not ask to end;
 //! a cancelled request (its future dropped), an error, a truncated body or a redirect with
 //! `Connection: close` drops it. Redirects are never followed. The response body is read up to
@@ -27,8 +35,11 @@ use ureq_proto::http::{self, header};
 use crate::http_conn::Conn;
 use tether_driver::runtime::{AsyncTransport, BoxFuture};
 
-/// Idle connections kept per transport: one per channel of a session.
+/// Idle connections kept per clone of a transport (a session holds one clone): one per channel
+/// of a session.
 const MAX_IDLE: usize = 6;
+/// Connects in progress at once, per transport (shared by its clones).
+pub const MAX_CONNECTING: usize = 64;
 /// The most response head (status line and headers) read before giving up.
 const MAX_HEAD: usize = 64 * 1024;
 /// Socket reads go through a buffer of this size.
@@ -39,11 +50,14 @@ const READ_CHUNK: usize = 8 * 1024;
 #[derive(Clone)]
 pub struct HttpTransport {
     inner: Arc<Inner>,
+    /// One count per clone alive: the sessions sharing the pool, which sizes it.
+    sharers: Arc<()>,
 }
 
 struct Inner {
     url: SessionUrl,
     idle: Mutex<Vec<Conn>>,
+    connecting: smol::lock::Semaphore,
     #[cfg(feature = "tls")]
     tls: Option<(
         futures_rustls::TlsConnector,
@@ -76,13 +90,12 @@ impl HttpTransport {
     ) -> Result<Self, BuildError> {
         let url = SessionUrl::parse(session_url)?;
         let name = server_name(&url)?;
-        Ok(HttpTransport {
-            inner: Arc::new(Inner {
-                url,
-                idle: Mutex::new(Vec::new()),
-                tls: Some((futures_rustls::TlsConnector::from(config), name)),
-            }),
-        })
+        Ok(HttpTransport::with_inner(Inner {
+            url,
+            idle: Mutex::new(Vec::new()),
+            connecting: smol::lock::Semaphore::new(MAX_CONNECTING),
+            tls: Some((futures_rustls::TlsConnector::from(config), name)),
+        }))
     }
 
     pub(crate) fn for_url(url: SessionUrl) -> Result<Self, BuildError> {
@@ -101,14 +114,20 @@ impl HttpTransport {
                 reason: "https needs the `tls` feature of tether-smol".into(),
             });
         }
-        Ok(HttpTransport {
-            inner: Arc::new(Inner {
-                url,
-                idle: Mutex::new(Vec::new()),
-                #[cfg(feature = "tls")]
-                tls,
-            }),
-        })
+        Ok(HttpTransport::with_inner(Inner {
+            url,
+            idle: Mutex::new(Vec::new()),
+            connecting: smol::lock::Semaphore::new(MAX_CONNECTING),
+            #[cfg(feature = "tls")]
+            tls,
+        }))
+    }
+
+    fn with_inner(inner: Inner) -> Self {
+        HttpTransport {
+            inner: Arc::new(inner),
+            sharers: Arc::new(()),
+        }
     }
 
     /// Idle connections held now (for tests and diagnostics).
@@ -146,7 +165,8 @@ fn server_name(
 impl AsyncTransport for HttpTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<Result<HttpResponse, TransportError>> {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.exchange(request).await })
+        let max_idle = MAX_IDLE.saturating_mul(Arc::strong_count(&self.sharers));
+        Box::pin(async move { inner.exchange(request, max_idle).await })
     }
 }
 
@@ -171,14 +191,15 @@ impl Inner {
         None
     }
 
-    fn put_idle(&self, conn: Conn) {
+    fn put_idle(&self, conn: Conn, max_idle: usize) {
         let mut idle = self.idle();
-        if idle.len() < MAX_IDLE {
+        if idle.len() < max_idle {
             idle.push(conn);
         }
     }
 
     async fn connect(&self) -> io::Result<Conn> {
+        let _turn = self.connecting.acquire().await;
         let addrs = match self.url.host().parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, self.url.port())],
             Err(_) => smol::net::resolve((self.url.host(), self.url.port())).await?,
@@ -192,7 +213,11 @@ impl Inner {
         Ok(Conn::Plain(tcp))
     }
 
-    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+    async fn exchange(
+        &self,
+        request: HttpRequest,
+        max_idle: usize,
+    ) -> Result<HttpResponse, TransportError> {
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
             None => self
@@ -202,7 +227,7 @@ impl Inner {
         };
         let (response, reusable) = roundtrip(&mut conn, &request).await?;
         if reusable {
-            self.put_idle(conn);
+            self.put_idle(conn, max_idle);
         }
         Ok(response)
     }

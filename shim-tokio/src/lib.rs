@@ -24,6 +24,9 @@
 //!   redirect followed, no body read past
 //!   [`SessionConfig::max_response_body`](tether_core::session::SessionConfig::max_response_body).
 //!   Bring your own client by implementing [`AsyncTransport`](runtime::AsyncTransport).
+//! - **A fleet** of sessions shares one transport: clone one [`HttpTransport`] into each
+//!   session's builder. Over HTTP/2 (ALPN `h2` on `https`, or [`HttpTransport::h2c`] on plain
+//!   `http`) they share one connection per host; over HTTP/1.1 one pool (see [`http`]).
 //! - **TLS** (`https`): hyper-rustls with ring and the webpki roots, default feature `tls`.
 //! - **The token** is never in `Debug`, `Display` or logs; only `http`/`https` URLs are taken.
 //!
@@ -61,6 +64,44 @@
 //!
 //! assert_eq!(server.inspector().events("doc-1").len(), 1);
 //! assert_eq!(server.inspector().document("doc-1").unwrap()["worker_status"], "running");
+//! server.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # A fleet
+//!
+//! Sessions given clones of one [`HttpTransport`] share its connections: over HTTP/2 (ALPN `h2`
+//! on `https`, or [`HttpTransport::h2c`] on plain `http`, as here) one connection per host
+//! carries every session's requests.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use serde_json::json;
+//! use tether_server::{Server, ServerConfig};
+//! use tether_tokio::HttpTransport;
+//!
+//! let server = Server::start(ServerConfig::default())?; // HTTP/1.1 and h2c on one port
+//! let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let transport = HttpTransport::h2c();
+//!     let sessions = (0..100)
+//!         .map(|i| {
+//!             tether_tokio::builder(server.session_url(&format!("fleet-{i}")))
+//!                 .epoch(1)
+//!                 .transport(transport.clone()) // the one shared transport
+//!                 .start()
+//!         })
+//!         .collect::<Result<Vec<_>, _>>()?;
+//!     for tether in &sessions {
+//!         tether.send_event(json!({"kind": "hello"}), Duration::from_secs(1)).await?;
+//!     }
+//!     for tether in &sessions {
+//!         assert!(tether.close(Duration::from_secs(5)).await.all_delivered());
+//!     }
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! assert_eq!(server.inspector().connections().accepted, 1);
 //! server.shutdown()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -7,6 +7,7 @@
 
 mod common;
 mod edges;
+mod fleet;
 mod idle;
 mod parity;
 mod runtimes;

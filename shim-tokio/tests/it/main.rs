@@ -7,4 +7,5 @@
 
 mod budget;
 mod common;
+mod fleet;
 mod runtime;
