@@ -36,11 +36,12 @@
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
 //! - [`world`]: [`World`](world::World), the one world every scenario runs in, and its
 //!   [`Scenario`](world::Scenario) trait.
-//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world.
+//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world,
+//!   [`run_crashes`] a process with a durable outbox killed and restarted on its store.
 //! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
 //!   and as the baseline the world's cost is measured against (benches/README.md). The thread
-//!   sync, crash and fleet runners ([`threads`], [`outbox`], [`fleet`]) still drive the core
-//!   directly: they are the next scenarios to move into the world.
+//!   sync and fleet runners ([`threads`], [`fleet`]) still drive the core directly: they are the
+//!   next scenarios to move into the world.
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
@@ -85,7 +86,6 @@
 pub mod check;
 pub mod fleet;
 pub mod network;
-pub mod outbox;
 mod report;
 mod run;
 pub mod scenario;
@@ -96,9 +96,9 @@ pub mod world;
 
 pub use check::Violation;
 pub use network::{Exchange, Network};
-pub use outbox::{CrashConfig, CrashReport, run_crashes};
 pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
 pub use run::run;
+pub use scenario::crash::{CrashConfig, CrashReport, run_crashes};
 pub use scenario::session::run_session;
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,
