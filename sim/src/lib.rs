@@ -37,11 +37,12 @@
 //! - [`world`]: [`World`](world::World), the one world every scenario runs in, and its
 //!   [`Scenario`](world::Scenario) trait.
 //! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world,
-//!   [`run_crashes`] a process with a durable outbox killed and restarted on its store.
+//!   [`run_crashes`] a process with a durable outbox killed and restarted on its store,
+//!   [`run_fleet`] many sessions through an outage, sharing one retry budget.
 //! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
 //!   and as the baseline the world's cost is measured against (benches/README.md). The thread
-//!   sync and fleet runners ([`threads`], [`fleet`]) still drive the core directly: they are the
-//!   next scenarios to move into the world.
+//!   sync runner ([`threads`]) still drives the core directly: it is the next scenario to move
+//!   into the world.
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
@@ -84,7 +85,6 @@
 #![deny(missing_docs)]
 
 pub mod check;
-pub mod fleet;
 pub mod network;
 mod report;
 mod run;
@@ -99,6 +99,7 @@ pub use network::{Exchange, Network};
 pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
 pub use run::run;
 pub use scenario::crash::{CrashConfig, CrashReport, run_crashes};
+pub use scenario::fleet::{FleetConfig, FleetReport, run_fleet};
 pub use scenario::session::run_session;
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,

@@ -7,6 +7,9 @@
 //! - [`crash`]: one worker process with a durable outbox, killed several times and started
 //!   again on its store, through a lossy network: every acknowledged event lands once, in
 //!   order, and the document converges.
+//! - [`fleet`]: many sessions against servers that go down together and come back, sharing
+//!   one retry budget: every event lands, and the retries stay within the budget's bound.
 
 pub mod crash;
+pub mod fleet;
 pub mod session;
