@@ -38,6 +38,14 @@ fn every_acknowledged_event_lands_once_in_order_across_random_crashes() {
 }
 
 #[test]
+fn stored_patches_survive_a_crash_while_the_next_process_gives_them_again() {
+    // Seed 8047 found a driver that wrote the first stored patch alone as its state record
+    // and was killed before writing the rest: acknowledged patches were lost.
+    let report = run(&CrashConfig::new(8047, 120));
+    assert!(report.passed(), "{:#?}", report.violations);
+}
+
+#[test]
 fn a_store_that_forgets_at_a_crash_is_caught() {
     // A store that loses what it acknowledged: the checks must say acknowledged events are
     // missing, in some of a few seeds (a seed whose crashes all fall on an empty outbox loses

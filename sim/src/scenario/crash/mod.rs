@@ -45,9 +45,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tether_core::batch::{Event, EventId};
-use tether_core::session::{Output, SessionConfig, Status, Stream};
+use tether_core::session::{Endpoint, Output, SessionConfig, Status, Stream};
 use tether_core::{Instant, Rng};
 use tether_driver::{
     CloseReport, MemoryStore, Pending, SendError, Settings, StoreError, SyncPolicy,
@@ -236,6 +236,8 @@ struct Crashing<'a> {
     given: [Vec<u64>; 2],
     acknowledged: [Vec<u64>; 2],
     patches: Vec<GivenPatch>,
+    /// The store's state record as last traced.
+    stored_state: Option<Vec<u8>>,
     report: CrashReport,
 }
 
@@ -272,6 +274,7 @@ pub fn run_crashes(config: &CrashConfig) -> Result<CrashReport, RunError> {
         given: [Vec::new(), Vec::new()],
         acknowledged: [Vec::new(), Vec::new()],
         patches: Vec::new(),
+        stored_state: None,
         report: CrashReport {
             seed: config.seed,
             ..CrashReport::default()
@@ -493,6 +496,16 @@ impl Scenario for Crashing<'_> {
     }
 
     fn settle(&mut self, world: &mut World) {
+        if world.is_traced() {
+            use tether_driver::Store;
+            let state = self.store.clone().read_state().ok().flatten();
+            if state != self.stored_state {
+                let text =
+                    String::from_utf8_lossy(state.as_deref().unwrap_or(b"none")).into_owned();
+                world.line(format_args!("   the store's state record is now {text}"));
+                self.stored_state = state;
+            }
+        }
         let mut i = 0;
         while i < self.sends.len() {
             match self.sends[i].2.try_take() {
@@ -545,7 +558,13 @@ impl Scenario for Crashing<'_> {
             return;
         };
         match output {
-            Output::Send(request) => trace.request(at, &request),
+            Output::Send(request) => {
+                trace.request(at, &request);
+                if request.endpoint == Endpoint::PutWorker {
+                    let body = String::from_utf8_lossy(&request.body);
+                    trace.line(at, format_args!("   {} body {body}", request.id));
+                }
+            }
             Output::Cancel(id) => trace.line(at, format_args!("-- {id} cancelled")),
             Output::Status(status) => trace.line(at, format_args!("status {status}")),
             Output::Delivered { stream, events } => {
@@ -566,7 +585,8 @@ impl Scenario for Crashing<'_> {
                 trace.line(at, format_args!("outbox forget {stream} {}", events.len()));
             }
             Output::PersistState(patches) => {
-                trace.line(at, format_args!("outbox state {} patches", patches.len()));
+                let patches = Value::Array(patches.into_iter().map(Value::Object).collect());
+                trace.line(at, format_args!("outbox state {patches}"));
             }
             _ => {}
         }
