@@ -104,8 +104,9 @@ pub fn crash_sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
     headline("crash", results.len(), failed.len(), elapsed);
     let sum = |f: fn(&CrashReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
-        "crashes {}, events {} (acknowledged {}, cut off by a crash {}), restored after a crash {}, \
-         duplicates filtered {}, answers lost {}, store writes lost {}, requests {}, faults {}",
+        "crashes {}, events {} (acknowledged {}, cut off by a crash {}), restored after a \
+         crash {}, duplicates filtered {}, answers lost {}, store writes lost {}, requests {}, \
+         faults {}",
         sum(|r| u64::from(r.crashes)),
         sum(|r| r.events),
         sum(|r| r.acknowledged),

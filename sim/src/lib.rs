@@ -28,7 +28,8 @@
 //!   [`FaultMix`] says how often each [`Fault`] happens.
 //! - [`network`]: [`Network`], built from a seed and a [`FaultMix`]. Per request it decides a
 //!   [`Fault`] and carries it out against the server in virtual time as a [`Delivery`]; up
-//!   front it plans partitions, restarts and at most one takeover as a timeline.
+//!   front it plans partitions, restarts and at most one takeover as a timeline; an outage
+//!   ([`Network::with_outage`]) refuses every request for a span.
 //! - [`workload`]: [`generate`] turns a seed into the application's actions: events with a `seq`,
 //!   internal events, acks, patches (including the reset-then-object pairs that break naive
 //!   coalescing), flushes, and a final close.

@@ -13,9 +13,11 @@
 //!
 //! The caller sends each event with the handle's `send`, waiting for room as long as it takes;
 //! with the outbox on, the send is answered only once the event is durable: that answer is
-//! the caller's acknowledgement. After each state patch it asks [`Tether::sync`]; once that
-//! answers, every patch it gave before is durable. A crash kills the caller too: what it was
-//! still waiting for is not acknowledged, and may land or not. At the end the caller closes.
+//! the caller's acknowledgement. After each state patch it asks
+//! [`Tether::sync`](tether_driver::Tether::sync); once that answers, every patch it gave before
+//! is durable. A crash kills the caller too: what it was still waiting for is not
+//! acknowledged, and may land or not. Once it has heard every answer after the workload, the
+//! caller closes.
 //!
 //! What is checked, per stream where it applies:
 //!
