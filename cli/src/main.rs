@@ -13,6 +13,7 @@ mod serve;
 mod session;
 mod sim;
 mod sim_sync;
+mod sim_world;
 mod sync_demo;
 mod threads;
 

@@ -19,6 +19,14 @@ duplicated, the state converged, heartbeat gaps within bounds, give-up exactly b
 nothing after a terminal status, and every waiting caller answered. --core runs the core
 session alone, without the driver. A failing seed replays to the same trace with --trace.
 
+--crash runs the crash scenario instead: a worker process with a durable outbox is killed five
+times per run (its answers in flight and its unfinished store writes lost) and started again on
+its store, through a lossy network; every acknowledged event must land exactly once, in order,
+the outbox must end empty and the document converge. --fleet N runs N sessions against servers
+that refuse every request from 60 s to 360 s of a 20-minute run, sharing one retry budget
+(--budget); every event must land and the retries stay within the budget's token bound. Each
+seed is one run of N sessions.
+
 EXIT STATUS:
     0  every seed passed
     1  a seed broke an invariant
@@ -32,7 +40,9 @@ EXIT STATUS:
     after_help = AFTER_HELP,
     override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N] [--core]\n    \
                       tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE] [--core]\n    \
-                      tether sim --sync [--seeds A..B] [--threads N] | --sync --trace SEED"
+                      tether sim --sync [--seeds A..B] [--threads N] | --sync --trace SEED\n    \
+                      tether sim --crash [--seeds A..B] [--threads N] | --crash --trace SEED\n    \
+                      tether sim --fleet N [--budget KIND] [--seeds A..B] [--threads N] | --fleet N [--budget KIND] --trace SEED"
 )]
 pub struct SimArgs {
     /// the seeds to run, B excluded
@@ -65,6 +75,21 @@ pub struct SimArgs {
     /// bodies); every run checks that all converge with every edit once
     #[arg(long, conflicts_with_all = ["core", "svg", "workload"])]
     sync: bool,
+    /// crash and restart instead: a process with a durable outbox killed five times per run and
+    /// started again on its store; every run checks that every acknowledged event lands once,
+    /// in order, and the document converges
+    #[arg(long, conflicts_with_all = ["core", "svg", "workload", "faults", "sync", "fleet"])]
+    crash: bool,
+    /// a fleet of N sessions instead, through a five-minute outage, sharing a retry budget;
+    /// every run checks that every event lands and the retries stay within the budget's bound
+    #[arg(long, value_name = "N", conflicts_with_all = ["core", "svg", "workload", "faults", "sync"],
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    fleet: Option<u64>,
+    /// with --fleet: the budget the sessions share: aws (the AWS SDKs' standard quota), grpc
+    /// (gRPC's retry throttling, 100 tokens) or none
+    #[arg(long, value_name = "KIND", default_value = "aws", requires = "fleet",
+          value_parser = ["aws", "grpc", "none"])]
+    budget: String,
 }
 
 /// Which fault mix a seed runs under.
@@ -159,6 +184,22 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
 }
 
 pub fn run_command(args: &SimArgs) -> ExitCode {
+    if args.crash {
+        return match args.trace {
+            Some(seed) => crate::sim_world::crash_trace(seed),
+            None => crate::sim_world::crash_sweep(args.seeds.clone(), args.threads),
+        };
+    }
+    if let Some(sessions) = args.fleet {
+        let sessions = usize::try_from(sessions).unwrap_or(usize::MAX);
+        let budget = crate::sim_world::budget(&args.budget);
+        return match args.trace {
+            Some(seed) => crate::sim_world::fleet_trace(seed, sessions, budget),
+            None => {
+                crate::sim_world::fleet_sweep(args.seeds.clone(), args.threads, sessions, budget)
+            }
+        };
+    }
     if args.sync {
         return match args.trace {
             Some(seed) => crate::sim_sync::trace(seed),

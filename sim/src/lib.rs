@@ -28,7 +28,8 @@
 //!   [`FaultMix`] says how often each [`Fault`] happens.
 //! - [`network`]: [`Network`], built from a seed and a [`FaultMix`]. Per request it decides a
 //!   [`Fault`] and carries it out against the server in virtual time as a [`Delivery`]; up
-//!   front it plans partitions, restarts and at most one takeover as a timeline.
+//!   front it plans partitions, restarts and at most one takeover as a timeline; an outage
+//!   ([`Network::with_outage`]) refuses every request for a span.
 //! - [`workload`]: [`generate`] turns a seed into the application's actions: events with a `seq`,
 //!   internal events, acks, patches (including the reset-then-object pairs that break naive
 //!   coalescing), flushes, and a final close.
@@ -36,11 +37,13 @@
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
 //! - [`world`]: [`World`](world::World), the one world every scenario runs in, and its
 //!   [`Scenario`](world::Scenario) trait.
-//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world.
+//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world,
+//!   [`run_crashes`] a process with a durable outbox killed and restarted on its store,
+//!   [`run_fleet`] many sessions through an outage, sharing one retry budget.
 //! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
 //!   and as the baseline the world's cost is measured against (benches/README.md). The thread
-//!   sync, crash and fleet runners ([`threads`], [`outbox`], [`fleet`]) still drive the core
-//!   directly: they are the next scenarios to move into the world.
+//!   sync runner ([`threads`]) still drives the core directly: it is the next scenario to move
+//!   into the world.
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
@@ -83,9 +86,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
-pub mod fleet;
 pub mod network;
-pub mod outbox;
 mod report;
 mod run;
 pub mod scenario;
@@ -96,9 +97,10 @@ pub mod world;
 
 pub use check::Violation;
 pub use network::{Exchange, Network};
-pub use outbox::{CrashConfig, CrashReport, run_crashes};
 pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
 pub use run::run;
+pub use scenario::crash::{CrashConfig, CrashReport, run_crashes};
+pub use scenario::fleet::{FleetConfig, FleetReport, run_fleet};
 pub use scenario::session::run_session;
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,

@@ -39,6 +39,7 @@ pub struct Network {
     mix: FaultMix,
     decider: FaultDecider,
     schedule: Schedule,
+    outage: Option<Span>,
 }
 
 impl Network {
@@ -50,7 +51,21 @@ impl Network {
             decider: plan.decider(),
             schedule: plan.schedule(run_length),
             mix: plan.mix,
+            outage: None,
         })
+    }
+
+    /// The same network with the server down during `span`: every request sent then fails
+    /// with a connection error after one round trip (a [`Fault::LostRequest`] with an error),
+    /// as when nothing listens on the server's port. Nothing reaches the server.
+    pub fn with_outage(mut self, span: Span) -> Self {
+        self.outage = Some(span);
+        self
+    }
+
+    /// When the server is down, if it is ever.
+    pub fn outage(&self) -> Option<Span> {
+        self.outage
     }
 
     /// The mix the network draws from.
@@ -84,10 +99,16 @@ impl Network {
     }
 
     /// Decides the fault for a request sent at `now`. During a partition every request is lost
-    /// in silence; otherwise the plan's [`FaultDecider`] picks one.
+    /// in silence, during the [outage](Self::with_outage) refused; otherwise the plan's
+    /// [`FaultDecider`] picks one.
     pub fn decide(&mut self, now: Instant, endpoint: Endpoint) -> Fault {
         if self.partitioned(now) {
             return Fault::LostRequest { error_after: None };
+        }
+        if self.outage.is_some_and(|o| o.contains(now)) {
+            return Fault::LostRequest {
+                error_after: Some(self.mix.base_rtt),
+            };
         }
         self.decider.decide(endpoint)
     }

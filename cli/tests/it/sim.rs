@@ -1,4 +1,4 @@
-//! `tether sim` end to end: the sweep, a trace, and usage errors.
+//! `tether sim` end to end: the sweep, a trace, the crash and fleet scenarios, and usage errors.
 
 use std::process::Command;
 
@@ -52,12 +52,58 @@ fn a_trace_is_one_line_per_input_and_output_and_replays_identically() {
 }
 
 #[test]
+fn the_crash_scenario_sweeps_and_a_seed_replays() {
+    let (code, out) = tether(&["sim", "--crash", "--seeds", "0..20"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("20 crash runs in"), "{out}");
+    assert!(out.contains("20 passed, 0 failed"), "{out}");
+    assert!(out.contains("crashes 100,"), "{out}");
+    let (code, first) = tether(&["sim", "--crash", "--trace", "3"]);
+    assert_eq!(code, 0, "{first}");
+    assert!(first.contains("** crash: client 0 killed"), "{first}");
+    assert!(first.contains("every invariant held"), "{first}");
+    let (_, second) = tether(&["sim", "--crash", "--trace", "3"]);
+    assert_eq!(
+        first, second,
+        "a seed must replay to a byte-identical trace"
+    );
+}
+
+#[test]
+fn the_fleet_scenario_sweeps_and_a_seed_replays() {
+    let (code, out) = tether(&["sim", "--fleet", "5", "--seeds", "0..3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("3 fleet (5 sessions) runs in"), "{out}");
+    assert!(out.contains("3 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("sent 45, delivered 45, handed back 0"),
+        "{out}"
+    );
+    let args = ["sim", "--fleet", "3", "--budget", "none", "--trace", "1"];
+    let (code, first) = tether(&args);
+    assert_eq!(code, 0, "{first}");
+    assert!(first.contains("s2 -> r0 POST /worker/register"), "{first}");
+    assert!(first.contains("retries granted 0"), "{first}");
+    assert!(first.contains("every invariant held"), "{first}");
+    let (_, second) = tether(&args);
+    assert_eq!(
+        first, second,
+        "a seed must replay to a byte-identical trace"
+    );
+}
+
+#[test]
 fn bad_arguments_are_usage_errors() {
     for args in [
         &["sim", "--seeds", "9..3"][..],
         &["sim", "--faults", "stormy"],
         &["sim", "--threads", "0"],
         &["sim", "--bogus"],
+        &["sim", "--budget", "none"],
+        &["sim", "--crash", "--sync"],
+        &["sim", "--crash", "--fleet", "3"],
+        &["sim", "--fleet", "0"],
+        &["sim", "--fleet", "3", "--faults", "calm"],
     ] {
         let (code, out) = tether(args);
         assert_eq!(code, 2, "{args:?}: {out}");

@@ -23,18 +23,21 @@ impl Driver {
         outbox: Outbox,
         state: Vec<serde_json::Map<String, Value>>,
     ) -> Self {
-        self.outbox = Some(outbox);
+        // Every stored patch is given before anything is drained: the outbox must never write
+        // a state record holding only some of them. (Replay may ask for store work after any
+        // drain; a write between two patches would hold the first ones alone, and a crash
+        // before the next write would lose the rest, which an earlier run made durable.)
         let now = self.now;
+        let mut outbox = outbox;
         for patch in state {
-            if let Err(error) = self.patch_state(now, Value::Object(patch)) {
-                if let Some(outbox) = &mut self.outbox {
-                    outbox.note_dropped(crate::store::Dropped {
-                        key: None,
-                        reason: format!("a stored state patch was refused: {error}"),
-                    });
-                }
+            if let Err(error) = self.session.patch_state(now, Value::Object(patch)) {
+                outbox.note_dropped(crate::store::Dropped {
+                    key: None,
+                    reason: format!("a stored state patch was refused: {error}"),
+                });
             }
         }
+        self.outbox = Some(outbox);
         self.after_call();
         self
     }

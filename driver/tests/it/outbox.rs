@@ -640,6 +640,58 @@ fn unacknowledged_state_is_kept_by_a_close_that_times_out_and_given_again_next_r
     assert!(!report.kept.expect("an outbox").state);
 }
 
+#[test]
+fn a_restart_writes_every_stored_state_patch_in_its_first_state_record() {
+    // Found by the simulator's crash scenario (`tether sim --crash --trace 8047`): a restart
+    // gave the stored patches again one at a time, and replay, done with its first chunk,
+    // asked for store work in between: the run's first write held the first patch alone, so a
+    // crash before the next write lost the others, which an earlier run had made durable.
+    let store = MemoryStore::new();
+    let server = Arc::new(Mutex::new(Server::default()));
+    server.lock().unwrap().down = true;
+    {
+        // One event kept in the outbox, so that the next run replays it.
+        let (mut rig, handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+        let sent = handle.send_event(json!({ "n": 0 }), Duration::from_secs(1));
+        rig.run(100, |_| sent.is_ready());
+    }
+    assert_eq!(store.len(), 1);
+    let patches = json!([{ "k": 1 }, { "j": 2 }]);
+    let state = serde_json::to_vec(&patches).unwrap();
+    let batch = tether_driver::WriteBatch {
+        state: Some(state),
+        ..Default::default()
+    };
+    store.clone().write(&batch, true).unwrap();
+    let (rig, _handle) = Rig::start(&store, SyncPolicy::EveryWrite, 100, server.clone());
+    // The new run's first store work, alone: a crash right after it must find every patch.
+    let job = rig
+        .shared
+        .turn()
+        .actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Store(job) => Some(job),
+            _ => None,
+        })
+        .expect("a store job");
+    drop(rig.shared.store_done(job.run()));
+    let stored = store.clone().read_state().unwrap().unwrap_or_default();
+    let stored: Value = serde_json::from_slice(&stored).unwrap_or(Value::Null);
+    let merged: serde_json::Map<String, Value> = stored
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flat_map(|p| p.clone())
+        .collect();
+    assert_eq!(
+        Value::Object(merged),
+        json!({ "k": 1, "j": 2 }),
+        "stored {stored}"
+    );
+}
+
 /// Where the driver's time starts on the (unread) real clock: these tests run on the core's
 /// time alone.
 #[allow(

@@ -2,13 +2,13 @@
 //! shared as a shim shares it ([`Shared`]), the caller's [`Tether`] handle, and a [`Tap`] that
 //! hands the world every core output the driver saw, in order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::Instant;
 use tether_core::session::{Output, Session, Status};
-use tether_driver::runtime::{Origin, Shared};
+use tether_driver::runtime::{NotifyFn, Origin, Shared};
 use tether_driver::{BuildError, MemoryStore, Settings, Tap, Tether};
 use tether_model::timeline::Recorder;
 
@@ -37,7 +37,8 @@ struct TapLog {
     recorder: Option<SharedRecorder>,
 }
 
-struct WorldTap(Arc<Mutex<TapLog>>);
+/// The tap of a client started at `start`: it hands the world its times in the world's frame.
+struct WorldTap(Arc<Mutex<TapLog>>, Duration);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -45,6 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Tap for WorldTap {
     fn output(&mut self, at: Instant, output: &Output) {
+        let at = at + self.1;
         let mut log = lock(&self.0);
         if let Output::Status(Status::Connected) = output {
             log.sample = true;
@@ -53,6 +55,7 @@ impl Tap for WorldTap {
     }
 
     fn drained(&mut self, at: Instant, session: &Session) {
+        let at = at + self.1;
         let mut log = lock(&self.0);
         if std::mem::take(&mut log.sample) {
             let value = session.state_acknowledged().clone();
@@ -86,9 +89,10 @@ pub struct Client {
     shared: Arc<Shared>,
     tether: Option<Tether>,
     log: Arc<Mutex<TapLog>>,
-    notified: Arc<AtomicBool>,
     pub(super) deadline: Option<Instant>,
     pub(super) finished: bool,
+    /// When it started: its driver's time counts from there.
+    start: Duration,
     /// Which of the world's servers it talks to.
     pub server: usize,
     /// Its outbox's store, if it keeps one.
@@ -96,39 +100,44 @@ pub struct Client {
 }
 
 impl Client {
+    /// Starts a client whose driver wakes the world's loop with `notify`.
     pub(super) fn start(
         spec: ClientSpec,
         clock: &VirtualClock,
         recorder: Option<SharedRecorder>,
         follow: bool,
+        notify: NotifyFn,
     ) -> Result<Client, BuildError> {
         let log = Arc::new(Mutex::new(TapLog {
             recorder,
             follow,
             ..TapLog::default()
         }));
+        // The driver's time counts from its start, as every shim's does (a driver starts at
+        // its zero); the world converts its times at this edge.
+        let start = clock.now().since_origin();
         let mut settings = spec.settings;
-        settings.tap(WorldTap(log.clone()));
+        settings.tap(WorldTap(log.clone(), start));
         // The origin only meets a shared retry budget on common ground: every client of a
-        // world shares one, so any fixed instant serves. The world reads no clock.
-        let driver = settings.start(origin(), spec.seed)?;
-        let notified = Arc::new(AtomicBool::new(true));
-        let flag = notified.clone();
-        let shared = Shared::new(
-            driver,
-            clock.reader(),
-            Box::new(move || flag.store(true, Ordering::Relaxed)),
-        );
+        // world counts from one base instant, so any fixed instant serves. The world reads no
+        // clock.
+        let driver = settings.start(origin(start), spec.seed)?;
+        let shared = Shared::new(driver, clock.reader_since(Instant::ZERO + start), notify);
         Ok(Client {
             tether: Some(Tether::new(shared.clone())),
             shared,
             log,
-            notified,
             deadline: None,
             finished: false,
+            start,
             server: spec.server,
             store: spec.store,
         })
+    }
+
+    /// A time of the driver's (its deadlines, its outputs' times) in the world's frame.
+    pub fn world_time(&self, at: Instant) -> Instant {
+        at + self.start
     }
 
     /// The driver, as a shim shares it.
@@ -167,15 +176,39 @@ impl Client {
         into.append(&mut log.entries);
     }
 
-    pub(super) fn take_notified(&self) -> bool {
-        self.notified.swap(false, Ordering::Relaxed)
+    /// Kills the client as a killed process dies: nothing it does from now on reaches its
+    /// store. The driver's own `Drop` runs its shutdown (the end's writes, a shim's last
+    /// rites that a killed process never runs), so the store refuses every write until the
+    /// driver is gone, then works again for the next process.
+    ///
+    /// # Panics
+    /// If the driver is shared beyond this client (the scenario kept a clone of the handle):
+    /// it would outlive the crash and write later, on the next process's store.
+    pub(super) fn kill(mut self) {
+        let store = self.store.take();
+        if let Some(store) = &store {
+            store.fail(Some("the process was killed"));
+        }
+        self.tether = None;
+        assert_eq!(
+            Arc::strong_count(&self.shared),
+            1,
+            "a crashed client's driver is still shared: the scenario must not keep a clone of \
+             its handle"
+        );
+        drop(self);
+        if let Some(store) = store {
+            store.fail(None);
+        }
     }
 }
 
-/// The origin every client of a world shares.
-fn origin() -> Origin {
+/// The origin of a client started `start` into the world: one base instant for every client
+/// of every world, plus its start.
+fn origin(start: Duration) -> Origin {
     use std::sync::OnceLock;
-    static ORIGIN: OnceLock<Origin> = OnceLock::new();
+    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
     #[allow(clippy::disallowed_methods)] // read once, never as the world's time
-    *ORIGIN.get_or_init(|| Origin::new(std::time::Instant::now()))
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    Origin::new(base + start)
 }

@@ -32,4 +32,11 @@ impl VirtualClock {
         let clock = self.clone();
         Box::new(move || clock.now())
     }
+
+    /// The clock as the [`ClockFn`] of a driver started at `start`: its time counts from
+    /// there, as a shim's does from the origin it read when it started the driver.
+    pub fn reader_since(&self, start: Instant) -> ClockFn {
+        let clock = self.clone();
+        Box::new(move || Instant::ZERO + clock.now().saturating_duration_since(start))
+    }
 }

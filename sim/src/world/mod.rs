@@ -24,22 +24,37 @@
 //!       every client a call or an answer woke turns again
 //!   }
 //! ```
+//!
+//! Store jobs run inside the action by default. With a
+//! [store latency](World::with_store_latency) each takes that long instead: it is due like an
+//! answer (after the answers due at the same time), and a [crash](World::crash) in between
+//! loses it. A crash kills a client's process and starts another in its place, on its store.
+//!
+//! Each driver's time counts from its own start, as a shim's does from the origin it read when
+//! it started it; the world converts at the edge (deadlines and the tap's times are the
+//! world's), so a client started mid-run, after a crash, begins at its zero like any other.
+//! The clients a notification woke and the drivers' deadlines are kept in order, so a step
+//! costs the same with a thousand clients as with one.
 
 mod client;
 mod clock;
+mod crash;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::session::{Output, RequestId};
 use tether_driver::BuildError;
-use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Route};
+use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Route, StoreJob};
 use tether_model::ServerModel;
 use tether_model::fault::{Delivery, Fault, TimeEvent};
 use tether_model::timeline::{Recorder, Timeline};
 
 pub use client::{Client, ClientSpec, SharedRecorder, TapEntry};
 pub use clock::VirtualClock;
+pub use crash::Crashed;
 
 use super::network::Network;
 use super::trace::Trace;
@@ -101,6 +116,7 @@ pub trait Scenario {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Next {
     Answer,
+    Store,
     Planned,
     Step,
     Deadline(usize),
@@ -128,7 +144,16 @@ pub struct World {
     /// The clients, in the order they were added.
     pub clients: Vec<Client>,
     answers: BTreeMap<(Instant, u64), InFlight>,
+    /// Numbers answers and store jobs as they are queued, so that ties keep their order.
     answer_seq: u64,
+    /// How long a store job takes (`None`: it runs inside its action).
+    store_latency: Option<Duration>,
+    /// Store jobs under way, by when they are done, with their client.
+    stores: BTreeMap<(Instant, u64), (usize, StoreJob)>,
+    /// The clients whose drivers asked to be turned (their notifications), by index.
+    woken: Arc<Mutex<BTreeSet<usize>>>,
+    /// Every client's next deadline, while it is not finished, earliest first.
+    deadlines: BTreeSet<(Instant, usize)>,
     plan: Vec<(Instant, TimeEvent)>,
     next_planned: usize,
     trace: Option<Trace>,
@@ -155,6 +180,10 @@ impl World {
             clients: Vec::new(),
             answers: BTreeMap::new(),
             answer_seq: 0,
+            store_latency: None,
+            stores: BTreeMap::new(),
+            woken: Arc::default(),
+            deadlines: BTreeSet::new(),
             plan,
             next_planned: 0,
             trace: None,
@@ -174,6 +203,14 @@ impl World {
         self
     }
 
+    /// Every store job takes `latency` of virtual time: it is run when it is done, and a
+    /// [crash](Self::crash) before then loses it (by default a job runs inside its action, so
+    /// no crash can fall in between).
+    pub fn with_store_latency(mut self, latency: Duration) -> Self {
+        self.store_latency = Some(latency);
+        self
+    }
+
     /// Records a timeline titled `title`.
     pub fn with_timeline(mut self, title: impl Into<String>) -> Self {
         self.recorder = Some(std::sync::Arc::new(std::sync::Mutex::new(Recorder::new(
@@ -187,10 +224,56 @@ impl World {
     /// # Errors
     /// The driver refused its settings.
     pub fn add_client(&mut self, spec: ClientSpec) -> Result<usize, BuildError> {
-        let follow = self.trace.is_some();
-        let client = Client::start(spec, &self.clock, self.recorder.clone(), follow)?;
+        let c = self.clients.len();
+        let client = self.start_client(c, spec)?;
         self.clients.push(client);
-        Ok(self.clients.len() - 1)
+        Ok(c)
+    }
+
+    /// Starts a client to be client `c`; it turns at the next wake-up.
+    fn start_client(&mut self, c: usize, spec: ClientSpec) -> Result<Client, BuildError> {
+        let follow = self.trace.is_some();
+        let woken = Arc::clone(&self.woken);
+        let notify = Box::new(move || {
+            woken
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(c);
+        });
+        let client = Client::start(spec, &self.clock, self.recorder.clone(), follow, notify)?;
+        self.woken().insert(c);
+        Ok(client)
+    }
+
+    fn woken(&self) -> MutexGuard<'_, BTreeSet<usize>> {
+        self.woken.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first client from index `from` on whose driver asked to be turned; forgets the ask.
+    fn next_woken(&self, from: usize) -> Option<usize> {
+        let mut woken = self.woken();
+        let c = woken.range(from..).next().copied()?;
+        woken.remove(&c);
+        Some(c)
+    }
+
+    /// Whether client `c`'s driver asked to be turned since it last was; forgets the ask.
+    fn take_notified(&self, c: usize) -> bool {
+        self.woken().remove(&c)
+    }
+
+    /// Sets client `c`'s deadline and whether it finished, keeping the deadlines in order.
+    fn set_deadline(&mut self, c: usize, deadline: Option<Instant>, finished: bool) {
+        let client = &mut self.clients[c];
+        if let (Some(at), false) = (client.deadline, client.finished) {
+            self.deadlines.remove(&(at, c));
+        }
+        let deadline = deadline.map(|at| client.world_time(at));
+        client.deadline = deadline;
+        client.finished = finished;
+        if let (Some(at), false) = (deadline, finished) {
+            self.deadlines.insert((at, c));
+        }
     }
 
     /// The time now.
@@ -284,14 +367,12 @@ impl World {
                 break;
             }
             let deadline = self
-                .clients
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| !c.finished)
-                .filter_map(|(i, c)| c.deadline.map(|at| (at, Next::Deadline(i))))
-                .min();
+                .deadlines
+                .first()
+                .map(|&(at, c)| (at, Next::Deadline(c)));
             let candidates = [
                 self.answers.keys().next().map(|k| (k.0, Next::Answer)),
+                self.stores.keys().next().map(|k| (k.0, Next::Store)),
                 self.plan
                     .get(self.next_planned)
                     .map(|e| (e.0, Next::Planned)),
@@ -306,6 +387,16 @@ impl World {
                 Next::Answer => {
                     if let Some((_, answer)) = self.answers.pop_first() {
                         self.answer(answer, scenario);
+                    }
+                }
+                Next::Store => {
+                    if let Some((_, (c, job))) = self.stores.pop_first() {
+                        self.line(format_args!("   store {job:?} done"));
+                        let done = job.run();
+                        let more = self.clients[c].shared().store_done(done);
+                        self.answered_by(c);
+                        self.hand_over(c, scenario);
+                        self.carry_out(c, more, scenario);
                     }
                 }
                 Next::Planned => {
@@ -338,15 +429,18 @@ impl World {
         }
     }
 
-    /// Turns every client a call or an answer woke, until none is left; bounded.
+    /// Turns every client a call or an answer woke, until none is left; bounded. Each pass
+    /// goes in index order, as a look at every client would: a client woken by a lower one
+    /// turns in the same pass, one woken by a higher one in the next.
     fn wake_notified(&mut self, scenario: &mut impl Scenario) {
         for _ in 0..WAKE_BOUND {
             let mut woke = false;
-            for c in 0..self.clients.len() {
-                if self.clients[c].take_notified() {
-                    woke = true;
-                    self.turn(c, scenario);
-                }
+            let mut from = 0;
+            // At most one turn per client per pass: `from` only grows.
+            while let Some(c) = self.next_woken(from) {
+                woke = true;
+                self.turn(c, scenario);
+                from = c + 1;
             }
             if !woke {
                 return;
@@ -362,8 +456,7 @@ impl World {
             return;
         }
         let turn = self.clients[c].shared().turn();
-        self.clients[c].deadline = turn.deadline;
-        self.clients[c].finished = turn.finished;
+        self.set_deadline(c, turn.deadline, turn.finished);
         self.hand_over(c, scenario);
         self.carry_out(c, turn.actions, scenario);
     }
@@ -372,14 +465,12 @@ impl World {
     /// came back with the call, so what the driver's notification can mean is only a new
     /// deadline, which a query reads without a turn.
     fn answered_by(&mut self, c: usize) {
-        let client = &mut self.clients[c];
-        if client.take_notified() {
-            let driver = client.shared().lock();
+        if self.take_notified(c) {
+            let driver = self.clients[c].shared().lock();
             let deadline = driver.deadline();
             let finished = driver.is_finished();
             drop(driver);
-            client.deadline = deadline;
-            client.finished = finished;
+            self.set_deadline(c, deadline, finished);
         }
     }
 
@@ -412,13 +503,20 @@ impl World {
                         self.answers.remove(&key);
                     }
                 }
-                Action::Store(job) => {
-                    let done = job.run();
-                    let more = self.clients[c].shared().store_done(done);
-                    self.answered_by(c);
-                    self.hand_over(c, scenario);
-                    todo.extend(more);
-                }
+                Action::Store(job) => match self.store_latency {
+                    Some(latency) => {
+                        self.answer_seq += 1;
+                        let at = self.now() + latency;
+                        self.stores.insert((at, self.answer_seq), (c, job));
+                    }
+                    None => {
+                        let done = job.run();
+                        let more = self.clients[c].shared().store_done(done);
+                        self.answered_by(c);
+                        self.hand_over(c, scenario);
+                        todo.extend(more);
+                    }
+                },
                 // `Action` is non-exhaustive: nothing else is asked of a shim today.
                 _ => {}
             }
