@@ -36,11 +36,13 @@
 //! - [`trace`]: [`Trace`], one fixed-format line per input and output.
 //! - [`world`]: [`World`](world::World), the one world every scenario runs in, and its
 //!   [`Scenario`](world::Scenario) trait.
-//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world.
+//! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world,
+//!   [`run_threads`] thread sync (several clients on shared threads, the thread routes faulted
+//!   from the same [`FaultMix`] through [`Network::thread_exchange`]).
 //! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
-//!   and as the baseline the world's cost is measured against (benches/README.md). The thread
-//!   sync, crash and fleet runners ([`threads`], [`outbox`], [`fleet`]) still drive the core
-//!   directly: they are the next scenarios to move into the world.
+//!   and as the baseline the world's cost is measured against (benches/README.md). The crash
+//!   and fleet runners ([`outbox`], [`fleet`]) still drive the core directly: they are the next
+//!   scenarios to move into the world.
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
@@ -89,7 +91,6 @@ pub mod outbox;
 mod report;
 mod run;
 pub mod scenario;
-pub mod threads;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -100,6 +101,9 @@ pub use outbox::{CrashConfig, CrashReport, run_crashes};
 pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
 pub use run::run;
 pub use scenario::session::run_session;
+pub use scenario::threads::{
+    ThreadFaults, ThreadReport, ThreadRunConfig, ThreadScenario, ThreadStats, run_threads,
+};
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,
 };

@@ -4,5 +4,8 @@
 //! - [`session`]: one worker session on the real driver, its caller sending events (and waiting
 //!   when a queue is full), acknowledging, patching, flushing and closing or dropping its
 //!   handle, against one server through the faulty network.
+//! - [`threads`]: 2 to 5 clients, real drivers with thread sync on their handles, editing shared
+//!   threads through faults, partitions and cut-offs, then a heal and the convergence checks.
 
 pub mod session;
+pub mod threads;
