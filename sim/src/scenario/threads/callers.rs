@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_core::Instant;
 use tether_core::session::RequestId;
-use tether_core::thread::{Message, StatusChange, SyncStatus, Thread, ThreadEndpoint};
+use tether_core::thread::{Contested, Message, StatusChange, SyncStatus, Thread, ThreadEndpoint};
 use tether_driver::runtime::{HttpRequest, Route};
 use tether_driver::{Subscription, ThreadHandle, ThreadReport as Report};
 use tether_model::fault::{Delivery, Fault};
@@ -34,6 +34,9 @@ pub(super) struct Callers<'a> {
     added: Vec<Vec<(String, String)>>,
     /// Messages deleted, by (client, thread, id).
     deleted: Vec<(usize, String, String)>,
+    /// Messages, by (thread, id), that a merge kept against a delete, as a client reported
+    /// (the policy's edit-beats-delete): a delete of one of these may not stick.
+    kept_against_delete: BTreeSet<(String, String)>,
     poisoned: bool,
     /// Whether each client reported the poisoned thread.
     reported_poison: Vec<bool>,
@@ -64,6 +67,7 @@ impl<'a> Callers<'a> {
             says_offline: vec![false; n],
             added: vec![Vec::new(); n],
             deleted: Vec::new(),
+            kept_against_delete: BTreeSet::new(),
             poisoned: false,
             reported_poison: vec![false; n],
             versions: vec![BTreeMap::new(); n],
@@ -216,7 +220,20 @@ impl<'a> Callers<'a> {
                     r.id, r.reason
                 ));
             }
-            Report::Overridden(_) => self.stats.overridden += 1,
+            Report::Overridden(o) => {
+                self.stats.overridden += 1;
+                if let Contested::Message { id } = &o.what {
+                    let delete_lost = o.kept.is_some() && (o.local.is_none() || o.remote.is_none());
+                    if delete_lost {
+                        world.line(format_args!(
+                            "c{c} a merge kept {}/{id} against a delete",
+                            o.thread
+                        ));
+                        self.kept_against_delete
+                            .insert((o.thread.clone(), id.clone()));
+                    }
+                }
+            }
             Report::InvalidThread(bad) => {
                 self.stats.invalid += 1;
                 world.line(format_args!(
@@ -367,7 +384,10 @@ impl<'a> Callers<'a> {
                 let count = store
                     .thread(thread)
                     .map_or(0, |t| t.messages.iter().filter(|m| &m.id == id).count());
-                let gone = self.deleted.iter().any(|(_, t, i)| t == thread && i == id);
+                let gone = self.deleted.iter().any(|(_, t, i)| t == thread && i == id)
+                    && !self
+                        .kept_against_delete
+                        .contains(&(thread.clone(), id.clone()));
                 if count != usize::from(!gone) {
                     let want = if gone { "deleted, yet" } else { "added," };
                     self.violations.push(format!(
@@ -376,9 +396,13 @@ impl<'a> Callers<'a> {
                 }
             }
             for (who, thread, id) in &self.deleted {
-                if handle
-                    .thread(thread)
-                    .is_some_and(|t| t.message(id).is_some())
+                let kept = self
+                    .kept_against_delete
+                    .contains(&(thread.clone(), id.clone()));
+                if !kept
+                    && handle
+                        .thread(thread)
+                        .is_some_and(|t| t.message(id).is_some())
                 {
                     self.violations.push(format!(
                         "message {id} deleted by client {who} is back in client {c}'s view"

@@ -15,7 +15,8 @@
 //!
 //! The checks: every client's view equals the server's threads (but the poisoned), and every
 //! thread of every client is synced; every message added and not deleted is on the server
-//! exactly once, and every deleted one is nowhere; versions only grow, on every client and on
+//! exactly once, and every deleted one is nowhere unless a client reported a merge that kept
+//! it against the delete (the merge policy's edit-beats-delete); versions only grow, on every client and on
 //! the server; no thread was rejected, handed back or stopped, and no session ended; every
 //! client reported every poisoned thread (and synced the rest: nothing stalled on it); every
 //! client answered a conflict on a thread then said what became of it (in conflict: a merge to
