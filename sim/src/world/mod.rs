@@ -18,9 +18,10 @@
 //!       planned event  → the server restarts or is taken over
 //!       scenario step  → the callers' calls on their Tether handles
 //!       deadline       → shared.turn() → actions
-//!       actions: Send → the network (the server applies it now; the answer is due later, or
-//!                never: a hang), Cancel → dropped from the network, Store → run on the
-//!                client's store, its result handed back (shared.store_done)
+//!       actions: Send → the network, worker and thread routes alike (the server applies it
+//!                now; the answer is due later, or never: a hang), Cancel → dropped from the
+//!                network, Store → run on the client's store, its result handed back
+//!                (shared.store_done)
 //!       every client a call or an answer woke turns again
 //!   }
 //! ```
@@ -71,7 +72,8 @@ pub trait Scenario {
     }
 
     /// The network carried `request` of client `client`: `fault` happened to it (a partition
-    /// is [`Fault::Hang`]), and the server has applied it if it reached it.
+    /// is [`Fault::Hang`], a cut-off client's request [`Fault::LostRequest`]), and the server
+    /// has applied it if it reached it.
     fn sent(&mut self, world: &mut World, client: usize, request: &HttpRequest, fault: &Fault) {
         let _ = (world, client, request, fault);
     }

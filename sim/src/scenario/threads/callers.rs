@@ -160,6 +160,15 @@ impl<'a> Callers<'a> {
                 let result = handle.update_message(&thread, message);
                 (format!("edit {thread}/{id}"), result)
             }
+            Edit::Put { thread, summary } => {
+                // Put back as the caller sees it: only a thread it holds.
+                let Some(mut view) = handle.thread(&thread) else {
+                    return;
+                };
+                view.fields.insert("summary".into(), json!(summary));
+                let result = handle.put_thread(&view.to_value());
+                (format!("put {thread} summary {summary}"), result)
+            }
             Edit::Delete { thread, id } => {
                 self.stats.deletes += 1;
                 let result = handle.delete_message(&thread, &id);

@@ -9,9 +9,9 @@
 //! [`FaultMix`] ([`Network::thread_exchange`] for the thread routes). Besides the network's
 //! own partitions, the plan cuts single clients off for minutes ([`Isolation`]), half of the
 //! time with the caller also saying offline; callers pause and resume, ask to sync now,
-//! append, edit, delete and retitle; and the server may serve an invalid ("poisoned") thread
-//! that no client holds. At [`ThreadRunConfig::active`] the network heals: no fault is drawn
-//! after it.
+//! append, edit, delete, retitle and put whole threads back; and the server may serve an
+//! invalid ("poisoned") thread that no client holds. At [`ThreadRunConfig::active`] the
+//! network heals: no fault is drawn after it.
 //!
 //! The checks: every client's view equals the server's threads (but the poisoned), and every
 //! thread of every client is synced; every message added and not deleted is on the server

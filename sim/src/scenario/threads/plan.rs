@@ -13,10 +13,27 @@ pub(super) const POISONED: &str = "poisoned";
 /// One caller's edit of a thread, through its handle.
 #[derive(Clone, Debug)]
 pub(super) enum Edit {
-    Add { thread: String, id: String },
-    Title { thread: String, title: String },
-    Update { thread: String, id: String },
-    Delete { thread: String, id: String },
+    Add {
+        thread: String,
+        id: String,
+    },
+    Title {
+        thread: String,
+        title: String,
+    },
+    Update {
+        thread: String,
+        id: String,
+    },
+    Delete {
+        thread: String,
+        id: String,
+    },
+    /// The thread's whole view put back with one field changed (`put_thread`), if held.
+    Put {
+        thread: String,
+        summary: String,
+    },
 }
 
 /// Something planned.
@@ -141,6 +158,9 @@ fn random(config: &ThreadRunConfig, rng: &mut Rng, p: &mut Planner) {
                 Happening::Edit(client, Edit::Delete { thread, id })
             } else if roll < 21 {
                 Happening::SyncNow(client, thread)
+            } else if roll < 24 {
+                let summary = format!("summary-{client}-{n}");
+                Happening::Edit(client, Edit::Put { thread, summary })
             } else {
                 let id = format!("c{client}-m{n}");
                 own.push((thread.clone(), id.clone()));
