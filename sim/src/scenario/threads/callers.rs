@@ -45,8 +45,9 @@ pub(super) struct Callers<'a> {
     server_versions: BTreeMap<String, u64>,
     /// Pushes on the wire, to read their answers' conflicts.
     pushes: HashSet<(usize, RequestId)>,
-    /// Threads a client was answered a conflict on and has not yet said what became of it:
-    /// a merge still to push (`Conflict`) or nothing left to push (`Synced`).
+    /// Threads a client was answered a conflict on and has not yet said what became of it. Its
+    /// next status must say: a merge still to push (`Conflict`) or nothing left to push
+    /// (`Synced`).
     awaiting_conflict: BTreeSet<(usize, String)>,
     violations: Vec<String>,
     stats: ThreadStats,
@@ -200,12 +201,16 @@ impl<'a> Callers<'a> {
             }
             while let Some(change) = self.statuses[c].try_next() {
                 match change {
-                    Ok(change)
-                        if matches!(change.status, SyncStatus::Conflict | SyncStatus::Synced) =>
-                    {
-                        self.awaiting_conflict.remove(&(c, change.thread));
+                    Ok(change) => {
+                        let said =
+                            matches!(change.status, SyncStatus::Conflict | SyncStatus::Synced);
+                        if self.awaiting_conflict.remove(&(c, change.thread.clone())) && !said {
+                            self.violations.push(format!(
+                                "client {c} was answered a conflict on {} and reported {} next",
+                                change.thread, change.status
+                            ));
+                        }
                     }
-                    Ok(_) => {}
                     Err(lagged) => self
                         .violations
                         .push(format!("client {c}'s statuses lagged: {lagged}")),

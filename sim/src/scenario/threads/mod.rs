@@ -19,7 +19,7 @@
 //! it against the delete (the merge policy's edit-beats-delete); versions only grow, on every client and on
 //! the server; no thread was rejected, handed back or stopped, and no session ended; every
 //! client reported every poisoned thread (and synced the rest: nothing stalled on it); every
-//! client answered a conflict on a thread then said what became of it (in conflict: a merge to
+//! client answered a conflict on a thread said next what became of it (in conflict: a merge to
 //! push; or synced: the server's copy held everything); and the run quiesced within an hour of
 //! the heal.
 //!
