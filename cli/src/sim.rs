@@ -70,9 +70,10 @@ pub struct SimArgs {
     /// before the world
     #[arg(long)]
     core: bool,
-    /// thread sync instead: 2 to 5 clients edit 1 to 4 shared threads through partitions and
-    /// the thread routes' heavy faults (5xx, 429, lost requests and responses, hangs, garbage
-    /// bodies); every run checks that all converge with every edit once
+    /// thread sync instead: 2 to 5 clients, each a real driver with thread sync on its handle,
+    /// edit 1 to 4 shared threads through partitions, cut-offs and the heavy faults on every
+    /// route (5xx, 429, lost requests and responses, hangs, garbage bodies); every run checks
+    /// that all converge with every edit once and every delete kept
     #[arg(long, conflicts_with_all = ["core", "svg", "workload"])]
     sync: bool,
     /// crash and restart instead: a process with a durable outbox killed five times per run and

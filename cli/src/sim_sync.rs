@@ -1,17 +1,19 @@
-//! `tether sim --sync`: the thread-sync simulator's seed sweep (N clients on shared threads,
-//! the thread routes faulted), or one seed's trace.
+//! `tether sim --sync`: the thread-sync scenario's seed sweep (N clients, each a real driver
+//! with thread sync on its handle, on shared threads in the simulator's world, every route
+//! faulted), or one seed's trace.
 
 use std::ops::Range;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
-use tether_sim::threads::{ThreadFaults, ThreadReport, ThreadRunConfig, run_threads};
+use tether_sim::{ThreadFaults, ThreadReport, ThreadRunConfig, run_threads};
 
-/// One seed: 2 to 5 clients, 1 to 4 threads, 5 to 30 edits each, partitions, and the thread
-/// routes' heavy faults (5xx, 429, lost requests and responses, hangs, garbage bodies).
+/// One seed: 2 to 5 clients, 1 to 4 threads, 5 to 30 edits each, cut-offs and partitions, and
+/// the heavy faults on every route (5xx, 429, lost requests and responses, hangs, garbage
+/// bodies).
 fn run_seed(seed: u64, traced: bool) -> ThreadReport {
-    let mut config = ThreadRunConfig::random(seed, ThreadFaults::heavy());
+    let mut config = ThreadRunConfig::random(seed, ThreadFaults::Heavy);
     config.trace = traced;
     run_threads(&config)
 }
@@ -73,8 +75,8 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
 /// One seed's trace: every request and answer, then the summary.
 pub fn trace(seed: u64) -> ExitCode {
     let report = run_seed(seed, true);
-    for line in &report.trace {
-        println!("{line}");
+    if let Some(trace) = &report.trace {
+        print!("{}", trace.as_str());
     }
     print!("{}", report.summary());
     if report.passed() {

@@ -39,11 +39,11 @@
 //!   [`Scenario`](world::Scenario) trait.
 //! - [`scenario`]: the scenarios; [`run_session`] runs the worker session through the world,
 //!   [`run_crashes`] a process with a durable outbox killed and restarted on its store,
-//!   [`run_fleet`] many sessions through an outage, sharing one retry budget.
+//!   [`run_fleet`] many sessions through an outage, sharing one retry budget, and
+//!   [`run_threads`] thread sync (several clients on shared threads, the thread routes faulted
+//!   from the same [`FaultMix`] through [`Network::thread_exchange`]).
 //! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
-//!   and as the baseline the world's cost is measured against (benches/README.md). The thread
-//!   sync runner ([`threads`]) still drives the core directly: it is the next scenario to move
-//!   into the world.
+//!   and as the baseline the world's cost is measured against (benches/README.md).
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
@@ -90,7 +90,6 @@ pub mod network;
 mod report;
 mod run;
 pub mod scenario;
-pub mod threads;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -102,6 +101,9 @@ pub use run::run;
 pub use scenario::crash::{CrashConfig, CrashReport, run_crashes};
 pub use scenario::fleet::{FleetConfig, FleetReport, run_fleet};
 pub use scenario::session::run_session;
+pub use scenario::threads::{
+    ThreadFaults, ThreadReport, ThreadRunConfig, ThreadScenario, ThreadStats, run_threads,
+};
 pub use tether_model::fault::{
     Delivery, Fault, FaultKind, FaultMix, FaultMixError, RetryAfter, Span, TimeEvent,
 };

@@ -5,7 +5,9 @@
 //! and a [`FaultMix`] decides, per request, one [`Fault`] ([`Network::decide`]), and plans the
 //! time-based events of a run up front: partitions, server restarts and at most one takeover
 //! ([`Network::timeline`]). [`Network::apply`] carries a fault out against the [`ServerModel`] and
-//! says what the client observes, as a [`Delivery`], at a virtual time.
+//! says what the client observes, as a [`Delivery`], at a virtual time; thread-sync requests
+//! go the same way ([`Network::thread_exchange`], decided by
+//! [`FaultDecider::decide_thread`]).
 //!
 //! The planned timeline is drawn from its own stream of the seed, so it does not depend on how
 //! many requests are made; per-request decisions depend only on the seed and the sequence of
@@ -14,6 +16,7 @@
 use std::time::Duration;
 
 use tether_core::session::{Endpoint, Response, TransportError};
+use tether_core::thread::ThreadEndpoint;
 use tether_core::time::Instant;
 use tether_model::ServerModel;
 use tether_model::fault::{
@@ -40,6 +43,7 @@ pub struct Network {
     decider: FaultDecider,
     schedule: Schedule,
     outage: Option<Span>,
+    quiet_from: Option<Instant>,
 }
 
 impl Network {
@@ -52,6 +56,7 @@ impl Network {
             schedule: plan.schedule(run_length),
             mix: plan.mix,
             outage: None,
+            quiet_from: None,
         })
     }
 
@@ -66,6 +71,19 @@ impl Network {
     /// When the server is down, if it is ever.
     pub fn outage(&self) -> Option<Span> {
         self.outage
+    }
+
+    /// This network with no per-request fault decided at or after `at` (the planned timeline
+    /// is the run length's, as before): a heal after which every request goes through.
+    #[must_use]
+    pub fn quiet_from(mut self, at: Instant) -> Self {
+        self.quiet_from = Some(at);
+        self
+    }
+
+    /// Whether requests sent at `now` draw no fault (see [`quiet_from`](Self::quiet_from)).
+    fn quiet(&self, now: Instant) -> bool {
+        self.quiet_from.is_some_and(|at| now >= at)
     }
 
     /// The mix the network draws from.
@@ -110,7 +128,27 @@ impl Network {
                 error_after: Some(self.mix.base_rtt),
             };
         }
+        if self.quiet(now) {
+            return Fault::None;
+        }
         self.decider.decide(endpoint)
+    }
+
+    /// Decides the fault for a thread-sync request sent at `now`, as [`decide`](Self::decide)
+    /// does for a worker route, from the same stream ([`FaultDecider::decide_thread`]).
+    pub fn decide_thread(&mut self, now: Instant, endpoint: ThreadEndpoint) -> Fault {
+        if self.partitioned(now) {
+            return Fault::LostRequest { error_after: None };
+        }
+        if self.outage.is_some_and(|o| o.contains(now)) {
+            return Fault::LostRequest {
+                error_after: Some(self.mix.base_rtt),
+            };
+        }
+        if self.quiet(now) {
+            return Fault::None;
+        }
+        self.decider.decide_thread(endpoint)
     }
 
     /// Carries `fault` out for a request sent at `now`: hands the request to `server` if the fault
@@ -127,9 +165,37 @@ impl Network {
         endpoint: Endpoint,
         body: &[u8],
     ) -> Delivery {
-        let served = fault
-            .reaches_server()
-            .then(|| server.handle(now, endpoint, body));
+        self.carry(fault, now, server, |server| {
+            server.handle(now, endpoint, body)
+        })
+    }
+
+    /// [`apply`](Self::apply) for a thread-sync request: `query` is the URL's query without
+    /// `?`.
+    pub fn apply_thread(
+        &self,
+        fault: &Fault,
+        now: Instant,
+        server: &mut ServerModel,
+        endpoint: ThreadEndpoint,
+        query: &str,
+        body: &[u8],
+    ) -> Delivery {
+        self.carry(fault, now, server, |server| {
+            server.handle_thread(now, endpoint, query, body)
+        })
+    }
+
+    /// Carries `fault` out; `serve` is the server answering the request, called if the fault
+    /// lets it through.
+    fn carry(
+        &self,
+        fault: &Fault,
+        now: Instant,
+        server: &mut ServerModel,
+        serve: impl FnOnce(&mut ServerModel) -> Response,
+    ) -> Delivery {
+        let served = fault.reaches_server().then(|| serve(server));
         let rtt = self.mix.base_rtt;
         let made = |status: u16, retry_after: Option<String>| Response {
             status,
@@ -206,6 +272,25 @@ impl Network {
     ) -> Exchange {
         let fault = self.decide(now, endpoint);
         let delivery = self.apply(&fault, now, server, endpoint, body);
+        Exchange {
+            fault,
+            applied: fault.reaches_server(),
+            delivery,
+        }
+    }
+
+    /// [`decide_thread`](Self::decide_thread) then [`apply_thread`](Self::apply_thread): one
+    /// thread-sync request, start to end. `query` is the URL's query without `?`.
+    pub fn thread_exchange(
+        &mut self,
+        now: Instant,
+        server: &mut ServerModel,
+        endpoint: ThreadEndpoint,
+        query: &str,
+        body: &[u8],
+    ) -> Exchange {
+        let fault = self.decide_thread(now, endpoint);
+        let delivery = self.apply_thread(&fault, now, server, endpoint, query, body);
         Exchange {
             fault,
             applied: fault.reaches_server(),
@@ -596,5 +681,42 @@ mod tests {
             (Fault::None, true, Delivery::Hang)
         );
         assert_eq!(server.events(Stream::Events).len(), 1);
+    }
+
+    #[test]
+    fn thread_requests_draw_from_the_same_vocabulary_until_quiet() {
+        let quiet = Instant::from_secs(100);
+        let failing = FaultMix {
+            server_error: 1.0,
+            ..FaultMix::calm()
+        };
+        let mut plan = Network::new(1, failing, RUN).unwrap().quiet_from(quiet);
+        let mut server = ServerModel::default();
+        let pull = |plan: &mut Network, server: &mut ServerModel, at| {
+            plan.thread_exchange(at, server, ThreadEndpoint::Pull, "since=0&limit=10", b"")
+        };
+        let status = |x: &Exchange| match &x.delivery {
+            Delivery::Respond { response, .. } => response.status,
+            other => panic!("{other:?}"),
+        };
+        let x = pull(&mut plan, &mut server, Instant::from_secs(1));
+        assert!(matches!(x.fault, Fault::ServerError { .. }) && status(&x) >= 500);
+        let x = pull(&mut plan, &mut server, quiet);
+        assert_eq!((x.fault, status(&x)), (Fault::None, 200));
+
+        // Garbage only where a thread client reads the body: a pull, not a ping.
+        let garbled = FaultMix {
+            garbage: 1.0,
+            ..FaultMix::calm()
+        };
+        let mut plan = Network::new(1, garbled, RUN).unwrap();
+        let x = pull(&mut plan, &mut server, Instant::from_secs(1));
+        let Delivery::Respond { response, .. } = x.delivery else {
+            panic!("{:?}", x.delivery);
+        };
+        assert!(matches!(x.fault, Fault::Garbage { .. }));
+        assert!(serde_json::from_slice::<serde_json::Value>(&response.body).is_err());
+        let ping = plan.thread_exchange(Instant::ZERO, &mut server, ThreadEndpoint::Ping, "", b"");
+        assert_eq!(ping.fault, Fault::None);
     }
 }

@@ -76,21 +76,31 @@ impl Trace {
 
     /// `<- r17 429 retry-after 7`: a response the session was given.
     pub fn response(&mut self, now: Instant, id: RequestId, response: &Response) {
+        self.response_tagged(now, "", id, response);
+    }
+
+    fn response_tagged(&mut self, now: Instant, tag: &str, id: RequestId, response: &Response) {
         match &response.retry_after {
             Some(hint) => self.line(
                 now,
-                format_args!("<- {id} {} retry-after {hint}", response.status),
+                format_args!("{tag}<- {id} {} retry-after {hint}", response.status),
             ),
-            None => self.line(now, format_args!("<- {id} {}", response.status)),
+            None => self.line(now, format_args!("{tag}<- {id} {}", response.status)),
         }
     }
 
     /// What a [`Delivery`] gives the session, at the time it arrives (nothing for a hang).
     pub fn delivery(&mut self, id: RequestId, delivery: &Delivery) {
+        self.delivery_tagged("", id, delivery);
+    }
+
+    /// [`delivery`](Self::delivery), the line starting with `tag` (e.g. `c1 `: which client
+    /// of several it is for).
+    pub fn delivery_tagged(&mut self, tag: &str, id: RequestId, delivery: &Delivery) {
         match delivery {
-            Delivery::Respond { at, response } => self.response(*at, id, response),
+            Delivery::Respond { at, response } => self.response_tagged(*at, tag, id, response),
             Delivery::TransportError { at, error } => {
-                self.line(*at, format_args!("<- {id} {error}"))
+                self.line(*at, format_args!("{tag}<- {id} {error}"))
             }
             Delivery::Hang => {}
         }

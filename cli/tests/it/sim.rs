@@ -93,6 +93,29 @@ fn the_fleet_scenario_sweeps_and_a_seed_replays() {
 }
 
 #[test]
+fn the_thread_sync_sweep_passes_and_a_seed_replays_identically() {
+    let (code, out) = tether(&["sim", "--sync", "--seeds", "0..20"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("20 thread-sync runs in"), "{out}");
+    assert!(out.contains("20 passed, 0 failed"), "{out}");
+    let (code, first) = tether(&["sim", "--sync", "--trace", "3"]);
+    assert_eq!(code, 0, "{first}");
+    // Every client is a real driver: worker and thread routes on one trace, by client.
+    for line in [
+        "c0 -> r0 PUT /worker",
+        "POST /threads/sync",
+        "every invariant held",
+    ] {
+        assert!(first.contains(line), "{line:?} not in\n{first}");
+    }
+    let (_, second) = tether(&["sim", "--sync", "--trace", "3"]);
+    assert_eq!(
+        first, second,
+        "a seed must replay to a byte-identical trace"
+    );
+}
+
+#[test]
 fn bad_arguments_are_usage_errors() {
     for args in [
         &["sim", "--seeds", "9..3"][..],

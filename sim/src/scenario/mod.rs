@@ -9,7 +9,10 @@
 //!   order, and the document converges.
 //! - [`fleet`]: many sessions against servers that go down together and come back, sharing
 //!   one retry budget: every event lands, and the retries stay within the budget's bound.
+//! - [`threads`]: 2 to 5 clients, real drivers with thread sync on their handles, editing shared
+//!   threads through faults, partitions and cut-offs, then a heal and the convergence checks.
 
 pub mod crash;
 pub mod fleet;
 pub mod session;
+pub mod threads;

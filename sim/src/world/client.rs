@@ -84,6 +84,15 @@ pub struct ClientSpec {
     pub store: Option<MemoryStore>,
 }
 
+/// How a client cut off from the network (alone: the others go on) fails its requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every request fails after the base round trip: connection refused.
+    Refused,
+    /// Every request is lost in silence: the client's deadline fires.
+    Silent,
+}
+
 /// One client: driver, handle, tap.
 pub struct Client {
     shared: Arc<Shared>,
@@ -97,6 +106,9 @@ pub struct Client {
     pub server: usize,
     /// Its outbox's store, if it keeps one.
     pub store: Option<MemoryStore>,
+    /// Cut off from the network, alone, while set: its requests fail so and an answer that
+    /// arrives meanwhile is lost (a transport error). Set and cleared by the scenario.
+    pub isolated: Option<Isolation>,
 }
 
 impl Client {
@@ -132,6 +144,7 @@ impl Client {
             start,
             server: spec.server,
             store: spec.store,
+            isolated: None,
         })
     }
 

@@ -18,9 +18,10 @@
 //!       planned event  → the server restarts or is taken over
 //!       scenario step  → the callers' calls on their Tether handles
 //!       deadline       → shared.turn() → actions
-//!       actions: Send → the network (the server applies it now; the answer is due later, or
-//!                never: a hang), Cancel → dropped from the network, Store → run on the
-//!                client's store, its result handed back (shared.store_done)
+//!       actions: Send → the network, worker and thread routes alike (the server applies it
+//!                now; the answer is due later, or never: a hang), Cancel → dropped from the
+//!                network, Store → run on the client's store, its result handed back
+//!                (shared.store_done)
 //!       every client a call or an answer woke turns again
 //!   }
 //! ```
@@ -45,18 +46,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tether_core::Instant;
-use tether_core::session::{Output, RequestId};
+use tether_core::session::{Output, RequestId, TransportError};
 use tether_driver::BuildError;
 use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Route, StoreJob};
 use tether_model::ServerModel;
 use tether_model::fault::{Delivery, Fault, TimeEvent};
 use tether_model::timeline::{Recorder, Timeline};
 
-pub use client::{Client, ClientSpec, SharedRecorder, TapEntry};
+pub use client::{Client, ClientSpec, Isolation, SharedRecorder, TapEntry};
 pub use clock::VirtualClock;
 pub use crash::Crashed;
 
-use super::network::Network;
+use super::network::{Exchange, Network};
 use super::trace::Trace;
 
 /// What a scenario does in a world and what it watches. Every hook has the world at hand; the
@@ -86,7 +87,8 @@ pub trait Scenario {
     }
 
     /// The network carried `request` of client `client`: `fault` happened to it (a partition
-    /// is [`Fault::Hang`]), and the server has applied it if it reached it.
+    /// is [`Fault::Hang`], a cut-off client's request [`Fault::LostRequest`]), and the server
+    /// has applied it if it reached it.
     fn sent(&mut self, world: &mut World, client: usize, request: &HttpRequest, fault: &Fault) {
         let _ = (world, client, request, fault);
     }
@@ -166,6 +168,8 @@ pub struct World {
     pub requests: u64,
     /// Requests that met a fault (partitions included).
     pub faults: u64,
+    /// Name the client in the world's per-request trace lines (worlds of several clients).
+    tag_clients: bool,
 }
 
 impl World {
@@ -194,6 +198,23 @@ impl World {
             step_limit_hit: false,
             requests: 0,
             faults: 0,
+            tag_clients: false,
+        }
+    }
+
+    /// Names the client (`c0 `) in the trace lines the world writes per request: its faults
+    /// and its answers. For worlds of several clients, whose request ids repeat.
+    pub fn tag_clients(mut self) -> Self {
+        self.tag_clients = true;
+        self
+    }
+
+    /// `c0 ` if the world tags clients and traces, else nothing.
+    fn tag(&self, c: usize) -> String {
+        if self.tag_clients && self.trace.is_some() {
+            format!("c{c} ")
+        } else {
+            String::new()
         }
     }
 
@@ -529,26 +550,57 @@ impl World {
         let now = self.now();
         self.requests += 1;
         scenario.sending(self, c, &request);
-        let (fault, delivery) = if self.network.partitioned(now) {
-            self.line(format_args!("   {} lost in a partition", request.id));
+        let tag = self.tag(c);
+        let (fault, delivery) = if let Some(isolation) = self.clients[c].isolated {
+            self.line(format_args!(
+                "   {tag}{} lost: the client is cut off",
+                request.id
+            ));
+            self.record(|r| r.fault(request.id, "lost: the client is cut off"));
+            match isolation {
+                Isolation::Refused => (
+                    Fault::LostRequest {
+                        error_after: Some(self.network.mix().base_rtt),
+                    },
+                    Delivery::TransportError {
+                        at: now + self.network.mix().base_rtt,
+                        error: TransportError {
+                            message: "connection refused (cut off)".into(),
+                        },
+                    },
+                ),
+                Isolation::Silent => (Fault::LostRequest { error_after: None }, Delivery::Hang),
+            }
+        } else if self.network.partitioned(now) {
+            self.line(format_args!("   {tag}{} lost in a partition", request.id));
             self.record(|r| r.fault(request.id, "lost in a partition"));
             (Fault::Hang, Delivery::Hang)
-        } else if let Route::Worker(endpoint) = request.route {
+        } else {
             let server = &mut self.servers[self.clients[c].server];
-            let exchange = self.network.exchange(now, server, endpoint, &request.body);
+            let exchange = match request.route {
+                Route::Worker(endpoint) => {
+                    self.network.exchange(now, server, endpoint, &request.body)
+                }
+                Route::Thread(endpoint) => {
+                    let query = request.url.split_once('?').map_or("", |(_, q)| q);
+                    let network = &mut self.network;
+                    network.thread_exchange(now, server, endpoint, query, &request.body)
+                }
+                // `Route` is non-exhaustive: a route no server knows is never answered.
+                _ => Exchange {
+                    fault: Fault::Hang,
+                    applied: false,
+                    delivery: Delivery::Hang,
+                },
+            };
             if exchange.fault != Fault::None {
-                self.line(format_args!("   {} fault: {}", request.id, exchange.fault));
+                self.line(format_args!(
+                    "   {tag}{} fault: {}",
+                    request.id, exchange.fault
+                ));
                 self.record(|r| r.fault(request.id, exchange.fault));
             }
             (exchange.fault, exchange.delivery)
-        } else {
-            // No scenario of this world hosts thread sync yet: its requests go unanswered,
-            // and the core's deadline fails them.
-            self.line(format_args!(
-                "   {} a thread route: no server answers",
-                request.id
-            ));
-            (Fault::Hang, Delivery::Hang)
         };
         if fault != Fault::None {
             self.faults += 1;
@@ -574,8 +626,19 @@ impl World {
             id,
             delivery,
         } = answer;
+        let delivery = match (self.clients[c].isolated, delivery) {
+            // Cut off while the answer travelled: the connection drops.
+            (Some(_), Delivery::Respond { at, .. }) => Delivery::TransportError {
+                at,
+                error: TransportError {
+                    message: "connection reset (cut off)".into(),
+                },
+            },
+            (_, delivery) => delivery,
+        };
+        let tag = self.tag(c);
         if let Some(trace) = &mut self.trace {
-            trace.delivery(id, &delivery);
+            trace.delivery_tagged(&tag, id, &delivery);
         }
         let now = self.now();
         self.record(|r| r.delivery(now, id, &delivery));

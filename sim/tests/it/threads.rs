@@ -1,31 +1,39 @@
-//! Thread sync in the simulator: seed 002's three harness tests as pinned scenarios, and a
-//! sweep of seeded random runs through faults and partitions.
+//! Thread sync in the simulator's world: seed 002's three harness tests as pinned scenarios, and
+//! a sweep of seeded random runs through faults, partitions and cut-offs, every client a real
+//! driver with thread sync on its handle.
 
-use tether_sim::threads::{Scenario, ThreadFaults, ThreadRunConfig, run_threads};
+use tether_sim::{ThreadFaults, ThreadRunConfig, ThreadScenario, run_threads};
+
+fn trace(report: &tether_sim::ThreadReport) -> &str {
+    report.trace.as_ref().map_or("", |t| t.as_str())
+}
 
 #[test]
 fn concurrent_edits() {
-    let report = run_threads(&ThreadRunConfig::scenario(1, Scenario::ConcurrentEdits));
+    let report = run_threads(&ThreadRunConfig::scenario(
+        1,
+        ThreadScenario::ConcurrentEdits,
+    ));
     assert!(report.passed(), "{}", report.summary());
     let thread = &report.threads[0];
     assert_eq!(thread.messages.len(), 2);
-    insta::assert_snapshot!(format!("{}\n{}", report.summary(), report.trace.join("\n")));
+    insta::assert_snapshot!(format!("{}\n{}", report.summary(), trace(&report)));
 }
 
 #[test]
 fn network_partition() {
-    let report = run_threads(&ThreadRunConfig::scenario(1, Scenario::Partition));
+    let report = run_threads(&ThreadRunConfig::scenario(1, ThreadScenario::Partition));
     assert!(report.passed(), "{}", report.summary());
     // Offline edits queue as one pending thread, then land: three messages on the server.
     assert_eq!(report.pending_before_heal.get(&0), Some(&1));
     assert_eq!(report.threads[0].messages.len(), 3);
     assert!(report.stats.pings > 0 && report.stats.offline == 1);
-    insta::assert_snapshot!(format!("{}\n{}", report.summary(), report.trace.join("\n")));
+    insta::assert_snapshot!(format!("{}\n{}", report.summary(), trace(&report)));
 }
 
 #[test]
 fn sync_throughput() {
-    let mut config = ThreadRunConfig::scenario(1, Scenario::Throughput);
+    let mut config = ThreadRunConfig::scenario(1, ThreadScenario::Throughput);
     config.trace = false;
     let report = run_threads(&config);
     assert!(report.passed(), "{}", report.summary());
@@ -42,19 +50,22 @@ fn sync_throughput() {
 #[test]
 fn a_thousand_seeds_converge_through_faults_and_partitions() {
     let mut failed = Vec::new();
-    let mut totals = (0, 0, 0, 0);
+    let mut totals = [0u64; 6];
     for seed in 0..1_000u64 {
-        // The thread routes' faults as the reference server injects them, garbage included.
-        let faults = [
-            ThreadFaults::none(),
-            ThreadFaults::flaky(),
-            ThreadFaults::heavy(),
-        ][(seed % 3) as usize];
+        // Every route's faults as the reference server injects them, garbage included.
+        let faults = ThreadFaults::ALL[(seed % 3) as usize];
         let report = run_threads(&ThreadRunConfig::random(seed, faults));
-        totals.0 += report.stats.messages;
-        totals.1 += report.stats.conflicts;
-        totals.2 += report.stats.faults;
-        totals.3 += report.stats.offline;
+        let s = &report.stats;
+        for (total, n) in totals.iter_mut().zip([
+            s.messages,
+            s.conflicts,
+            s.faults,
+            s.offline,
+            s.deletes,
+            s.invalid,
+        ]) {
+            *total += n;
+        }
         if !report.passed() {
             failed.push((seed, report.summary()));
         }
@@ -65,9 +76,11 @@ fn a_thousand_seeds_converge_through_faults_and_partitions() {
         failed.len(),
         failed.first()
     );
-    // The sweep exercises what it claims to.
+    // The sweep exercises what it claims to: conflicts, faults, offline clients, deletes and
+    // poisoned threads.
+    let [_, conflicts, faults, offline, deletes, invalid] = totals;
     assert!(
-        totals.1 > 100 && totals.2 > 1_000 && totals.3 > 100,
+        conflicts > 100 && faults > 1_000 && offline > 100 && deletes > 100 && invalid > 100,
         "{totals:?}"
     );
 }
@@ -76,10 +89,12 @@ fn a_thousand_seeds_converge_through_faults_and_partitions() {
 fn a_seed_replays_exactly() {
     let config = ThreadRunConfig {
         trace: true,
-        ..ThreadRunConfig::random(42, ThreadFaults::flaky())
+        ..ThreadRunConfig::random(42, ThreadFaults::Heavy)
     };
     let a = run_threads(&config);
     let b = run_threads(&config);
+    assert!(trace(&a).lines().count() > 100);
+    assert_eq!(trace(&a), trace(&b));
     assert_eq!(a, b);
     assert!(a.passed(), "{}", a.summary());
 }
