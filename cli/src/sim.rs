@@ -55,9 +55,9 @@ pub struct SimArgs {
     /// sweep (light: ~180 events in ten minutes) | default (~7 000 events)
     #[arg(long, value_name = "KIND", default_value = "sweep", value_parser = ["sweep", "default"])]
     workload: String,
-    /// worker threads for the sweep
+    /// worker threads for the sweep (1 to 256)
     #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: u64,
     /// run one seed and print its trace, one line per input and output
     #[arg(long, value_name = "SEED")]
@@ -196,9 +196,12 @@ pub fn run_command(args: &SimArgs) -> ExitCode {
         let budget = crate::sim_world::budget(&args.budget);
         return match args.trace {
             Some(seed) => crate::sim_world::fleet_trace(seed, sessions, budget),
-            None => {
-                crate::sim_world::fleet_sweep(args.seeds.clone(), args.threads, sessions, budget)
-            }
+            None => crate::sim_world::fleet_sweep(
+                args.seeds.clone(),
+                args.threads,
+                sessions,
+                &args.budget,
+            ),
         };
     }
     if args.sync {
@@ -249,7 +252,8 @@ fn sweep(options: &Options) -> ExitCode {
         let workers: Vec<_> = (0..options.threads)
             .map(|t| {
                 scope.spawn(move || {
-                    (start + t..end)
+                    (start..end)
+                        .skip(t as usize)
                         .step_by(options.threads as usize)
                         .map(|seed| {
                             let (name, report) = run_seed(seed, options, false);

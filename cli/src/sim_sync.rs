@@ -26,7 +26,8 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    (start + t..end)
+                    (start..end)
+                        .skip(t as usize)
                         .step_by(threads as usize)
                         .map(|seed| run_seed(seed, false))
                         .collect::<Vec<_>>()

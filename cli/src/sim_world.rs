@@ -31,7 +31,8 @@ fn sweep<R: Send>(seeds: Range<u64>, threads: u64, run: impl Fn(u64) -> R + Sync
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
-                    (start + t..end)
+                    (start..end)
+                        .skip(t as usize)
                         .step_by(threads as usize)
                         .map(|seed| (seed, run(seed)))
                         .collect::<Vec<_>>()
@@ -184,8 +185,9 @@ pub fn fleet_sweep(
     seeds: Range<u64>,
     threads: u64,
     sessions: usize,
-    budget: Option<RetryBudgetConfig>,
+    budget_name: &str,
 ) -> ExitCode {
+    let budget = budget(budget_name);
     let (results, elapsed) = sweep(seeds, threads, |seed| {
         fleet_run(seed, sessions, budget, false)
     });
@@ -215,7 +217,7 @@ pub fn fleet_sweep(
     );
     failures(
         &failed,
-        &format!("tether sim --fleet {sessions} --trace SEED"),
+        &format!("tether sim --fleet {sessions} --budget {budget_name} --trace SEED"),
     )
 }
 

@@ -4,7 +4,9 @@
 //! each a real [`tether_driver`] driver around a real [`tether_core`] session, driven the way
 //! every shim drives one, with their callers on the `Tether` handle. A [`scenario`] is a
 //! workload plus its invariant checks in that world. Everything here is seeded and reads no
-//! clock, so a failing seed replays to the same trace. The crate uses std but no async runtime
+//! clock for its time (the one `Instant::now` in `world/client.rs` only anchors the drivers'
+//! shared retry budget; nothing depends on its value), so a failing seed replays to the same
+//! trace. The crate uses std but no async runtime
 //! and no threads.
 //!
 //! ```

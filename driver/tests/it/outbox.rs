@@ -675,6 +675,12 @@ fn a_restart_writes_every_stored_state_patch_in_its_first_state_record() {
             _ => None,
         })
         .expect("a store job");
+    // The store already holds both patches: only a write of the state proves anything.
+    let described = format!("{job:?}");
+    assert!(
+        described.starts_with("StoreJob::Write") && described.contains("state: true"),
+        "the first store job writes the state: {described}"
+    );
     drop(rig.shared.store_done(job.run()));
     let stored = store.clone().read_state().unwrap().unwrap_or_default();
     let stored: Value = serde_json::from_slice(&stored).unwrap_or(Value::Null);

@@ -11,7 +11,8 @@
 //! time with the caller also saying offline; callers pause and resume, ask to sync now,
 //! append, edit, delete, retitle and put whole threads back; and the server may serve an
 //! invalid ("poisoned") thread that no client holds. At [`ThreadRunConfig::active`] the
-//! network heals: no fault is drawn after it.
+//! network heals: no per-request fault is drawn after it (a planned partition that began
+//! before may still run on past it, for at most its own length).
 //!
 //! The checks: every client's view equals the server's threads (but the poisoned), and every
 //! thread of every client is synced; every message added and not deleted is on the server
@@ -138,7 +139,8 @@ pub struct ThreadRunConfig {
     pub threads: usize,
     /// Edits per client (random runs).
     pub edits_per_client: usize,
-    /// Edits, cut-offs and partitions happen before this; then the network heals.
+    /// Edits, cut-offs and partitions start before this; then the network heals (a partition
+    /// under way ends on its own schedule).
     pub active: Duration,
     /// The faults while active.
     pub mix: FaultMix,
