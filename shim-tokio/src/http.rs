@@ -16,8 +16,13 @@
 //! - **HTTP/2** carries every session's requests over **one multiplexed connection per host**:
 //!   `https` negotiates it through ALPN (`h2`, falling back to HTTP/1.1 when the server does not
 //!   offer it), and plain `http` speaks it with prior knowledge (h2c) when built with
-//!   [`HttpTransport::h2c`] or [`HttpTransportBuilder::h2c`]. Only one connection to a host is
-//!   being opened at a time; requests that arrive meanwhile wait for it. The windows are sized for
+//!   [`HttpTransport::h2c`] or [`HttpTransportBuilder::h2c`]. With prior knowledge only one
+//!   connection to a host is being opened at a time, and requests that arrive meanwhile wait
+//!   for it. Through ALPN the protocol is known only after the handshake, so requests that all
+//!   arrive before the first connection is up may each open one (every later request shares
+//!   an HTTP/2 connection); a fleet that starts at once against a server known to speak
+//!   HTTP/2 over TLS can set [`HttpTransportBuilder::h2c`] (HTTP/2 only) for one connection
+//!   from the start. The windows are sized for
 //!   a fleet ([`H2_STREAM_WINDOW`], [`H2_CONNECTION_WINDOW`]); how many streams run at once is the
 //!   server's `SETTINGS_MAX_CONCURRENT_STREAMS`, and requests beyond it queue on the connection.
 //!   A ping every [`H2_KEEP_ALIVE`] finds a connection that went silent. A connection that dies

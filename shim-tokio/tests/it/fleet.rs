@@ -161,10 +161,22 @@ async fn a_killed_h2_connection_is_replaced_and_every_request_ends() {
         assert!(outcome.is_err(), "{outcome:?}");
     }
 
-    // The next request opens a new connection, and a fleet goes on over it.
+    // A new connection replaces it, and a fleet goes on over it. A request sent while the
+    // pool has not yet seen the old connection's end may still meet it and fail with a
+    // transport error (the core retries such a one by its rules); a few tries, bounded, get
+    // through.
     server.inspector().set_faults(FaultPlan::none());
-    let answer = bounded(LIMIT, transport.send(get_worker(&server, "after", 99))).await;
-    assert_eq!(answer.unwrap().status, 200);
+    let mut answer = None;
+    for n in 0..5 {
+        match bounded(LIMIT, transport.send(get_worker(&server, "after", 99 + n))).await {
+            Ok(response) => {
+                answer = Some(response);
+                break;
+            }
+            Err(error) => eprintln!("try {n}: {error:?}"),
+        }
+    }
+    assert_eq!(answer.expect("a request gets through").status, 200);
     assert_eq!(server.inspector().connections().accepted, 2);
     bounded(LIMIT, fleet(&server, &transport, "after", 50)).await;
     assert_eq!(server.inspector().connections().accepted, 2);

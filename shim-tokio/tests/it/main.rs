@@ -9,3 +9,5 @@ mod budget;
 mod common;
 mod fleet;
 mod runtime;
+#[cfg(feature = "tls")]
+mod tls;
