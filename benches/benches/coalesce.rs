@@ -12,7 +12,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use tether_core::patch::{DocumentSchema, WorkerUpdate};
-use tether_core::state::{Output, StateConfig, StateUploader};
+use tether_core::state::{self, Output, StateUploader};
 use tether_core::{Instant, Poll};
 
 const TOTAL: u64 = 1_000_000;
@@ -40,7 +40,7 @@ fn batch(next: &mut u64) -> Vec<Map<String, Value>> {
 
 /// An uploader with a PUT in flight, so every patch given to it coalesces into the pending update.
 fn busy_uploader() -> StateUploader {
-    let mut up = StateUploader::new(StateConfig::default(), tether_core::Rng::new(1));
+    let mut up = StateUploader::new(state::Config::default(), tether_core::Rng::new(1));
     up.set_epoch(Instant::ZERO, 1);
     up.enqueue(Instant::ZERO, json!({"worker_status": "starting"}))
         .unwrap();

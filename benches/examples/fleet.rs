@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tether_core::heartbeat::HeartbeatConfig;
+use tether_core::heartbeat;
 use tether_core::session::{SessionConfig, Status};
 use tether_tokio::{Histogram, HttpTransport, Report, Stream, Tether};
 
@@ -197,7 +197,7 @@ fn show(label: &str, h: &Histogram) {
 
 fn config(id: &str, linger: Duration) -> SessionConfig {
     let mut config = SessionConfig::new(id);
-    config.heartbeat = HeartbeatConfig {
+    config.heartbeat = heartbeat::Config {
         interval: Duration::from_secs(20),
         jitter: 0.2,
         ttl: Duration::from_secs(60),

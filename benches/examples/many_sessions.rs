@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_core::heartbeat::HeartbeatConfig;
+use tether_core::heartbeat;
 use tether_core::session::{SessionConfig, Status};
 use tether_tokio::{CloseReport, Counters, DriverStats, Histogram};
 
@@ -381,9 +381,9 @@ async fn phases<S: Session, E: Exec>(args: &Args, exec: &E, start: impl Fn(usize
 
 fn config(id: &str) -> SessionConfig {
     let mut config = SessionConfig::new(id);
-    config.heartbeat = HeartbeatConfig {
+    config.heartbeat = heartbeat::Config {
         interval: Duration::from_secs(5),
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     config.events.max_queue_items = 1_000;
     config

@@ -93,17 +93,17 @@ pub trait Machine {
 /// it on [`advance`](Driven::advance), and can log every call, output and wake with its time.
 ///
 /// ```
-/// use tether_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatOutput};
+/// use tether_core::heartbeat::{self, Heartbeat};
 /// use tether_core::{Driven, Instant, Outcome, Rng};
 ///
-/// let heartbeat = Heartbeat::new(HeartbeatConfig::default(), Rng::new(7))?;
+/// let heartbeat = Heartbeat::new(heartbeat::Config::default(), Rng::new(7))?;
 /// let mut driven = Driven::new(heartbeat, Instant::ZERO);
 /// driven.call(|hb, now| hb.start(now))?;
 /// let mut beats = 0;
 /// while driven.now() < Instant::from_secs(60) {
 ///     let Some(outputs) = driven.advance()? else { break };
 ///     for output in outputs {
-///         if let HeartbeatOutput::Beat(id) = output {
+///         if let heartbeat::Output::Beat(id) = output {
 ///             beats += 1;
 ///             driven.call(|hb, now| hb.handle_outcome(now, id, Outcome::Success))?.0?;
 ///         }
@@ -149,10 +149,10 @@ impl core::error::Error for Livelock {}
 /// fails with [`Livelock`] instead of hanging the harness.
 ///
 /// ```
-/// use tether_core::heartbeat::{Heartbeat, HeartbeatConfig};
+/// use tether_core::heartbeat::{self, Heartbeat};
 /// use tether_core::{DrainBound, Instant, Poll, Rng};
 ///
-/// let mut heartbeat = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1))?;
+/// let mut heartbeat = Heartbeat::new(heartbeat::Config::default(), Rng::new(1))?;
 /// heartbeat.start(Instant::ZERO);
 /// let mut bound = DrainBound::new(Instant::ZERO, 1_000);
 /// let wake = loop {

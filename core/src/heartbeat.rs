@@ -2,8 +2,8 @@
 //!
 //! It beats every `interval` (± a jitter fraction) once started, never while a beat is in flight,
 //! and never in a burst: beats missed during a stall are skipped. It also tracks liveness: when
-//! no beat has succeeded within the server's TTL, it reports [`HeartbeatOutput::Stale`] once, and
-//! [`HeartbeatOutput::Live`] when a beat succeeds again.
+//! no beat has succeeded within the server's TTL, it reports [`Output::Stale`] once, and
+//! [`Output::Live`] when a beat succeeds again.
 //!
 //! ```text
 //!   Stopped ──start──▶ Running ──stop──▶ Stopped
@@ -22,7 +22,7 @@ use crate::time::{Clock, Instant};
 
 /// How often to beat and when to call the worker stale.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HeartbeatConfig {
+pub struct Config {
     /// Time between beats; 5–30 s. Default 20 s.
     pub interval: Duration,
     /// Each gap is `interval · (1 ± jitter)`, drawn uniformly; `[0, 0.5]`. Default 0.
@@ -31,7 +31,7 @@ pub struct HeartbeatConfig {
     pub ttl: Duration,
 }
 
-impl HeartbeatConfig {
+impl Config {
     /// The shortest interval allowed.
     pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
     /// The longest interval allowed.
@@ -40,15 +40,15 @@ impl HeartbeatConfig {
     pub const MAX_JITTER: f64 = 0.5;
 
     /// Checks the bounds: interval in 5–30 s, jitter in `[0, 0.5]`, TTL at least one interval.
-    pub fn validate(&self) -> Result<(), HeartbeatConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.interval < Self::MIN_INTERVAL || self.interval > Self::MAX_INTERVAL {
-            return Err(HeartbeatConfigError::Interval(self.interval));
+            return Err(ConfigError::Interval(self.interval));
         }
         if !(0.0..=Self::MAX_JITTER).contains(&self.jitter) {
-            return Err(HeartbeatConfigError::Jitter);
+            return Err(ConfigError::Jitter);
         }
         if self.ttl < self.interval {
-            return Err(HeartbeatConfigError::TtlShorterThanInterval);
+            return Err(ConfigError::TtlShorterThanInterval);
         }
         Ok(())
     }
@@ -70,9 +70,9 @@ impl HeartbeatConfig {
     }
 }
 
-impl Default for HeartbeatConfig {
+impl Default for Config {
     fn default() -> Self {
-        HeartbeatConfig {
+        Config {
             interval: Duration::from_secs(20),
             jitter: 0.0,
             ttl: Duration::from_secs(60),
@@ -83,7 +83,7 @@ impl Default for HeartbeatConfig {
 /// A heartbeat configuration the machine refuses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum HeartbeatConfigError {
+pub enum ConfigError {
     /// The interval is outside 5–30 s.
     Interval(Duration),
     /// The jitter fraction is outside `[0, 0.5]` or not a number.
@@ -92,23 +92,21 @@ pub enum HeartbeatConfigError {
     TtlShorterThanInterval,
 }
 
-impl fmt::Display for HeartbeatConfigError {
+impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeartbeatConfigError::Interval(d) => {
+            ConfigError::Interval(d) => {
                 write!(f, "heartbeat interval {d:?} is outside 5 s to 30 s")
             }
-            HeartbeatConfigError::Jitter => {
-                f.write_str("heartbeat jitter must be a fraction in [0, 0.5]")
-            }
-            HeartbeatConfigError::TtlShorterThanInterval => {
+            ConfigError::Jitter => f.write_str("heartbeat jitter must be a fraction in [0, 0.5]"),
+            ConfigError::TtlShorterThanInterval => {
                 f.write_str("heartbeat TTL is shorter than the interval")
             }
         }
     }
 }
 
-impl core::error::Error for HeartbeatConfigError {}
+impl core::error::Error for ConfigError {}
 
 /// Identifies one beat, so a late outcome for an old beat is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,7 +114,7 @@ pub struct BeatId(pub u64);
 
 /// What the heartbeat asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeartbeatOutput {
+pub enum Output {
     /// Send `POST /worker/heartbeat` now and report its outcome.
     Beat(BeatId),
     /// No beat has succeeded for a whole TTL since `last_ok`.
@@ -130,7 +128,7 @@ pub enum HeartbeatOutput {
 
 /// Why the heartbeat wants to wake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HeartbeatTimer {
+pub enum Timer {
     /// The next beat is due.
     Beat,
     /// The TTL since the last success runs out.
@@ -140,25 +138,25 @@ pub enum HeartbeatTimer {
 /// Misuse of the heartbeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HeartbeatError {
+pub enum Error {
     /// An outcome for a beat that is not in flight (already reported, or from before a stop).
     UnknownBeat(BeatId),
 }
 
-impl fmt::Display for HeartbeatError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HeartbeatError::UnknownBeat(id) => write!(f, "beat {} is not in flight", id.0),
+            Error::UnknownBeat(id) => write!(f, "beat {} is not in flight", id.0),
         }
     }
 }
 
-impl core::error::Error for HeartbeatError {}
+impl core::error::Error for Error {}
 
 /// The heartbeat machine. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Heartbeat {
-    config: HeartbeatConfig,
+    config: Config,
     rng: Rng,
     clock: Clock,
     next_beat: Option<Instant>,
@@ -166,12 +164,12 @@ pub struct Heartbeat {
     last_ok: Instant,
     stale: bool,
     next_id: u64,
-    outputs: VecDeque<HeartbeatOutput>,
+    outputs: VecDeque<Output>,
 }
 
 impl Heartbeat {
     /// A stopped heartbeat. Fails if the configuration is out of bounds.
-    pub fn new(config: HeartbeatConfig, rng: Rng) -> Result<Self, HeartbeatConfigError> {
+    pub fn new(config: Config, rng: Rng) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Heartbeat {
             config,
@@ -207,7 +205,7 @@ impl Heartbeat {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &HeartbeatConfig {
+    pub fn config(&self) -> &Config {
         &self.config
     }
 
@@ -220,7 +218,7 @@ impl Heartbeat {
         };
         if !self.stale && now >= self.last_ok + self.config.ttl {
             self.stale = true;
-            self.outputs.push_back(HeartbeatOutput::Stale {
+            self.outputs.push_back(Output::Stale {
                 last_ok: self.last_ok,
             });
         }
@@ -232,7 +230,7 @@ impl Heartbeat {
             let id = BeatId(self.next_id);
             self.next_id += 1;
             self.in_flight = Some(id);
-            self.outputs.push_back(HeartbeatOutput::Beat(id));
+            self.outputs.push_back(Output::Beat(id));
         }
         let gap = self.gap();
         self.next_beat = Some(now + gap);
@@ -240,7 +238,7 @@ impl Heartbeat {
 
     /// The next output, or once none is left, the next wake-up (`None`: stopped).
     #[must_use = "the heartbeat's outputs are its only way to get work done; drain them"]
-    pub fn poll_output(&mut self) -> Poll<HeartbeatOutput, HeartbeatTimer> {
+    pub fn poll_output(&mut self) -> Poll<Output, Timer> {
         if let Some(out) = self.outputs.pop_front() {
             return Poll::Output(out);
         }
@@ -249,9 +247,9 @@ impl Heartbeat {
         };
         let stale_at = self.last_ok + self.config.ttl;
         let wake = if !self.stale && stale_at < beat {
-            Wake::new(stale_at, HeartbeatTimer::Stale)
+            Wake::new(stale_at, Timer::Stale)
         } else {
-            Wake::new(beat, HeartbeatTimer::Beat)
+            Wake::new(beat, Timer::Beat)
         };
         Poll::Timeout(Some(wake))
     }
@@ -292,23 +290,23 @@ impl Heartbeat {
     /// [`Outcome::Success`] is proof of life; failures are not retried (the next beat is).
     ///
     /// # Errors
-    /// [`HeartbeatError::UnknownBeat`] for a beat that is not in flight.
+    /// [`Error::UnknownBeat`] for a beat that is not in flight.
     pub fn handle_outcome(
         &mut self,
         now: Instant,
         id: BeatId,
         outcome: Outcome,
-    ) -> Result<(), HeartbeatError> {
+    ) -> Result<(), Error> {
         let now = self.clock.observe(now);
         if self.in_flight != Some(id) {
-            return Err(HeartbeatError::UnknownBeat(id));
+            return Err(Error::UnknownBeat(id));
         }
         self.in_flight = None;
         if outcome == Outcome::Success && self.is_running() {
             self.last_ok = now;
             if self.stale {
                 self.stale = false;
-                self.outputs.push_back(HeartbeatOutput::Live);
+                self.outputs.push_back(Output::Live);
             }
         }
         Ok(())
@@ -316,14 +314,14 @@ impl Heartbeat {
 }
 
 impl Machine for Heartbeat {
-    type Output = HeartbeatOutput;
-    type Timer = HeartbeatTimer;
+    type Output = Output;
+    type Timer = Timer;
 
     fn handle_timeout(&mut self, now: Instant) {
         Heartbeat::handle_timeout(self, now);
     }
 
-    fn poll_output(&mut self) -> Poll<HeartbeatOutput, HeartbeatTimer> {
+    fn poll_output(&mut self) -> Poll<Output, Timer> {
         Heartbeat::poll_output(self)
     }
 }

@@ -38,10 +38,10 @@
 //! clock is simulated so the example runs instantly.
 //!
 //! ```
-//! use tether_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatOutput};
+//! use tether_core::heartbeat::{self, Heartbeat};
 //! use tether_core::{Instant, Outcome, Poll, Rng};
 //!
-//! let mut heartbeat = Heartbeat::new(HeartbeatConfig::default(), Rng::new(7))?;
+//! let mut heartbeat = Heartbeat::new(heartbeat::Config::default(), Rng::new(7))?;
 //! let mut now = Instant::ZERO; // a real driver: origin.elapsed() of a std::time::Instant
 //! heartbeat.start(now);
 //!
@@ -50,7 +50,7 @@
 //!     // Drain every output before looking at the next deadline.
 //!     let wake = loop {
 //!         match heartbeat.poll_output() {
-//!             Poll::Output(HeartbeatOutput::Beat(id)) => {
+//!             Poll::Output(heartbeat::Output::Beat(id)) => {
 //!                 beats += 1; // send POST /worker/heartbeat here
 //!                 heartbeat.handle_outcome(now, id, Outcome::Success)?;
 //!             }

@@ -7,7 +7,7 @@ use std::io;
 
 use tether_core::batch::{Event, EventId, PreparedEvent};
 use tether_core::session::{ConfigError, Status};
-use tether_core::state::StateError;
+use tether_core::state;
 
 /// Why a session could not be started.
 #[derive(Debug)]
@@ -245,7 +245,7 @@ impl std::error::Error for BulkSendError {
 #[non_exhaustive]
 pub enum PatchError {
     /// The patch is invalid (not an object, sets `worker_epoch`, too large, ...).
-    Invalid(StateError),
+    Invalid(state::Error),
     /// The session is closing or has ended.
     Ended(Status),
 }

@@ -108,7 +108,7 @@ pub enum Report {
         /// Their key.
         key: String,
         /// Why, with the merged event.
-        error: tether_core::batch::EnqueueError,
+        error: tether_core::batch::Error,
     },
     /// A caller-supplied callback panicked; it was dropped and the session went on.
     CallbackPanicked {

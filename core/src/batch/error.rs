@@ -8,7 +8,7 @@ use super::event::{Event, PreparedEvent};
 /// Why an enqueue was refused. Every variant that had an event carries it back.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum EnqueueError {
+pub enum Error {
     /// The value cannot be expressed as JSON (e.g. a map with non-string keys).
     Unserializable {
         /// serde_json's message.
@@ -56,39 +56,37 @@ pub enum EnqueueError {
     },
 }
 
-impl EnqueueError {
+impl Error {
     /// The serialised event carried back, if the error has one.
     pub fn into_prepared(self) -> Option<PreparedEvent> {
         match self {
-            EnqueueError::TooLarge { event, .. }
-            | EnqueueError::QueueFull { event }
-            | EnqueueError::Closed { event }
-            | EnqueueError::WrongEnvelope { event }
-            | EnqueueError::Unreadable { event, .. } => Some(event),
-            EnqueueError::Unserializable { .. } | EnqueueError::NotAnObject { .. } => None,
+            Error::TooLarge { event, .. }
+            | Error::QueueFull { event }
+            | Error::Closed { event }
+            | Error::WrongEnvelope { event }
+            | Error::Unreadable { event, .. } => Some(event),
+            Error::Unserializable { .. } | Error::NotAnObject { .. } => None,
         }
     }
 }
 
-impl fmt::Display for EnqueueError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EnqueueError::Unserializable { message } => {
+            Error::Unserializable { message } => {
                 write!(f, "event cannot be serialised: {message}")
             }
-            EnqueueError::NotAnObject { .. } => f.write_str("event payload is not a JSON object"),
-            EnqueueError::TooLarge { bytes, limit, .. } => {
+            Error::NotAnObject { .. } => f.write_str("event payload is not a JSON object"),
+            Error::TooLarge { bytes, limit, .. } => {
                 write!(
                     f,
                     "event of {bytes} bytes exceeds the batch limit of {limit} bytes"
                 )
             }
-            EnqueueError::QueueFull { .. } => f.write_str("event queue is full"),
-            EnqueueError::Closed { .. } => f.write_str("event drainer is closed"),
-            EnqueueError::WrongEnvelope { .. } => {
-                f.write_str("event was prepared for another envelope")
-            }
-            EnqueueError::Unreadable { message, .. } => {
+            Error::QueueFull { .. } => f.write_str("event queue is full"),
+            Error::Closed { .. } => f.write_str("event drainer is closed"),
+            Error::WrongEnvelope { .. } => f.write_str("event was prepared for another envelope"),
+            Error::Unreadable { message, .. } => {
                 write!(
                     f,
                     "event payload cannot be read back to re-stamp its uuid: {message}"
@@ -98,4 +96,4 @@ impl fmt::Display for EnqueueError {
     }
 }
 
-impl core::error::Error for EnqueueError {}
+impl core::error::Error for Error {}

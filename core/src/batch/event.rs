@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::Envelope;
-use super::error::EnqueueError;
+use super::error::Error;
 use super::typed::TypedItem;
 use crate::rng::Rng;
 
@@ -47,10 +47,10 @@ impl Event {
 
     /// An event from any serialisable value; fails for values JSON cannot express (e.g. a map
     /// with non-string keys).
-    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, EnqueueError> {
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
         serde_json::to_value(value)
             .map(Event::new)
-            .map_err(|e| EnqueueError::Unserializable {
+            .map_err(|e| Error::Unserializable {
                 message: e.to_string(),
             })
     }
@@ -132,14 +132,14 @@ impl PreparedEvent {
         max_bytes: usize,
         inherit: Option<&str>,
         rng: &mut Rng,
-    ) -> Result<Self, EnqueueError> {
+    ) -> Result<Self, Error> {
         let Event {
             mut payload,
             ephemeral,
             replace_key,
         } = event;
         let Value::Object(map) = &mut payload else {
-            return Err(EnqueueError::NotAnObject {
+            return Err(Error::NotAnObject {
                 event: Event {
                     payload,
                     ephemeral,
@@ -188,7 +188,7 @@ impl PreparedEvent {
         envelope: Envelope,
         max_bytes: usize,
         rng: &mut Rng,
-    ) -> Result<Self, EnqueueError> {
+    ) -> Result<Self, Error> {
         if envelope == Envelope::Events {
             let bailed = core::cell::Cell::new(false);
             let cell = core::cell::RefCell::new(rng.clone());
@@ -210,7 +210,7 @@ impl PreparedEvent {
                     return prepared.check_size(max_bytes);
                 }
                 Err(error) if !bailed.get() => {
-                    return Err(EnqueueError::Unserializable {
+                    return Err(Error::Unserializable {
                         message: error.to_string(),
                     });
                 }
@@ -221,18 +221,18 @@ impl PreparedEvent {
         PreparedEvent::prepare(event, envelope, max_bytes, None, rng)
     }
 
-    /// Fails with [`EnqueueError::TooLarge`] if the item alone exceeds `max_bytes`.
-    pub(crate) fn check_size(self, max_bytes: usize) -> Result<Self, EnqueueError> {
+    /// Fails with [`Error::TooLarge`] if the item alone exceeds `max_bytes`.
+    pub(crate) fn check_size(self, max_bytes: usize) -> Result<Self, Error> {
         if self.item.len() > max_bytes {
             return Err(self.too_large(max_bytes));
         }
         Ok(self)
     }
 
-    /// [`EnqueueError::TooLarge`] for this event and `limit`.
-    pub(crate) fn too_large(self, limit: usize) -> EnqueueError {
+    /// [`Error::TooLarge`] for this event and `limit`.
+    pub(crate) fn too_large(self, limit: usize) -> Error {
         let bytes = self.item.len();
-        EnqueueError::TooLarge {
+        Error::TooLarge {
             event: self,
             bytes,
             limit,
@@ -243,16 +243,16 @@ impl PreparedEvent {
     /// happens when a prepared keyed event is enqueued again over a different one.
     ///
     /// # Errors
-    /// [`EnqueueError::Unreadable`], with the event as it was, when its payload cannot be read
+    /// [`Error::Unreadable`], with the event as it was, when its payload cannot be read
     /// back (e.g. nested deeper than serde_json reads): it cannot be re-stamped.
-    pub(crate) fn inherit_uuid(self, uuid: &str, rng: &mut Rng) -> Result<Self, EnqueueError> {
+    pub(crate) fn inherit_uuid(self, uuid: &str, rng: &mut Rng) -> Result<Self, Error> {
         if self.envelope != Envelope::Events || self.uuid_is(uuid) {
             return Ok(self);
         }
         let payload = match self.payload() {
             Ok(payload) => payload,
             Err(error) => {
-                return Err(EnqueueError::Unreadable {
+                return Err(Error::Unreadable {
                     message: error.to_string(),
                     event: self,
                 });

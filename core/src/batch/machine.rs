@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::body;
 use super::config::{BodyMode, Config, ConfigError, Overflow};
 use super::counters::Counters;
-use super::error::EnqueueError;
+use super::error::Error;
 use super::event::{Event, EventId, PreparedEvent, Undelivered};
 use super::io::{Abandon, BatchId, Output, Reason, Timer};
 use super::queue::{Queue, Queued};
@@ -139,14 +139,14 @@ impl BatchDrainer {
     ///
     /// Fails, handing the event back, if it is not an object, is larger than a batch, the
     /// queue is full under [`Overflow::Reject`], or the drainer is closed.
-    pub fn enqueue(&mut self, now: Instant, event: Event) -> Result<EventId, EnqueueError> {
+    pub fn enqueue(&mut self, now: Instant, event: Event) -> Result<EventId, Error> {
         let prepared = self.prepare(event)?;
         self.enqueue_prepared(now, prepared)
     }
 
     /// Validates, stamps and serialises `event` without queueing it, e.g. to do the work before
     /// waiting for capacity. Draws the uuid now; the machine's state is otherwise unchanged.
-    pub fn prepare(&mut self, event: Event) -> Result<PreparedEvent, EnqueueError> {
+    pub fn prepare(&mut self, event: Event) -> Result<PreparedEvent, Error> {
         let inherit = match event.key() {
             Some(key) => self
                 .queue
@@ -168,7 +168,7 @@ impl BatchDrainer {
     pub fn prepare_serialize<T: serde::Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> Result<PreparedEvent, EnqueueError> {
+    ) -> Result<PreparedEvent, Error> {
         PreparedEvent::prepare_serialize(
             value,
             self.config.envelope,
@@ -185,7 +185,7 @@ impl BatchDrainer {
         &mut self,
         now: Instant,
         value: &T,
-    ) -> Result<EventId, EnqueueError> {
+    ) -> Result<EventId, Error> {
         let now = self.clock.observe(now);
         let event = self.prepare_serialize(value)?;
         let result = self.admit(now, event);
@@ -194,12 +194,12 @@ impl BatchDrainer {
     }
 
     /// Queues an already prepared event, e.g. one handed back by
-    /// [`EnqueueError::QueueFull`]; its uuid is kept.
+    /// [`Error::QueueFull`]; its uuid is kept.
     pub fn enqueue_prepared(
         &mut self,
         now: Instant,
         event: PreparedEvent,
-    ) -> Result<EventId, EnqueueError> {
+    ) -> Result<EventId, Error> {
         let now = self.clock.observe(now);
         let result = self.admit(now, event);
         self.step(now);
@@ -388,12 +388,12 @@ impl BatchDrainer {
         }
     }
 
-    fn admit(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, EnqueueError> {
+    fn admit(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, Error> {
         if self.state != State::Open {
-            return Err(EnqueueError::Closed { event });
+            return Err(Error::Closed { event });
         }
         if event.envelope() != self.config.envelope {
-            return Err(EnqueueError::WrongEnvelope { event });
+            return Err(Error::WrongEnvelope { event });
         }
         if event.bytes() > self.config.max_batch_bytes {
             return Err(event.too_large(self.config.max_batch_bytes));
@@ -410,7 +410,7 @@ impl BatchDrainer {
 
     /// [`admit`](Self::admit) for a keyed event, or one that does not fit as it is.
     #[inline(never)]
-    fn admit_slow(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, EnqueueError> {
+    fn admit_slow(&mut self, now: Instant, event: PreparedEvent) -> Result<EventId, Error> {
         let mut event = event;
         let target = event.replace_key().and_then(|k| self.queue.keyed(k));
         let (target_seq, target_bytes) = match target {
@@ -432,7 +432,7 @@ impl BatchDrainer {
             match self.config.overflow {
                 Overflow::Reject => {
                     self.counters.rejected_full += 1;
-                    return Err(EnqueueError::QueueFull { event });
+                    return Err(Error::QueueFull { event });
                 }
                 Overflow::DropNewest => return Ok(self.drop_new(event)),
                 Overflow::DropOldest => {

@@ -77,7 +77,7 @@ pub use counters::Counters;
 pub use delta::{
     DeltaCoalescer, DeltaConfig, DeltaConfigError, DeltaCounters, DeltaError, DeltaTimer, Merged,
 };
-pub use error::EnqueueError;
+pub use error::Error;
 pub use event::{Event, EventId, PreparedEvent, Undelivered};
 pub use io::{Abandon, BatchId, Output, Reason, Timer};
 pub use machine::{BatchDrainer, Depth};

@@ -7,8 +7,8 @@ use core::time::Duration;
 use crate::backoff::{BackoffPolicy, ControllerConfig};
 use crate::batch::{self, DeltaConfig, DeltaConfigError, Envelope};
 use crate::budget::{RetryBudgetConfig, RetryBudgetError};
-use crate::heartbeat::{HeartbeatConfig, HeartbeatConfigError};
-use crate::state::StateConfig;
+use crate::heartbeat;
+use crate::state;
 
 /// Everything a session needs to know before it starts.
 #[derive(Clone, Debug)]
@@ -18,7 +18,7 @@ pub struct SessionConfig {
     /// The worker epoch, if the caller was given one; `None` registers for a new one.
     pub epoch: Option<u64>,
     /// Heartbeat cadence and liveness TTL.
-    pub heartbeat: HeartbeatConfig,
+    pub heartbeat: heartbeat::Config,
     /// The `/worker/events` uploader.
     pub events: batch::Config,
     /// The `/worker/internal-events` uploader.
@@ -26,7 +26,7 @@ pub struct SessionConfig {
     /// The `/worker/events/delivery` uploader: 64 per batch and 64 queued by default.
     pub delivery: batch::Config,
     /// The `PUT /worker` uploader.
-    pub state: StateConfig,
+    pub state: state::Config,
     /// Retries of the connect sequence (register, init `PUT`, `GET`): the reconnect curve
     /// (1 s doubling to 30 s) and six retries by default.
     pub connect: ControllerConfig,
@@ -67,7 +67,7 @@ impl SessionConfig {
         SessionConfig {
             session_id: session_id.into(),
             epoch: None,
-            heartbeat: HeartbeatConfig::default(),
+            heartbeat: heartbeat::Config::default(),
             events: batch::Config::default(),
             internal_events: batch::Config::default(),
             delivery: batch::Config {
@@ -76,7 +76,7 @@ impl SessionConfig {
                 max_queue_items: 64,
                 ..batch::Config::default()
             },
-            state: StateConfig::default().with_request_timeout(None),
+            state: state::Config::default().with_request_timeout(None),
             connect: ControllerConfig {
                 policy: BackoffPolicy::reconnect(),
                 max_attempts: Some(6),
@@ -179,7 +179,7 @@ pub enum OnGiveUp {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The heartbeat's bounds.
-    Heartbeat(HeartbeatConfigError),
+    Heartbeat(heartbeat::ConfigError),
     /// An uploader's bounds.
     Uploader {
         /// Which uploader.

@@ -10,8 +10,8 @@ use super::status::Status;
 use super::wire::{Endpoint, Request, RequestId};
 use crate::batch::{self, EventId};
 use crate::drive::FlushId;
-use crate::heartbeat::HeartbeatTimer;
-use crate::state::{self, StateError};
+use crate::heartbeat;
+use crate::state;
 
 /// The three event streams a session uploads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -117,7 +117,7 @@ pub enum Output {
         /// Their key.
         key: String,
         /// Why, with the merged event.
-        error: batch::EnqueueError,
+        error: batch::Error,
     },
     /// With an [outbox](super::SessionConfig::outbox): the session accepted this event; keep
     /// it durably until [`Output::Forget`] names it. It comes before any output that settles
@@ -166,7 +166,7 @@ pub enum Timer {
     /// A request's deadline.
     RequestDeadline,
     /// The heartbeat's timer.
-    Heartbeat(HeartbeatTimer),
+    Heartbeat(heartbeat::Timer),
     /// An uploader's timer.
     Uploader(Stream, batch::Timer),
     /// The state uploader's timer.
@@ -190,10 +190,10 @@ pub enum SessionError {
         /// The stream it was for.
         stream: Stream,
         /// Why, with the event.
-        error: batch::EnqueueError,
+        error: batch::Error,
     },
     /// A state patch was refused.
-    State(StateError),
+    State(state::Error),
     /// The session already ended (a terminal status was emitted).
     Ended(Status),
     /// The session is closing: it takes no new state patches.

@@ -38,7 +38,7 @@ use crate::batch::{self, Abandon, BatchDrainer, DeltaCoalescer, DeltaError, Even
 use crate::budget::{BudgetCounters, RetryBudget, RetryGate};
 use crate::classify::{Outcome, TransientCause};
 use crate::drive::{FlushId, Machine, Poll, Wake};
-use crate::heartbeat::{Heartbeat, HeartbeatOutput, HeartbeatTimer};
+use crate::heartbeat::{self, Heartbeat};
 use crate::rng::Rng;
 use crate::state::{self, StateUploader};
 use crate::time::{Clock, Instant};
@@ -54,7 +54,7 @@ pub struct Session {
     connect: BackoffController,
     connect_retry_at: Option<Instant>,
     heartbeat: Heartbeat,
-    heartbeat_wake: Option<Wake<HeartbeatTimer>>,
+    heartbeat_wake: Option<Wake<heartbeat::Timer>>,
     streams: PerStream<StreamSlot>,
     state: StateUploader,
     state_wake: Option<Wake<state::Timer>>,
@@ -154,7 +154,7 @@ impl Session {
     // ----- the caller's API -----
 
     /// Queues an event for `/worker/events`. Fails, handing the event back inside the error,
-    /// if it is bad or the queue is full (see [`batch::EnqueueError`]).
+    /// if it is bad or the queue is full (see [`batch::Error`]).
     pub fn send_event(
         &mut self,
         now: Instant,
@@ -218,7 +218,7 @@ impl Session {
     }
 
     /// Queues again an event the session handed back, e.g. from
-    /// [`EnqueueError::QueueFull`](batch::EnqueueError::QueueFull), keeping its uuid and its
+    /// [`batch::Error::QueueFull`](batch::Error::QueueFull), keeping its uuid and its
     /// serialisation: a shim waiting for capacity re-offers the same bytes.
     pub fn resend(
         &mut self,
@@ -700,9 +700,9 @@ impl Session {
         }
     }
 
-    fn on_heartbeat(&mut self, now: Instant, out: HeartbeatOutput) {
+    fn on_heartbeat(&mut self, now: Instant, out: heartbeat::Output) {
         match out {
-            HeartbeatOutput::Beat(id) => {
+            heartbeat::Output::Beat(id) => {
                 let (Some(epoch), Phase::Connected) = (self.epoch, self.phase) else {
                     // The heartbeat runs only while connected; a beat due otherwise fails.
                     let outcome = Outcome::Transient(TransientCause::Transport);
@@ -718,12 +718,12 @@ impl Session {
                 self.counters.heartbeats_sent += 1;
                 self.send(now, Purpose::Beat(id), body);
             }
-            HeartbeatOutput::Stale { .. } => {
+            heartbeat::Output::Stale { .. } => {
                 if self.phase == Phase::Connected {
                     self.emit_status(Status::Stale);
                 }
             }
-            HeartbeatOutput::Live => {
+            heartbeat::Output::Live => {
                 if self.phase == Phase::Connected {
                     self.emit_status(Status::Connected);
                 }

@@ -9,15 +9,15 @@ use crate::patch::DocumentSchema;
 ///
 /// ```
 /// use core::time::Duration;
-/// use tether_core::state::StateConfig;
+/// use tether_core::state::Config;
 ///
-/// let config = StateConfig::default()
+/// let config = Config::default()
 ///     .with_max_patch_bytes(64 * 1024)
 ///     .with_request_timeout(Some(Duration::from_secs(5)));
 /// assert_eq!(config.max_patch_bytes, 64 * 1024);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct StateConfig {
+pub struct Config {
     /// Which top-level keys are merge-patched; the rest are replaced.
     pub schema: DocumentSchema,
     /// The retry curve: [`BackoffPolicy::uploader`] (500 ms doubling to 30 s, plus `[0, 500 ms)`).
@@ -30,7 +30,7 @@ pub struct StateConfig {
     pub request_timeout: Option<Duration>,
 }
 
-impl StateConfig {
+impl Config {
     /// The default patch size limit: 1 MiB.
     pub const DEFAULT_MAX_PATCH_BYTES: usize = 1 << 20;
     /// The default request timeout: 10 s.
@@ -61,9 +61,9 @@ impl StateConfig {
     }
 }
 
-impl Default for StateConfig {
+impl Default for Config {
     fn default() -> Self {
-        StateConfig {
+        Config {
             schema: DocumentSchema::default(),
             backoff: BackoffPolicy::uploader(),
             max_patch_bytes: Self::DEFAULT_MAX_PATCH_BYTES,

@@ -5,7 +5,7 @@ use core::fmt;
 /// Why the state uploader refused a call. Returned at once; nothing was queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StateError {
+pub enum Error {
     /// A patch (or a rebase document) must be a JSON object.
     NotAnObject {
         /// The JSON type that was given: `"null"`, `"array"`, `"string"`, ...
@@ -18,28 +18,28 @@ pub enum StateError {
     },
     /// The patch's compact JSON is over the configured limit.
     TooLarge {
-        /// The limit in bytes ([`StateConfig::max_patch_bytes`](super::StateConfig::max_patch_bytes)).
+        /// The limit in bytes ([`Config::max_patch_bytes`](super::Config::max_patch_bytes)).
         limit: usize,
     },
     /// The uploader was closed.
     Closed,
 }
 
-impl fmt::Display for StateError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StateError::NotAnObject { found } => {
+            Error::NotAnObject { found } => {
                 write!(f, "a worker patch must be a JSON object, not {found}")
             }
-            StateError::ReservedKey { key } => {
+            Error::ReservedKey { key } => {
                 write!(f, "the key `{key}` is reserved: the uploader sets it")
             }
-            StateError::TooLarge { limit } => {
+            Error::TooLarge { limit } => {
                 write!(f, "the patch is larger than the {limit}-byte limit")
             }
-            StateError::Closed => f.write_str("the state uploader is closed"),
+            Error::Closed => f.write_str("the state uploader is closed"),
         }
     }
 }
 
-impl core::error::Error for StateError {}
+impl core::error::Error for Error {}

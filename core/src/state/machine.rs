@@ -9,9 +9,7 @@ use core::ops::Range;
 
 use serde_json::{Map, Value};
 
-use super::{
-    Counters, EPOCH_KEY, Output, PutId, Rejection, StateConfig, StateError, Timer, Unacknowledged,
-};
+use super::{Config, Counters, EPOCH_KEY, Error, Output, PutId, Rejection, Timer, Unacknowledged};
 use crate::backoff::Backoff;
 use crate::classify::Outcome;
 use crate::drive::{FlushId, Machine, Poll, Wake};
@@ -30,7 +28,7 @@ use crate::time::{Clock, Instant};
 /// never contains `worker_epoch`, which belongs to the envelope.
 #[derive(Clone, Debug)]
 pub struct StateUploader {
-    config: StateConfig,
+    config: Config,
     rng: Rng,
     clock: Clock,
     backoff: Backoff,
@@ -81,7 +79,7 @@ impl StateUploader {
     /// An idle uploader drawing jitter from `rng` (seeded by the caller, or forked from a parent
     /// machine's). It sends nothing until [`set_epoch`](Self::set_epoch) gives it an epoch;
     /// patches given before then wait.
-    pub fn new(config: StateConfig, rng: Rng) -> Self {
+    pub fn new(config: Config, rng: Rng) -> Self {
         StateUploader {
             backoff: Backoff::new(config.backoff),
             config,
@@ -113,16 +111,16 @@ impl StateUploader {
     /// not sent.
     ///
     /// # Errors
-    /// [`StateError::NotAnObject`], [`StateError::ReservedKey`] (`worker_epoch`),
-    /// [`StateError::TooLarge`], or [`StateError::Closed`]; nothing is queued then.
-    pub fn enqueue(&mut self, now: Instant, patch: Value) -> Result<u64, StateError> {
+    /// [`Error::NotAnObject`], [`Error::ReservedKey`] (`worker_epoch`),
+    /// [`Error::TooLarge`], or [`Error::Closed`]; nothing is queued then.
+    pub fn enqueue(&mut self, now: Instant, patch: Value) -> Result<u64, Error> {
         match patch {
             Value::Object(patch) => self.enqueue_map(now, patch),
             other => {
                 if self.closed {
-                    return Err(StateError::Closed);
+                    return Err(Error::Closed);
                 }
-                Err(StateError::NotAnObject {
+                Err(Error::NotAnObject {
                     found: json_type(&other),
                 })
             }
@@ -133,20 +131,16 @@ impl StateUploader {
     ///
     /// # Errors
     /// As [`enqueue`](Self::enqueue).
-    pub fn enqueue_map(
-        &mut self,
-        now: Instant,
-        patch: Map<String, Value>,
-    ) -> Result<u64, StateError> {
+    pub fn enqueue_map(&mut self, now: Instant, patch: Map<String, Value>) -> Result<u64, Error> {
         let now = self.clock.observe(now);
         if self.closed {
-            return Err(StateError::Closed);
+            return Err(Error::Closed);
         }
         if patch.contains_key(EPOCH_KEY) {
-            return Err(StateError::ReservedKey { key: EPOCH_KEY });
+            return Err(Error::ReservedKey { key: EPOCH_KEY });
         }
         if !fits(&patch, self.config.max_patch_bytes) {
-            return Err(StateError::TooLarge {
+            return Err(Error::TooLarge {
                 limit: self.config.max_patch_bytes,
             });
         }
@@ -241,14 +235,14 @@ impl StateUploader {
     /// everything unacknowledged on top of it for the view. Its `worker_epoch` is dropped.
     ///
     /// # Errors
-    /// [`StateError::NotAnObject`] or [`StateError::Closed`].
-    pub fn rebase(&mut self, now: Instant, document: Value) -> Result<(), StateError> {
+    /// [`Error::NotAnObject`] or [`Error::Closed`].
+    pub fn rebase(&mut self, now: Instant, document: Value) -> Result<(), Error> {
         self.clock.observe(now);
         if self.closed {
-            return Err(StateError::Closed);
+            return Err(Error::Closed);
         }
         let Value::Object(mut document) = document else {
-            return Err(StateError::NotAnObject {
+            return Err(Error::NotAnObject {
                 found: json_type(&document),
             });
         };
@@ -264,11 +258,11 @@ impl StateUploader {
     /// [`Output::FlushTimedOut`] at `deadline`.
     ///
     /// # Errors
-    /// [`StateError::Closed`].
-    pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<FlushId, StateError> {
+    /// [`Error::Closed`].
+    pub fn flush(&mut self, now: Instant, deadline: Instant) -> Result<FlushId, Error> {
         let now = self.clock.observe(now);
         if self.closed {
-            return Err(StateError::Closed);
+            return Err(Error::Closed);
         }
         let id = FlushId(self.next_flush);
         self.next_flush += 1;
@@ -429,7 +423,7 @@ impl StateUploader {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &StateConfig {
+    pub fn config(&self) -> &Config {
         &self.config
     }
 

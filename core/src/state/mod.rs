@@ -22,10 +22,10 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use tether_core::state::{Output, StateConfig, StateUploader};
+//! use tether_core::state::{Output, Config, StateUploader};
 //! use tether_core::{Instant, Outcome, Poll, Rng};
 //!
-//! let mut up = StateUploader::new(StateConfig::default(), Rng::new(7));
+//! let mut up = StateUploader::new(Config::default(), Rng::new(7));
 //! let now = Instant::ZERO;
 //! up.set_epoch(now, 3);
 //! up.enqueue(now, json!({"worker_status": "running"})).unwrap();
@@ -58,8 +58,8 @@ use core::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use config::StateConfig;
-pub use error::StateError;
+pub use config::Config;
+pub use error::Error;
 pub use machine::StateUploader;
 
 use crate::drive::FlushId;

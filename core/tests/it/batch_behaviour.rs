@@ -9,8 +9,8 @@ use batch_support::Harness;
 use serde_json::{Value, json};
 use tether_core::backoff::{BackoffPolicy, Jitter};
 use tether_core::batch::{
-    Abandon, BatchDrainer, Config, ConfigError, EnqueueError, Envelope, Event, Output, Overflow,
-    Reason, Timer,
+    self, Abandon, BatchDrainer, Config, ConfigError, Envelope, Event, Output, Overflow, Reason,
+    Timer,
 };
 use tether_core::{Instant, Outcome, Rng, TransientCause};
 
@@ -393,7 +393,7 @@ fn close_drains_then_hands_back_the_rest_in_one_output() {
     h.d.close(h.now, h.now + Duration::from_secs(5));
     h.drain();
     let err = h.enqueue(Event::new(json!({"late": true}))).unwrap_err();
-    let EnqueueError::Closed { event } = err else {
+    let batch::Error::Closed { event } = err else {
         panic!("{err:?}")
     };
     assert_eq!(
@@ -501,14 +501,14 @@ fn bad_input_is_a_typed_error_that_returns_the_event() {
     let err = h.enqueue(Event::new(json!([1, 2]))).unwrap_err();
     assert_eq!(
         err,
-        EnqueueError::NotAnObject {
+        batch::Error::NotAnObject {
             event: Event::new(json!([1, 2]))
         }
     );
     assert!(err.to_string().contains("not a JSON object"));
 
     let big = json!({"s": "x".repeat(200)});
-    let EnqueueError::TooLarge {
+    let batch::Error::TooLarge {
         event,
         bytes,
         limit,
@@ -523,13 +523,13 @@ fn bad_input_is_a_typed_error_that_returns_the_event() {
     bad.insert((1, 2), 3);
     assert!(matches!(
         h.d.enqueue_serialize(h.now, &bad),
-        Err(EnqueueError::Unserializable { .. })
+        Err(batch::Error::Unserializable { .. })
     ));
 
     h.enqueue_json(json!({"n": 0}));
     h.enqueue_json(json!({"n": 1}));
     let err = h.enqueue(Event::new(json!({"n": 2}))).unwrap_err();
-    let EnqueueError::QueueFull { event } = err else {
+    let batch::Error::QueueFull { event } = err else {
         panic!("{err:?}")
     };
     assert_eq!(event.payload().unwrap()["n"], 2);
@@ -566,7 +566,7 @@ fn bad_input_is_a_typed_error_that_returns_the_event() {
     };
     assert!(matches!(
         other.enqueue_prepared(Instant::ZERO, prepared),
-        Err(EnqueueError::WrongEnvelope { .. })
+        Err(batch::Error::WrongEnvelope { .. })
     ));
 }
 
@@ -581,7 +581,7 @@ fn an_event_that_can_never_fit_is_an_error_not_a_deadlock() {
     let err = h
         .enqueue(Event::new(json!({"s": "y".repeat(150)})))
         .unwrap_err();
-    assert!(matches!(err, EnqueueError::TooLarge { .. }));
+    assert!(matches!(err, batch::Error::TooLarge { .. }));
     // The largest event that fits a batch fits an empty queue.
     let fits = json!({"s": "y".repeat(100 - 66)});
     let id = h.enqueue_json(fits);

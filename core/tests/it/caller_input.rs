@@ -12,11 +12,11 @@ use tether_core::backoff::{
     Backoff, BackoffController, BackoffPolicy, ControllerConfig, Decision, Failure, Floor, Jitter,
 };
 use tether_core::batch::{self, BatchDrainer, Event, Reason};
-use tether_core::heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatConfigError};
+use tether_core::heartbeat::{self, Heartbeat};
 use tether_core::session::{
     ConfigError, Endpoint, Output, Request, Response, Session, SessionConfig, Status,
 };
-use tether_core::state::{self, StateConfig, StateUploader};
+use tether_core::state::{self, StateUploader};
 use tether_core::{Instant, Outcome, Poll, Rng, Wake};
 
 /// Jitter fractions outside `[0, 0.5]`, NaN included.
@@ -54,32 +54,32 @@ fn session_error(config: SessionConfig) -> ConfigError {
 #[test]
 fn a_jitter_that_is_not_a_fraction_up_to_a_half_is_a_typed_error_wherever_it_enters() {
     for jitter in BAD_JITTER {
-        let config = HeartbeatConfig {
+        let config = heartbeat::Config {
             jitter,
-            ..HeartbeatConfig::default()
+            ..heartbeat::Config::default()
         };
         assert_eq!(
             config.validate(),
-            Err(HeartbeatConfigError::Jitter),
+            Err(heartbeat::ConfigError::Jitter),
             "{jitter}"
         );
         assert_eq!(
             Heartbeat::new(config, Rng::new(0)).err(),
-            Some(HeartbeatConfigError::Jitter),
+            Some(heartbeat::ConfigError::Jitter),
             "{jitter}"
         );
         let mut session = SessionConfig::new("s");
         session.heartbeat.jitter = jitter;
         assert_eq!(
             session_error(session),
-            ConfigError::Heartbeat(HeartbeatConfigError::Jitter),
+            ConfigError::Heartbeat(heartbeat::ConfigError::Jitter),
             "{jitter}"
         );
     }
     for jitter in [0.0, -0.0, f64::MIN_POSITIVE, 0.25, 0.5] {
-        let config = HeartbeatConfig {
+        let config = heartbeat::Config {
             jitter,
-            ..HeartbeatConfig::default()
+            ..heartbeat::Config::default()
         };
         assert!(Heartbeat::new(config, Rng::new(0)).is_ok(), "{jitter}");
     }
@@ -88,12 +88,12 @@ fn a_jitter_that_is_not_a_fraction_up_to_a_half_is_a_typed_error_wherever_it_ent
 #[test]
 fn an_interval_outside_5_to_30_seconds_is_a_typed_error_wherever_it_enters() {
     for interval in BAD_INTERVALS {
-        let config = HeartbeatConfig {
+        let config = heartbeat::Config {
             interval,
             ttl: Duration::MAX,
-            ..HeartbeatConfig::default()
+            ..heartbeat::Config::default()
         };
-        let expected = HeartbeatConfigError::Interval(interval);
+        let expected = heartbeat::ConfigError::Interval(interval);
         assert_eq!(config.validate(), Err(expected), "{interval:?}");
         assert_eq!(
             Heartbeat::new(config, Rng::new(0)).err(),
@@ -112,10 +112,10 @@ fn an_interval_outside_5_to_30_seconds_is_a_typed_error_wherever_it_enters() {
 
 #[test]
 fn max_gap_saturates_for_any_configuration() {
-    let with = |interval: Duration, jitter: f64| HeartbeatConfig {
+    let with = |interval: Duration, jitter: f64| heartbeat::Config {
         interval,
         jitter,
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     // Valid configurations: the exact product.
     assert_eq!(
@@ -156,9 +156,9 @@ fn max_gap_saturates_for_any_configuration() {
 
 #[test]
 fn a_heartbeat_ttl_of_duration_max_never_goes_stale_and_never_panics() {
-    let config = HeartbeatConfig {
+    let config = heartbeat::Config {
         ttl: Duration::MAX,
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     let mut session = SessionConfig::new("s").with_epoch(1);
     session.heartbeat = config;
@@ -367,7 +367,7 @@ fn drain_state(up: &mut StateUploader, log: &mut Vec<state::Output>) -> Option<W
 
 #[test]
 fn state_request_timeout_and_backoff_of_duration_max_saturate() {
-    let config = StateConfig::default()
+    let config = state::Config::default()
         .with_request_timeout(Some(Duration::MAX))
         .with_backoff(huge_policy(Jitter::Additive {
             range: Duration::MAX,

@@ -2,9 +2,7 @@
 
 use core::time::Duration;
 
-use tether_core::heartbeat::{
-    BeatId, Heartbeat, HeartbeatConfig, HeartbeatConfigError, HeartbeatOutput, HeartbeatTimer,
-};
+use tether_core::heartbeat::{self, BeatId, Heartbeat};
 use tether_core::{DrainBound, Instant, Outcome, Poll, Rng, TransientCause};
 
 /// A beat that failed at the transport level.
@@ -16,8 +14,8 @@ const DRAIN_BOUND: usize = 1_000;
 /// Polls until the timeout, passing each output to `on_output`; returns the wake-up.
 fn drain(
     hb: &mut Heartbeat,
-    mut on_output: impl FnMut(HeartbeatOutput),
-) -> Option<tether_core::Wake<HeartbeatTimer>> {
+    mut on_output: impl FnMut(heartbeat::Output),
+) -> Option<tether_core::Wake<heartbeat::Timer>> {
     let mut bound = DrainBound::new(Instant::ZERO, DRAIN_BOUND);
     loop {
         match bound.poll(hb).expect("the machine livelocked") {
@@ -39,11 +37,11 @@ enum Server {
 /// Runs a started heartbeat from `start` to `end`, jumping the clock from wake-up to wake-up.
 /// Returns the times of every beat and every output, in order.
 fn run(
-    config: HeartbeatConfig,
+    config: heartbeat::Config,
     seed: u64,
     end: Instant,
     server: Server,
-) -> Vec<(Instant, HeartbeatOutput)> {
+) -> Vec<(Instant, heartbeat::Output)> {
     let mut hb = Heartbeat::new(config, Rng::new(seed)).unwrap();
     let mut now = Instant::ZERO;
     hb.start(now);
@@ -51,7 +49,7 @@ fn run(
     let mut pending: Option<(Instant, BeatId, bool)> = None;
     for _ in 0..1_000_000 {
         let wake = drain(&mut hb, |out| {
-            if let HeartbeatOutput::Beat(id) = out {
+            if let heartbeat::Output::Beat(id) = out {
                 assert!(pending.is_none(), "a beat was sent while one was in flight");
                 pending = Some(match server {
                     Server::Ok(latency) => (now + latency, id, true),
@@ -80,9 +78,9 @@ fn run(
     log
 }
 
-fn beats(log: &[(Instant, HeartbeatOutput)]) -> Vec<Instant> {
+fn beats(log: &[(Instant, heartbeat::Output)]) -> Vec<Instant> {
     log.iter()
-        .filter(|(_, o)| matches!(o, HeartbeatOutput::Beat(_)))
+        .filter(|(_, o)| matches!(o, heartbeat::Output::Beat(_)))
         .map(|(t, _)| *t)
         .collect()
 }
@@ -90,7 +88,7 @@ fn beats(log: &[(Instant, HeartbeatOutput)]) -> Vec<Instant> {
 #[test]
 fn one_hour_at_20s_without_jitter_is_exactly_180_beats() {
     let log = run(
-        HeartbeatConfig::default(),
+        heartbeat::Config::default(),
         1,
         Instant::from_secs(3600),
         Server::Ok(Duration::from_millis(50)),
@@ -108,9 +106,9 @@ fn one_hour_at_20s_without_jitter_is_exactly_180_beats() {
 
 #[test]
 fn jittered_gaps_stay_within_bounds_and_vary() {
-    let config = HeartbeatConfig {
+    let config = heartbeat::Config {
         jitter: 0.25,
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     let log = run(
         config,
@@ -134,9 +132,9 @@ fn jittered_gaps_stay_within_bounds_and_vary() {
 
 #[test]
 fn the_same_seed_gives_the_same_beats() {
-    let config = HeartbeatConfig {
+    let config = heartbeat::Config {
         jitter: 0.5,
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     let a = run(
         config,
@@ -164,7 +162,7 @@ fn the_same_seed_gives_the_same_beats() {
 fn no_beat_is_sent_while_one_is_in_flight() {
     // Every beat takes 45 s to answer: two slots pass while it is in flight.
     let log = run(
-        HeartbeatConfig::default(),
+        heartbeat::Config::default(),
         1,
         Instant::from_secs(600),
         Server::Ok(Duration::from_secs(45)),
@@ -177,13 +175,13 @@ fn no_beat_is_sent_while_one_is_in_flight() {
 
 #[test]
 fn after_a_stall_missed_beats_are_skipped_not_burst() {
-    let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
+    let mut hb = Heartbeat::new(heartbeat::Config::default(), Rng::new(1)).unwrap();
     hb.start(Instant::ZERO);
     // The driver was asleep for ten minutes: 30 slots passed.
     hb.handle_timeout(Instant::from_secs(600));
     let mut sent = Vec::new();
     let wake = drain(&mut hb, |out| {
-        if let HeartbeatOutput::Beat(id) = out {
+        if let heartbeat::Output::Beat(id) = out {
             sent.push(id);
         }
     })
@@ -193,7 +191,7 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
         .unwrap();
     let next = drain(&mut hb, |out| {
         assert!(
-            !matches!(out, HeartbeatOutput::Beat(_)),
+            !matches!(out, heartbeat::Output::Beat(_)),
             "a second beat after the stall"
         );
     })
@@ -210,14 +208,14 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
 #[test]
 fn stale_is_reported_once_when_no_beat_succeeds_within_the_ttl_and_live_after() {
     let log = run(
-        HeartbeatConfig::default(),
+        heartbeat::Config::default(),
         1,
         Instant::from_secs(300),
         Server::DownUntil(Instant::from_secs(200)),
     );
     let stale: Vec<_> = log
         .iter()
-        .filter(|(_, o)| matches!(o, HeartbeatOutput::Stale { .. }))
+        .filter(|(_, o)| matches!(o, heartbeat::Output::Stale { .. }))
         .collect();
     assert_eq!(stale.len(), 1, "{log:?}");
     assert_eq!(
@@ -227,13 +225,13 @@ fn stale_is_reported_once_when_no_beat_succeeds_within_the_ttl_and_live_after() 
     );
     assert_eq!(
         stale[0].1,
-        HeartbeatOutput::Stale {
+        heartbeat::Output::Stale {
             last_ok: Instant::ZERO
         }
     );
     let live: Vec<_> = log
         .iter()
-        .filter(|(_, o)| *o == HeartbeatOutput::Live)
+        .filter(|(_, o)| *o == heartbeat::Output::Live)
         .collect();
     assert_eq!(live.len(), 1);
     assert!(live[0].0 >= Instant::from_secs(200));
@@ -241,7 +239,7 @@ fn stale_is_reported_once_when_no_beat_succeeds_within_the_ttl_and_live_after() 
 
 #[test]
 fn a_spurious_or_early_timeout_is_a_no_op() {
-    let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
+    let mut hb = Heartbeat::new(heartbeat::Config::default(), Rng::new(1)).unwrap();
     hb.start(Instant::ZERO);
     let before = hb.poll_output();
     hb.handle_timeout(Instant::from_secs(3));
@@ -251,10 +249,10 @@ fn a_spurious_or_early_timeout_is_a_no_op() {
 
 #[test]
 fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
-    let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
+    let mut hb = Heartbeat::new(heartbeat::Config::default(), Rng::new(1)).unwrap();
     hb.start(Instant::ZERO);
     hb.handle_timeout(Instant::from_secs(20));
-    let Poll::Output(HeartbeatOutput::Beat(id)) = hb.poll_output() else {
+    let Poll::Output(heartbeat::Output::Beat(id)) = hb.poll_output() else {
         panic!("expected a beat")
     };
     hb.handle_outcome(Instant::from_secs(21), id, FAILED)
@@ -275,7 +273,7 @@ fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
 
 #[test]
 fn stopping_cancels_everything() {
-    let mut hb = Heartbeat::new(HeartbeatConfig::default(), Rng::new(1)).unwrap();
+    let mut hb = Heartbeat::new(heartbeat::Config::default(), Rng::new(1)).unwrap();
     hb.start(Instant::ZERO);
     hb.stop(Instant::from_secs(1));
     assert_eq!(hb.poll_output(), Poll::Timeout(None));
@@ -286,33 +284,33 @@ fn stopping_cancels_everything() {
 #[test]
 fn an_interval_outside_5_to_30_seconds_is_a_configuration_error() {
     for secs in [0, 4, 31, 3600] {
-        let config = HeartbeatConfig {
+        let config = heartbeat::Config {
             interval: Duration::from_secs(secs),
-            ..HeartbeatConfig::default()
+            ..heartbeat::Config::default()
         };
         assert_eq!(
             Heartbeat::new(config, Rng::new(0)).err(),
-            Some(HeartbeatConfigError::Interval(Duration::from_secs(secs)))
+            Some(heartbeat::ConfigError::Interval(Duration::from_secs(secs)))
         );
     }
     for secs in [5, 30] {
-        let config = HeartbeatConfig {
+        let config = heartbeat::Config {
             interval: Duration::from_secs(secs),
-            ..HeartbeatConfig::default()
+            ..heartbeat::Config::default()
         };
         assert!(Heartbeat::new(config, Rng::new(0)).is_ok());
     }
-    let bad_jitter = HeartbeatConfig {
+    let bad_jitter = heartbeat::Config {
         jitter: f64::NAN,
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
-    assert_eq!(bad_jitter.validate(), Err(HeartbeatConfigError::Jitter));
-    let short_ttl = HeartbeatConfig {
+    assert_eq!(bad_jitter.validate(), Err(heartbeat::ConfigError::Jitter));
+    let short_ttl = heartbeat::Config {
         ttl: Duration::from_secs(10),
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     assert_eq!(
         short_ttl.validate(),
-        Err(HeartbeatConfigError::TtlShorterThanInterval)
+        Err(heartbeat::ConfigError::TtlShorterThanInterval)
     );
 }

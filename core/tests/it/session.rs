@@ -941,7 +941,7 @@ fn flush_reports_once_everything_before_it_settled() {
 #[test]
 fn bad_configuration_is_a_typed_error() {
     use tether_core::batch::{self, BodyMode, Envelope};
-    use tether_core::heartbeat::HeartbeatConfigError;
+    use tether_core::heartbeat;
     use tether_core::session::ConfigError;
 
     let refused = |change: &dyn Fn(&mut SessionConfig)| {
@@ -956,15 +956,15 @@ fn bad_configuration_is_a_typed_error() {
     };
     assert_eq!(
         refused(&|c| c.heartbeat.interval = Duration::from_secs(2)),
-        ConfigError::Heartbeat(HeartbeatConfigError::Interval(Duration::from_secs(2)))
+        ConfigError::Heartbeat(heartbeat::ConfigError::Interval(Duration::from_secs(2)))
     );
     assert_eq!(
         refused(&|c| c.heartbeat.jitter = f64::NAN),
-        ConfigError::Heartbeat(HeartbeatConfigError::Jitter)
+        ConfigError::Heartbeat(heartbeat::ConfigError::Jitter)
     );
     assert_eq!(
         refused(&|c| c.heartbeat.ttl = Duration::from_secs(19)),
-        ConfigError::Heartbeat(HeartbeatConfigError::TtlShorterThanInterval)
+        ConfigError::Heartbeat(heartbeat::ConfigError::TtlShorterThanInterval)
     );
     assert_eq!(
         refused(&|c| c.request_timeout = Duration::ZERO),
@@ -1073,7 +1073,7 @@ fn a_full_queue_hands_the_event_back_and_resend_keeps_its_uuid() {
         .send_event(h.now, Event::new(json!({"seq": 2})))
         .unwrap_err();
     let tether_core::session::SessionError::Enqueue {
-        error: tether_core::batch::EnqueueError::QueueFull { event },
+        error: tether_core::batch::Error::QueueFull { event },
         ..
     } = refused
     else {

@@ -2,7 +2,7 @@
 //! holds the acknowledged document. Found by the simulator (seed sweeps, hostile mix).
 
 use serde_json::json;
-use tether_core::state::{Output, StateConfig, StateUploader};
+use tether_core::state::{self, Output, StateUploader};
 use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 
 fn next_put(up: &mut StateUploader) -> Option<(tether_core::state::PutId, Vec<u8>)> {
@@ -18,7 +18,7 @@ fn next_put(up: &mut StateUploader) -> Option<(tether_core::state::PutId, Vec<u8
 #[test]
 fn a_revert_after_a_lost_response_is_still_sent() {
     let mut up = StateUploader::new(
-        StateConfig::default().with_request_timeout(None),
+        state::Config::default().with_request_timeout(None),
         Rng::new(1),
     );
     let mut now = Instant::ZERO;

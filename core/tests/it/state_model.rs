@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tether_core::Instant;
 use tether_core::patch::DocumentSchema;
-use tether_core::state::{Output, PutId, StateConfig};
+use tether_core::state::{self, Output, PutId};
 use tether_core::{Outcome, TransientCause};
 
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ struct World {
 
 impl World {
     fn new(seed: u64, base: Map<String, Value>) -> Self {
-        let mut sim = Sim::new(StateConfig::default(), seed);
+        let mut sim = Sim::new(state::Config::default(), seed);
         sim.input("rebase", |up, now| {
             up.rebase(now, Value::Object(base.clone())).unwrap()
         });

@@ -7,12 +7,12 @@ use core::time::Duration;
 
 use common::{Sim, put};
 use serde_json::json;
-use tether_core::state::StateConfig;
+use tether_core::state;
 use tether_core::{Outcome, TransientCause};
 
 #[test]
 fn coalesce_fail_absorb_succeed() {
-    let mut sim = Sim::new(StateConfig::default(), 42);
+    let mut sim = Sim::new(state::Config::default(), 42);
     sim.input("set_epoch 7", |up, now| up.set_epoch(now, 7));
     sim.input(
         "rebase {\"worker_status\":\"idle\",\"external_metadata\":{\"a\":{\"old\":true}}}",

@@ -6,11 +6,11 @@ use core::time::Duration;
 
 use common::{Sim, obj, put};
 use serde_json::{Value, json};
-use tether_core::state::{Output, PutId, StateConfig, StateError, StateUploader, Timer};
+use tether_core::state::{self, Output, PutId, StateUploader, Timer};
 use tether_core::{Instant, Machine, Outcome, Poll, Rng, TransientCause};
 
 fn sim() -> Sim {
-    let mut sim = Sim::new(StateConfig::default(), 1);
+    let mut sim = Sim::new(state::Config::default(), 1);
     sim.input("epoch 1", |up, now| up.set_epoch(now, 1));
     sim
 }
@@ -49,7 +49,7 @@ fn first_patch_goes_at_once_with_the_epoch() {
 
 #[test]
 fn nothing_is_sent_before_an_epoch() {
-    let mut sim = Sim::new(StateConfig::default(), 1);
+    let mut sim = Sim::new(state::Config::default(), 1);
     assert!(enqueue(&mut sim, json!({"a": 1})).is_empty());
     assert!(enqueue(&mut sim, json!({"b": 2})).is_empty());
     let (_, outputs) = sim.input("epoch 9", |up, now| up.set_epoch(now, 9));
@@ -236,7 +236,7 @@ fn close_interrupts_the_backoff_and_hands_back_what_is_unacknowledged() {
         sim.input("enqueue after close", |up, now| up
             .enqueue(now, json!({"c": 3})))
             .0,
-        Err(StateError::Closed)
+        Err(state::Error::Closed)
     );
     sim.input("close again", |up, now| up.close(now));
     assert!(sim.drain().is_empty());
@@ -347,22 +347,28 @@ fn a_rejected_second_stage_reports_the_resets_that_landed() {
 
 #[test]
 fn bad_input_is_a_typed_error_and_queues_nothing() {
-    let mut up = StateUploader::new(StateConfig::default().with_max_patch_bytes(48), Rng::new(1));
+    let mut up = StateUploader::new(
+        state::Config::default().with_max_patch_bytes(48),
+        Rng::new(1),
+    );
     let now = Instant::ZERO;
     up.set_epoch(now, 1);
     let cases = [
-        (json!(["a"]), StateError::NotAnObject { found: "an array" }),
-        (json!(null), StateError::NotAnObject { found: "null" }),
-        (json!("s"), StateError::NotAnObject { found: "a string" }),
+        (
+            json!(["a"]),
+            state::Error::NotAnObject { found: "an array" },
+        ),
+        (json!(null), state::Error::NotAnObject { found: "null" }),
+        (json!("s"), state::Error::NotAnObject { found: "a string" }),
         (
             json!({"worker_epoch": 2}),
-            StateError::ReservedKey {
+            state::Error::ReservedKey {
                 key: "worker_epoch",
             },
         ),
         (
             json!({"a": "x".repeat(41)}),
-            StateError::TooLarge { limit: 48 },
+            state::Error::TooLarge { limit: 48 },
         ),
     ];
     for (patch, error) in cases {
@@ -382,24 +388,24 @@ fn bad_input_is_a_typed_error_and_queues_nothing() {
     assert_eq!(up.counters().patches, 2);
     assert_eq!(
         up.rebase(now, json!([1])),
-        Err(StateError::NotAnObject { found: "an array" })
+        Err(state::Error::NotAnObject { found: "an array" })
     );
     up.close(now);
-    assert_eq!(up.enqueue(now, json!({"b": 1})), Err(StateError::Closed));
-    assert_eq!(up.enqueue(now, json!(1)), Err(StateError::Closed));
-    assert_eq!(up.flush(now, Instant::MAX), Err(StateError::Closed));
-    assert_eq!(up.rebase(now, json!({})), Err(StateError::Closed));
-    let err: &dyn core::error::Error = &StateError::Closed;
+    assert_eq!(up.enqueue(now, json!({"b": 1})), Err(state::Error::Closed));
+    assert_eq!(up.enqueue(now, json!(1)), Err(state::Error::Closed));
+    assert_eq!(up.flush(now, Instant::MAX), Err(state::Error::Closed));
+    assert_eq!(up.rebase(now, json!({})), Err(state::Error::Closed));
+    let err: &dyn core::error::Error = &state::Error::Closed;
     assert_eq!(err.to_string(), "the state uploader is closed");
 }
 
 #[test]
 fn the_default_size_limit_is_one_mebibyte() {
-    let mut up = StateUploader::new(StateConfig::default(), Rng::new(1));
+    let mut up = StateUploader::new(state::Config::default(), Rng::new(1));
     let big = "x".repeat(1 << 20);
     assert_eq!(
         up.enqueue(Instant::ZERO, json!({ "a": big })),
-        Err(StateError::TooLarge { limit: 1 << 20 })
+        Err(state::Error::TooLarge { limit: 1 << 20 })
     );
 }
 
@@ -517,7 +523,7 @@ fn rebase_reapplies_what_is_unacknowledged() {
 
 #[test]
 fn outputs_come_before_the_timeout() {
-    let mut up = StateUploader::new(StateConfig::default(), Rng::new(3));
+    let mut up = StateUploader::new(state::Config::default(), Rng::new(3));
     let now = Instant::ZERO;
     up.set_epoch(now, 2);
     up.enqueue(now, json!({"a": 1})).unwrap();
@@ -535,7 +541,7 @@ fn outputs_come_before_the_timeout() {
     assert_eq!(wake.reason, Timer::Backoff);
     assert_eq!(
         up.enqueue(now, json!(1)),
-        Err(StateError::NotAnObject { found: "a number" })
+        Err(state::Error::NotAnObject { found: "a number" })
     );
     let flush = up.flush(now, Instant::from_secs(1)).unwrap();
     up.close(now);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tether_core::batch::{BatchDrainer, Config, EnqueueError, Event, Output};
+use tether_core::batch::{self, BatchDrainer, Config, Event, Output};
 use tether_core::{Instant, Poll, Rng};
 
 fn twins() -> (BatchDrainer, BatchDrainer) {
@@ -103,7 +103,7 @@ fn a_value_that_cannot_serialise_is_a_typed_error() {
     let err = typed
         .enqueue_serialize(Instant::ZERO, &BTreeMap::from([((1, 2), 3)]))
         .unwrap_err();
-    assert!(matches!(err, EnqueueError::Unserializable { .. }), "{err}");
+    assert!(matches!(err, batch::Error::Unserializable { .. }), "{err}");
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn a_keyed_event_nested_too_deep_to_read_back_is_a_typed_error() {
         .enqueue_prepared(Instant::ZERO, prepared.clone())
         .unwrap_err();
     match err {
-        EnqueueError::Unreadable { event, .. } => assert_eq!(event, prepared),
+        batch::Error::Unreadable { event, .. } => assert_eq!(event, prepared),
         other => panic!("{other:?}"),
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use tether_core::Instant;
-use tether_core::batch::{EnqueueError, EventId};
+use tether_core::batch::{self, EventId};
 use tether_core::session::{SessionError, Stream};
 
 use super::Driver;
@@ -249,14 +249,14 @@ impl Driver {
                     restored_any = true;
                 }
                 Err(SessionError::Enqueue {
-                    error: EnqueueError::QueueFull { event },
+                    error: batch::Error::QueueFull { event },
                     ..
                 }) => {
                     outbox.put_back(key, stream, &event);
                     break;
                 }
                 Err(SessionError::Enqueue { error, .. })
-                    if !matches!(error, EnqueueError::Closed { .. }) =>
+                    if !matches!(error, batch::Error::Closed { .. }) =>
                 {
                     // This event can never be queued (e.g. larger than this run's batch limit):
                     // it is dropped, and said so, rather than stop every later one.

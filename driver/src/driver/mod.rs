@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::batch::DeltaError;
-use tether_core::heartbeat::HeartbeatTimer;
+use tether_core::heartbeat;
 use tether_core::session::{
     RequestId, Session, SessionError, Status, Stream, Timer, TransportError,
 };
-use tether_core::state::StateError;
+use tether_core::state;
 use tether_core::{FlushId, Instant, Poll, Wake};
 
 use crate::action::Action;
@@ -206,7 +206,7 @@ impl Driver {
         let result = self.session.patch_state(now, patch);
         let status = self.session.status();
         let result = result.map_err(|e| match e {
-            SessionError::State(StateError::Closed) | SessionError::Ended(_) => {
+            SessionError::State(state::Error::Closed) | SessionError::Ended(_) => {
                 PatchError::Ended(status)
             }
             SessionError::State(e) => PatchError::Invalid(e),
@@ -316,7 +316,7 @@ impl Driver {
                 if self.fired == Some(at) {
                     self.stats.clamped_waits += 1;
                 }
-                if wake.reason == Timer::Heartbeat(HeartbeatTimer::Beat) {
+                if wake.reason == Timer::Heartbeat(heartbeat::Timer::Beat) {
                     let late = core_now.saturating_duration_since(at);
                     self.stats.heartbeat_lateness.record(late);
                 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 use serde_json::Value;
 use tether_core::Instant;
-use tether_core::batch::{EnqueueError, Event, EventId};
+use tether_core::batch::{self, Event, EventId};
 use tether_core::session::{DeliveryStatus, Session, SessionError, Stream};
 
 use super::Driver;
@@ -298,7 +298,7 @@ impl Driver {
                     None
                 }
                 Err(SessionError::Enqueue {
-                    error: EnqueueError::QueueFull { event },
+                    error: batch::Error::QueueFull { event },
                     ..
                 }) => Some(Blocked {
                     stream,
@@ -343,7 +343,7 @@ impl Driver {
                     match result {
                         Ok(id) => ids.push(id),
                         Err(SessionError::Enqueue {
-                            error: EnqueueError::QueueFull { event },
+                            error: batch::Error::QueueFull { event },
                             ..
                         }) => {
                             return Some(Blocked {

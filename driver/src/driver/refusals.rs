@@ -1,9 +1,9 @@
-//! The core's refusals in the caller's words: each `SessionError` or `EnqueueError` becomes a
+//! The core's refusals in the caller's words: each `SessionError` or `batch::Error` becomes a
 //! typed `SendError` that hands the event back, and waiters that time out or outlive the
 //! session are answered with theirs.
 
 use serde_json::Value;
-use tether_core::batch::{EnqueueError, Event};
+use tether_core::batch::{self, Event};
 use tether_core::session::SessionError;
 
 use super::Driver;
@@ -14,7 +14,7 @@ impl Driver {
     pub(super) fn refused(&self, error: SessionError) -> Offered {
         match error {
             SessionError::Enqueue {
-                error: EnqueueError::QueueFull { event },
+                error: batch::Error::QueueFull { event },
                 ..
             } => Offered::Full(event),
             SessionError::Enqueue { error, .. } => Offered::Refused(self.send_error(error)),
@@ -25,14 +25,14 @@ impl Driver {
         }
     }
 
-    pub(super) fn send_error(&self, error: EnqueueError) -> SendError {
+    pub(super) fn send_error(&self, error: batch::Error) -> SendError {
         let status = self.session.status();
         match error {
-            EnqueueError::NotAnObject { event } => SendError::NotAnObject {
+            batch::Error::NotAnObject { event } => SendError::NotAnObject {
                 event: Refused::Given(event),
             },
-            EnqueueError::Unserializable { message } => SendError::Unserializable { message },
-            EnqueueError::TooLarge {
+            batch::Error::Unserializable { message } => SendError::Unserializable { message },
+            batch::Error::TooLarge {
                 event,
                 bytes,
                 limit,
@@ -41,7 +41,7 @@ impl Driver {
                 bytes,
                 limit,
             },
-            EnqueueError::Closed { event } | EnqueueError::QueueFull { event } => {
+            batch::Error::Closed { event } | batch::Error::QueueFull { event } => {
                 SendError::Ended {
                     event: Refused::Prepared(event),
                     status,

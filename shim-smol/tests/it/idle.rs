@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{bounded, wait_status};
-use tether_core::heartbeat::HeartbeatConfig;
+use tether_core::heartbeat;
 use tether_server::{Server, ServerConfig};
 use tether_smol::{SessionConfig, Status};
 
@@ -20,9 +20,9 @@ fn an_idle_session_wakes_only_for_its_heartbeats() {
     let server = Server::start(ServerConfig::default()).unwrap();
     let url = server.session_url("idle");
     let mut config = SessionConfig::new("idle");
-    config.heartbeat = HeartbeatConfig {
+    config.heartbeat = heartbeat::Config {
         interval: Duration::from_secs(5),
-        ..HeartbeatConfig::default()
+        ..heartbeat::Config::default()
     };
     bounded(Duration::from_secs(30), async {
         let tether = tether_smol::builder(&url)

@@ -8,7 +8,7 @@ use super::{Session, epoch_body};
 use crate::backoff::{Decision, Failure};
 use crate::classify::Outcome;
 use crate::session::status::{GiveUpReason, Status};
-use crate::state::{self, StateError};
+use crate::state;
 use crate::time::Instant;
 
 /// Where the connect sequence is.
@@ -102,7 +102,7 @@ impl Session {
         self.phase = Phase::Connected;
         match self.state.rebase(now, document) {
             // A state uploader closed before the connect finished needs no base any more.
-            Ok(()) | Err(StateError::Closed) => {}
+            Ok(()) | Err(state::Error::Closed) => {}
             // `read_response` only lets an object through.
             Err(error) => debug_assert!(false, "the server's document was refused: {error}"),
         }

@@ -74,7 +74,7 @@ impl Harness {
         }
     }
 
-    pub fn enqueue(&mut self, event: Event) -> Result<EventId, tether_core::batch::EnqueueError> {
+    pub fn enqueue(&mut self, event: Event) -> Result<EventId, tether_core::batch::Error> {
         let r = self.d.enqueue(self.now, event);
         if let Ok(id) = r {
             self.check.enqueued(id);

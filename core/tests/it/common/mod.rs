@@ -50,7 +50,7 @@ pub fn worker_patch() -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::btree_map(top, json(3), 0..4).prop_map(|m| m.into_iter().collect())
 }
 
-use tether_core::state::{Output, StateConfig, StateUploader};
+use tether_core::state::{self, Output, StateUploader};
 use tether_core::{Driven, Instant, Rng};
 
 /// A state uploader on a simulated clock that records a one-line-per-event trace: the core's
@@ -61,7 +61,7 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(config: StateConfig, seed: u64) -> Self {
+    pub fn new(config: state::Config, seed: u64) -> Self {
         let up = StateUploader::new(config, Rng::new(seed));
         Sim {
             driven: Driven::new(up, Instant::ZERO).with_log(describe),
