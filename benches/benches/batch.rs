@@ -51,7 +51,7 @@ fn pump(d: &mut BatchDrainer) -> usize {
     let mut seen = 0;
     loop {
         match d.poll_output() {
-            Poll::Output(Output::SendBatch { id, body, .. }) => {
+            Poll::Output(Output::Send { id, body, .. }) => {
                 seen += body.len();
                 black_box(&body);
                 d.handle_outcome(Instant::ZERO, id, Outcome::Success);
@@ -130,7 +130,7 @@ fn batch(c: &mut Criterion) {
     for h in handles.iter().take(BATCH).cloned() {
         d.enqueue_prepared(Instant::ZERO, h).unwrap();
         while let Poll::Output(o) = d.poll_output() {
-            if let Output::SendBatch { id: i, .. } = o {
+            if let Output::Send { id: i, .. } = o {
                 id = Some(i);
             }
         }

@@ -44,7 +44,10 @@ fn busy_uploader() -> StateUploader {
     up.set_epoch(Instant::ZERO, 1);
     up.enqueue(Instant::ZERO, json!({"worker_status": "starting"}))
         .unwrap();
-    assert!(matches!(up.poll_output(), Poll::Output(Output::Put { .. })));
+    assert!(matches!(
+        up.poll_output(),
+        Poll::Output(Output::Send { .. })
+    ));
     up
 }
 

@@ -65,7 +65,7 @@ fn drain(d: &mut BatchDrainer) -> usize {
     let mut bytes = 0;
     loop {
         match d.poll_output() {
-            Poll::Output(Output::SendBatch { id, body, .. }) => {
+            Poll::Output(Output::Send { id, body, .. }) => {
                 bytes += body.len();
                 black_box(&body);
                 d.handle_outcome(Instant::ZERO, id, Outcome::Success);

@@ -103,7 +103,7 @@ pub trait Machine {
 /// while driven.now() < Instant::from_secs(60) {
 ///     let Some(outputs) = driven.advance()? else { break };
 ///     for output in outputs {
-///         if let heartbeat::Output::Beat(id) = output {
+///         if let heartbeat::Output::Send(id) = output {
 ///             beats += 1;
 ///             driven.call(|hb, now| hb.handle_outcome(now, id, Outcome::Success))?.0?;
 ///         }

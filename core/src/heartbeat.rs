@@ -116,7 +116,7 @@ pub struct BeatId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Send `POST /worker/heartbeat` now and report its outcome.
-    Beat(BeatId),
+    Send(BeatId),
     /// No beat has succeeded for a whole TTL since `last_ok`.
     Stale {
         /// The last proof of life.
@@ -230,7 +230,7 @@ impl Heartbeat {
             let id = BeatId(self.next_id);
             self.next_id += 1;
             self.in_flight = Some(id);
-            self.outputs.push_back(Output::Beat(id));
+            self.outputs.push_back(Output::Send(id));
         }
         let gap = self.gap();
         self.next_beat = Some(now + gap);

@@ -50,7 +50,7 @@
 //!     // Drain every output before looking at the next deadline.
 //!     let wake = loop {
 //!         match heartbeat.poll_output() {
-//!             Poll::Output(heartbeat::Output::Beat(id)) => {
+//!             Poll::Output(heartbeat::Output::Send(id)) => {
 //!                 beats += 1; // send POST /worker/heartbeat here
 //!                 heartbeat.handle_outcome(now, id, Outcome::Success)?;
 //!             }

@@ -179,7 +179,7 @@ impl World {
         let flush = matches!(o, Output::FlushDone(_) | Output::FlushTimedOut(_));
         assert!(!self.closed || flush, "output after Closed: {o:?}");
         match o {
-            Output::SendBatch {
+            Output::Send {
                 id,
                 body,
                 items,

@@ -33,7 +33,7 @@ pub enum Overflow {
     DropNewest,
 }
 
-/// Whether [`Output::SendBatch`](super::Output::SendBatch) carries the assembled body.
+/// Whether [`Output::Send`](super::Output::Send) carries the assembled body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BodyMode {

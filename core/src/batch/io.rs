@@ -91,7 +91,7 @@ impl Reason {
 pub enum Output {
     /// Send this body and report the outcome with
     /// [`handle_outcome`](super::BatchDrainer::handle_outcome). One batch is in flight at a time.
-    SendBatch {
+    Send {
         /// Quote it in the outcome.
         id: BatchId,
         /// The request body; empty under [`BodyMode::Deferred`](super::BodyMode::Deferred).

@@ -605,7 +605,7 @@ impl BatchDrainer {
             );
         }
         self.counters.batches_sent += 1;
-        self.outputs.push_back(Output::SendBatch {
+        self.outputs.push_back(Output::Send {
             id,
             body: out,
             items: events.len(),

@@ -2,7 +2,7 @@
 //!
 //! Events go into a bounded FIFO and come out as batch bodies, one batch in flight at a time.
 //! The drainer knows nothing of HTTP: it asks for a body to be sent
-//! ([`Output::SendBatch`]) and is told the outcome ([`BatchDrainer::handle_outcome`]). Every
+//! ([`Output::Send`]) and is told the outcome ([`BatchDrainer::handle_outcome`]). Every
 //! event enqueued ends up either reported delivered ([`Output::Delivered`]) or handed back
 //! with a [`Reason`] ([`Output::HandedBack`]); nothing is dropped silently.
 //!
@@ -45,7 +45,7 @@
 //! let mut delivered = Vec::new();
 //! loop {
 //!     match drainer.poll_output() {
-//!         Poll::Output(Output::SendBatch { id: batch, body, .. }) => {
+//!         Poll::Output(Output::Send { id: batch, body, .. }) => {
 //!             assert_eq!(
 //!                 body,
 //!                 br#"{"worker_epoch":3,"events":[{"payload":{"type":"hello","uuid":"u-1"}}]}"#

@@ -702,7 +702,7 @@ impl Session {
 
     fn on_heartbeat(&mut self, now: Instant, out: heartbeat::Output) {
         match out {
-            heartbeat::Output::Beat(id) => {
+            heartbeat::Output::Send(id) => {
                 let (Some(epoch), Phase::Connected) = (self.epoch, self.phase) else {
                     // The heartbeat runs only while connected; a beat due otherwise fails.
                     let outcome = Outcome::Transient(TransientCause::Transport);
@@ -733,7 +733,7 @@ impl Session {
 
     fn on_state(&mut self, now: Instant, out: state::Output) {
         match out {
-            state::Output::Put { id, body } => {
+            state::Output::Send { id, body } => {
                 if !self.is_ended() {
                     self.send(now, Purpose::Put(id), body);
                 }

@@ -473,7 +473,7 @@ impl StateUploader {
             resets,
             deadline: self.config.request_timeout.map(|t| now + t),
         });
-        self.outputs.push_back(Output::Put { id, body });
+        self.outputs.push_back(Output::Send { id, body });
     }
 
     fn on_success(&mut self, flight: InFlight) {

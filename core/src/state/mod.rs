@@ -31,7 +31,7 @@
 //! up.enqueue(now, json!({"worker_status": "running"})).unwrap();
 //! loop {
 //!     match up.poll_output() {
-//!         Poll::Output(Output::Put { id, body }) => {
+//!         Poll::Output(Output::Send { id, body }) => {
 //!             assert_eq!(body, br#"{"worker_epoch":3,"worker_status":"running"}"#);
 //!             // ... send it, then report what happened:
 //!             up.handle_outcome(now, id, Outcome::Success);
@@ -84,7 +84,7 @@ impl fmt::Display for PutId {
 pub enum Output {
     /// Send `PUT /worker` with this body, then call
     /// [`handle_outcome`](StateUploader::handle_outcome) with `id`.
-    Put {
+    Send {
         /// The request's identity.
         id: PutId,
         /// Compact JSON: the patch plus `"worker_epoch"`.

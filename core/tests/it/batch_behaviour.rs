@@ -25,7 +25,7 @@ fn config() -> Config {
 fn sends(out: &[Output]) -> Vec<Vec<u8>> {
     out.iter()
         .filter_map(|o| match o {
-            Output::SendBatch { body, .. } => Some(body.clone()),
+            Output::Send { body, .. } => Some(body.clone()),
             _ => None,
         })
         .collect()

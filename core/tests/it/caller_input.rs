@@ -333,7 +333,7 @@ fn batch_linger_backoff_and_deadlines_of_duration_max_saturate() {
     // A flush sends at once whatever the linger; its deadline may be as late as time goes.
     let flush = d.flush(now, now.saturating_add(Duration::MAX));
     drain_batch(&mut d, &mut log);
-    let Some(batch::Output::SendBatch { id, .. }) = log.pop() else {
+    let Some(batch::Output::Send { id, .. }) = log.pop() else {
         panic!("{log:?}")
     };
     // A failure waits out a saturated backoff.
@@ -383,7 +383,7 @@ fn state_request_timeout_and_backoff_of_duration_max_saturate() {
         wake,
         Some(Wake::new(Instant::MAX, state::Timer::RequestDeadline))
     );
-    let Some(state::Output::Put { id, .. }) = log.pop() else {
+    let Some(state::Output::Send { id, .. }) = log.pop() else {
         panic!("{log:?}")
     };
     up.handle_outcome(now, id, Outcome::Throttled(Duration::MAX));

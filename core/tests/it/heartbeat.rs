@@ -49,7 +49,7 @@ fn run(
     let mut pending: Option<(Instant, BeatId, bool)> = None;
     for _ in 0..1_000_000 {
         let wake = drain(&mut hb, |out| {
-            if let heartbeat::Output::Beat(id) = out {
+            if let heartbeat::Output::Send(id) = out {
                 assert!(pending.is_none(), "a beat was sent while one was in flight");
                 pending = Some(match server {
                     Server::Ok(latency) => (now + latency, id, true),
@@ -80,7 +80,7 @@ fn run(
 
 fn beats(log: &[(Instant, heartbeat::Output)]) -> Vec<Instant> {
     log.iter()
-        .filter(|(_, o)| matches!(o, heartbeat::Output::Beat(_)))
+        .filter(|(_, o)| matches!(o, heartbeat::Output::Send(_)))
         .map(|(t, _)| *t)
         .collect()
 }
@@ -181,7 +181,7 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
     hb.handle_timeout(Instant::from_secs(600));
     let mut sent = Vec::new();
     let wake = drain(&mut hb, |out| {
-        if let heartbeat::Output::Beat(id) = out {
+        if let heartbeat::Output::Send(id) = out {
             sent.push(id);
         }
     })
@@ -191,7 +191,7 @@ fn after_a_stall_missed_beats_are_skipped_not_burst() {
         .unwrap();
     let next = drain(&mut hb, |out| {
         assert!(
-            !matches!(out, heartbeat::Output::Beat(_)),
+            !matches!(out, heartbeat::Output::Send(_)),
             "a second beat after the stall"
         );
     })
@@ -252,7 +252,7 @@ fn failures_are_not_retried_and_unknown_outcomes_are_errors() {
     let mut hb = Heartbeat::new(heartbeat::Config::default(), Rng::new(1)).unwrap();
     hb.start(Instant::ZERO);
     hb.handle_timeout(Instant::from_secs(20));
-    let Poll::Output(heartbeat::Output::Beat(id)) = hb.poll_output() else {
+    let Poll::Output(heartbeat::Output::Send(id)) = hb.poll_output() else {
         panic!("expected a beat")
     };
     hb.handle_outcome(Instant::from_secs(21), id, FAILED)

@@ -15,7 +15,7 @@ fn sent(outputs: &[Output]) -> BatchId {
     outputs
         .iter()
         .find_map(|o| match o {
-            Output::SendBatch { id, .. } => Some(*id),
+            Output::Send { id, .. } => Some(*id),
             _ => None,
         })
         .expect("a batch was sent")

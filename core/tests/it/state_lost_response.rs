@@ -8,7 +8,7 @@ use tether_core::{Instant, Outcome, Poll, Rng, TransientCause};
 fn next_put(up: &mut StateUploader) -> Option<(tether_core::state::PutId, Vec<u8>)> {
     loop {
         match up.poll_output() {
-            Poll::Output(Output::Put { id, body }) => return Some((id, body)),
+            Poll::Output(Output::Send { id, body }) => return Some((id, body)),
             Poll::Output(_) => {}
             Poll::Timeout(_) => return None,
         }

@@ -527,7 +527,7 @@ fn outputs_come_before_the_timeout() {
     let now = Instant::ZERO;
     up.set_epoch(now, 2);
     up.enqueue(now, json!({"a": 1})).unwrap();
-    let Poll::Output(Output::Put { id, .. }) = Machine::poll_output(&mut up) else {
+    let Poll::Output(Output::Send { id, .. }) = Machine::poll_output(&mut up) else {
         panic!()
     };
     up.handle_outcome(now, id, Outcome::Transient(TransientCause::Transport));

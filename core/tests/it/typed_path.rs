@@ -22,7 +22,7 @@ fn twins() -> (BatchDrainer, BatchDrainer) {
 fn body(d: &mut BatchDrainer) -> Vec<u8> {
     for _ in 0..100 {
         match d.poll_output() {
-            Poll::Output(Output::SendBatch { body, .. }) => return body,
+            Poll::Output(Output::Send { body, .. }) => return body,
             Poll::Output(_) => {}
             Poll::Timeout(_) => break,
         }

@@ -78,7 +78,7 @@ impl Session {
     /// Carries out one output of `stream`'s uploader.
     pub(super) fn on_uploader(&mut self, now: Instant, stream: Stream, out: batch::Output) {
         match out {
-            batch::Output::SendBatch { id, body, .. } => {
+            batch::Output::Send { id, body, .. } => {
                 if !self.is_ended() {
                     self.send(now, Purpose::Batch(stream, id), body);
                 }

@@ -145,7 +145,7 @@ impl Harness {
         self.log
             .iter()
             .filter_map(|o| match o {
-                Output::SendBatch { body, .. } => Some(serde_json::from_slice(body).unwrap()),
+                Output::Send { body, .. } => Some(serde_json::from_slice(body).unwrap()),
                 _ => None,
             })
             .collect()
@@ -310,7 +310,7 @@ impl Checker {
             "only flush reports after Closed: {o:?}"
         );
         match o {
-            Output::SendBatch {
+            Output::Send {
                 id,
                 body,
                 items,

@@ -115,7 +115,7 @@ impl Sim {
 
 pub fn describe(output: &Output) -> String {
     match output {
-        Output::Put { id, body } => format!("PUT {id} {}", String::from_utf8_lossy(body)),
+        Output::Send { id, body } => format!("PUT {id} {}", String::from_utf8_lossy(body)),
         Output::Cancel { id } => format!("cancel {id} (request timeout)"),
         Output::Retrying { attempt, delay, at } => {
             format!(
@@ -160,7 +160,7 @@ pub fn describe(output: &Output) -> String {
 /// The `id` and body (as an object) of a `Put`.
 pub fn put(output: &Output) -> Option<(tether_core::state::PutId, Map<String, Value>)> {
     match output {
-        Output::Put { id, body } => match serde_json::from_slice(body) {
+        Output::Send { id, body } => match serde_json::from_slice(body) {
             Ok(Value::Object(m)) => Some((*id, m)),
             _ => panic!(
                 "body is not a JSON object: {}",
