@@ -7,7 +7,6 @@ use std::time::Duration;
 use tether_core::session::{Output, SessionConfig};
 
 use crate::budget::SharedRetryBudget;
-use crate::clock::Origin;
 use crate::error::BuildError;
 use crate::hook::Tap;
 use crate::runtime::{AsyncTransport, DriverTask, Runtime};
@@ -133,7 +132,7 @@ impl<R: Runtime> Builder<R> {
     }
 
     fn parts(self) -> Result<(Tether, DriverTask<R::Timer>, R), BuildError> {
-        let origin = Origin::new(R::now());
+        let origin = R::origin();
         let driver = self.settings.start(origin, random_seed())?;
         let transport = match self.transport {
             Some(transport) => transport,
@@ -141,7 +140,7 @@ impl<R: Runtime> Builder<R> {
         };
         let wakeup = Arc::new(Wakeup::default());
         let notify = Arc::clone(&wakeup);
-        let clock = Box::new(move || origin.to_core(R::now()));
+        let clock = Box::new(move || R::now(&origin));
         let shared = Shared::new(driver, clock, Box::new(move || notify.wake()));
         let timer = self.runtime.timer(origin);
         let task = DriverTask::new(Arc::clone(&shared), wakeup, transport, R::run_store, timer);

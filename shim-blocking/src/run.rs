@@ -29,9 +29,12 @@ pub struct Blocking;
 impl Runtime for Blocking {
     type Timer = ParkTimer;
 
-    #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-    fn now() -> Instant {
-        Instant::now()
+    fn origin() -> Origin {
+        Origin::new(std_now())
+    }
+
+    fn now(origin: &Origin) -> tether_core::Instant {
+        origin.to_core(std_now())
     }
 
     fn timer(&self, origin: Origin) -> ParkTimer {
@@ -51,6 +54,12 @@ impl Runtime for Blocking {
     fn transport(&self, _url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
         Ok(Arc::new(Pooled::new(Ureq::new())))
     }
+}
+
+/// std's clock: this shim is the driver's clock edge.
+#[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
+fn std_now() -> Instant {
+    Instant::now()
 }
 
 thread_local! {
@@ -73,7 +82,7 @@ impl AsyncTimer for ParkTimer {
         let Some(at) = self.0.to_std(at) else {
             return Poll::Pending; // never
         };
-        if Blocking::now() >= at {
+        if std_now() >= at {
             return Poll::Ready(());
         }
         DUE.set(Some(at));
@@ -98,7 +107,7 @@ pub fn run(task: DriverTask<ParkTimer>) {
     while task.as_mut().poll(&mut cx).is_pending() {
         match DUE.take() {
             None => thread::park(),
-            Some(at) => thread::park_timeout(at.saturating_duration_since(Blocking::now())),
+            Some(at) => thread::park_timeout(at.saturating_duration_since(std_now())),
         }
     }
 }

@@ -62,8 +62,13 @@ impl Runtime for Smol {
     type Timer = SmolTimer;
 
     #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-    fn now() -> Instant {
-        Instant::now()
+    fn origin() -> Origin {
+        Origin::new(Instant::now())
+    }
+
+    #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
+    fn now(origin: &Origin) -> tether_core::Instant {
+        origin.to_core(Instant::now())
     }
 
     fn timer(&self, origin: Origin) -> SmolTimer {

@@ -30,7 +30,7 @@ impl AsyncTimer for TokioTimer {
     fn poll_at(&mut self, at: tether_core::Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
         // "Never" is a century away: a sleep that does not fire.
         let century = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-        let at = self.1.to_std(at).unwrap_or_else(|| Tokio::now() + century);
+        let at = self.1.to_std(at).unwrap_or_else(|| tokio_now() + century);
         let at = tokio::time::Instant::from_std(at);
         let sleep = match &mut self.0 {
             Some(sleep) => {
@@ -66,12 +66,21 @@ impl Tokio {
     }
 }
 
+/// tokio's clock (its paused time under `test-util`): this shim is the driver's clock edge.
+fn tokio_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 impl Runtime for Tokio {
     type Timer = TokioTimer;
 
     /// tokio's clock, so a runtime with paused time runs the session virtually.
-    fn now() -> Instant {
-        tokio::time::Instant::now().into_std()
+    fn origin() -> Origin {
+        Origin::new(tokio_now())
+    }
+
+    fn now(origin: &Origin) -> tether_core::Instant {
+        origin.to_core(tokio_now())
     }
 
     fn timer(&self, origin: Origin) -> TokioTimer {

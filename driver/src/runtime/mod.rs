@@ -27,9 +27,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// The runtime's timer for one driver task.
     type Timer: AsyncTimer;
 
-    /// The runtime's clock (tokio's reads its paused time, for instance). The driver's time is
-    /// this clock, converted once at the edge through an [`Origin`].
-    fn now() -> std::time::Instant;
+    /// The runtime's clock read now (tokio's reads its paused time, for instance): the origin
+    /// a new session's core time counts from. The driver never reads a clock: the shim reads
+    /// its own, here and in [`now`](Self::now), and converts at its edge.
+    fn origin() -> Origin;
+
+    /// The runtime's time now, in core time counted from `origin`.
+    fn now(origin: &Origin) -> tether_core::Instant;
 
     /// A timer for one driver task, converting the driver's deadlines through `origin`.
     fn timer(&self, origin: Origin) -> Self::Timer;
