@@ -2,8 +2,6 @@
 
 use std::ops::Range;
 use std::process::ExitCode;
-use std::thread;
-use std::time::Instant;
 
 use tether_sim::render::render;
 use tether_sim::{Callers, FaultMix, RunConfig, RunReport, WorkloadConfig, run, run_session};
@@ -246,29 +244,11 @@ fn trace(seed: u64, options: &Options) -> ExitCode {
 }
 
 fn sweep(options: &Options) -> ExitCode {
-    let started = Instant::now();
-    let (start, end) = (options.seeds.start, options.seeds.end);
-    let results: Vec<(u64, &'static str, RunReport)> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..options.threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (start..end)
-                        .skip(t as usize)
-                        .step_by(options.threads as usize)
-                        .map(|seed| {
-                            let (name, report) = run_seed(seed, options, false);
-                            (seed, name, report)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a simulator thread panicked"))
-            .collect()
-    });
-    let elapsed = started.elapsed();
+    let (results, elapsed) =
+        crate::sim_world::sweep(options.seeds.clone(), options.threads, |seed| {
+            let (name, report) = run_seed(seed, options, false);
+            (seed, name, report)
+        });
     let mut failed: Vec<&(u64, &str, RunReport)> =
         results.iter().filter(|(_, _, r)| !r.passed()).collect();
     failed.sort_by_key(|(seed, _, _)| *seed);
@@ -276,8 +256,8 @@ fn sweep(options: &Options) -> ExitCode {
     println!(
         "{} runs in {:.2} s ({:.0} runs/s): {} passed, {} failed",
         results.len(),
-        elapsed.as_secs_f64(),
-        results.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        elapsed,
+        results.len() as f64 / elapsed.max(1e-9),
         results.len() - failed.len(),
         failed.len()
     );

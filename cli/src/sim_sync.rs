@@ -4,8 +4,6 @@
 
 use std::ops::Range;
 use std::process::ExitCode;
-use std::thread;
-use std::time::Instant;
 
 use tether_sim::{ThreadFaults, ThreadReport, ThreadRunConfig, run_threads};
 
@@ -20,34 +18,15 @@ fn run_seed(seed: u64, traced: bool) -> ThreadReport {
 
 /// Every seed of `seeds` on `threads` threads; exit 1 if one broke an invariant.
 pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
-    let started = Instant::now();
-    let (start, end) = (seeds.start, seeds.end);
-    let results: Vec<ThreadReport> = thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (start..end)
-                        .skip(t as usize)
-                        .step_by(threads as usize)
-                        .map(|seed| run_seed(seed, false))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a simulator thread panicked"))
-            .collect()
-    });
-    let elapsed = started.elapsed();
+    let (results, elapsed) = crate::sim_world::sweep(seeds, threads, |seed| run_seed(seed, false));
     let mut failed: Vec<&ThreadReport> = results.iter().filter(|r| !r.passed()).collect();
     failed.sort_by_key(|r| r.config.seed);
     let sum = |f: fn(&ThreadReport) -> u64| results.iter().map(f).sum::<u64>();
     println!(
         "{} thread-sync runs in {:.2} s ({:.0} runs/s): {} passed, {} failed",
         results.len(),
-        elapsed.as_secs_f64(),
-        results.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        elapsed,
+        results.len() as f64 / elapsed.max(1e-9),
         results.len() - failed.len(),
         failed.len()
     );

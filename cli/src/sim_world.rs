@@ -23,7 +23,11 @@ pub fn budget(name: &str) -> Option<RetryBudgetConfig> {
 
 /// Runs `run` for every seed of `seeds` on `threads` threads; the results in seed order, and
 /// the seconds it took.
-fn sweep<R: Send>(seeds: Range<u64>, threads: u64, run: impl Fn(u64) -> R + Sync) -> (Vec<R>, f64) {
+pub(crate) fn sweep<R: Send>(
+    seeds: Range<u64>,
+    threads: u64,
+    run: impl Fn(u64) -> R + Sync,
+) -> (Vec<R>, f64) {
     let started = Instant::now();
     let (start, end) = (seeds.start, seeds.end);
     let run = &run;
