@@ -3,8 +3,11 @@
 //! one POST per event through the same server in the same run.
 //!
 //! ```sh
-//! cargo run --release -p tether-benches --features examples --example runtime_throughput [-- EVENTS NAIVE_EVENTS]
+//! cargo run --release -p tether-benches --features examples --example runtime_throughput [-- EVENTS NAIVE_EVENTS [reverse]]
 //! ```
+//!
+//! `reverse` runs tokio, smol, blocking instead of blocking, smol, tokio: the first runtime meets
+//! a server that has not warmed up yet.
 #![allow(
     clippy::disallowed_methods,
     reason = "a benchmark is an I/O edge: it reads the clock"
@@ -139,14 +142,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let events: u64 = args.next().map_or(Ok(200_000), |a| a.parse())?;
     let naive_events: u64 = args.next().map_or(Ok(5_000), |a| a.parse())?;
+    let reverse = match args.next().as_deref() {
+        None => false,
+        Some("reverse") => true,
+        Some(other) => return Err(format!("unknown argument {other:?}: only `reverse`").into()),
+    };
     let server = Server::start(ServerConfig::default())?;
     let inspector = server.inspector();
 
-    let runs = [
-        blocking(&server, events)?,
-        smol(&server, events)?,
-        tokio(&server, events)?,
-    ];
+    let mut runs = Vec::with_capacity(3);
+    if reverse {
+        runs.push(tokio(&server, events)?);
+        runs.push(smol(&server, events)?);
+        runs.push(blocking(&server, events)?);
+    } else {
+        runs.push(blocking(&server, events)?);
+        runs.push(smol(&server, events)?);
+        runs.push(tokio(&server, events)?);
+    }
     for run in &runs {
         let session = run.runtime.trim_start_matches("tether-");
         assert_eq!(inspector.events(session).len() as u64, events, "{session}");

@@ -257,3 +257,48 @@ fn only_http_and_https_urls_start_a_session() {
     let report = tether.close(Duration::ZERO).wait();
     assert_eq!(report.status, Status::Closed);
 }
+
+/// The backstop frees a worker from a server that accepts and then says nothing, whether it is
+/// silent before the head or in the middle of the body. (It bounds each phase of the exchange:
+/// see `Ureq`.)
+#[test]
+fn the_backstop_frees_a_worker_from_a_silent_server() {
+    use tether_blocking::{Transport, Ureq};
+    use tether_core::session::{Endpoint, RequestId};
+    use tether_driver::runtime::{HttpRequest, Route};
+
+    for partial in ["", "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"wor"] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/worker", listener.local_addr().unwrap());
+        let (done, held) = std::sync::mpsc::channel::<()>();
+        let server = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head);
+            stream.write_all(partial.as_bytes()).unwrap();
+            // Silent until the client has given up (bounded: the test's own wait below).
+            let _ = held.recv_timeout(Duration::from_secs(30));
+        });
+        let (answer, answered) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let result = Ureq::new().send(HttpRequest {
+                id: RequestId(0),
+                route: Route::Worker(Endpoint::GetWorker),
+                url,
+                body: Vec::new(),
+                token: None,
+                user_agent: USER_AGENT.into(),
+                max_response_body: 1024,
+                deadline: tether_core::Instant::from_secs(1),
+                backstop: Some(Duration::from_millis(300)),
+            });
+            let _ = answer.send(result);
+        });
+        let result = answered
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the backstop ends the exchange");
+        assert!(result.is_err(), "{partial:?}: {result:?}");
+        drop(done);
+        server.join().unwrap();
+    }
+}
