@@ -122,7 +122,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(USER_AGENT)
-        .timeout_global(Some(Duration::from_secs(10)))
+        // Per phase, not global: under a global timeout ureq looks the host up on a thread
+        // of its own for every request, which would slow the baseline down for nothing.
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(10)))
+        .timeout_recv_body(Some(Duration::from_secs(10)))
         .build()
         .into();
     let url = format!("{}/worker/events", server.session_url("naive"));
