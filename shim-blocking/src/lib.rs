@@ -2,9 +2,9 @@
 //!
 //! The handle is `tether-driver`'s [`Tether`], the same type on every runtime: a call that may
 //! wait returns a [`Pending`], and blocking code [`wait`](Pending::wait)s for it. This crate is
-//! only the runtime ([`Blocking`]): a thread per session that parks until its driver task is
-//! woken or its timer is due, and a small bounded pool of worker threads for HTTP ([`Pooled`])
-//! through one `ureq::Agent` (HTTP/1.1 keep-alive, https through rustls).
+//! only the runtime ([`Blocking`]): a thread per session for its timer, and a small bounded pool
+//! of HTTP workers ([`Pooled`], one `ureq::Agent`: keep-alive, https through rustls) that poll
+//! the driver task themselves when their answer wakes it.
 //!
 //! Every retry, backoff, classification and deadline is the core's; a late result of a
 //! cancelled request is dropped, and ureq gets a backstop a little past the deadline to free

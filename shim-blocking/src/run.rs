@@ -1,17 +1,14 @@
-//! The runtime: std's clock, a thread per session that parks until its driver task is woken or
-//! its timer is due, and [`Pooled`] ureq for HTTP.
-//!
-//! ```text
-//!   Tether (any thread) ──call──▶ Shared (the driver, locked) ◀──answer── HTTP workers
-//!                                      │ wake (unpark)                      ▲
-//!                                      ▼                                    │
-//!   driver thread: polls the one DriverTask ──requests──▶ Pooled job queue ─┘
-//!                  parks until woken or the timer's deadline
-//! ```
+//! The runtime: std's clock, a thread per session that keeps the driver task's timer and polls
+//! the task when a call wakes it, and [`Pooled`] HTTP workers that poll it themselves when their
+//! answer wakes it: a batch's answer becomes the next request on the worker's own thread, with
+//! no detour through the session thread.
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Instant;
@@ -20,7 +17,7 @@ use tether_driver::runtime::{
     AsyncTimer, AsyncTransport, BuildError, DriverTask, Origin, Runtime, SessionUrl,
 };
 
-use crate::transport::{Pooled, Ureq};
+use crate::transport::{HTTP_WORKER, Pooled, Ureq};
 
 /// Threads: each session's driver task runs on a thread of its own, HTTP on a small pool.
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,8 +45,8 @@ impl Runtime for Blocking {
             .map(drop)
     }
 
-    // Store jobs run inline (the trait's default): on this session's own driver thread, outside
-    // the driver's lock.
+    // Store jobs run inline (the trait's default), outside the driver's lock: on the session's
+    // thread or on the HTTP worker polling the task, never on the caller's.
 
     fn transport(&self, _url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
         Ok(Arc::new(Pooled::new(Ureq::new())))
@@ -63,12 +60,12 @@ fn std_now() -> Instant {
 }
 
 thread_local! {
-    /// When the driver thread must look again, whoever woke it: the timer's deadline.
+    /// The timer's deadline, named by the poll that just ran on this thread.
     static DUE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// The driver task's timer on its thread: it names its deadline to the thread's park, which
-/// wakes for it. It works only on a thread [`run`] drives (where [`Blocking::spawn`] puts it).
+/// The driver task's timer: it names its deadline to the session thread's park, which wakes
+/// for it. It works only under [`run`] (where [`Blocking::spawn`] puts the task).
 #[derive(Debug)]
 pub struct ParkTimer(Origin);
 
@@ -90,24 +87,94 @@ impl AsyncTimer for ParkTimer {
     }
 }
 
-struct Unpark(Thread);
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+const NOTIFIED: u8 = 2; // polling, and woken meanwhile: the poller polls once more
+const DONE: u8 = 3;
 
-impl Wake for Unpark {
+/// The driver task, its session thread, and who polls it now. The session thread keeps the
+/// timer; an HTTP worker whose answer wakes the task polls it at once, on its own thread, so
+/// the next request goes to the pool without a detour through the session thread.
+struct Task {
+    task: Mutex<Option<Pin<Box<DriverTask<ParkTimer>>>>>,
+    state: AtomicU8,
+    /// When the session thread must poll, whoever polled last: the timer's deadline.
+    due: Mutex<Option<Instant>>,
+    session_thread: Thread,
+}
+
+impl Wake for Task {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        if HTTP_WORKER.get() {
+            self.poll_here();
+        } else {
+            self.session_thread.unpark();
+        }
     }
 }
 
-/// Drives `task` on this thread until the session has ended: poll, then park until woken (a
-/// call, an answer) or the timer is due.
+impl Task {
+    /// Polls the task on this thread unless another is polling it (that one polls again).
+    fn poll_here(self: &Arc<Self>) {
+        let claimed = self
+            .state
+            .fetch_update(AcqRel, Acquire, |state| match state {
+                IDLE => Some(POLLING),
+                POLLING => Some(NOTIFIED),
+                _ => None,
+            });
+        if claimed != Ok(IDLE) {
+            return;
+        }
+        let waker = Waker::from(Arc::clone(self));
+        let mut cx = Context::from_waker(&waker);
+        let mut slot = lock(&self.task);
+        loop {
+            let Some(task) = slot.as_mut() else { return };
+            if task.as_mut().poll(&mut cx).is_ready() {
+                *slot = None;
+                self.state.store(DONE, Release);
+                self.session_thread.unpark();
+                return;
+            }
+            // A deadline earlier than the one the session thread sleeps until wakes it.
+            let due = DUE.take();
+            let armed = std::mem::replace(&mut *lock(&self.due), due);
+            if HTTP_WORKER.get() && due.is_some_and(|d| armed.is_none_or(|a| d < a)) {
+                self.session_thread.unpark();
+            }
+            // Woken meanwhile: poll again; else done for now.
+            let polled = self.state.compare_exchange(POLLING, IDLE, AcqRel, Acquire);
+            if polled.is_ok() {
+                return;
+            }
+            self.state.store(POLLING, Release);
+        }
+    }
+}
+
+/// Drives `task` until the session has ended: this thread keeps its timer and polls it when
+/// woken (a call) or due; an HTTP worker whose answer wakes it polls it itself.
 pub fn run(task: DriverTask<ParkTimer>) {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut task = std::pin::pin!(task);
-    while task.as_mut().poll(&mut cx).is_pending() {
-        match DUE.take() {
+    let task = Arc::new(Task {
+        task: Mutex::new(Some(Box::pin(task))),
+        state: AtomicU8::new(IDLE),
+        due: Mutex::new(None),
+        session_thread: thread::current(),
+    });
+    loop {
+        task.poll_here();
+        if task.state.load(Acquire) == DONE {
+            return;
+        }
+        let due = *lock(&task.due); // not held while parked
+        match due {
             None => thread::park(),
             Some(at) => thread::park_timeout(at.saturating_duration_since(std_now())),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -178,14 +178,19 @@ impl Transport for Ureq {
 
 type Answer = Result<HttpResponse, TransportError>;
 
+thread_local! {
+    /// Set on the pool's workers: one whose answer wakes the driver task polls it itself.
+    pub(crate) static HTTP_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 struct Job {
     request: HttpRequest,
     answer: Completer<Answer>,
 }
 
 /// A blocking [`Transport`] as the driver's [`AsyncTransport`]: each request goes to a bounded
-/// pool of worker threads, and its answer comes back as a future the driver's loop is woken
-/// by. Workers are started when none is idle, up to one per channel of the core plus room for
+/// pool of worker threads, and its answer comes back as a future whose waker the worker calls
+/// (under [`run`](crate::run), that polls the driver task on the worker itself). Workers are started when none is idle, up to one per channel of the core plus room for
 /// cancelled requests still on the wire until their backstop frees them.
 ///
 /// Nothing outlives it: it holds the only sender of the job queue, so once the sessions using
@@ -259,15 +264,19 @@ impl std::fmt::Debug for Pooled {
 }
 
 fn worker(queue: &Mutex<Receiver<Job>>, busy: &AtomicUsize, transport: &dyn Transport) {
+    HTTP_WORKER.set(true);
     loop {
         let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(Job { request, answer }) = job else {
             return; // the pool is gone
         };
         // Cancelled (the driver dropped its future) before it started: skip it.
-        if !answer.is_abandoned() {
-            answer.complete(transport.send(request));
-        }
+        let result = (!answer.is_abandoned()).then(|| transport.send(request));
+        // Free before answering: the answer may poll the driver task here, and the request it
+        // makes should find this worker counted as idle, not start another.
         busy.fetch_sub(1, Ordering::AcqRel);
+        if let Some(result) = result {
+            answer.complete(result);
+        }
     }
 }
