@@ -15,6 +15,11 @@
 //! run; and whether every event was delivered (close reports and the client's counters).
 //!
 //! `--http http1` runs the same fleet over one shared HTTP/1.1 pool instead.
+//!
+//! `--runtime smol` runs the sessions' drivers on a smol executor (`--threads` threads) instead,
+//! sharing `tether_smol::HttpTransport`'s HTTP/1.1 pool (`--http http1`) or a prototype HTTP/2
+//! transport on hyper (`--http h2c`, [`smol_h2`]); the producers stay on tokio in every mode,
+//! so the modes differ only in the drivers' runtime and transport.
 #![allow(
     clippy::disallowed_methods,
     reason = "a benchmark is an I/O edge: it reads the clock"
@@ -30,11 +35,13 @@ use tether_core::heartbeat;
 use tether_core::session::{SessionConfig, Status};
 use tether_tokio::{Histogram, HttpTransport, Report, Stream, Tether};
 
+mod smol_h2;
+
 const USAGE: &str = "usage: fleet --url URL [--sessions N] [--seconds S] [--threads K] \
-[--http h2c|http1] [--linger-ms L]
+[--http h2c|http1] [--runtime tokio|smol] [--linger-ms L]
 
 URL is the server's base URL (what `tether serve` prints after `listening on`). Defaults: 1000
-sessions, 120 s, 2 threads, h2c, no linger (each event is sent at once).";
+sessions, 120 s, 2 threads, h2c, tokio, no linger (each event is sent at once).";
 
 const EVENTS_PER_SECOND: u64 = 5;
 const PATCH_EVERY: Duration = Duration::from_secs(10);
@@ -46,6 +53,7 @@ struct Args {
     seconds: u64,
     threads: usize,
     h2c: bool,
+    smol: bool,
     linger: Duration,
     base: String,
 }
@@ -56,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 120,
         threads: 2,
         h2c: true,
+        smol: false,
         linger: Duration::ZERO,
         base: String::new(),
     };
@@ -80,6 +89,13 @@ fn parse_args() -> Result<Args, String> {
                     "h2c" => true,
                     "http1" => false,
                     other => return Err(format!("--http is h2c or http1, not `{other}`")),
+                }
+            }
+            "--runtime" => {
+                args.smol = match value.as_str() {
+                    "smol" => true,
+                    "tokio" => false,
+                    other => return Err(format!("--runtime is tokio or smol, not `{other}`")),
                 }
             }
             "--url" => args.base = value.trim_end_matches('/').to_owned(),
@@ -312,10 +328,31 @@ async fn run(args: &Args, handle: tokio::runtime::Handle) {
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(80);
-    let transport = if args.h2c {
+    // The drivers' runtime and transport; smol's executor threads run until `stop_smol` drops.
+    let (stop_smol, stopped) = smol::channel::bounded::<()>(1);
+    let smol_ex = Arc::new(smol::Executor::new());
+    let smol_threads: Vec<_> = (0..if args.smol { args.threads } else { 0 })
+        .map(|_| {
+            let (ex, stopped) = (Arc::clone(&smol_ex), stopped.clone());
+            std::thread::spawn(move || smol::block_on(ex.run(stopped.recv())))
+        })
+        .collect();
+    // One transport for the fleet; each session gets a clone (smol's HTTP/1.1 pool is sized
+    // by the clones alive, so an `Arc` of one clone would keep six idle connections in all).
+    let tokio_transport = if args.h2c {
         HttpTransport::h2c()
     } else {
         HttpTransport::new()
+    };
+    let smol_h2 = smol_h2::SmolH2::new(&args.base, Arc::clone(&smol_ex));
+    let smol_h1 = tether_smol::HttpTransport::new(&format!("{}/v1/code/sessions/x", args.base))
+        .expect("an http URL");
+    let transport = || -> Box<dyn tether_driver::runtime::AsyncTransport> {
+        match (args.smol, args.h2c) {
+            (false, _) => Box::new(tokio_transport.clone()),
+            (true, true) => Box::new(smol_h2.clone()),
+            (true, false) => Box::new(smol_h1.clone()),
+        }
     };
     let (rss_before, fds_before, tw_before) = (rss(), open_fds(), time_wait(port));
     let prefix = format!("fleet-{}", std::process::id());
@@ -325,13 +362,23 @@ async fn run(args: &Args, handle: tokio::runtime::Handle) {
         .map(|i| {
             let id = format!("{prefix}-{i}");
             let url = format!("{}/v1/code/sessions/{id}", args.base);
-            tether_tokio::Builder::new(url, tether_tokio::Tokio::on(handle.clone()))
-                .epoch(1)
-                .seed(i as u64)
-                .config(config(&id, args.linger))
-                .transport(transport.clone())
-                .start()
-                .expect("start")
+            if args.smol {
+                tether_smol::Builder::new(url, tether_smol::Smol::on(Arc::clone(&smol_ex)))
+                    .epoch(1)
+                    .seed(i as u64)
+                    .config(config(&id, args.linger))
+                    .transport(transport())
+                    .start()
+                    .expect("start")
+            } else {
+                tether_tokio::Builder::new(url, tether_tokio::Tokio::on(handle.clone()))
+                    .epoch(1)
+                    .seed(i as u64)
+                    .config(config(&id, args.linger))
+                    .transport(transport())
+                    .start()
+                    .expect("start")
+            }
         })
         .collect();
     let deadline = connecting + Duration::from_secs(300);
@@ -439,7 +486,11 @@ async fn run(args: &Args, handle: tokio::runtime::Handle) {
             " (NOT every one)"
         }
     );
-    drop(transport);
+    drop((tokio_transport, smol_h1, smol_h2));
+    drop(stop_smol);
+    for thread in smol_threads {
+        let _ = thread.join();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "TIME_WAIT sockets on port {port}: {tw_before} before, {} 2 s after closing",
@@ -460,7 +511,8 @@ fn main() -> ExitCode {
     };
     raise_open_files_limit();
     println!(
-        "tokio fleet: {} sessions, {} thread(s), {} s, {}, linger {:?}, server {}",
+        "{} fleet: {} sessions, {} thread(s), {} s, {}, linger {:?}, server {}",
+        if args.smol { "smol" } else { "tokio" },
         args.sessions,
         args.threads,
         args.seconds,
