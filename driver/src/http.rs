@@ -4,9 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use tether_core::Instant;
+use tether_core::{Instant, RequestId};
 
-use tether_core::session::{Endpoint, Method, Request, RequestId, Response};
+use tether_core::session::{Endpoint, Method, Request, Response};
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use tether_core::thread as shared_threads;
 

@@ -71,15 +71,7 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-/// Names one request of [`ThreadSync`](super::ThreadSync), whatever its endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u64);
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t{}", self.0)
-    }
-}
+pub use crate::drive::RequestId;
 
 /// A request to carry out: method and path from `endpoint`, the query in `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]

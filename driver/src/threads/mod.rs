@@ -13,11 +13,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tether_core::session::{RequestId, TransportError};
+use tether_core::session::TransportError;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
 use shared_threads::{StatusChange, StopReason, SyncStatus, Thread, ThreadSync};
 use tether_core::thread as shared_threads;
-use tether_core::{Instant, Poll, Rng, Wake};
+use tether_core::{Instant, Poll, RequestId, Rng, Wake};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Route, Target};
@@ -65,7 +65,7 @@ pub(crate) struct ThreadPart {
     journal: Option<ThreadJournal>,
     /// Requests in flight, by the session's id: thread sync's own id, and the pull number for
     /// pulls.
-    in_flight: HashMap<RequestId, (shared_threads::RequestId, Option<u64>)>,
+    in_flight: HashMap<RequestId, (RequestId, Option<u64>)>,
     statuses: Fanout<StatusChange>,
     reports: Fanout<ThreadReport>,
     /// The set of threads the server does not hold yet, whenever it changes.
