@@ -414,7 +414,7 @@ impl<P: MergePolicy> ThreadSync<P> {
 
     fn on_network(&mut self, now: Instant, out: NetworkOutput) {
         match out {
-            NetworkOutput::Probe(probe) => {
+            NetworkOutput::Send(probe) => {
                 let id = self.next_request();
                 self.flights.insert(id, Flight::Probe(probe));
                 self.outputs.push_back(Output::Send(Request {
@@ -425,7 +425,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                     deadline: now + self.config.network.probe_timeout,
                 }));
             }
-            NetworkOutput::CancelProbe(probe) => {
+            NetworkOutput::Cancel(probe) => {
                 self.cancel(|f| matches!(f, Flight::Probe(p) if *p == probe));
             }
             NetworkOutput::Offline(reason) => {

@@ -122,7 +122,7 @@ fn network_goes_offline_after_repeated_transport_failures_and_probes() {
         (n.now(), outs.clone()),
         (
             S(30),
-            vec![NetworkOutput::Probe(tether_core::thread::ProbeId(0))]
+            vec![NetworkOutput::Send(tether_core::thread::ProbeId(0))]
         )
     );
     let outs = n.advance().unwrap().unwrap();
@@ -130,11 +130,11 @@ fn network_goes_offline_after_repeated_transport_failures_and_probes() {
         (n.now(), outs),
         (
             S(40),
-            vec![NetworkOutput::CancelProbe(tether_core::thread::ProbeId(0))]
+            vec![NetworkOutput::Cancel(tether_core::thread::ProbeId(0))]
         )
     );
     let outs = n.advance().unwrap().unwrap();
-    let [NetworkOutput::Probe(id)] = outs[..] else {
+    let [NetworkOutput::Send(id)] = outs[..] else {
         panic!("{outs:?}")
     };
     assert_eq!(n.now(), S(60));
