@@ -7,8 +7,9 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::json;
-use tether_blocking::{ThreadCloseReport, ThreadHandle, ThreadReport};
-use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
+use tether_blocking::{
+    Message, SyncStatus, Thread, ThreadCloseReport, ThreadHandle, ThreadReport, ThreadSyncConfig,
+};
 use tether_server::{Server, ServerConfig};
 
 use crate::args::Runtime;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_blocking::{ThreadCloseReport, ThreadHandle};
 use tether_core::session::Status;
-use tether_core::thread::{StopReason, Thread, ThreadSyncConfig};
+use tether_core::thread::{self, StopReason, Thread};
 
 mod input;
 mod output;
@@ -135,7 +135,7 @@ pub fn run(args: &ThreadsArgs) -> ExitCode {
         Err(e) => return usage_error("threads", e),
     };
     let client = args.client.clone().unwrap_or_else(default_client);
-    let threads = match tether.threads(ThreadSyncConfig::new(client)) {
+    let threads = match tether.threads(thread::Config::new(client)) {
         Ok(threads) => threads,
         Err(e) => {
             eprintln!("tether threads: {e}");

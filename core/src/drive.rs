@@ -62,6 +62,19 @@ impl fmt::Display for FlushId {
     }
 }
 
+/// Names one request that goes on the wire, on every machine that sends them (the
+/// [`Session`](crate::session::Session) and [`ThreadSync`](crate::thread::ThreadSync)): the
+/// answer, a transport error or a cancel quotes the id the request came out with. One type, so a
+/// driver that carries both machines' requests keeps them in one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
 /// The shape every tether machine has, so one driver loop or test harness fits them all.
 ///
 /// The trait holds only what every machine shares: being told the time, and being drained.

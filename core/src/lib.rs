@@ -92,7 +92,8 @@
 //! One vocabulary runs through them: every constructor is `new(config, rng)` (the session also
 //! takes the `now` it starts connecting at); every reply is classified into one [`Outcome`] by
 //! [`classify`]; every flush is named by a [`FlushId`] and ends in `FlushDone` or
-//! `FlushTimedOut`; deadlines are timers called `RequestDeadline`, `FlushDeadline` and
+//! `FlushTimedOut`; every request on the wire, the session's and thread sync's alike, by one
+//! [`RequestId`]; deadlines are timers called `RequestDeadline`, `FlushDeadline` and
 //! `CloseDeadline`; and a [`GiveUpReason`](backoff::GiveUpReason) says why anything gave up.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -114,6 +115,6 @@ pub mod thread;
 pub mod time;
 
 pub use classify::{Outcome, TransientCause};
-pub use drive::{DrainBound, Driven, FlushId, Livelock, Machine, Poll, Wake};
+pub use drive::{DrainBound, Driven, FlushId, Livelock, Machine, Poll, RequestId, Wake};
 pub use rng::Rng;
 pub use time::{Clock, Instant};

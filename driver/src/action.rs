@@ -1,7 +1,7 @@
 //! What the driver asks its shim to do. A leaf: the driver and thread sync make actions, the
 //! shims carry them out.
 
-use tether_core::session::RequestId;
+use tether_core::RequestId;
 
 use crate::http::HttpRequest;
 use crate::store_job::StoreJob;

@@ -2,8 +2,8 @@
 //! that sees outputs, answers and the session with their time. A leaf: the driver calls them,
 //! the settings hold them.
 
-use tether_core::Instant;
-use tether_core::session::{Output, RequestId, Session, TransportError};
+use tether_core::session::{Output, Session, TransportError};
+use tether_core::{Instant, RequestId};
 
 use crate::http::HttpResponse;
 

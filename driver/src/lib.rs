@@ -134,7 +134,10 @@ pub use tether_core::batch::{Event, EventId};
 pub use tether_core::session::{
     DeliveryStatus, OnGiveUp, ReconnectError, SessionConfig, Status, Stream,
 };
-pub use tether_core::thread::{Message, SyncStatus, Thread, ThreadSyncConfig};
+/// [`tether_core::thread::Config`] under the name it has beside [`SessionConfig`] at this
+/// crate's root: the configuration of [`Tether::threads`].
+pub use tether_core::thread::Config as ThreadSyncConfig;
+pub use tether_core::thread::{Message, SyncStatus, Thread};
 
 /// What a caller needs, in one import: `use tether_blocking::prelude::*;` (each shim's prelude
 /// adds its `builder`) or `use tether_driver::prelude::*;`.
@@ -145,5 +148,6 @@ pub mod prelude {
     };
     pub use tether_core::batch::{Event, EventId};
     pub use tether_core::session::{DeliveryStatus, SessionConfig, Status, Stream};
-    pub use tether_core::thread::{Message, ThreadSyncConfig};
+    pub use tether_core::thread::Config as ThreadSyncConfig;
+    pub use tether_core::thread::Message;
 }

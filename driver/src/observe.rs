@@ -11,10 +11,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tether_core::Instant;
+use tether_core::{Instant, RequestId};
 
 use tether_core::batch::Reason;
-use tether_core::session::{Endpoint, RequestId, Status, Stream};
+use tether_core::session::{Endpoint, Status, Stream};
 
 use crate::report::{EndpointLatency, Report, UndeliveredEvent};
 use crate::stats::Histogram;

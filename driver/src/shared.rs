@@ -7,8 +7,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tether_core::session::{RequestId, TransportError};
-use tether_core::{Instant, Poll};
+use tether_core::session::TransportError;
+use tether_core::{Instant, Poll, RequestId};
 
 use crate::action::Action;
 use crate::driver::Driver;

@@ -12,8 +12,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use tether_core::Instant;
-use tether_core::session::{RequestId, TransportError};
+use tether_core::session::TransportError;
+use tether_core::{Instant, RequestId};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse};

@@ -5,9 +5,8 @@
 //! for it still runs, so a retry the budget cannot pay for in time fails as any late request
 //! does. A success refunds the budget. Without a shared budget nothing is held.
 
-use tether_core::Instant;
 use tether_core::budget::{RetryCost, RetryGate};
-use tether_core::session::RequestId;
+use tether_core::{Instant, RequestId};
 
 use crate::http::HttpRequest;
 

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
-use shared_threads::{
-    Edit, Message, StatusChange, SyncStatus, Thread, ThreadError, ThreadSync, ThreadSyncConfig,
-};
+use shared_threads::{Edit, Message, StatusChange, SyncStatus, Thread, ThreadSync};
 use tether_core::Instant;
 use tether_core::thread as shared_threads;
 
@@ -38,7 +36,7 @@ impl ThreadHandle {
     /// See [`ThreadStartError`].
     pub fn start(
         shared: &Arc<Shared>,
-        config: ThreadSyncConfig,
+        config: shared_threads::Config,
     ) -> Result<ThreadHandle, ThreadStartError> {
         shared.with(|d, now| {
             let part = ThreadPart::new(config, d.thread_seed())?;
@@ -51,7 +49,7 @@ impl ThreadHandle {
 
     fn edit<R>(
         &self,
-        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<R, ThreadError>,
+        f: impl FnOnce(&mut ThreadSync, Instant) -> Result<R, shared_threads::Error>,
     ) -> Result<R, ThreadCallError> {
         self.shared.with(|d, now| {
             d.with_threads(now, |part, now| match part {

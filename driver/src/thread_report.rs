@@ -5,7 +5,7 @@ use std::fmt;
 
 use tether_core::classify::Outcome;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
-use shared_threads::{OfflineReason, RejectedThread, SlowSync, StopReason, Thread, ThreadError};
+use shared_threads::{OfflineReason, RejectedThread, SlowSync, StopReason, Thread};
 use tether_core::thread as shared_threads;
 
 /// Why thread sync could not be started.
@@ -13,7 +13,7 @@ use tether_core::thread as shared_threads;
 #[non_exhaustive]
 pub enum ThreadStartError {
     /// The configuration is refused.
-    Config(shared_threads::ThreadConfigError),
+    Config(shared_threads::ConfigError),
     /// Thread sync already runs on this session; use its handle (it is `Clone`).
     AlreadyStarted,
     /// The session has ended (or is closing).
@@ -38,7 +38,7 @@ impl std::error::Error for ThreadStartError {}
 pub enum ThreadCallError {
     /// The thread or message is malformed, or names a thread or message this replica does
     /// not hold.
-    Invalid(ThreadError),
+    Invalid(shared_threads::Error),
     /// Thread sync is closing or has ended.
     Closed,
     /// Thread sync stopped for good (superseded, or the session is unknown).

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use tether_core::thread::{ItemResult, PullPage, Thread, ThreadEndpoint, ThreadError};
+use tether_core::thread::{self, ItemResult, PullPage, Thread};
 
 /// The most items one push may carry.
 pub const MAX_ITEMS: usize = 50;
@@ -142,7 +142,7 @@ impl ThreadStore {
                     thread: poison.clone(),
                     error: Thread::from_value(poison)
                         .err()
-                        .unwrap_or(ThreadError::NotAnObject),
+                        .unwrap_or(thread::Error::NotAnObject),
                 },
                 Some(Stored {
                     thread: current, ..
@@ -204,7 +204,7 @@ impl ThreadStore {
 pub(crate) fn dispatch(
     store: &mut ThreadStore,
     epoch: &mut u64,
-    endpoint: ThreadEndpoint,
+    endpoint: thread::Endpoint,
     query: &str,
     body: &[u8],
     body_limit: usize,
@@ -213,12 +213,12 @@ pub(crate) fn dispatch(
         return Err((413, "request body too large"));
     }
     match endpoint {
-        ThreadEndpoint::Ping => Ok(json!({})),
-        ThreadEndpoint::Pull => {
+        thread::Endpoint::Ping => Ok(json!({})),
+        thread::Endpoint::Pull => {
             let (since, limit) = parse_query(query)?;
             Ok(store.pull(since, limit))
         }
-        ThreadEndpoint::Sync => {
+        thread::Endpoint::Sync => {
             let body: Map<String, Value> = match serde_json::from_slice(body) {
                 Ok(Value::Object(map)) => map,
                 _ => return Err((400, "the body must be a JSON object")),
@@ -282,7 +282,7 @@ mod tests {
         let body = json!({"worker_epoch": epoch, "client_id": "c", "items": items});
         let r = server.handle_thread(
             Instant::ZERO,
-            ThreadEndpoint::Sync,
+            thread::Endpoint::Sync,
             "",
             &serde_json::to_vec(&body).unwrap(),
         );
@@ -356,7 +356,7 @@ mod tests {
             br#"{"worker_epoch":3,"client_id":"c"}"#,
             br#"{"client_id":"c","items":[]}"#,
         ] {
-            let r = server.handle_thread(Instant::ZERO, ThreadEndpoint::Sync, "", bad);
+            let r = server.handle_thread(Instant::ZERO, thread::Endpoint::Sync, "", bad);
             assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(server.threads().version(), 0);
@@ -378,7 +378,7 @@ mod tests {
             json!([{"id": "t0", "base": 1, "thread": thread("t0", &["x"])}]),
         );
         let pull = |server: &mut ServerModel, q: &str| {
-            let r = server.handle_thread(Instant::ZERO, ThreadEndpoint::Pull, q, b"");
+            let r = server.handle_thread(Instant::ZERO, thread::Endpoint::Pull, q, b"");
             assert_eq!(r.status, 200);
             tether_core::thread::wire::parse_pull(&r.body).unwrap().0
         };
@@ -398,14 +398,14 @@ mod tests {
         for bad in ["since=x", "limit=0", "limit=-1"] {
             assert_eq!(
                 server
-                    .handle_thread(Instant::ZERO, ThreadEndpoint::Pull, bad, b"")
+                    .handle_thread(Instant::ZERO, thread::Endpoint::Pull, bad, b"")
                     .status,
                 400
             );
         }
         assert_eq!(
             server
-                .handle_thread(Instant::ZERO, ThreadEndpoint::Ping, "", b"")
+                .handle_thread(Instant::ZERO, thread::Endpoint::Ping, "", b"")
                 .status,
             200
         );

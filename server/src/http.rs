@@ -25,7 +25,7 @@ use crate::journal::{Asked, Entry};
 use crate::routes::{Matched, match_request, session_of};
 use crate::shared::{Mode, Shared, monotonic};
 use crate::threads::Found;
-use tether_core::thread::ThreadEndpoint;
+use tether_core::thread;
 use tether_model::fault::{Fault, FaultKind, RetryAfter, garbage_body};
 
 /// The response type of the service.
@@ -213,7 +213,7 @@ async fn dispatch(
 /// Which route a request is for: a worker route, or a thread route with its query.
 enum Target {
     Worker(tether_core::session::Endpoint),
-    Thread(ThreadEndpoint, String),
+    Thread(thread::Endpoint, String),
 }
 
 /// `405` with the `Allow` header.

@@ -161,7 +161,7 @@ impl Store {
     pub fn handle_thread(
         &mut self,
         id: &str,
-        endpoint: tether_core::thread::ThreadEndpoint,
+        endpoint: tether_core::thread::Endpoint,
         query: &str,
         body: &[u8],
         now: Duration,

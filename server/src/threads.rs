@@ -5,7 +5,7 @@
 //! The fault plan applies to them per request, as to the worker routes (`http.rs`).
 
 use hyper::Method;
-use tether_core::thread::ThreadEndpoint;
+use tether_core::thread;
 
 use crate::routes::SESSIONS_PREFIX;
 
@@ -15,7 +15,7 @@ pub(crate) enum Found {
     /// A thread route of this session.
     Route {
         session: String,
-        endpoint: ThreadEndpoint,
+        endpoint: thread::Endpoint,
     },
     /// A thread path asked with the wrong method; the `Allow` value.
     WrongMethod(&'static str),
@@ -28,7 +28,9 @@ pub(crate) fn match_request(method: &Method, path: &str) -> Option<Found> {
     if session.is_empty() {
         return None;
     }
-    let endpoint = ThreadEndpoint::ALL.into_iter().find(|e| e.path() == tail)?;
+    let endpoint = thread::Endpoint::ALL
+        .into_iter()
+        .find(|e| e.path() == tail)?;
     if method.as_str() != endpoint.method().as_str() {
         return Some(Found::WrongMethod(endpoint.method().as_str()));
     }
@@ -49,14 +51,14 @@ mod tests {
             match_request(&Method::GET, &p("/threads")),
             Some(Found::Route {
                 session: "s1".into(),
-                endpoint: ThreadEndpoint::Pull
+                endpoint: thread::Endpoint::Pull
             })
         );
         assert_eq!(
             match_request(&Method::POST, &p("/threads/sync")),
             Some(Found::Route {
                 session: "s1".into(),
-                endpoint: ThreadEndpoint::Sync
+                endpoint: thread::Endpoint::Sync
             })
         );
         assert_eq!(

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use tether_core::session::{Endpoint, Response, TransportError};
-use tether_core::thread::ThreadEndpoint;
+use tether_core::thread;
 use tether_core::time::Instant;
 use tether_model::ServerModel;
 use tether_model::fault::{
@@ -136,7 +136,7 @@ impl Network {
 
     /// Decides the fault for a thread-sync request sent at `now`, as [`decide`](Self::decide)
     /// does for a worker route, from the same stream ([`FaultDecider::decide_thread`]).
-    pub fn decide_thread(&mut self, now: Instant, endpoint: ThreadEndpoint) -> Fault {
+    pub fn decide_thread(&mut self, now: Instant, endpoint: thread::Endpoint) -> Fault {
         if self.partitioned(now) {
             return Fault::LostRequest { error_after: None };
         }
@@ -177,7 +177,7 @@ impl Network {
         fault: &Fault,
         now: Instant,
         server: &mut ServerModel,
-        endpoint: ThreadEndpoint,
+        endpoint: thread::Endpoint,
         query: &str,
         body: &[u8],
     ) -> Delivery {
@@ -285,7 +285,7 @@ impl Network {
         &mut self,
         now: Instant,
         server: &mut ServerModel,
-        endpoint: ThreadEndpoint,
+        endpoint: thread::Endpoint,
         query: &str,
         body: &[u8],
     ) -> Exchange {
@@ -693,7 +693,7 @@ mod tests {
         let mut plan = Network::new(1, failing, RUN).unwrap().quiet_from(quiet);
         let mut server = ServerModel::default();
         let pull = |plan: &mut Network, server: &mut ServerModel, at| {
-            plan.thread_exchange(at, server, ThreadEndpoint::Pull, "since=0&limit=10", b"")
+            plan.thread_exchange(at, server, thread::Endpoint::Pull, "since=0&limit=10", b"")
         };
         let status = |x: &Exchange| match &x.delivery {
             Delivery::Respond { response, .. } => response.status,
@@ -716,7 +716,8 @@ mod tests {
         };
         assert!(matches!(x.fault, Fault::Garbage { .. }));
         assert!(serde_json::from_slice::<serde_json::Value>(&response.body).is_err());
-        let ping = plan.thread_exchange(Instant::ZERO, &mut server, ThreadEndpoint::Ping, "", b"");
+        let ping =
+            plan.thread_exchange(Instant::ZERO, &mut server, thread::Endpoint::Ping, "", b"");
         assert_eq!(ping.fault, Fault::None);
     }
 }

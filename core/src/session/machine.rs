@@ -464,7 +464,6 @@ impl Session {
         &self.config
     }
 
-    /// Requests in flight now, at most one per channel.
     /// A request id for a channel that rides on this session without being one of its own
     /// (thread sync): taken from the session's counter, so no two requests of the session, of
     /// any channel, ever share an id.

@@ -103,15 +103,7 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Identifies one request, so its response (or a late one) finds its way back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u64);
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "r{}", self.0)
-    }
-}
+pub use crate::drive::RequestId;
 
 /// A request for the driver to perform.
 #[derive(Clone, PartialEq, Eq)]

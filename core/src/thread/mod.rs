@@ -11,7 +11,7 @@
 //!
 //! | piece | what it does |
 //! |---|---|
-//! | [`Thread`], [`Message`] | the data model, validated: bad input is a [`ThreadError`] |
+//! | [`Thread`], [`Message`] | the data model, validated: bad input is an [`Error`] |
 //! | [`ThreadMerge`] | the three-way merge with tombstones, a pluggable [`MergePolicy`], and every [`Override`] reported |
 //! | [`Replica`] | the local copies: optimistic edits ([`Edit`]), rebases onto remote copies, rollbacks |
 //! | [`AdaptivePoller`] | the pull interval, 5 s to 60 s, from local and remote activity that decays each second |
@@ -22,7 +22,7 @@
 //!
 //! Beyond edits the caller can [`sync_now`](ThreadSync::sync_now) one thread (no window),
 //! [`pause`](ThreadSync::pause) and [`resume`](ThreadSync::resume) syncing, and follow the
-//! set of pending threads in [`ThreadOutput::Pending`]; the performance monitor's best batch
+//! set of pending threads in [`Output::Pending`]; the performance monitor's best batch
 //! size is the push batch size ([`ThreadSync::batch_size`]).
 //!
 //! # Driving [`ThreadSync`]
@@ -33,12 +33,10 @@
 //!
 //! ```
 //! use tether_core::session::Response;
-//! use tether_core::thread::{
-//!     Message, SyncStatus, ThreadEndpoint, ThreadOutput, ThreadSync, ThreadSyncConfig,
-//! };
+//! use tether_core::thread::{self, Message, SyncStatus, ThreadSync};
 //! use tether_core::{Instant, Poll, Rng};
 //!
-//! let mut sync = ThreadSync::new(ThreadSyncConfig::new("laptop"), Rng::new(7))?;
+//! let mut sync = ThreadSync::new(thread::Config::new("laptop"), Rng::new(7))?;
 //! let mut now = Instant::ZERO;
 //! sync.start(now, 1);
 //! sync.add_message(now, "t1", Message::new("m1", "user", "hello", 1_000))?;
@@ -47,17 +45,17 @@
 //! for _ in 0..20 {
 //!     let wake = loop {
 //!         match sync.poll_output() {
-//!             Poll::Output(ThreadOutput::Request(request)) => {
+//!             Poll::Output(thread::Output::Send(request)) => {
 //!                 // A real driver sends the request; this "server" answers at once.
 //!                 let body = match request.endpoint {
-//!                     ThreadEndpoint::Pull => {
+//!                     thread::Endpoint::Pull => {
 //!                         format!(r#"{{"threads":[],"version":{version}}}"#)
 //!                     }
-//!                     ThreadEndpoint::Sync => {
+//!                     thread::Endpoint::Sync => {
 //!                         version += 1;
 //!                         r#"{"results":[{"id":"t1","status":"applied","v":1}]}"#.into()
 //!                     }
-//!                     ThreadEndpoint::Ping => "{}".into(),
+//!                     thread::Endpoint::Ping => "{}".into(),
 //!                 };
 //!                 sync.handle_response(now, request.id, Response::new(200, body));
 //!             }
@@ -91,14 +89,12 @@ pub mod sync;
 pub mod wire;
 
 pub use merge::{Contested, DefaultPolicy, MergePolicy, Merged, Override, Side, ThreadMerge};
-pub use model::{Message, Thread, ThreadError};
+pub use model::{Error, Message, Thread};
 pub use network::{
     NetworkConfig, NetworkOutput, NetworkState, NetworkTimer, OfflineReason, ProbeId,
     is_network_failure,
 };
-pub use output::{
-    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSyncConfig, ThreadTimer,
-};
+pub use output::{Config, ConfigError, Output, Request, RequestId, Timer};
 pub use poller::{AdaptivePoller, MAX_ACTIVITY, PollerConfig, PollerOutput, PollerTimer};
 pub use push::{
     PushConfig, PushId, PushOrchestrator, PushOutput, PushTimer, RejectedThread, StopReason,
@@ -107,5 +103,5 @@ pub use replica::{Edit, Rebased, Replica, RolledBack};
 pub use status::{
     NoTimer, PerfConfig, PerfMonitor, SlowSync, StatusChange, StatusStream, SyncStatus,
 };
-pub use sync::{ThreadCounts, ThreadSync};
-pub use wire::{InvalidThread, ItemResult, PullPage, SyncItem, ThreadEndpoint, WireError};
+pub use sync::{Counts, ThreadSync};
+pub use wire::{Endpoint, InvalidThread, ItemResult, PullPage, SyncItem, WireError};

@@ -44,18 +44,18 @@ impl Message {
     /// Reads a message from JSON.
     ///
     /// # Errors
-    /// [`ThreadError`] naming what is wrong; never panics.
-    pub fn from_value(value: &Value) -> Result<Self, ThreadError> {
+    /// [`Error`] naming what is wrong; never panics.
+    pub fn from_value(value: &Value) -> Result<Self, Error> {
         let Value::Object(map) = value else {
-            return Err(ThreadError::MessageNotAnObject);
+            return Err(Error::MessageNotAnObject);
         };
         let id = match map.get("id") {
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            _ => return Err(ThreadError::MessageWithoutId),
+            _ => return Err(Error::MessageWithoutId),
         };
         let text = |key: &'static str| match map.get(key) {
             Some(Value::String(s)) => Ok(s.clone()),
-            _ => Err(ThreadError::BadMessageField {
+            _ => Err(Error::BadMessageField {
                 id: id.clone(),
                 field: key,
             }),
@@ -65,7 +65,7 @@ impl Message {
         let timestamp = map
             .get("timestamp")
             .and_then(Value::as_u64)
-            .ok_or_else(|| ThreadError::BadMessageField {
+            .ok_or_else(|| Error::BadMessageField {
                 id: id.clone(),
                 field: "timestamp",
             })?;
@@ -133,18 +133,18 @@ impl Thread {
     /// unique ids, an optional `deleted` array of message ids none of which is in `messages`.
     ///
     /// # Errors
-    /// [`ThreadError`] naming what is wrong; never panics.
-    pub fn from_value(value: &Value) -> Result<Self, ThreadError> {
+    /// [`Error`] naming what is wrong; never panics.
+    pub fn from_value(value: &Value) -> Result<Self, Error> {
         let Value::Object(map) = value else {
-            return Err(ThreadError::NotAnObject);
+            return Err(Error::NotAnObject);
         };
         let id = match map.get("id") {
             Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            _ => return Err(ThreadError::MissingId),
+            _ => return Err(Error::MissingId),
         };
         let v = match map.get("v") {
             None => 0,
-            Some(v) => v.as_u64().ok_or(ThreadError::BadVersion)?,
+            Some(v) => v.as_u64().ok_or(Error::BadVersion)?,
         };
         let messages = match map.get("messages") {
             None => Vec::new(),
@@ -152,7 +152,7 @@ impl Thread {
                 .iter()
                 .map(Message::from_value)
                 .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => return Err(ThreadError::MessagesNotAnArray),
+            Some(_) => return Err(Error::MessagesNotAnArray),
         };
         let deleted = match map.get("deleted") {
             None => BTreeSet::new(),
@@ -160,10 +160,10 @@ impl Thread {
                 .iter()
                 .map(|id| match id {
                     Value::String(id) if !id.is_empty() => Ok(id.clone()),
-                    _ => Err(ThreadError::BadDeleted),
+                    _ => Err(Error::BadDeleted),
                 })
                 .collect::<Result<BTreeSet<_>, _>>()?,
-            Some(_) => return Err(ThreadError::BadDeleted),
+            Some(_) => return Err(Error::BadDeleted),
         };
         let fields = map
             .iter()
@@ -185,32 +185,32 @@ impl Thread {
     /// deleted, and no field named like a reserved key.
     ///
     /// # Errors
-    /// [`ThreadError`].
-    pub fn validate(&self) -> Result<(), ThreadError> {
+    /// [`Error`].
+    pub fn validate(&self) -> Result<(), Error> {
         if self.id.is_empty() {
-            return Err(ThreadError::MissingId);
+            return Err(Error::MissingId);
         }
         let mut seen = BTreeSet::new();
         for message in &self.messages {
             if message.id.is_empty() {
-                return Err(ThreadError::MessageWithoutId);
+                return Err(Error::MessageWithoutId);
             }
             if !seen.insert(message.id.as_str()) {
-                return Err(ThreadError::DuplicateMessage {
+                return Err(Error::DuplicateMessage {
                     id: message.id.clone(),
                 });
             }
             if self.deleted.contains(&message.id) {
-                return Err(ThreadError::DeletedMessage {
+                return Err(Error::DeletedMessage {
                     id: message.id.clone(),
                 });
             }
         }
         if self.deleted.iter().any(String::is_empty) {
-            return Err(ThreadError::BadDeleted);
+            return Err(Error::BadDeleted);
         }
         if let Some(key) = RESERVED.into_iter().find(|k| self.fields.contains_key(*k)) {
-            return Err(ThreadError::ReservedField { key });
+            return Err(Error::ReservedField { key });
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ const RESERVED: [&str; 4] = ["id", "v", "messages", "deleted"];
 /// A thread or message that is not valid, or an edit that cannot be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ThreadError {
+pub enum Error {
     /// The thread is not a JSON object.
     NotAnObject,
     /// The thread has no non-empty string `id`.
@@ -312,37 +312,35 @@ pub enum ThreadError {
     Stopped,
 }
 
-impl ThreadError {
+impl Error {
     /// The reason as one line, as a rejected result carries it.
     pub fn reason(&self) -> String {
         self.to_string()
     }
 }
 
-impl fmt::Display for ThreadError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ThreadError::NotAnObject => f.write_str("a thread must be a JSON object"),
-            ThreadError::MissingId => f.write_str("a thread needs a non-empty string `id`"),
-            ThreadError::BadVersion => f.write_str("`v` must be a non-negative integer"),
-            ThreadError::MessagesNotAnArray => f.write_str("`messages` must be an array"),
-            ThreadError::MessageNotAnObject => f.write_str("a message must be a JSON object"),
-            ThreadError::MessageWithoutId => f.write_str("a message needs a non-empty string `id`"),
-            ThreadError::BadMessageField { id, field } => {
+            Error::NotAnObject => f.write_str("a thread must be a JSON object"),
+            Error::MissingId => f.write_str("a thread needs a non-empty string `id`"),
+            Error::BadVersion => f.write_str("`v` must be a non-negative integer"),
+            Error::MessagesNotAnArray => f.write_str("`messages` must be an array"),
+            Error::MessageNotAnObject => f.write_str("a message must be a JSON object"),
+            Error::MessageWithoutId => f.write_str("a message needs a non-empty string `id`"),
+            Error::BadMessageField { id, field } => {
                 write!(f, "message `{id}` has a bad `{field}`")
             }
-            ThreadError::DuplicateMessage { id } => write!(f, "message id `{id}` is repeated"),
-            ThreadError::BadDeleted => {
-                f.write_str("`deleted` must be an array of non-empty message ids")
-            }
-            ThreadError::DeletedMessage { id } => write!(f, "message `{id}` was deleted"),
-            ThreadError::ReservedField { key } => write!(f, "`{key}` cannot be set as a field"),
-            ThreadError::IdMismatch { expected } => write!(f, "the thread is not `{expected}`"),
-            ThreadError::UnknownThread { id } => write!(f, "no thread `{id}` here"),
-            ThreadError::UnknownMessage { id } => write!(f, "no message `{id}` in the thread"),
-            ThreadError::Stopped => f.write_str("thread sync has stopped"),
+            Error::DuplicateMessage { id } => write!(f, "message id `{id}` is repeated"),
+            Error::BadDeleted => f.write_str("`deleted` must be an array of non-empty message ids"),
+            Error::DeletedMessage { id } => write!(f, "message `{id}` was deleted"),
+            Error::ReservedField { key } => write!(f, "`{key}` cannot be set as a field"),
+            Error::IdMismatch { expected } => write!(f, "the thread is not `{expected}`"),
+            Error::UnknownThread { id } => write!(f, "no thread `{id}` here"),
+            Error::UnknownMessage { id } => write!(f, "no message `{id}` in the thread"),
+            Error::Stopped => f.write_str("thread sync has stopped"),
         }
     }
 }
 
-impl core::error::Error for ThreadError {}
+impl core::error::Error for Error {}

@@ -17,7 +17,7 @@
 //! assert!(!net.machine().is_online());
 //! // Only the probe runs now, 30 s apart.
 //! let outputs = net.advance()?.unwrap_or_default();
-//! let Some(NetworkOutput::Probe(id)) = outputs.last().copied() else { panic!("{outputs:?}") };
+//! let Some(NetworkOutput::Send(id)) = outputs.last().copied() else { panic!("{outputs:?}") };
 //! assert_eq!(net.now(), Instant::from_secs(30));
 //! let (_, outputs) = net.call(|n, now| n.probe_result(now, id, Outcome::Success))?;
 //! assert_eq!(outputs, [NetworkOutput::Online]);
@@ -76,9 +76,9 @@ pub enum OfflineReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkOutput {
     /// Send `GET /ping` and report with [`probe_result`](NetworkState::probe_result).
-    Probe(ProbeId),
+    Send(ProbeId),
     /// The probe's deadline passed: abandon it; its late answer is ignored.
-    CancelProbe(ProbeId),
+    Cancel(ProbeId),
     /// Offline: pause pushes and pulls.
     Offline(OfflineReason),
     /// Online again: resume.
@@ -189,7 +189,7 @@ impl NetworkState {
         self.failures = 0;
         self.next_probe = None;
         if let Some((id, _)) = self.in_flight.take() {
-            self.outputs.push_back(NetworkOutput::CancelProbe(id));
+            self.outputs.push_back(NetworkOutput::Cancel(id));
         }
         if !self.online {
             self.online = true;
@@ -212,7 +212,7 @@ impl NetworkState {
         if let Some((id, deadline)) = self.in_flight {
             if deadline <= now {
                 self.in_flight = None;
-                self.outputs.push_back(NetworkOutput::CancelProbe(id));
+                self.outputs.push_back(NetworkOutput::Cancel(id));
             }
         }
         if self.online || self.paused || self.in_flight.is_some() {
@@ -223,7 +223,7 @@ impl NetworkState {
             self.next_id += 1;
             self.in_flight = Some((id, now + self.config.probe_timeout));
             self.next_probe = Some(now + self.config.probe_every);
-            self.outputs.push_back(NetworkOutput::Probe(id));
+            self.outputs.push_back(NetworkOutput::Send(id));
         }
     }
 

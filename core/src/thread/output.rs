@@ -12,13 +12,13 @@ use super::network::{NetworkConfig, NetworkTimer, OfflineReason};
 use super::poller::{PollerConfig, PollerTimer};
 use super::push::{PushConfig, PushTimer, RejectedThread, StopReason};
 use super::status::{PerfConfig, SlowSync, StatusChange};
-use super::wire::{InvalidThread, ThreadEndpoint};
+use super::wire::{Endpoint, InvalidThread};
 use crate::classify::Outcome;
 use crate::time::Instant;
 
 /// Everything [`ThreadSync`](super::ThreadSync) is configured with.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ThreadSyncConfig {
+pub struct Config {
     /// The string this client puts in every push (docs/PROTOCOL.md: picked once). Not empty.
     pub client_id: String,
     /// Pushes: window, batch size, retry curve, timeout.
@@ -35,10 +35,10 @@ pub struct ThreadSyncConfig {
     pub pull_timeout: Duration,
 }
 
-impl ThreadSyncConfig {
+impl Config {
     /// The defaults, for this client.
     pub fn new(client_id: impl Into<String>) -> Self {
-        ThreadSyncConfig {
+        Config {
             client_id: client_id.into(),
             push: PushConfig::default(),
             poller: PollerConfig::default(),
@@ -53,56 +53,48 @@ impl ThreadSyncConfig {
 /// A configuration [`ThreadSync`](super::ThreadSync) refuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ThreadConfigError {
+pub enum ConfigError {
     /// `client_id` is empty.
     EmptyClientId,
     /// `pull_limit` is 0.
     ZeroPullLimit,
 }
 
-impl fmt::Display for ThreadConfigError {
+impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ThreadConfigError::EmptyClientId => f.write_str("the client id must not be empty"),
-            ThreadConfigError::ZeroPullLimit => f.write_str("the pull limit must be at least 1"),
+            ConfigError::EmptyClientId => f.write_str("the client id must not be empty"),
+            ConfigError::ZeroPullLimit => f.write_str("the pull limit must be at least 1"),
         }
     }
 }
 
-impl core::error::Error for ThreadConfigError {}
+impl core::error::Error for ConfigError {}
 
-/// Names one request of [`ThreadSync`](super::ThreadSync), whatever its endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u64);
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t{}", self.0)
-    }
-}
+pub use crate::drive::RequestId;
 
 /// A request to carry out: method and path from `endpoint`, the query in `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ThreadRequest {
+pub struct Request {
     /// Quote it when reporting the answer.
     pub id: RequestId,
     /// Which endpoint.
-    pub endpoint: ThreadEndpoint,
+    pub endpoint: Endpoint,
     /// The path relative to the session URL, with its query (`/threads?since=0&limit=100`).
     pub path: String,
     /// The JSON body; empty for the two `GET`s.
     pub body: Vec<u8>,
-    /// The core fails the request at this instant (and emits [`ThreadOutput::Cancel`]).
+    /// The core fails the request at this instant (and emits [`Output::Cancel`]).
     pub deadline: Instant,
 }
 
 /// What [`ThreadSync`](super::ThreadSync) asks for, or reports.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum ThreadOutput {
+pub enum Output {
     /// Send this request; report with [`ThreadSync::handle_response`](super::ThreadSync::handle_response) or
     /// [`ThreadSync::handle_transport_error`](super::ThreadSync::handle_transport_error).
-    Request(ThreadRequest),
+    Send(Request),
     /// The request's deadline passed: abandon it; a late answer is ignored.
     Cancel(RequestId),
     /// A thread's sync status changed.
@@ -164,7 +156,7 @@ pub enum ThreadOutput {
 
 /// Why [`ThreadSync`](super::ThreadSync) wants to wake, by sub-machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ThreadTimer {
+pub enum Timer {
     /// The push orchestrator's window, backoff or request deadline.
     Push(PushTimer),
     /// The pull schedule.

@@ -38,7 +38,7 @@ use alloc::vec::Vec;
 
 pub use self::io::{PushConfig, PushId, PushOutput, PushTimer, StopReason};
 use super::merge::{DefaultPolicy, MergePolicy};
-use super::model::{Message, Thread, ThreadError};
+use super::model::{Error, Message, Thread};
 use super::queue::{PushQueue, pinned_on_the_push};
 pub use super::replica::RejectedThread;
 use super::replica::{Edit, Rebased, Replica};
@@ -116,11 +116,11 @@ impl<P: MergePolicy> PushOrchestrator<P> {
     /// [`Edit::Add`], [`Edit::Set`] and [`Edit::Put`]) and queues the thread to push.
     ///
     /// # Errors
-    /// The edit's [`ThreadError`], or [`ThreadError::Stopped`]; nothing changes then.
-    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), ThreadError> {
+    /// The edit's [`Error`], or [`Error::Stopped`]; nothing changes then.
+    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), Error> {
         let now = self.clock.observe(now);
         if self.stopped {
-            return Err(ThreadError::Stopped);
+            return Err(Error::Stopped);
         }
         if self.replica.apply(thread, edit)? {
             self.mark_dirty(thread);
@@ -139,7 +139,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         now: Instant,
         thread: &str,
         message: Message,
-    ) -> Result<(), ThreadError> {
+    ) -> Result<(), Error> {
         self.edit(now, thread, Edit::Add(message))
     }
 
@@ -188,14 +188,14 @@ impl<P: MergePolicy> PushOrchestrator<P> {
     /// it is synced, or everything it has is in the push in flight).
     ///
     /// # Errors
-    /// [`ThreadError::UnknownThread`], or [`ThreadError::Stopped`].
-    pub fn sync_now(&mut self, now: Instant, thread: &str) -> Result<bool, ThreadError> {
+    /// [`Error::UnknownThread`], or [`Error::Stopped`].
+    pub fn sync_now(&mut self, now: Instant, thread: &str) -> Result<bool, Error> {
         let now = self.clock.observe(now);
         if self.stopped {
-            return Err(ThreadError::Stopped);
+            return Err(Error::Stopped);
         }
         if self.replica.thread(thread).is_none() {
-            return Err(ThreadError::UnknownThread { id: thread.into() });
+            return Err(Error::UnknownThread { id: thread.into() });
         }
         let urged = self.queue.urge(thread);
         self.try_send(now);

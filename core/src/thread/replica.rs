@@ -20,7 +20,7 @@
 //! let ids: Vec<&str> = replica.thread("t").unwrap().messages.iter().map(|m| m.id.as_str()).collect();
 //! assert_eq!(ids, ["a", "c"]); // the delete stuck, the remote's message arrived
 //! assert!(rebased.changed && !rebased.synced);
-//! # Ok::<(), tether_core::thread::ThreadError>(())
+//! # Ok::<(), tether_core::thread::Error>(())
 //! ```
 
 use alloc::collections::BTreeMap;
@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use serde_json::Value;
 
 use super::merge::{DefaultPolicy, MergePolicy, Override, ThreadMerge};
-use super::model::{Message, Thread, ThreadError};
+use super::model::{Error, Message, Thread};
 use super::wire::SyncItem;
 
 #[derive(Clone, Debug)]
@@ -116,8 +116,8 @@ impl<P: MergePolicy> Replica<P> {
     /// Applies one edit to a thread. Returns whether the view changed.
     ///
     /// # Errors
-    /// The edit's [`ThreadError`]; nothing changes then.
-    pub fn apply(&mut self, thread: &str, edit: Edit) -> Result<bool, ThreadError> {
+    /// The edit's [`Error`]; nothing changes then.
+    pub fn apply(&mut self, thread: &str, edit: Edit) -> Result<bool, Error> {
         match edit {
             Edit::Add(message) => self.add_message(thread, message),
             Edit::Update(message) => self.update_message(thread, message),
@@ -134,11 +134,11 @@ impl<P: MergePolicy> Replica<P> {
     /// the view changed.
     ///
     /// # Errors
-    /// [`ThreadError`] for an invalid message, one whose id the thread holds, or a deleted id.
-    pub fn add_message(&mut self, thread: &str, message: Message) -> Result<bool, ThreadError> {
+    /// [`Error`] for an invalid message, one whose id the thread holds, or a deleted id.
+    pub fn add_message(&mut self, thread: &str, message: Message) -> Result<bool, Error> {
         self.edit(thread, true, |t| {
             if t.message(&message.id).is_some() {
-                return Err(ThreadError::DuplicateMessage { id: message.id });
+                return Err(Error::DuplicateMessage { id: message.id });
             }
             t.messages.push(message);
             Ok(())
@@ -148,14 +148,14 @@ impl<P: MergePolicy> Replica<P> {
     /// Replaces the message with the same id.
     ///
     /// # Errors
-    /// [`ThreadError::UnknownThread`], [`ThreadError::UnknownMessage`] or an invalid message.
-    pub fn update_message(&mut self, thread: &str, message: Message) -> Result<bool, ThreadError> {
+    /// [`Error::UnknownThread`], [`Error::UnknownMessage`] or an invalid message.
+    pub fn update_message(&mut self, thread: &str, message: Message) -> Result<bool, Error> {
         self.edit(thread, false, |t| {
             let slot = t
                 .messages
                 .iter_mut()
                 .find(|m| m.id == message.id)
-                .ok_or_else(|| ThreadError::UnknownMessage {
+                .ok_or_else(|| Error::UnknownMessage {
                     id: message.id.clone(),
                 })?;
             *slot = message;
@@ -167,8 +167,8 @@ impl<P: MergePolicy> Replica<P> {
     /// Deleting an id already deleted changes nothing.
     ///
     /// # Errors
-    /// [`ThreadError::UnknownThread`] or [`ThreadError::UnknownMessage`].
-    pub fn delete_message(&mut self, thread: &str, id: &str) -> Result<bool, ThreadError> {
+    /// [`Error::UnknownThread`] or [`Error::UnknownMessage`].
+    pub fn delete_message(&mut self, thread: &str, id: &str) -> Result<bool, Error> {
         self.edit(thread, false, |t| {
             if t.deleted.contains(id) {
                 return Ok(());
@@ -176,7 +176,7 @@ impl<P: MergePolicy> Replica<P> {
             let before = t.messages.len();
             t.messages.retain(|m| m.id != id);
             if t.messages.len() == before {
-                return Err(ThreadError::UnknownMessage { id: id.into() });
+                return Err(Error::UnknownMessage { id: id.into() });
             }
             t.deleted.insert(id.into());
             Ok(())
@@ -186,13 +186,13 @@ impl<P: MergePolicy> Replica<P> {
     /// Sets (or with `None` removes) a top-level field, creating the thread if needed.
     ///
     /// # Errors
-    /// [`ThreadError::ReservedField`] for `id`, `v`, `messages` or `deleted`.
+    /// [`Error::ReservedField`] for `id`, `v`, `messages` or `deleted`.
     pub fn set_field(
         &mut self,
         thread: &str,
         key: &str,
         value: Option<Value>,
-    ) -> Result<bool, ThreadError> {
+    ) -> Result<bool, Error> {
         self.edit(thread, true, |t| {
             match value {
                 Some(value) => t.fields.insert(key.into(), value),
@@ -206,8 +206,8 @@ impl<P: MergePolicy> Replica<P> {
     /// Messages it leaves out are deleted (tombstoned), as are the ids in its `deleted`.
     ///
     /// # Errors
-    /// [`ThreadError`] if `thread` is not valid or brings back a deleted id.
-    pub fn put_thread(&mut self, thread: Thread) -> Result<bool, ThreadError> {
+    /// [`Error`] if `thread` is not valid or brings back a deleted id.
+    pub fn put_thread(&mut self, thread: Thread) -> Result<bool, Error> {
         let id = thread.id.clone();
         self.edit(&id, true, |t| {
             let gone: Vec<String> = t
@@ -228,13 +228,13 @@ impl<P: MergePolicy> Replica<P> {
         &mut self,
         id: &str,
         create: bool,
-        f: impl FnOnce(&mut Thread) -> Result<(), ThreadError>,
-    ) -> Result<bool, ThreadError> {
+        f: impl FnOnce(&mut Thread) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
         let mut thread = match self.threads.get(id) {
             Some(copies) => copies.local.clone(),
             None if create && !id.is_empty() => Thread::new(id),
-            None if create => return Err(ThreadError::MissingId),
-            None => return Err(ThreadError::UnknownThread { id: id.into() }),
+            None if create => return Err(Error::MissingId),
+            None => return Err(Error::UnknownThread { id: id.into() }),
         };
         f(&mut thread)?;
         thread.validate()?;

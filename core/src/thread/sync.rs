@@ -14,22 +14,20 @@ use alloc::vec::Vec;
 use serde_json::Value;
 
 use super::merge::{DefaultPolicy, MergePolicy};
-use super::model::{Message, Thread, ThreadError};
+use super::model::{Error, Message, Thread};
 use super::network::{NetworkOutput, NetworkState, ProbeId};
 use super::poller::{AdaptivePoller, PollerOutput};
 use super::push::{PushId, PushOrchestrator, PushOutput};
 use super::replica::Edit;
 use super::status::{PerfMonitor, StatusStream, SyncStatus};
-use super::wire::{ThreadEndpoint, parse_pull, parse_sync_results, pull_path, sync_body};
+use super::wire::{Endpoint, parse_pull, parse_sync_results, pull_path, sync_body};
 use crate::classify::{Outcome, Reply, TransientCause, classify};
 use crate::drive::{Machine, Poll, Wake};
 use crate::rng::Rng;
 use crate::session::{Response, TransportError};
 use crate::time::{Clock, Instant};
 
-pub use super::output::{
-    RequestId, ThreadConfigError, ThreadOutput, ThreadRequest, ThreadSyncConfig, ThreadTimer,
-};
+pub use super::output::{Config, ConfigError, Output, Request, RequestId, Timer};
 
 #[derive(Clone, Copy, Debug)]
 enum Flight {
@@ -41,7 +39,7 @@ enum Flight {
 /// Two-way sync of shared threads. See the [module docs](super) for the driver loop.
 #[derive(Clone, Debug)]
 pub struct ThreadSync<P: MergePolicy = DefaultPolicy> {
-    config: ThreadSyncConfig,
+    config: Config,
     clock: Clock,
     push: PushOrchestrator<P>,
     poller: AdaptivePoller,
@@ -55,24 +53,24 @@ pub struct ThreadSync<P: MergePolicy = DefaultPolicy> {
     stopped: bool,
     /// The caller paused syncing: no request goes until [`resume`](ThreadSync::resume).
     paused: bool,
-    /// The pending threads last reported in [`ThreadOutput::Pending`].
+    /// The pending threads last reported in [`Output::Pending`].
     pending: Vec<String>,
     next_id: u64,
-    counts: ThreadCounts,
-    outputs: VecDeque<ThreadOutput>,
+    counts: Counts,
+    outputs: VecDeque<Output>,
 }
 
 /// What thread sync has seen go wrong or be decided, in all (see [`ThreadSync::counts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ThreadCounts {
-    /// Merge decisions that dropped a change ([`ThreadOutput::Overridden`]).
+pub struct Counts {
+    /// Merge decisions that dropped a change ([`Output::Overridden`]).
     pub overridden: u64,
     /// Of those, the ones that dropped a local change.
     pub local_overridden: u64,
-    /// Invalid threads the server sent ([`ThreadOutput::InvalidThread`]).
+    /// Invalid threads the server sent ([`Output::InvalidThread`]).
     pub invalid: u64,
-    /// Times a thread was held after a failure pinned on it ([`ThreadOutput::Held`]).
+    /// Times a thread was held after a failure pinned on it ([`Output::Held`]).
     pub held: u64,
 }
 
@@ -80,8 +78,8 @@ impl ThreadSync<DefaultPolicy> {
     /// A stopped machine with the default merge policy; [`start`](Self::start) it.
     ///
     /// # Errors
-    /// [`ThreadConfigError`].
-    pub fn new(config: ThreadSyncConfig, rng: Rng) -> Result<Self, ThreadConfigError> {
+    /// [`ConfigError`].
+    pub fn new(config: Config, rng: Rng) -> Result<Self, ConfigError> {
         Self::with_policy(config, rng, DefaultPolicy)
     }
 }
@@ -90,17 +88,13 @@ impl<P: MergePolicy> ThreadSync<P> {
     /// A stopped machine merging with `policy`.
     ///
     /// # Errors
-    /// [`ThreadConfigError`].
-    pub fn with_policy(
-        config: ThreadSyncConfig,
-        mut rng: Rng,
-        policy: P,
-    ) -> Result<Self, ThreadConfigError> {
+    /// [`ConfigError`].
+    pub fn with_policy(config: Config, mut rng: Rng, policy: P) -> Result<Self, ConfigError> {
         if config.client_id.is_empty() {
-            return Err(ThreadConfigError::EmptyClientId);
+            return Err(ConfigError::EmptyClientId);
         }
         if config.pull_limit == 0 {
-            return Err(ThreadConfigError::ZeroPullLimit);
+            return Err(ConfigError::ZeroPullLimit);
         }
         let mut push = PushOrchestrator::with_policy(config.push, rng.fork(), policy);
         // Nothing is pushed before `start` gives the epoch.
@@ -121,7 +115,7 @@ impl<P: MergePolicy> ThreadSync<P> {
             paused: false,
             pending: Vec::new(),
             next_id: 0,
-            counts: ThreadCounts::default(),
+            counts: Counts::default(),
             outputs: VecDeque::new(),
         })
     }
@@ -142,9 +136,9 @@ impl<P: MergePolicy> ThreadSync<P> {
     /// Applies a local edit to the view at once and queues the thread to push.
     ///
     /// # Errors
-    /// [`ThreadError`]: an invalid message, a repeated or deleted id, an unknown thread or
+    /// [`Error`]: an invalid message, a repeated or deleted id, an unknown thread or
     /// message, a reserved field, or stopped. Nothing changes then.
-    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), ThreadError> {
+    pub fn edit(&mut self, now: Instant, thread: &str, edit: Edit) -> Result<(), Error> {
         let now = self.clock.observe(now);
         let result = self.push.edit(now, thread, edit);
         self.edited(now, result)
@@ -159,7 +153,7 @@ impl<P: MergePolicy> ThreadSync<P> {
         now: Instant,
         thread: &str,
         message: Message,
-    ) -> Result<(), ThreadError> {
+    ) -> Result<(), Error> {
         self.edit(now, thread, Edit::Add(message))
     }
 
@@ -172,7 +166,7 @@ impl<P: MergePolicy> ThreadSync<P> {
         now: Instant,
         thread: &str,
         message: Message,
-    ) -> Result<(), ThreadError> {
+    ) -> Result<(), Error> {
         self.edit(now, thread, Edit::Update(message))
     }
 
@@ -180,12 +174,7 @@ impl<P: MergePolicy> ThreadSync<P> {
     ///
     /// # Errors
     /// As [`edit`](Self::edit).
-    pub fn delete_message(
-        &mut self,
-        now: Instant,
-        thread: &str,
-        id: &str,
-    ) -> Result<(), ThreadError> {
+    pub fn delete_message(&mut self, now: Instant, thread: &str, id: &str) -> Result<(), Error> {
         self.edit(now, thread, Edit::Delete(id.into()))
     }
 
@@ -199,7 +188,7 @@ impl<P: MergePolicy> ThreadSync<P> {
         thread: &str,
         key: &str,
         value: Option<Value>,
-    ) -> Result<(), ThreadError> {
+    ) -> Result<(), Error> {
         self.edit(now, thread, Edit::Set(key.into(), value))
     }
 
@@ -207,15 +196,15 @@ impl<P: MergePolicy> ThreadSync<P> {
     /// deleted.
     ///
     /// # Errors
-    /// [`ThreadError`] naming what is malformed, or as [`edit`](Self::edit).
-    pub fn put_value(&mut self, now: Instant, thread: &Value) -> Result<(), ThreadError> {
+    /// [`Error`] naming what is malformed, or as [`edit`](Self::edit).
+    pub fn put_value(&mut self, now: Instant, thread: &Value) -> Result<(), Error> {
         let parsed = Thread::from_value(thread);
         let now = self.clock.observe(now);
         let result = parsed.and_then(|t| self.push.edit(now, &t.id.clone(), Edit::Put(t)));
         self.edited(now, result)
     }
 
-    fn edited(&mut self, now: Instant, result: Result<(), ThreadError>) -> Result<(), ThreadError> {
+    fn edited(&mut self, now: Instant, result: Result<(), Error>) -> Result<(), Error> {
         if result.is_ok() {
             self.poller.record_activity(now);
             self.poller.set_queue_depth(now, self.push.queue_depth());
@@ -285,7 +274,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                         let full = page.threads.len() + invalid.len() >= self.config.pull_limit;
                         for bad in invalid {
                             self.counts.invalid += 1;
-                            self.outputs.push_back(ThreadOutput::InvalidThread(bad));
+                            self.outputs.push_back(Output::InvalidThread(bad));
                         }
                         for thread in page.threads {
                             if self.push.replica().is_newer(&thread) {
@@ -341,9 +330,9 @@ impl<P: MergePolicy> ThreadSync<P> {
         let deadline = now + self.config.pull_timeout;
         self.flights.insert(id, Flight::Pull { deadline });
         self.poller.pulled(now);
-        self.outputs.push_back(ThreadOutput::Request(ThreadRequest {
+        self.outputs.push_back(Output::Send(Request {
             id,
-            endpoint: ThreadEndpoint::Pull,
+            endpoint: Endpoint::Pull,
             path: pull_path(self.since, self.config.pull_limit),
             body: Vec::new(),
             deadline,
@@ -374,7 +363,7 @@ impl<P: MergePolicy> ThreadSync<P> {
             .collect();
         for id in expired {
             self.flights.remove(&id);
-            self.outputs.push_back(ThreadOutput::Cancel(id));
+            self.outputs.push_back(Output::Cancel(id));
             self.network
                 .record(now, Outcome::Transient(TransientCause::TimedOut));
         }
@@ -402,7 +391,7 @@ impl<P: MergePolicy> ThreadSync<P> {
             }
             while let Poll::Output(change) = self.statuses.poll_output() {
                 busy = true;
-                self.outputs.push_back(ThreadOutput::Status(change));
+                self.outputs.push_back(Output::Status(change));
             }
             if self.pull_again
                 && !self
@@ -425,27 +414,27 @@ impl<P: MergePolicy> ThreadSync<P> {
 
     fn on_network(&mut self, now: Instant, out: NetworkOutput) {
         match out {
-            NetworkOutput::Probe(probe) => {
+            NetworkOutput::Send(probe) => {
                 let id = self.next_request();
                 self.flights.insert(id, Flight::Probe(probe));
-                self.outputs.push_back(ThreadOutput::Request(ThreadRequest {
+                self.outputs.push_back(Output::Send(Request {
                     id,
-                    endpoint: ThreadEndpoint::Ping,
-                    path: ThreadEndpoint::Ping.path().into(),
+                    endpoint: Endpoint::Ping,
+                    path: Endpoint::Ping.path().into(),
                     body: Vec::new(),
                     deadline: now + self.config.network.probe_timeout,
                 }));
             }
-            NetworkOutput::CancelProbe(probe) => {
+            NetworkOutput::Cancel(probe) => {
                 self.cancel(|f| matches!(f, Flight::Probe(p) if *p == probe));
             }
             NetworkOutput::Offline(reason) => {
                 self.push.set_paused(now, true);
                 self.poller.stop(now);
-                self.outputs.push_back(ThreadOutput::Offline(reason));
+                self.outputs.push_back(Output::Offline(reason));
             }
             NetworkOutput::Online => {
-                self.outputs.push_back(ThreadOutput::Online);
+                self.outputs.push_back(Output::Online);
                 if self.epoch.is_some() && !self.stopped && !self.paused {
                     self.poller.start(now);
                     self.run(now);
@@ -463,7 +452,7 @@ impl<P: MergePolicy> ThreadSync<P> {
             .collect();
         for id in ids {
             self.flights.remove(&id);
-            self.outputs.push_back(ThreadOutput::Cancel(id));
+            self.outputs.push_back(Output::Cancel(id));
         }
     }
 
@@ -473,10 +462,10 @@ impl<P: MergePolicy> ThreadSync<P> {
                 let id = self.next_request();
                 self.flights.insert(id, Flight::Push(push));
                 let epoch = self.epoch.unwrap_or(0);
-                self.outputs.push_back(ThreadOutput::Request(ThreadRequest {
+                self.outputs.push_back(Output::Send(Request {
                     id,
-                    endpoint: ThreadEndpoint::Sync,
-                    path: ThreadEndpoint::Sync.path().into(),
+                    endpoint: Endpoint::Sync,
+                    path: Endpoint::Sync.path().into(),
                     body: sync_body(epoch, &self.config.client_id, &items),
                     deadline: now + self.config.push.request_timeout,
                 }));
@@ -491,7 +480,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                 at,
                 outcome,
                 ..
-            } => self.outputs.push_back(ThreadOutput::Retrying {
+            } => self.outputs.push_back(Output::Retrying {
                 attempt,
                 at,
                 outcome,
@@ -503,15 +492,15 @@ impl<P: MergePolicy> ThreadSync<P> {
                 }
                 self.statuses.set(&change.thread, change.status);
             }
-            PushOutput::Updated { id } => self.outputs.push_back(ThreadOutput::Updated { id }),
+            PushOutput::Updated { id } => self.outputs.push_back(Output::Updated { id }),
             PushOutput::Overridden(o) => {
                 self.counts.overridden += 1;
                 self.counts.local_overridden += u64::from(o.local_lost());
-                self.outputs.push_back(ThreadOutput::Overridden(o));
+                self.outputs.push_back(Output::Overridden(o));
             }
             PushOutput::Invalid(bad) => {
                 self.counts.invalid += 1;
-                self.outputs.push_back(ThreadOutput::InvalidThread(bad));
+                self.outputs.push_back(Output::InvalidThread(bad));
             }
             PushOutput::Held {
                 id,
@@ -519,7 +508,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                 until,
             } => {
                 self.counts.held += 1;
-                self.outputs.push_back(ThreadOutput::Held {
+                self.outputs.push_back(Output::Held {
                     id,
                     failures,
                     until,
@@ -532,28 +521,27 @@ impl<P: MergePolicy> ThreadSync<P> {
                 ..
             } => {
                 if let Some(slow) = self.perf.record_sync(elapsed, items, conflicts) {
-                    self.outputs.push_back(ThreadOutput::SlowSync(slow));
+                    self.outputs.push_back(Output::SlowSync(slow));
                 }
                 // The size that synced fastest lately is the next pushes' size.
                 self.push.set_batch_size(self.perf.best_batch_size());
             }
             PushOutput::Rejected(rejected) => {
-                self.outputs.push_back(ThreadOutput::Rejected(rejected));
+                self.outputs.push_back(Output::Rejected(rejected));
             }
             PushOutput::Stopped { reason, unsynced } => {
                 self.stopped = true;
                 // The queue is empty now: said before the stop, which is the last word.
                 self.report_pending();
                 self.poller.stop(now);
-                self.outputs
-                    .push_back(ThreadOutput::Stopped { reason, unsynced });
+                self.outputs.push_back(Output::Stopped { reason, unsynced });
             }
         }
     }
 
     /// The next output, or the next wake-up.
     #[must_use = "thread sync's outputs are its only way to get work done; drain them"]
-    pub fn poll_output(&mut self) -> Poll<ThreadOutput, ThreadTimer> {
+    pub fn poll_output(&mut self) -> Poll<Output, Timer> {
         let now = self.clock.now();
         loop {
             if let Some(out) = self.outputs.pop_front() {
@@ -567,7 +555,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                     self.pump(now);
                     continue;
                 }
-                Poll::Timeout(wake) => wake.map(|w| Wake::new(w.at, ThreadTimer::Push(w.reason))),
+                Poll::Timeout(wake) => wake.map(|w| Wake::new(w.at, Timer::Push(w.reason))),
             };
             let poll = match self.poller.poll_output() {
                 Poll::Output(PollerOutput::Pull) => {
@@ -575,7 +563,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                     self.pump(now);
                     continue;
                 }
-                Poll::Timeout(wake) => wake.map(|w| Wake::new(w.at, ThreadTimer::Poll(w.reason))),
+                Poll::Timeout(wake) => wake.map(|w| Wake::new(w.at, Timer::Poll(w.reason))),
             };
             let net = match self.network.poll_output() {
                 Poll::Output(out) => {
@@ -583,21 +571,17 @@ impl<P: MergePolicy> ThreadSync<P> {
                     self.pump(now);
                     continue;
                 }
-                Poll::Timeout(wake) => {
-                    wake.map(|w| Wake::new(w.at, ThreadTimer::Network(w.reason)))
-                }
+                Poll::Timeout(wake) => wake.map(|w| Wake::new(w.at, Timer::Network(w.reason))),
             };
             if let Poll::Output(change) = self.statuses.poll_output() {
-                self.outputs.push_back(ThreadOutput::Status(change));
+                self.outputs.push_back(Output::Status(change));
                 continue;
             }
             let pull = self
                 .flights
                 .values()
                 .filter_map(|f| match f {
-                    Flight::Pull { deadline } => {
-                        Some(Wake::new(*deadline, ThreadTimer::PullDeadline))
-                    }
+                    Flight::Pull { deadline } => Some(Wake::new(*deadline, Timer::PullDeadline)),
                     _ => None,
                 })
                 .min_by_key(|w| w.at);
@@ -611,14 +595,14 @@ impl<P: MergePolicy> ThreadSync<P> {
 }
 
 impl<P: MergePolicy> Machine for ThreadSync<P> {
-    type Output = ThreadOutput;
-    type Timer = ThreadTimer;
+    type Output = Output;
+    type Timer = Timer;
 
     fn handle_timeout(&mut self, now: Instant) {
         ThreadSync::handle_timeout(self, now);
     }
 
-    fn poll_output(&mut self) -> Poll<ThreadOutput, ThreadTimer> {
+    fn poll_output(&mut self) -> Poll<Output, Timer> {
         ThreadSync::poll_output(self)
     }
 }

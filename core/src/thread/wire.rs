@@ -8,12 +8,12 @@ use core::fmt;
 
 use serde_json::{Map, Value};
 
-use super::model::{Thread, ThreadError};
+use super::model::{Error, Thread};
 use crate::session::Method;
 
 /// The thread-sync endpoints, relative to the session URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ThreadEndpoint {
+pub enum Endpoint {
     /// `GET /threads?since=V&limit=N`
     Pull,
     /// `POST /threads/sync`
@@ -22,18 +22,14 @@ pub enum ThreadEndpoint {
     Ping,
 }
 
-impl ThreadEndpoint {
+impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [ThreadEndpoint; 3] = [
-        ThreadEndpoint::Pull,
-        ThreadEndpoint::Sync,
-        ThreadEndpoint::Ping,
-    ];
+    pub const ALL: [Endpoint; 3] = [Endpoint::Pull, Endpoint::Sync, Endpoint::Ping];
 
     /// The method.
     pub const fn method(self) -> Method {
         match self {
-            ThreadEndpoint::Sync => Method::Post,
+            Endpoint::Sync => Method::Post,
             _ => Method::Get,
         }
     }
@@ -41,14 +37,14 @@ impl ThreadEndpoint {
     /// The path without a query.
     pub const fn path(self) -> &'static str {
         match self {
-            ThreadEndpoint::Pull => "/threads",
-            ThreadEndpoint::Sync => "/threads/sync",
-            ThreadEndpoint::Ping => "/ping",
+            Endpoint::Pull => "/threads",
+            Endpoint::Sync => "/threads/sync",
+            Endpoint::Ping => "/ping",
         }
     }
 }
 
-impl fmt::Display for ThreadEndpoint {
+impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.method(), self.path())
     }
@@ -96,12 +92,12 @@ pub struct InvalidThread {
     /// Its id, if it has a readable one.
     pub id: Option<String>,
     /// What is wrong with it.
-    pub error: ThreadError,
+    pub error: Error,
 }
 
 impl InvalidThread {
     /// Reads what can be read of a thread that failed validation.
-    fn new(value: &Value, error: ThreadError) -> Self {
+    fn new(value: &Value, error: Error) -> Self {
         let id = value.get("id").and_then(Value::as_str).map(String::from);
         InvalidThread { id, error }
     }
@@ -140,7 +136,7 @@ pub enum ItemResult {
         /// The server's copy as it came.
         thread: Value,
         /// What is wrong with it.
-        error: ThreadError,
+        error: Error,
     },
 }
 
@@ -237,7 +233,7 @@ fn parse_result(value: &Value) -> Result<ItemResult, WireError> {
                 Ok(thread) if thread.id == id => ItemResult::Conflict { id, thread },
                 Ok(_) => ItemResult::Invalid {
                     thread: raw.clone(),
-                    error: ThreadError::IdMismatch {
+                    error: Error::IdMismatch {
                         expected: id.clone(),
                     },
                     id,

@@ -4,41 +4,38 @@
 
 use proptest::prelude::*;
 use tether_core::session::TransportError;
-use tether_core::thread::{
-    MAX_ACTIVITY, PerfConfig, PollerConfig, SyncStatus, ThreadEndpoint, ThreadError, ThreadOutput,
-    ThreadRequest, ThreadSync, ThreadSyncConfig,
-};
+use tether_core::thread::{self, MAX_ACTIVITY, PerfConfig, PollerConfig, SyncStatus, ThreadSync};
 use tether_core::{Driven, Instant, Rng};
 
 use super::thread_sync::{Server, client, msg, run_until};
 
-fn requests(outs: &[ThreadOutput]) -> Vec<&ThreadRequest> {
+fn requests(outs: &[thread::Output]) -> Vec<&thread::Request> {
     outs.iter()
         .filter_map(|o| match o {
-            ThreadOutput::Request(r) => Some(r),
+            thread::Output::Send(r) => Some(r),
             _ => None,
         })
         .collect()
 }
 
-fn pushes(outs: &[ThreadOutput]) -> usize {
+fn pushes(outs: &[thread::Output]) -> usize {
     requests(outs)
         .iter()
-        .filter(|r| r.endpoint == ThreadEndpoint::Sync)
+        .filter(|r| r.endpoint == thread::Endpoint::Sync)
         .count()
 }
 
-fn pending(outs: &[ThreadOutput]) -> Vec<Vec<String>> {
+fn pending(outs: &[thread::Output]) -> Vec<Vec<String>> {
     outs.iter()
         .filter_map(|o| match o {
-            ThreadOutput::Pending(ids) => Some(ids.clone()),
+            thread::Output::Pending(ids) => Some(ids.clone()),
             _ => None,
         })
         .collect()
 }
 
 /// A started client whose first pull was answered, at 1 s.
-fn started(server: &mut Server, config: Option<ThreadSyncConfig>) -> Driven<ThreadSync> {
+fn started(server: &mut Server, config: Option<thread::Config>) -> Driven<ThreadSync> {
     let mut sync = match config {
         Some(config) => Driven::new(ThreadSync::new(config, Rng::new(9)).unwrap(), Instant::ZERO),
         None => client(),
@@ -48,7 +45,7 @@ fn started(server: &mut Server, config: Option<ThreadSyncConfig>) -> Driven<Thre
     sync
 }
 
-fn edit(sync: &mut Driven<ThreadSync>, thread: &str, id: &str) -> Vec<ThreadOutput> {
+fn edit(sync: &mut Driven<ThreadSync>, thread: &str, id: &str) -> Vec<thread::Output> {
     let (r, o) = sync
         .call(|s, now| s.add_message(now, thread, msg(id, 1)))
         .unwrap();
@@ -88,7 +85,7 @@ fn sync_now_pushes_at_once_skipping_the_window() {
     );
     assert_eq!(
         sync.call(|s, now| s.sync_now(now, "nope")).unwrap().0,
-        Err(ThreadError::UnknownThread { id: "nope".into() })
+        Err(thread::Error::UnknownThread { id: "nope".into() })
     );
 }
 
@@ -119,7 +116,7 @@ fn paused_issues_no_request_for_an_hour_and_resume_picks_up() {
     let mut server = Server::default();
     let mut sync = started(&mut server, None);
     let (_, o) = sync.call(|s, now| s.pause(now)).unwrap();
-    assert_eq!(o, [ThreadOutput::Paused]);
+    assert_eq!(o, [thread::Output::Paused]);
     assert!(sync.call(|s, now| s.pause(now)).unwrap().1.is_empty());
     let mut outs = edit(&mut sync, "t", "a");
     assert_eq!(
@@ -140,9 +137,9 @@ fn paused_issues_no_request_for_an_hour_and_resume_picks_up() {
 
     // Resume: a pull and the urged push go at once.
     let (_, o) = sync.call(|s, now| s.resume(now)).unwrap();
-    assert_eq!(o[0], ThreadOutput::Resumed);
+    assert_eq!(o[0], thread::Output::Resumed);
     let endpoints: Vec<_> = requests(&o).iter().map(|r| r.endpoint).collect();
-    assert_eq!(endpoints, [ThreadEndpoint::Pull, ThreadEndpoint::Sync]);
+    assert_eq!(endpoints, [thread::Endpoint::Pull, thread::Endpoint::Sync]);
     let mut outs = o;
     run_until(
         &mut sync,
@@ -180,7 +177,7 @@ fn paused_offline_sends_no_probe() {
         &mut outs,
     );
     // The probe that fell due goes first; its success goes online and everything runs.
-    assert_eq!(requests(&outs)[0].endpoint, ThreadEndpoint::Ping);
+    assert_eq!(requests(&outs)[0].endpoint, thread::Endpoint::Ping);
     assert_eq!(sync.machine().status("t"), SyncStatus::Synced);
 }
 
@@ -231,7 +228,7 @@ fn the_poller_slows_down_when_idle_and_speeds_up_on_changes() {
     assert_eq!(sync.machine().poll_interval().as_secs(), 60);
 
     // With a full remote boost the interval snaps back to the base.
-    let mut config = ThreadSyncConfig::new("c2");
+    let mut config = thread::Config::new("c2");
     config.poller = PollerConfig {
         remote_boost: MAX_ACTIVITY,
         ..PollerConfig::default()
@@ -281,7 +278,7 @@ fn the_push_batch_size_follows_the_performance_monitor() {
     // One push of one thread is all the monitor knows: the lower bound.
     assert_eq!(sync.machine().batch_size(), 10);
 
-    let mut config = ThreadSyncConfig::new("c3");
+    let mut config = thread::Config::new("c3");
     config.perf = PerfConfig {
         batch_bounds: (3, 50),
         ..PerfConfig::default()
@@ -345,7 +342,7 @@ proptest! {
     fn paused_is_silent_and_the_pending_stream_is_exact(ops in prop::collection::vec(op(), 1..60)) {
         let mut server = Server::default();
         let mut sync = client();
-        let mut open: Vec<ThreadRequest> = Vec::new();
+        let mut open: Vec<thread::Request> = Vec::new();
         let mut last_pending: Vec<String> = Vec::new();
         let mut edits = 0usize;
         let (_, o) = sync.call(|s, now| s.start(now, 1)).unwrap();
@@ -384,12 +381,12 @@ proptest! {
             }
             for out in &got {
                 match out {
-                    ThreadOutput::Request(r) => open.push(r.clone()),
-                    ThreadOutput::Cancel(id) => {
+                    thread::Output::Send(r) => open.push(r.clone()),
+                    thread::Output::Cancel(id) => {
                         server.answered.insert(*id);
                         open.retain(|r| r.id != *id);
                     }
-                    ThreadOutput::Pending(ids) => {
+                    thread::Output::Pending(ids) => {
                         prop_assert_ne!(ids, &last_pending, "a repeated pending set");
                         last_pending = ids.clone();
                     }

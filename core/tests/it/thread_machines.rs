@@ -4,9 +4,9 @@ use core::time::Duration;
 
 use serde_json::json;
 use tether_core::thread::{
-    AdaptivePoller, Edit, ItemResult, Message, NetworkConfig, NetworkOutput, NetworkState,
+    self, AdaptivePoller, Edit, ItemResult, Message, NetworkConfig, NetworkOutput, NetworkState,
     OfflineReason, PerfConfig, PerfMonitor, PollerConfig, PollerOutput, PollerTimer, PushConfig,
-    PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread, ThreadError,
+    PushOrchestrator, PushOutput, StatusStream, SyncStatus, Thread,
 };
 use tether_core::{Driven, Instant, Outcome, Poll, Rng, TransientCause};
 
@@ -122,7 +122,7 @@ fn network_goes_offline_after_repeated_transport_failures_and_probes() {
         (n.now(), outs.clone()),
         (
             S(30),
-            vec![NetworkOutput::Probe(tether_core::thread::ProbeId(0))]
+            vec![NetworkOutput::Send(tether_core::thread::ProbeId(0))]
         )
     );
     let outs = n.advance().unwrap().unwrap();
@@ -130,11 +130,11 @@ fn network_goes_offline_after_repeated_transport_failures_and_probes() {
         (n.now(), outs),
         (
             S(40),
-            vec![NetworkOutput::CancelProbe(tether_core::thread::ProbeId(0))]
+            vec![NetworkOutput::Cancel(tether_core::thread::ProbeId(0))]
         )
     );
     let outs = n.advance().unwrap().unwrap();
-    let [NetworkOutput::Probe(id)] = outs[..] else {
+    let [NetworkOutput::Send(id)] = outs[..] else {
         panic!("{outs:?}")
     };
     assert_eq!(n.now(), S(60));
@@ -443,7 +443,7 @@ fn push_stops_on_superseded_and_hands_back_everything_unsynced() {
         p.call(|p, now| p.add_message(now, "c", msg("m", 1)))
             .unwrap()
             .0,
-        Err(ThreadError::Stopped)
+        Err(thread::Error::Stopped)
     );
 }
 
@@ -508,13 +508,13 @@ fn bad_input_is_a_typed_error_never_a_panic() {
         p.call(|p, now| p.edit(now, "nope", Edit::Update(msg("a", 1))))
             .unwrap()
             .0,
-        Err(ThreadError::UnknownThread { id: "nope".into() })
+        Err(thread::Error::UnknownThread { id: "nope".into() })
     );
     assert_eq!(
         p.call(|p, now| p.edit(now, "t", Edit::Set("messages".into(), Some(json!(1)))))
             .unwrap()
             .0,
-        Err(ThreadError::ReservedField { key: "messages" })
+        Err(thread::Error::ReservedField { key: "messages" })
     );
     assert_eq!(p.machine().replica().threads().count(), 0);
     assert_eq!(p.next_wake(), None);

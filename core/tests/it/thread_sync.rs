@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use tether_core::session::{Response, TransportError};
 use tether_core::thread::{
-    Contested, InvalidThread, ItemResult, Message, OfflineReason, PullPage, SyncStatus, Thread,
-    ThreadEndpoint, ThreadError, ThreadOutput, ThreadRequest, ThreadSync, ThreadSyncConfig, wire,
+    self, Contested, InvalidThread, ItemResult, Message, OfflineReason, PullPage, SyncStatus,
+    Thread, ThreadSync, wire,
 };
 use tether_core::{Driven, Instant, Rng};
 
@@ -26,10 +26,10 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn answer(&mut self, request: &ThreadRequest) -> Response {
+    pub(crate) fn answer(&mut self, request: &thread::Request) -> Response {
         match request.endpoint {
-            ThreadEndpoint::Ping => Response::new(200, "{}"),
-            ThreadEndpoint::Pull => {
+            thread::Endpoint::Ping => Response::new(200, "{}"),
+            thread::Endpoint::Pull => {
                 let query = request.path.split('?').nth(1).unwrap();
                 let mut since = 0;
                 let mut limit = 100;
@@ -63,7 +63,7 @@ impl Server {
                 }
                 Response::new(200, serde_json::to_vec(&page).unwrap())
             }
-            ThreadEndpoint::Sync => {
+            thread::Endpoint::Sync => {
                 self.pushes += 1;
                 let body: Value = serde_json::from_slice(&request.body).unwrap();
                 let ids: Vec<String> = body["items"]
@@ -145,17 +145,17 @@ pub(crate) fn run_until(
     server: &mut Server,
     down: bool,
     until: Instant,
-    outputs: &mut Vec<ThreadOutput>,
+    outputs: &mut Vec<thread::Output>,
 ) {
     // Requests already in `outputs` that were never answered go first.
-    let mut queue: Vec<ThreadOutput> = outputs
+    let mut queue: Vec<thread::Output> = outputs
         .iter()
-        .filter(|o| matches!(o, ThreadOutput::Request(r) if !server.answered.contains(&r.id)))
+        .filter(|o| matches!(o, thread::Output::Send(r) if !server.answered.contains(&r.id)))
         .cloned()
         .collect();
     loop {
         while let Some(out) = (!queue.is_empty()).then(|| queue.remove(0)) {
-            if let ThreadOutput::Request(request) = &out {
+            if let thread::Output::Send(request) = &out {
                 let id = request.id;
                 server.answered.insert(id);
                 let got = if down {
@@ -190,7 +190,7 @@ pub(crate) fn run_until(
 }
 
 pub(crate) fn client() -> Driven<ThreadSync> {
-    let sync = ThreadSync::new(ThreadSyncConfig::new("c1"), Rng::new(9)).unwrap();
+    let sync = ThreadSync::new(thread::Config::new("c1"), Rng::new(9)).unwrap();
     Driven::new(sync, Instant::ZERO)
 }
 
@@ -205,7 +205,7 @@ fn edits_push_and_remote_changes_pull() {
     let mut sync = client();
     let mut outs = Vec::new();
     let (_, first) = sync.call(|s, now| s.start(now, 1)).unwrap();
-    let ThreadOutput::Request(pull) = &first[0] else {
+    let thread::Output::Send(pull) = &first[0] else {
         panic!("{first:?}")
     };
     assert_eq!(pull.path, "/threads?since=0&limit=100");
@@ -235,7 +235,7 @@ fn edits_push_and_remote_changes_pull() {
     // The push conflicted, merged, and went again.
     assert!(
         outs.iter()
-            .any(|o| matches!(o, ThreadOutput::Status(c) if c.status == SyncStatus::Conflict))
+            .any(|o| matches!(o, thread::Output::Status(c) if c.status == SyncStatus::Conflict))
     );
     let view = sync.machine().thread("shared").unwrap();
     let ids: Vec<&str> = view.messages.iter().map(|m| m.id.as_str()).collect();
@@ -283,7 +283,11 @@ fn offline_only_probes_and_queued_edits_land_once_online() {
         Instant::from_secs(20),
         &mut outs,
     );
-    assert!(outs.contains(&ThreadOutput::Offline(OfflineReason::TransportFailures(3))));
+    assert!(
+        outs.contains(&thread::Output::Offline(OfflineReason::TransportFailures(
+            3
+        )))
+    );
     assert!(!sync.machine().is_online());
     // Offline: edits queue; only pings go, 30 s apart.
     let before = outs.len();
@@ -302,15 +306,15 @@ fn offline_only_probes_and_queued_edits_land_once_online() {
         Instant::from_secs(200),
         &mut outs,
     );
-    let requests: Vec<ThreadEndpoint> = outs[before..]
+    let requests: Vec<thread::Endpoint> = outs[before..]
         .iter()
         .filter_map(|o| match o {
-            ThreadOutput::Request(r) => Some(r.endpoint),
+            thread::Output::Send(r) => Some(r.endpoint),
             _ => None,
         })
         .collect();
     assert!(
-        !requests.is_empty() && requests.iter().all(|e| *e == ThreadEndpoint::Ping),
+        !requests.is_empty() && requests.iter().all(|e| *e == thread::Endpoint::Ping),
         "{requests:?}"
     );
     assert_eq!(sync.machine().pending(), 1);
@@ -322,7 +326,7 @@ fn offline_only_probes_and_queued_edits_land_once_online() {
         Instant::from_secs(300),
         &mut outs,
     );
-    assert!(outs.contains(&ThreadOutput::Online));
+    assert!(outs.contains(&thread::Output::Online));
     assert_eq!(server.threads["t"].0.messages.len(), 51);
     assert_eq!(sync.machine().thread("t"), Some(&server.threads["t"].0));
     assert_eq!(sync.machine().status("t"), SyncStatus::Synced);
@@ -349,11 +353,11 @@ fn the_caller_can_go_offline_and_pulls_page_through_since() {
     assert_eq!(sync.machine().since(), 250);
     let pulls = outs
         .iter()
-        .filter(|o| matches!(o, ThreadOutput::Request(r) if r.endpoint == ThreadEndpoint::Pull))
+        .filter(|o| matches!(o, thread::Output::Send(r) if r.endpoint == thread::Endpoint::Pull))
         .count();
     assert_eq!(pulls, 3);
     let (_, o) = sync.call(|s, now| s.set_online(now, false)).unwrap();
-    assert_eq!(o, [ThreadOutput::Offline(OfflineReason::Caller)]);
+    assert_eq!(o, [thread::Output::Offline(OfflineReason::Caller)]);
     outs.extend(o);
     let (r, o) = sync
         .call(|s, now| s.add_message(now, "t000", msg("x", 2)))
@@ -385,11 +389,11 @@ fn a_late_answer_after_the_deadline_is_ignored() {
     let mut server = Server::default();
     let mut sync = client();
     let (_, first) = sync.call(|s, now| s.start(now, 1)).unwrap();
-    let ThreadOutput::Request(pull) = first[0].clone() else {
+    let thread::Output::Send(pull) = first[0].clone() else {
         panic!()
     };
     let outs = sync.advance().unwrap().unwrap();
-    assert!(outs.contains(&ThreadOutput::Cancel(pull.id)));
+    assert!(outs.contains(&thread::Output::Cancel(pull.id)));
     let response = server.answer(&pull);
     let (_, outs) = sync
         .call(|s, now| s.handle_response(now, pull.id, response))
@@ -405,16 +409,16 @@ fn a_late_answer_after_the_deadline_is_ignored() {
     assert!(wire::parse_sync_results(b"{\"results\": 3}").is_err());
 }
 
-fn edit(sync: &mut Driven<ThreadSync>, outs: &mut Vec<ThreadOutput>, thread: &str, m: Message) {
+fn edit(sync: &mut Driven<ThreadSync>, outs: &mut Vec<thread::Output>, thread: &str, m: Message) {
     let (r, o) = sync.call(|s, now| s.add_message(now, thread, m)).unwrap();
     r.unwrap();
     outs.extend(o);
 }
 
-fn invalid(outs: &[ThreadOutput]) -> Vec<&InvalidThread> {
+fn invalid(outs: &[thread::Output]) -> Vec<&InvalidThread> {
     outs.iter()
         .filter_map(|o| match o {
-            ThreadOutput::InvalidThread(t) => Some(t),
+            thread::Output::InvalidThread(t) => Some(t),
             _ => None,
         })
         .collect()
@@ -442,7 +446,7 @@ fn an_invalid_thread_is_skipped_and_reported_and_sync_goes_on() {
         invalid(&outs),
         [&InvalidThread {
             id: Some("bad".into()),
-            error: ThreadError::MessagesNotAnArray,
+            error: thread::Error::MessagesNotAnArray,
         }]
     );
     assert_eq!(
@@ -470,7 +474,7 @@ fn an_invalid_thread_is_skipped_and_reported_and_sync_goes_on() {
     assert_eq!(sync.machine().pending(), 1);
     assert!(
         outs.iter()
-            .any(|o| matches!(o, ThreadOutput::Held { id, .. } if id == "bad"))
+            .any(|o| matches!(o, thread::Output::Held { id, .. } if id == "bad"))
     );
     // Later remote changes still arrive.
     server.remote_edit("later", msg("l1", 1));
@@ -544,7 +548,7 @@ fn deletes_stick_through_concurrent_changes_and_an_overridden_delete_is_reported
     let overrides: Vec<_> = outs
         .iter()
         .filter_map(|o| match o {
-            ThreadOutput::Overridden(o) => Some(o),
+            thread::Output::Overridden(o) => Some(o),
             _ => None,
         })
         .collect();
@@ -569,7 +573,10 @@ fn deletes_stick_through_concurrent_changes_and_an_overridden_delete_is_reported
         .call(|s, now| s.add_message(now, "t", msg("m1", 9)))
         .unwrap()
         .0;
-    assert_eq!(again, Err(ThreadError::DeletedMessage { id: "m1".into() }));
+    assert_eq!(
+        again,
+        Err(thread::Error::DeletedMessage { id: "m1".into() })
+    );
     server.remote_edit("t", msg("r2", 5));
     run_until(
         &mut sync,

@@ -31,11 +31,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tether_core::batch::DeltaError;
 use tether_core::heartbeat;
-use tether_core::session::{
-    RequestId, Session, SessionError, Status, Stream, Timer, TransportError,
-};
+use tether_core::session::{Session, SessionError, Status, Stream, Timer, TransportError};
 use tether_core::state;
-use tether_core::{FlushId, Instant, Poll, Wake};
+use tether_core::{FlushId, Instant, Poll, RequestId, Wake};
 
 use crate::action::Action;
 use crate::error::{FlushError, PatchError};

@@ -8,11 +8,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether_core::Instant;
+use tether_core::{Instant, RequestId};
 
 use serde_json::{Map, Value};
 use tether_core::batch::EventId;
-use tether_core::session::{Endpoint, Output, RequestId, Stream, encode_record};
+use tether_core::session::{Endpoint, Output, Stream, encode_record};
 
 use crate::http::{HttpRequest, Route};
 use crate::report::KeptInOutbox;

@@ -13,14 +13,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use tether_core::session::{RequestId, TransportError};
+use tether_core::session::TransportError;
 // `shared_threads` is `tether_core::thread`, aliased: CI greps the driver for `thread::` paths.
-use shared_threads::{
-    StatusChange, StopReason, SyncStatus, Thread, ThreadEndpoint, ThreadOutput, ThreadSync,
-    ThreadSyncConfig, ThreadTimer,
-};
+use shared_threads::{StatusChange, StopReason, SyncStatus, Thread, ThreadSync};
 use tether_core::thread as shared_threads;
-use tether_core::{Instant, Poll, Rng, Wake};
+use tether_core::{Instant, Poll, RequestId, Rng, Wake};
 
 use crate::action::Action;
 use crate::http::{HttpRequest, HttpResponse, Route, Target};
@@ -60,7 +57,7 @@ struct FlushWait {
 pub(crate) struct ThreadPart {
     sync: ThreadSync,
     started: bool,
-    wake: Option<Wake<ThreadTimer>>,
+    wake: Option<Wake<shared_threads::Timer>>,
     fired: Option<Instant>,
     /// The shared retry budget its retries spend from, if the session has one.
     budget: Option<ThreadBudget>,
@@ -68,7 +65,7 @@ pub(crate) struct ThreadPart {
     journal: Option<ThreadJournal>,
     /// Requests in flight, by the session's id: thread sync's own id, and the pull number for
     /// pulls.
-    in_flight: HashMap<RequestId, (shared_threads::RequestId, Option<u64>)>,
+    in_flight: HashMap<RequestId, (RequestId, Option<u64>)>,
     statuses: Fanout<StatusChange>,
     reports: Fanout<ThreadReport>,
     /// The set of threads the server does not hold yet, whenever it changes.
@@ -92,7 +89,7 @@ impl ThreadPart {
         self.budget = Some(ThreadBudget::new(gate));
     }
 
-    pub(crate) fn new(config: ThreadSyncConfig, seed: u64) -> Result<Self, ThreadStartError> {
+    pub(crate) fn new(config: shared_threads::Config, seed: u64) -> Result<Self, ThreadStartError> {
         let sync = ThreadSync::new(config, Rng::new(seed)).map_err(ThreadStartError::Config)?;
         Ok(ThreadPart {
             sync,
@@ -251,11 +248,12 @@ impl ThreadPart {
         }
     }
 
-    fn output(&mut self, output: ThreadOutput, io: &mut Io<'_>) {
+    fn output(&mut self, output: shared_threads::Output, io: &mut Io<'_>) {
+        use shared_threads::Output;
         match output {
-            ThreadOutput::Request(request) => {
+            Output::Send(request) => {
                 let id = (io.ids)();
-                let pull = (request.endpoint == ThreadEndpoint::Pull).then(|| {
+                let pull = (request.endpoint == shared_threads::Endpoint::Pull).then(|| {
                     self.pulls_issued += 1;
                     self.pulls_issued
                 });
@@ -274,7 +272,7 @@ impl ThreadPart {
                 };
                 io.actions.extend(go.into_iter().map(Action::Send));
             }
-            ThreadOutput::Cancel(id) => {
+            Output::Cancel(id) => {
                 let id = self
                     .in_flight
                     .iter()
@@ -292,7 +290,7 @@ impl ThreadPart {
                     }
                 }
             }
-            ThreadOutput::Status(change) => {
+            Output::Status(change) => {
                 if change.status == SyncStatus::Synced {
                     if let Some(journal) = &mut self.journal {
                         journal.synced(&change.thread);
@@ -300,28 +298,28 @@ impl ThreadPart {
                 }
                 self.statuses.publish(change);
             }
-            ThreadOutput::Updated { id } => self.reports.publish(ThreadReport::Updated { id }),
-            ThreadOutput::Rejected(rejected) => {
+            Output::Updated { id } => self.reports.publish(ThreadReport::Updated { id }),
+            Output::Rejected(rejected) => {
                 self.rejected += 1;
                 self.reports.publish(ThreadReport::Rejected(rejected));
             }
-            ThreadOutput::Retrying {
+            Output::Retrying {
                 attempt, outcome, ..
             } => self
                 .reports
                 .publish(ThreadReport::Retrying { attempt, outcome }),
-            ThreadOutput::Overridden(o) => self.reports.publish(ThreadReport::Overridden(o)),
-            ThreadOutput::InvalidThread(t) => self.reports.publish(ThreadReport::InvalidThread(t)),
-            ThreadOutput::Held { id, failures, .. } => {
+            Output::Overridden(o) => self.reports.publish(ThreadReport::Overridden(o)),
+            Output::InvalidThread(t) => self.reports.publish(ThreadReport::InvalidThread(t)),
+            Output::Held { id, failures, .. } => {
                 self.reports.publish(ThreadReport::Held { id, failures })
             }
-            ThreadOutput::Offline(reason) => self.reports.publish(ThreadReport::Offline(reason)),
-            ThreadOutput::Online => self.reports.publish(ThreadReport::Online),
-            ThreadOutput::SlowSync(slow) => self.reports.publish(ThreadReport::SlowSync(slow)),
-            ThreadOutput::Pending(ids) => self.pending.publish(ids),
-            ThreadOutput::Paused => self.reports.publish(ThreadReport::Paused),
-            ThreadOutput::Resumed => self.reports.publish(ThreadReport::Resumed),
-            ThreadOutput::Stopped { reason, unsynced } => {
+            Output::Offline(reason) => self.reports.publish(ThreadReport::Offline(reason)),
+            Output::Online => self.reports.publish(ThreadReport::Online),
+            Output::SlowSync(slow) => self.reports.publish(ThreadReport::SlowSync(slow)),
+            Output::Pending(ids) => self.pending.publish(ids),
+            Output::Paused => self.reports.publish(ThreadReport::Paused),
+            Output::Resumed => self.reports.publish(ThreadReport::Resumed),
+            Output::Stopped { reason, unsynced } => {
                 self.stopped = Some(reason);
                 self.reports
                     .publish(ThreadReport::Stopped { reason, unsynced });
@@ -389,7 +387,7 @@ pub(crate) fn ended<T: Clone>() -> Subscription<T> {
 fn build(
     target: &Target,
     id: RequestId,
-    endpoint: ThreadEndpoint,
+    endpoint: shared_threads::Endpoint,
     path: &str,
     body: Vec<u8>,
     (now, deadline): (Instant, Instant),

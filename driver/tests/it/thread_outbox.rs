@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tether_core::Instant;
 use tether_core::session::Endpoint;
-use tether_core::thread::{Message, SyncStatus, ThreadSyncConfig};
+use tether_core::thread::{self, Message, SyncStatus};
 use tether_driver::runtime::{Action, HttpResponse, Origin, Route, Shared};
 use tether_driver::{MemoryStore, Settings, Store, SyncPolicy, Tether, ThreadHandle};
 use tether_sim::{ServerConfig, ServerModel};
@@ -34,7 +34,7 @@ fn start(store: &MemoryStore, now: &Arc<Mutex<Instant>>) -> Run {
         Box::new(|| {}),
     );
     let tether = Tether::new(Arc::clone(&shared));
-    let threads = tether.threads(ThreadSyncConfig::new("durable")).unwrap();
+    let threads = tether.threads(thread::Config::new("durable")).unwrap();
     Run {
         shared,
         tether,

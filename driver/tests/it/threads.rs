@@ -10,7 +10,7 @@ use tether_driver::runtime::Origin;
 
 use serde_json::json;
 use tether_core::session::Endpoint;
-use tether_core::thread::{Message, SyncStatus, ThreadEndpoint, ThreadError, ThreadSyncConfig};
+use tether_core::thread::{self, Message, SyncStatus};
 use tether_driver::runtime::{Action, HttpRequest, HttpResponse, Shared};
 use tether_driver::{
     Settings, Tether, ThreadCallError, ThreadFlushError, ThreadHandle, ThreadReport,
@@ -31,7 +31,7 @@ struct Rig {
     model: ServerModel,
     clients: Vec<Client>,
     script: Script,
-    seen: Vec<ThreadEndpoint>,
+    seen: Vec<thread::Endpoint>,
     /// Every request id each client sent, worker and thread routes alike.
     ids: Vec<Vec<tether_core::session::RequestId>>,
 }
@@ -72,7 +72,7 @@ impl Rig {
             );
             let handle = Tether::new(Arc::clone(&shared));
             let threads = handle
-                .threads(ThreadSyncConfig::new(format!("client-{i}")))
+                .threads(thread::Config::new(format!("client-{i}")))
                 .unwrap();
             rig.clients.push(Client {
                 shared,
@@ -192,8 +192,8 @@ fn three_clients_converge_through_the_drivers_actions() {
                 .all(|s| *s == SyncStatus::Synced)
         );
     }
-    assert!(rig.seen.contains(&ThreadEndpoint::Pull));
-    assert!(rig.seen.contains(&ThreadEndpoint::Sync));
+    assert!(rig.seen.contains(&thread::Endpoint::Pull));
+    assert!(rig.seen.contains(&thread::Endpoint::Sync));
     // Thread sync is a channel of the session: its requests take ids from the session's one
     // space, so no two requests of a client, of any route, share an id.
     for ids in &rig.ids {
@@ -238,7 +238,7 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
     let mut rig = Rig::new(
         1,
         Box::new(|r| {
-            (r.route.thread() == Some(ThreadEndpoint::Sync)).then(|| {
+            (r.route.thread() == Some(thread::Endpoint::Sync)).then(|| {
                 HttpResponse::new(
                     200,
                     r#"{"results":[{"id":"t1","status":"rejected","error":"too spicy"}]}"#,
@@ -250,7 +250,7 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
     let reports = threads.reports();
     assert!(matches!(
         threads.add_message_json("t1", &json!({"role": "user"})),
-        Err(ThreadCallError::Invalid(ThreadError::MessageWithoutId))
+        Err(ThreadCallError::Invalid(thread::Error::MessageWithoutId))
     ));
     assert!(matches!(
         threads.add_message_json(
@@ -258,21 +258,23 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
             &json!({"id": "m", "role": 1, "content": "", "timestamp": 0})
         ),
         Err(ThreadCallError::Invalid(
-            ThreadError::BadMessageField { .. }
+            thread::Error::BadMessageField { .. }
         ))
     ));
     assert!(matches!(
         threads.put_thread(&json!({"id": "t9", "messages": {}})),
-        Err(ThreadCallError::Invalid(ThreadError::MessagesNotAnArray))
+        Err(ThreadCallError::Invalid(thread::Error::MessagesNotAnArray))
     ));
     assert!(matches!(
         threads.set_field("t1", "messages", Some(json!("x"))),
-        Err(ThreadCallError::Invalid(ThreadError::ReservedField { .. }))
+        Err(ThreadCallError::Invalid(
+            thread::Error::ReservedField { .. }
+        ))
     ));
     threads.add_message("t1", message("m1", 1)).unwrap();
     assert_eq!(
         threads.add_message("t1", message("m1", 2)),
-        Err(ThreadCallError::Invalid(ThreadError::DuplicateMessage {
+        Err(ThreadCallError::Invalid(thread::Error::DuplicateMessage {
             id: "m1".into()
         }))
     );
@@ -301,13 +303,13 @@ fn malformed_input_is_a_typed_error_and_a_rejection_is_handed_back_with_its_reas
 fn offline_edits_queue_a_flush_times_out_and_a_close_hands_them_back() {
     let mut rig = Rig::new(1, Box::new(|_| None));
     let threads = rig.clients[0].threads.clone();
-    rig.run_until(100, |r| r.seen.contains(&ThreadEndpoint::Pull));
+    rig.run_until(100, |r| r.seen.contains(&thread::Endpoint::Pull));
     threads.set_online(false);
     threads.add_message("t1", message("m1", 1)).unwrap();
     let mut flush = threads.flush(Duration::from_secs(3));
     rig.run_until(1_000, |_| flush.is_ready());
     assert_eq!(flush.try_take(), Some(Err(ThreadFlushError::TimedOut)));
-    assert!(!rig.seen.contains(&ThreadEndpoint::Sync));
+    assert!(!rig.seen.contains(&thread::Endpoint::Sync));
     let mut report = threads.close(Duration::from_secs(1));
     rig.run_until(1_000, |_| report.is_ready());
     let report = report.try_take().unwrap();
@@ -323,7 +325,7 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
     let rig = Rig::new(1, Box::new(|_| None));
     let client = &rig.clients[0];
     assert!(matches!(
-        client.handle.threads(ThreadSyncConfig::new("again")),
+        client.handle.threads(thread::Config::new("again")),
         Err(tether_driver::ThreadStartError::AlreadyStarted)
     ));
     let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/other");
@@ -332,12 +334,12 @@ fn thread_sync_starts_once_and_not_on_a_closing_session() {
     let shared = Shared::new(driver, Box::new(|| Instant::ZERO), Box::new(|| {}));
     let handle = Tether::new(shared);
     assert!(matches!(
-        handle.threads(ThreadSyncConfig::new("")),
+        handle.threads(thread::Config::new("")),
         Err(tether_driver::ThreadStartError::Config(_))
     ));
     drop(handle.close(Duration::ZERO));
     assert!(matches!(
-        handle.threads(ThreadSyncConfig::new("late")),
+        handle.threads(thread::Config::new("late")),
         Err(tether_driver::ThreadStartError::Ended)
     ));
 }
@@ -392,7 +394,7 @@ fn pause_holds_every_request_sync_now_pushes_and_the_pending_set_is_streamed() {
         Some(Ok(Vec::new())),
         "the current set first"
     );
-    rig.run_until(100, |r| r.seen.contains(&ThreadEndpoint::Pull));
+    rig.run_until(100, |r| r.seen.contains(&thread::Endpoint::Pull));
     threads.pause();
     assert!(threads.is_paused());
     let seen = rig.seen.len();
@@ -404,14 +406,16 @@ fn pause_holds_every_request_sync_now_pushes_and_the_pending_set_is_streamed() {
     assert_eq!(threads.sync_now("t1"), Ok(true));
     assert!(matches!(
         threads.sync_now("nope"),
-        Err(ThreadCallError::Invalid(ThreadError::UnknownThread { .. }))
+        Err(ThreadCallError::Invalid(
+            thread::Error::UnknownThread { .. }
+        ))
     ));
     rig.turn();
     assert_eq!(rig.seen.len(), seen, "sync_now waits for resume");
     threads.resume();
     rig.turn();
     assert!(
-        rig.seen[seen..].contains(&ThreadEndpoint::Sync),
+        rig.seen[seen..].contains(&thread::Endpoint::Sync),
         "pushed at once"
     );
     let mut flush = threads.flush(Duration::from_secs(10));
@@ -467,7 +471,7 @@ fn thread_retries_spend_from_the_shared_retry_budget_and_wait_when_it_is_empty()
     })
     .unwrap();
     let failing: Script = Box::new(|r| {
-        (r.route.thread() == Some(ThreadEndpoint::Sync)).then(|| HttpResponse::new(503, "{}"))
+        (r.route.thread() == Some(thread::Endpoint::Sync)).then(|| HttpResponse::new(503, "{}"))
     });
     let mut rig = Rig::with_budget(1, failing, Some(budget.clone()));
     rig.clients[0]
@@ -477,7 +481,7 @@ fn thread_retries_spend_from_the_shared_retry_budget_and_wait_when_it_is_empty()
     let pushes = |rig: &Rig| {
         rig.seen
             .iter()
-            .filter(|e| **e == ThreadEndpoint::Sync)
+            .filter(|e| **e == thread::Endpoint::Sync)
             .count()
     };
     // Ten simulated minutes of a failing server, bounded in steps.

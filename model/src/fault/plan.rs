@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tether_core::rng::Rng;
 use tether_core::session::Endpoint;
-use tether_core::thread::ThreadEndpoint;
+use tether_core::thread;
 use tether_core::time::Instant;
 
 use super::{Fault, FaultMix, RetryAfter, Span, TimeEvent};
@@ -163,10 +163,10 @@ impl FaultDecider {
     /// The fault of the next request, which is for a thread route: as
     /// [`decide`](Self::decide), with a 413 only for a push (`POST /threads/sync`) and a
     /// garbage body only where the client reads one (a pull, a push's results).
-    pub fn decide_thread(&mut self, endpoint: ThreadEndpoint) -> Fault {
+    pub fn decide_thread(&mut self, endpoint: thread::Endpoint) -> Fault {
         self.decide_where(
-            endpoint == ThreadEndpoint::Sync,
-            matches!(endpoint, ThreadEndpoint::Pull | ThreadEndpoint::Sync),
+            endpoint == thread::Endpoint::Sync,
+            matches!(endpoint, thread::Endpoint::Pull | thread::Endpoint::Sync),
         )
     }
 

@@ -227,7 +227,7 @@ impl ServerModel {
     pub fn handle_thread(
         &mut self,
         now: Instant,
-        endpoint: tether_core::thread::ThreadEndpoint,
+        endpoint: tether_core::thread::Endpoint,
         query: &str,
         body: &[u8],
     ) -> Response {

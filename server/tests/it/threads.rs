@@ -84,21 +84,21 @@ fn drive(
     sync: &mut tether_core::thread::ThreadSync,
     url: &str,
     origin: std::time::Instant,
-    outs: &mut Vec<tether_core::thread::ThreadOutput>,
+    outs: &mut Vec<tether_core::thread::Output>,
     done: impl Fn(&tether_core::thread::ThreadSync) -> bool,
 ) {
     use tether_core::session::Response;
-    use tether_core::thread::{ThreadEndpoint, ThreadOutput};
+    use tether_core::thread;
     use tether_core::{Instant, Poll};
     let agent = agent();
     let now = || Instant::from_micros(origin.elapsed().as_micros() as u64);
     for _ in 0..200 {
         let wake = loop {
             match sync.poll_output() {
-                Poll::Output(ThreadOutput::Request(request)) => {
+                Poll::Output(thread::Output::Send(request)) => {
                     let target = format!("{url}{}", request.path);
                     let result = match request.endpoint {
-                        ThreadEndpoint::Sync => agent.post(target).send(&request.body[..]),
+                        thread::Endpoint::Sync => agent.post(target).send(&request.body[..]),
                         _ => agent.get(target).call(),
                     };
                     let mut resp = result.expect("a response");
@@ -125,9 +125,7 @@ fn drive(
 
 #[test]
 fn a_client_skips_a_poisoned_thread_and_goes_on() {
-    use tether_core::thread::{
-        InvalidThread, Message, SyncStatus, ThreadError, ThreadOutput, ThreadSync, ThreadSyncConfig,
-    };
+    use tether_core::thread::{self, InvalidThread, Message, SyncStatus, ThreadSync};
     use tether_core::{Instant, Rng};
     let config = ServerConfig::default().with_bind_addr("127.0.0.1:0".parse().unwrap());
     let server = Server::start(config).expect("the server starts");
@@ -156,14 +154,14 @@ fn a_client_skips_a_poisoned_thread_and_goes_on() {
     );
 
     let origin = std::time::Instant::now();
-    let mut sync = ThreadSync::new(ThreadSyncConfig::new("c1"), Rng::new(3)).unwrap();
+    let mut sync = ThreadSync::new(thread::Config::new("c1"), Rng::new(3)).unwrap();
     let mut outs = Vec::new();
     sync.start(Instant::ZERO, 0);
     drive(&mut sync, &url, origin, &mut outs, |s| s.since() == 2);
-    let invalid = |outs: &[ThreadOutput]| -> Vec<InvalidThread> {
+    let invalid = |outs: &[thread::Output]| -> Vec<InvalidThread> {
         outs.iter()
             .filter_map(|o| match o {
-                ThreadOutput::InvalidThread(t) => Some(t.clone()),
+                thread::Output::InvalidThread(t) => Some(t.clone()),
                 _ => None,
             })
             .collect()
@@ -172,7 +170,7 @@ fn a_client_skips_a_poisoned_thread_and_goes_on() {
         invalid(&outs),
         [InvalidThread {
             id: Some("bad".into()),
-            error: ThreadError::MessagesNotAnArray
+            error: thread::Error::MessagesNotAnArray
         }]
     );
     assert_eq!(sync.status("good"), SyncStatus::Synced);

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::within;
 use serde_json::json;
-use tether_blocking::core::thread::{Message, SyncStatus, ThreadSyncConfig};
-use tether_blocking::{Tether, ThreadReport};
+use tether_blocking::{Message, SyncStatus, Tether, ThreadReport, ThreadSyncConfig};
 use tether_server::{Server, ServerConfig};
 
 #[test]

@@ -1,20 +1,20 @@
 //! The caller's controls of [`ThreadSync`] beyond edits, and the pending-threads stream: seed
 //! 002's `start`/`stop` ([`pause`](ThreadSync::pause), [`resume`](ThreadSync::resume)),
 //! `syncImmediately` ([`sync_now`](ThreadSync::sync_now)) and `observePendingItems`
-//! ([`ThreadOutput::Pending`]).
+//! ([`Output::Pending`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{ThreadOutput, ThreadSync};
+use super::{Output, ThreadSync};
 use crate::thread::merge::MergePolicy;
-use crate::thread::model::ThreadError;
+use crate::thread::model::Error;
 use crate::time::Instant;
 
 impl<P: MergePolicy> ThreadSync<P> {
     /// Pauses syncing (seed 002's `stop`): from now on no request goes, neither push nor pull
     /// nor probe, until [`resume`](Self::resume). Edits are still applied and queued, and a
-    /// request already in flight still settles. Emits [`ThreadOutput::Paused`]; pausing a
+    /// request already in flight still settles. Emits [`Output::Paused`]; pausing a
     /// paused or stopped machine does nothing.
     pub fn pause(&mut self, now: Instant) {
         let now = self.clock.observe(now);
@@ -25,12 +25,12 @@ impl<P: MergePolicy> ThreadSync<P> {
         self.push.set_paused(now, true);
         self.poller.stop(now);
         self.network.set_paused(now, true);
-        self.outputs.push_back(ThreadOutput::Paused);
+        self.outputs.push_back(Output::Paused);
         self.pump(now);
     }
 
     /// Resumes after [`pause`](Self::pause) (seed 002's `start`): emits
-    /// [`ThreadOutput::Resumed`], then, once started and online, pulls at once and pushes
+    /// [`Output::Resumed`], then, once started and online, pulls at once and pushes
     /// what was queued meanwhile (offline, the probe runs again first). Resuming a machine
     /// that is not paused does nothing.
     pub fn resume(&mut self, now: Instant) {
@@ -40,7 +40,7 @@ impl<P: MergePolicy> ThreadSync<P> {
         }
         self.paused = false;
         self.network.set_paused(now, false);
-        self.outputs.push_back(ThreadOutput::Resumed);
+        self.outputs.push_back(Output::Resumed);
         if self.epoch.is_some() && self.network.is_online() {
             self.poller.start(now);
             self.run(now);
@@ -65,8 +65,8 @@ impl<P: MergePolicy> ThreadSync<P> {
     /// turns `synced` when the server holds them.
     ///
     /// # Errors
-    /// [`ThreadError::UnknownThread`], or [`ThreadError::Stopped`]; nothing changes then.
-    pub fn sync_now(&mut self, now: Instant, thread: &str) -> Result<bool, ThreadError> {
+    /// [`Error::UnknownThread`], or [`Error::Stopped`]; nothing changes then.
+    pub fn sync_now(&mut self, now: Instant, thread: &str) -> Result<bool, Error> {
         let now = self.clock.observe(now);
         let result = self.push.sync_now(now, thread);
         self.pump(now);
@@ -74,12 +74,12 @@ impl<P: MergePolicy> ThreadSync<P> {
     }
 
     /// The threads with changes the server does not hold yet (queued or in flight), by id:
-    /// what [`ThreadOutput::Pending`] last reported, or is about to.
+    /// what [`Output::Pending`] last reported, or is about to.
     pub fn pending_threads(&self) -> impl Iterator<Item = &str> + '_ {
         self.push.pending_ids()
     }
 
-    /// Emits [`ThreadOutput::Pending`] if the set of pending threads changed since the last
+    /// Emits [`Output::Pending`] if the set of pending threads changed since the last
     /// one (seed 002's `observePendingItems`): once per change, never on a quiet tick.
     pub(super) fn report_pending(&mut self) {
         let changed = {
@@ -100,7 +100,7 @@ impl<P: MergePolicy> ThreadSync<P> {
                 .map(String::from)
                 .collect::<Vec<_>>();
             self.outputs
-                .push_back(ThreadOutput::Pending(self.pending.clone()));
+                .push_back(Output::Pending(self.pending.clone()));
         }
     }
 }

@@ -4,7 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use core::time::Duration;
 
-use super::{ThreadCounts, ThreadSync, ThreadSyncConfig};
+use super::{Config, Counts, ThreadSync};
 use crate::thread::merge::MergePolicy;
 use crate::thread::model::Thread;
 use crate::thread::replica::Replica;
@@ -33,7 +33,7 @@ impl<P: MergePolicy> ThreadSync<P> {
     }
 
     /// What was overridden, invalid or held, in all.
-    pub fn counts(&self) -> ThreadCounts {
+    pub fn counts(&self) -> Counts {
         self.counts
     }
 
@@ -90,7 +90,7 @@ impl<P: MergePolicy> ThreadSync<P> {
     }
 
     /// The settings in force.
-    pub fn config(&self) -> &ThreadSyncConfig {
+    pub fn config(&self) -> &Config {
         &self.config
     }
 }

@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_core::batch::{Event, EventId};
 use tether_core::session::{SessionConfig, Status, Stream};
-use tether_core::thread::ThreadSyncConfig;
 use tether_driver::{
     BulkSendError, CloseReport, Counters, FlushError, Lagged, PatchError, Report, SendError,
-    SharedRetryBudget, Subscription, Tether, ThreadHandle,
+    SharedRetryBudget, Subscription, Tether, ThreadHandle, ThreadSyncConfig,
 };
 
 mod budget;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tether_core::Instant;
 use tether_core::session::RequestId;
-use tether_core::thread::{Contested, Message, StatusChange, SyncStatus, Thread, ThreadEndpoint};
+use tether_core::thread::{self, Contested, Message, StatusChange, SyncStatus, Thread};
 use tether_driver::runtime::{HttpRequest, Route};
 use tether_driver::{Subscription, ThreadHandle, ThreadReport as Report};
 use tether_model::fault::{Delivery, Fault};
@@ -485,8 +485,8 @@ impl Scenario for Callers<'_> {
         let sep = if query.is_empty() { "" } else { "?" };
         match request.route {
             Route::Thread(endpoint) => match endpoint {
-                ThreadEndpoint::Pull => self.stats.pulls += 1,
-                ThreadEndpoint::Sync => {
+                thread::Endpoint::Pull => self.stats.pulls += 1,
+                thread::Endpoint::Sync => {
                     self.stats.pushes += 1;
                     self.pushes.insert((c, request.id));
                 }
@@ -508,7 +508,7 @@ impl Scenario for Callers<'_> {
         if *fault != Fault::None {
             self.stats.faults += 1;
         }
-        if request.route == Route::Thread(ThreadEndpoint::Sync) && fault.reaches_server() {
+        if request.route == Route::Thread(thread::Endpoint::Sync) && fault.reaches_server() {
             self.check_server_versions(world);
         }
     }

@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use tether_core::session::SessionConfig;
-use tether_core::thread::{Thread, ThreadSyncConfig};
+use tether_core::thread::{self, Thread};
 use tether_core::{Instant, Rng};
 use tether_driver::Settings;
 use tether_model::fault::FaultMix;
@@ -348,7 +348,7 @@ pub fn run_threads(config: &ThreadRunConfig) -> ThreadReport {
             .and_then(|c| {
                 let tether = world.client(c).tether().ok_or("no handle")?;
                 tether
-                    .threads(ThreadSyncConfig::new(format!("client-{i}")))
+                    .threads(thread::Config::new(format!("client-{i}")))
                     .map_err(|e| e.to_string())
             });
         match started {
