@@ -11,6 +11,9 @@
 //! rest wait their turn), so a fleet that starts together does not overflow the server's listen
 //! backlog. The transport connects to the origin it was made for: every session that shares it
 //! must have that origin.
+//! Give each session its own clone, not one `Arc` of a transport: the pool counts clones, and
+//! one shared `Arc` keeps six idle connections for the whole fleet (measured: 200 busy sessions
+//! then opened and closed a connection per request).
 //! A connection is pooled again only after a complete exchange the server did not ask to end;
 //! a cancelled request (its future dropped), an error, a truncated body or a redirect with
 //! `Connection: close` drops it. Redirects are never followed. The response body is read up to
