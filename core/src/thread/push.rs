@@ -480,7 +480,7 @@ impl<P: MergePolicy> PushOrchestrator<P> {
         self.window_at = None;
         let mut items = Vec::new();
         for id in self.queue.take_batch(now, self.batch_limit) {
-            if let Some(item) = self.replica.item(&id) {
+            if let Some(item) = self.replica.sending(&id) {
                 items.push(item);
                 self.set_status(&id, SyncStatus::Syncing);
             }

@@ -39,7 +39,16 @@ struct Copies {
     base: Option<Thread>,
     /// The optimistic view; its `v` is the base's.
     local: Thread,
+    /// What was pushed since the server last confirmed a push (at most [`MAX_UNCONFIRMED`]
+    /// copies, newest last): a push whose answer was lost may have been applied, and a remote
+    /// copy holding one of these messages holds this replica's own change, not another's.
+    unconfirmed: Vec<Thread>,
 }
+
+/// Pushed copies remembered per thread while no push is confirmed: a retried push usually
+/// carries the same copy; more distinct copies than this mean a long outage with many edits,
+/// and the oldest are forgotten (their own edits would then merge as another client's).
+const MAX_UNCONFIRMED: usize = 8;
 
 /// One local edit of a thread, as data (so a caller can queue, log or bridge edits).
 #[derive(Clone, Debug, PartialEq)]
@@ -241,6 +250,7 @@ impl<P: MergePolicy> Replica<P> {
         let copies = self.threads.entry(id.into()).or_insert_with(|| Copies {
             base: None,
             local: Thread::new(id),
+            unconfirmed: Vec::new(),
         });
         if copies.local == thread {
             return Ok(false);
@@ -273,6 +283,7 @@ impl<P: MergePolicy> Replica<P> {
                 Copies {
                     base: Some(remote.clone()),
                     local: remote,
+                    unconfirmed: Vec::new(),
                 },
             );
             return Rebased {
@@ -281,7 +292,8 @@ impl<P: MergePolicy> Replica<P> {
                 overrides: Vec::new(),
             };
         };
-        let base = copies.base.clone().unwrap_or_else(|| Thread::new(&id));
+        let mut base = copies.base.clone().unwrap_or_else(|| Thread::new(&id));
+        own_changes_as_base(&mut base, &remote, &copies.unconfirmed);
         let merged = self.merge.merge_reported(&base, &copies.local, &remote);
         let changed = !merged.thread.same_content(&copies.local);
         copies.local = Thread {
@@ -303,6 +315,7 @@ impl<P: MergePolicy> Replica<P> {
         if let Some(copies) = self.threads.get_mut(&pushed.id) {
             copies.local.v = v;
             copies.base = Some(Thread { v, ..pushed });
+            copies.unconfirmed.clear();
         }
     }
 
@@ -312,6 +325,7 @@ impl<P: MergePolicy> Replica<P> {
         let copies = self.threads.get_mut(id)?;
         let refused = copies.local.clone();
         let restored = copies.base.clone();
+        copies.unconfirmed.clear();
         match &restored {
             Some(base) => copies.local = base.clone(),
             None => {
@@ -319,6 +333,24 @@ impl<P: MergePolicy> Replica<P> {
             }
         }
         Some(RolledBack { refused, restored })
+    }
+
+    /// [`item`](Self::item), for a push about to go out: the replica remembers what it
+    /// pushed until the server confirms a push, so that if this push's answer is lost but the
+    /// server applied it, the change comes back in a remote copy as this replica's own. (Without
+    /// that, an edit whose answer was lost and then a delete of the same message merged as
+    /// another client's edit against the delete, and the edit won: the message came back.)
+    pub fn sending(&mut self, id: &str) -> Option<SyncItem> {
+        let item = self.item(id)?;
+        if let Some(copies) = self.threads.get_mut(id) {
+            if copies.unconfirmed.last() != Some(&copies.local) {
+                if copies.unconfirmed.len() == MAX_UNCONFIRMED {
+                    copies.unconfirmed.remove(0);
+                }
+                copies.unconfirmed.push(copies.local.clone());
+            }
+        }
+        Some(item)
     }
 
     /// The push item for a thread: its view, based on the synced version (0 if never synced).
@@ -353,5 +385,24 @@ impl<P: MergePolicy> Replica<P> {
     /// The merge in use.
     pub fn merge(&self) -> &ThreadMerge<P> {
         &self.merge
+    }
+}
+
+/// Where `remote` holds a message exactly as one of this replica's unconfirmed pushes did,
+/// the change is this replica's own (applied by the server, its answer lost): the merge takes
+/// that message as the base, so it is neither another client's edit nor contested by this
+/// replica's later delete or edit of it.
+fn own_changes_as_base(base: &mut Thread, remote: &Thread, unconfirmed: &[Thread]) {
+    for message in &remote.messages {
+        let own = unconfirmed
+            .iter()
+            .any(|pushed| pushed.message(&message.id) == Some(message));
+        if !own || base.message(&message.id) == Some(message) {
+            continue;
+        }
+        match base.messages.iter_mut().find(|m| m.id == message.id) {
+            Some(slot) => *slot = message.clone(),
+            None => base.messages.push(message.clone()),
+        }
     }
 }

@@ -650,3 +650,111 @@ fn a_thread_that_keeps_failing_waits_on_its_own_and_the_others_go_on() {
     assert_eq!(sync.machine().status("bad"), SyncStatus::Synced);
     assert_eq!(sync.machine().failures("bad"), (0, None));
 }
+
+/// Answers the push requests among `outputs` on the server but loses every answer (the
+/// transport fails after the server applied it); other requests are answered normally.
+fn apply_but_lose_the_answers(
+    sync: &mut Driven<ThreadSync>,
+    server: &mut Server,
+    outputs: &[thread::Output],
+) -> Vec<thread::Output> {
+    let mut more = Vec::new();
+    for out in outputs {
+        let thread::Output::Send(request) = out else {
+            continue;
+        };
+        if server.answered.contains(&request.id) {
+            continue;
+        }
+        server.answered.insert(request.id);
+        let response = server.answer(request);
+        let id = request.id;
+        let got = if request.endpoint == thread::Endpoint::Sync {
+            let lost = TransportError {
+                message: "connection reset after the request was sent".into(),
+            };
+            sync.call(|s, now| s.handle_transport_error(now, id, &lost))
+        } else {
+            sync.call(|s, now| s.handle_response(now, id, response))
+        };
+        more.extend(got.unwrap().1);
+    }
+    more
+}
+
+#[test]
+fn an_own_change_whose_answer_was_lost_is_not_merged_as_another_clients() {
+    for then_delete in [true, false] {
+        let mut server = Server::default();
+        server.remote_edit("t", msg("m1", 1));
+        let mut sync = client();
+        let mut outs = Vec::new();
+        outs.extend(sync.call(|s, now| s.start(now, 1)).unwrap().1);
+        run_until(
+            &mut sync,
+            &mut server,
+            false,
+            Instant::from_secs(1),
+            &mut outs,
+        );
+        assert!(sync.machine().thread("t").unwrap().message("m1").is_some());
+
+        // Edit m1; the server applies the push, but its answer is lost.
+        let edited = Message::new("m1", "user", "m1, edited", 1);
+        let (r, o) = sync
+            .call(|s, now| s.update_message(now, "t", edited.clone()))
+            .unwrap();
+        r.unwrap();
+        outs.extend(o);
+        sync.set_time(Instant::from_secs(2));
+        let mut pending = outs.clone();
+        for _ in 0..20 {
+            let more = apply_but_lose_the_answers(&mut sync, &mut server, &pending);
+            outs.extend(more.clone());
+            if server.threads["t"].0.message("m1") == Some(&edited) {
+                break;
+            }
+            pending = more;
+            if sync.next_wake().is_some() {
+                let got = sync.advance().unwrap().unwrap_or_default();
+                outs.extend(got.clone());
+                pending.extend(got);
+            }
+        }
+        assert_eq!(server.threads["t"].0.message("m1"), Some(&edited));
+
+        // Then this client changes m1 again: deletes it, or edits it once more.
+        let again = Message::new("m1", "user", "m1, edited twice", 1);
+        let (r, o) = if then_delete {
+            sync.call(|s, now| s.delete_message(now, "t", "m1"))
+                .unwrap()
+        } else {
+            sync.call(|s, now| s.update_message(now, "t", again.clone()))
+                .unwrap()
+        };
+        r.unwrap();
+        outs.extend(o);
+        run_until(
+            &mut sync,
+            &mut server,
+            false,
+            Instant::from_secs(300),
+            &mut outs,
+        );
+
+        // The server's copy (the edit) is this client's own: the later change wins, unreported.
+        let stored = &server.threads["t"].0;
+        if then_delete {
+            assert_eq!(stored.message("m1"), None, "{stored:?}");
+            assert!(stored.deleted.contains("m1"));
+        } else {
+            assert_eq!(stored.message("m1"), Some(&again), "{stored:?}");
+        }
+        assert_eq!(sync.machine().thread("t"), Some(stored));
+        let overrides: Vec<_> = outs
+            .iter()
+            .filter(|o| matches!(o, thread::Output::Overridden(_)))
+            .collect();
+        assert!(overrides.is_empty(), "{overrides:?}");
+    }
+}
