@@ -1,8 +1,8 @@
 //! How long drawing a run's timeline takes, and how big the SVG is.
 //!
-//! Runs ten-minute simulations on the hostile mix with the default workload (about 7 000
-//! events), records each run's timeline, and renders it repeatedly; then does the same for a
-//! synthetic timeline of 150 000 short requests, far denser than any run.
+//! Runs ten-minute worker sessions in the simulator's world on the hostile mix with the default
+//! workload (about 7 000 events), records each run's timeline, and renders it repeatedly; then
+//! does the same for a synthetic timeline of 150 000 short requests, far denser than any run.
 //!
 //! ```sh
 //! cargo run --release -p tether-benches --features examples --example timeline_render
@@ -14,7 +14,7 @@ use tether_core::Instant;
 use tether_core::session::{Endpoint, Request, RequestId, Status};
 use tether_sim::render::render;
 use tether_sim::timeline::Recorder;
-use tether_sim::{FaultMix, RunConfig, Timeline, WorkloadConfig, run};
+use tether_sim::{FaultMix, RunConfig, Timeline, WorkloadConfig, run_session};
 
 const REPEAT: usize = 20;
 
@@ -97,7 +97,7 @@ fn main() {
     for seed in [3, 4, 5, 6] {
         let mut config = RunConfig::new(seed, FaultMix::hostile()).with_timeline();
         config.workload = WorkloadConfig::default();
-        let report = run(&config).expect("a valid configuration");
+        let report = run_session(&config).expect("a valid configuration");
         let timeline = report.timeline.expect("asked for a timeline");
         row(&format!("hostile seed {seed}"), &timeline);
     }

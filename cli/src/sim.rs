@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::process::ExitCode;
 
 use tether_sim::render::render;
-use tether_sim::{Callers, FaultMix, RunConfig, RunReport, WorkloadConfig, run, run_session};
+use tether_sim::{Callers, FaultMix, RunConfig, RunReport, WorkloadConfig, run_session};
 
 use crate::args::help_template;
 
@@ -14,8 +14,8 @@ session, its caller on the Tether handle (waiting when a queue is full; by seed,
 handle instead of closing, or giving an observer that panics), against the server model through
 a seeded fault plan, with every invariant checked at the end: no event lost, none reordered or
 duplicated, the state converged, heartbeat gaps within bounds, give-up exactly by the rules,
-nothing after a terminal status, and every waiting caller answered. --core runs the core
-session alone, without the driver. A failing seed replays to the same trace with --trace.
+nothing after a terminal status, and every waiting caller answered. A failing seed replays to
+the same trace with --trace.
 
 --crash runs the crash scenario instead: a worker process with a durable outbox is killed five
 times per run (its answers in flight and its unfinished store writes lost) and started again on
@@ -36,8 +36,8 @@ EXIT STATUS:
 #[command(
     help_template = help_template!("sim"),
     after_help = AFTER_HELP,
-    override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N] [--core]\n    \
-                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE] [--core]\n    \
+    override_usage = "tether sim [--seeds A..B] [--faults MIX] [--workload KIND] [--threads N]\n    \
+                      tether sim --trace SEED [--faults MIX] [--workload KIND] [--svg FILE]\n    \
                       tether sim --sync [--seeds A..B] [--threads N] | --sync --trace SEED\n    \
                       tether sim --crash [--seeds A..B] [--threads N] | --crash --trace SEED\n    \
                       tether sim --fleet N [--budget KIND] [--seeds A..B] [--threads N] | --fleet N [--budget KIND] --trace SEED"
@@ -64,24 +64,20 @@ pub struct SimArgs {
     /// faults, partitions, statuses, queue depth)
     #[arg(long, value_name = "FILE", requires = "trace")]
     svg: Option<String>,
-    /// run the core session alone (no driver, no caller misbehaviour), as the simulator did
-    /// before the world
-    #[arg(long)]
-    core: bool,
     /// thread sync instead: 2 to 5 clients, each a real driver with thread sync on its handle,
     /// edit 1 to 4 shared threads through partitions, cut-offs and the heavy faults on every
     /// route (5xx, 429, lost requests and responses, hangs, garbage bodies); every run checks
     /// that all converge with every edit once and every delete kept
-    #[arg(long, conflicts_with_all = ["core", "svg", "workload"])]
+    #[arg(long, conflicts_with_all = ["svg", "workload"])]
     sync: bool,
     /// crash and restart instead: a process with a durable outbox killed five times per run and
     /// started again on its store; every run checks that every acknowledged event lands once,
     /// in order, and the document converges
-    #[arg(long, conflicts_with_all = ["core", "svg", "workload", "faults", "sync", "fleet"])]
+    #[arg(long, conflicts_with_all = ["svg", "workload", "faults", "sync", "fleet"])]
     crash: bool,
     /// a fleet of N sessions instead, through a five-minute outage, sharing a retry budget;
     /// every run checks that every event lands and the retries stay within the budget's bound
-    #[arg(long, value_name = "N", conflicts_with_all = ["core", "svg", "workload", "faults", "sync"],
+    #[arg(long, value_name = "N", conflicts_with_all = ["svg", "workload", "faults", "sync"],
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     fleet: Option<u64>,
     /// with --fleet: the budget the sessions share: aws (the AWS SDKs' standard quota), grpc
@@ -145,7 +141,6 @@ struct Options {
     threads: u64,
     trace: Option<u64>,
     svg: Option<String>,
-    core: bool,
 }
 
 fn options(args: &SimArgs) -> Options {
@@ -161,7 +156,6 @@ fn options(args: &SimArgs) -> Options {
         workload_name: args.workload.clone(),
         threads: args.threads,
         trace: args.trace,
-        core: args.core,
     }
 }
 
@@ -171,14 +165,9 @@ fn run_seed(seed: u64, options: &Options, traced: bool) -> (&'static str, RunRep
     config.workload = options.workload.clone();
     config.trace = traced;
     config.timeline = traced && options.svg.is_some();
-    let report = if options.core {
-        run(&config)
-    } else {
-        config.callers = Callers::for_seed(seed);
-        run_session(&config)
-    };
+    config.callers = Callers::for_seed(seed);
     // The mixes and the workloads above are valid by construction.
-    let report = report.expect("the built-in simulator configuration is valid");
+    let report = run_session(&config).expect("the built-in simulator configuration is valid");
     (name, report)
 }
 
@@ -222,9 +211,8 @@ fn trace(seed: u64, options: &Options) -> ExitCode {
     }
     if let (Some(path), Some(mut timeline)) = (&options.svg, report.timeline.clone()) {
         timeline.title = format!(
-            "tether sim --trace {seed} --faults {name} --workload {}{}",
-            options.workload_name,
-            if options.core { " --core" } else { "" }
+            "tether sim --trace {seed} --faults {name} --workload {}",
+            options.workload_name
         );
         if let Err(e) = std::fs::write(path, render(&timeline)) {
             eprintln!("tether sim: cannot write {path}: {e}");
@@ -280,8 +268,7 @@ fn sweep(options: &Options) -> ExitCode {
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        let core = if options.core { " --core" } else { "" };
-        println!("replay one with: tether sim --trace SEED{core}");
+        println!("replay one with: tether sim --trace SEED");
         ExitCode::from(1)
     }
 }

@@ -1,4 +1,5 @@
-//! Runs the seed sweep's workload for a number of seeds and prints a digest of the runs: a
+//! Runs the seed sweep's workload for a number of seeds through the world (the worker-session
+//! scenario, its callers misbehaving by seed as in the sweep) and prints a digest of the runs: a
 //! harness for profiling the simulator (`valgrind --tool=callgrind`) and for checking that a
 //! change leaves every run as it was.
 //!
@@ -10,7 +11,7 @@
 //! With `trace`, the digest covers every run's whole trace, so equal digests before and after a
 //! change mean every run is unchanged.
 
-use tether_sim::{FaultMix, RunConfig, WorkloadConfig, run};
+use tether_sim::{Callers, FaultMix, RunConfig, WorkloadConfig, run_session};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +28,8 @@ fn main() {
         let mut config = RunConfig::new(seed, mix);
         config.workload = WorkloadConfig::sweep();
         config.trace = traced;
-        let report = run(&config).expect("valid configuration");
+        config.callers = Callers::for_seed(seed);
+        let report = run_session(&config).expect("valid configuration");
         assert!(report.passed(), "seed {seed}: {:?}", report.violations);
         let s = report.stats;
         let trace = report.trace.map_or(0, |t| t.digest());

@@ -1,12 +1,14 @@
-//! Runs per second of CPU time, core-only runner against the world's worker-session scenario,
-//! on one thread, interleaved so that a busy machine slows both alike.
+//! Runs per second of CPU time of the world's worker-session scenario, on one thread: the seed
+//! sweep's workload, calm, flaky and hostile in turn, the callers misbehaving by seed as in the
+//! sweep. (Until 2026-12-03 it ran the core-only runner too, interleaved, as the baseline; that
+//! runner is retired.)
 //!
 //! `cargo run --release -p tether-sim --example world_speed -- 600 3` (seeds per round,
-//! rounds); prints each round and the best of each.
+//! rounds); prints each round and the best.
 
 use std::time::Duration;
 
-use tether_sim::{Callers, FaultMix, RunConfig, WorkloadConfig, run, run_session};
+use tether_sim::{Callers, FaultMix, RunConfig, WorkloadConfig, run_session};
 
 /// This process's CPU time (user + system), from `/proc/self/stat`: a measure the other
 /// builds on the machine do not inflate the way they inflate wall time.
@@ -31,37 +33,23 @@ fn main() {
         .map(|a| a.parse::<u64>().unwrap_or(0));
     let n = args.next().filter(|&n| n > 0).unwrap_or(600);
     let rounds = args.next().filter(|&n| n > 0).unwrap_or(3);
-    let mut best = [0f64; 2];
+    let mut best = 0f64;
     for round in 0..rounds {
-        for (i, (name, world)) in [("core runner", false), ("world", true)]
-            .into_iter()
-            .enumerate()
-        {
-            let start = cpu_time();
-            for seed in 0..n {
-                let mix = [FaultMix::calm(), FaultMix::flaky(), FaultMix::hostile()]
-                    [(seed % 3) as usize]
-                    .clone();
-                let mut config = RunConfig::new(seed, mix);
-                config.workload = WorkloadConfig::sweep();
-                let report = if world {
-                    config.callers = Callers::for_seed(seed);
-                    run_session(&config)
-                } else {
-                    run(&config)
-                };
-                assert!(report.is_ok_and(|r| r.passed()), "seed {seed}");
-            }
-            let s = (cpu_time() - start).as_secs_f64().max(1e-3);
-            let rate = n as f64 / s;
-            best[i] = best[i].max(rate);
-            println!("round {round} {name}: {n} runs in {s:.2} s of CPU = {rate:.0} runs/s");
+        let start = cpu_time();
+        for seed in 0..n {
+            let mix = [FaultMix::calm(), FaultMix::flaky(), FaultMix::hostile()]
+                [(seed % 3) as usize]
+                .clone();
+            let mut config = RunConfig::new(seed, mix);
+            config.workload = WorkloadConfig::sweep();
+            config.callers = Callers::for_seed(seed);
+            let report = run_session(&config);
+            assert!(report.is_ok_and(|r| r.passed()), "seed {seed}");
         }
+        let s = (cpu_time() - start).as_secs_f64().max(1e-3);
+        let rate = n as f64 / s;
+        best = best.max(rate);
+        println!("round {round}: {n} runs in {s:.2} s of CPU = {rate:.0} runs/s");
     }
-    println!(
-        "best: core runner {:.0} runs/s, world {:.0} runs/s; the world's own share of a run: {:.0} %",
-        best[0],
-        best[1],
-        100.0 * (1.0 - best[1] / best[0])
-    );
+    println!("best: {best:.0} runs/s");
 }

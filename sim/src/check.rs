@@ -1,6 +1,6 @@
 //! Invariant checks over what a run recorded (docs/ARCHITECTURE.md §Simulation).
 //!
-//! Each check is a pure function of plain records the runner fills in, and returns the first
+//! Each check is a pure function of plain records the scenario fills in, and returns the first
 //! [`Violation`] it finds. Events are identified by their `seq` ([`SEQ_FIELD`](tether_model::SEQ_FIELD)),
 //! which the workload numbers in enqueue order.
 
@@ -534,7 +534,7 @@ pub fn give_up_as_ruled(
 // ---------------------------------------------------------------------------------------------
 // (f) quiet after the end
 
-/// One output of the session, as the runner saw it.
+/// One output of the session, as the scenario saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputRecord {
     /// When it came.

@@ -44,28 +44,26 @@
 //!   [`run_fleet`] many sessions through an outage, sharing one retry budget, and
 //!   [`run_threads`] thread sync (several clients on shared threads, the thread routes faulted
 //!   from the same [`FaultMix`] through [`Network::thread_exchange`]).
-//! - [`run`]: the core-only runner (the session without its driver), kept for its pinned traces
-//!   and as the baseline the world's cost is measured against (benches/README.md).
 //! - [`timeline`]: [`Timeline`], what a run did on each channel over time, filled by a
 //!   [`Recorder`]; [`render`](render::render) draws it as an SVG.
 //!
-//! # Composing a core-only run
+//! # How the pieces compose
 //!
-//! A runner owns the session, a [`ServerModel`], a [`Network`] and a [`Trace`], and a queue of
-//! timed happenings: the workload's actions, the network's [`timeline`](Network::timeline)
-//! (restart → [`ServerModel::restart`], takeover → [`ServerModel::force_takeover`]; partitions
-//! need nothing), deliveries due, and the session's own wake-ups. It repeatedly takes the earliest
-//! and feeds it in. For each request the session emits it calls
-//! [`Network::exchange`], which returns when and what the session hears back
-//! ([`Delivery::Hang`]: nothing, the session's deadline must fire). At the end it fills the
-//! [`check`] records from the session's outputs and the server's accessors.
+//! The [`World`](world::World) owns a [`ServerModel`] per server, the [`Network`] and a
+//! [`Trace`], and takes the earliest of its timed happenings in turn: the scenario's steps, the
+//! network's [`timeline`](Network::timeline) (restart → [`ServerModel::restart`], takeover →
+//! [`ServerModel::force_takeover`]; partitions need nothing), answers due, and the drivers'
+//! deadlines. Each request a driver sends goes through [`Network::exchange`] (a thread route
+//! through [`Network::thread_exchange`]), which applies it to the server now and says when and
+//! what the client hears back ([`Delivery::Hang`]: nothing, the session's deadline must fire). At the end a scenario fills the [`check`] records from
+//! what it watched and the server's accessors.
 //!
-//! Derive every seed from one: e.g. the network from `seed`, the workload from `seed ^ 1`, the
-//! session's [`Rng`](tether_core::Rng) from `seed ^ 2`.
+//! Every seed derives from one: the network from `seed`, the workload from `seed ^ 1`, the
+//! session's [`Rng`](tether_core::Rng) from `seed ^ 2`. One exchange, by hand:
 //!
 //! ```
 //! use std::time::Duration;
-//! use tether_core::session::Endpoint;
+//! use tether_core::session::{Endpoint, RequestId};
 //! use tether_core::Instant;
 //! use tether_sim::{Delivery, FaultMix, Network, ServerModel, Trace};
 //!
@@ -76,12 +74,11 @@
 //! let now = Instant::from_secs(1);
 //! let exchange = network.exchange(now, &mut server, Endpoint::Register, b"{}");
 //! trace.line(now, format_args!("-> r1 {} ({})", Endpoint::Register, exchange.fault));
-//! match exchange.delivery {
-//!     Delivery::Respond { at, response } => trace.line(at, format_args!("<- r1 {}", response.status)),
-//!     Delivery::TransportError { at, error } => trace.line(at, format_args!("<- r1 {error}")),
-//!     Delivery::Hang => {} // the session's deadline fires
+//! // The answer's line at the time it arrives; a hang writes nothing (the deadline fires).
+//! trace.delivery(RequestId(1), &exchange.delivery);
+//! if let Delivery::Respond { at, .. } | Delivery::TransportError { at, .. } = exchange.delivery {
+//!     assert!(at >= now && trace.lines() == 2);
 //! }
-//! assert!(!trace.is_empty());
 //! # Ok::<(), tether_sim::FaultMixError>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -90,7 +87,6 @@
 pub mod check;
 pub mod network;
 mod report;
-mod run;
 pub mod scenario;
 pub mod trace;
 pub mod workload;
@@ -99,7 +95,6 @@ pub mod world;
 pub use check::Violation;
 pub use network::{Exchange, Network};
 pub use report::{Callers, RunConfig, RunError, RunReport, RunStats};
-pub use run::run;
 pub use scenario::crash::{CrashConfig, CrashReport, run_crashes};
 pub use scenario::fleet::{FleetConfig, FleetReport, run_fleet};
 pub use scenario::session::run_session;

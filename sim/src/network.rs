@@ -111,7 +111,7 @@ impl Network {
         self.schedule.takeover
     }
 
-    /// Every planned event in time order, for the runner to schedule.
+    /// Every planned event in time order, for the world to schedule.
     pub fn timeline(&self) -> Vec<(Instant, TimeEvent)> {
         self.schedule.timeline()
     }

@@ -1,5 +1,5 @@
-//! What a run of a scenario is given ([`RunConfig`]) and what it reports ([`RunReport`]): shared
-//! by the worker-session scenario of the [world](crate::world) and the core-only runner.
+//! What a run of the worker-session scenario of the [world](crate::world) is given
+//! ([`RunConfig`]) and what it reports ([`RunReport`]).
 
 use tether_core::session::{ConfigError, SessionConfig, Status};
 use tether_core::time::Instant;
@@ -50,7 +50,7 @@ pub struct RunConfig {
     pub timeline: bool,
     /// A bound on loop iterations, so a livelock fails the run instead of hanging it.
     pub max_steps: u64,
-    /// How the callers misbehave (the world's scenario only).
+    /// How the callers misbehave.
     pub callers: Callers,
 }
 
@@ -82,7 +82,7 @@ impl RunConfig {
     }
 }
 
-/// A configuration the runner cannot use.
+/// A configuration the scenario cannot use.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum RunError {

@@ -18,10 +18,6 @@ fn a_sweep_reports_every_seed_passing() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("30 runs in"), "{out}");
     assert!(out.contains("30 passed, 0 failed"), "{out}");
-    // The core session alone, as before the world: the same seeds pass.
-    let (code, out) = tether(&["sim", "--seeds", "0..30", "--core"]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("30 passed, 0 failed"), "{out}");
 }
 
 #[test]
@@ -122,6 +118,8 @@ fn bad_arguments_are_usage_errors() {
         &["sim", "--faults", "stormy"],
         &["sim", "--threads", "0"],
         &["sim", "--bogus"],
+        // The core-only runner is retired: the flag is gone.
+        &["sim", "--core"],
         &["sim", "--budget", "none"],
         &["sim", "--crash", "--sync"],
         &["sim", "--crash", "--fleet", "3"],
@@ -135,4 +133,5 @@ fn bad_arguments_are_usage_errors() {
     let (code, out) = tether(&["sim", "--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("--trace SEED"));
+    assert!(!out.contains("--core"), "{out}");
 }

@@ -3,7 +3,6 @@
 
 mod fleet;
 mod outbox_crash;
-mod sim_scenarios;
 mod sim_sweep;
 mod sim_timeline;
 mod threads;

@@ -8,7 +8,7 @@ use tether_core::session::Status;
 use tether_core::session::{Endpoint, Request, RequestId};
 use tether_sim::render::render;
 use tether_sim::timeline::{Lane, Recorder, SpanKind, StatusKind, Timeline};
-use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run};
+use tether_sim::{FaultMix, RunConfig, RunReport, WorkloadConfig, run_session};
 
 /// A partition long enough to go stale, then a newer worker takes the session over.
 fn partition_and_takeover() -> FaultMix {
@@ -38,7 +38,7 @@ fn readable(duration: Duration) -> WorkloadConfig {
 fn timeline_of(seed: u64, mix: FaultMix, workload: WorkloadConfig) -> (RunReport, Timeline) {
     let mut config = RunConfig::new(seed, mix).with_timeline();
     config.workload = workload;
-    let mut report = run(&config).unwrap();
+    let mut report = run_session(&config).unwrap();
     assert!(report.passed(), "seed {seed}: {:?}", report.violations);
     let timeline = report.timeline.take().expect("asked for a timeline");
     (report, timeline)

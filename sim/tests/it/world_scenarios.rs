@@ -1,7 +1,5 @@
-//! The named scenarios again, through the world: the real driver around the session, its
-//! caller on the `Tether` handle. Pinned as traces of their own (the driver carries requests
-//! out after the drain that made them, and drops an answer to a request it cancelled, so these
-//! traces differ from the core-only runner's in `sim_scenarios.rs`), and replayed.
+//! Named scenarios through the world: the real driver around the session, its caller on the
+//! `Tether` handle. Pinned as traces, and replayed.
 
 use std::time::Duration;
 
@@ -76,6 +74,7 @@ fn world_long_partition() {
     };
     let report = scenario(&config(2, mix, Duration::from_secs(300)));
     let text = trace(&report);
+    assert!(text.contains("partition until"), "no partition planned");
     assert!(
         text.contains("status stale"),
         "a long partition must make the worker stale"
