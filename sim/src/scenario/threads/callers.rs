@@ -35,7 +35,8 @@ pub(super) struct Callers<'a> {
     /// Messages deleted, by (client, thread, id).
     deleted: Vec<(usize, String, String)>,
     /// Messages, by (thread, id), that a merge kept against a delete, as a client reported
-    /// (the policy's edit-beats-delete): a delete of one of these may not stick.
+    /// (the policy's edit-beats-delete): a violation here, where only a message's author
+    /// changes it, and then a delete of one of these may not stick.
     kept_against_delete: BTreeSet<(String, String)>,
     poisoned: bool,
     /// Whether each client reported the poisoned thread.
@@ -241,6 +242,14 @@ impl<'a> Callers<'a> {
                     if delete_lost {
                         world.line(format_args!(
                             "c{c} a merge kept {}/{id} against a delete",
+                            o.thread
+                        ));
+                        // Only a message's author edits or deletes it here, so no delete
+                        // of it meets another client's edit: keeping it is a false conflict
+                        // (its author's own change, merged as another's).
+                        self.violations.push(format!(
+                            "client {c}: a merge kept {}/{id} against a delete, though only its \
+                             author changes it",
                             o.thread
                         ));
                         self.kept_against_delete
