@@ -98,3 +98,14 @@ fn a_seed_replays_exactly() {
     assert_eq!(a, b);
     assert!(a.passed(), "{}", a.summary());
 }
+
+/// Seeds where an edit's answer was lost and its author then deleted the message: the merge
+/// took the server's copy (the author's own edit) for another client's and brought the
+/// message back. Pinned since the replica remembers its unconfirmed pushes.
+#[test]
+fn an_own_edit_whose_answer_was_lost_does_not_undo_its_authors_delete() {
+    for seed in [3912, 3984] {
+        let report = run_threads(&ThreadRunConfig::random(seed, ThreadFaults::Heavy));
+        assert!(report.passed(), "seed {seed}: {:?}", report.violations);
+    }
+}
