@@ -207,7 +207,7 @@ pub fn run_command(args: &SimArgs) -> ExitCode {
 fn trace(seed: u64, options: &Options) -> ExitCode {
     let (name, report) = run_seed(seed, options, true);
     if let Some(trace) = &report.trace {
-        print!("{}", trace.as_str());
+        crate::sim_world::print_trace(trace.as_str());
     }
     if let (Some(path), Some(mut timeline)) = (&options.svg, report.timeline.clone()) {
         timeline.title = format!(

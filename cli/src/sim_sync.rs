@@ -56,7 +56,7 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
 pub fn trace(seed: u64) -> ExitCode {
     let report = run_seed(seed, true);
     if let Some(trace) = &report.trace {
-        print!("{}", trace.as_str());
+        crate::sim_world::print_trace(trace.as_str());
     }
     print!("{}", report.summary());
     if report.passed() {

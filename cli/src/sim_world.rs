@@ -130,7 +130,7 @@ pub fn crash_sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
 pub fn crash_trace(seed: u64) -> ExitCode {
     let report = crash_run(seed, true);
     if let Some(trace) = &report.trace {
-        print!("{}", trace.as_str());
+        print_trace(trace.as_str());
     }
     let config = CrashConfig::new(seed, CRASH_EVENTS);
     println!(
@@ -229,8 +229,22 @@ pub fn fleet_sweep(
 pub fn fleet_trace(seed: u64, sessions: usize, budget: Option<RetryBudgetConfig>) -> ExitCode {
     let report = fleet_run(seed, sessions, budget, true);
     if let Some(trace) = &report.trace {
-        print!("{}", trace.as_str());
+        print_trace(trace.as_str());
     }
     println!("seed {seed}: {}", fleet_summary(&report));
     verdict(&report.violations)
+}
+
+/// Writes a trace to stdout. A reader that stopped early (`tether sim --trace 7 | head`) ends
+/// the program quietly, as other command-line tools do, instead of a panic on the broken pipe.
+pub fn print_trace(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tether sim: cannot write the trace: {e}");
+        std::process::exit(1);
+    }
 }

@@ -135,3 +135,24 @@ fn bad_arguments_are_usage_errors() {
     assert!(out.contains("--trace SEED"));
     assert!(!out.contains("--core"), "{out}");
 }
+
+#[test]
+fn a_trace_read_only_in_part_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // A trace is larger than a pipe's buffer (~140 KiB): the reader stops after a little of
+    // it, as `| head` does, and the writer meets a broken pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["sim", "--trace", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 256];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // The pipe's read end is closed here.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
