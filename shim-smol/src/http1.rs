@@ -11,9 +11,10 @@
 //! rest wait their turn), so a fleet that starts together does not overflow the server's listen
 //! backlog. The transport connects to the origin it was made for: every session that shares it
 //! must have that origin.
-//! Give each session its own clone, not one `Arc` of a transport: the pool counts clones, and
-//! one shared `Arc` keeps six idle connections for the whole fleet (measured: 200 busy sessions
-//! then opened and closed a connection per request).
+//! Give each session its own clone: the pool keeps six idle connections per clone alive, or
+//! as many as the most exchanges it has had under way at once, whichever is more (so one `Arc`
+//! shared by a fleet still keeps what the fleet uses at once instead of opening a connection
+//! per request).
 //! A connection is pooled again only after a complete exchange the server did not ask to end;
 //! a cancelled request (its future dropped), an error, a truncated body or a redirect with
 //! `Connection: close` drops it. Redirects are never followed. The response body is read up to
@@ -24,6 +25,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -60,6 +62,10 @@ pub struct HttpTransport {
 struct Inner {
     url: SessionUrl,
     idle: Mutex<Vec<Conn>>,
+    /// Exchanges under way: each holds a connection it will want to pool again.
+    in_flight: AtomicUsize,
+    /// The most exchanges ever under way at once: what the sessions sharing it use.
+    peak: AtomicUsize,
     connecting: smol::lock::Semaphore,
     #[cfg(feature = "tls")]
     tls: Option<(
@@ -96,6 +102,8 @@ impl HttpTransport {
         Ok(HttpTransport::with_inner(Inner {
             url,
             idle: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             connecting: smol::lock::Semaphore::new(MAX_CONNECTING),
             tls: Some((futures_rustls::TlsConnector::from(config), name)),
         }))
@@ -120,6 +128,8 @@ impl HttpTransport {
         Ok(HttpTransport::with_inner(Inner {
             url,
             idle: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             connecting: smol::lock::Semaphore::new(MAX_CONNECTING),
             #[cfg(feature = "tls")]
             tls,
@@ -194,9 +204,12 @@ impl Inner {
         None
     }
 
+    /// Pools `conn` again while the pool holds fewer than `max_idle` (six per clone) or fewer
+    /// than the most exchanges ever under way at once: a fleet sharing one `Arc` of a transport
+    /// (one clone) still keeps as many connections as it uses at once, not one per request.
     fn put_idle(&self, conn: Conn, max_idle: usize) {
         let mut idle = self.idle();
-        if idle.len() < max_idle {
+        if idle.len() < max_idle.max(self.peak.load(Ordering::Acquire)) {
             idle.push(conn);
         }
     }
@@ -221,6 +234,7 @@ impl Inner {
         request: HttpRequest,
         max_idle: usize,
     ) -> Result<HttpResponse, TransportError> {
+        let _counted = InFlight::count(&self.in_flight, &self.peak);
         let mut conn = match self.take_idle() {
             Some(conn) => conn,
             None => self
@@ -233,6 +247,23 @@ impl Inner {
             self.put_idle(conn, max_idle);
         }
         Ok(response)
+    }
+}
+
+/// Counts one exchange under way until dropped (also when its future is, at a cancel).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn count(in_flight: &'a AtomicUsize, peak: &AtomicUsize) -> Self {
+        let now = in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        peak.fetch_max(now, Ordering::AcqRel);
+        InFlight(in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -4,11 +4,13 @@
 
 use crate::common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bounded, fast_config};
 use serde_json::json;
 use tether_server::{Server, ServerConfig};
+use tether_smol::runtime::AsyncTransport;
 use tether_smol::{HttpTransport, Status};
 
 const SESSIONS: usize = 200;
@@ -18,14 +20,35 @@ const T: Duration = Duration::from_secs(10);
 fn a_fleet_shares_one_pool_sized_to_it() {
     let server = Server::start(ServerConfig::default()).unwrap();
     let transport = HttpTransport::new(&server.session_url("any")).unwrap();
+    // A clone per session, as the docs say.
+    fleet_keeps_its_connections(&server, "clones", &|| Arc::new(transport.clone()));
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_fleet_sharing_one_arc_keeps_as_many_connections_as_it_uses() {
+    let server = Server::start(ServerConfig::default()).unwrap();
+    // One clone for all: the pool is sized by the exchanges under way, not to six.
+    let shared: Arc<dyn AsyncTransport> =
+        Arc::new(HttpTransport::new(&server.session_url("any")).unwrap());
+    fleet_keeps_its_connections(&server, "arc", &|| Arc::clone(&shared));
+    server.shutdown().unwrap();
+}
+
+fn fleet_keeps_its_connections(
+    server: &Server,
+    prefix: &str,
+    transport: &dyn Fn() -> Arc<dyn AsyncTransport>,
+) {
+    let before = server.inspector().connections().accepted;
     let sessions: Vec<_> = (0..SESSIONS)
         .map(|i| {
-            let id = format!("smol-fleet-{i}");
+            let id = format!("smol-fleet-{prefix}-{i}");
             tether_smol::builder(server.session_url(&id))
                 .config(fast_config(&id))
                 .epoch(1)
                 .seed(i as u64)
-                .transport(transport.clone())
+                .transport(transport())
                 .start()
                 .unwrap()
         })
@@ -50,10 +73,10 @@ fn a_fleet_shares_one_pool_sized_to_it() {
         })
     };
     round(0);
-    let first = server.inspector().connections().accepted;
+    let first = server.inspector().connections().accepted - before;
     round(1);
     round(2);
-    let after = server.inspector().connections().accepted;
+    let after = server.inspector().connections().accepted - before;
     // Each session needs a connection or two at once; the pool keeps them between rounds (a
     // later round with a higher peak opens a few more; a pool of six opened 377).
     assert!(
@@ -74,9 +97,11 @@ fn a_fleet_shares_one_pool_sized_to_it() {
     });
     for i in 0..SESSIONS {
         assert_eq!(
-            server.inspector().events(&format!("smol-fleet-{i}")).len(),
+            server
+                .inspector()
+                .events(&format!("smol-fleet-{prefix}-{i}"))
+                .len(),
             15
         );
     }
-    server.shutdown().unwrap();
 }
