@@ -3,6 +3,15 @@
 //! Each subcommand is one module with clap-derived arguments and a `run(args) -> ExitCode`;
 //! adding one is one module, one variant of [`args::Command`] and one match arm below.
 
+/// `println!` for the simulator's reports: a reader that stopped early (`tether sim --trace 7 |
+/// head`) is not an error, so the rest of the output goes nowhere instead of a panic on the
+/// broken pipe, and the command still finishes (an `--svg` is still written).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::sim_world::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod args;
 mod demo;
 mod outbox;

@@ -219,13 +219,13 @@ fn trace(seed: u64, options: &Options) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    println!("seed {seed} ({name}): final status {}", report.status);
+    out!("seed {seed} ({name}): final status {}", report.status);
     if report.passed() {
-        println!("every invariant held");
+        out!("every invariant held");
         ExitCode::SUCCESS
     } else {
         for violation in &report.violations {
-            println!("VIOLATION: {violation}");
+            out!("VIOLATION: {violation}");
         }
         ExitCode::from(1)
     }
@@ -241,7 +241,7 @@ fn sweep(options: &Options) -> ExitCode {
         results.iter().filter(|(_, _, r)| !r.passed()).collect();
     failed.sort_by_key(|(seed, _, _)| *seed);
     let sum = |f: fn(&RunReport) -> u64| results.iter().map(|(_, _, r)| f(r)).sum::<u64>();
-    println!(
+    out!(
         "{} runs in {:.2} s ({:.0} runs/s): {} passed, {} failed",
         results.len(),
         elapsed,
@@ -249,7 +249,7 @@ fn sweep(options: &Options) -> ExitCode {
         results.len() - failed.len(),
         failed.len()
     );
-    println!(
+    out!(
         "events {} (delivered {}, handed back {}), duplicates filtered {}, requests {}, faults {}, patches {}",
         sum(|r| r.stats.events),
         sum(|r| r.stats.delivered),
@@ -260,15 +260,15 @@ fn sweep(options: &Options) -> ExitCode {
         sum(|r| r.stats.patches),
     );
     for (seed, name, report) in &failed {
-        println!("FAILED seed {seed} ({name}):");
+        out!("FAILED seed {seed} ({name}):");
         for violation in &report.violations {
-            println!("    {violation}");
+            out!("    {violation}");
         }
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("replay one with: tether sim --trace SEED");
+        out!("replay one with: tether sim --trace SEED");
         ExitCode::from(1)
     }
 }

@@ -22,7 +22,7 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
     let mut failed: Vec<&ThreadReport> = results.iter().filter(|r| !r.passed()).collect();
     failed.sort_by_key(|r| r.config.seed);
     let sum = |f: fn(&ThreadReport) -> u64| results.iter().map(f).sum::<u64>();
-    println!(
+    out!(
         "{} thread-sync runs in {:.2} s ({:.0} runs/s): {} passed, {} failed",
         results.len(),
         elapsed,
@@ -30,7 +30,7 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
         results.len() - failed.len(),
         failed.len()
     );
-    println!(
+    out!(
         "messages {}, pushes {}, pulls {}, conflicts {}, faults {}",
         sum(|r| r.stats.messages),
         sum(|r| r.stats.pushes),
@@ -39,15 +39,15 @@ pub fn sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
         sum(|r| r.stats.faults),
     );
     for report in &failed {
-        println!("FAILED seed {}:", report.config.seed);
+        out!("FAILED seed {}:", report.config.seed);
         for violation in &report.violations {
-            println!("    {violation}");
+            out!("    {violation}");
         }
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("replay one with: tether sim --sync --trace SEED");
+        out!("replay one with: tether sim --sync --trace SEED");
         ExitCode::from(1)
     }
 }
@@ -58,13 +58,13 @@ pub fn trace(seed: u64) -> ExitCode {
     if let Some(trace) = &report.trace {
         crate::sim_world::print_trace(trace.as_str());
     }
-    print!("{}", report.summary());
+    crate::sim_world::write_out(format_args!("{}", report.summary()));
     if report.passed() {
-        println!("every invariant held");
+        out!("every invariant held");
         ExitCode::SUCCESS
     } else {
         for violation in &report.violations {
-            println!("VIOLATION: {violation}");
+            out!("VIOLATION: {violation}");
         }
         ExitCode::from(1)
     }

@@ -55,7 +55,7 @@ pub(crate) fn sweep<R: Send>(
 
 /// The first line of a sweep's summary.
 fn headline(what: &str, runs: usize, failed: usize, elapsed: f64) {
-    println!(
+    out!(
         "{runs} {what} runs in {elapsed:.2} s ({:.0} runs/s): {} passed, {failed} failed",
         runs as f64 / elapsed.max(1e-9),
         runs - failed,
@@ -65,11 +65,11 @@ fn headline(what: &str, runs: usize, failed: usize, elapsed: f64) {
 /// The end of a run's trace: what it broke, and the exit status.
 fn verdict(violations: &[String]) -> ExitCode {
     if violations.is_empty() {
-        println!("every invariant held");
+        out!("every invariant held");
         ExitCode::SUCCESS
     } else {
         for violation in violations {
-            println!("VIOLATION: {violation}");
+            out!("VIOLATION: {violation}");
         }
         ExitCode::from(1)
     }
@@ -78,15 +78,15 @@ fn verdict(violations: &[String]) -> ExitCode {
 /// The failed seeds of a sweep, and the exit status.
 fn failures(failed: &[(u64, &[String])], replay: &str) -> ExitCode {
     for (seed, violations) in failed {
-        println!("FAILED seed {seed}:");
+        out!("FAILED seed {seed}:");
         for violation in *violations {
-            println!("    {violation}");
+            out!("    {violation}");
         }
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("replay one with: {replay}");
+        out!("replay one with: {replay}");
         ExitCode::from(1)
     }
 }
@@ -108,7 +108,7 @@ pub fn crash_sweep(seeds: Range<u64>, threads: u64) -> ExitCode {
         .collect();
     headline("crash", results.len(), failed.len(), elapsed);
     let sum = |f: fn(&CrashReport) -> u64| results.iter().map(f).sum::<u64>();
-    println!(
+    out!(
         "crashes {}, events {} (acknowledged {}, cut off by a crash {}), restored after a \
          crash {}, duplicates filtered {}, answers lost {}, store writes lost {}, requests {}, \
          faults {}",
@@ -133,7 +133,7 @@ pub fn crash_trace(seed: u64) -> ExitCode {
         print_trace(trace.as_str());
     }
     let config = CrashConfig::new(seed, CRASH_EVENTS);
-    println!(
+    out!(
         "seed {seed}: {} crashes, store jobs take {} ms, sync {:?}, {}; {} events ({} \
          acknowledged, {} cut off), {} restored, {} duplicates filtered",
         report.crashes,
@@ -208,7 +208,7 @@ pub fn fleet_sweep(
     );
     let total = |f: fn(&FleetReport) -> u64| results.iter().map(f).sum::<u64>();
     let most = |f: fn(&FleetReport) -> u64| results.iter().map(f).max().unwrap_or(0);
-    println!(
+    out!(
         "sent {}, delivered {}, handed back {}; requests during the outage {}; retries granted {} \
          ({} during the outage); the busiest second from the outage on {} requests",
         total(|r| r.sent),
@@ -231,20 +231,29 @@ pub fn fleet_trace(seed: u64, sessions: usize, budget: Option<RetryBudgetConfig>
     if let Some(trace) = &report.trace {
         print_trace(trace.as_str());
     }
-    println!("seed {seed}: {}", fleet_summary(&report));
+    out!("seed {seed}: {}", fleet_summary(&report));
     verdict(&report.violations)
 }
 
-/// Writes a trace to stdout. A reader that stopped early (`tether sim --trace 7 | head`) ends
-/// the program quietly, as other command-line tools do, instead of a panic on the broken pipe.
-pub fn print_trace(text: &str) {
+/// Writes `args` to stdout (see the `out!` macro). A broken pipe drops the output quietly;
+/// another failure to write is said once on stderr.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("tether sim: cannot write the trace: {e}");
-        std::process::exit(1);
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static GONE: AtomicBool = AtomicBool::new(false);
+    if GONE.load(Ordering::Relaxed) {
+        return;
     }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        GONE.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("tether sim: cannot write the output: {e}");
+        }
+    }
+}
+
+/// Writes a trace to stdout, as [`write_out`] does.
+pub fn print_trace(text: &str) {
+    write_out(format_args!("{text}"));
 }

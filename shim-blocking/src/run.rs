@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
@@ -92,9 +93,7 @@ const POLLING: u8 = 1;
 const NOTIFIED: u8 = 2; // polling, and woken meanwhile: the poller polls once more
 const DONE: u8 = 3;
 
-/// The driver task, its session thread, and who polls it now. The session thread keeps the
-/// timer; an HTTP worker whose answer wakes the task polls it at once, on its own thread, so
-/// the next request goes to the pool without a detour through the session thread.
+/// The driver task, its session thread, and who polls it now (see the module docs).
 struct Task {
     task: Mutex<Option<Pin<Box<DriverTask<ParkTimer>>>>>,
     state: AtomicU8,
@@ -131,7 +130,9 @@ impl Task {
         let mut slot = lock(&self.task);
         loop {
             let Some(task) = slot.as_mut() else { return };
-            if task.as_mut().poll(&mut cx).is_ready() {
+            // Ready, or a panic (a driver bug): either way dropping the task answers every waiter.
+            let polled = panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx)));
+            if !matches!(polled, Ok(Poll::Pending)) {
                 *slot = None;
                 self.state.store(DONE, Release);
                 self.session_thread.unpark();

@@ -271,12 +271,11 @@ fn worker(queue: &Mutex<Receiver<Job>>, busy: &AtomicUsize, transport: &dyn Tran
             return; // the pool is gone
         };
         // Cancelled (the driver dropped its future) before it started: skip it.
-        let result = (!answer.is_abandoned()).then(|| transport.send(request));
-        // Free before answering: the answer may poll the driver task here, and the request it
-        // makes should find this worker counted as idle, not start another.
-        busy.fetch_sub(1, Ordering::AcqRel);
-        if let Some(result) = result {
-            answer.complete(result);
+        // Answering may poll the driver task here, for as long as it has work: this worker
+        // counts as busy meanwhile, so a request it makes starts another worker if none is idle.
+        if !answer.is_abandoned() {
+            answer.complete(transport.send(request));
         }
+        busy.fetch_sub(1, Ordering::AcqRel);
     }
 }

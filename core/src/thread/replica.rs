@@ -39,15 +39,25 @@ struct Copies {
     base: Option<Thread>,
     /// The optimistic view; its `v` is the base's.
     local: Thread,
-    /// What was pushed since the server last confirmed a push (at most [`MAX_UNCONFIRMED`]
-    /// copies, newest last): a push whose answer was lost may have been applied, and a remote
-    /// copy holding one of these messages holds this replica's own change, not another's.
-    unconfirmed: Vec<Thread>,
+    /// The messages each unconfirmed push changed (added or edited against the synced copy it
+    /// was based on), with that base's version, oldest first, at most [`MAX_UNCONFIRMED`]: a
+    /// push whose answer was lost may have been applied, and a remote copy holding one of
+    /// these messages holds this replica's own change, not another client's.
+    unconfirmed: Vec<Unconfirmed>,
 }
 
-/// Pushed copies remembered per thread while no push is confirmed: a retried push usually
-/// carries the same copy; more distinct copies than this mean a long outage with many edits,
-/// and the oldest are forgotten (their own edits would then merge as another client's).
+/// One push whose outcome is not known yet.
+#[derive(Clone, Debug)]
+struct Unconfirmed {
+    /// The version the push was based on: the server applies it only onto that version.
+    base: u64,
+    /// The messages it added or changed.
+    changed: Vec<Message>,
+}
+
+/// Pushes remembered per thread while none is confirmed: a retried push usually carries the
+/// same changes; more than this means a long outage with many edits, and the oldest are
+/// forgotten (their own edits would then merge as another client's).
 const MAX_UNCONFIRMED: usize = 8;
 
 /// One local edit of a thread, as data (so a caller can queue, log or bridge edits).
@@ -294,6 +304,9 @@ impl<P: MergePolicy> Replica<P> {
         };
         let mut base = copies.base.clone().unwrap_or_else(|| Thread::new(&id));
         own_changes_as_base(&mut base, &remote, &copies.unconfirmed);
+        // A push based on a version older than the remote's was applied (the remote holds it)
+        // or can never be (the server moved past its base): either way it is settled.
+        copies.unconfirmed.retain(|push| push.base >= remote.v);
         let merged = self.merge.merge_reported(&base, &copies.local, &remote);
         let changed = !merged.thread.same_content(&copies.local);
         copies.local = Thread {
@@ -343,11 +356,27 @@ impl<P: MergePolicy> Replica<P> {
     pub fn sending(&mut self, id: &str) -> Option<SyncItem> {
         let item = self.item(id)?;
         if let Some(copies) = self.threads.get_mut(id) {
-            if copies.unconfirmed.last() != Some(&copies.local) {
+            let base = copies.base.as_ref();
+            let changed: Vec<Message> = copies
+                .local
+                .messages
+                .iter()
+                .filter(|m| base.and_then(|b| b.message(&m.id)) != Some(*m))
+                .cloned()
+                .collect();
+            let push = Unconfirmed {
+                base: item.base,
+                changed,
+            };
+            let repeat = copies
+                .unconfirmed
+                .last()
+                .is_some_and(|last| last.base == push.base && last.changed == push.changed);
+            if !push.changed.is_empty() && !repeat {
                 if copies.unconfirmed.len() == MAX_UNCONFIRMED {
                     copies.unconfirmed.remove(0);
                 }
-                copies.unconfirmed.push(copies.local.clone());
+                copies.unconfirmed.push(push);
             }
         }
         Some(item)
@@ -388,15 +417,15 @@ impl<P: MergePolicy> Replica<P> {
     }
 }
 
-/// Where `remote` holds a message exactly as one of this replica's unconfirmed pushes did,
-/// the change is this replica's own (applied by the server, its answer lost): the merge takes
-/// that message as the base, so it is neither another client's edit nor contested by this
-/// replica's later delete or edit of it.
-fn own_changes_as_base(base: &mut Thread, remote: &Thread, unconfirmed: &[Thread]) {
+/// Where `remote` holds a message exactly as one of this replica's unconfirmed pushes changed
+/// it, the change is this replica's own (applied by the server, its answer lost): the merge
+/// takes that message as the base, so it is neither another client's edit nor contested by this
+/// replica's later delete or edit of it. Messages a push carried unchanged prove nothing.
+fn own_changes_as_base(base: &mut Thread, remote: &Thread, unconfirmed: &[Unconfirmed]) {
     for message in &remote.messages {
         let own = unconfirmed
             .iter()
-            .any(|pushed| pushed.message(&message.id) == Some(message));
+            .any(|push| push.changed.contains(message));
         if !own || base.message(&message.id) == Some(message) {
             continue;
         }

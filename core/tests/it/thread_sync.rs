@@ -758,3 +758,40 @@ fn an_own_change_whose_answer_was_lost_is_not_merged_as_another_clients() {
         assert!(overrides.is_empty(), "{overrides:?}");
     }
 }
+
+/// Only what a push changed counts as the replica's own: a message it carried unchanged, which
+/// another client then changed and changed back, is still another client's change against this
+/// replica's later edit (a real conflict, reported).
+#[test]
+fn a_message_an_unconfirmed_push_carried_unchanged_is_not_taken_as_its_own() {
+    use tether_core::thread::Replica;
+    let with = |v: u64, m: &str, n: &str| {
+        let mut t = Thread::new("t");
+        t.v = v;
+        t.messages.push(Message::new("m", "user", m, 1));
+        t.messages.push(Message::new("n", "user", n, 2));
+        t
+    };
+    let mut replica = Replica::default();
+    replica.take_remote(with(4, "M0", "N0"));
+    // Edit n and push (the answer is lost): the push carries m unchanged.
+    replica
+        .update_message("t", Message::new("n", "user", "N1", 2))
+        .unwrap();
+    let pushed = replica.sending("t").unwrap();
+    assert_eq!(pushed.base, 4);
+    // The push was applied (v5), then another client changed m (v6).
+    let rebased = replica.take_remote(with(6, "M1", "N1"));
+    assert!(rebased.overrides.is_empty(), "{:?}", rebased.overrides);
+    // This replica edits m; meanwhile the other client changes m back to M0 (v7).
+    replica
+        .update_message("t", Message::new("m", "user", "M2", 1))
+        .unwrap();
+    replica.sending("t").unwrap();
+    let rebased = replica.take_remote(with(7, "M0", "N1"));
+    assert_eq!(rebased.overrides.len(), 1, "a real conflict on m");
+    assert_eq!(
+        rebased.overrides[0].what,
+        Contested::Message { id: "m".into() }
+    );
+}
