@@ -15,8 +15,9 @@ use tether_driver::runtime::{AsyncTransport, BoxFuture, Completer, HttpRequest, 
 /// under a whole-exchange timeout on a thread of its own, and it looks the host up before every
 /// request, pooled connection or not, so a global timeout costs a thread per request (measured:
 /// one `clone` per batch, and blocking's throughput halved). Without one, the lookup runs on the
-/// worker (an IP address is parsed, not looked up); the core's deadline fails the request on
-/// time whatever the worker is doing, so a looser backstop only keeps the worker a little longer.
+/// worker (an IP address is parsed, not looked up), bounded by the system resolver's own
+/// timeouts (resolv.conf: 5 s × 2 tries by default), not by the backstop; the core's deadline
+/// fails the request on time whatever the worker is doing, so this only keeps the worker longer.
 macro_rules! with_backstop {
     ($config:expr, $backstop:expr) => {
         $config
