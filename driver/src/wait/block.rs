@@ -4,16 +4,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Unpark(Thread);
+/// A waiting thread's wake-up: a waker locks it and notifies. The waiter polls under the lock,
+/// so a wake-up between its poll and its wait cannot be lost.
+#[derive(Default)]
+struct Signal {
+    lock: Mutex<()>,
+    woken: Condvar,
+}
 
-impl Wake for Unpark {
+impl Wake for Signal {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        drop(self.lock.lock().unwrap_or_else(PoisonError::into_inner));
+        self.woken.notify_one();
     }
 }
 
@@ -27,30 +33,42 @@ pub(crate) fn block_until<F: Future + Unpin>(future: F, timeout: Duration) -> Op
     park(future, Some(timeout))
 }
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the caller's own timeout, on the caller's own thread: not the driver's time"
-)]
+/// The futures waited for here never wake themselves while polled (a waker called during the
+/// poll would wait for the lock the poll holds). The caller's timeout is kept by std's condition
+/// variable: this crate reads no clock.
 fn park<F: Future + Unpin>(mut future: F, timeout: Option<Duration>) -> Option<F::Output> {
     // Most answers are ready at once (an event queued with room): no waker to build then.
     if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut Context::from_waker(Waker::noop()))
     {
         return Some(value);
     }
-    // A timeout too far to count is no timeout.
-    let until = timeout.and_then(|t| Instant::now().checked_add(t));
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let signal = Arc::new(Signal::default());
+    let waker = Waker::from(Arc::clone(&signal));
     let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(value) = Pin::new(&mut future).poll(&mut cx) {
-            return Some(value);
+    let mut output = None;
+    // Polled on every wake-up (spurious ones too): wait while it is pending.
+    let pending = |(): &mut ()| match Pin::new(&mut future).poll(&mut cx) {
+        Poll::Ready(value) => {
+            output = Some(value);
+            false
         }
-        match until.map(|at| at.saturating_duration_since(Instant::now())) {
-            None => thread::park(),
-            Some(left) if left.is_zero() => return None,
-            Some(left) => thread::park_timeout(left),
+        Poll::Pending => true,
+    };
+    let guard = signal.lock.lock().unwrap_or_else(PoisonError::into_inner);
+    drop(match timeout {
+        None => signal
+            .woken
+            .wait_while(guard, pending)
+            .unwrap_or_else(PoisonError::into_inner),
+        Some(timeout) => {
+            signal
+                .woken
+                .wait_timeout_while(guard, timeout, pending)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
         }
-    }
+    });
+    output
 }
 
 #[cfg(test)]
