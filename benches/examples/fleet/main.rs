@@ -320,6 +320,22 @@ async fn produce(
     produced
 }
 
+/// Starts one session of the fleet on `builder`'s runtime.
+fn start<R: tether_driver::runtime::Runtime>(
+    builder: tether_driver::Builder<R>,
+    seed: u64,
+    config: SessionConfig,
+    transport: Box<dyn tether_driver::runtime::AsyncTransport>,
+) -> Tether {
+    builder
+        .epoch(1)
+        .seed(seed)
+        .config(config)
+        .transport(transport)
+        .start()
+        .expect("start")
+}
+
 async fn run(args: &Args, handle: tokio::runtime::Handle) {
     let n = args.sessions;
     let port: u16 = args
@@ -362,22 +378,23 @@ async fn run(args: &Args, handle: tokio::runtime::Handle) {
         .map(|i| {
             let id = format!("{prefix}-{i}");
             let url = format!("{}/v1/code/sessions/{id}", args.base);
+            let (seed, config) = (i as u64, config(&id, args.linger));
             if args.smol {
-                tether_smol::Builder::new(url, tether_smol::Smol::on(Arc::clone(&smol_ex)))
-                    .epoch(1)
-                    .seed(i as u64)
-                    .config(config(&id, args.linger))
-                    .transport(transport())
-                    .start()
-                    .expect("start")
+                let runtime = tether_smol::Smol::on(Arc::clone(&smol_ex));
+                start(
+                    tether_smol::Builder::new(url, runtime),
+                    seed,
+                    config,
+                    transport(),
+                )
             } else {
-                tether_tokio::Builder::new(url, tether_tokio::Tokio::on(handle.clone()))
-                    .epoch(1)
-                    .seed(i as u64)
-                    .config(config(&id, args.linger))
-                    .transport(transport())
-                    .start()
-                    .expect("start")
+                let runtime = tether_tokio::Tokio::on(handle.clone());
+                start(
+                    tether_tokio::Builder::new(url, runtime),
+                    seed,
+                    config,
+                    transport(),
+                )
             }
         })
         .collect();
