@@ -367,20 +367,34 @@ impl Driver {
             };
             Wake::new(at, DriverTimer::Session(w.reason))
         });
-        let offers = self.blocked.iter().filter_map(|b| b.until).min();
-        let threads = self.threads.as_deref().and_then(ThreadPart::deadline);
-        let commit = self.outbox.as_ref().and_then(|o| o.due_at(self.now));
-        let deferred = self.deferred_flushes.iter().filter_map(|f| f.0).min();
-        [
-            session,
-            offers.map(|at| Wake::new(at, DriverTimer::Offer)),
-            threads.map(|at| Wake::new(at, DriverTimer::Threads)),
-            commit.map(|at| Wake::new(at, DriverTimer::Commit)),
-            deferred.map(|at| Wake::new(at, DriverTimer::DeferredFlush)),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|w| w.at)
+        // Folded one by one: gathering the five into an array and taking its minimum cost
+        // about 7 % of a simulated run (the temporaries stalled on store forwarding), and this
+        // runs for every poll and twice per drain.
+        let mut next = session;
+        let mut consider = |at: Option<Instant>, reason: DriverTimer| {
+            if let Some(at) = at {
+                if next.is_none_or(|w| at < w.at) {
+                    next = Some(Wake::new(at, reason));
+                }
+            }
+        };
+        consider(
+            self.blocked.iter().filter_map(|b| b.until).min(),
+            DriverTimer::Offer,
+        );
+        consider(
+            self.threads.as_deref().and_then(ThreadPart::deadline),
+            DriverTimer::Threads,
+        );
+        consider(
+            self.outbox.as_ref().and_then(|o| o.due_at(self.now)),
+            DriverTimer::Commit,
+        );
+        consider(
+            self.deferred_flushes.iter().filter_map(|f| f.0).min(),
+            DriverTimer::DeferredFlush,
+        );
+        next
     }
 
     /// When the driver next wants [`handle_timeout`](Self::handle_timeout), as

@@ -530,9 +530,18 @@ impl Scenario for WorkerSession<'_> {
     }
 
     fn acknowledged(&mut self, _: &mut World, _: usize, value: serde_json::Value) {
-        for (index, resets_only) in self.pending_anchors.drain(..) {
+        let mut anchors = std::mem::take(&mut self.pending_anchors);
+        let Some((index, resets_only)) = anchors.pop() else {
+            return;
+        };
+        for (index, resets_only) in anchors {
             self.acknowledged_puts
                 .push((index, resets_only, value.clone()));
+        }
+        self.acknowledged_puts.push((index, resets_only, value));
+        // The state check reads only from the last whole-update anchor on: keep no more.
+        if let Some(last) = self.acknowledged_puts.iter().rposition(|a| !a.1) {
+            self.acknowledged_puts.drain(..last);
         }
     }
 
