@@ -27,32 +27,34 @@ pub const MIN_SAMPLES: usize = 20;
 #[derive(Default)]
 struct Latencies {
     all: Histogram,
+    /// The recent latencies in arrival order (to evict the oldest) ...
     recent: VecDeque<Duration>,
+    /// ... and the same, sorted (to read the p95 by rank on every answer without sorting).
+    ranked: Vec<Duration>,
 }
 
 impl Latencies {
     /// The p95 of the recent latencies, once there are enough of them.
     fn recent_p95(&self) -> Option<Duration> {
-        if self.recent.len() < MIN_SAMPLES {
+        if self.ranked.len() < MIN_SAMPLES {
             return None;
         }
-        // Every answer asks this: select on a copy on the stack rather than allocate and sort.
-        let mut copy = [Duration::ZERO; RECENT];
-        let n = self.recent.len().min(RECENT);
-        for (slot, latency) in copy.iter_mut().zip(&self.recent) {
-            *slot = *latency;
-        }
-        let rank = (n * 95).div_ceil(100).max(1);
-        let (_, p95, _) = copy[..n].select_nth_unstable(rank - 1);
-        Some(*p95)
+        let rank = (self.ranked.len() * 95).div_ceil(100).max(1);
+        self.ranked.get(rank - 1).copied()
     }
 
     fn record(&mut self, latency: Duration) {
         self.all.record(latency);
         if self.recent.len() == RECENT {
-            self.recent.pop_front();
+            if let Some(oldest) = self.recent.pop_front() {
+                if let Ok(at) = self.ranked.binary_search(&oldest) {
+                    self.ranked.remove(at);
+                }
+            }
         }
         self.recent.push_back(latency);
+        let at = self.ranked.partition_point(|l| *l <= latency);
+        self.ranked.insert(at, latency);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether_core::Instant;
-use tether_core::session::{Output, Session, Status};
+use tether_core::session::{Output, Request, Session, Status};
 use tether_driver::runtime::{NotifyFn, Origin, Shared};
 use tether_driver::{BuildError, MemoryStore, Settings, Tap, Tether};
 use tether_model::timeline::Recorder;
@@ -17,7 +17,8 @@ use super::clock::VirtualClock;
 /// What a client's tap saw, in order, since the world last looked.
 #[derive(Debug)]
 pub enum TapEntry {
-    /// A core output at its time, before the driver acted on it.
+    /// A core output at its time, before the driver acted on it. A request's body is kept
+    /// only when the world is traced or drawn (empty otherwise).
     Output(Instant, Output),
     /// The session's acknowledged document after a drain the world asked a sample of (see
     /// [`Client::sample_acknowledged`]) or that made the session connected.
@@ -31,7 +32,7 @@ pub type SharedRecorder = Arc<Mutex<Recorder>>;
 struct TapLog {
     entries: Vec<TapEntry>,
     sample: bool,
-    /// Keep the acknowledged document after every drain (for traces).
+    /// Traced: keep the acknowledged document after every drain, and requests' bodies.
     follow: bool,
     acknowledged: Value,
     recorder: Option<SharedRecorder>,
@@ -51,7 +52,17 @@ impl Tap for WorldTap {
         if let Output::Status(Status::Connected) = output {
             log.sample = true;
         }
-        log.entries.push(TapEntry::Output(at, output.clone()));
+        // A request's body is read only by traces and the timeline: copy it only for them.
+        let output = match output {
+            Output::Send(request) if !log.follow && log.recorder.is_none() => {
+                Output::Send(Request {
+                    body: Vec::new(),
+                    ..*request
+                })
+            }
+            other => other.clone(),
+        };
+        log.entries.push(TapEntry::Output(at, output));
     }
 
     fn drained(&mut self, at: Instant, session: &Session) {
