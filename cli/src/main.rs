@@ -30,8 +30,8 @@ use std::process::ExitCode;
 
 use args::Command;
 
-/// mimalloc instead of glibc's malloc: the simulator's sweep spent a fifth of its time in the
-/// allocator (benches/README.md, "Through the world").
+/// mimalloc instead of glibc's malloc: the simulator's sweep spent a fifth to a quarter of its
+/// time in the allocator (benches/README.md, "Through the world").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

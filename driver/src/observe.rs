@@ -261,11 +261,12 @@ mod tests {
     #[test]
     fn the_recent_p95_is_the_95th_percentile_of_the_window_by_rank() {
         let mut latencies = Latencies::default();
-        // A scrambled sequence, long enough that the window slides.
-        for n in 0..(RECENT as u64 + 37) {
-            latencies.record(Duration::from_micros(n * 7919 % 1000));
+        // A scrambled sequence with repeats, long enough that the window slides.
+        for n in 0..(RECENT as u64 + 137) {
+            latencies.record(Duration::from_micros(n * 7919 % 53));
             let mut sorted: Vec<Duration> = latencies.recent.iter().copied().collect();
             sorted.sort_unstable();
+            assert_eq!(latencies.ranked, sorted, "after {} samples", n + 1);
             let expected = (sorted.len() >= MIN_SAMPLES)
                 .then(|| sorted[(sorted.len() * 95).div_ceil(100) - 1]);
             assert_eq!(latencies.recent_p95(), expected, "after {} samples", n + 1);
