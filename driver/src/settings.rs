@@ -205,7 +205,7 @@ impl Settings {
         let target = Target {
             url,
             token: self.token,
-            user_agent: self.user_agent,
+            user_agent: self.user_agent.into(),
             max_response_body: config.max_response_body,
         };
         let outbox = match &self.outbox {

@@ -124,23 +124,33 @@ impl fmt::Display for SessionUrl {
 }
 
 /// A bearer token. Cheap to clone; never printed.
+///
+/// It keeps its `Authorization` header's value whole, so a request borrows it instead of
+/// formatting it again.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(Arc<str>);
+
+/// What precedes the secret in the header's value.
+const BEARER: &str = "Bearer ";
 
 impl Token {
     /// A token with this secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Token(Arc::from(secret.into()))
+        let secret = secret.into();
+        let mut header = String::with_capacity(BEARER.len() + secret.len());
+        header.push_str(BEARER);
+        header.push_str(&secret);
+        Token(Arc::from(header))
     }
 
     /// The secret, for a transport to put on the wire. Do not log it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0[BEARER.len()..]
     }
 
-    /// The `Authorization` header's value.
-    pub fn header_value(&self) -> String {
-        format!("Bearer {}", self.0)
+    /// The `Authorization` header's value, `Bearer <secret>`. Do not log it.
+    pub fn header_value(&self) -> &str {
+        &self.0
     }
 }
 

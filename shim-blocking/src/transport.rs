@@ -119,12 +119,11 @@ impl Transport for Ureq {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let timeout = request.backstop;
         let url = &request.url;
-        let headers = request.headers();
         let result = match request.method() {
             Method::Get => {
                 let mut builder = self.agent.get(url);
-                for (name, value) in &headers {
-                    builder = builder.header(*name, value);
+                for (name, value) in request.headers() {
+                    builder = builder.header(name, value);
                 }
                 with_backstop!(builder.config(), timeout).build().call()
             }
@@ -134,8 +133,8 @@ impl Transport for Ureq {
                 } else {
                     self.agent.post(url)
                 };
-                for (name, value) in &headers {
-                    builder = builder.header(*name, value);
+                for (name, value) in request.headers() {
+                    builder = builder.header(name, value);
                 }
                 with_backstop!(builder.config(), timeout)
                     .build()

@@ -281,7 +281,7 @@ async fn roundtrip(
     let mut builder = http::Request::builder()
         .method(method.clone())
         .uri(request.url.as_str())
-        .header(header::USER_AGENT, request.user_agent.as_str())
+        .header(header::USER_AGENT, &*request.user_agent)
         .header(header::ACCEPT, "application/json");
     if method != http::Method::GET {
         builder = builder

@@ -343,17 +343,20 @@ fn to_hyper(request: HttpRequest) -> Result<hyper::Request<Full<Bytes>>, Transpo
     };
     let mut builder = hyper::Request::builder()
         .method(method)
-        .uri(request.url.as_str())
         .header(header::ACCEPT, "application/json");
     for (name, value) in request.headers() {
         let mut value =
-            HeaderValue::from_str(&value).map_err(|_| transport_error("request", name))?;
+            HeaderValue::from_str(value).map_err(|_| transport_error("request", name))?;
         if name == "authorization" {
             value.set_sensitive(true);
         }
         builder = builder.header(name, value);
     }
+    // The URL's own buffer becomes the URI's, not a copy of it.
+    let uri = Uri::from_maybe_shared(Bytes::from(request.url))
+        .map_err(|e| transport_error("request", e))?;
     builder
+        .uri(uri)
         .body(Full::new(Bytes::from(request.body)))
         .map_err(|e| transport_error("request", e))
 }
