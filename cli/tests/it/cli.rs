@@ -357,6 +357,68 @@ fn serve_prints_its_url_and_stops_at_end_of_input() {
     );
 }
 
+/// What `tether serve` (with `extra` arguments) wrote to stderr around one `GET` of a
+/// session's worker document.
+fn serve_log_of_one_request(extra: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--stdin-eof"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tether serve");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("a first line");
+    let host = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/code/sessions/quiet/worker HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    assert!(response.starts_with("HTTP/1.1 "), "{response}");
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tether serve did not stop at end of input");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    stderr
+}
+
+#[test]
+fn serve_logs_a_line_per_request_unless_quiet() {
+    let logged = serve_log_of_one_request(&[]);
+    assert!(
+        logged.contains("GET /v1/code/sessions/quiet/worker"),
+        "{logged}"
+    );
+    let quiet = serve_log_of_one_request(&["--quiet", "--threads", "1"]);
+    assert!(!quiet.contains("/v1/code/sessions/quiet"), "{quiet}");
+}
+
 fn demo_with_heavy_faults_exits_0(runtime: &str) {
     let run = tether(
         &[
