@@ -2,7 +2,7 @@
 //! (h2c by default: one connection), against one `tether-server` in **another process**.
 //!
 //! ```sh
-//! target/release/tether serve --addr 127.0.0.1:18787 2>/dev/null &
+//! target/release/tether serve --addr 127.0.0.1:18787 --quiet --threads 1 &
 //! target/release/examples/fleet --sessions 10000 --seconds 120 --url http://127.0.0.1:18787
 //! ```
 //!
