@@ -223,6 +223,8 @@ impl Driver {
         until: Option<Instant>,
     ) -> Pending<Result<EventId, SendError>> {
         let pending = match offered {
+            // Without an outbox the answer is known now: no shared slot to allocate.
+            Offered::Queued(id) if self.outbox.is_none() => Pending::ready(Ok(id)),
             Offered::Queued(id) => {
                 let (pending, reply) = Pending::new(move || Ok(id));
                 self.complete_durable(stream, reply, id);
