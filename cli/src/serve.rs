@@ -39,8 +39,7 @@ pub struct ServeArgs {
     /// environment variable); needed to turn the page on when ADDR is not a loopback address
     #[arg(long, value_name = "TOKEN")]
     inspect_token: Option<String>,
-    /// log no line per request (changes made from the inspector page are still logged); a
-    /// busy fleet's server spends about a tenth of its CPU writing them
+    /// log no line per request (changes made from the inspector page are still logged)
     #[arg(long)]
     quiet: bool,
     /// worker threads of the server's runtime
