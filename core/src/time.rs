@@ -5,7 +5,7 @@
 //! so no subtraction can panic however the inputs are ordered.
 
 use core::fmt;
-use core::ops::{Add, AddAssign};
+use core::ops::{Add, AddAssign, Sub};
 use core::time::Duration;
 
 /// A point in time: microseconds since an origin the driver chose.
@@ -70,6 +70,15 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
         self.saturating_add(d)
+    }
+}
+
+/// The time from `earlier` to `self`, zero when `earlier` is later (saturating, like
+/// [`saturating_duration_since`](Instant::saturating_duration_since)).
+impl Sub for Instant {
+    type Output = Duration;
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
     }
 }
 

@@ -7,15 +7,17 @@
 //! cannot disagree with them — tokio's paused time included, whose instants are not
 //! `std::time::Instant::now()`.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tether_core::Instant;
 use tether_core::budget::{
     BudgetCounters, RetryBudget, RetryBudgetConfig, RetryBudgetError, RetryCost, RetryGate,
 };
 
-use crate::clock::Origin;
+use crate::clock::{ClockInstant, Origin};
 
 /// One retry budget for many sessions (see [`Settings::retry_budget`](crate::Settings)).
 /// Cloning shares it. Every session given a clone spends from and refunds to one balance, and
@@ -39,8 +41,9 @@ pub struct SharedRetryBudget {
 
 struct Inner {
     budget: Mutex<RetryBudget>,
-    /// The budget's zero: the origin of the first session given it.
-    origin: OnceLock<Origin>,
+    /// The budget's zero: the origin of the first session given it (an `Origin` of that
+    /// session's clock type).
+    origin: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl SharedRetryBudget {
@@ -67,13 +70,17 @@ impl SharedRetryBudget {
     }
 
     /// The gate a session whose clock starts at `session` asks; the first session's origin
-    /// becomes the budget's.
-    pub(crate) fn gate(&self, session: Origin) -> Box<dyn RetryGate> {
-        let origin = *self.inner.origin.get_or_init(|| session);
+    /// becomes the budget's. A session of another clock type than the first's cannot be
+    /// placed in its frame (it should not share this budget): its frame is taken as the
+    /// budget's.
+    pub(crate) fn gate<I: ClockInstant>(&self, session: Origin<I>) -> Box<dyn RetryGate> {
+        let first = self.inner.origin.get_or_init(|| Box::new(session));
+        let offset = first
+            .downcast_ref::<Origin<I>>()
+            .map_or(Ok(Duration::ZERO), |first| session.offset_from(*first));
         Box::new(Gate {
             budget: self.clone(),
-            origin,
-            session,
+            offset,
         })
     }
 }
@@ -90,25 +97,28 @@ impl fmt::Debug for SharedRetryBudget {
 #[derive(Debug)]
 struct Gate {
     budget: SharedRetryBudget,
-    /// The budget's origin.
-    origin: Origin,
-    session: Origin,
+    /// Where the session's zero is in the budget's frame: `Ok` that long after the budget's
+    /// zero, `Err` that long before it.
+    offset: Result<Duration, Duration>,
 }
 
 impl Gate {
-    /// The session's `at` in the budget's frame.
+    /// The session's `at` in the budget's frame ("never" stays never; before the budget's
+    /// zero is its zero).
     fn to_budget(&self, at: Instant) -> Instant {
-        match self.session.to_std(at) {
-            Some(std) => self.origin.to_core(std),
-            None => Instant::MAX,
+        match self.offset {
+            _ if at == Instant::MAX => Instant::MAX,
+            Ok(after) => at.saturating_add(after),
+            Err(before) => Instant::from_duration(at.since_origin().saturating_sub(before)),
         }
     }
 
     /// The budget's `at` in the session's frame.
     fn to_session(&self, at: Instant) -> Instant {
-        match self.origin.to_std(at) {
-            Some(std) => self.session.to_core(std),
-            None => Instant::MAX,
+        match self.offset {
+            _ if at == Instant::MAX => Instant::MAX,
+            Ok(after) => Instant::from_duration(at.since_origin().saturating_sub(after)),
+            Err(before) => at.saturating_add(before),
         }
     }
 }
@@ -143,8 +153,6 @@ impl RetryGate for Gate {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant as StdInstant};
-
     use tether_core::budget::MILLI;
 
     use super::*;
@@ -163,7 +171,8 @@ mod tests {
     #[test]
     fn sessions_with_their_own_origins_spend_one_balance_and_agree_when_it_refills() {
         let budget = SharedRetryBudget::new(config()).unwrap();
-        let base = StdInstant::now();
+        // The sessions' clock here is the core's own; any instant type works the same.
+        let base = Instant::from_secs(100);
         // The second session started 3 s after the first: its zero is the first's 3 s.
         let mut first = budget.gate(Origin::new(base));
         let mut second = budget.gate(Origin::new(base + Duration::from_secs(3)));

@@ -39,11 +39,12 @@
 //!
 //! let mut settings = Settings::new("http://127.0.0.1:1/v1/code/sessions/doc");
 //! settings.epoch(1).seed(7);
-//! # #[allow(clippy::disallowed_methods)]
-//! let origin = Origin::new(std::time::Instant::now());
+//! // A real shim's origin is its clock read at the start (`std::time::Instant::now()`); this
+//! // one's clock is the core's own time, and stands still at the origin.
+//! let origin = Origin::new(Instant::ZERO);
 //! let driver = settings.start(origin, 0)?;
 //! // A real shim reads its runtime's clock (`origin.to_core(now)`) and wakes its loop in
-//! // `notify`; this one stands still at the origin.
+//! // `notify`.
 //! let shared = Shared::new(driver, Box::new(|| Instant::ZERO), Box::new(|| {}));
 //! let tether = Tether::new(shared.clone());
 //!

@@ -11,7 +11,7 @@ use tether_core::Rng;
 use tether_core::session::{Output, Session, SessionConfig};
 
 use crate::budget::SharedRetryBudget;
-use crate::clock::Origin;
+use crate::clock::{ClockInstant, Origin};
 use crate::driver::Driver;
 use crate::error::BuildError;
 use crate::hook::{Observer, Tap};
@@ -178,7 +178,11 @@ impl Settings {
     /// # Errors
     /// [`BuildError::InvalidUrl`], [`BuildError::UnsupportedScheme`] or
     /// [`BuildError::Config`].
-    pub fn start(self, origin: Origin, default_seed: u64) -> Result<Driver, BuildError> {
+    pub fn start<I: ClockInstant>(
+        self,
+        origin: Origin<I>,
+        default_seed: u64,
+    ) -> Result<Driver, BuildError> {
         let url = SessionUrl::parse(&self.url)?;
         if url.last_segment().is_empty() {
             return Err(BuildError::InvalidUrl {
@@ -282,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_url_without_a_session_id_is_refused_and_errors_never_repeat_credentials() {
-        let now = Origin::new(std::time::Instant::now());
+        let now = Origin::new(tether_core::Instant::ZERO);
         for url in ["http://127.0.0.1:8787", "http://127.0.0.1:8787/"] {
             assert!(matches!(
                 Settings::new(url).start(now, 1),

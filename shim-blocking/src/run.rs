@@ -26,16 +26,17 @@ pub struct Blocking;
 
 impl Runtime for Blocking {
     type Timer = ParkTimer;
+    type Instant = Instant;
 
-    fn origin() -> Origin {
+    fn origin() -> Origin<Instant> {
         Origin::new(std_now())
     }
 
-    fn now(origin: &Origin) -> tether_core::Instant {
+    fn now(origin: &Origin<Instant>) -> tether_core::Instant {
         origin.to_core(std_now())
     }
 
-    fn timer(&self, origin: Origin) -> ParkTimer {
+    fn timer(&self, origin: Origin<Instant>) -> ParkTimer {
         ParkTimer(origin)
     }
 
@@ -46,8 +47,7 @@ impl Runtime for Blocking {
             .map(drop)
     }
 
-    // Store jobs run inline (the trait's default), outside the driver's lock: on the session's
-    // thread or on the HTTP worker polling the task, never on the caller's.
+    // Store jobs run inline (the default), unlocked, on the session thread or a polling worker.
 
     fn transport(&self, _url: &SessionUrl) -> Result<Arc<dyn AsyncTransport>, BuildError> {
         Ok(Arc::new(Pooled::new(Ureq::new())))
@@ -68,7 +68,7 @@ thread_local! {
 /// The driver task's timer: it names its deadline to the session thread's park, which wakes
 /// for it. It works only under [`run`] (where [`Blocking::spawn`] puts the task).
 #[derive(Debug)]
-pub struct ParkTimer(Origin);
+pub struct ParkTimer(Origin<Instant>);
 
 impl AsyncTimer for ParkTimer {
     fn poll_at(
@@ -77,7 +77,7 @@ impl AsyncTimer for ParkTimer {
         _moved: bool,
         _cx: &mut Context<'_>,
     ) -> Poll<()> {
-        let Some(at) = self.0.to_std(at) else {
+        let Some(at) = self.0.to_clock(at) else {
             return Poll::Pending; // never
         };
         if std_now() >= at {

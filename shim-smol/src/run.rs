@@ -17,10 +17,10 @@ use crate::http1::HttpTransport;
 /// One `async_io::Timer`, moved (`set_at`) only when the deadline changes; the driver's time
 /// is converted to the clock's with the session's origin.
 #[derive(Debug)]
-pub struct SmolTimer(Timer, Origin);
+pub struct SmolTimer(Timer, Origin<Instant>);
 
 impl SmolTimer {
-    pub(crate) fn new(origin: Origin) -> Self {
+    pub(crate) fn new(origin: Origin<Instant>) -> Self {
         SmolTimer(Timer::never(), origin)
     }
 }
@@ -28,7 +28,7 @@ impl SmolTimer {
 impl AsyncTimer for SmolTimer {
     fn poll_at(&mut self, at: tether_core::Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
         if moved {
-            match self.1.to_std(at) {
+            match self.1.to_clock(at) {
                 Some(at) => self.0.set_at(at),
                 None => self.0 = Timer::never(),
             }
@@ -60,18 +60,19 @@ impl Smol {
 
 impl Runtime for Smol {
     type Timer = SmolTimer;
+    type Instant = Instant;
 
     #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-    fn origin() -> Origin {
+    fn origin() -> Origin<Instant> {
         Origin::new(Instant::now())
     }
 
     #[allow(clippy::disallowed_methods, reason = "the shim is the clock's edge")]
-    fn now(origin: &Origin) -> tether_core::Instant {
+    fn now(origin: &Origin<Instant>) -> tether_core::Instant {
         origin.to_core(Instant::now())
     }
 
-    fn timer(&self, origin: Origin) -> SmolTimer {
+    fn timer(&self, origin: Origin<Instant>) -> SmolTimer {
         SmolTimer::new(origin)
     }
 

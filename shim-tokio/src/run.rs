@@ -18,10 +18,10 @@ use crate::http::HttpTransport;
 /// One `tokio::time::Sleep`, created at the first deadline and reset only when it changes; the
 /// driver's time is converted to tokio's with the session's origin.
 #[derive(Debug)]
-pub struct TokioTimer(Option<Pin<Box<Sleep>>>, Origin);
+pub struct TokioTimer(Option<Pin<Box<Sleep>>>, Origin<Instant>);
 
 impl TokioTimer {
-    pub(crate) fn new(origin: Origin) -> Self {
+    pub(crate) fn new(origin: Origin<Instant>) -> Self {
         TokioTimer(None, origin)
     }
 }
@@ -30,7 +30,7 @@ impl AsyncTimer for TokioTimer {
     fn poll_at(&mut self, at: tether_core::Instant, moved: bool, cx: &mut Context<'_>) -> Poll<()> {
         // "Never" is a century away: a sleep that does not fire.
         let century = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-        let at = self.1.to_std(at).unwrap_or_else(|| tokio_now() + century);
+        let at = self.1.to_clock(at).unwrap_or_else(|| tokio_now() + century);
         let at = tokio::time::Instant::from_std(at);
         let sleep = match &mut self.0 {
             Some(sleep) => {
@@ -73,17 +73,18 @@ fn tokio_now() -> Instant {
 
 impl Runtime for Tokio {
     type Timer = TokioTimer;
+    type Instant = Instant;
 
     /// tokio's clock, so a runtime with paused time runs the session virtually.
-    fn origin() -> Origin {
+    fn origin() -> Origin<Instant> {
         Origin::new(tokio_now())
     }
 
-    fn now(origin: &Origin) -> tether_core::Instant {
+    fn now(origin: &Origin<Instant>) -> tether_core::Instant {
         origin.to_core(tokio_now())
     }
 
-    fn timer(&self, origin: Origin) -> TokioTimer {
+    fn timer(&self, origin: Origin<Instant>) -> TokioTimer {
         TokioTimer::new(origin)
     }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 pub use crate::action::Action;
-pub use crate::clock::Origin;
+pub use crate::clock::{ClockInstant, Origin};
 pub use crate::error::BuildError;
 pub use crate::http::{BACKSTOP_GRACE, HttpRequest, HttpResponse, Route, USER_AGENT};
 pub use crate::shared::{ClockFn, NotifyFn, Shared, Turn};
@@ -27,16 +27,19 @@ pub trait Runtime: Send + Sync + 'static {
     /// The runtime's timer for one driver task.
     type Timer: AsyncTimer;
 
+    /// Its clock's instant type (`std::time::Instant` for a real clock).
+    type Instant: ClockInstant;
+
     /// The runtime's clock read now (tokio's reads its paused time, for instance): the origin
     /// a new session's core time counts from. The driver never reads a clock: the shim reads
     /// its own, here and in [`now`](Self::now), and converts at its edge.
-    fn origin() -> Origin;
+    fn origin() -> Origin<Self::Instant>;
 
     /// The runtime's time now, in core time counted from `origin`.
-    fn now(origin: &Origin) -> tether_core::Instant;
+    fn now(origin: &Origin<Self::Instant>) -> tether_core::Instant;
 
     /// A timer for one driver task, converting the driver's deadlines through `origin`.
-    fn timer(&self, origin: Origin) -> Self::Timer;
+    fn timer(&self, origin: Origin<Self::Instant>) -> Self::Timer;
 
     /// Runs `task` to its end in the background (a task on an executor, or a thread).
     ///

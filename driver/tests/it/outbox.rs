@@ -704,8 +704,8 @@ fn a_restart_writes_every_stored_state_patch_in_its_first_state_record() {
     clippy::disallowed_methods,
     reason = "an origin only, never read again"
 )]
-fn origin() -> Origin {
-    Origin::new(std::time::Instant::now())
+fn origin() -> Origin<tether_core::Instant> {
+    Origin::new(tether_core::Instant::ZERO)
 }
 
 /// A store on a disk with room for `room` bytes of records: a commit whose records do not fit

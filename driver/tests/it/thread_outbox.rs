@@ -25,7 +25,7 @@ fn start(store: &MemoryStore, now: &Arc<Mutex<Instant>>) -> Run {
         .seed(3)
         .outbox(store.clone(), SyncPolicy::EveryWrite);
     let driver = settings
-        .start(Origin::new(std::time::Instant::now()), 0)
+        .start(Origin::new(tether_core::Instant::ZERO), 0)
         .unwrap();
     let clock = Arc::clone(now);
     let shared = Shared::new(

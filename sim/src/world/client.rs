@@ -141,9 +141,9 @@ impl Client {
         let start = clock.now().since_origin();
         let mut settings = spec.settings;
         settings.tap(WorldTap(log.clone(), start));
-        // The origin only meets a shared retry budget on common ground: every client of a
-        // world counts from one base instant, so any fixed instant serves. The world reads no
-        // clock.
+        // The origin only meets a shared retry budget on common ground: every client's is
+        // its start on the world's clock, so a budget relates them exactly. The world reads
+        // no clock.
         let driver = settings.start(origin(start), spec.seed)?;
         let shared = Shared::new(driver, clock.reader_since(Instant::ZERO + start), notify);
         Ok(Client {
@@ -227,12 +227,8 @@ impl Client {
     }
 }
 
-/// The origin of a client started `start` into the world: one base instant for every client
-/// of every world, plus its start.
-fn origin(start: Duration) -> Origin {
-    use std::sync::OnceLock;
-    static BASE: OnceLock<std::time::Instant> = OnceLock::new();
-    #[allow(clippy::disallowed_methods)] // read once, never as the world's time
-    let base = *BASE.get_or_init(std::time::Instant::now);
-    Origin::new(base + start)
+/// The origin of a client started `start` into the world, on the world's own clock: the
+/// core's time, so every client's frame is the world's shifted by its start.
+fn origin(start: Duration) -> Origin<Instant> {
+    Origin::new(Instant::ZERO + start)
 }
