@@ -228,6 +228,13 @@ pub trait Store: Send {
         Ok(Vec::new())
     }
 
+    /// The session has ended and its last job ran (the count of what is kept): fold a
+    /// write-ahead log back into the store's file, so that what is kept is whole on disk
+    /// before the close is answered, not only once the store is dropped (which may come
+    /// after the process has gone on to exit). Best effort: everything written is durable
+    /// already. The default does nothing.
+    fn finish(&mut self) {}
+
     /// How many records are pending and dead. The default counts through
     /// [`read`](Self::read) and [`read_dead`](Self::read_dead) a chunk at a time.
     ///

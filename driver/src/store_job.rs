@@ -21,8 +21,15 @@ pub struct StoreJob {
 }
 
 pub(crate) enum Op {
-    Write { batch: Arc<WriteBatch>, sync: bool },
-    Read { after: Option<u64>, limit: usize },
+    Write {
+        batch: Arc<WriteBatch>,
+        sync: bool,
+    },
+    Read {
+        after: Option<u64>,
+        limit: usize,
+    },
+    /// The end: count what is kept, then [`finish`](Store::finish) the store.
     Count,
 }
 
@@ -44,6 +51,7 @@ pub struct StoreJobKind(Kind);
 enum Kind {
     Write,
     Read,
+    /// The end: count what is kept, then [`finish`](Store::finish) the store.
     Count,
 }
 
@@ -68,7 +76,12 @@ impl StoreJob {
             match op {
                 Op::Write { batch, sync } => Outcome::Written(store.write(&batch, sync)),
                 Op::Read { after, limit } => Outcome::Read(store.read(after, limit)),
-                Op::Count => Outcome::Counted(store.count()),
+                // The end's count is the store's last use: it finishes.
+                Op::Count => {
+                    let counted = store.count();
+                    store.finish();
+                    Outcome::Counted(counted)
+                }
             }
         }));
         match ran {

@@ -47,6 +47,26 @@ fn records_survive_a_reopen_read_in_chunks_and_the_last_key_outlives_deletes() {
 }
 
 #[test]
+fn a_finished_store_is_one_whole_file_while_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store.write(&puts(0..200), true).unwrap();
+    let wal = dir.path().join(format!("{FILE_NAME}-wal"));
+    let main = dir.path().join(FILE_NAME);
+    // Written, the records sit in the log; the file itself is its first pages.
+    assert!(fs::metadata(&wal).unwrap().len() > 0);
+    store.finish();
+    // Finished (the session's end), the log is folded into the file before any drop: a
+    // process that exits at once leaves the outbox whole in one file.
+    assert_eq!(fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+    assert!(fs::metadata(&main).unwrap().len() > 8192);
+    assert_eq!(store.count().unwrap(), StoreCount::new(200, 0));
+    drop(store);
+    let mut again = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(again.count().unwrap(), StoreCount::new(200, 0));
+}
+
+#[test]
 fn an_unwritable_directory_is_an_open_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
